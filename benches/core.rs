@@ -1,0 +1,2 @@
+//! Benchmarks (placeholder until the bench lands).
+fn main() {}

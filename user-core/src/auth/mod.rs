@@ -1,0 +1,9 @@
+//! Authentication: policy, token keys, and [`AuthService`].
+
+mod keys;
+mod policy;
+mod service;
+
+pub use keys::{AccessClaims, SigningKey, TokenError, TokenKeys, VerifyingKey};
+pub use policy::{AuthPolicy, LockoutPolicy};
+pub use service::{AuthService, BrowserLogin, Credentials, RegisterUser, TokenPair};

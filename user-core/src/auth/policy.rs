@@ -1,0 +1,196 @@
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::domain::{LoginFailures, PasswordPolicy};
+use crate::error::ConfigError;
+
+/// When failed logins lock an identifier, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Consecutive failures that start the lock (default 5).
+    pub threshold: u32,
+    /// The first lock's length; each further failure doubles it (default 1 min).
+    pub base_delay: Duration,
+    /// The longest lock (default 1 h).
+    pub max_delay: Duration,
+    /// Failures older than this are forgotten (default 24 h).
+    pub forget_after: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            base_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(3600),
+            forget_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// How long `failures` keep the identifier locked at `now`, if at all: nothing below the
+    /// threshold, then `base_delay` doubling per further failure, capped at `max_delay`,
+    /// counted from the last failure.
+    pub fn retry_after(&self, failures: &LoginFailures, now: OffsetDateTime) -> Option<Duration> {
+        if failures.count < self.threshold {
+            return None;
+        }
+        let doublings = (failures.count - self.threshold).min(31);
+        let delay = self
+            .base_delay
+            .saturating_mul(1 << doublings)
+            .min(self.max_delay);
+        let until = failures.last_failed_at + delay;
+        (now < until).then(|| (until - now).unsigned_abs())
+    }
+}
+
+/// Everything the auth services decide by policy rather than by code. Pure data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Rules for new passwords.
+    pub password: PasswordPolicy,
+    /// Failed-login lockout.
+    pub lockout: LockoutPolicy,
+    /// Lifetime of a JWT access token (default 15 min).
+    pub access_token_ttl: Duration,
+    /// Lifetime of a token session and so of its refresh tokens, counted from login
+    /// (default 30 days). Rotation does not extend it.
+    pub refresh_token_ttl: Duration,
+    /// Lifetime of a browser session, counted from login (default 12 h).
+    pub browser_session_ttl: Duration,
+    /// `iss` of the access tokens.
+    pub issuer: String,
+    /// `aud` of the access tokens.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, at most 5 s (default 5 s).
+    pub leeway: Duration,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            password: PasswordPolicy::default(),
+            lockout: LockoutPolicy::default(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            browser_session_ttl: Duration::from_secs(12 * 3600),
+            issuer: "user-management".to_owned(),
+            audience: "user-management".to_owned(),
+            leeway: Duration::from_secs(5),
+        }
+    }
+}
+
+impl AuthPolicy {
+    /// The largest accepted `leeway`.
+    pub const MAX_LEEWAY: Duration = Duration::from_secs(5);
+
+    /// Checks that every value is in its allowed range.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |setting, d: Duration| {
+            if d.is_zero() {
+                Err(ConfigError::new(setting, "must be longer than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("access_token_ttl", self.access_token_ttl)?;
+        positive("refresh_token_ttl", self.refresh_token_ttl)?;
+        positive("browser_session_ttl", self.browser_session_ttl)?;
+        positive("lockout.base_delay", self.lockout.base_delay)?;
+        if self.lockout.threshold == 0 {
+            return Err(ConfigError::new("lockout.threshold", "must be at least 1"));
+        }
+        if self.lockout.max_delay < self.lockout.base_delay {
+            return Err(ConfigError::new(
+                "lockout.max_delay",
+                "must not be shorter than lockout.base_delay",
+            ));
+        }
+        if self.leeway > Self::MAX_LEEWAY {
+            return Err(ConfigError::new("leeway", "must be at most 5 seconds"));
+        }
+        if self.issuer.is_empty() || self.audience.is_empty() {
+            return Err(ConfigError::new(
+                "issuer",
+                "issuer and audience must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn failures(count: u32) -> LoginFailures {
+        LoginFailures {
+            count,
+            last_failed_at: datetime!(2026-01-01 12:00 UTC),
+        }
+    }
+
+    #[test]
+    fn lock_starts_at_threshold_and_doubles_to_the_cap() {
+        let p = LockoutPolicy::default();
+        let t0 = datetime!(2026-01-01 12:00 UTC);
+        assert_eq!(p.retry_after(&failures(4), t0), None);
+        assert_eq!(
+            p.retry_after(&failures(5), t0),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.retry_after(&failures(6), t0),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            p.retry_after(&failures(7), t0),
+            Some(Duration::from_secs(240))
+        );
+        assert_eq!(
+            p.retry_after(&failures(11), t0),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            p.retry_after(&failures(500), t0),
+            Some(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn lock_counts_down_from_the_last_failure() {
+        let p = LockoutPolicy::default();
+        let t = datetime!(2026-01-01 12:00:45 UTC);
+        assert_eq!(
+            p.retry_after(&failures(5), t),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            p.retry_after(&failures(5), datetime!(2026-01-01 12:01 UTC)),
+            None
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid_and_limits_enforced() {
+        assert!(AuthPolicy::default().validate().is_ok());
+        let bad = AuthPolicy {
+            leeway: Duration::from_secs(6),
+            ..AuthPolicy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().setting, "leeway");
+        let bad = AuthPolicy {
+            access_token_ttl: Duration::ZERO,
+            ..AuthPolicy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().setting, "access_token_ttl");
+    }
+}

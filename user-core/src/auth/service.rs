@@ -1,0 +1,536 @@
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::JwkSet;
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use super::keys::{SigningKey, TokenKeys, VerifyingKey};
+use super::policy::AuthPolicy;
+use crate::Ports;
+use crate::domain::{
+    Actor, ClientInfo, DisplayName, Email, NewSession, NewUser, Password, PasswordHash,
+    PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User,
+    UserId, UserStatus, Username,
+};
+use crate::error::{AuthError, ConfigError, RepoError, ValidationErrors};
+use crate::ports::{Login, Verification};
+
+/// A registration form.
+#[derive(Debug, Clone)]
+pub struct RegisterUser {
+    /// Wanted username.
+    pub username: String,
+    /// Email address.
+    pub email: String,
+    /// New password, checked against the policy.
+    pub password: SecretString,
+    /// Optional display name.
+    pub display_name: Option<String>,
+}
+
+/// What a person types to sign in.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Username or email.
+    pub identifier: String,
+    /// Password.
+    pub password: SecretString,
+}
+
+/// Tokens for an API or gRPC client.
+#[derive(Debug)]
+pub struct TokenPair {
+    /// The signed-in user.
+    pub user: User,
+    /// The session these tokens belong to.
+    pub session_id: SessionId,
+    /// Short-lived JWT for `Authorization: Bearer`.
+    pub access_token: SecretString,
+    /// Seconds until the access token expires.
+    pub expires_in: Duration,
+    /// Opaque single-use token that obtains the next pair.
+    pub refresh_token: SecretString,
+}
+
+/// A browser sign-in: the opaque cookie value and when it expires.
+#[derive(Debug)]
+pub struct BrowserLogin {
+    /// The signed-in user.
+    pub user: User,
+    /// The session.
+    pub session_id: SessionId,
+    /// Opaque 256-bit cookie value; only its hash is stored.
+    pub session_token: SecretString,
+    /// When the session ends.
+    pub expires_at: OffsetDateTime,
+}
+
+/// Registration, login, token refresh, logout, and authentication of tokens and cookies.
+pub struct AuthService {
+    ports: Ports,
+    policy: AuthPolicy,
+    keys: TokenKeys,
+    dummy_hash: OnceCell<PasswordHash>,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("policy", &self.policy)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// 256 random bits, base64url: a session cookie or a refresh token.
+fn new_secret() -> Result<SecretString, AuthError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| AuthError::Internal(e.to_string().into()))?;
+    Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+fn std_to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+impl AuthService {
+    /// Builds the service. `previous_keys` still verify tokens during a key rotation.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the policy or the keys are invalid.
+    pub fn new(
+        ports: Ports,
+        policy: AuthPolicy,
+        signing_key: &SigningKey,
+        previous_keys: Vec<VerifyingKey>,
+    ) -> Result<Self, ConfigError> {
+        policy.validate()?;
+        let keys = TokenKeys::new(
+            signing_key,
+            previous_keys,
+            &policy.issuer,
+            &policy.audience,
+            policy.leeway,
+        )?;
+        Ok(Self {
+            ports,
+            policy,
+            keys,
+            dummy_hash: OnceCell::new(),
+        })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &AuthPolicy {
+        &self.policy
+    }
+
+    /// The public verification keys, for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> &JwkSet {
+        self.keys.jwks()
+    }
+
+    /// Registers a user with the `User` role.
+    ///
+    /// # Errors
+    /// [`AuthError::Invalid`] listing every field problem, [`AuthError::Conflict`] when the
+    /// username or email is taken, [`AuthError::Overloaded`] when hashing is saturated.
+    pub async fn register(&self, form: RegisterUser) -> Result<User, AuthError> {
+        self.create_user(form, Role::User).await
+    }
+
+    /// Creates a user with any role. A trusted operation for the composition root (an admin
+    /// CLI, for example): it takes no actor.
+    ///
+    /// # Errors
+    /// As [`AuthService::register`].
+    pub async fn create_user(&self, form: RegisterUser, role: Role) -> Result<User, AuthError> {
+        let mut errors = ValidationErrors::new();
+        let username = errors.collect(Username::parse(&form.username));
+        let email = errors.collect(Email::parse(&form.email));
+        let display_name = form
+            .display_name
+            .as_deref()
+            .and_then(|d| errors.collect(DisplayName::parse(d)))
+            .flatten();
+        let password = errors.collect(Password::parse(
+            form.password,
+            &self.policy.password,
+            username.as_ref(),
+            email.as_ref(),
+        ));
+        let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+            return Err(AuthError::Invalid(errors));
+        };
+        errors.into_result()?;
+        let password_hash = self.ports.hasher.hash(&password).await?;
+        let now = self.ports.clock.now();
+        let user = User {
+            id: UserId::new(),
+            username,
+            email,
+            display_name,
+            role,
+            status: UserStatus::Active,
+            email_verified_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.ports
+            .users
+            .insert(&NewUser {
+                user: user.clone(),
+                password_hash,
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, role = %role, "user registered");
+        Ok(user)
+    }
+
+    /// Signs in an API or gRPC client: a token session with an access and a refresh token.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidCredentials`] for an unknown identifier, a wrong password or a
+    /// disabled account alike; [`AuthError::Throttled`] while the identifier is locked;
+    /// [`AuthError::Overloaded`] when hashing is saturated.
+    pub async fn login(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        let user = self.check_credentials(&credentials).await?;
+        let refresh_token = new_secret()?;
+        let now = self.ports.clock.now();
+        let session = self
+            .start_session(
+                &user,
+                SessionKind::Token,
+                client,
+                &refresh_token,
+                self.policy.refresh_token_ttl,
+                now,
+            )
+            .await?;
+        let (access_token, expires_in) = self.access_token(&user, session.id, now)?;
+        Ok(TokenPair {
+            user,
+            session_id: session.id,
+            access_token,
+            expires_in,
+            refresh_token,
+        })
+    }
+
+    /// Signs in a browser: a session with an opaque cookie value. Call it again to rotate the
+    /// cookie on every sign-in.
+    ///
+    /// # Errors
+    /// As [`AuthService::login`].
+    pub async fn login_browser(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+    ) -> Result<BrowserLogin, AuthError> {
+        let user = self.check_credentials(&credentials).await?;
+        let session_token = new_secret()?;
+        let now = self.ports.clock.now();
+        let session = self
+            .start_session(
+                &user,
+                SessionKind::Browser,
+                client,
+                &session_token,
+                self.policy.browser_session_ttl,
+                now,
+            )
+            .await?;
+        Ok(BrowserLogin {
+            user,
+            session_id: session.id,
+            session_token,
+            expires_at: session.expires_at,
+        })
+    }
+
+    async fn start_session(
+        &self,
+        user: &User,
+        kind: SessionKind,
+        client: ClientInfo,
+        secret: &SecretString,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Session, AuthError> {
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user.id,
+            kind,
+            client,
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + std_to_time(ttl),
+            revoked_at: None,
+        };
+        self.ports
+            .sessions
+            .create(&NewSession {
+                session: session.clone(),
+                secret_hash: TokenHash::of(secret.expose_secret()),
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, session_id = %session.id, kind = kind.as_str(), "signed in");
+        Ok(session)
+    }
+
+    fn access_token(
+        &self,
+        user: &User,
+        session: SessionId,
+        now: OffsetDateTime,
+    ) -> Result<(SecretString, Duration), AuthError> {
+        let ttl = self.policy.access_token_ttl;
+        let (token, _) = self
+            .keys
+            .issue(user.id, session, user.role, now, ttl)
+            .map_err(|e| AuthError::Internal(Box::new(e)))?;
+        Ok((SecretString::from(token), ttl))
+    }
+
+    /// Checks credentials with the lockout and the equal-cost rule: whatever is wrong, it
+    /// costs one hash verification and ends in the same error.
+    async fn check_credentials(&self, credentials: &Credentials) -> Result<User, AuthError> {
+        let key = ThrottleKey::of(&credentials.identifier);
+        let now = self.ports.clock.now();
+        let lockout = &self.policy.lockout;
+        if let Some(failures) = self.ports.sessions.login_failures(&key).await?
+            && let Some(retry_after) = lockout.retry_after(&failures, now)
+        {
+            return Err(AuthError::Throttled { retry_after });
+        }
+
+        let too_long =
+            credentials.password.expose_secret().chars().count() > PasswordPolicy::MAX_LENGTH;
+        let found = match Login::parse(&credentials.identifier) {
+            Some(login) if !too_long => match self.ports.users.credentials(&login).await {
+                Ok(found) => Some(found),
+                Err(RepoError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            _ => None,
+        };
+
+        let verdict = match &found {
+            Some((_, hash)) => self.ports.hasher.verify(&credentials.password, hash).await,
+            None if too_long => Ok(Verification::Mismatch),
+            None => {
+                let dummy = self.dummy_hash().await?;
+                self.ports
+                    .hasher
+                    .verify(&credentials.password, dummy)
+                    .await
+                    .map(|_| Verification::Mismatch)
+            }
+        };
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(crate::error::HashError::Refused(cause)) => {
+                tracing::error!(error = %cause, "stored password hash refused; login denied");
+                Verification::Mismatch
+            }
+            Err(e) => return Err(e.into()),
+        };
+
+        match (found, verdict) {
+            (Some((user, _)), Verification::Match { needs_rehash })
+                if user.status == UserStatus::Active =>
+            {
+                self.ports.sessions.clear_login_failures(&key).await?;
+                if needs_rehash {
+                    self.rehash(&user, &credentials.password, now).await;
+                }
+                Ok(user)
+            }
+            _ => {
+                let forget_before = now - std_to_time(lockout.forget_after);
+                let failures = self
+                    .ports
+                    .sessions
+                    .record_login_failure(&key, now, forget_before)
+                    .await?;
+                if failures.count == lockout.threshold {
+                    tracing::warn!("login identifier locked after repeated failures");
+                }
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Replaces an outdated hash after a successful login. Failure is logged, not fatal: the
+    /// old hash still works and the next login tries again.
+    async fn rehash(&self, user: &User, password: &SecretString, now: OffsetDateTime) {
+        let password = Password::trusted(password.clone());
+        let result = match self.ports.hasher.hash(&password).await {
+            Ok(hash) => self
+                .ports
+                .users
+                .update_password_hash(user.id, &hash, now)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => tracing::info!(user_id = %user.id, "password hash upgraded"),
+            Err(error) => tracing::warn!(user_id = %user.id, %error, "password rehash failed"),
+        }
+    }
+
+    async fn dummy_hash(&self) -> Result<&PasswordHash, AuthError> {
+        self.dummy_hash
+            .get_or_try_init(|| async {
+                let secret = new_secret()?;
+                Ok::<_, AuthError>(self.ports.hasher.hash(&Password::trusted(secret)).await?)
+            })
+            .await
+    }
+
+    /// Exchanges a refresh token for a new pair. The presented token is spent; presenting a
+    /// spent token again revokes its whole session.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] for an unknown, spent or expired token, a revoked
+    /// session or a disabled user.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, AuthError> {
+        let presented = TokenHash::of(refresh_token.expose_secret());
+        let next = new_secret()?;
+        let now = self.ports.clock.now();
+        let rotation = self
+            .ports
+            .sessions
+            .rotate_refresh_token(&presented, &TokenHash::of(next.expose_secret()), now)
+            .await;
+        let session = match rotation {
+            Ok(Rotation::Rotated(session)) => session,
+            Ok(Rotation::Reused(id)) => {
+                tracing::warn!(session_id = %id, "spent refresh token reused; session revoked");
+                return Err(AuthError::Unauthenticated);
+            }
+            Ok(Rotation::Inactive(_)) | Err(RepoError::NotFound) => {
+                return Err(AuthError::Unauthenticated);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let user = self.active_user(&session).await?;
+        let (access_token, expires_in) = self.access_token(&user, session.id, now)?;
+        Ok(TokenPair {
+            user,
+            session_id: session.id,
+            access_token,
+            expires_in,
+            refresh_token: next,
+        })
+    }
+
+    /// Checks an access token: signature and claims, then that its session is still active
+    /// and its user still active. The returned actor carries the user's current role.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] whatever the reason.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Actor, AuthError> {
+        let now = self.ports.clock.now();
+        let claims = self.keys.verify(access_token, now).map_err(|e| {
+            tracing::debug!(reason = %e, "access token refused");
+            AuthError::Unauthenticated
+        })?;
+        let (Ok(user_id), Ok(session_id)) = (
+            claims.sub.parse::<UserId>(),
+            claims.sid.parse::<SessionId>(),
+        ) else {
+            return Err(AuthError::Unauthenticated);
+        };
+        let session = self.session(session_id).await?;
+        if session.user_id != user_id || !session.is_active(now) {
+            return Err(AuthError::Unauthenticated);
+        }
+        self.actor(&session).await
+    }
+
+    /// Checks a browser session cookie.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] whatever the reason.
+    pub async fn authenticate_browser(&self, session_token: &str) -> Result<Actor, AuthError> {
+        let now = self.ports.clock.now();
+        let session = match self
+            .ports
+            .sessions
+            .find_by_cookie(&TokenHash::of(session_token))
+            .await
+        {
+            Ok(s) if s.is_active(now) => s,
+            Ok(_) | Err(RepoError::NotFound) => return Err(AuthError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        };
+        self.actor(&session).await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Session, AuthError> {
+        match self.ports.sessions.get(id).await {
+            Ok(s) => Ok(s),
+            Err(RepoError::NotFound) => Err(AuthError::Unauthenticated),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn active_user(&self, session: &Session) -> Result<User, AuthError> {
+        match self.ports.users.get(session.user_id).await {
+            Ok(user) if user.status == UserStatus::Active => Ok(user),
+            Ok(_) | Err(RepoError::NotFound) => Err(AuthError::Unauthenticated),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn actor(&self, session: &Session) -> Result<Actor, AuthError> {
+        let user = self.active_user(session).await?;
+        Ok(Actor {
+            user_id: user.id,
+            role: user.role,
+            session_id: session.id,
+        })
+    }
+
+    /// Ends the actor's current session.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the store fails.
+    pub async fn logout(&self, actor: &Actor) -> Result<(), AuthError> {
+        match self
+            .ports
+            .sessions
+            .revoke(actor.session_id, self.ports.clock.now())
+            .await
+        {
+            Ok(()) | Err(RepoError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends every session of the actor, on every device.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the store fails.
+    pub async fn logout_everywhere(&self, actor: &Actor) -> Result<u64, AuthError> {
+        let n = self
+            .ports
+            .sessions
+            .revoke_all(actor.user_id, None, self.ports.clock.now())
+            .await?;
+        tracing::info!(user_id = %actor.user_id, sessions = n, "signed out everywhere");
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,676 @@
+use std::sync::Arc;
+
+use mockall::predicate::always;
+use secrecy::ExposeSecret;
+
+use super::*;
+use crate::auth::policy::LockoutPolicy;
+use crate::domain::{LoginFailures, SessionKind};
+use crate::error::HashError;
+use crate::ports::{Clock, PasswordHasher as _, SessionStore as _};
+use crate::testing::{
+    FastHasher, FixedClock, Fixture, MockPasswordHasher, MockSessionStore, MockUserRepository,
+    in_memory,
+};
+use crate::users::{ChangePassword, UserService};
+
+const PW: &str = Fixture::PASSWORD;
+
+fn form(username: &str, email: &str, password: &str) -> RegisterUser {
+    RegisterUser {
+        username: username.into(),
+        email: email.into(),
+        password: SecretString::from(password),
+        display_name: None,
+    }
+}
+
+fn creds(identifier: &str, password: &str) -> Credentials {
+    Credentials {
+        identifier: identifier.into(),
+        password: SecretString::from(password),
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test]
+async fn register_then_login_by_username_or_email() {
+    let f = Fixture::in_memory();
+    let user = f.register("alice").await;
+    assert_eq!((user.role, user.status), (Role::User, UserStatus::Active));
+    for id in ["alice", "ALICE", " alice@Example.com "] {
+        let tokens = f.login(id, PW).await.unwrap();
+        assert_eq!(tokens.user.id, user.id);
+        assert_eq!(tokens.expires_in, secs(900));
+        assert_eq!(
+            tokens.refresh_token.expose_secret().len(),
+            43,
+            "256 bits, base64url"
+        );
+        let actor = f
+            .auth
+            .authenticate(tokens.access_token.expose_secret())
+            .await
+            .unwrap();
+        assert_eq!(actor.user_id, user.id);
+        assert_eq!(actor.session_id, tokens.session_id);
+        assert_eq!(actor.role, Role::User);
+    }
+}
+
+#[tokio::test]
+async fn register_reports_every_field_problem_at_once() {
+    let f = Fixture::in_memory();
+    let err = f
+        .auth
+        .register(form("_x", "nope", "short"))
+        .await
+        .unwrap_err();
+    let AuthError::Invalid(errors) = err else {
+        panic!("{err:?}")
+    };
+    let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["username", "email", "password"]);
+
+    let err = f
+        .auth
+        .register(form("bobby", "bobby@example.com", "bobby-is-my-password"))
+        .await
+        .unwrap_err();
+    let AuthError::Invalid(errors) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        errors.iter().map(|e| e.code).collect::<Vec<_>>(),
+        ["contains_username", "contains_email"]
+    );
+}
+
+#[tokio::test]
+async fn register_conflicts_name_the_field() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let taken_name = f
+        .auth
+        .register(form("Alice", "other@example.com", PW))
+        .await;
+    assert!(matches!(
+        taken_name,
+        Err(AuthError::Conflict(crate::error::UniqueField::Username))
+    ));
+    let taken_email = f
+        .auth
+        .register(form("alice2", "ALICE@example.com", PW))
+        .await;
+    assert!(matches!(
+        taken_email,
+        Err(AuthError::Conflict(crate::error::UniqueField::Email))
+    ));
+}
+
+#[tokio::test]
+async fn unknown_user_wrong_password_and_disabled_account_look_the_same() {
+    let f = Fixture::in_memory();
+    let admin = f.register_admin("root").await;
+    let bob = f.register("bob").await;
+    let admin_actor = f.actor("root").await;
+    let _ = admin;
+    f.users
+        .as_admin(&admin_actor)
+        .unwrap()
+        .set_status(bob.id, UserStatus::Disabled)
+        .await
+        .unwrap();
+    for (id, pw) in [
+        ("nobody", PW),
+        ("root", "wrong password!"),
+        ("bob", PW),
+        ("", ""),
+        ("@@", PW),
+    ] {
+        let err = f.login(id, pw).await.unwrap_err();
+        assert!(
+            matches!(err, AuthError::InvalidCredentials),
+            "{id}: {err:?}"
+        );
+        assert_eq!(err.to_string(), "invalid username, email or password");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_user_costs_one_verification_against_a_dummy_hash() {
+    let (users, sessions) = in_memory();
+    let mut hasher = MockPasswordHasher::new();
+    let real = FastHasher::new();
+    let dummy = real
+        .hash(&Password::trusted(SecretString::from("x")))
+        .await
+        .unwrap();
+    let d = dummy.clone();
+    hasher
+        .expect_hash()
+        .times(1)
+        .returning(move |_| Ok(d.clone()));
+    hasher
+        .expect_verify()
+        .withf(move |_, h| h == &dummy)
+        .times(2)
+        .returning(|_, _| Ok(Verification::Mismatch));
+    let clock = Arc::new(FixedClock::default());
+    let ports = Ports {
+        users: Arc::new(users),
+        sessions: Arc::new(sessions),
+        hasher: Arc::new(hasher),
+        clock,
+    };
+    let auth = AuthService::new(
+        ports,
+        AuthPolicy::default(),
+        &SigningKey::generate_ed25519().unwrap(),
+        vec![],
+    )
+    .unwrap();
+    // The dummy is made once and verified once per attempt.
+    for _ in 0..2 {
+        let r = auth.login(creds("ghost", PW), ClientInfo::default()).await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)));
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_identifier_never_reaches_the_hasher() {
+    let mut sessions = MockSessionStore::new();
+    let clock = Arc::new(FixedClock::default());
+    let now = clock.now();
+    sessions
+        .expect_login_failures()
+        .with(mockall::predicate::eq(ThrottleKey::of("alice")))
+        .returning(move |_| {
+            Ok(Some(LoginFailures {
+                count: 5,
+                last_failed_at: now,
+            }))
+        });
+    sessions.expect_record_login_failure().never();
+    let mut users = MockUserRepository::new();
+    users.expect_credentials().never();
+    let mut hasher = MockPasswordHasher::new();
+    hasher.expect_verify().never();
+    hasher.expect_hash().never();
+    let ports = Ports {
+        users: Arc::new(users),
+        sessions: Arc::new(sessions),
+        hasher: Arc::new(hasher),
+        clock: clock.clone(),
+    };
+    let auth = AuthService::new(
+        ports,
+        AuthPolicy::default(),
+        &SigningKey::generate_ed25519().unwrap(),
+        vec![],
+    )
+    .unwrap();
+    clock.advance(secs(15));
+    let err = auth
+        .login(creds("Alice", PW), ClientInfo::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AuthError::Throttled { retry_after } if retry_after == secs(45)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn lockout_grows_resets_on_success_and_spares_other_identifiers() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    for _ in 0..5 {
+        assert!(matches!(
+            f.login("alice", "nope nope nope").await,
+            Err(AuthError::InvalidCredentials)
+        ));
+    }
+    // Locked: even the right password is refused, without saying whether it was right.
+    let err = f.login("alice", PW).await.unwrap_err();
+    assert!(
+        matches!(err, AuthError::Throttled { retry_after } if retry_after == secs(60)),
+        "{err:?}"
+    );
+    // Another identifier of the same account is counted separately.
+    assert!(f.login("alice@example.com", PW).await.is_ok());
+
+    f.clock.advance(secs(60));
+    assert!(matches!(
+        f.login("alice", "nope nope nope").await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    let err = f.login("alice", PW).await.unwrap_err();
+    assert!(
+        matches!(err, AuthError::Throttled { retry_after } if retry_after == secs(120)),
+        "doubled: {err:?}"
+    );
+
+    f.clock.advance(secs(120));
+    assert!(
+        f.login("alice", PW).await.is_ok(),
+        "the right password after the lock"
+    );
+    // Success reset the count: four failures do not lock.
+    for _ in 0..4 {
+        assert!(f.login("alice", "nope nope nope").await.is_err());
+    }
+    assert!(f.login("alice", PW).await.is_ok());
+}
+
+#[tokio::test]
+async fn unknown_identifiers_lock_exactly_like_real_ones() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let mut retry = Vec::new();
+    for id in ["alice", "ghost"] {
+        for _ in 0..5 {
+            assert!(matches!(
+                f.login(id, "nope nope nope").await,
+                Err(AuthError::InvalidCredentials)
+            ));
+        }
+        match f.login(id, PW).await {
+            Err(AuthError::Throttled { retry_after }) => retry.push(retry_after),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    assert_eq!(retry, [secs(60), secs(60)]);
+}
+
+#[tokio::test]
+async fn overload_is_reported_and_not_counted_as_a_failure() {
+    let (users, sessions) = in_memory();
+    let sessions = Arc::new(sessions);
+    let mut hasher = MockPasswordHasher::new();
+    hasher
+        .expect_hash()
+        .returning(|_| Err(HashError::Overloaded));
+    hasher
+        .expect_verify()
+        .returning(|_, _| Err(HashError::Overloaded));
+    let ports = Ports {
+        users: Arc::new(users),
+        sessions: sessions.clone(),
+        hasher: Arc::new(hasher),
+        clock: Arc::new(FixedClock::default()),
+    };
+    let auth = AuthService::new(
+        ports,
+        AuthPolicy::default(),
+        &SigningKey::generate_ed25519().unwrap(),
+        vec![],
+    )
+    .unwrap();
+    let r = auth.login(creds("ghost", PW), ClientInfo::default()).await;
+    assert!(matches!(r, Err(AuthError::Overloaded)), "{r:?}");
+    assert_eq!(
+        sessions
+            .login_failures(&ThrottleKey::of("ghost"))
+            .await
+            .unwrap(),
+        None
+    );
+    let r = auth
+        .register(form("newbie", "newbie@example.com", PW))
+        .await;
+    assert!(matches!(r, Err(AuthError::Overloaded)), "{r:?}");
+}
+
+#[tokio::test]
+async fn access_tokens_expire_by_the_clock_and_refresh_renews_them() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let tokens = f.login("alice", PW).await.unwrap();
+    let access = tokens.access_token.expose_secret().to_owned();
+    f.clock.advance(secs(900 + 4));
+    assert!(f.auth.authenticate(&access).await.is_ok(), "within leeway");
+    f.clock.advance(secs(1));
+    assert!(matches!(
+        f.auth.authenticate(&access).await,
+        Err(AuthError::Unauthenticated)
+    ));
+
+    let next = f.auth.refresh(&tokens.refresh_token).await.unwrap();
+    assert_eq!(next.session_id, tokens.session_id);
+    assert_ne!(
+        next.refresh_token.expose_secret(),
+        tokens.refresh_token.expose_secret()
+    );
+    assert!(
+        f.auth
+            .authenticate(next.access_token.expose_secret())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_the_whole_session() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let first = f.login("alice", PW).await.unwrap();
+    let second = f.auth.refresh(&first.refresh_token).await.unwrap();
+    // An attacker replays the spent token.
+    assert!(matches!(
+        f.auth.refresh(&first.refresh_token).await,
+        Err(AuthError::Unauthenticated)
+    ));
+    // Now the legitimate holder is out too: the session is revoked.
+    assert!(matches!(
+        f.auth.refresh(&second.refresh_token).await,
+        Err(AuthError::Unauthenticated)
+    ));
+    let access = second.access_token.expose_secret();
+    assert!(matches!(
+        f.auth.authenticate(access).await,
+        Err(AuthError::Unauthenticated)
+    ));
+    // Garbage is refused the same way.
+    assert!(matches!(
+        f.auth.refresh(&SecretString::from("garbage")).await,
+        Err(AuthError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn reuse_is_decided_by_the_store_and_stops_there() {
+    let mut sessions = MockSessionStore::new();
+    let sid = SessionId::new();
+    sessions
+        .expect_rotate_refresh_token()
+        .with(
+            mockall::predicate::eq(TokenHash::of("spent")),
+            always(),
+            always(),
+        )
+        .times(1)
+        .returning(move |_, _, _| Ok(Rotation::Reused(sid)));
+    let mut users = MockUserRepository::new();
+    users.expect_get().never();
+    let ports = Ports {
+        users: Arc::new(users),
+        sessions: Arc::new(sessions),
+        hasher: Arc::new(FastHasher::new()),
+        clock: Arc::new(FixedClock::default()),
+    };
+    let auth = AuthService::new(
+        ports,
+        AuthPolicy::default(),
+        &SigningKey::generate_ed25519().unwrap(),
+        vec![],
+    )
+    .unwrap();
+    let r = auth.refresh(&SecretString::from("spent")).await;
+    assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
+}
+
+#[tokio::test]
+async fn refresh_stops_at_the_session_lifetime_and_for_disabled_users() {
+    let f = Fixture::in_memory();
+    f.register_admin("root").await;
+    let bob = f.register("bob").await;
+    let tokens = f.login("bob", PW).await.unwrap();
+    f.clock.advance(secs(30 * 24 * 3600));
+    assert!(matches!(
+        f.auth.refresh(&tokens.refresh_token).await,
+        Err(AuthError::Unauthenticated)
+    ));
+
+    let tokens = f.login("bob", PW).await.unwrap();
+    let root = f.actor("root").await;
+    f.users
+        .as_admin(&root)
+        .unwrap()
+        .set_status(bob.id, UserStatus::Disabled)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.auth.refresh(&tokens.refresh_token).await,
+        Err(AuthError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn logout_and_disable_take_effect_at_once() {
+    let f = Fixture::in_memory();
+    f.register_admin("root").await;
+    let bob = f.register("bob").await;
+    let one = f.login("bob", PW).await.unwrap();
+    let two = f.login("bob", PW).await.unwrap();
+    let a1 = f
+        .auth
+        .authenticate(one.access_token.expose_secret())
+        .await
+        .unwrap();
+    f.auth.logout(&a1).await.unwrap();
+    assert!(matches!(
+        f.auth.authenticate(one.access_token.expose_secret()).await,
+        Err(AuthError::Unauthenticated)
+    ));
+    assert!(
+        f.auth
+            .authenticate(two.access_token.expose_secret())
+            .await
+            .is_ok(),
+        "only that session"
+    );
+    assert!(matches!(
+        f.auth.refresh(&one.refresh_token).await,
+        Err(AuthError::Unauthenticated)
+    ));
+
+    let root = f.actor("root").await;
+    f.users
+        .as_admin(&root)
+        .unwrap()
+        .set_status(bob.id, UserStatus::Disabled)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.auth.authenticate(two.access_token.expose_secret()).await,
+        Err(AuthError::Unauthenticated)
+    ));
+    f.users
+        .as_admin(&root)
+        .unwrap()
+        .set_status(bob.id, UserStatus::Active)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            f.auth.authenticate(two.access_token.expose_secret()).await,
+            Err(AuthError::Unauthenticated)
+        ),
+        "disabling revoked the sessions; re-enabling does not restore them"
+    );
+    assert!(f.login("bob", PW).await.is_ok());
+}
+
+#[tokio::test]
+async fn logout_everywhere_ends_every_session() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let sessions: Vec<_> = [
+        f.login("alice", PW).await.unwrap(),
+        f.login("alice", PW).await.unwrap(),
+    ]
+    .into();
+    let browser = f
+        .auth
+        .login_browser(creds("alice", PW), ClientInfo::default())
+        .await
+        .unwrap();
+    let actor = f
+        .auth
+        .authenticate(sessions[0].access_token.expose_secret())
+        .await
+        .unwrap();
+    assert_eq!(f.auth.logout_everywhere(&actor).await.unwrap(), 3);
+    for s in &sessions {
+        assert!(
+            f.auth
+                .authenticate(s.access_token.expose_secret())
+                .await
+                .is_err()
+        );
+    }
+    assert!(
+        f.auth
+            .authenticate_browser(browser.session_token.expose_secret())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn browser_sessions_use_opaque_cookies() {
+    let f = Fixture::in_memory();
+    let alice = f.register("alice").await;
+    let login = f
+        .auth
+        .login_browser(creds("alice", PW), ClientInfo::new(Some("Firefox"), None))
+        .await
+        .unwrap();
+    assert_eq!(login.expires_at, f.clock.now() + time::Duration::hours(12));
+    let actor = f
+        .auth
+        .authenticate_browser(login.session_token.expose_secret())
+        .await
+        .unwrap();
+    assert_eq!(
+        (actor.user_id, actor.session_id),
+        (alice.id, login.session_id)
+    );
+    let stored = f.ports.sessions.get(login.session_id).await.unwrap();
+    assert_eq!(stored.kind, SessionKind::Browser);
+    assert_eq!(stored.client.user_agent.as_deref(), Some("Firefox"));
+    // A cookie is not an access token, and a refresh token is not a cookie.
+    assert!(
+        f.auth
+            .authenticate(login.session_token.expose_secret())
+            .await
+            .is_err()
+    );
+    let tokens = f.login("alice", PW).await.unwrap();
+    assert!(
+        f.auth
+            .authenticate_browser(tokens.refresh_token.expose_secret())
+            .await
+            .is_err()
+    );
+    f.clock.advance(secs(12 * 3600));
+    assert!(
+        f.auth
+            .authenticate_browser(login.session_token.expose_secret())
+            .await
+            .is_err(),
+        "expired"
+    );
+}
+
+#[tokio::test]
+async fn imported_bcrypt_users_log_in_and_are_upgraded_to_argon2id() {
+    let f = Fixture::in_memory();
+    let user = f.register("legacy").await;
+    let bcrypt_hash = PasswordHash::new(bcrypt::hash("hunter2", 4).unwrap());
+    f.ports
+        .users
+        .update_password_hash(user.id, &bcrypt_hash, f.clock.now())
+        .await
+        .unwrap();
+    // A short, common legacy password still verifies.
+    assert!(f.login("legacy", "hunter2").await.is_ok());
+    let upgraded = f.ports.users.password_hash(user.id).await.unwrap();
+    assert!(
+        upgraded.as_str().starts_with("$argon2id$"),
+        "upgraded on login"
+    );
+    assert!(
+        f.login("legacy", "hunter2").await.is_ok(),
+        "and still works"
+    );
+    assert!(f.login("legacy", "hunter3").await.is_err());
+}
+
+#[tokio::test]
+async fn a_refused_stored_hash_denies_login_without_an_internal_error() {
+    let f = Fixture::in_memory();
+    let user = f.register("mallory").await;
+    let hostile =
+        PasswordHash::new("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo");
+    f.ports
+        .users
+        .update_password_hash(user.id, &hostile, f.clock.now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.login("mallory", PW).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_other_session() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let keep = f.login("alice", PW).await.unwrap();
+    let other = f.login("alice", PW).await.unwrap();
+    let actor = f
+        .auth
+        .authenticate(keep.access_token.expose_secret())
+        .await
+        .unwrap();
+    let users = UserService::new(f.ports.clone(), PasswordPolicy::default());
+    users
+        .change_password(
+            &actor,
+            ChangePassword {
+                current_password: SecretString::from(PW),
+                new_password: SecretString::from("a brand new passphrase"),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        f.auth
+            .authenticate(keep.access_token.expose_secret())
+            .await
+            .is_ok()
+    );
+    assert!(
+        f.auth
+            .authenticate(other.access_token.expose_secret())
+            .await
+            .is_err()
+    );
+    assert!(f.login("alice", PW).await.is_err());
+    assert!(f.login("alice", "a brand new passphrase").await.is_ok());
+}
+
+#[test]
+fn policy_and_keys_are_checked_at_construction() {
+    let ports = crate::testing::memory_ports(Arc::new(FixedClock::default()));
+    let bad = AuthPolicy {
+        lockout: LockoutPolicy {
+            threshold: 0,
+            ..LockoutPolicy::default()
+        },
+        ..AuthPolicy::default()
+    };
+    let key = SigningKey::generate_ed25519().unwrap();
+    assert_eq!(
+        AuthService::new(ports, bad, &key, vec![])
+            .unwrap_err()
+            .setting,
+        "lockout.threshold"
+    );
+}

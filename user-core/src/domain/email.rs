@@ -1,0 +1,119 @@
+use std::fmt;
+
+use email_address::{EmailAddress, Options};
+
+use crate::error::ValidationError;
+
+const FIELD: &str = "email";
+
+/// An email address: syntax checked by the `email_address` crate, at most 254 bytes, a
+/// domain with at least two labels, no display text (`Name <a@b>`) or IP literal.
+///
+/// Stored and compared in lowercase. Surrounding white space is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Email(String);
+
+impl Email {
+    /// Longest accepted address, in bytes (RFC 5321's path limit minus the brackets).
+    pub const MAX_LEN: usize = 254;
+
+    /// Parses and normalizes an email address.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on field `email`: `required`, `too_long` or `invalid`.
+    pub fn parse(input: &str) -> Result<Self, ValidationError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(ValidationError::new(FIELD, "required", "is required"));
+        }
+        let normalized = s.to_lowercase();
+        if normalized.len() > Self::MAX_LEN {
+            return Err(ValidationError::new(
+                FIELD,
+                "too_long",
+                format!("must be at most {} bytes", Self::MAX_LEN),
+            ));
+        }
+        let options = Options {
+            minimum_sub_domains: 2,
+            allow_domain_literal: false,
+            allow_display_text: false,
+            allow_long_local_parts: false,
+        };
+        EmailAddress::parse_with_options(s, options).map_err(|_| {
+            ValidationError::new(
+                FIELD,
+                "invalid",
+                "is not a valid email address (expected name@example.com)",
+            )
+        })?;
+        Ok(Self(normalized))
+    }
+
+    /// The normalized (lowercase) address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the last `@`.
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map_or(&self.0, |(local, _)| local)
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_and_lowercases() {
+        let e = Email::parse(" Alice.Smith+tag@Example.COM ").unwrap();
+        assert_eq!(e.as_str(), "alice.smith+tag@example.com");
+        assert_eq!(e.local_part(), "alice.smith+tag");
+    }
+
+    #[test]
+    fn rejects_with_a_named_reason() {
+        let code = |s: &str| Email::parse(s).unwrap_err().code;
+        assert_eq!(code(""), "required");
+        assert_eq!(code("   "), "required");
+        assert_eq!(code("no-at-sign"), "invalid");
+        assert_eq!(code("a@b"), "invalid");
+        assert_eq!(code("Alice <alice@example.com>"), "invalid");
+        assert_eq!(code("a@[127.0.0.1]"), "invalid");
+        assert_eq!(code("a b@example.com"), "invalid");
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(code(&long), "too_long");
+    }
+
+    proptest! {
+        #[test]
+        fn simple_addresses_round_trip(local in "[a-zA-Z0-9]{1,10}([._+-][a-zA-Z0-9]{1,10})?", dom in "[a-z]{1,10}\\.[a-z]{2,6}") {
+            let s = format!("{local}@{dom}");
+            let e = Email::parse(&s).unwrap();
+            prop_assert_eq!(e.as_str(), s.to_lowercase());
+            prop_assert_eq!(Email::parse(&s.to_uppercase()).unwrap(), e);
+        }
+
+        #[test]
+        fn never_panics_and_respects_length(s in "\\PC{0,300}") {
+            if let Ok(e) = Email::parse(&s) {
+                prop_assert!(e.as_str().len() <= Email::MAX_LEN);
+                prop_assert!(e.as_str().contains('@'));
+            }
+        }
+    }
+}

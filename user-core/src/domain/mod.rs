@@ -1,0 +1,19 @@
+//! Domain values. A value that exists is valid: each has a private field and a `parse`
+//! constructor that names every problem it finds.
+
+mod email;
+mod password;
+mod query;
+mod session;
+mod user;
+mod username;
+
+pub use email::Email;
+pub use password::{Password, PasswordHash, PasswordPolicy};
+pub use query::{UserPage, UserQuery};
+pub use session::{
+    Actor, ClientInfo, LoginFailures, NewSession, Rotation, Session, SessionId, SessionKind,
+    ThrottleKey, TokenHash,
+};
+pub use user::{DisplayName, NewUser, ProfileChanges, Role, User, UserId, UserStatus};
+pub use username::Username;

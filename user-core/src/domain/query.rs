@@ -1,0 +1,146 @@
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::{Role, User, UserStatus, Username};
+use crate::error::{ValidationError, ValidationErrors};
+
+/// A page request for the admin user list: keyset pagination in username order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserQuery {
+    /// Lowercase prefix matched against username or email.
+    pub search: Option<String>,
+    /// Only users with this role.
+    pub role: Option<Role>,
+    /// Only users with this status.
+    pub status: Option<UserStatus>,
+    /// Start after this username (exclusive).
+    pub after: Option<Username>,
+    /// Page size, 1 to [`UserQuery::MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl Default for UserQuery {
+    fn default() -> Self {
+        Self {
+            search: None,
+            role: None,
+            status: None,
+            after: None,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
+
+impl UserQuery {
+    /// Page size when none is asked for.
+    pub const DEFAULT_LIMIT: u32 = 20;
+    /// Largest page size.
+    pub const MAX_LIMIT: u32 = 100;
+    /// Longest search prefix, in characters.
+    pub const MAX_SEARCH_LEN: usize = 254;
+
+    /// Builds a query from wire values: an optional search text, an optional page size (0 or
+    /// absent means the default) and an optional opaque page token.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] for a search longer than 254 characters, a page size above 100 or
+    /// a page token this service did not issue.
+    pub fn parse(
+        search: Option<&str>,
+        limit: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<Self, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let search = search.map(str::trim).filter(|s| !s.is_empty());
+        if search.is_some_and(|s| s.chars().count() > Self::MAX_SEARCH_LEN) {
+            errors.push(ValidationError::new(
+                "search",
+                "too_long",
+                format!("must be at most {} characters", Self::MAX_SEARCH_LEN),
+            ));
+        }
+        let limit = match limit {
+            None | Some(0) => Self::DEFAULT_LIMIT,
+            Some(n) if n <= Self::MAX_LIMIT => n,
+            Some(_) => {
+                errors.push(ValidationError::new(
+                    "page_size",
+                    "out_of_range",
+                    format!("must be between 1 and {}", Self::MAX_LIMIT),
+                ));
+                Self::DEFAULT_LIMIT
+            }
+        };
+        let after = match page_token.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(token) => errors.collect(decode_cursor(token)),
+        };
+        errors.into_result()?;
+        Ok(Self {
+            search: search.map(str::to_lowercase),
+            after,
+            limit,
+            ..Self::default()
+        })
+    }
+}
+
+fn decode_cursor(token: &str) -> Result<Username, ValidationError> {
+    let invalid = || ValidationError::new("page_token", "invalid", "is not a valid page token");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    Username::parse(&text).map_err(|_| invalid())
+}
+
+/// One page of users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPage {
+    /// The users, in username order.
+    pub users: Vec<User>,
+    /// Where the next page starts, if there may be one.
+    pub next: Option<Username>,
+}
+
+impl UserPage {
+    /// The opaque token that asks for the next page, if any.
+    pub fn next_page_token(&self) -> Option<String> {
+        self.next
+            .as_ref()
+            .map(|u| URL_SAFE_NO_PAD.encode(u.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip() {
+        let page = UserPage {
+            users: vec![],
+            next: Some(Username::parse("bob").unwrap()),
+        };
+        let token = page.next_page_token().unwrap();
+        let q = UserQuery::parse(None, None, Some(&token)).unwrap();
+        assert_eq!(q.after.unwrap().as_str(), "bob");
+        assert_eq!(q.limit, UserQuery::DEFAULT_LIMIT);
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let err = UserQuery::parse(Some(&"x".repeat(300)), Some(101), Some("%%%")).unwrap_err();
+        let fields: Vec<_> = err.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["search", "page_size", "page_token"]);
+    }
+
+    #[test]
+    fn search_is_trimmed_and_lowercased() {
+        let q = UserQuery::parse(Some("  Al "), Some(5), None).unwrap();
+        assert_eq!(q.search.as_deref(), Some("al"));
+        assert_eq!(q.limit, 5);
+        assert_eq!(
+            UserQuery::parse(Some("  "), None, None).unwrap().search,
+            None
+        );
+    }
+}

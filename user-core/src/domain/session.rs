@@ -1,0 +1,263 @@
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Role, UserId};
+use crate::error::ValidationError;
+
+/// A session's id. It appears in access tokens (`sid`); it is not a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    /// A new time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for SessionId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| ValidationError::new("session_id", "invalid", "is not a valid session id"))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How the session's holder proves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionKind {
+    /// A browser holding an opaque session cookie.
+    Browser,
+    /// An API or gRPC client holding a JWT access token and a rotating refresh token.
+    Token,
+}
+
+impl SessionKind {
+    /// The stable lowercase name used in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Browser => "browser",
+            Self::Token => "token",
+        }
+    }
+
+    /// Parses [`SessionKind::as_str`]'s output.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "browser" => Some(Self::Browser),
+            "token" => Some(Self::Token),
+            _ => None,
+        }
+    }
+}
+
+/// The SHA-256 of an opaque secret token (a session cookie or a refresh token). Only this is
+/// stored; equality is constant-time.
+#[derive(Clone, Copy, Eq)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes a presented token.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Rebuilds a stored hash.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw digest, for storage.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash([REDACTED])")
+    }
+}
+
+/// The key under which failed logins are counted: the SHA-256 of the normalized identifier as
+/// typed, so the store never holds what people typed into the login form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ThrottleKey([u8; 32]);
+
+impl ThrottleKey {
+    /// The key of a login identifier: trimmed and lowercased, then hashed.
+    pub fn of(identifier: &str) -> Self {
+        Self(Sha256::digest(identifier.trim().to_lowercase().as_bytes()).into())
+    }
+
+    /// Rebuilds a stored key.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw digest, for storage.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Client details recorded with a session, so that a person can recognise their sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The `User-Agent`, truncated to 256 characters.
+    pub user_agent: Option<String>,
+    /// The client's address as the adapter saw it.
+    pub ip: Option<String>,
+}
+
+impl ClientInfo {
+    /// Builds client info, truncating over-long values.
+    pub fn new(user_agent: Option<&str>, ip: Option<&str>) -> Self {
+        let clip = |s: &str, n: usize| s.chars().filter(|c| !c.is_control()).take(n).collect();
+        Self {
+            user_agent: user_agent.map(|s| clip(s, 256)),
+            ip: ip.map(|s| clip(s, 64)),
+        }
+    }
+}
+
+/// One signed-in device or client. Browser and token sessions are rows of the same table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Id, carried in access tokens as `sid`.
+    pub id: SessionId,
+    /// Whose session it is.
+    pub user_id: UserId,
+    /// Cookie or tokens.
+    pub kind: SessionKind,
+    /// The signed-in client.
+    pub client: ClientInfo,
+    /// When it was created (at login).
+    pub created_at: OffsetDateTime,
+    /// Last login or refresh.
+    pub last_used_at: OffsetDateTime,
+    /// When it ends on its own.
+    pub expires_at: OffsetDateTime,
+    /// When it was ended by logout, reuse detection or an admin.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl Session {
+    /// Whether the session still authenticates at `now`.
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// A session to create, with the hash of its first secret: the cookie for a browser, the
+/// first refresh token for a token session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The session row.
+    pub session: Session,
+    /// Hash of the cookie or of the first refresh token.
+    pub secret_hash: TokenHash,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: it is now spent and the replacement is current.
+    Rotated(Session),
+    /// The token had already been rotated: the whole session was revoked.
+    Reused(SessionId),
+    /// The token's session is revoked or expired: nothing changed.
+    Inactive(SessionId),
+}
+
+/// Consecutive failed logins for one identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// Failures since the last success (or since the count was forgotten).
+    pub count: u32,
+    /// When the last one happened.
+    pub last_failed_at: OffsetDateTime,
+}
+
+/// The authenticated caller of a privileged operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    /// The caller's user id.
+    pub user_id: UserId,
+    /// The caller's role when the session or token was checked.
+    pub role: Role,
+    /// The session the caller used.
+    pub session_id: SessionId,
+}
+
+impl Actor {
+    /// Whether the actor is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hashes_compare_by_digest() {
+        assert_eq!(TokenHash::of("abc"), TokenHash::of("abc"));
+        assert_ne!(TokenHash::of("abc"), TokenHash::of("abd"));
+        assert_eq!(
+            TokenHash::from_bytes(*TokenHash::of("x").as_bytes()),
+            TokenHash::of("x")
+        );
+        assert_eq!(format!("{:?}", TokenHash::of("x")), "TokenHash([REDACTED])");
+        assert_eq!(ThrottleKey::of(" Alice "), ThrottleKey::of("alice"));
+    }
+
+    #[test]
+    fn client_info_is_clipped() {
+        let c = ClientInfo::new(Some(&"a".repeat(1000)), Some("1.2.3.4\n"));
+        assert_eq!(c.user_agent.unwrap().len(), 256);
+        assert_eq!(c.ip.unwrap(), "1.2.3.4");
+    }
+}

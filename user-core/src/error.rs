@@ -1,0 +1,336 @@
+//! Error types of the core, one family per layer.
+//!
+//! `Display` texts are lowercase, short and safe to show to a person; causes travel in
+//! [`std::error::Error::source`] so that adapters can log them once.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error from an adapter, carried as the `source` of a core error.
+pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
+
+/// One problem with one input field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// The field, as named on the wire (`username`, `email`, `password`, ...).
+    pub field: &'static str,
+    /// A stable machine code, for example `too_short` or `common_password`.
+    pub code: &'static str,
+    /// A sentence a person can act on.
+    pub message: Cow<'static, str>,
+}
+
+impl ValidationError {
+    /// Builds an error for `field`.
+    pub fn new(
+        field: &'static str,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl StdError for ValidationError {}
+
+/// Every problem found in one request, so that an adapter can show them all at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationErrors(Vec<ValidationError>);
+
+impl ValidationErrors {
+    /// No errors yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one error.
+    pub fn push(&mut self, error: ValidationError) {
+        self.0.push(error);
+    }
+
+    /// Adds every error of `other`.
+    pub fn extend(&mut self, other: ValidationErrors) {
+        self.0.extend(other.0);
+    }
+
+    /// Keeps the value of `result`, or records its errors and returns `None`.
+    pub fn collect<T, E: Into<ValidationErrors>>(&mut self, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.extend(e.into())).ok()
+    }
+
+    /// `Ok(())` when nothing was recorded.
+    ///
+    /// # Errors
+    /// Returns `self` when at least one error was recorded.
+    pub fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+
+    /// The recorded errors, in the order they were found.
+    pub fn iter(&self) -> impl Iterator<Item = &ValidationError> {
+        self.0.iter()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The same errors with `from` renamed to `to`, for a form whose field is named otherwise
+    /// (`new_password` rather than `password`).
+    pub fn renamed(mut self, from: &str, to: &'static str) -> Self {
+        for e in &mut self.0 {
+            if e.field == from {
+                e.field = to;
+            }
+        }
+        self
+    }
+
+    /// The errors of one field.
+    pub fn field(&self, field: &str) -> impl Iterator<Item = &ValidationError> {
+        self.0.iter().filter(move |e| e.field == field)
+    }
+}
+
+impl From<ValidationError> for ValidationErrors {
+    fn from(error: ValidationError) -> Self {
+        Self(vec![error])
+    }
+}
+
+impl IntoIterator for ValidationErrors {
+    type Item = ValidationError;
+    type IntoIter = std::vec::IntoIter<ValidationError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for ValidationErrors {}
+
+/// A field that must be unique among users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueField {
+    /// The username (compared case-insensitively).
+    Username,
+    /// The email address (compared case-insensitively).
+    Email,
+}
+
+impl UniqueField {
+    /// The field's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::Email => "email",
+        }
+    }
+}
+
+impl fmt::Display for UniqueField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a storage port reports.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// No row matched.
+    #[error("not found")]
+    NotFound,
+    /// A unique field is taken.
+    #[error("{field} is already taken")]
+    Conflict {
+        /// The field that collided.
+        field: UniqueField,
+    },
+    /// The change would leave no active admin.
+    #[error("the last active admin cannot be demoted, disabled or deleted")]
+    LastActiveAdmin,
+    /// The store failed or returned data the core cannot accept.
+    #[error("storage unavailable")]
+    Unavailable(#[source] Cause),
+}
+
+impl RepoError {
+    /// Wraps any adapter error as [`RepoError::Unavailable`].
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+}
+
+/// What a [`PasswordHasher`](crate::ports::PasswordHasher) reports.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Too many hashes are queued; try again shortly.
+    #[error("the server is busy, try again shortly")]
+    Overloaded,
+    /// The stored hash is malformed, of an unknown scheme, or above the parameter ceiling.
+    #[error("stored password hash refused")]
+    Refused(#[source] Cause),
+    /// Hashing failed (for example the blocking task panicked).
+    #[error("password hashing failed")]
+    Internal(#[source] Cause),
+}
+
+/// Errors of [`AuthService`](crate::auth::AuthService): registration, login, tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The input failed validation; every problem is listed.
+    #[error("invalid input: {0}")]
+    Invalid(ValidationErrors),
+    /// Unknown account, wrong password or disabled account: deliberately one error.
+    #[error("invalid username, email or password")]
+    InvalidCredentials,
+    /// Missing, malformed, expired or revoked token or session.
+    #[error("not signed in or the session has ended")]
+    Unauthenticated,
+    /// Too many failed logins for this identifier.
+    #[error("too many failed attempts, try again later")]
+    Throttled {
+        /// How long until the next attempt is accepted.
+        retry_after: Duration,
+    },
+    /// The username or email is taken.
+    #[error("{0} is already taken")]
+    Conflict(UniqueField),
+    /// Password hashing is saturated; try again shortly.
+    #[error("the server is busy, try again shortly")]
+    Overloaded,
+    /// Storage is unreachable.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] Cause),
+    /// Anything else; details are in the source, never in the message.
+    #[error("internal error")]
+    Internal(#[source] Cause),
+}
+
+/// Errors of [`UserService`](crate::users::UserService): profiles and administration.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The input failed validation; every problem is listed.
+    #[error("invalid input: {0}")]
+    Invalid(ValidationErrors),
+    /// The current password given to confirm a change is wrong.
+    #[error("the password is incorrect")]
+    InvalidCredentials,
+    /// The actor may not do this.
+    #[error("you are not allowed to do this")]
+    Forbidden,
+    /// No such user.
+    #[error("user not found")]
+    NotFound,
+    /// The username or email is taken.
+    #[error("{0} is already taken")]
+    Conflict(UniqueField),
+    /// The change would leave no active admin.
+    #[error("the last active admin cannot be demoted, disabled or deleted")]
+    LastAdmin,
+    /// Password hashing is saturated; try again shortly.
+    #[error("the server is busy, try again shortly")]
+    Overloaded,
+    /// Storage is unreachable.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] Cause),
+    /// Anything else; details are in the source, never in the message.
+    #[error("internal error")]
+    Internal(#[source] Cause),
+}
+
+impl From<RepoError> for AuthError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Conflict { field } => Self::Conflict(field),
+            RepoError::Unavailable(cause) => Self::Unavailable(cause),
+            other @ (RepoError::NotFound | RepoError::LastActiveAdmin) => {
+                Self::Internal(Box::new(other))
+            }
+        }
+    }
+}
+
+impl From<RepoError> for UserError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound => Self::NotFound,
+            RepoError::Conflict { field } => Self::Conflict(field),
+            RepoError::LastActiveAdmin => Self::LastAdmin,
+            RepoError::Unavailable(cause) => Self::Unavailable(cause),
+        }
+    }
+}
+
+impl From<HashError> for AuthError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Overloaded => Self::Overloaded,
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<HashError> for UserError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Overloaded => Self::Overloaded,
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<ValidationErrors> for AuthError {
+    fn from(e: ValidationErrors) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+impl From<ValidationErrors> for UserError {
+    fn from(e: ValidationErrors) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+/// A configuration value outside its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    /// The setting, named as in the config struct.
+    pub setting: &'static str,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+use super::*;
+use crate::domain::PasswordPolicy;
+
+const FAST: Argon2Params = Argon2Params {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// At the ceiling: 64 MiB, 10 passes; a few hundred milliseconds.
+const SLOW: Argon2Params = Argon2Params {
+    memory_kib: 64 * 1024,
+    iterations: 10,
+    parallelism: 1,
+};
+
+fn hasher(params: Argon2Params, max_concurrent: usize, max_queued: usize) -> Argon2Hasher {
+    Argon2Hasher::new(HasherConfig {
+        params,
+        max_concurrent,
+        max_queued,
+        ..HasherConfig::default()
+    })
+    .unwrap()
+}
+
+fn password(s: &str) -> Password {
+    Password::parse(
+        SecretString::from(s),
+        &PasswordPolicy::default(),
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s)
+}
+
+#[tokio::test]
+async fn hashes_argon2id_phc_and_verifies() {
+    let h = hasher(FAST, 2, 4);
+    let hash = h.hash(&password("tangerine-sky-42")).await.unwrap();
+    assert!(hash.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+    assert_eq!(
+        h.verify(&secret("tangerine-sky-42"), &hash).await.unwrap(),
+        Verification::Match {
+            needs_rehash: false
+        }
+    );
+    assert_eq!(
+        h.verify(&secret("tangerine-sky-43"), &hash).await.unwrap(),
+        Verification::Mismatch
+    );
+    let again = h.hash(&password("tangerine-sky-42")).await.unwrap();
+    assert_ne!(hash, again, "every hash has a fresh salt");
+}
+
+#[tokio::test]
+async fn default_parameters_are_owasp() {
+    assert_eq!(HasherConfig::default().params, Argon2Params::OWASP);
+    let h = Argon2Hasher::new(HasherConfig::default()).unwrap();
+    let hash = h.hash(&password("tangerine-sky-42")).await.unwrap();
+    assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+}
+
+#[tokio::test]
+async fn other_parameters_or_variants_need_a_rehash() {
+    let old = hasher(FAST, 1, 1)
+        .hash(&password("tangerine-sky-42"))
+        .await
+        .unwrap();
+    let current = hasher(
+        Argon2Params {
+            memory_kib: 128,
+            ..FAST
+        },
+        1,
+        1,
+    );
+    assert_eq!(
+        current
+            .verify(&secret("tangerine-sky-42"), &old)
+            .await
+            .unwrap(),
+        Verification::Match { needs_rehash: true }
+    );
+
+    let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, FAST.build().unwrap())
+        .hash_password(b"tangerine-sky-42")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        hasher(FAST, 1, 1)
+            .verify(&secret("tangerine-sky-42"), &PasswordHash::new(argon2i))
+            .await
+            .unwrap(),
+        Verification::Match { needs_rehash: true }
+    );
+}
+
+#[tokio::test]
+async fn legacy_bcrypt_verifies_and_always_needs_rehash() {
+    let h = hasher(FAST, 1, 1);
+    let b = bcrypt::hash("short", 4).unwrap();
+    assert!(b.starts_with("$2b$04$"));
+    for prefix in ["$2a$", "$2b$", "$2y$"] {
+        let stored = PasswordHash::new(format!("{prefix}{}", &b[4..]));
+        assert_eq!(
+            h.verify(&secret("short"), &stored).await.unwrap(),
+            Verification::Match { needs_rehash: true },
+            "{prefix}"
+        );
+        assert_eq!(
+            h.verify(&secret("shorter"), &stored).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+}
+
+#[tokio::test]
+async fn hostile_or_malformed_hashes_are_refused_unread() {
+    let h = hasher(FAST, 1, 1);
+    let good = h.hash(&password("tangerine-sky-42")).await.unwrap();
+    let huge = good.as_str().replace("m=64", "m=4194304");
+    let slow = good.as_str().replace("t=1", "t=100000");
+    let bcrypt31 = format!("$2b$31${}", &bcrypt::hash("x", 4).unwrap()[7..]);
+    for bad in [
+        huge.as_str(),
+        slow.as_str(),
+        bcrypt31.as_str(),
+        "",
+        "plaintext",
+        "$argon2id$v=19$m=64,t=1,p=1$bm9zYWx0",
+        "$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA",
+        "$2b$xx$abc",
+    ] {
+        let got = h.verify(&secret("x"), &PasswordHash::new(bad)).await;
+        assert!(
+            matches!(got, Err(HashError::Refused(_))),
+            "{bad:?}: {got:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn config_is_checked() {
+    let over = HasherConfig {
+        params: Argon2Params {
+            memory_kib: 1 << 20,
+            ..Argon2Params::OWASP
+        },
+        ..HasherConfig::default()
+    };
+    assert_eq!(Argon2Hasher::new(over).unwrap_err().setting, "argon2");
+    let zero = HasherConfig {
+        max_concurrent: 0,
+        ..HasherConfig::default()
+    };
+    assert_eq!(
+        Argon2Hasher::new(zero).unwrap_err().setting,
+        "max_concurrent"
+    );
+    let invalid = HasherConfig {
+        params: Argon2Params {
+            memory_kib: 1,
+            ..FAST
+        },
+        ..HasherConfig::default()
+    };
+    assert!(Argon2Hasher::new(invalid).is_err());
+}
+
+/// Waits, without sleeping, until `cond` holds.
+async fn until(cond: impl Fn() -> bool) {
+    while !cond() {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_fails_fast_with_overloaded() {
+    let h = hasher(Argon2Params::OWASP, 1, 1);
+    let pw = || secret("tangerine-sky-42");
+    let stored = hasher(FAST, 1, 1)
+        .hash(&password("tangerine-sky-42"))
+        .await
+        .unwrap();
+    let slow = SLOW;
+    let slow_hasher = hasher(slow, 1, 1);
+    let slow_hash = slow_hasher
+        .hash(&password("tangerine-sky-42"))
+        .await
+        .unwrap();
+
+    let h1 = h.clone();
+    let s1 = slow_hash.clone();
+    let first = tokio::spawn(async move { h1.verify(&pw(), &s1).await });
+    until(|| h.load().running == 1).await;
+    let h2 = h.clone();
+    let s2 = slow_hash.clone();
+    let second = tokio::spawn(async move { h2.verify(&secret("tangerine-sky-42"), &s2).await });
+    until(|| h.load().queued == 1).await;
+    // One running, one queued: the third is turned away at once.
+    let third = h.verify(&pw(), &stored).await;
+    assert!(matches!(third, Err(HashError::Overloaded)), "{third:?}");
+    assert!(first.await.unwrap().is_ok());
+    assert!(second.await.unwrap().is_ok());
+    assert_eq!(
+        h.load(),
+        HasherLoad {
+            running: 0,
+            queued: 0
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_caller_keeps_its_slot_until_the_hash_ends() {
+    let slow = SLOW;
+    let h = hasher(slow, 1, 0);
+    let stored = h.hash(&password("tangerine-sky-42")).await.unwrap();
+    let h1 = h.clone();
+    let task = tokio::spawn(async move { h1.verify(&secret("tangerine-sky-42"), &stored).await });
+    until(|| h.load().running == 1).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    // The hash still runs on its blocking thread, so its slot is still taken.
+    assert_eq!(h.load().running, 1);
+    let refused = h.hash(&password("tangerine-sky-42")).await;
+    assert!(matches!(refused, Err(HashError::Overloaded)));
+    until(|| h.load().running == 0).await;
+    assert!(h.hash(&password("tangerine-sky-42")).await.is_ok());
+}

@@ -1,0 +1,144 @@
+use time::OffsetDateTime;
+
+use crate::domain::{
+    Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage, UserQuery,
+    UserStatus, Username,
+};
+use crate::error::RepoError;
+
+/// How a person names their account at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// By username.
+    Username(Username),
+    /// By email address.
+    Email(Email),
+}
+
+impl Login {
+    /// Reads a login identifier: an email when it contains `@`, a username otherwise.
+    /// `None` when it is neither, which can match no account.
+    pub fn parse(identifier: &str) -> Option<Self> {
+        if identifier.contains('@') {
+            Email::parse(identifier).ok().map(Self::Email)
+        } else {
+            Username::parse(identifier).ok().map(Self::Username)
+        }
+    }
+}
+
+/// Where users live.
+///
+/// Usernames and emails are unique case-insensitively (both are stored lowercase). The store
+/// also keeps one invariant of its own: there is always at least one active admin once there
+/// has been one, because the check and the change must be one atomic step.
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait UserRepository: Send + Sync + 'static {
+    /// Inserts a user with their password hash.
+    ///
+    /// # Errors
+    /// - [`RepoError::Conflict`] naming `username` or `email` when either is taken; nothing is
+    ///   written.
+    /// - [`RepoError::Unavailable`] when the store fails.
+    async fn insert(&self, new: &NewUser) -> Result<(), RepoError>;
+
+    /// Fetches a user by id.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when there is no such user.
+    async fn get(&self, id: UserId) -> Result<User, RepoError>;
+
+    /// Fetches a user by username.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when there is no such user.
+    async fn get_by_username(&self, username: &Username) -> Result<User, RepoError>;
+
+    /// Fetches a user by email.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when there is no such user.
+    async fn get_by_email(&self, email: &Email) -> Result<User, RepoError>;
+
+    /// Fetches a user and their password hash, for login, in one read.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when no user has that username or email.
+    async fn credentials(&self, login: &Login) -> Result<(User, PasswordHash), RepoError>;
+
+    /// Fetches a user's password hash.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when there is no such user.
+    async fn password_hash(&self, id: UserId) -> Result<PasswordHash, RepoError>;
+
+    /// Applies a profile edit and returns the updated user. A new email that differs from the
+    /// old one clears `email_verified_at`; `updated_at` becomes `now`.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when there is no such user.
+    /// - [`RepoError::Conflict`] naming the field when the new username or email is taken by
+    ///   another user; nothing is written.
+    async fn update_profile(
+        &self,
+        id: UserId,
+        changes: &ProfileChanges,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError>;
+
+    /// Replaces a user's password hash.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when there is no such user.
+    async fn update_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> Result<(), RepoError>;
+
+    /// Changes a user's role and returns the updated user.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when there is no such user.
+    /// - [`RepoError::LastActiveAdmin`] when this would demote the last active admin.
+    async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError>;
+
+    /// Enables or disables a user and returns the updated user.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when there is no such user.
+    /// - [`RepoError::LastActiveAdmin`] when this would disable the last active admin.
+    async fn set_status(
+        &self,
+        id: UserId,
+        status: UserStatus,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError>;
+
+    /// Deletes a user and, with them, all their sessions.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when there is no such user.
+    /// - [`RepoError::LastActiveAdmin`] when this would delete the last active admin.
+    async fn delete(&self, id: UserId) -> Result<(), RepoError>;
+
+    /// Lists users in username order after `query.after`, filtered by search prefix (username
+    /// or email), role and status. `next` is set when the page is full.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError>;
+
+    /// Counts the users who are both admin and active.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn count_active_admins(&self) -> Result<u64, RepoError>;
+}

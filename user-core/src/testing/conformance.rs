@@ -1,0 +1,873 @@
+//! The conformance suite: one async check per documented `# Errors` contract of the storage
+//! ports. A storage adapter is correct when every check passes against its real database:
+//!
+//! ```ignore
+//! mod conformance {
+//!     // `stores` is an async fn returning a fresh `Stores` (a new database per call).
+//!     user_core::conformance_tests!(crate::stores);
+//! }
+//! ```
+
+use std::any::Any;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::domain::{
+    ClientInfo, DisplayName, Email, NewSession, NewUser, PasswordHash, ProfileChanges, Role,
+    Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserQuery,
+    UserStatus, Username,
+};
+use crate::error::{RepoError, UniqueField};
+use crate::ports::{Login, SessionStore, UserRepository};
+
+/// The stores under test, fresh for each check. `guard` keeps whatever backs them alive (a
+/// temporary directory, a database to drop) until the check ends.
+pub struct Stores {
+    /// The user repository.
+    pub users: Arc<dyn UserRepository>,
+    /// The session store over the same database.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Dropped when the check ends.
+    pub guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each calling `$factory().await` for
+/// fresh [`Stores`].
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@each $factory;
+            insert_and_get_by_every_key,
+            missing_users_are_not_found,
+            duplicate_username_conflicts_and_writes_nothing,
+            duplicate_email_conflicts_and_writes_nothing,
+            update_profile_changes_fields,
+            update_profile_conflicts_name_the_field,
+            update_password_hash_replaces_it,
+            set_role_and_status,
+            last_active_admin_is_protected,
+            delete_removes_user_and_sessions,
+            list_pages_in_username_order,
+            list_filters_by_search_role_and_status,
+            count_active_admins,
+            create_and_get_session,
+            find_by_cookie_matches_browser_sessions_only,
+            refresh_rotation_and_reuse,
+            concurrent_rotation_rotates_once,
+            revoke_one_and_all,
+            list_active_sessions_newest_first,
+            purge_removes_ended_sessions,
+            login_failures_count_forget_and_clear,
+            concurrent_login_failures_are_all_counted,
+        );
+    };
+    (@each $factory:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let stores = $factory().await;
+                $crate::testing::conformance::$check(stores).await;
+            }
+        )*
+    };
+}
+
+const T0: OffsetDateTime = datetime!(2026-02-03 04:05:06.123456 UTC);
+
+fn at(secs: i64) -> OffsetDateTime {
+    T0 + time::Duration::seconds(secs)
+}
+
+/// A valid user named `name` with email `name@example.com`.
+pub fn user(name: &str) -> User {
+    User {
+        id: UserId::new(),
+        username: Username::parse(name).unwrap(),
+        email: Email::parse(&format!("{name}@example.com")).unwrap(),
+        display_name: None,
+        role: Role::User,
+        status: UserStatus::Active,
+        email_verified_at: None,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn hash(tag: &str) -> PasswordHash {
+    PasswordHash::new(format!("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ${tag}"))
+}
+
+async fn insert(s: &Stores, user: &User) {
+    s.users
+        .insert(&NewUser {
+            user: user.clone(),
+            password_hash: hash("h"),
+        })
+        .await
+        .unwrap();
+}
+
+async fn insert_admin(s: &Stores, name: &str) -> User {
+    let u = User {
+        role: Role::Admin,
+        ..user(name)
+    };
+    insert(s, &u).await;
+    u
+}
+
+fn session(user: &User, kind: SessionKind, created: i64) -> Session {
+    Session {
+        id: SessionId::new(),
+        user_id: user.id,
+        kind,
+        client: ClientInfo::new(Some("Mozilla/5.0 test"), Some("127.0.0.1")),
+        created_at: at(created),
+        last_used_at: at(created),
+        expires_at: at(created + 3600),
+        revoked_at: None,
+    }
+}
+
+async fn create(s: &Stores, session: &Session, secret: &str) {
+    s.sessions
+        .create(&NewSession {
+            session: session.clone(),
+            secret_hash: TokenHash::of(secret),
+        })
+        .await
+        .unwrap();
+}
+
+fn not_found<T: std::fmt::Debug>(r: Result<T, RepoError>, what: &str) {
+    assert!(matches!(r, Err(RepoError::NotFound)), "{what}: {r:?}");
+}
+
+fn conflict<T: std::fmt::Debug>(r: Result<T, RepoError>, field: UniqueField) {
+    assert!(
+        matches!(r, Err(RepoError::Conflict { field: f }) if f == field),
+        "expected conflict on {field}: {r:?}"
+    );
+}
+
+fn last_admin<T: std::fmt::Debug>(r: Result<T, RepoError>, what: &str) {
+    assert!(
+        matches!(r, Err(RepoError::LastActiveAdmin)),
+        "{what}: {r:?}"
+    );
+}
+
+/// `insert`, then every getter finds the same user with every field intact.
+pub async fn insert_and_get_by_every_key(s: Stores) {
+    let mut u = user("alice");
+    u.display_name = DisplayName::parse("Alice <b>Liddell</b> 🐇").unwrap();
+    u.email_verified_at = Some(at(10));
+    u.updated_at = at(20);
+    s.users
+        .insert(&NewUser {
+            user: u.clone(),
+            password_hash: hash("alice"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.users.get(u.id).await.ok(), Some(u.clone()));
+    assert_eq!(
+        s.users.get_by_username(&u.username).await.ok(),
+        Some(u.clone())
+    );
+    assert_eq!(s.users.get_by_email(&u.email).await.ok(), Some(u.clone()));
+    let by_name = s
+        .users
+        .credentials(&Login::Username(u.username.clone()))
+        .await;
+    assert_eq!(by_name.ok(), Some((u.clone(), hash("alice"))));
+    let by_email = s.users.credentials(&Login::Email(u.email.clone())).await;
+    assert_eq!(by_email.ok(), Some((u.clone(), hash("alice"))));
+    assert_eq!(s.users.password_hash(u.id).await.ok(), Some(hash("alice")));
+}
+
+/// Every operation on a missing user returns `NotFound`.
+pub async fn missing_users_are_not_found(s: Stores) {
+    insert(&s, &user("present")).await;
+    let ghost = user("ghost");
+    let id = ghost.id;
+    not_found(s.users.get(id).await, "get");
+    not_found(
+        s.users.get_by_username(&ghost.username).await,
+        "get_by_username",
+    );
+    not_found(s.users.get_by_email(&ghost.email).await, "get_by_email");
+    not_found(
+        s.users
+            .credentials(&Login::Username(ghost.username.clone()))
+            .await,
+        "credentials",
+    );
+    not_found(
+        s.users
+            .credentials(&Login::Email(ghost.email.clone()))
+            .await,
+        "credentials",
+    );
+    not_found(s.users.password_hash(id).await, "password_hash");
+    not_found(
+        s.users
+            .update_profile(id, &ProfileChanges::default(), T0)
+            .await,
+        "update_profile",
+    );
+    not_found(
+        s.users.update_password_hash(id, &hash("x"), T0).await,
+        "update_password_hash",
+    );
+    not_found(s.users.set_role(id, Role::Admin, T0).await, "set_role");
+    not_found(
+        s.users.set_status(id, UserStatus::Disabled, T0).await,
+        "set_status",
+    );
+    not_found(s.users.delete(id).await, "delete");
+}
+
+async fn total(s: &Stores) -> usize {
+    let q = UserQuery {
+        limit: UserQuery::MAX_LIMIT,
+        ..UserQuery::default()
+    };
+    s.users.list(&q).await.map(|p| p.users.len()).unwrap()
+}
+
+/// A second user with a taken username gets `Conflict { Username }` and is not written.
+pub async fn duplicate_username_conflicts_and_writes_nothing(s: Stores) {
+    insert(&s, &user("alice")).await;
+    let mut twin = user("ALICE");
+    twin.email = Email::parse("other@example.com").unwrap();
+    conflict(
+        s.users
+            .insert(&NewUser {
+                user: twin.clone(),
+                password_hash: hash("t"),
+            })
+            .await,
+        UniqueField::Username,
+    );
+    not_found(s.users.get(twin.id).await, "the rejected user");
+    assert_eq!(total(&s).await, 1);
+}
+
+/// A second user with a taken email gets `Conflict { Email }` and is not written.
+pub async fn duplicate_email_conflicts_and_writes_nothing(s: Stores) {
+    insert(&s, &user("alice")).await;
+    let mut twin = user("bob");
+    twin.email = Email::parse("ALICE@Example.com").unwrap();
+    conflict(
+        s.users
+            .insert(&NewUser {
+                user: twin.clone(),
+                password_hash: hash("t"),
+            })
+            .await,
+        UniqueField::Email,
+    );
+    not_found(s.users.get(twin.id).await, "the rejected user");
+    assert_eq!(total(&s).await, 1);
+}
+
+/// `update_profile` changes what it is given, keeps the rest, clears verification only when
+/// the email really changes, and sets `updated_at`.
+pub async fn update_profile_changes_fields(s: Stores) {
+    let mut u = user("alice");
+    u.email_verified_at = Some(at(1));
+    insert(&s, &u).await;
+
+    let same_email = ProfileChanges {
+        email: Some(u.email.clone()),
+        display_name: Some(DisplayName::parse("Alice").unwrap()),
+        ..ProfileChanges::default()
+    };
+    let got = s.users.update_profile(u.id, &same_email, at(5)).await;
+    let got = got.unwrap();
+    assert_eq!(
+        got.email_verified_at,
+        Some(at(1)),
+        "same email keeps verification"
+    );
+    assert_eq!(
+        got.display_name.as_ref().map(DisplayName::as_str),
+        Some("Alice")
+    );
+    assert_eq!(got.updated_at, at(5));
+
+    let changes = ProfileChanges {
+        username: Some(Username::parse("alice2").unwrap()),
+        email: Some(Email::parse("new@example.com").unwrap()),
+        display_name: Some(None),
+    };
+    let got = s.users.update_profile(u.id, &changes, at(9)).await;
+    let got = got.unwrap();
+    assert_eq!(got.username.as_str(), "alice2");
+    assert_eq!(got.email.as_str(), "new@example.com");
+    assert_eq!(got.display_name, None);
+    assert_eq!(got.email_verified_at, None, "a new email is unverified");
+    assert_eq!(got.updated_at, at(9));
+    assert_eq!(
+        (got.created_at, got.role, got.status),
+        (u.created_at, u.role, u.status)
+    );
+    assert_eq!(s.users.get(u.id).await.ok(), Some(got));
+}
+
+/// Taking another user's username or email is a `Conflict` naming the field; nothing changes.
+pub async fn update_profile_conflicts_name_the_field(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let take_name = ProfileChanges {
+        username: Some(a.username.clone()),
+        display_name: Some(DisplayName::parse("Bob").unwrap()),
+        ..ProfileChanges::default()
+    };
+    conflict(
+        s.users.update_profile(b.id, &take_name, at(1)).await,
+        UniqueField::Username,
+    );
+    let take_email = ProfileChanges {
+        email: Some(a.email.clone()),
+        ..ProfileChanges::default()
+    };
+    conflict(
+        s.users.update_profile(b.id, &take_email, at(1)).await,
+        UniqueField::Email,
+    );
+    assert_eq!(
+        s.users.get(b.id).await.ok(),
+        Some(b.clone()),
+        "nothing written"
+    );
+    // Setting one's own current values is no conflict.
+    let own = ProfileChanges {
+        username: Some(b.username.clone()),
+        email: Some(b.email.clone()),
+        ..ProfileChanges::default()
+    };
+    assert!(s.users.update_profile(b.id, &own, at(2)).await.is_ok());
+}
+
+/// `update_password_hash` replaces the hash and touches `updated_at`.
+pub async fn update_password_hash_replaces_it(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let r = s
+        .users
+        .update_password_hash(u.id, &hash("new"), at(3))
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(s.users.password_hash(u.id).await.ok(), Some(hash("new")));
+    assert_eq!(
+        s.users.get(u.id).await.map(|u| u.updated_at).ok(),
+        Some(at(3))
+    );
+}
+
+/// `set_role` and `set_status` change one field each and return the updated user.
+pub async fn set_role_and_status(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let got = s.users.set_role(u.id, Role::Admin, at(1)).await;
+    let got = got.unwrap();
+    assert_eq!(
+        (got.role, got.status, got.updated_at),
+        (Role::Admin, UserStatus::Active, at(1))
+    );
+    insert_admin(&s, "root").await;
+    let got = s.users.set_status(u.id, UserStatus::Disabled, at(2)).await;
+    let got = got.unwrap();
+    assert_eq!((got.role, got.status), (Role::Admin, UserStatus::Disabled));
+    assert_eq!(s.users.get(u.id).await.ok(), Some(got));
+}
+
+/// The last active admin can be neither demoted, disabled nor deleted; with a second active
+/// admin each is allowed; a disabled admin does not count.
+pub async fn last_active_admin_is_protected(s: Stores) {
+    // No admin at all: ordinary changes are not affected.
+    let plain = user("plain");
+    insert(&s, &plain).await;
+    assert!(
+        s.users
+            .set_status(plain.id, UserStatus::Disabled, T0)
+            .await
+            .is_ok()
+    );
+    assert!(s.users.set_role(plain.id, Role::User, T0).await.is_ok());
+
+    let a = insert_admin(&s, "admin-a").await;
+    last_admin(s.users.set_role(a.id, Role::User, T0).await, "demote");
+    last_admin(
+        s.users.set_status(a.id, UserStatus::Disabled, T0).await,
+        "disable",
+    );
+    last_admin(s.users.delete(a.id).await, "delete");
+    assert!(
+        s.users.set_role(a.id, Role::Admin, T0).await.is_ok(),
+        "no-op stays allowed"
+    );
+
+    let b = insert_admin(&s, "admin-b").await;
+    assert!(
+        s.users
+            .set_status(b.id, UserStatus::Disabled, T0)
+            .await
+            .is_ok()
+    );
+    last_admin(
+        s.users.set_role(a.id, Role::User, T0).await,
+        "a disabled admin does not count",
+    );
+    assert!(
+        s.users
+            .set_status(b.id, UserStatus::Active, T0)
+            .await
+            .is_ok()
+    );
+    assert!(s.users.set_role(a.id, Role::User, T0).await.is_ok());
+    last_admin(s.users.delete(b.id).await, "b is now the last");
+    assert_eq!(
+        s.users.get(b.id).await.map(|u| u.role).ok(),
+        Some(Role::Admin)
+    );
+    assert!(
+        s.users.delete(a.id).await.is_ok(),
+        "a is no longer an admin"
+    );
+}
+
+/// `delete` removes the user and their sessions.
+pub async fn delete_removes_user_and_sessions(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let sa = session(&a, SessionKind::Token, 0);
+    let sb = session(&b, SessionKind::Browser, 0);
+    create(&s, &sa, "a-refresh").await;
+    create(&s, &sb, "b-cookie").await;
+    assert!(s.users.delete(a.id).await.is_ok());
+    not_found(s.users.get(a.id).await, "deleted user");
+    not_found(s.sessions.get(sa.id).await, "their session");
+    not_found(
+        s.sessions
+            .rotate_refresh_token(&TokenHash::of("a-refresh"), &TokenHash::of("n"), at(1))
+            .await,
+        "their refresh token",
+    );
+    assert_eq!(
+        s.sessions.get(sb.id).await.ok(),
+        Some(sb),
+        "others keep theirs"
+    );
+    not_found(s.users.delete(a.id).await, "deleting twice");
+}
+
+/// `list` pages through all users in username order; `next` is set exactly when more follow.
+pub async fn list_pages_in_username_order(s: Stores) {
+    for name in ["eve", "bob", "dave", "alice", "carol"] {
+        insert(&s, &user(name)).await;
+    }
+    let mut q = UserQuery {
+        limit: 2,
+        ..UserQuery::default()
+    };
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = s.users.list(&q).await.unwrap();
+        pages += 1;
+        seen.extend(page.users.iter().map(|u| u.username.to_string()));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "pagination must end");
+    }
+    assert_eq!(seen, ["alice", "bob", "carol", "dave", "eve"]);
+    assert_eq!(pages, 3);
+    q.after = None;
+    q.limit = 5;
+    assert_eq!(
+        s.users.list(&q).await.map(|p| p.next).ok(),
+        Some(None),
+        "exact fit"
+    );
+}
+
+/// `list` filters by username-or-email prefix (wildcards are literal), role and status.
+pub async fn list_filters_by_search_role_and_status(s: Stores) {
+    let mut carol = user("carol");
+    carol.email = Email::parse("al_x@example.com").unwrap();
+    insert(&s, &carol).await;
+    for name in ["alice", "albert", "bob", "a1ice"] {
+        insert(&s, &user(name)).await;
+    }
+    let admin = insert_admin(&s, "alfred").await;
+    insert_admin(&s, "zed").await;
+    let zed = Username::parse("zed").unwrap();
+    let z = s.users.get_by_username(&zed).await.unwrap();
+    assert!(
+        s.users
+            .set_status(z.id, UserStatus::Disabled, T0)
+            .await
+            .is_ok()
+    );
+
+    let names = |q: UserQuery| {
+        let users = Arc::clone(&s.users);
+        async move {
+            let page = users.list(&q).await.unwrap();
+            page.users
+                .into_iter()
+                .map(|u| u.username.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let search = |p: &str| UserQuery {
+        search: Some(p.to_owned()),
+        ..UserQuery::default()
+    };
+    assert_eq!(
+        names(search("al")).await,
+        ["albert", "alfred", "alice", "carol"]
+    );
+    assert_eq!(
+        names(search("al_")).await,
+        ["carol"],
+        "'_' is not a wildcard"
+    );
+    assert_eq!(
+        names(search("%")).await,
+        Vec::<String>::new(),
+        "'%' is not a wildcard"
+    );
+    assert_eq!(names(search("bob@")).await, ["bob"]);
+    let admins = UserQuery {
+        role: Some(Role::Admin),
+        ..UserQuery::default()
+    };
+    assert_eq!(names(admins).await, ["alfred", "zed"]);
+    let disabled = UserQuery {
+        status: Some(UserStatus::Disabled),
+        ..UserQuery::default()
+    };
+    assert_eq!(names(disabled).await, ["zed"]);
+    let both = UserQuery {
+        search: Some("al".into()),
+        role: Some(Role::Admin),
+        status: Some(UserStatus::Active),
+        ..UserQuery::default()
+    };
+    assert_eq!(names(both).await, [admin.username.to_string()]);
+}
+
+/// `count_active_admins` counts admins that are active, nobody else.
+pub async fn count_active_admins(s: Stores) {
+    assert_eq!(s.users.count_active_admins().await.ok(), Some(0));
+    insert(&s, &user("plain")).await;
+    insert_admin(&s, "admin-1").await;
+    let a2 = insert_admin(&s, "admin-2").await;
+    assert_eq!(s.users.count_active_admins().await.ok(), Some(2));
+    assert!(
+        s.users
+            .set_status(a2.id, UserStatus::Disabled, T0)
+            .await
+            .is_ok()
+    );
+    assert_eq!(s.users.count_active_admins().await.ok(), Some(1));
+}
+
+/// `create` stores a session that `get` returns intact; a session for a missing user is
+/// `NotFound`; an unknown session is `NotFound`.
+pub async fn create_and_get_session(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let mut sess = session(&u, SessionKind::Token, 0);
+    sess.client = ClientInfo::default();
+    create(&s, &sess, "r1").await;
+    assert_eq!(s.sessions.get(sess.id).await.ok(), Some(sess.clone()));
+    let browser = session(&u, SessionKind::Browser, 5);
+    create(&s, &browser, "c1").await;
+    assert_eq!(s.sessions.get(browser.id).await.ok(), Some(browser));
+
+    let orphan = session(&user("ghost"), SessionKind::Browser, 0);
+    let r = s
+        .sessions
+        .create(&NewSession {
+            session: orphan.clone(),
+            secret_hash: TokenHash::of("x"),
+        })
+        .await;
+    not_found(r, "session of a missing user");
+    not_found(s.sessions.get(orphan.id).await, "it was not written");
+    not_found(s.sessions.get(SessionId::new()).await, "unknown session");
+}
+
+/// `find_by_cookie` finds browser sessions by their secret, never a token session.
+pub async fn find_by_cookie_matches_browser_sessions_only(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let browser = session(&u, SessionKind::Browser, 0);
+    let token = session(&u, SessionKind::Token, 0);
+    create(&s, &browser, "cookie").await;
+    create(&s, &token, "refresh").await;
+    assert_eq!(
+        s.sessions
+            .find_by_cookie(&TokenHash::of("cookie"))
+            .await
+            .ok(),
+        Some(browser.clone())
+    );
+    not_found(
+        s.sessions.find_by_cookie(&TokenHash::of("refresh")).await,
+        "refresh token",
+    );
+    not_found(
+        s.sessions.find_by_cookie(&TokenHash::of("nope")).await,
+        "unknown",
+    );
+    // A revoked session is still found, and reported revoked.
+    assert!(s.sessions.revoke(browser.id, at(1)).await.is_ok());
+    let found = s.sessions.find_by_cookie(&TokenHash::of("cookie")).await;
+    assert_eq!(found.ok().and_then(|x| x.revoked_at), Some(at(1)));
+}
+
+/// Rotation spends the token; a spent token revokes the session; an inactive session does
+/// not rotate; an unknown token is `NotFound`.
+pub async fn refresh_rotation_and_reuse(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let sess = session(&u, SessionKind::Token, 0);
+    create(&s, &sess, "r1").await;
+    let rotate = |old: &str, new: &str, t: i64| {
+        let sessions = Arc::clone(&s.sessions);
+        let (old, new) = (TokenHash::of(old), TokenHash::of(new));
+        async move { sessions.rotate_refresh_token(&old, &new, at(t)).await }
+    };
+
+    match rotate("r1", "r2", 10).await {
+        Ok(Rotation::Rotated(got)) => {
+            assert_eq!(got.id, sess.id);
+            assert_eq!(got.last_used_at, at(10));
+        }
+        other => panic!("expected Rotated: {other:?}"),
+    }
+    assert!(matches!(
+        rotate("r2", "r3", 20).await,
+        Ok(Rotation::Rotated(_))
+    ));
+    not_found(rotate("never-issued", "x", 21).await, "unknown token");
+    // The cookie lookup never accepts a refresh token, and vice versa.
+    let browser = session(&u, SessionKind::Browser, 0);
+    create(&s, &browser, "cookie").await;
+    not_found(
+        rotate("cookie", "x", 21).await,
+        "a cookie is not a refresh token",
+    );
+
+    // r1 was spent: presenting it again revokes the session.
+    assert_eq!(
+        rotate("r1", "r9", 30).await.ok(),
+        Some(Rotation::Reused(sess.id))
+    );
+    let revoked = s.sessions.get(sess.id).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(at(30)));
+    // The current token r3 no longer works either.
+    assert_eq!(
+        rotate("r3", "r4", 31).await.ok(),
+        Some(Rotation::Inactive(sess.id))
+    );
+
+    // An expired session does not rotate.
+    let old = session(&u, SessionKind::Token, 0);
+    create(&s, &old, "o1").await;
+    assert_eq!(
+        rotate("o1", "o2", 3600).await.ok(),
+        Some(Rotation::Inactive(old.id))
+    );
+    assert_eq!(
+        rotate("o1", "o2", 3599)
+            .await
+            .ok()
+            .map(|r| matches!(r, Rotation::Rotated(_))),
+        Some(true)
+    );
+}
+
+/// Of two concurrent rotations of one token, exactly one rotates.
+pub async fn concurrent_rotation_rotates_once(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let sess = session(&u, SessionKind::Token, 0);
+    create(&s, &sess, "r1").await;
+    let spawn = |next: &'static str| {
+        let sessions = Arc::clone(&s.sessions);
+        tokio::spawn(async move {
+            sessions
+                .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of(next), at(1))
+                .await
+        })
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let results = [a.await, b.await].map(|r| r.unwrap());
+    let rotated = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Rotation::Rotated(_))))
+        .count();
+    assert_eq!(rotated, 1, "{results:?}");
+    assert!(
+        results.iter().any(|r| matches!(r, Ok(Rotation::Reused(_)))),
+        "the loser saw a spent token: {results:?}"
+    );
+}
+
+/// `revoke` is idempotent and `NotFound` for an unknown id; `revoke_all` ends every active
+/// session but the kept one and counts them.
+pub async fn revoke_one_and_all(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let s1 = session(&a, SessionKind::Browser, 0);
+    let s2 = session(&a, SessionKind::Token, 1);
+    let s3 = session(&a, SessionKind::Token, 2);
+    let other = session(&b, SessionKind::Token, 0);
+    for (x, secret) in [(&s1, "1"), (&s2, "2"), (&s3, "3"), (&other, "4")] {
+        create(&s, x, secret).await;
+    }
+    assert!(s.sessions.revoke(s1.id, at(10)).await.is_ok());
+    assert!(s.sessions.revoke(s1.id, at(20)).await.is_ok(), "idempotent");
+    let got = s.sessions.get(s1.id).await.unwrap();
+    assert_eq!(
+        got.revoked_at,
+        Some(at(10)),
+        "the first revocation time is kept"
+    );
+    not_found(
+        s.sessions.revoke(SessionId::new(), at(10)).await,
+        "unknown session",
+    );
+
+    assert_eq!(
+        s.sessions.revoke_all(a.id, Some(s3.id), at(30)).await.ok(),
+        Some(1)
+    );
+    let active = s.sessions.list_active(a.id, at(31)).await.unwrap();
+    assert_eq!(active.iter().map(|x| x.id).collect::<Vec<_>>(), [s3.id]);
+    assert_eq!(
+        s.sessions.revoke_all(a.id, None, at(40)).await.ok(),
+        Some(1)
+    );
+    assert_eq!(
+        s.sessions
+            .list_active(a.id, at(41))
+            .await
+            .map(|v| v.len())
+            .ok(),
+        Some(0)
+    );
+    assert_eq!(
+        s.sessions
+            .list_active(b.id, at(41))
+            .await
+            .map(|v| v.len())
+            .ok(),
+        Some(1)
+    );
+}
+
+/// `list_active` returns only active sessions of that user, newest first.
+pub async fn list_active_sessions_newest_first(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let old = session(&u, SessionKind::Browser, 0);
+    let mid = session(&u, SessionKind::Token, 100);
+    let new = session(&u, SessionKind::Browser, 200);
+    let revoked = session(&u, SessionKind::Token, 300);
+    for (x, secret) in [(&old, "1"), (&mid, "2"), (&new, "3"), (&revoked, "4")] {
+        create(&s, x, secret).await;
+    }
+    assert!(s.sessions.revoke(revoked.id, at(301)).await.is_ok());
+    let ids = |v: Vec<Session>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    let at_302 = s.sessions.list_active(u.id, at(302)).await.map(ids).ok();
+    assert_eq!(at_302, Some(vec![new.id, mid.id, old.id]));
+    // `old` expires at 3600.
+    let later = s.sessions.list_active(u.id, at(3600)).await.map(ids).ok();
+    assert_eq!(later, Some(vec![new.id, mid.id]));
+}
+
+/// `purge` deletes sessions that ended before the cut-off, with their secrets.
+pub async fn purge_removes_ended_sessions(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let expired = session(&u, SessionKind::Token, 0); // expires at 3600
+    let revoked = session(&u, SessionKind::Browser, 4000);
+    let live = session(&u, SessionKind::Browser, 4000);
+    for (x, secret) in [(&expired, "1"), (&revoked, "2"), (&live, "3")] {
+        create(&s, x, secret).await;
+    }
+    assert!(s.sessions.revoke(revoked.id, at(4001)).await.is_ok());
+    assert_eq!(s.sessions.purge(at(4002)).await.ok(), Some(2));
+    not_found(s.sessions.get(expired.id).await, "expired");
+    not_found(s.sessions.get(revoked.id).await, "revoked");
+    not_found(
+        s.sessions.find_by_cookie(&TokenHash::of("2")).await,
+        "its secret",
+    );
+    assert!(s.sessions.get(live.id).await.is_ok());
+}
+
+/// Failures count up, are forgotten after the window, and clear on success.
+pub async fn login_failures_count_forget_and_clear(s: Stores) {
+    let key = ThrottleKey::of("alice");
+    let other = ThrottleKey::of("bob");
+    assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
+    let record = |t: i64, forget: i64| {
+        let sessions = Arc::clone(&s.sessions);
+        async move { sessions.record_login_failure(&key, at(t), at(forget)).await }
+    };
+    for (i, t) in [(1, 10), (2, 20), (3, 30)] {
+        let got = record(t, 0).await.unwrap();
+        assert_eq!((got.count, got.last_failed_at), (i, at(t)));
+    }
+    let stored = s.sessions.login_failures(&key).await.ok().flatten();
+    assert_eq!(
+        stored.map(|f| (f.count, f.last_failed_at)),
+        Some((3, at(30)))
+    );
+    assert_eq!(
+        s.sessions.login_failures(&other).await.ok(),
+        Some(None),
+        "per key"
+    );
+    // The last failure (30) is older than the window start (31): counting restarts.
+    assert_eq!(record(100, 31).await.ok().map(|f| f.count), Some(1));
+    assert_eq!(record(110, 31).await.ok().map(|f| f.count), Some(2));
+    assert!(s.sessions.clear_login_failures(&key).await.is_ok());
+    assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
+    assert!(
+        s.sessions.clear_login_failures(&key).await.is_ok(),
+        "clearing twice is fine"
+    );
+}
+
+/// Concurrent failures are all counted.
+pub async fn concurrent_login_failures_are_all_counted(s: Stores) {
+    let key = ThrottleKey::of("target");
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let sessions = Arc::clone(&s.sessions);
+            tokio::spawn(async move { sessions.record_login_failure(&key, at(1), at(0)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(t.await, Ok(Ok(_))));
+    }
+    let got = s.sessions.login_failures(&key).await.ok().flatten();
+    assert_eq!(got.map(|f| f.count), Some(20));
+}

@@ -1,0 +1,423 @@
+//! In-memory fakes of the storage ports. They pass the same conformance suite as the real
+//! adapters, so tests of the services can trust them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use time::OffsetDateTime;
+
+use crate::domain::{
+    Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role, Rotation,
+    Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserPage, UserQuery,
+    UserStatus, Username,
+};
+use crate::error::{RepoError, UniqueField};
+use crate::ports::{Login, SessionStore, UserRepository};
+
+struct Secret {
+    session: SessionId,
+    spent: bool,
+}
+
+#[derive(Default)]
+struct State {
+    users: HashMap<UserId, (User, PasswordHash)>,
+    sessions: HashMap<SessionId, Session>,
+    secrets: HashMap<[u8; 32], Secret>,
+    failures: HashMap<ThrottleKey, LoginFailures>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// In-memory [`UserRepository`].
+#[derive(Clone, Default)]
+pub struct InMemoryUserRepository(Shared);
+
+/// In-memory [`SessionStore`], sharing state with its [`InMemoryUserRepository`].
+#[derive(Clone, Default)]
+pub struct InMemorySessionStore(Shared);
+
+/// A repository and a session store over one shared state, as one database would be.
+pub fn in_memory() -> (InMemoryUserRepository, InMemorySessionStore) {
+    let state = Shared::default();
+    (
+        InMemoryUserRepository(Arc::clone(&state)),
+        InMemorySessionStore(state),
+    )
+}
+
+impl State {
+    fn user(&mut self, id: UserId) -> Result<&mut User, RepoError> {
+        self.users
+            .get_mut(&id)
+            .map(|(u, _)| u)
+            .ok_or(RepoError::NotFound)
+    }
+
+    fn find(&self, pred: impl Fn(&User) -> bool) -> Option<&(User, PasswordHash)> {
+        self.users.values().find(|(u, _)| pred(u))
+    }
+
+    fn taken(
+        &self,
+        except: Option<UserId>,
+        username: Option<&Username>,
+        email: Option<&Email>,
+    ) -> Result<(), RepoError> {
+        let others = || self.users.values().filter(|(u, _)| Some(u.id) != except);
+        if username.is_some_and(|n| others().any(|(u, _)| &u.username == n)) {
+            return Err(RepoError::Conflict {
+                field: UniqueField::Username,
+            });
+        }
+        if email.is_some_and(|e| others().any(|(u, _)| &u.email == e)) {
+            return Err(RepoError::Conflict {
+                field: UniqueField::Email,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a change that leaves `id` no longer an active admin when it is the last one.
+    fn guard_last_admin(&self, id: UserId, stays_active_admin: bool) -> Result<(), RepoError> {
+        let Some((user, _)) = self.users.get(&id) else {
+            return Err(RepoError::NotFound);
+        };
+        let active_admins = self
+            .users
+            .values()
+            .filter(|(u, _)| u.is_active_admin())
+            .count();
+        if user.is_active_admin() && !stays_active_admin && active_admins <= 1 {
+            return Err(RepoError::LastActiveAdmin);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl UserRepository for InMemoryUserRepository {
+    async fn insert(&self, new: &NewUser) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        s.taken(None, Some(&new.user.username), Some(&new.user.email))?;
+        if s.users.contains_key(&new.user.id) {
+            return Err(RepoError::unavailable("duplicate user id"));
+        }
+        s.users
+            .insert(new.user.id, (new.user.clone(), new.password_hash.clone()));
+        Ok(())
+    }
+
+    async fn get(&self, id: UserId) -> Result<User, RepoError> {
+        lock(&self.0).user(id).cloned()
+    }
+
+    async fn get_by_username(&self, username: &Username) -> Result<User, RepoError> {
+        let s = lock(&self.0);
+        s.find(|u| &u.username == username)
+            .map(|(u, _)| u.clone())
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn get_by_email(&self, email: &Email) -> Result<User, RepoError> {
+        let s = lock(&self.0);
+        s.find(|u| &u.email == email)
+            .map(|(u, _)| u.clone())
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn credentials(&self, login: &Login) -> Result<(User, PasswordHash), RepoError> {
+        let s = lock(&self.0);
+        let found = match login {
+            Login::Username(name) => s.find(|u| &u.username == name),
+            Login::Email(email) => s.find(|u| &u.email == email),
+        };
+        found.cloned().ok_or(RepoError::NotFound)
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<PasswordHash, RepoError> {
+        let s = lock(&self.0);
+        s.users
+            .get(&id)
+            .map(|(_, h)| h.clone())
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        changes: &ProfileChanges,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let mut s = lock(&self.0);
+        s.user(id)?;
+        s.taken(Some(id), changes.username.as_ref(), changes.email.as_ref())?;
+        let user = s.user(id)?;
+        if let Some(username) = &changes.username {
+            user.username = username.clone();
+        }
+        if let Some(email) = &changes.email
+            && email != &user.email
+        {
+            user.email = email.clone();
+            user.email_verified_at = None;
+        }
+        if let Some(display_name) = &changes.display_name {
+            user.display_name = display_name.clone();
+        }
+        user.updated_at = now;
+        Ok(user.clone())
+    }
+
+    async fn update_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        let (user, stored) = s.users.get_mut(&id).ok_or(RepoError::NotFound)?;
+        *stored = hash.clone();
+        user.updated_at = now;
+        Ok(())
+    }
+
+    async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let mut s = lock(&self.0);
+        s.guard_last_admin(id, role == Role::Admin)?;
+        let user = s.user(id)?;
+        user.role = role;
+        user.updated_at = now;
+        Ok(user.clone())
+    }
+
+    async fn set_status(
+        &self,
+        id: UserId,
+        status: UserStatus,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let mut s = lock(&self.0);
+        s.guard_last_admin(id, status == UserStatus::Active)?;
+        let user = s.user(id)?;
+        user.status = status;
+        user.updated_at = now;
+        Ok(user.clone())
+    }
+
+    async fn delete(&self, id: UserId) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        s.guard_last_admin(id, false)?;
+        s.users.remove(&id);
+        let gone: Vec<SessionId> = s
+            .sessions
+            .values()
+            .filter(|x| x.user_id == id)
+            .map(|x| x.id)
+            .collect();
+        s.sessions.retain(|_, x| x.user_id != id);
+        s.secrets
+            .retain(|_, secret| !gone.contains(&secret.session));
+        Ok(())
+    }
+
+    async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError> {
+        let s = lock(&self.0);
+        let mut users: Vec<User> = s
+            .users
+            .values()
+            .map(|(u, _)| u)
+            .filter(|u| query.after.as_ref().is_none_or(|a| &u.username > a))
+            .filter(|u| {
+                query.search.as_deref().is_none_or(|p| {
+                    u.username.as_str().starts_with(p) || u.email.as_str().starts_with(p)
+                })
+            })
+            .filter(|u| query.role.is_none_or(|r| u.role == r))
+            .filter(|u| query.status.is_none_or(|st| u.status == st))
+            .cloned()
+            .collect();
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        let limit = query.limit as usize;
+        let more = users.len() > limit;
+        users.truncate(limit);
+        let next = more
+            .then(|| users.last().map(|u| u.username.clone()))
+            .flatten();
+        Ok(UserPage { users, next })
+    }
+
+    async fn count_active_admins(&self) -> Result<u64, RepoError> {
+        let s = lock(&self.0);
+        Ok(s.users
+            .values()
+            .filter(|(u, _)| u.is_active_admin())
+            .count() as u64)
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for InMemorySessionStore {
+    async fn create(&self, new: &NewSession) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        if !s.users.contains_key(&new.session.user_id) {
+            return Err(RepoError::NotFound);
+        }
+        s.sessions.insert(new.session.id, new.session.clone());
+        s.secrets.insert(
+            *new.secret_hash.as_bytes(),
+            Secret {
+                session: new.session.id,
+                spent: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, id: SessionId) -> Result<Session, RepoError> {
+        lock(&self.0)
+            .sessions
+            .get(&id)
+            .cloned()
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn find_by_cookie(&self, hash: &TokenHash) -> Result<Session, RepoError> {
+        let s = lock(&self.0);
+        s.secrets
+            .get(hash.as_bytes())
+            .and_then(|secret| s.sessions.get(&secret.session))
+            .filter(|session| session.kind == SessionKind::Browser)
+            .cloned()
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &TokenHash,
+        replacement: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, RepoError> {
+        let mut s = lock(&self.0);
+        let secret = s
+            .secrets
+            .get(presented.as_bytes())
+            .ok_or(RepoError::NotFound)?;
+        let (id, spent) = (secret.session, secret.spent);
+        let session = s.sessions.get_mut(&id).ok_or(RepoError::NotFound)?;
+        if session.kind != SessionKind::Token {
+            return Err(RepoError::NotFound);
+        }
+        if spent {
+            session.revoked_at.get_or_insert(now);
+            return Ok(Rotation::Reused(id));
+        }
+        if !session.is_active(now) {
+            return Ok(Rotation::Inactive(id));
+        }
+        session.last_used_at = now;
+        let session = session.clone();
+        if let Some(secret) = s.secrets.get_mut(presented.as_bytes()) {
+            secret.spent = true;
+        }
+        s.secrets.insert(
+            *replacement.as_bytes(),
+            Secret {
+                session: id,
+                spent: false,
+            },
+        );
+        Ok(Rotation::Rotated(session))
+    }
+
+    async fn revoke(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        let session = s.sessions.get_mut(&id).ok_or(RepoError::NotFound)?;
+        session.revoked_at.get_or_insert(now);
+        Ok(())
+    }
+
+    async fn revoke_all(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let mut n = 0;
+        for session in s.sessions.values_mut() {
+            if session.user_id == user && Some(session.id) != keep && session.is_active(now) {
+                session.revoked_at = Some(now);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn list_active(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, RepoError> {
+        let s = lock(&self.0);
+        let mut list: Vec<Session> = s
+            .sessions
+            .values()
+            .filter(|x| x.user_id == user && x.is_active(now))
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(list)
+    }
+
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let gone: Vec<SessionId> = s
+            .sessions
+            .values()
+            .filter(|x| x.expires_at < before || x.revoked_at.is_some_and(|r| r < before))
+            .map(|x| x.id)
+            .collect();
+        s.sessions.retain(|id, _| !gone.contains(id));
+        s.secrets
+            .retain(|_, secret| !gone.contains(&secret.session));
+        Ok(gone.len() as u64)
+    }
+
+    async fn record_login_failure(
+        &self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+        forget_before: OffsetDateTime,
+    ) -> Result<LoginFailures, RepoError> {
+        let mut s = lock(&self.0);
+        let entry = s.failures.entry(*key).or_insert(LoginFailures {
+            count: 0,
+            last_failed_at: now,
+        });
+        if entry.last_failed_at < forget_before {
+            entry.count = 0;
+        }
+        entry.count = entry.count.saturating_add(1);
+        entry.last_failed_at = now;
+        Ok(*entry)
+    }
+
+    async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError> {
+        Ok(lock(&self.0).failures.get(key).copied())
+    }
+
+    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError> {
+        lock(&self.0).failures.remove(key);
+        Ok(())
+    }
+}

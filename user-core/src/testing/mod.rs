@@ -1,0 +1,218 @@
+//! Test doubles (feature `testing`): in-memory fakes of the storage ports, a fast hasher, a
+//! fixed clock, the mockall mocks, and the [`conformance`] suite.
+
+// Test support: a failed expectation panics, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod conformance;
+mod memory;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use argon2::Params;
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+pub use crate::ports::{MockPasswordHasher, MockSessionStore, MockUserRepository};
+pub use memory::{InMemorySessionStore, InMemoryUserRepository, in_memory};
+
+use crate::Ports;
+use crate::domain::{Password, PasswordHash};
+use crate::error::HashError;
+use crate::password::{HashCeiling, hash_with, verify_any};
+use crate::ports::{Clock, PasswordHasher, Verification};
+
+/// Real Argon2id (and bcrypt) with the cheapest parameters, inline: about 50 µs a hash.
+#[derive(Debug, Clone)]
+pub struct FastHasher {
+    params: Params,
+}
+
+impl FastHasher {
+    /// m = 8 KiB, t = 1, p = 1.
+    pub fn new() -> Self {
+        Self {
+            params: Params::new(8, 1, 1, None).unwrap_or_default(),
+        }
+    }
+}
+
+impl Default for FastHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl PasswordHasher for FastHasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        hash_with(&self.params, password.expose_secret())
+    }
+
+    async fn verify(
+        &self,
+        candidate: &SecretString,
+        hash: &PasswordHash,
+    ) -> Result<Verification, HashError> {
+        verify_any(
+            candidate.expose_secret(),
+            hash.as_str(),
+            &self.params,
+            &HashCeiling::default(),
+        )
+    }
+}
+
+/// A clock that moves only when told.
+#[derive(Debug)]
+pub struct FixedClock(Mutex<OffsetDateTime>);
+
+impl FixedClock {
+    /// A clock stopped at `at`.
+    pub fn new(at: OffsetDateTime) -> Self {
+        Self(Mutex::new(at))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *now += by;
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, at: OffsetDateTime) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+}
+
+impl Default for FixedClock {
+    /// 2026-01-01 00:00 UTC.
+    fn default() -> Self {
+        Self::new(time::macros::datetime!(2026-01-01 00:00 UTC))
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Ports on in-memory fakes, a [`FastHasher`] and the given clock.
+pub fn memory_ports(clock: Arc<FixedClock>) -> Ports {
+    let (users, sessions) = in_memory();
+    Ports {
+        users: Arc::new(users),
+        sessions: Arc::new(sessions),
+        hasher: Arc::new(FastHasher::new()),
+        clock,
+    }
+}
+
+/// Both services over the given ports, with default policy and a fresh Ed25519 key, plus
+/// helpers that register and sign in users.
+pub struct Fixture {
+    /// The auth service.
+    pub auth: crate::auth::AuthService,
+    /// The user service.
+    pub users: crate::users::UserService,
+    /// The ports the services use.
+    pub ports: Ports,
+    /// The clock they read.
+    pub clock: Arc<FixedClock>,
+}
+
+impl Fixture {
+    /// Services on in-memory fakes.
+    pub fn in_memory() -> Self {
+        let clock = Arc::new(FixedClock::default());
+        Self::with_ports(memory_ports(Arc::clone(&clock)), clock)
+    }
+
+    /// Services on the given ports; `clock` must be the one in `ports`.
+    pub fn with_ports(ports: Ports, clock: Arc<FixedClock>) -> Self {
+        let policy = crate::auth::AuthPolicy::default();
+        let key = crate::auth::SigningKey::generate_ed25519().unwrap();
+        Self {
+            users: crate::users::UserService::new(ports.clone(), policy.password),
+            auth: crate::auth::AuthService::new(ports.clone(), policy, &key, vec![]).unwrap(),
+            ports,
+            clock,
+        }
+    }
+
+    /// Registers `name` with email `name@example.com` and password [`Fixture::PASSWORD`].
+    pub async fn register(&self, name: &str) -> crate::domain::User {
+        self.auth
+            .register(crate::auth::RegisterUser {
+                username: name.to_owned(),
+                email: format!("{name}@example.com"),
+                password: SecretString::from(Self::PASSWORD),
+                display_name: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Registers `name` as an admin.
+    pub async fn register_admin(&self, name: &str) -> crate::domain::User {
+        self.auth
+            .create_user(
+                crate::auth::RegisterUser {
+                    username: name.to_owned(),
+                    email: format!("{name}@example.com"),
+                    password: SecretString::from(Self::PASSWORD),
+                    display_name: None,
+                },
+                crate::domain::Role::Admin,
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Signs in with tokens.
+    pub async fn login(
+        &self,
+        identifier: &str,
+        password: &str,
+    ) -> Result<crate::auth::TokenPair, crate::error::AuthError> {
+        self.auth
+            .login(
+                crate::auth::Credentials {
+                    identifier: identifier.to_owned(),
+                    password: SecretString::from(password),
+                },
+                crate::domain::ClientInfo::default(),
+            )
+            .await
+    }
+
+    /// Signs in with [`Fixture::PASSWORD`] and authenticates the access token.
+    pub async fn actor(&self, name: &str) -> crate::domain::Actor {
+        let tokens = self.login(name, Self::PASSWORD).await.unwrap();
+        self.auth
+            .authenticate(tokens.access_token.expose_secret())
+            .await
+            .unwrap()
+    }
+}
+
+impl Fixture {
+    /// The password [`Fixture::register`] uses.
+    pub const PASSWORD: &'static str = "correct horse battery staple";
+}
+
+#[cfg(test)]
+mod tests {
+    async fn memory_stores() -> super::conformance::Stores {
+        let (users, sessions) = super::in_memory();
+        super::conformance::Stores {
+            users: std::sync::Arc::new(users),
+            sessions: std::sync::Arc::new(sessions),
+            guard: None,
+        }
+    }
+
+    crate::conformance_tests!(memory_stores);
+}
