@@ -1,1 +1,193 @@
-//! x
+//! SQLite storage for user-management: [`SqliteUserRepository`] and [`SqliteSessionStore`]
+//! implement `user-core`'s storage ports on sqlx, over one file.
+//!
+//! # Layout
+//!
+//! - [`SqliteDatabase::open`] creates the file if needed, applies the embedded migrations
+//!   (`migrations/`), and sets WAL journaling, `synchronous = FULL` (configurable), foreign
+//!   keys and a busy timeout on every connection.
+//! - `users.rs` and `sessions.rs` implement the ports; `rows.rs` holds the row types, which
+//!   never leave the crate: each converts to a domain value with `TryFrom`, so bad data is an
+//!   error, not a panic.
+//! - Unique violations map to `RepoError::Conflict` naming the field; every other database
+//!   failure to `RepoError::Unavailable` carrying the cause.
+//!
+//! Both ports pass `user_core::testing::conformance` against a real file.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use user_sqlite::{SqliteConfig, SqliteDatabase};
+//!
+//! let db = SqliteDatabase::open(&SqliteConfig::new("data/users.db")).await?;
+//! let users = Arc::new(db.users());       // Arc<dyn UserRepository>
+//! let sessions = Arc::new(db.sessions()); // Arc<dyn SessionStore>
+//! # let _ = (users, sessions);
+//! db.close().await;
+//! # Ok(()) }
+//! ```
+
+mod rows;
+mod sessions;
+mod users;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use user_core::error::{RepoError, UniqueField};
+
+pub use sessions::SqliteSessionStore;
+pub use users::SqliteUserRepository;
+
+/// How durable each commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = FULL`: a commit survives power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: faster; in WAL mode a power loss may undo the last commits,
+    /// never corrupt the file.
+    Normal,
+}
+
+/// Settings of the SQLite store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteConfig {
+    /// The database file; created with its tables when missing (the folder must exist).
+    pub path: PathBuf,
+    /// Commit durability (default [`Durability::Full`]).
+    pub durability: Durability,
+    /// Pool size (default 8).
+    pub max_connections: u32,
+    /// How long a statement waits for a lock before failing (default 5 s).
+    pub busy_timeout: Duration,
+}
+
+impl SqliteConfig {
+    /// Defaults for the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            durability: Durability::Full,
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file could not be opened or created.
+    #[error("cannot open the SQLite database {path}")]
+    Connect {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed; the database is left at the last one that succeeded.
+    #[error("cannot migrate the SQLite database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// An open SQLite database: hands out the port implementations, which share its pool.
+#[derive(Debug, Clone)]
+pub struct SqliteDatabase {
+    pool: SqlitePool,
+}
+
+impl SqliteDatabase {
+    /// Opens (or creates) the file and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`OpenError::Connect`] when the file cannot be opened; [`OpenError::Migrate`] when a
+    /// migration fails.
+    pub async fn open(config: &SqliteConfig) -> Result<Self, OpenError> {
+        let options = SqliteConnectOptions::new()
+            .filename(&config.path)
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match config.durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(config.busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(|source| OpenError::Connect {
+                path: config.path.clone(),
+                source,
+            })?;
+        sqlx::migrate!()
+            .run(&pool)
+            .await
+            .map_err(OpenError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    /// The user repository.
+    pub fn users(&self) -> SqliteUserRepository {
+        SqliteUserRepository::new(self.pool.clone())
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> SqliteSessionStore {
+        SqliteSessionStore::new(self.pool.clone())
+    }
+
+    /// The connection pool, for a host application's own queries or metrics.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Whether the database answers, for readiness checks.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when it does not.
+    pub async fn ping(&self) -> Result<(), RepoError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(map_db_err)
+    }
+
+    /// Waits for connections in use to return, then closes them all.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Maps a sqlx error to the port's error: unique violations name their field, everything
+/// else is `Unavailable` with the cause.
+fn map_db_err(e: sqlx::Error) -> RepoError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        // SQLite names the column: "UNIQUE constraint failed: users.username".
+        let message = db.message();
+        if message.contains("users.username") {
+            return RepoError::Conflict {
+                field: UniqueField::Username,
+            };
+        }
+        if message.contains("users.email") {
+            return RepoError::Conflict {
+                field: UniqueField::Email,
+            };
+        }
+    }
+    if matches!(e, sqlx::Error::RowNotFound) {
+        return RepoError::NotFound;
+    }
+    RepoError::unavailable(e)
+}

@@ -1,0 +1,146 @@
+//! Row types. They never leave the crate: `TryFrom` turns each into a domain value and bad
+//! data into an error.
+
+use time::OffsetDateTime;
+use user_core::domain::{
+    ClientInfo, DisplayName, Email, PasswordHash, Role, Session, SessionKind, User, UserId,
+    UserStatus, Username,
+};
+use user_core::error::RepoError;
+use uuid::Uuid;
+
+/// A row that does not hold a valid domain value.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt {table} row: {reason}")]
+pub(crate) struct CorruptRow {
+    table: &'static str,
+    reason: String,
+}
+
+fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> RepoError {
+    RepoError::unavailable(CorruptRow {
+        table,
+        reason: reason.to_string(),
+    })
+}
+
+/// Nanoseconds since the epoch, as stored.
+pub(crate) fn to_db(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_db(table: &'static str, nanos: i64) -> Result<OffsetDateTime, RepoError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|e| corrupt(table, e))
+}
+
+fn uuid(table: &'static str, s: &str) -> Result<Uuid, RepoError> {
+    Uuid::parse_str(s).map_err(|e| corrupt(table, e))
+}
+
+/// The columns of [`UserRow`], as a literal for `concat!`.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, display_name, role, status, email_verified_at, created_at, updated_at"
+    };
+}
+pub(crate) use user_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: String,
+    username: String,
+    email: String,
+    display_name: Option<String>,
+    role: String,
+    status: String,
+    email_verified_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A user row with the password hash, for login only.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CredentialsRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+}
+
+impl TryFrom<CredentialsRow> for (User, PasswordHash) {
+    type Error = RepoError;
+
+    fn try_from(row: CredentialsRow) -> Result<Self, RepoError> {
+        Ok((
+            User::try_from(row.user)?,
+            PasswordHash::new(row.password_hash),
+        ))
+    }
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = RepoError;
+
+    fn try_from(row: UserRow) -> Result<Self, RepoError> {
+        const T: &str = "users";
+        Ok(User {
+            id: UserId::from(uuid(T, &row.id)?),
+            username: Username::parse(&row.username).map_err(|e| corrupt(T, e))?,
+            email: Email::parse(&row.email).map_err(|e| corrupt(T, e))?,
+            display_name: match row.display_name {
+                Some(d) => DisplayName::parse(&d).map_err(|e| corrupt(T, e))?,
+                None => None,
+            },
+            role: row.role.parse::<Role>().map_err(|e| corrupt(T, e))?,
+            status: row
+                .status
+                .parse::<UserStatus>()
+                .map_err(|e| corrupt(T, e))?,
+            email_verified_at: row.email_verified_at.map(|t| from_db(T, t)).transpose()?,
+            created_at: from_db(T, row.created_at)?,
+            updated_at: from_db(T, row.updated_at)?,
+        })
+    }
+}
+
+/// The columns of [`SessionRow`], as a literal for `concat!`.
+macro_rules! session_columns {
+    () => {
+        "id, user_id, kind, user_agent, ip, created_at, last_used_at, expires_at, revoked_at"
+    };
+}
+pub(crate) use session_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    id: String,
+    user_id: String,
+    kind: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = RepoError;
+
+    fn try_from(row: SessionRow) -> Result<Self, RepoError> {
+        const T: &str = "sessions";
+        Ok(Session {
+            id: uuid(T, &row.id)?.into(),
+            user_id: uuid(T, &row.user_id)?.into(),
+            kind: SessionKind::from_name(&row.kind)
+                .ok_or_else(|| corrupt(T, format!("unknown kind {:?}", row.kind)))?,
+            client: ClientInfo {
+                user_agent: row.user_agent,
+                ip: row.ip,
+            },
+            created_at: from_db(T, row.created_at)?,
+            last_used_at: from_db(T, row.last_used_at)?,
+            expires_at: from_db(T, row.expires_at)?,
+            revoked_at: row.revoked_at.map(|t| from_db(T, t)).transpose()?,
+        })
+    }
+}

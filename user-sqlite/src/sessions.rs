@@ -1,0 +1,270 @@
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use time::OffsetDateTime;
+use user_core::domain::{
+    LoginFailures, NewSession, Rotation, Session, SessionId, ThrottleKey, TokenHash, UserId,
+};
+use user_core::error::RepoError;
+use user_core::ports::SessionStore;
+
+use crate::map_db_err;
+use crate::rows::{SessionRow, from_db, session_columns, to_db};
+
+/// [`SessionStore`] on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteSessionStore {
+    pool: SqlitePool,
+}
+
+impl SqliteSessionStore {
+    pub(crate) fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+fn to_session(row: Option<SessionRow>) -> Result<Session, RepoError> {
+    row.ok_or(RepoError::NotFound)?.try_into()
+}
+
+#[async_trait]
+impl SessionStore for SqliteSessionStore {
+    async fn create(&self, new: &NewSession) -> Result<(), RepoError> {
+        let s = &new.session;
+        let mut tx = self.pool.begin().await.map_err(map_db_err)?;
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (id, user_id, kind, user_agent, ip, created_at, last_used_at, \
+             expires_at, revoked_at) \
+             SELECT ?, id, ?, ?, ?, ?, ?, ?, ? FROM users WHERE id = ?",
+        )
+        .bind(s.id.to_string())
+        .bind(s.kind.as_str())
+        .bind(s.client.user_agent.as_deref())
+        .bind(s.client.ip.as_deref())
+        .bind(to_db(s.created_at))
+        .bind(to_db(s.last_used_at))
+        .bind(to_db(s.expires_at))
+        .bind(s.revoked_at.map(to_db))
+        .bind(s.user_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_db_err)?;
+        if inserted.rows_affected() == 0 {
+            return Err(RepoError::NotFound);
+        }
+        sqlx::query("INSERT INTO session_secrets (hash, session_id) VALUES (?, ?)")
+            .bind(new.secret_hash.as_bytes().as_slice())
+            .bind(s.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_db_err)?;
+        tx.commit().await.map_err(map_db_err)
+    }
+
+    async fn get(&self, id: SessionId) -> Result<Session, RepoError> {
+        let q = concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = ?");
+        let row = sqlx::query_as::<_, SessionRow>(q)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        to_session(row)
+    }
+
+    async fn find_by_cookie(&self, hash: &TokenHash) -> Result<Session, RepoError> {
+        let q = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE kind = 'browser' \
+             AND id = (SELECT session_id FROM session_secrets WHERE hash = ?)"
+        );
+        let row = sqlx::query_as::<_, SessionRow>(q)
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        to_session(row)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &TokenHash,
+        replacement: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, RepoError> {
+        // IMMEDIATE takes the write lock first, so concurrent rotations run one after the other
+        // and the second sees the token spent.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_db_err)?;
+        let found: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT t.session_id, t.spent_at FROM session_secrets t \
+             JOIN sessions s ON s.id = t.session_id \
+             WHERE t.hash = ? AND s.kind = 'token'",
+        )
+        .bind(presented.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_db_err)?;
+        let Some((session_id, spent_at)) = found else {
+            return Err(RepoError::NotFound);
+        };
+        let id: SessionId = session_id
+            .parse()
+            .map_err(|e| RepoError::unavailable(format!("corrupt sessions row: {e}")))?;
+
+        if spent_at.is_some() {
+            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(to_db(now))
+                .bind(&session_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_db_err)?;
+            tx.commit().await.map_err(map_db_err)?;
+            return Ok(Rotation::Reused(id));
+        }
+
+        let q = concat!(
+            "UPDATE sessions SET last_used_at = ?1 \
+             WHERE id = ?2 AND revoked_at IS NULL AND expires_at > ?1 RETURNING ",
+            session_columns!()
+        );
+        let touched = sqlx::query_as::<_, SessionRow>(q)
+            .bind(to_db(now))
+            .bind(&session_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_db_err)?;
+        let Some(row) = touched else {
+            return Ok(Rotation::Inactive(id));
+        };
+        sqlx::query("UPDATE session_secrets SET spent_at = ? WHERE hash = ?")
+            .bind(to_db(now))
+            .bind(presented.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_db_err)?;
+        sqlx::query("INSERT INTO session_secrets (hash, session_id) VALUES (?, ?)")
+            .bind(replacement.as_bytes().as_slice())
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_db_err)?;
+        tx.commit().await.map_err(map_db_err)?;
+        Ok(Rotation::Rotated(row.try_into()?))
+    }
+
+    async fn revoke(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(to_db(now))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(map_db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn revoke_all(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<u64, RepoError> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = ?1 \
+             WHERE user_id = ?2 AND (?3 IS NULL OR id <> ?3) \
+               AND revoked_at IS NULL AND expires_at > ?1",
+        )
+        .bind(to_db(now))
+        .bind(user.to_string())
+        .bind(keep.map(|k| k.to_string()))
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(map_db_err)
+    }
+
+    async fn list_active(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, RepoError> {
+        let q = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 \
+             ORDER BY created_at DESC, id DESC"
+        );
+        sqlx::query_as::<_, SessionRow>(q)
+            .bind(user.to_string())
+            .bind(to_db(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .into_iter()
+            .map(Session::try_from)
+            .collect()
+    }
+
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        sqlx::query("DELETE FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1")
+            .bind(to_db(before))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(map_db_err)
+    }
+
+    async fn record_login_failure(
+        &self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+        forget_before: OffsetDateTime,
+    ) -> Result<LoginFailures, RepoError> {
+        let (count, last): (i64, i64) = sqlx::query_as(
+            "INSERT INTO login_failures (key, count, last_failed_at) VALUES (?1, 1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET \
+               count = CASE WHEN last_failed_at < ?3 THEN 1 ELSE count + 1 END, \
+               last_failed_at = ?2 \
+             RETURNING count, last_failed_at",
+        )
+        .bind(key.as_bytes().as_slice())
+        .bind(to_db(now))
+        .bind(to_db(forget_before))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_db_err)?;
+        failures(count, last)
+    }
+
+    async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT count, last_failed_at FROM login_failures WHERE key = ?")
+                .bind(key.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_db_err)?;
+        row.map(|(count, last)| failures(count, last)).transpose()
+    }
+
+    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError> {
+        sqlx::query("DELETE FROM login_failures WHERE key = ?")
+            .bind(key.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(map_db_err)
+    }
+}
+
+fn failures(count: i64, last_failed_at: i64) -> Result<LoginFailures, RepoError> {
+    Ok(LoginFailures {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        last_failed_at: from_db("login_failures", last_failed_at)?,
+    })
+}

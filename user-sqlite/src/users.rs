@@ -1,0 +1,325 @@
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use time::OffsetDateTime;
+use user_core::domain::{
+    Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage, UserQuery,
+    UserStatus, Username,
+};
+use user_core::error::RepoError;
+use user_core::ports::{Login, UserRepository};
+
+use crate::map_db_err;
+use crate::rows::{CredentialsRow, UserRow, to_db, user_columns};
+
+/// [`UserRepository`] on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteUserRepository {
+    pool: SqlitePool,
+}
+
+impl SqliteUserRepository {
+    pub(crate) fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// Whether a user with this id exists: tells `NotFound` from a refused guarded change.
+    async fn exists(&self, id: UserId) -> Result<bool, RepoError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map(|n| n > 0)
+            .map_err(map_db_err)
+    }
+
+    /// The error for a guarded statement that touched no row.
+    async fn refused(&self, id: UserId) -> RepoError {
+        match self.exists(id).await {
+            Ok(true) => RepoError::LastActiveAdmin,
+            Ok(false) => RepoError::NotFound,
+            Err(e) => e,
+        }
+    }
+
+    async fn fetch_one(&self, query: &'static str, key: String) -> Result<User, RepoError> {
+        sqlx::query_as::<_, UserRow>(query)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+}
+
+/// A statement's condition that keeps at least one active admin: the row may change unless
+/// it is an active admin and the only one.
+macro_rules! keeps_an_admin {
+    () => {
+        "NOT (role = 'admin' AND status = 'active' \
+         AND (SELECT COUNT(*) FROM users WHERE role = 'admin' AND status = 'active') <= 1)"
+    };
+}
+
+/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard.
+fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[async_trait]
+impl UserRepository for SqliteUserRepository {
+    async fn insert(&self, new: &NewUser) -> Result<(), RepoError> {
+        let u = &new.user;
+        sqlx::query(
+            "INSERT INTO users (id, username, email, display_name, password_hash, role, status, \
+             email_verified_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.id.to_string())
+        .bind(u.username.as_str())
+        .bind(u.email.as_str())
+        .bind(u.display_name.as_ref().map(|d| d.as_str()))
+        .bind(new.password_hash.as_str())
+        .bind(u.role.as_str())
+        .bind(u.status.as_str())
+        .bind(u.email_verified_at.map(to_db))
+        .bind(to_db(u.created_at))
+        .bind(to_db(u.updated_at))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(map_db_err)
+    }
+
+    async fn get(&self, id: UserId) -> Result<User, RepoError> {
+        let q = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?");
+        self.fetch_one(q, id.to_string()).await
+    }
+
+    async fn get_by_username(&self, username: &Username) -> Result<User, RepoError> {
+        let q = concat!("SELECT ", user_columns!(), " FROM users WHERE username = ?");
+        self.fetch_one(q, username.to_string()).await
+    }
+
+    async fn get_by_email(&self, email: &Email) -> Result<User, RepoError> {
+        let q = concat!("SELECT ", user_columns!(), " FROM users WHERE email = ?");
+        self.fetch_one(q, email.to_string()).await
+    }
+
+    async fn credentials(&self, login: &Login) -> Result<(User, PasswordHash), RepoError> {
+        let (query, key) = match login {
+            Login::Username(u) => (
+                concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    ", password_hash FROM users WHERE username = ?"
+                ),
+                u.as_str(),
+            ),
+            Login::Email(e) => (
+                concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    ", password_hash FROM users WHERE email = ?"
+                ),
+                e.as_str(),
+            ),
+        };
+        sqlx::query_as::<_, CredentialsRow>(query)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<PasswordHash, RepoError> {
+        sqlx::query_scalar::<_, String>("SELECT password_hash FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .map(PasswordHash::new)
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        changes: &ProfileChanges,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        // Every right-hand side sees the old row, so the email comparison uses the old email.
+        let q = concat!(
+            "UPDATE users SET \
+               username = COALESCE(?2, username), \
+               email_verified_at = CASE WHEN ?3 IS NOT NULL AND ?3 <> email \
+                                   THEN NULL ELSE email_verified_at END, \
+               email = COALESCE(?3, email), \
+               display_name = CASE WHEN ?4 THEN ?5 ELSE display_name END, \
+               updated_at = ?6 \
+             WHERE id = ?1 RETURNING ",
+            user_columns!()
+        );
+        let display_name = changes.display_name.as_ref();
+        sqlx::query_as::<_, UserRow>(q)
+            .bind(id.to_string())
+            .bind(changes.username.as_ref().map(Username::as_str))
+            .bind(changes.email.as_ref().map(Email::as_str))
+            .bind(display_name.is_some())
+            .bind(display_name.and_then(|d| d.as_ref()).map(|d| d.as_str()))
+            .bind(to_db(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
+    async fn update_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let done = sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(hash.as_str())
+            .bind(to_db(now))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let q = concat!(
+            "UPDATE users SET role = ?1, updated_at = ?2 WHERE id = ?3 AND (?1 = 'admin' OR ",
+            keeps_an_admin!(),
+            ") RETURNING ",
+            user_columns!()
+        );
+        let row = sqlx::query_as::<_, UserRow>(q)
+            .bind(role.as_str())
+            .bind(to_db(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(self.refused(id).await),
+        }
+    }
+
+    async fn set_status(
+        &self,
+        id: UserId,
+        status: UserStatus,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let q = concat!(
+            "UPDATE users SET status = ?1, updated_at = ?2 WHERE id = ?3 AND (?1 = 'active' OR ",
+            keeps_an_admin!(),
+            ") RETURNING ",
+            user_columns!()
+        );
+        let row = sqlx::query_as::<_, UserRow>(q)
+            .bind(status.as_str())
+            .bind(to_db(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(self.refused(id).await),
+        }
+    }
+
+    async fn delete(&self, id: UserId) -> Result<(), RepoError> {
+        // Sessions and their secrets go with the user (ON DELETE CASCADE).
+        let q = concat!("DELETE FROM users WHERE id = ? AND ", keeps_an_admin!());
+        let done = sqlx::query(q)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(self.refused(id).await);
+        }
+        Ok(())
+    }
+
+    async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError> {
+        let q = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users \
+             WHERE (?1 IS NULL OR username > ?1) \
+               AND (?2 IS NULL OR username LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\') \
+               AND (?3 IS NULL OR role = ?3) \
+               AND (?4 IS NULL OR status = ?4) \
+             ORDER BY username LIMIT ?5"
+        );
+        let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
+        let rows = sqlx::query_as::<_, UserRow>(q)
+            .bind(query.after.as_ref().map(Username::as_str))
+            .bind(query.search.as_deref().map(like_prefix))
+            .bind(query.role.map(Role::as_str))
+            .bind(query.status.map(UserStatus::as_str))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        let more = rows.len() > limit as usize;
+        let users = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(User::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            users.last().map(|u| u.username.clone())
+        } else {
+            None
+        };
+        Ok(UserPage { users, next })
+    }
+
+    async fn count_active_admins(&self) -> Result<u64, RepoError> {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND status = 'active'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .map_err(map_db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_prefix("al"), "al%");
+        assert_eq!(like_prefix("a_%\\"), "a\\_\\%\\\\%");
+    }
+}

@@ -1,0 +1,138 @@
+//! Data survives reopening; migrations apply once; bad rows are errors, not panics.
+
+use user_core::domain::{NewUser, PasswordHash};
+use user_core::error::RepoError;
+use user_core::ports::UserRepository;
+use user_core::testing::conformance::user;
+use user_sqlite::{Durability, SqliteConfig, SqliteDatabase};
+
+use crate::TestDb;
+
+#[tokio::test]
+async fn data_survives_closing_and_reopening_the_file() {
+    let t = TestDb::new().await;
+    let alice = user("alice");
+    t.db.users()
+        .insert(&NewUser {
+            user: alice.clone(),
+            password_hash: PasswordHash::new("$2b$04$abcdefghijklmnopqrstuu"),
+        })
+        .await
+        .unwrap();
+    t.db.close().await;
+
+    let reopened = SqliteDatabase::open(&SqliteConfig::new(t.path()))
+        .await
+        .unwrap();
+    assert_eq!(reopened.users().get(alice.id).await.unwrap(), alice);
+    assert_eq!(
+        reopened
+            .users()
+            .password_hash(alice.id)
+            .await
+            .unwrap()
+            .as_str(),
+        "$2b$04$abcdefghijklmnopqrstuu"
+    );
+    reopened.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_file_uses_wal_full_sync_and_foreign_keys() {
+    let t = TestDb::new().await;
+    t.db.close().await;
+    let url = format!("sqlite:{}", t.path().display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal", "WAL is a property of the file");
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+
+    // The pool's own connections carry the per-connection settings.
+    let db = SqliteDatabase::open(&SqliteConfig::new(t.path()))
+        .await
+        .unwrap();
+    let pool = db.pool().clone();
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "FULL");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    let normal = SqliteConfig {
+        durability: Durability::Normal,
+        ..SqliteConfig::new(t.path())
+    };
+    let db = SqliteDatabase::open(&normal).await.unwrap();
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, 1, "NORMAL");
+}
+
+#[tokio::test]
+async fn reopening_an_up_to_date_file_runs_no_migration_again() {
+    let t = TestDb::new().await;
+    for _ in 0..3 {
+        let db = SqliteDatabase::open(&SqliteConfig::new(t.path()))
+            .await
+            .unwrap();
+        db.close().await;
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn a_missing_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-folder").join("users.db");
+    let err = SqliteDatabase::open(&SqliteConfig::new(&path))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-folder"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_unavailable_errors_not_panics() {
+    let t = TestDb::new().await;
+    let good = user("alice");
+    t.db.users()
+        .insert(&NewUser {
+            user: good.clone(),
+            password_hash: PasswordHash::new("x"),
+        })
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET username = 'not valid!' WHERE id = ?")
+        .bind(good.id.to_string())
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    let got = t.db.users().get(good.id).await;
+    assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
+    let msg = std::error::Error::source(&got.unwrap_err()).map(|e| e.to_string());
+    assert!(msg.unwrap_or_default().contains("corrupt users row"));
+
+    // CHECK constraints keep roles and statuses to known values.
+    let bad_role = sqlx::query("UPDATE users SET role = 'root'")
+        .execute(t.db.pool())
+        .await;
+    assert!(bad_role.is_err());
+}

@@ -1,0 +1,49 @@
+//! Integration tests of the SQLite adapter: every test opens a fresh, real database file.
+
+// Test helpers panic on failure, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod conformance;
+mod durability;
+mod races;
+mod services;
+
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use user_core::testing::conformance::Stores;
+use user_sqlite::{SqliteConfig, SqliteDatabase};
+
+/// A fresh database file in its own temporary directory, removed when the guard drops.
+pub struct TestDb {
+    /// The open database.
+    pub db: SqliteDatabase,
+    /// Where its file lives.
+    pub dir: TempDir,
+}
+
+impl TestDb {
+    /// Opens a new database in a new directory.
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
+            .await
+            .unwrap();
+        Self { db, dir }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("users.db")
+    }
+}
+
+/// The factory the conformance suite calls for each check.
+pub async fn stores() -> Stores {
+    let t = TestDb::new().await;
+    Stores {
+        users: Arc::new(t.db.users()),
+        sessions: Arc::new(t.db.sessions()),
+        guard: Some(Box::new(t)),
+    }
+}
