@@ -1,7 +1,7 @@
 //! The conformance suite: one async check per documented `# Errors` contract of the storage
 //! ports. A storage adapter is correct when every check passes against its real database:
 //!
-//! ```ignore
+//! ```text
 //! mod conformance {
 //!     // `stores` is an async fn returning a fresh `Stores` (a new database per call).
 //!     user_core::conformance_tests!(crate::stores);
