@@ -74,9 +74,8 @@ fn hash_verify(c: &mut Criterion) {
             b.iter(|| rt.block_on(hasher.verify(&pw, &stored)).is_ok())
         });
     }
-    let bcrypt12 = PasswordHash::new(
-        bcrypt::hash(pw.expose_secret(), 12).unwrap_or_else(|e| panic!("{e}")),
-    );
+    let bcrypt12 =
+        PasswordHash::new(bcrypt::hash(pw.expose_secret(), 12).unwrap_or_else(|e| panic!("{e}")));
     group.bench_function("bcrypt_cost12_legacy", |b| {
         b.iter(|| rt.block_on(owasp.verify(&pw, &bcrypt12)).is_ok())
     });

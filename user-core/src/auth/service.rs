@@ -15,7 +15,7 @@ use crate::domain::{
     PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User,
     UserId, UserStatus, Username,
 };
-use crate::error::{AuthError, ConfigError, RepoError, ValidationErrors};
+use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
 use crate::ports::{Login, Verification};
 
 /// A registration form.
@@ -90,6 +90,11 @@ fn new_secret() -> Result<SecretString, AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| AuthError::Internal(e.to_string().into()))?;
     Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// A password longer than any policy allows cannot be right; it is refused without hashing.
+fn too_long(password: &SecretString) -> bool {
+    password.expose_secret().chars().count() > PasswordPolicy::MAX_LENGTH
 }
 
 fn std_to_time(d: Duration) -> time::Duration {
@@ -311,47 +316,20 @@ impl AuthService {
             return Err(AuthError::Throttled { retry_after });
         }
 
-        let too_long =
-            credentials.password.expose_secret().chars().count() > PasswordPolicy::MAX_LENGTH;
-        let found = match Login::parse(&credentials.identifier) {
-            Some(login) if !too_long => match self.ports.users.credentials(&login).await {
-                Ok(found) => Some(found),
-                Err(RepoError::NotFound) => None,
-                Err(e) => return Err(e.into()),
-            },
-            _ => None,
-        };
-
-        let verdict = match &found {
-            Some((_, hash)) => self.ports.hasher.verify(&credentials.password, hash).await,
-            None if too_long => Ok(Verification::Mismatch),
-            None => {
-                let dummy = self.dummy_hash().await?;
-                self.ports
-                    .hasher
-                    .verify(&credentials.password, dummy)
-                    .await
-                    .map(|_| Verification::Mismatch)
-            }
-        };
-        let verdict = match verdict {
-            Ok(v) => v,
-            Err(crate::error::HashError::Refused(cause)) => {
-                tracing::error!(error = %cause, "stored password hash refused; login denied");
-                Verification::Mismatch
-            }
-            Err(e) => return Err(e.into()),
-        };
-
-        match (found, verdict) {
+        let account = self.find_account(credentials).await?;
+        let stored = account.as_ref().map(|(_, hash)| hash);
+        match (
+            account.as_ref(),
+            self.verify(&credentials.password, stored).await?,
+        ) {
             (Some((user, _)), Verification::Match { needs_rehash })
                 if user.status == UserStatus::Active =>
             {
                 self.ports.sessions.clear_login_failures(&key).await?;
                 if needs_rehash {
-                    self.rehash(&user, &credentials.password, now).await;
+                    self.rehash(user, &credentials.password, now).await;
                 }
-                Ok(user)
+                Ok(user.clone())
             }
             _ => {
                 let forget_before = now - std_to_time(lockout.forget_after);
@@ -365,6 +343,52 @@ impl AuthService {
                 }
                 Err(AuthError::InvalidCredentials)
             }
+        }
+    }
+
+    /// The account an identifier names, with its hash. An over-long password cannot be
+    /// right, so its account is not even looked up.
+    async fn find_account(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<Option<(User, PasswordHash)>, AuthError> {
+        let login = match Login::parse(&credentials.identifier) {
+            Some(login) if !too_long(&credentials.password) => login,
+            _ => return Ok(None),
+        };
+        match self.ports.users.credentials(&login).await {
+            Ok(found) => Ok(Some(found)),
+            Err(RepoError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Verifies against the stored hash, or against the dummy hash when there is no account,
+    /// so both cost one verification. A stored hash the hasher refuses (corrupt, or above the
+    /// ceiling) denies the login and is logged.
+    async fn verify(
+        &self,
+        password: &SecretString,
+        stored: Option<&PasswordHash>,
+    ) -> Result<Verification, AuthError> {
+        if too_long(password) {
+            return Ok(Verification::Mismatch);
+        }
+        let result = match stored {
+            Some(hash) => self.ports.hasher.verify(password, hash).await,
+            None => {
+                let dummy = self.dummy_hash().await?;
+                let spent = self.ports.hasher.verify(password, dummy).await;
+                spent.map(|_| Verification::Mismatch)
+            }
+        };
+        match result {
+            Ok(verdict) => Ok(verdict),
+            Err(HashError::Refused(cause)) => {
+                tracing::error!(error = %cause, "stored password hash refused; login denied");
+                Ok(Verification::Mismatch)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

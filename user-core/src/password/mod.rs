@@ -211,7 +211,8 @@ fn verify_bcrypt(
     match bcrypt::verify(candidate, hash) {
         Ok(true) => Ok(Verification::Match { needs_rehash: true }),
         Ok(false) => Ok(Verification::Mismatch),
-        Err(e) => Err(HashError::Refused(Box::new(e))),
+        // bcrypt's error text quotes the hash; never let it reach a log.
+        Err(_) => Err(refused("malformed bcrypt hash")),
     }
 }
 

@@ -233,3 +233,21 @@ async fn a_cancelled_caller_keeps_its_slot_until_the_hash_ends() {
     until(|| h.load().running == 0).await;
     assert!(h.hash(&password("tangerine-sky-42")).await.is_ok());
 }
+
+#[tokio::test]
+async fn refusals_never_quote_the_stored_hash() {
+    let h = hasher(FAST, 1, 1);
+    let secret_looking = "$2b$04$THIS-IS-THE-STORED-HASH-AND-MUST-NOT-BE-LOGGED";
+    let err = h
+        .verify(&secret("x"), &PasswordHash::new(secret_looking))
+        .await
+        .unwrap_err();
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    assert!(matches!(err, HashError::Refused(_)));
+    assert!(!chain.contains("STORED-HASH"), "{chain}");
+}

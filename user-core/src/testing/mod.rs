@@ -124,6 +124,9 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// The password [`Fixture::register`] uses.
+    pub const PASSWORD: &'static str = "correct horse battery staple";
+
     /// Services on in-memory fakes.
     pub fn in_memory() -> Self {
         let clock = Arc::new(FixedClock::default());
@@ -196,11 +199,6 @@ impl Fixture {
             .await
             .unwrap()
     }
-}
-
-impl Fixture {
-    /// The password [`Fixture::register`] uses.
-    pub const PASSWORD: &'static str = "correct horse battery staple";
 }
 
 #[cfg(test)]

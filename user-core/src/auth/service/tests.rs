@@ -114,10 +114,9 @@ async fn register_conflicts_name_the_field() {
 #[tokio::test]
 async fn unknown_user_wrong_password_and_disabled_account_look_the_same() {
     let f = Fixture::in_memory();
-    let admin = f.register_admin("root").await;
+    f.register_admin("root").await;
     let bob = f.register("bob").await;
     let admin_actor = f.actor("root").await;
-    let _ = admin;
     f.users
         .as_admin(&admin_actor)
         .unwrap()
