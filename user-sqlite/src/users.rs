@@ -41,6 +41,28 @@ impl SqliteUserRepository {
         }
     }
 
+    /// Runs an `UPDATE ... RETURNING` that sets `?1` and `?2 = now` on row `?3` unless the
+    /// last-admin guard refuses it.
+    async fn guarded_update(
+        &self,
+        query: &'static str,
+        value: &str,
+        id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let row = sqlx::query_as::<_, UserRow>(query)
+            .bind(value)
+            .bind(to_db(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(self.refused(id).await),
+        }
+    }
+
     async fn fetch_one(&self, query: &'static str, key: String) -> Result<User, RepoError> {
         sqlx::query_as::<_, UserRow>(query)
             .bind(key)
@@ -215,17 +237,7 @@ impl UserRepository for SqliteUserRepository {
             ") RETURNING ",
             user_columns!()
         );
-        let row = sqlx::query_as::<_, UserRow>(q)
-            .bind(role.as_str())
-            .bind(to_db(now))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_db_err)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(self.refused(id).await),
-        }
+        self.guarded_update(q, role.as_str(), id, now).await
     }
 
     async fn set_status(
@@ -240,17 +252,7 @@ impl UserRepository for SqliteUserRepository {
             ") RETURNING ",
             user_columns!()
         );
-        let row = sqlx::query_as::<_, UserRow>(q)
-            .bind(status.as_str())
-            .bind(to_db(now))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_db_err)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(self.refused(id).await),
-        }
+        self.guarded_update(q, status.as_str(), id, now).await
     }
 
     async fn delete(&self, id: UserId) -> Result<(), RepoError> {

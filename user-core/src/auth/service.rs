@@ -446,7 +446,7 @@ impl AuthService {
             }
             Err(e) => return Err(e.into()),
         };
-        let user = self.active_user(&session).await?;
+        let user = self.active_user(session.user_id).await?;
         let (access_token, expires_in) = self.access_token(&user, session.id, now)?;
         Ok(TokenPair {
             user,
@@ -474,11 +474,17 @@ impl AuthService {
         ) else {
             return Err(AuthError::Unauthenticated);
         };
-        let session = self.session(session_id).await?;
+        // Both ids are in the token: read the session and the user at the same time.
+        let (session, user) =
+            tokio::try_join!(self.session(session_id), self.active_user(user_id))?;
         if session.user_id != user_id || !session.is_active(now) {
             return Err(AuthError::Unauthenticated);
         }
-        self.actor(&session).await
+        Ok(Actor {
+            user_id,
+            role: user.role,
+            session_id,
+        })
     }
 
     /// Checks a browser session cookie.
@@ -508,8 +514,8 @@ impl AuthService {
         }
     }
 
-    async fn active_user(&self, session: &Session) -> Result<User, AuthError> {
-        match self.ports.users.get(session.user_id).await {
+    async fn active_user(&self, id: UserId) -> Result<User, AuthError> {
+        match self.ports.users.get(id).await {
             Ok(user) if user.status == UserStatus::Active => Ok(user),
             Ok(_) | Err(RepoError::NotFound) => Err(AuthError::Unauthenticated),
             Err(e) => Err(e.into()),
@@ -517,7 +523,7 @@ impl AuthService {
     }
 
     async fn actor(&self, session: &Session) -> Result<Actor, AuthError> {
-        let user = self.active_user(session).await?;
+        let user = self.active_user(session.user_id).await?;
         Ok(Actor {
             user_id: user.id,
             role: user.role,
