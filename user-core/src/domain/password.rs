@@ -92,6 +92,10 @@ impl Password {
         let mut errors = ValidationErrors::new();
         let pw = candidate.expose_secret();
         let len = pw.chars().count();
+        if len == 0 {
+            errors.push(ValidationError::new(FIELD, "required", "is required"));
+            return Err(errors);
+        }
         if len < policy.min_length {
             errors.push(ValidationError::new(
                 FIELD,
@@ -222,6 +226,7 @@ mod tests {
 
     #[test]
     fn every_rejection_names_its_reason() {
+        assert_eq!(codes(""), ["required"]);
         assert_eq!(codes("short1!"), ["too_short"]);
         assert_eq!(codes(&"a".repeat(129)), ["too_long"]);
         assert_eq!(codes("1qaz2wsx3edc"), ["common_password"]);

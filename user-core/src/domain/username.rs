@@ -24,6 +24,9 @@ impl Username {
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
         let s = input.trim();
         let len = s.chars().count();
+        if len == 0 {
+            return Err(ValidationError::new(FIELD, "required", "is required"));
+        }
         if len < Self::MIN_LEN {
             return Err(ValidationError::new(
                 FIELD,
@@ -94,6 +97,8 @@ mod tests {
     #[test]
     fn rejects_with_a_named_reason() {
         let code = |s: &str| Username::parse(s).unwrap_err().code;
+        assert_eq!(code(""), "required");
+        assert_eq!(code("  "), "required");
         assert_eq!(code("ab"), "too_short");
         assert_eq!(code(&"a".repeat(33)), "too_long");
         assert_eq!(code("al ice"), "invalid_characters");

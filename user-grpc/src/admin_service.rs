@@ -1,0 +1,139 @@
+//! `user.AdminService`: administration, for admins only.
+
+use tonic::{Request, Response, Status};
+use user_core::domain::{Actor, UserQuery};
+use user_core::error::{ValidationError, ValidationErrors};
+use user_core::users::{AdminUsers, UpdateProfile};
+
+use crate::GrpcState;
+use crate::auth::authenticate;
+use crate::convert::{self, non_empty};
+use crate::pb::{self, admin_service_server::AdminService};
+use crate::status::OrStatus;
+
+/// The implementation of `user.AdminService`.
+pub(crate) struct AdminApi {
+    pub(crate) state: GrpcState,
+}
+
+impl AdminApi {
+    async fn actor<T>(&self, request: &Request<T>) -> Result<Actor, Status> {
+        authenticate(&self.state.auth, request).await
+    }
+
+    fn admin<'a>(&'a self, actor: &'a Actor) -> Result<AdminUsers<'a>, Status> {
+        self.state.users.as_admin(actor).or_status()
+    }
+}
+
+fn required<T>(field: &'static str, value: Option<T>) -> Result<T, ValidationErrors> {
+    value.ok_or_else(|| ValidationError::new(field, "required", "is required").into())
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersPage>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let r = request.into_inner();
+        let mut errors = ValidationErrors::new();
+        let query = errors.collect(UserQuery::parse(
+            Some(&r.search),
+            Some(r.page_size),
+            Some(&r.page_token),
+        ));
+        let role = errors.collect(convert::role(r.role));
+        let status = errors.collect(convert::status(r.status));
+        errors.into_result().or_status()?;
+        let query = UserQuery {
+            role: role.flatten(),
+            status: status.flatten(),
+            ..query.unwrap_or_default()
+        };
+        let page = admin.list(&query).await.or_status()?;
+        Ok(Response::new(pb::ListUsersPage {
+            next_page_token: page.next_page_token().unwrap_or_default(),
+            users: page.users.into_iter().map(pb::User::from).collect(),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::AdminUserRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let id = convert::user_id("user_id", &request.get_ref().user_id).or_status()?;
+        Ok(Response::new(admin.get(id).await.or_status()?.into()))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::AdminUpdateUserRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let r = request.into_inner();
+        let id = convert::user_id("user_id", &r.user_id).or_status()?;
+        let edit = UpdateProfile {
+            username: non_empty(r.username),
+            email: non_empty(r.email),
+            display_name: r.display_name,
+        };
+        Ok(Response::new(
+            admin.update_profile(id, edit).await.or_status()?.into(),
+        ))
+    }
+
+    async fn set_role(
+        &self,
+        request: Request<pb::SetRoleRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let r = request.get_ref();
+        let mut errors = ValidationErrors::new();
+        let id = errors.collect(convert::user_id("user_id", &r.user_id));
+        let role = errors.collect(convert::role(r.role).map_err(ValidationErrors::from));
+        let role = role.and_then(|role| errors.collect(required("role", role)));
+        let (Some(id), Some(role)) = (id, role) else {
+            return Err(errors).or_status();
+        };
+        Ok(Response::new(
+            admin.set_role(id, role).await.or_status()?.into(),
+        ))
+    }
+
+    async fn set_status(
+        &self,
+        request: Request<pb::SetStatusRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let r = request.get_ref();
+        let mut errors = ValidationErrors::new();
+        let id = errors.collect(convert::user_id("user_id", &r.user_id));
+        let status = errors.collect(convert::status(r.status).map_err(ValidationErrors::from));
+        let status = status.and_then(|status| errors.collect(required("status", status)));
+        let (Some(id), Some(status)) = (id, status) else {
+            return Err(errors).or_status();
+        };
+        Ok(Response::new(
+            admin.set_status(id, status).await.or_status()?.into(),
+        ))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::AdminUserRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let id = convert::user_id("user_id", &request.get_ref().user_id).or_status()?;
+        admin.delete(id).await.or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
+}

@@ -1,0 +1,149 @@
+//! Conversions between protobuf messages and core values: wire to domain is `TryFrom` or a
+//! parse function returning a field violation, domain to wire is `From`.
+
+use time::OffsetDateTime;
+use user_core::domain::{Role, Session, SessionId, User, UserId, UserStatus};
+use user_core::error::{ValidationError, ValidationErrors};
+
+use crate::pb;
+
+pub(crate) fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        // Always within 0..1e9, so the conversion cannot fail.
+        nanos: i32::try_from(t.nanosecond()).unwrap_or_default(),
+    }
+}
+
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
+
+impl From<UserStatus> for pb::Status {
+    fn from(status: UserStatus) -> Self {
+        match status {
+            UserStatus::Active => Self::Active,
+            UserStatus::Disabled => Self::Disabled,
+        }
+    }
+}
+
+impl From<User> for pb::User {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            username: u.username.to_string(),
+            email: u.email.to_string(),
+            role: pb::Role::from(u.role).into(),
+            status: pb::Status::from(u.status).into(),
+            display_name: u.display_name.map(|d| d.to_string()).unwrap_or_default(),
+            email_verified: u.email_verified_at.is_some(),
+            created_at: Some(timestamp(u.created_at)),
+            updated_at: Some(timestamp(u.updated_at)),
+        }
+    }
+}
+
+impl From<User> for pb::UserResponse {
+    fn from(u: User) -> Self {
+        Self {
+            user: Some(u.into()),
+        }
+    }
+}
+
+/// A session as the caller sees it; `current` marks the one their token belongs to.
+pub(crate) fn session(s: Session, current: SessionId) -> pb::Session {
+    pb::Session {
+        id: s.id.to_string(),
+        kind: s.kind.as_str().to_owned(),
+        user_agent: s.client.user_agent.unwrap_or_default(),
+        ip: s.client.ip.unwrap_or_default(),
+        created_at: Some(timestamp(s.created_at)),
+        last_used_at: Some(timestamp(s.last_used_at)),
+        expires_at: Some(timestamp(s.expires_at)),
+        current: s.id == current,
+    }
+}
+
+/// A required user id.
+pub(crate) fn user_id(field: &'static str, raw: &str) -> Result<UserId, ValidationErrors> {
+    if raw.trim().is_empty() {
+        return Err(ValidationError::new(field, "required", "is required").into());
+    }
+    raw.parse::<UserId>()
+        .map_err(|_| ValidationError::new(field, "invalid", "is not a valid user id").into())
+}
+
+/// A role filter or value: `ROLE_UNSPECIFIED` is `None`.
+pub(crate) fn role(raw: i32) -> Result<Option<Role>, ValidationError> {
+    match pb::Role::try_from(raw) {
+        Ok(pb::Role::Unspecified) => Ok(None),
+        Ok(pb::Role::User) => Ok(Some(Role::User)),
+        Ok(pb::Role::Admin) => Ok(Some(Role::Admin)),
+        Err(_) => Err(ValidationError::new(
+            "role",
+            "invalid",
+            "must be ROLE_USER or ROLE_ADMIN",
+        )),
+    }
+}
+
+/// A status filter or value: `STATUS_UNSPECIFIED` is `None`.
+pub(crate) fn status(raw: i32) -> Result<Option<UserStatus>, ValidationError> {
+    match pb::Status::try_from(raw) {
+        Ok(pb::Status::Unspecified) => Ok(None),
+        Ok(pb::Status::Active) => Ok(Some(UserStatus::Active)),
+        Ok(pb::Status::Disabled) => Ok(Some(UserStatus::Disabled)),
+        Err(_) => Err(ValidationError::new(
+            "status",
+            "invalid",
+            "must be STATUS_ACTIVE or STATUS_DISABLED",
+        )),
+    }
+}
+
+/// An optional text field: proto3 sends "" for "not set".
+pub(crate) fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_map_both_ways() {
+        assert_eq!(role(pb::Role::Admin as i32).unwrap(), Some(Role::Admin));
+        assert_eq!(role(0).unwrap(), None);
+        assert_eq!(role(99).unwrap_err().field, "role");
+        assert_eq!(
+            status(pb::Status::Disabled as i32).unwrap(),
+            Some(UserStatus::Disabled)
+        );
+        assert_eq!(status(-1).unwrap_err().field, "status");
+        assert_eq!(pb::Role::from(Role::User), pb::Role::User);
+    }
+
+    #[test]
+    fn user_ids_are_required_and_checked() {
+        let err = user_id("user_id", "").unwrap_err();
+        assert_eq!(err.iter().next().unwrap().code, "required");
+        let err = user_id("user_id", "nope").unwrap_err();
+        assert_eq!(err.iter().next().unwrap().code, "invalid");
+        let id = UserId::new();
+        assert_eq!(user_id("user_id", &id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn timestamps_keep_nanoseconds() {
+        let t = time::macros::datetime!(2026-01-02 03:04:05.123456789 UTC);
+        let ts = timestamp(t);
+        assert_eq!((ts.seconds, ts.nanos), (t.unix_timestamp(), 123_456_789));
+    }
+}

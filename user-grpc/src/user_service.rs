@@ -1,0 +1,263 @@
+//! `user.UserService`: the legacy RPCs, byte-compatible, and the new self-service ones.
+//! Each RPC converts, calls a core service, and maps errors with [`ToStatus`].
+
+use secrecy::{ExposeSecret, SecretString};
+use tonic::{Request, Response, Status};
+use user_core::auth::{Credentials, RegisterUser, TokenPair};
+use user_core::domain::{SessionId, UserQuery};
+use user_core::error::{ValidationError, ValidationErrors};
+use user_core::users::{ChangePassword, UpdateProfile};
+
+use crate::GrpcState;
+use crate::auth::{authenticate, client_info};
+use crate::convert::{self, non_empty};
+use crate::pb::{self, user_service_server::UserService};
+use crate::status::{OrStatus, ToStatus};
+
+/// The implementation of `user.UserService`.
+pub(crate) struct UserApi {
+    pub(crate) state: GrpcState,
+    pub(crate) list_all_cap: u32,
+}
+
+fn login_response(t: TokenPair) -> pb::LoginUserResponse {
+    pb::LoginUserResponse {
+        token: t.access_token.expose_secret().to_owned(),
+        refresh_token: t.refresh_token.expose_secret().to_owned(),
+        expires_in: i64::try_from(t.expires_in.as_secs()).unwrap_or(i64::MAX),
+        token_type: "Bearer".to_owned(),
+        user: Some(t.user.into()),
+    }
+}
+
+fn required(field: &'static str, value: &str, errors: &mut ValidationErrors) {
+    if value.trim().is_empty() {
+        errors.push(ValidationError::new(field, "required", "is required"));
+    }
+}
+
+impl UserApi {
+    /// The caller, and the user a legacy request names: an empty `user_id` means the caller.
+    async fn target<T>(
+        &self,
+        request: &Request<T>,
+        user_id: &str,
+    ) -> Result<(user_core::domain::Actor, user_core::domain::UserId), Status> {
+        let actor = authenticate(&self.state.auth, request).await?;
+        let id = if user_id.trim().is_empty() {
+            actor.user_id
+        } else {
+            convert::user_id("user_id", user_id).or_status()?
+        };
+        Ok((actor, id))
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for UserApi {
+    async fn register_user(
+        &self,
+        request: Request<pb::RegisterUserRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let r = request.into_inner();
+        let form = RegisterUser {
+            username: r.username,
+            email: r.email,
+            password: SecretString::from(r.password),
+            display_name: non_empty(r.display_name),
+        };
+        let user = self.state.auth.register(form).await.or_status()?;
+        Ok(Response::new(user.into()))
+    }
+
+    async fn login_user(
+        &self,
+        request: Request<pb::LoginUserRequest>,
+    ) -> Result<Response<pb::LoginUserResponse>, Status> {
+        let client = client_info(&request);
+        let r = request.into_inner();
+        let mut errors = ValidationErrors::new();
+        if r.email.trim().is_empty() && r.username.trim().is_empty() {
+            errors.push(ValidationError::new(
+                "email",
+                "required",
+                "an email or a username is required",
+            ));
+        }
+        required("password", &r.password, &mut errors);
+        errors.into_result().or_status()?;
+        let identifier = non_empty(r.email).unwrap_or(r.username);
+        let credentials = Credentials {
+            identifier,
+            password: SecretString::from(r.password),
+        };
+        let tokens = self
+            .state
+            .auth
+            .login(credentials, client)
+            .await
+            .or_status()?;
+        Ok(Response::new(login_response(tokens)))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let (actor, id) = self.target(&request, &request.get_ref().user_id).await?;
+        let user = self.state.users.get(&actor, id).await.or_status()?;
+        Ok(Response::new(user.into()))
+    }
+
+    async fn update_user_profile(
+        &self,
+        request: Request<pb::UpdateUserProfileRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let (actor, id) = self.target(&request, &request.get_ref().user_id).await?;
+        let r = request.into_inner();
+        let edit = UpdateProfile {
+            username: non_empty(r.username),
+            email: non_empty(r.email),
+            display_name: r.display_name,
+        };
+        let user = self
+            .state
+            .users
+            .update_profile(&actor, id, edit)
+            .await
+            .or_status()?;
+        Ok(Response::new(user.into()))
+    }
+
+    async fn list_all_users(
+        &self,
+        request: Request<pb::EmptyRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        let admin = self.state.users.as_admin(&actor).or_status()?;
+        let mut users = Vec::new();
+        let mut query = UserQuery {
+            limit: UserQuery::MAX_LIMIT,
+            ..UserQuery::default()
+        };
+        let cap = self.list_all_cap as usize;
+        while users.len() < cap {
+            query.limit = UserQuery::MAX_LIMIT.min(u32::try_from(cap - users.len()).unwrap_or(0));
+            let page = admin.list(&query).await.or_status()?;
+            users.extend(page.users.into_iter().map(pb::User::from));
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        Ok(Response::new(pb::ListUsersResponse { users }))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::LoginUserResponse>, Status> {
+        let r = request.into_inner();
+        let mut errors = ValidationErrors::new();
+        required("refresh_token", &r.refresh_token, &mut errors);
+        errors.into_result().or_status()?;
+        let token = SecretString::from(r.refresh_token);
+        let tokens = self.state.auth.refresh(&token).await.or_status()?;
+        Ok(Response::new(login_response(tokens)))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::EmptyRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        self.state.auth.logout(&actor).await.or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
+
+    async fn logout_everywhere(
+        &self,
+        request: Request<pb::EmptyRequest>,
+    ) -> Result<Response<pb::LogoutEverywhereResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        let sessions_ended = self
+            .state
+            .auth
+            .logout_everywhere(&actor)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::LogoutEverywhereResponse {
+            sessions_ended,
+        }))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        let r = request.into_inner();
+        let mut errors = ValidationErrors::new();
+        required("current_password", &r.current_password, &mut errors);
+        errors.into_result().or_status()?;
+        let change = ChangePassword {
+            current_password: SecretString::from(r.current_password),
+            new_password: SecretString::from(r.new_password),
+        };
+        self.state
+            .users
+            .change_password(&actor, change)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        let r = request.into_inner();
+        let mut errors = ValidationErrors::new();
+        required("password", &r.password, &mut errors);
+        errors.into_result().or_status()?;
+        let password = SecretString::from(r.password);
+        self.state
+            .users
+            .delete_own_account(&actor, &password)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::EmptyRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        let sessions = self.state.users.sessions(&actor).await.or_status()?;
+        let sessions = sessions
+            .into_iter()
+            .map(|s| convert::session(s, actor.session_id))
+            .collect();
+        Ok(Response::new(pb::ListSessionsResponse { sessions }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        let id = request
+            .get_ref()
+            .session_id
+            .parse::<SessionId>()
+            .map_err(|e| ValidationErrors::from(e).to_status())?;
+        self.state
+            .users
+            .revoke_session(&actor, id)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
+}

@@ -1,0 +1,192 @@
+//! End-to-end tests of the gRPC adapter: a real tonic server on 127.0.0.1:0 over a real
+//! SQLite file, driven by real tonic clients generated from the same proto.
+
+// Test helpers panic on failure, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod guard;
+mod health;
+mod legacy;
+mod limits;
+mod tokens;
+mod users;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use user_core::Ports;
+use user_core::auth::{AuthPolicy, AuthService, SigningKey};
+use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_core::users::UserService;
+use user_grpc::pb::admin_service_client::AdminServiceClient;
+use user_grpc::pb::user_service_client::UserServiceClient;
+use user_grpc::{GrpcConfig, GrpcState, pb};
+use user_sqlite::{SqliteConfig, SqliteDatabase};
+
+/// The password every helper uses.
+pub const PW: &str = Fixture::PASSWORD;
+
+/// A running server and clients for it.
+pub struct TestApp {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// The clock the services read.
+    pub clock: Arc<FixedClock>,
+    /// The services, for set-up that has no RPC (creating an admin).
+    pub state: GrpcState,
+    /// A client of `user.UserService`.
+    pub users: UserServiceClient<Channel>,
+    /// A client of `user.AdminService`.
+    pub admin: AdminServiceClient<Channel>,
+    /// A channel for other clients.
+    pub channel: Channel,
+    /// The database.
+    pub db: SqliteDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+/// Services over a fresh SQLite file with a fixed clock and cheap hashing.
+pub async fn services() -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
+        .await
+        .unwrap();
+    let clock = Arc::new(FixedClock::default());
+    let ports = Ports {
+        users: Arc::new(db.users()),
+        sessions: Arc::new(db.sessions()),
+        hasher: Arc::new(FastHasher::new()),
+        clock: clock.clone(),
+    };
+    let policy = AuthPolicy::default();
+    let key = SigningKey::generate_ed25519().unwrap();
+    let state = GrpcState {
+        users: Arc::new(UserService::new(ports.clone(), policy.password)),
+        auth: Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap()),
+    };
+    (state, clock, db, dir)
+}
+
+impl TestApp {
+    /// Starts a server with the default limits.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(GrpcConfig::default()).await
+    }
+
+    /// Starts a server with the given limits.
+    pub async fn spawn_with(config: GrpcConfig) -> Self {
+        let (state, clock, db, dir) = services().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let state = state.clone();
+            async move {
+                let shutdown = async {
+                    rx.await.ok();
+                };
+                user_grpc::serve(listener, state, config, shutdown)
+                    .await
+                    .unwrap();
+            }
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            addr,
+            clock,
+            state,
+            users: UserServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel.clone()),
+            channel,
+            db,
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Registers `name` (email `name@example.com`) over gRPC.
+    pub async fn register(&mut self, name: &str) -> pb::User {
+        self.users
+            .register_user(pb::RegisterUserRequest {
+                username: name.into(),
+                email: format!("{name}@example.com"),
+                password: PW.into(),
+                display_name: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+    }
+
+    /// Creates an admin directly through the core (no RPC creates admins).
+    pub async fn create_admin(&self, name: &str) {
+        self.state
+            .auth
+            .create_user(
+                user_core::auth::RegisterUser {
+                    username: name.into(),
+                    email: format!("{name}@example.com"),
+                    password: secrecy::SecretString::from(PW),
+                    display_name: None,
+                },
+                user_core::domain::Role::Admin,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Signs in by username.
+    pub async fn login(&mut self, name: &str) -> pb::LoginUserResponse {
+        self.users
+            .login_user(pb::LoginUserRequest {
+                username: name.into(),
+                password: PW.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Asserts the code of a failed call and returns the status.
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Err(status) if status.code() == code => status,
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
