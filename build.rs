@@ -5,8 +5,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(["inventory.proto"], ["examples/proto"])?;
     tonic_prost_build::configure()
         .type_attribute(".", "#[allow(clippy::all, missing_docs, unreachable_pub)]")
-        .server_mod_attribute(".", "#[allow(missing_docs, unreachable_pub)]")
-        .client_mod_attribute(".", "#[allow(missing_docs, unreachable_pub)]")
         .compile_fds(fds)?;
     Ok(())
 }

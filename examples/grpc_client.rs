@@ -14,6 +14,7 @@ use user_grpc::pb;
 use user_grpc::pb::user_service_client::UserServiceClient;
 
 /// The host's protocol, as in `grpc_embed`.
+#[allow(unreachable_pub)] // generated code
 pub(crate) mod inventory {
     tonic::include_proto!("inventory");
 }

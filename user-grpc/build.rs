@@ -12,8 +12,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("user_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .type_attribute(".", "#[allow(clippy::all, missing_docs, unreachable_pub)]")
-        .server_mod_attribute(".", "#[allow(missing_docs, unreachable_pub)]")
-        .client_mod_attribute(".", "#[allow(missing_docs, unreachable_pub)]")
         .compile_fds(fds)?;
     Ok(())
 }
