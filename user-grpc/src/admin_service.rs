@@ -1,7 +1,7 @@
 //! `user.AdminService`: administration, for admins only.
 
 use tonic::{Request, Response, Status};
-use user_core::domain::{Actor, UserQuery};
+use user_core::domain::{Actor, UserId, UserQuery};
 use user_core::error::{ValidationError, ValidationErrors};
 use user_core::users::{AdminUsers, UpdateProfile};
 
@@ -26,8 +26,26 @@ impl AdminApi {
     }
 }
 
-fn required<T>(field: &'static str, value: Option<T>) -> Result<T, ValidationErrors> {
-    value.ok_or_else(|| ValidationError::new(field, "required", "is required").into())
+/// A user id and a required enum value (`*_UNSPECIFIED` counts as missing), with the
+/// problems of both reported together.
+fn id_and<T>(
+    user_id: &str,
+    field: &'static str,
+    value: Result<Option<T>, ValidationError>,
+) -> Result<(UserId, T), Status> {
+    let mut errors = ValidationErrors::new();
+    let id = errors.collect(convert::user_id("user_id", user_id));
+    let value = match errors.collect(value) {
+        Some(None) => {
+            errors.push(ValidationError::new(field, "required", "is required"));
+            None
+        }
+        parsed => parsed.flatten(),
+    };
+    match (id, value) {
+        (Some(id), Some(value)) => Ok((id, value)),
+        _ => Err(errors).or_status(),
+    }
 }
 
 #[tonic::async_trait]
@@ -95,13 +113,7 @@ impl AdminService for AdminApi {
         let actor = self.actor(&request).await?;
         let admin = self.admin(&actor)?;
         let r = request.get_ref();
-        let mut errors = ValidationErrors::new();
-        let id = errors.collect(convert::user_id("user_id", &r.user_id));
-        let role = errors.collect(convert::role(r.role).map_err(ValidationErrors::from));
-        let role = role.and_then(|role| errors.collect(required("role", role)));
-        let (Some(id), Some(role)) = (id, role) else {
-            return Err(errors).or_status();
-        };
+        let (id, role) = id_and(&r.user_id, "role", convert::role(r.role))?;
         Ok(Response::new(
             admin.set_role(id, role).await.or_status()?.into(),
         ))
@@ -114,13 +126,7 @@ impl AdminService for AdminApi {
         let actor = self.actor(&request).await?;
         let admin = self.admin(&actor)?;
         let r = request.get_ref();
-        let mut errors = ValidationErrors::new();
-        let id = errors.collect(convert::user_id("user_id", &r.user_id));
-        let status = errors.collect(convert::status(r.status).map_err(ValidationErrors::from));
-        let status = status.and_then(|status| errors.collect(required("status", status)));
-        let (Some(id), Some(status)) = (id, status) else {
-            return Err(errors).or_status();
-        };
+        let (id, status) = id_and(&r.user_id, "status", convert::status(r.status))?;
         Ok(Response::new(
             admin.set_status(id, status).await.or_status()?.into(),
         ))
