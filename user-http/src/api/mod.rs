@@ -1,0 +1,137 @@
+//! The JSON API under `/api/v1`, its OpenAPI document, JWKS and health checks.
+
+mod admin;
+mod auth;
+mod me;
+pub mod types;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use serde_json::json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody, FieldError};
+
+/// The OpenAPI 3.1 document of the JSON API, generated from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "user-management",
+        description = "Registration, login, tokens, profiles and administration."
+    ),
+    paths(
+        auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
+        me::get_me, me::update_me, me::change_password, me::delete_me, me::sessions,
+        me::revoke_session,
+        admin::list, admin::get, admin::update, admin::set_role, admin::set_status,
+        admin::delete,
+        jwks, healthz, readyz,
+    ),
+    components(schemas(ErrorBody, FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign up, sign in, tokens"),
+        (name = "me", description = "The caller's own account"),
+        (name = "admin", description = "Administration (admins only)"),
+        (name = "meta", description = "Keys and health"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The public keys that verify our access tokens (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "meta",
+    responses((status = 200, description = "JSON Web Key Set", content_type = "application/json")))]
+pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.auth.jwks().clone())
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "Up")))]
+pub(crate) async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The database is reachable.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses(
+        (status = 200, description = "Ready"),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    match &state.readiness {
+        Some(check) if !check().await => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database does not answer",
+        )),
+        _ => Ok(Json(json!({ "status": "ready" }))),
+    }
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// The routes under `/api/v1`, plus JWKS and health, which live at the root.
+pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
+    let v1 = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-all", post(auth::logout_all))
+        .route("/me", get(me::get_me).patch(me::update_me).delete(me::delete_me))
+        .route("/me/password", put(me::change_password))
+        .route("/me/sessions", get(me::sessions))
+        .route("/me/sessions/{id}", delete(me::revoke_session))
+        .route("/admin/users", get(admin::list))
+        .route(
+            "/admin/users/{id}",
+            get(admin::get).patch(admin::update).delete(admin::delete),
+        )
+        .route("/admin/users/{id}/role", put(admin::set_role))
+        .route("/admin/users/{id}/status", put(admin::set_status))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(crate::pages::api_docs))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    let root = Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    (v1, root)
+}

@@ -1,0 +1,288 @@
+//! Request and response bodies of the JSON API, with their OpenAPI schemas.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use user_core::auth::TokenPair;
+use user_core::domain::{Role, Session, SessionId, User, UserStatus};
+use utoipa::ToSchema;
+
+/// A role on the wire.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// An ordinary user.
+    User,
+    /// An administrator.
+    Admin,
+}
+
+impl From<Role> for RoleName {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Self {
+        match r {
+            RoleName::User => Self::User,
+            RoleName::Admin => Self::Admin,
+        }
+    }
+}
+
+/// A status on the wire.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusName {
+    /// May sign in.
+    Active,
+    /// May not sign in.
+    Disabled,
+}
+
+impl From<UserStatus> for StatusName {
+    fn from(s: UserStatus) -> Self {
+        match s {
+            UserStatus::Active => Self::Active,
+            UserStatus::Disabled => Self::Disabled,
+        }
+    }
+}
+
+impl From<StatusName> for UserStatus {
+    fn from(s: StatusName) -> Self {
+        match s {
+            StatusName::Active => Self::Active,
+            StatusName::Disabled => Self::Disabled,
+        }
+    }
+}
+
+/// A user account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserBody {
+    /// Stable id (UUID).
+    pub id: String,
+    /// Lowercase username.
+    pub username: String,
+    /// Lowercase email.
+    pub email: String,
+    /// Optional name to show.
+    pub display_name: Option<String>,
+    /// Role.
+    pub role: RoleName,
+    /// Status.
+    pub status: StatusName,
+    /// Whether the email address was verified.
+    pub email_verified: bool,
+    /// Creation time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Last change (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<User> for UserBody {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            username: u.username.to_string(),
+            email: u.email.to_string(),
+            display_name: u.display_name.map(|d| d.to_string()),
+            role: u.role.into(),
+            status: u.status.into(),
+            email_verified: u.email_verified_at.is_some(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// A registration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    /// 3-32 letters, digits, `_`, `.`, `-`.
+    pub username: String,
+    /// Email address.
+    pub email: String,
+    /// At least 12 characters, not common, not containing the username or email.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    /// Optional name to show.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// Username or email.
+    pub identifier: String,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// A refresh token to exchange.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    /// The refresh token from the last login or refresh.
+    #[schema(value_type = String)]
+    pub refresh_token: SecretString,
+}
+
+/// Tokens for an API client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokensBody {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Single-use token for `POST /api/v1/auth/refresh`.
+    pub refresh_token: String,
+    /// The signed-in user.
+    pub user: UserBody,
+}
+
+impl From<TokenPair> for TokensBody {
+    fn from(t: TokenPair) -> Self {
+        use secrecy::ExposeSecret as _;
+        Self {
+            access_token: t.access_token.expose_secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: t.expires_in.as_secs(),
+            refresh_token: t.refresh_token.expose_secret().to_owned(),
+            user: t.user.into(),
+        }
+    }
+}
+
+/// A profile edit: absent fields stay unchanged; an empty `display_name` removes it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileBody {
+    /// New username.
+    pub username: Option<String>,
+    /// New email (clears its verification).
+    pub email: Option<String>,
+    /// New display name; empty to remove.
+    pub display_name: Option<String>,
+}
+
+impl From<UpdateProfileBody> for user_core::users::UpdateProfile {
+    fn from(b: UpdateProfileBody) -> Self {
+        Self {
+            username: b.username,
+            email: b.email,
+            display_name: b.display_name,
+        }
+    }
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordBody {
+    /// The password in use now.
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    /// The new password.
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+}
+
+/// A confirmation by password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    /// The account's password.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// How many sessions ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsEnded {
+    /// Count.
+    pub sessions_ended: u64,
+}
+
+/// A signed-in device or client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBody {
+    /// Session id.
+    pub id: String,
+    /// `browser` or `token`.
+    pub kind: &'static str,
+    /// The client's user agent, if known.
+    pub user_agent: Option<String>,
+    /// The client's address, if known.
+    pub ip: Option<String>,
+    /// Sign-in time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Last sign-in or refresh.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_used_at: OffsetDateTime,
+    /// When it ends on its own.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+impl SessionBody {
+    pub(crate) fn new(s: Session, current: SessionId) -> Self {
+        Self {
+            id: s.id.to_string(),
+            kind: s.kind.as_str(),
+            user_agent: s.client.user_agent,
+            ip: s.client.ip,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            current: s.id == current,
+        }
+    }
+}
+
+/// One page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsersPage {
+    /// Users in username order.
+    pub users: Vec<UserBody>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A new role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleBody {
+    /// `user` or `admin`.
+    pub role: RoleName,
+}
+
+/// A new status.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBody {
+    /// `active` or `disabled`.
+    pub status: StatusName,
+}

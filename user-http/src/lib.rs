@@ -1,0 +1,209 @@
+//! The HTTP adapter of user-management, on axum, with two faces: a JSON API for programs
+//! (`/api/v1`, bearer tokens, OpenAPI 3.1) and server-rendered pages for people (session
+//! cookie, CSRF tokens, no JavaScript).
+//!
+//! # Layout
+//!
+//! - [`router`] builds everything from an [`AppState`] (the core services, never the ports);
+//!   a host application can [`Router::nest`] it under any prefix. [`serve`] runs it on a
+//!   listener the caller bound.
+//! - `api/`: JSON handlers; [`api::ApiDoc`] is the OpenAPI document, served at
+//!   `/api/v1/openapi.json` and rendered at `/api/v1/docs`.
+//! - `pages/`: HTML handlers, CSRF, flash messages, and [`Templates`] (minijinja, defaults
+//!   embedded; replace any template or the stylesheet by name).
+//! - [`ApiError`]: the one JSON error shape; statuses follow ARCHITECTURE.md.
+//! - [`CurrentUser`] and [`AdminUser`]: extractors for a host application's own routes.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run(auth: std::sync::Arc<user_core::auth::AuthService>,
+//! #              users: std::sync::Arc<user_core::users::UserService>)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! let state = user_http::AppState::new(auth, users);
+//! let app = axum::Router::new().nest("/auth", user_http::router(state));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! user_http::serve(listener, app, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+mod error;
+mod extract;
+mod pages;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, header};
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use user_core::auth::AuthService;
+use user_core::users::UserService;
+
+pub use error::{ApiError, ErrorBody, FieldError};
+pub use extract::{AdminUser, ApiJson, CurrentUser};
+pub use pages::{TemplateError, Templates};
+
+/// A readiness probe, e.g. a database ping: `true` when ready.
+pub type Readiness =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// Settings of the HTTP adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Send cookies with `Secure` and the `__Host-` prefix. Turn on behind HTTPS.
+    pub secure_cookies: bool,
+    /// Largest accepted request body (default 64 KiB); larger gets 413.
+    pub body_limit: usize,
+    /// Requests running longer get 408 (default 30 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HttpConfig {
+    pub(crate) fn session_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-session"
+        } else {
+            "session"
+        }
+    }
+
+    pub(crate) fn csrf_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-csrf"
+        } else {
+            "csrf"
+        }
+    }
+}
+
+/// What the handlers need: the core services and the adapter's settings.
+#[derive(Clone)]
+pub struct AppState {
+    /// Registration, login, tokens.
+    pub auth: Arc<AuthService>,
+    /// Profiles and administration.
+    pub users: Arc<UserService>,
+    pub(crate) config: Arc<HttpConfig>,
+    pub(crate) templates: Arc<Templates>,
+    pub(crate) readiness: Option<Readiness>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State with default settings and templates.
+    pub fn new(auth: Arc<AuthService>, users: Arc<UserService>) -> Self {
+        Self {
+            auth,
+            users,
+            config: Arc::new(HttpConfig::default()),
+            templates: Arc::new(Templates::default()),
+            readiness: None,
+        }
+    }
+
+    /// Replaces the settings.
+    #[must_use]
+    pub fn with_config(mut self, config: HttpConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// Replaces the templates (see [`Templates::with_template`]).
+    #[must_use]
+    pub fn with_templates(mut self, templates: Templates) -> Self {
+        self.templates = Arc::new(templates);
+        self
+    }
+
+    /// Sets the check behind `/readyz`.
+    #[must_use]
+    pub fn with_readiness(mut self, check: Readiness) -> Self {
+        self.readiness = Some(check);
+        self
+    }
+}
+
+/// Security headers on every response: a strict Content-Security-Policy (no scripts at all),
+/// no framing, no MIME sniffing, no referrer across origins.
+fn security_headers(router: Router) -> Router {
+    let headers: [(HeaderName, &'static str); 5] = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ];
+    headers.into_iter().fold(router, |router, (name, value)| {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    })
+}
+
+/// The whole adapter: JSON API, OpenAPI, JWKS, health checks and pages.
+pub fn router(state: AppState) -> Router {
+    let (v1, root) = api::routes();
+    let config = Arc::clone(&state.config);
+    let app = Router::new()
+        .nest("/api/v1", v1)
+        .merge(root)
+        .merge(pages::routes())
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ));
+    security_headers(app)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish. Client addresses reach the handlers (they are recorded with sessions).
+///
+/// # Errors
+/// When accepting connections fails.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
