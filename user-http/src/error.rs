@@ -81,7 +81,12 @@ impl ApiError {
         self
     }
 
-    fn server(status: StatusCode, code: &'static str, message: &str, e: &dyn std::error::Error) -> Self {
+    fn server(
+        status: StatusCode,
+        code: &'static str,
+        message: &str,
+        e: &dyn std::error::Error,
+    ) -> Self {
         tracing::error!(error = %chain(e), status = status.as_u16(), "request failed");
         Self::new(status, code, message)
     }
@@ -139,9 +144,11 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Invalid(errors) => errors.into(),
-            AuthError::InvalidCredentials => {
-                Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", e.to_string())
-            }
+            AuthError::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                e.to_string(),
+            ),
             AuthError::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
@@ -166,9 +173,12 @@ impl From<AuthError> for ApiError {
                 "service temporarily unavailable",
                 &e,
             ),
-            AuthError::Internal(_) => {
-                Self::server(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", &e)
-            }
+            AuthError::Internal(_) => Self::server(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+                &e,
+            ),
         }
     }
 }
@@ -178,9 +188,11 @@ impl From<UserError> for ApiError {
         match e {
             UserError::Invalid(errors) => errors.into(),
             // A wrong confirmation password: the session stays valid, so no WWW-Authenticate.
-            UserError::InvalidCredentials => {
-                Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", e.to_string())
-            }
+            UserError::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                e.to_string(),
+            ),
             UserError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
             UserError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             UserError::Conflict(field) => conflict(field),
@@ -195,9 +207,12 @@ impl From<UserError> for ApiError {
                 "service temporarily unavailable",
                 &e,
             ),
-            UserError::Internal(_) => {
-                Self::server(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", &e)
-            }
+            UserError::Internal(_) => Self::server(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+                &e,
+            ),
         }
     }
 }
@@ -229,15 +244,51 @@ mod tests {
     #[test]
     fn codes_and_statuses_follow_the_table() {
         let cases: Vec<(ApiError, StatusCode, &str)> = vec![
-            (AuthError::InvalidCredentials.into(), StatusCode::UNAUTHORIZED, "invalid_credentials"),
-            (AuthError::Unauthenticated.into(), StatusCode::UNAUTHORIZED, "unauthenticated"),
-            (AuthError::Overloaded.into(), StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            (AuthError::Conflict(UniqueField::Email).into(), StatusCode::CONFLICT, "conflict"),
-            (AuthError::Internal("boom".into()).into(), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            (UserError::Forbidden.into(), StatusCode::FORBIDDEN, "forbidden"),
-            (UserError::NotFound.into(), StatusCode::NOT_FOUND, "not_found"),
-            (UserError::LastAdmin.into(), StatusCode::CONFLICT, "last_admin"),
-            (UserError::Unavailable("down".into()).into(), StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            (
+                AuthError::InvalidCredentials.into(),
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+            ),
+            (
+                AuthError::Unauthenticated.into(),
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+            ),
+            (
+                AuthError::Overloaded.into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+            ),
+            (
+                AuthError::Conflict(UniqueField::Email).into(),
+                StatusCode::CONFLICT,
+                "conflict",
+            ),
+            (
+                AuthError::Internal("boom".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                UserError::Forbidden.into(),
+                StatusCode::FORBIDDEN,
+                "forbidden",
+            ),
+            (
+                UserError::NotFound.into(),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                UserError::LastAdmin.into(),
+                StatusCode::CONFLICT,
+                "last_admin",
+            ),
+            (
+                UserError::Unavailable("down".into()).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
         ];
         for (e, status, code) in cases {
             assert_eq!((e.status(), e.body().code), (status, code));
@@ -248,7 +299,10 @@ mod tests {
     fn headers_say_how_to_authenticate_and_when_to_retry() {
         let r = ApiError::from(AuthError::Unauthenticated).into_response();
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
-        let r = ApiError::from(AuthError::Throttled { retry_after: Duration::from_secs(61) }).into_response();
+        let r = ApiError::from(AuthError::Throttled {
+            retry_after: Duration::from_secs(61),
+        })
+        .into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "61");
         let r = ApiError::from(AuthError::Overloaded).into_response();
@@ -258,8 +312,16 @@ mod tests {
     #[test]
     fn validation_lists_every_field_and_internal_hides_the_cause() {
         let mut errors = ValidationErrors::new();
-        errors.push(ValidationError::new("username", "too_short", "must be at least 3 characters"));
-        errors.push(ValidationError::new("email", "invalid", "is not a valid email address"));
+        errors.push(ValidationError::new(
+            "username",
+            "too_short",
+            "must be at least 3 characters",
+        ));
+        errors.push(ValidationError::new(
+            "email",
+            "invalid",
+            "is not a valid email address",
+        ));
         let e = ApiError::from(errors);
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let fields: Vec<_> = e.body().fields.iter().map(|f| f.field.as_str()).collect();

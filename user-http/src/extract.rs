@@ -40,14 +40,15 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         ),
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::malformed("the body is not valid JSON")
-        }
+        JsonRejection::JsonSyntaxError(_) => ApiError::malformed("the body is not valid JSON"),
         JsonRejection::JsonDataError(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
             // serde's message names the field and the expected type, never a value.
-            format!("the body does not match the expected shape: {}", data_error(e)),
+            format!(
+                "the body does not match the expected shape: {}",
+                data_error(e)
+            ),
         ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
         _ => ApiError::malformed("the body could not be read"),
@@ -182,6 +183,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_string());
-        Ok(Self(user_core::domain::ClientInfo::new(agent, ip.as_deref())))
+        Ok(Self(user_core::domain::ClientInfo::new(
+            agent,
+            ip.as_deref(),
+        )))
     }
 }

@@ -52,8 +52,7 @@ pub use extract::{AdminUser, ApiJson, CurrentUser};
 pub use pages::{TemplateError, Templates};
 
 /// A readiness probe, e.g. a database ping: `true` when ready.
-pub type Readiness =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+pub type Readiness = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// Settings of the HTTP adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]

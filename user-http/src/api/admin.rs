@@ -45,10 +45,15 @@ impl ListQuery {
             }
         };
         let query = errors.collect(
-            UserQuery::parse(self.search.as_deref(), limit, self.cursor.as_deref())
-                .map_err(|e| e.renamed("page_size", "limit").renamed("page_token", "cursor")),
+            UserQuery::parse(self.search.as_deref(), limit, self.cursor.as_deref()).map_err(|e| {
+                e.renamed("page_size", "limit")
+                    .renamed("page_token", "cursor")
+            }),
         );
-        let role = self.role.as_deref().and_then(|r| errors.collect(r.parse::<Role>()));
+        let role = self
+            .role
+            .as_deref()
+            .and_then(|r| errors.collect(r.parse::<Role>()));
         let status = self
             .status
             .as_deref()
@@ -81,7 +86,8 @@ pub(crate) async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<UsersPage>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
-    let Query(query) = query.map_err(|_| ApiError::malformed("the query string could not be read"))?;
+    let Query(query) =
+        query.map_err(|_| ApiError::malformed("the query string could not be read"))?;
     let page = admin.list(&query.parse()?).await?;
     Ok(Json(UsersPage {
         next_cursor: page.next_page_token(),
@@ -123,7 +129,12 @@ pub(crate) async fn update(
     ApiJson(body): ApiJson<UpdateProfileBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
-    Ok(Json(admin.update_profile(user_id(&id)?, body.into()).await?.into()))
+    Ok(Json(
+        admin
+            .update_profile(user_id(&id)?, body.into())
+            .await?
+            .into(),
+    ))
 }
 
 /// Change a user's role.
@@ -142,7 +153,12 @@ pub(crate) async fn set_role(
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
-    Ok(Json(admin.set_role(user_id(&id)?, body.role.into()).await?.into()))
+    Ok(Json(
+        admin
+            .set_role(user_id(&id)?, body.role.into())
+            .await?
+            .into(),
+    ))
 }
 
 /// Disable or enable a user; disabling ends all their sessions.
@@ -161,7 +177,12 @@ pub(crate) async fn set_status(
     ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
-    Ok(Json(admin.set_status(user_id(&id)?, body.status.into()).await?.into()))
+    Ok(Json(
+        admin
+            .set_status(user_id(&id)?, body.status.into())
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete a user and all their sessions.

@@ -78,7 +78,10 @@ pub(crate) async fn delete_me(
     BearerUser(actor): BearerUser,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
-    state.users.delete_own_account(&actor, &body.password).await?;
+    state
+        .users
+        .delete_own_account(&actor, &body.password)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -114,7 +117,9 @@ pub(crate) async fn revoke_session(
     BearerUser(actor): BearerUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = id.parse::<SessionId>().map_err(|e| ApiError::from(user_core::error::ValidationErrors::from(e)))?;
+    let id = id
+        .parse::<SessionId>()
+        .map_err(|e| ApiError::from(user_core::error::ValidationErrors::from(e)))?;
     state.users.revoke_session(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

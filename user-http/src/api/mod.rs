@@ -6,11 +6,11 @@ mod me;
 pub mod types;
 
 use axum::Json;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
-use axum::Router;
 use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -114,7 +114,10 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
-        .route("/me", get(me::get_me).patch(me::update_me).delete(me::delete_me))
+        .route(
+            "/me",
+            get(me::get_me).patch(me::update_me).delete(me::delete_me),
+        )
         .route("/me/password", put(me::change_password))
         .route("/me/sessions", get(me::sessions))
         .route("/me/sessions/{id}", delete(me::revoke_session))

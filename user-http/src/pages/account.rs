@@ -13,10 +13,14 @@ use user_core::domain::SessionId;
 use user_core::error::{AuthError, UniqueField, UserError, ValidationError, ValidationErrors};
 use user_core::users::{ChangePassword, UpdateProfile};
 
-use super::{v, Flash, UserView, Web, date, field_errors, local_path, log_server_error};
+use super::{Flash, UserView, Web, date, field_errors, local_path, log_server_error, v};
 
 pub(crate) async fn home(web: Web) -> Response {
-    let to = if web.me.is_some() { "/profile" } else { "/login" };
+    let to = if web.me.is_some() {
+        "/profile"
+    } else {
+        "/login"
+    };
     web.redirect(to, None)
 }
 
@@ -59,20 +63,31 @@ pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormReject
         identifier: form.identifier.clone(),
         password: SecretString::from(form.password),
     };
-    let (status, error) = match web.state.auth.login_browser(credentials, web.client.clone()).await {
+    let (status, error) = match web
+        .state
+        .auth
+        .login_browser(credentials, web.client.clone())
+        .await
+    {
         Ok(login) => {
             // A new session on every sign-in: the old cookie, if any, stops working.
             if let Some(me) = web.me.take() {
                 let _ = web.state.auth.logout(&me.actor).await;
             }
             use secrecy::ExposeSecret as _;
-            web.set_session(login.session_token.expose_secret().to_owned(), login.expires_at);
+            web.set_session(
+                login.session_token.expose_secret().to_owned(),
+                login.expires_at,
+            );
             let next = local_path(&form.next)
                 .filter(|n| !n.starts_with("/login"))
                 .unwrap_or("/profile")
                 .to_owned();
             // `next` came from this site (it is already under the base).
-            let next = next.strip_prefix(web.base.as_str()).map(str::to_owned).unwrap_or(next);
+            let next = next
+                .strip_prefix(web.base.as_str())
+                .map(str::to_owned)
+                .unwrap_or(next);
             return web.redirect(&next, None);
         }
         Err(AuthError::Throttled { retry_after }) => {
@@ -87,10 +102,12 @@ pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormReject
             StatusCode::SERVICE_UNAVAILABLE,
             "The service is busy. Try again in a moment.".to_owned(),
         ),
-        Err(AuthError::InvalidCredentials | AuthError::Invalid(_) | AuthError::Unauthenticated) => (
-            StatusCode::UNAUTHORIZED,
-            "The username, email or password is not right.".to_owned(),
-        ),
+        Err(AuthError::InvalidCredentials | AuthError::Invalid(_) | AuthError::Unauthenticated) => {
+            (
+                StatusCode::UNAUTHORIZED,
+                "The username, email or password is not right.".to_owned(),
+            )
+        }
         Err(e) => {
             log_server_error(&e);
             return web.error(StatusCode::INTERNAL_SERVER_ERROR);
@@ -150,10 +167,18 @@ pub(crate) async fn register(
                 identifier: form.username.clone(),
                 password: SecretString::from(form.password),
             };
-            return match web.state.auth.login_browser(credentials, web.client.clone()).await {
+            return match web
+                .state
+                .auth
+                .login_browser(credentials, web.client.clone())
+                .await
+            {
                 Ok(login) => {
                     use secrecy::ExposeSecret as _;
-                    web.set_session(login.session_token.expose_secret().to_owned(), login.expires_at);
+                    web.set_session(
+                        login.session_token.expose_secret().to_owned(),
+                        login.expires_at,
+                    );
                     web.redirect("/profile", Some(Flash::Welcome))
                 }
                 Err(_) => web.redirect("/login", None),
@@ -210,7 +235,11 @@ pub(crate) async fn profile(web: Web) -> Response {
         Ok(me) => UserView::from(&me.user),
         Err(redirect) => return redirect,
     };
-    web.render(StatusCode::OK, "profile.html", context! { user => v(&me), title => "Profile" })
+    web.render(
+        StatusCode::OK,
+        "profile.html",
+        context! { user => v(&me), title => "Profile" },
+    )
 }
 
 #[derive(Debug, Default, Deserialize, serde::Serialize)]
@@ -231,7 +260,11 @@ impl EditForm {
             csrf_token: String::new(),
             username: user.username.to_string(),
             email: user.email.to_string(),
-            display_name: user.display_name.as_ref().map(ToString::to_string).unwrap_or_default(),
+            display_name: user
+                .display_name
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         }
     }
 
@@ -251,12 +284,19 @@ pub(crate) async fn edit_form(web: Web) -> Response {
     };
     let action = format!("{}/profile/edit", web.base);
     let back = format!("{}/profile", web.base);
-    let page = context! { form => v(&form), action => action, back => back, title => "Edit profile" };
+    let page =
+        context! { form => v(&form), action => action, back => back, title => "Edit profile" };
     web.render(StatusCode::OK, "profile_edit.html", page)
 }
 
 /// Renders a profile form again with its errors, or the error page.
-pub(crate) fn edit_failed(web: Web, form: EditForm, e: UserError, action: String, back: String) -> Response {
+pub(crate) fn edit_failed(
+    web: Web,
+    form: EditForm,
+    e: UserError,
+    action: String,
+    back: String,
+) -> Response {
     let (status, errors) = match e {
         UserError::Invalid(errors) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
         UserError::Conflict(field) => (StatusCode::CONFLICT, taken(field)),
@@ -285,7 +325,12 @@ pub(crate) async fn edit(web: Web, form: Result<Form<EditForm>, FormRejection>) 
     if let Err(refused) = web.check_csrf(&form.csrf_token) {
         return refused;
     }
-    match web.state.users.update_profile(&actor, actor.user_id, form.update()).await {
+    match web
+        .state
+        .users
+        .update_profile(&actor, actor.user_id, form.update())
+        .await
+    {
         Ok(_) => web.redirect("/profile", Some(Flash::ProfileSaved)),
         Err(e) => {
             let action = format!("{}/profile/edit", web.base);
@@ -313,7 +358,10 @@ pub(crate) struct PasswordForm {
     new_password: String,
 }
 
-pub(crate) async fn password(web: Web, form: Result<Form<PasswordForm>, FormRejection>) -> Response {
+pub(crate) async fn password(
+    web: Web,
+    form: Result<Form<PasswordForm>, FormRejection>,
+) -> Response {
     let actor = match web.require() {
         Ok(me) => me.actor,
         Err(redirect) => return redirect,
@@ -380,7 +428,11 @@ pub(crate) async fn sessions(web: Web) -> Response {
             expires_at: date(s.expires_at),
         })
         .collect();
-    web.render(StatusCode::OK, "sessions.html", context! { sessions => v(&views), title => "Your sessions" })
+    web.render(
+        StatusCode::OK,
+        "sessions.html",
+        context! { sessions => v(&views), title => "Your sessions" },
+    )
 }
 
 pub(crate) async fn revoke_session(

@@ -12,7 +12,7 @@ use user_core::domain::{Actor, Role, User, UserId, UserQuery, UserStatus};
 use user_core::error::UserError;
 
 use super::account::{CsrfForm, EditForm, edit_failed};
-use super::{v, Flash, UserView, Web};
+use super::{Flash, UserView, Web, v};
 
 /// The admin acting, or the response to send instead (sign-in redirect or 403).
 fn admin(web: &Web) -> Result<Actor, Response> {
@@ -98,7 +98,11 @@ pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Response {
     match load(&web, &actor, &id).await {
         Ok(user) => {
             let title = user.username.to_string();
-            web.render(StatusCode::OK, "admin_user.html", context! { user => v(&UserView::from(&user)), title => title })
+            web.render(
+                StatusCode::OK,
+                "admin_user.html",
+                context! { user => v(&UserView::from(&user)), title => title },
+            )
         }
         Err(e) => web.user_error(e),
     }
@@ -229,7 +233,8 @@ pub(crate) async fn set_status(
     if let Err(refused) = web.check_csrf(&form.csrf_token) {
         return refused;
     }
-    let (Ok(user_id), Ok(status)) = (id.parse::<UserId>(), form.status.parse::<UserStatus>()) else {
+    let (Ok(user_id), Ok(status)) = (id.parse::<UserId>(), form.status.parse::<UserStatus>())
+    else {
         return web.error(StatusCode::BAD_REQUEST);
     };
     let result = match web.state.users.as_admin(&actor) {
@@ -250,7 +255,11 @@ pub(crate) async fn confirm_delete(web: Web, Path(id): Path<String>) -> Response
     match load(&web, &actor, &id).await {
         Ok(user) => {
             let title = format!("Delete {}", user.username);
-            web.render(StatusCode::OK, "confirm_delete.html", context! { user => v(&UserView::from(&user)), title => title })
+            web.render(
+                StatusCode::OK,
+                "confirm_delete.html",
+                context! { user => v(&UserView::from(&user)), title => title },
+            )
         }
         Err(e) => web.user_error(e),
     }

@@ -44,11 +44,20 @@ fn operation(method: &'static str, path: &str, op: &Operation) -> OperationView 
         };
         let schema = content.schema.as_ref()?;
         let name = match schema {
-            RefOr::Ref(r) => r.ref_location.rsplit('/').next().unwrap_or_default().to_owned(),
+            RefOr::Ref(r) => r
+                .ref_location
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
             RefOr::T(_) => "object".to_owned(),
         };
         let required = matches!(body.required, Some(Required::True));
-        Some(if required { name } else { format!("{name} (optional)") })
+        Some(if required {
+            name
+        } else {
+            format!("{name} (optional)")
+        })
     });
     OperationView {
         method,
@@ -84,8 +93,16 @@ pub(crate) async fn api_docs(web: Web) -> Response {
         ];
         for (method, op) in ops {
             if let Some(op) = op {
-                let tag = op.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_default();
-                by_tag.entry(tag).or_default().push(operation(method, path, op));
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .cloned()
+                    .unwrap_or_default();
+                by_tag
+                    .entry(tag)
+                    .or_default()
+                    .push(operation(method, path, op));
             }
         }
     }

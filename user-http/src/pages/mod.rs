@@ -1,6 +1,10 @@
 //! Server-rendered pages: forms with CSRF tokens, post/redirect/get with 303, flash messages,
 //! an opaque session cookie. No JavaScript.
 
+// A page handler's early exit is the response itself (a redirect or an error page), built
+// once per request; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 mod account;
 mod admin;
 mod docs;
@@ -31,19 +35,34 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(account::home))
         .route("/login", get(account::login_form).post(account::login))
-        .route("/register", get(account::register_form).post(account::register))
+        .route(
+            "/register",
+            get(account::register_form).post(account::register),
+        )
         .route("/logout", post(account::logout))
         .route("/profile", get(account::profile))
         .route("/profile/edit", get(account::edit_form).post(account::edit))
-        .route("/profile/password", get(account::password_form).post(account::password))
+        .route(
+            "/profile/password",
+            get(account::password_form).post(account::password),
+        )
         .route("/profile/sessions", get(account::sessions))
-        .route("/profile/sessions/{id}/revoke", post(account::revoke_session))
+        .route(
+            "/profile/sessions/{id}/revoke",
+            post(account::revoke_session),
+        )
         .route("/admin/users", get(admin::users))
         .route("/admin/users/{id}", get(admin::user))
-        .route("/admin/users/{id}/edit", get(admin::edit_form).post(admin::edit))
+        .route(
+            "/admin/users/{id}/edit",
+            get(admin::edit_form).post(admin::edit),
+        )
         .route("/admin/users/{id}/role", post(admin::set_role))
         .route("/admin/users/{id}/status", post(admin::set_status))
-        .route("/admin/users/{id}/delete", get(admin::confirm_delete).post(admin::delete))
+        .route(
+            "/admin/users/{id}/delete",
+            get(admin::confirm_delete).post(admin::delete),
+        )
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
 }
@@ -109,7 +128,9 @@ impl Flash {
             Self::Welcome => "Welcome! Your account is ready.",
             Self::SignedOut => "You are signed out.",
             Self::ProfileSaved => "Your profile was saved.",
-            Self::PasswordChanged => "Your password was changed. Your other sessions were signed out.",
+            Self::PasswordChanged => {
+                "Your password was changed. Your other sessions were signed out."
+            }
             Self::SessionEnded => "That session was signed out.",
             Self::RoleChanged => "The role was changed.",
             Self::StatusChanged => "The status was changed.",
@@ -189,7 +210,12 @@ impl FromRequestParts<AppState> for Web {
             Some(token) if token.len() == 43 => token,
             _ => {
                 let token = random_token();
-                jar = jar.add(secure_cookie(config, csrf_name, token.clone(), SameSite::Strict));
+                jar = jar.add(secure_cookie(
+                    config,
+                    csrf_name,
+                    token.clone(),
+                    SameSite::Strict,
+                ));
                 token
             }
         };
@@ -286,8 +312,8 @@ impl Web {
     /// The signed-in person, or a redirect to the sign-in page that comes back here.
     pub(crate) fn require(&self) -> Result<&Me, Response> {
         self.me.as_ref().ok_or_else(|| {
-            let next = serde_urlencoded::to_string([("next", self.here.as_str())])
-                .unwrap_or_default();
+            let next =
+                serde_urlencoded::to_string([("next", self.here.as_str())]).unwrap_or_default();
             Redirect::to(&format!("{}/login?{next}", self.base)).into_response()
         })
     }
@@ -344,12 +370,27 @@ impl Web {
     /// The error page for a status.
     pub(crate) fn error(self, status: StatusCode) -> Response {
         let (heading, message) = match status {
-            StatusCode::FORBIDDEN => ("Not allowed", "You do not have permission to see this page."),
+            StatusCode::FORBIDDEN => (
+                "Not allowed",
+                "You do not have permission to see this page.",
+            ),
             StatusCode::NOT_FOUND => ("Page not found", "There is nothing at this address."),
-            StatusCode::PAYLOAD_TOO_LARGE => ("Too much data", "The form was too large. Shorten what you typed and try again."),
-            StatusCode::BAD_REQUEST => ("Bad request", "The form could not be read. Reload the page and try again."),
-            StatusCode::SERVICE_UNAVAILABLE => ("Busy", "The service is busy or unavailable. Try again in a moment."),
-            _ => ("Something went wrong", "An internal error occurred. Try again later."),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "Too much data",
+                "The form was too large. Shorten what you typed and try again.",
+            ),
+            StatusCode::BAD_REQUEST => (
+                "Bad request",
+                "The form could not be read. Reload the page and try again.",
+            ),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "Busy",
+                "The service is busy or unavailable. Try again in a moment.",
+            ),
+            _ => (
+                "Something went wrong",
+                "An internal error occurred. Try again later.",
+            ),
         };
         self.render_error(status, heading, message)
     }
@@ -401,7 +442,10 @@ impl Web {
     }
 
     /// The page for a form that could not be read at all.
-    pub(crate) fn form_rejected(self, rejection: &axum::extract::rejection::FormRejection) -> Response {
+    pub(crate) fn form_rejected(
+        self,
+        rejection: &axum::extract::rejection::FormRejection,
+    ) -> Response {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             self.error(StatusCode::PAYLOAD_TOO_LARGE)
         } else {
@@ -438,7 +482,14 @@ mod tests {
     fn only_local_paths_follow_a_sign_in() {
         assert_eq!(local_path("/profile"), Some("/profile"));
         assert_eq!(local_path("/admin/users?q=a"), Some("/admin/users?q=a"));
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "", "profile", "/a\nb"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "",
+            "profile",
+            "/a\nb",
+        ] {
             assert_eq!(local_path(bad), None, "{bad:?}");
         }
     }

@@ -8,16 +8,40 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("forms.html", include_str!("../../templates/forms.html")),
     ("login.html", include_str!("../../templates/login.html")),
-    ("register.html", include_str!("../../templates/register.html")),
+    (
+        "register.html",
+        include_str!("../../templates/register.html"),
+    ),
     ("profile.html", include_str!("../../templates/profile.html")),
-    ("profile_edit.html", include_str!("../../templates/profile_edit.html")),
-    ("password.html", include_str!("../../templates/password.html")),
-    ("sessions.html", include_str!("../../templates/sessions.html")),
-    ("admin_users.html", include_str!("../../templates/admin_users.html")),
-    ("admin_user.html", include_str!("../../templates/admin_user.html")),
-    ("confirm_delete.html", include_str!("../../templates/confirm_delete.html")),
+    (
+        "profile_edit.html",
+        include_str!("../../templates/profile_edit.html"),
+    ),
+    (
+        "password.html",
+        include_str!("../../templates/password.html"),
+    ),
+    (
+        "sessions.html",
+        include_str!("../../templates/sessions.html"),
+    ),
+    (
+        "admin_users.html",
+        include_str!("../../templates/admin_users.html"),
+    ),
+    (
+        "admin_user.html",
+        include_str!("../../templates/admin_user.html"),
+    ),
+    (
+        "confirm_delete.html",
+        include_str!("../../templates/confirm_delete.html"),
+    ),
     ("error.html", include_str!("../../templates/error.html")),
-    ("api_docs.html", include_str!("../../templates/api_docs.html")),
+    (
+        "api_docs.html",
+        include_str!("../../templates/api_docs.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../templates/style.css");
