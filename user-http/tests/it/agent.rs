@@ -1,1 +1,128 @@
+//! A minimal cookie-keeping HTTP client over a real socket. It does not follow redirects, so
+//! tests see every 303 and its `Location`.
 
+use std::collections::BTreeMap;
+
+use axum::http::{Method, Request, header};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::Reply;
+
+/// A browser stand-in: keeps cookies, sends forms.
+pub struct Agent {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// Cookies by name.
+    pub cookies: BTreeMap<String, String>,
+    /// Raw `Set-Cookie` headers of the last response.
+    pub set_cookies: Vec<String>,
+    /// The `User-Agent` to send.
+    pub user_agent: String,
+}
+
+impl Agent {
+    /// A client for the server at `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            cookies: BTreeMap::new(),
+            set_cookies: Vec::new(),
+            user_agent: "test-agent".to_owned(),
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<String>) -> Reply {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::USER_AGENT, &self.user_agent);
+        if !cookie.is_empty() {
+            builder = builder.header(header::COOKIE, cookie);
+        }
+        let body = match form {
+            Some(form) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Full::new(Bytes::from(form))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let response = self
+            .client
+            .request(builder.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        self.set_cookies = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for raw in &self.set_cookies {
+            let (pair, attributes) = raw.split_once(';').unwrap_or((raw, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            let removed = attributes.contains("Max-Age=0") || value.is_empty();
+            if removed {
+                self.cookies.remove(name.trim());
+            } else {
+                self.cookies
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// GET a path.
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// POST a form; the CSRF token from the cookie is added unless the fields have one.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut all: Vec<(&str, String)> =
+            fields.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        if !fields.iter().any(|(k, _)| *k == "csrf_token") {
+            all.push(("csrf_token", self.csrf()));
+        }
+        let form = serde_urlencoded::to_string(&all).unwrap();
+        self.send(Method::POST, path, Some(form)).await
+    }
+
+    /// The CSRF token the server gave this client.
+    pub fn csrf(&self) -> String {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k.ends_with("csrf"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// The session cookie's value, if signed in.
+    pub fn session(&self) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k.ends_with("session"))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// The `Location` of a redirect.
+pub fn location(reply: &Reply) -> String {
+    reply.headers[header::LOCATION].to_str().unwrap().to_owned()
+}
