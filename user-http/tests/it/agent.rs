@@ -13,20 +13,20 @@ use hyper_util::rt::TokioExecutor;
 use crate::Reply;
 
 /// A browser stand-in: keeps cookies, sends forms.
-pub struct Agent {
+pub(crate) struct Agent {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     /// Cookies by name.
-    pub cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
     /// Raw `Set-Cookie` headers of the last response.
-    pub set_cookies: Vec<String>,
+    pub(crate) set_cookies: Vec<String>,
     /// The `User-Agent` to send.
-    pub user_agent: String,
+    pub(crate) user_agent: String,
 }
 
 impl Agent {
     /// A client for the server at `base` (`http://127.0.0.1:PORT`).
-    pub fn new(base: &str) -> Self {
+    pub(crate) fn new(base: &str) -> Self {
         Self {
             base: base.to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -89,12 +89,12 @@ impl Agent {
     }
 
     /// GET a path.
-    pub async fn get(&mut self, path: &str) -> Reply {
+    pub(crate) async fn get(&mut self, path: &str) -> Reply {
         self.send(Method::GET, path, None).await
     }
 
     /// POST a form; the CSRF token from the cookie is added unless the fields have one.
-    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let mut all: Vec<(&str, String)> =
             fields.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         if !fields.iter().any(|(k, _)| *k == "csrf_token") {
@@ -105,7 +105,7 @@ impl Agent {
     }
 
     /// The CSRF token the server gave this client.
-    pub fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         self.cookies
             .iter()
             .find(|(k, _)| k.ends_with("csrf"))
@@ -114,7 +114,7 @@ impl Agent {
     }
 
     /// The session cookie's value, if signed in.
-    pub fn session(&self) -> Option<String> {
+    pub(crate) fn session(&self) -> Option<String> {
         self.cookies
             .iter()
             .find(|(k, _)| k.ends_with("session"))
@@ -123,6 +123,6 @@ impl Agent {
 }
 
 /// The `Location` of a redirect.
-pub fn location(reply: &Reply) -> String {
+pub(crate) fn location(reply: &Reply) -> String {
     reply.headers[header::LOCATION].to_str().unwrap().to_owned()
 }
