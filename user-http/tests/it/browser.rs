@@ -1,1 +1,400 @@
+//! End-to-end tests in real headless Chromium, driven over WebDriver (chromedriver).
+//!
+//! Without `CI` set and without Chromium, these tests print that they were skipped; with `CI`
+//! set they must run. `.ci/run` installs Debian's `chromium` and `chromium-driver`.
 
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::{PW, TestApp};
+
+/// A chromedriver process and a way to open browser sessions on it.
+struct Driver {
+    url: String,
+    process: Child,
+    profiles: tempfile::TempDir,
+    chromium: PathBuf,
+}
+
+fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var(env) {
+        return Some(PathBuf::from(path));
+    }
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+impl Driver {
+    /// Starts chromedriver, or returns `None` (loudly) when Chromium is not installed and
+    /// `CI` is not set.
+    async fn start(test: &str) -> Option<Self> {
+        let chromium = find(
+            "CHROME_BIN",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        );
+        let driver = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+        let (Some(chromium), Some(driver)) = (chromium, driver) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but chromium/chromedriver are missing: install Debian's chromium and chromium-driver"
+            );
+            eprintln!(
+                "\n*** SKIPPED browser test `{test}`: chromium and chromedriver are not installed \
+                 (apt-get install chromium chromium-driver; CI runs them) ***\n"
+            );
+            return None;
+        };
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let process = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        // Wait for chromedriver to listen: a process starting up, not a timing assumption.
+        let mut ready = false;
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "chromedriver did not start listening on port {port}");
+        Some(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            process,
+            profiles: tempfile::tempdir().unwrap(),
+            chromium,
+        })
+    }
+
+    /// A new browser with its own profile (its own cookies).
+    async fn browser(&self, name: &str) -> Client {
+        let profile = self.profiles.path().join(name);
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": self.chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--no-first-run",
+                    "--disable-component-update", "--disable-sync", "--disable-quic",
+                    "--window-size=1200,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.start_kill();
+    }
+}
+
+async fn fill(client: &Client, name: &str, value: &str) {
+    let input = client
+        .find(Locator::Css(&format!("[name='{name}']")))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+async fn submit(client: &Client, form_action_suffix: &str) {
+    let selector = format!("form[action$='{form_action_suffix}'] button[type='submit']");
+    client
+        .find(Locator::Css(&selector))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn heading(client: &Client) -> String {
+    client
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn wait_heading(client: &Client, text: &str) {
+    let xpath = format!("//h1[normalize-space()=\"{text}\"]");
+    let found = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(&xpath))
+        .await;
+    if let Err(e) = found {
+        let url = client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let source = client.source().await.unwrap_or_default();
+        panic!("no heading {text:?} at {url}: {e}\n{source:.2000}");
+    }
+}
+
+async fn path(client: &Client) -> String {
+    client.current_url().await.unwrap().path().to_owned()
+}
+
+/// Saves a screenshot under the target directory, for the docs.
+async fn screenshot(client: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// The app with its clock at the real time: the browser expires cookies by its own clock.
+async fn browser_app() -> TestApp {
+    let app = TestApp::new().await;
+    app.clock.set(time::OffsetDateTime::now_utc());
+    app
+}
+
+async fn sign_in(client: &Client, base: &str, identifier: &str, password: &str) {
+    client.goto(&format!("{base}/login")).await.unwrap();
+    fill(client, "identifier", identifier).await;
+    fill(client, "password", password).await;
+    submit(client, "/login").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_registers_edits_changes_password_and_signs_out() {
+    let Some(driver) =
+        Driver::start("a_person_registers_edits_changes_password_and_signs_out").await
+    else {
+        return;
+    };
+    let app = browser_app().await;
+    let (base, _stop) = app.spawn().await;
+    let b = driver.browser("alice").await;
+
+    b.goto(&format!("{base}/")).await.unwrap();
+    wait_heading(&b, "Sign in").await;
+    screenshot(&b, "login").await;
+    b.find(Locator::LinkText("Create one"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&b, "Create account").await;
+    fill(&b, "username", "alice").await;
+    fill(&b, "email", "alice@example.com").await;
+    fill(&b, "password", "short").await;
+    submit(&b, "/register").await;
+    wait_heading(&b, "Create account").await;
+    let error = b
+        .find(Locator::Css("#password-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(error.contains("at least 12 characters"), "{error}");
+    let kept = b
+        .find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some("alice"),
+        "the form keeps what was typed"
+    );
+    screenshot(&b, "register-errors").await;
+    fill(&b, "password", PW).await;
+    submit(&b, "/register").await;
+    wait_heading(&b, "alice").await;
+    assert_eq!(path(&b).await, "/profile");
+    let flash = b
+        .find(Locator::Css(".flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(flash.contains("Welcome"));
+
+    b.find(Locator::LinkText("Edit profile"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&b, "Edit profile").await;
+    fill(&b, "display_name", "Alice Liddell").await;
+    submit(&b, "/profile/edit").await;
+    wait_heading(&b, "Alice Liddell").await;
+    screenshot(&b, "profile").await;
+
+    b.find(Locator::LinkText("Change password"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&b, "Change password").await;
+    fill(&b, "current_password", PW).await;
+    fill(&b, "new_password", "a whole new passphrase").await;
+    submit(&b, "/profile/password").await;
+    wait_heading(&b, "Alice Liddell").await;
+
+    submit(&b, "/logout").await;
+    wait_heading(&b, "Sign in").await;
+    sign_in(&b, &base, "alice", PW).await;
+    wait_heading(&b, "Sign in").await;
+    let alert = b
+        .find(Locator::Css("[role='alert']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(alert, "The username, email or password is not right.");
+    sign_in(&b, &base, "alice@example.com", "a whole new passphrase").await;
+    wait_heading(&b, "Alice Liddell").await;
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_disables_and_re_enables_a_user() {
+    let Some(driver) = Driver::start("an_admin_disables_and_re_enables_a_user").await else {
+        return;
+    };
+    let app = browser_app().await;
+    app.create_admin("root").await;
+    app.register("bob").await;
+    app.register("carol").await;
+    let (base, _stop) = app.spawn().await;
+
+    let bob = driver.browser("bob").await;
+    sign_in(&bob, &base, "bob", PW).await;
+    wait_heading(&bob, "bob").await;
+
+    let admin = driver.browser("root").await;
+    sign_in(&admin, &base, "root", PW).await;
+    wait_heading(&admin, "root").await;
+    admin
+        .find(Locator::LinkText("Users"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&admin, "Users").await;
+    fill(&admin, "q", "bo").await;
+    admin
+        .find(Locator::Css("form[role='search'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    admin
+        .wait()
+        .for_element(Locator::Css("caption"))
+        .await
+        .unwrap();
+    let rows = admin
+        .find(Locator::Css("tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(rows.contains("bob") && !rows.contains("carol"), "{rows}");
+    screenshot(&admin, "admin-users").await;
+    admin
+        .find(Locator::LinkText("bob"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&admin, "bob").await;
+    submit(&admin, "/status").await;
+    wait_heading(&admin, "bob").await;
+    let details = admin
+        .find(Locator::Css("dl"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(details.contains("disabled"), "{details}");
+    screenshot(&admin, "admin-user").await;
+
+    // Bob's open session stopped working at once.
+    bob.goto(&format!("{base}/profile")).await.unwrap();
+    wait_heading(&bob, "Sign in").await;
+    sign_in(&bob, &base, "bob", PW).await;
+    wait_heading(&bob, "Sign in").await;
+
+    submit(&admin, "/status").await;
+    wait_heading(&admin, "bob").await;
+    let details = admin
+        .find(Locator::Css("dl"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(details.contains("active"), "{details}");
+    sign_in(&bob, &base, "bob", PW).await;
+    wait_heading(&bob, "bob").await;
+    bob.close().await.unwrap();
+    admin.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_in_a_display_name_renders_as_text() {
+    let Some(driver) = Driver::start("a_script_in_a_display_name_renders_as_text").await else {
+        return;
+    };
+    let app = browser_app().await;
+    app.register("mallory").await;
+    let (base, _stop) = app.spawn().await;
+    let b = driver.browser("mallory").await;
+    sign_in(&b, &base, "mallory", PW).await;
+    wait_heading(&b, "mallory").await;
+    b.goto(&format!("{base}/profile/edit")).await.unwrap();
+    let payload = "<script>alert('pwned')</script>";
+    fill(&b, "display_name", payload).await;
+    submit(&b, "/profile/edit").await;
+    b.wait().for_element(Locator::Css(".flash")).await.unwrap();
+    assert_eq!(heading(&b).await, payload, "shown as text");
+    assert!(b.get_alert_text().await.is_err(), "no script ran");
+    b.close().await.unwrap();
+}
