@@ -1,0 +1,86 @@
+//! A host axum application that mounts user-management under `/auth` and protects its own
+//! routes with the `CurrentUser` and `AdminUser` extractors.
+//!
+//! ```sh
+//! cargo run --example embed_axum      # http://127.0.0.1:3000, data in ./data/embed_axum.db
+//! ```
+//!
+//! Then open <http://127.0.0.1:3000/auth/register> in a browser, or use curl:
+//!
+//! ```sh
+//! curl -s -X POST localhost:3000/auth/api/v1/auth/register -H 'content-type: application/json' \
+//!   -d '{"username":"alice","email":"alice@example.com","password":"correct horse battery staple"}'
+//! TOKEN=$(curl -s -X POST localhost:3000/auth/api/v1/auth/login -H 'content-type: application/json' \
+//!   -d '{"identifier":"alice","password":"correct horse battery staple"}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+//! curl -s localhost:3000/dashboard -H "authorization: Bearer $TOKEN"
+//! ```
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use user_core::auth::{AuthPolicy, AuthService, SigningKey};
+use user_core::password::{Argon2Hasher, HasherConfig};
+use user_core::ports::SystemClock;
+use user_core::users::UserService;
+use user_http::{AdminUser, AppState, CurrentUser};
+use user_sqlite::{SqliteConfig, SqliteDatabase};
+
+/// The host's own page: anyone may see it.
+async fn home() -> &'static str {
+    "Welcome! Sign in at /auth/login, then visit /dashboard."
+}
+
+/// The host's own route for signed-in people (bearer token or the pages' session cookie).
+async fn dashboard(CurrentUser(actor): CurrentUser) -> String {
+    format!("dashboard of user {}", actor.user_id)
+}
+
+/// The host's own route for admins only.
+async fn operations(AdminUser(actor): AdminUser) -> String {
+    format!("operations console for admin {}", actor.user_id)
+}
+
+/// The host application: its routes, and ours under `/auth`.
+pub(crate) fn app(db: &SqliteDatabase, signing_key: &SigningKey) -> anyhow::Result<Router> {
+    let ports = user_core::Ports {
+        users: Arc::new(db.users()),
+        sessions: Arc::new(db.sessions()),
+        hasher: Arc::new(Argon2Hasher::new(HasherConfig::default())?),
+        clock: Arc::new(SystemClock),
+    };
+    let policy = AuthPolicy::default();
+    let users = Arc::new(UserService::new(ports.clone(), policy.password));
+    let auth = Arc::new(AuthService::new(ports, policy, signing_key, vec![])?);
+    let state = AppState::new(auth, users);
+    Ok(Router::new()
+        .route("/", get(home))
+        .route("/dashboard", get(dashboard))
+        .route("/operations", get(operations))
+        .with_state(state.clone())
+        .nest("/auth", user_http::router(state)))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    std::fs::create_dir_all("data")?;
+    let db = SqliteDatabase::open(&SqliteConfig::new("data/embed_axum.db")).await?;
+    // A fresh key per start: tokens and cookies' tokens do not survive a restart here.
+    let key = SigningKey::generate_ed25519()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    println!(
+        "http://{}/  (pages under /auth, API under /auth/api/v1)",
+        listener.local_addr()?
+    );
+    user_http::serve(listener, app(&db, &key)?, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    db.close().await;
+    Ok(())
+}
