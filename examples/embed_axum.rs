@@ -52,7 +52,11 @@ pub(crate) fn app(db: &SqliteDatabase, signing_key: &SigningKey) -> anyhow::Resu
     let policy = AuthPolicy::default();
     let users = Arc::new(UserService::new(ports.clone(), policy.password));
     let auth = Arc::new(AuthService::new(ports, policy, signing_key, vec![])?);
-    let state = AppState::new(auth, users);
+    let db = db.clone();
+    let state = AppState::new(auth, users).with_readiness(Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.is_ok() })
+    }));
     Ok(Router::new()
         .route("/", get(home))
         .route("/dashboard", get(dashboard))
