@@ -19,10 +19,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use user_core::auth::{AuthPolicy, AuthService, SigningKey};
-use user_core::password::{Argon2Hasher, HasherConfig};
-use user_core::ports::SystemClock;
-use user_core::users::UserService;
+use user_core::Services;
+use user_core::auth::SigningKey;
 use user_http::{AdminUser, AppState, CurrentUser};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
@@ -41,20 +39,14 @@ async fn operations(AdminUser(actor): AdminUser) -> String {
     format!("operations console for admin {}", actor.user_id)
 }
 
-/// The host application: its routes, and ours under `/auth`.
-pub(crate) fn app(db: &SqliteDatabase, signing_key: &SigningKey) -> anyhow::Result<Router> {
-    let ports = user_core::Ports {
-        users: Arc::new(db.users()),
-        sessions: Arc::new(db.sessions()),
-        hasher: Arc::new(Argon2Hasher::new(HasherConfig::default())?),
-        clock: Arc::new(SystemClock),
-    };
-    let policy = AuthPolicy::default();
-    let users = Arc::new(UserService::new(ports.clone(), policy.password));
-    let auth = Arc::new(AuthService::new(ports, policy, signing_key, vec![])?);
-    let db = db.clone();
-    let state = AppState::new(auth, users).with_readiness(Arc::new(move || {
-        let db = db.clone();
+/// The host application: its routes, and ours under `/auth`. This is all the wiring.
+pub(crate) fn app(db: &SqliteDatabase, signing_key: SigningKey) -> anyhow::Result<Router> {
+    let services = Services::builder(db.users(), db.sessions())
+        .signing_key(signing_key, vec![])
+        .build()?;
+    let ping = db.clone();
+    let state = AppState::from(&services).with_readiness(Arc::new(move || {
+        let db = ping.clone();
         Box::pin(async move { db.ping().await.is_ok() })
     }));
     Ok(Router::new()
@@ -81,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         "http://{}/  (pages under /auth, API under /auth/api/v1)",
         listener.local_addr()?
     );
-    user_http::serve(listener, app(&db, &key)?, async {
+    user_http::serve(listener, app(&db, key)?, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

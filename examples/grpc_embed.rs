@@ -9,17 +9,14 @@
 //! The wiring is [`run`]: open the store, build the services, add ours, protect the host's.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tower::Layer as _;
-use user_core::auth::{AuthPolicy, AuthService, SigningKey};
+use user_core::Services;
+use user_core::auth::SigningKey;
 use user_core::domain::Actor;
-use user_core::password::{Argon2Hasher, HasherConfig};
-use user_core::ports::SystemClock;
-use user_core::users::UserService;
 use user_grpc::{GrpcConfig, GrpcState, RequireAuthLayer};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
@@ -57,20 +54,13 @@ impl Inventory for Shelf {
 pub(crate) async fn run(
     listener: TcpListener,
     db: &SqliteDatabase,
-    signing_key: &SigningKey,
+    signing_key: SigningKey,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let ports = user_core::Ports {
-        users: Arc::new(db.users()),
-        sessions: Arc::new(db.sessions()),
-        hasher: Arc::new(Argon2Hasher::new(HasherConfig::default())?),
-        clock: Arc::new(SystemClock),
-    };
-    let policy = AuthPolicy::default();
-    let state = GrpcState {
-        users: Arc::new(UserService::new(ports.clone(), policy.password)),
-        auth: Arc::new(AuthService::new(ports, policy, signing_key, vec![])?),
-    };
+    let services = Services::builder(db.users(), db.sessions())
+        .signing_key(signing_key, vec![])
+        .build()?;
+    let state = GrpcState::from(&services);
     let ours = user_grpc::routes(state.clone(), &GrpcConfig::default()).await?;
     let theirs = RequireAuthLayer::new(state.auth).layer(InventoryServer::new(Shelf));
     tonic::transport::Server::builder()
@@ -96,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:50051").await?;
     println!("gRPC on http://{} (Ctrl-C to stop)", listener.local_addr()?);
     println!("services: user.UserService, user.AdminService, inventory.Inventory (protected)");
-    run(listener, &db, &key, async {
+    run(listener, &db, key, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

@@ -28,7 +28,7 @@ async fn the_grpc_client_walks_through_the_embedded_server() -> anyhow::Result<(
     let endpoint = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        grpc_embed::run(listener, &db, &key, async {
+        grpc_embed::run(listener, &db, key, async {
             let _ = stopped.await;
         })
         .await
@@ -82,7 +82,7 @@ async fn the_axum_host_protects_its_own_routes_with_our_extractors() -> anyhow::
     use axum::http::StatusCode;
     let dir = tempfile::tempdir()?;
     let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db"))).await?;
-    let app = embed_axum::app(&db, &SigningKey::generate_ed25519()?)?;
+    let app = embed_axum::app(&db, SigningKey::generate_ed25519()?)?;
     let password = "correct horse battery staple";
 
     let (status, _) = call(&app, "GET", "/", None, None).await;

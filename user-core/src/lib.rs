@@ -46,11 +46,14 @@ pub mod domain;
 pub mod error;
 pub mod password;
 pub mod ports;
+mod services;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod users;
 
 use std::sync::Arc;
+
+pub use services::{Services, ServicesBuilder};
 
 use ports::{Clock, PasswordHasher, SessionStore, UserRepository};
 

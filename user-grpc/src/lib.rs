@@ -62,6 +62,15 @@ pub struct GrpcState {
     pub users: Arc<UserService>,
 }
 
+impl From<&user_core::Services> for GrpcState {
+    fn from(services: &user_core::Services) -> Self {
+        Self {
+            auth: Arc::clone(&services.auth),
+            users: Arc::clone(&services.users),
+        }
+    }
+}
+
 impl std::fmt::Debug for GrpcState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcState").finish_non_exhaustive()

@@ -113,6 +113,12 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+impl From<&user_core::Services> for AppState {
+    fn from(services: &user_core::Services) -> Self {
+        Self::new(Arc::clone(&services.auth), Arc::clone(&services.users))
+    }
+}
+
 impl AppState {
     /// State with default settings and templates.
     pub fn new(auth: Arc<AuthService>, users: Arc<UserService>) -> Self {

@@ -211,6 +211,17 @@ impl SessionStore for SqliteSessionStore {
             .collect()
     }
 
+    async fn count_active(&self, now: OffsetDateTime) -> Result<u64, RepoError> {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(to_db(now))
+        .fetch_one(&self.pool)
+        .await
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .map_err(map_db_err)
+    }
+
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         sqlx::query("DELETE FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1")
             .bind(to_db(before))

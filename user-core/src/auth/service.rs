@@ -313,6 +313,7 @@ impl AuthService {
         if let Some(failures) = self.ports.sessions.login_failures(&key).await?
             && let Some(retry_after) = lockout.retry_after(&failures, now)
         {
+            metrics::counter!("user_logins_total", "outcome" => "throttled").increment(1);
             return Err(AuthError::Throttled { retry_after });
         }
 
@@ -329,6 +330,7 @@ impl AuthService {
                 if needs_rehash {
                     self.rehash(user, &credentials.password, now).await;
                 }
+                metrics::counter!("user_logins_total", "outcome" => "success").increment(1);
                 Ok(user.clone())
             }
             _ => {
@@ -338,9 +340,15 @@ impl AuthService {
                     .sessions
                     .record_login_failure(&key, now, forget_before)
                     .await?;
-                if failures.count == lockout.threshold {
-                    tracing::warn!("login identifier locked after repeated failures");
+                if failures.count >= lockout.threshold {
+                    metrics::counter!("user_lockouts_total").increment(1);
+                    tracing::warn!(
+                        failures = failures.count,
+                        "login identifier locked after repeated failures"
+                    );
                 }
+                metrics::counter!("user_logins_total", "outcome" => "invalid_credentials")
+                    .increment(1);
                 Err(AuthError::InvalidCredentials)
             }
         }

@@ -162,6 +162,12 @@ impl Argon2Hasher {
         }
     }
 
+    fn report_load(&self) {
+        let load = self.load();
+        metrics::gauge!("user_hash_running").set(load.running as f64);
+        metrics::gauge!("user_hash_queue_depth").set(load.queued as f64);
+    }
+
     /// Runs `job` on a blocking thread once admitted and given a slot.
     async fn run<T: Send + 'static>(
         &self,
@@ -169,15 +175,26 @@ impl Argon2Hasher {
     ) -> Result<T, HashError> {
         let admitted = Arc::clone(&self.admitted)
             .try_acquire_owned()
-            .map_err(|_| HashError::Overloaded)?;
+            .map_err(|_| {
+                metrics::counter!("user_hash_rejected_total").increment(1);
+                HashError::Overloaded
+            })?;
+        self.report_load();
+        let queued_at = std::time::Instant::now();
         let running = Arc::clone(&self.running)
             .acquire_owned()
             .await
             .map_err(|e| HashError::Internal(Box::new(e)))?;
+        metrics::histogram!("user_hash_wait_seconds").record(queued_at.elapsed().as_secs_f64());
+        self.report_load();
         let (params, ceiling) = (self.params.clone(), self.ceiling);
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, running);
-            job(&params, &ceiling)
+            let permits = (admitted, running);
+            let out = job(&params, &ceiling);
+            drop(permits);
+            this.report_load();
+            out
         })
         .await
         .map_err(|e| HashError::Internal(Box::new(e)))

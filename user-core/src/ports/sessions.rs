@@ -75,6 +75,12 @@ pub trait SessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Vec<Session>, RepoError>;
 
+    /// Counts the sessions of all users that are active at `now`, for metrics.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn count_active(&self, now: OffsetDateTime) -> Result<u64, RepoError>;
+
     /// Deletes sessions that expired or were revoked before `before`, returning how many.
     ///
     /// # Errors

@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             concurrent_rotation_rotates_once,
             revoke_one_and_all,
             list_active_sessions_newest_first,
+            count_active_sessions,
             purge_removes_ended_sessions,
             login_failures_count_forget_and_clear,
             concurrent_login_failures_are_all_counted,
@@ -799,6 +800,25 @@ pub async fn list_active_sessions_newest_first(s: Stores) {
     // `old` expires at 3600.
     let later = s.sessions.list_active(u.id, at(3600)).await.map(ids).ok();
     assert_eq!(later, Some(vec![new.id, mid.id]));
+}
+
+/// `count_active` counts the active sessions of every user.
+pub async fn count_active_sessions(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    assert_eq!(s.sessions.count_active(at(0)).await.ok(), Some(0));
+    let s1 = session(&a, SessionKind::Browser, 0);
+    let s2 = session(&a, SessionKind::Token, 10);
+    let s3 = session(&b, SessionKind::Token, 20);
+    for (x, secret) in [(&s1, "1"), (&s2, "2"), (&s3, "3")] {
+        create(&s, x, secret).await;
+    }
+    assert_eq!(s.sessions.count_active(at(30)).await.ok(), Some(3));
+    assert!(s.sessions.revoke(s2.id, at(31)).await.is_ok());
+    assert_eq!(s.sessions.count_active(at(32)).await.ok(), Some(2));
+    // s1 expires at 3600, s3 at 3620.
+    assert_eq!(s.sessions.count_active(at(3600)).await.ok(), Some(1));
 }
 
 /// `purge` deletes sessions that ended before the cut-off, with their secrets.

@@ -379,6 +379,11 @@ impl SessionStore for InMemorySessionStore {
         Ok(list)
     }
 
+    async fn count_active(&self, now: OffsetDateTime) -> Result<u64, RepoError> {
+        let s = lock(&self.0);
+        Ok(s.sessions.values().filter(|x| x.is_active(now)).count() as u64)
+    }
+
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         let mut s = lock(&self.0);
         let gone: Vec<SessionId> = s

@@ -1,0 +1,157 @@
+//! [`Services`]: both services from two storage ports with safe defaults, for the few lines
+//! of wiring an embedding application writes.
+
+use std::sync::Arc;
+
+use crate::Ports;
+use crate::auth::{AuthPolicy, AuthService, SigningKey, VerifyingKey};
+use crate::error::ConfigError;
+use crate::password::{Argon2Hasher, HasherConfig};
+use crate::ports::{Clock, PasswordHasher, SessionStore, SystemClock, UserRepository};
+use crate::users::UserService;
+
+/// The two core services, ready to hand to the adapters.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Registration, login, tokens.
+    pub auth: Arc<AuthService>,
+    /// Profiles and administration.
+    pub users: Arc<UserService>,
+}
+
+impl Services {
+    /// Starts a builder on a user repository and a session store (usually of one database).
+    pub fn builder(users: impl UserRepository, sessions: impl SessionStore) -> ServicesBuilder {
+        ServicesBuilder {
+            users: Arc::new(users),
+            sessions: Arc::new(sessions),
+            hasher: None,
+            clock: None,
+            policy: AuthPolicy::default(),
+            signing_key: None,
+            previous_keys: Vec::new(),
+        }
+    }
+}
+
+/// Builds [`Services`] with safe defaults: Argon2id at OWASP parameters with bounded
+/// concurrency, the system clock, [`AuthPolicy::default`], and a fresh Ed25519 signing key.
+///
+/// A fresh key means tokens do not survive a restart: pass a stored key with
+/// [`ServicesBuilder::signing_key`] in production.
+pub struct ServicesBuilder {
+    users: Arc<dyn UserRepository>,
+    sessions: Arc<dyn SessionStore>,
+    hasher: Option<Arc<dyn PasswordHasher>>,
+    clock: Option<Arc<dyn Clock>>,
+    policy: AuthPolicy,
+    signing_key: Option<SigningKey>,
+    previous_keys: Vec<VerifyingKey>,
+}
+
+impl std::fmt::Debug for ServicesBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServicesBuilder")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServicesBuilder {
+    /// Replaces the policy.
+    #[must_use]
+    pub fn policy(mut self, policy: AuthPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Replaces the password hasher.
+    #[must_use]
+    pub fn hasher(mut self, hasher: impl PasswordHasher) -> Self {
+        self.hasher = Some(Arc::new(hasher));
+        self
+    }
+
+    /// Replaces the clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Signs tokens with this key; `previous` still verify tokens during a rotation.
+    #[must_use]
+    pub fn signing_key(mut self, key: SigningKey, previous: Vec<VerifyingKey>) -> Self {
+        self.signing_key = Some(key);
+        self.previous_keys = previous;
+        self
+    }
+
+    /// Builds the services.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the policy is out of range or the keys do not fit together.
+    pub fn build(self) -> Result<Services, ConfigError> {
+        let hasher = match self.hasher {
+            Some(h) => h,
+            None => Arc::new(Argon2Hasher::new(HasherConfig::default())?),
+        };
+        let ports = Ports {
+            users: self.users,
+            sessions: self.sessions,
+            hasher,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        };
+        let key = match self.signing_key {
+            Some(key) => key,
+            None => SigningKey::generate_ed25519()?,
+        };
+        let users = UserService::new(ports.clone(), self.policy.password);
+        let auth = AuthService::new(ports, self.policy, &key, self.previous_keys)?;
+        Ok(Services {
+            auth: Arc::new(auth),
+            users: Arc::new(users),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FastHasher, in_memory};
+
+    #[tokio::test]
+    async fn the_defaults_work_end_to_end() {
+        let (users, sessions) = in_memory();
+        let services = Services::builder(users, sessions)
+            .hasher(FastHasher::new())
+            .build()
+            .unwrap();
+        let user = services
+            .auth
+            .register(crate::auth::RegisterUser {
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                password: secrecy::SecretString::from("correct horse battery staple"),
+                display_name: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(user.username.as_str(), "alice");
+        assert_eq!(services.auth.jwks().keys.len(), 1, "a fresh Ed25519 key");
+    }
+
+    #[test]
+    fn a_bad_policy_is_refused() {
+        let (users, sessions) = in_memory();
+        let policy = AuthPolicy {
+            leeway: std::time::Duration::from_secs(60),
+            ..AuthPolicy::default()
+        };
+        let err = Services::builder(users, sessions)
+            .policy(policy)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting, "leeway");
+    }
+}
