@@ -37,7 +37,8 @@ async fn the_grpc_client_walks_through_the_embedded_server() -> anyhow::Result<(
     let seen = grpc_client::run(endpoint, "walker").await?;
     assert_eq!(seen.user.username, "walker");
     assert_eq!(
-        seen.inventory_owner, seen.user.id,
+        seen.inventory_owner.as_deref(),
+        Some(seen.user.id.as_str()),
         "the host saw the signed-in user"
     );
     assert_eq!(seen.after_logout, Code::Unauthenticated);

@@ -27,6 +27,11 @@
 //! # Ok(()) }
 //! ```
 
+// The README's Rust examples compile as doc tests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub mod api;
 mod error;
 mod extract;

@@ -29,11 +29,6 @@
 //! # Ok(()) }
 //! ```
 
-// The README's example compiles as a doc test, so it stays true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 mod rows;
 mod sessions;
 mod users;

@@ -1,0 +1,257 @@
+//! Command line and environment: every setting is a flag with a `USERS_*` variable, read from
+//! a `.env` file too. Secrets come from the environment only (`NAME` or `NAME_FILE`), never
+//! from flags, which other users of the machine can see.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use user_core::auth::{AuthPolicy, LockoutPolicy};
+use user_core::domain::PasswordPolicy;
+use user_core::password::{Argon2Params, HasherConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "server",
+    version,
+    about = "The user-management service: gRPC and HTTP over SQLite."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve gRPC and HTTP (the default).
+    Serve,
+    /// Create an admin. The password comes from USERS_ADMIN_PASSWORD (or _FILE) or a prompt.
+    CreateAdmin {
+        /// The admin's username.
+        #[arg(long)]
+        username: String,
+        /// The admin's email address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Import the legacy deployment's users.db: ids, usernames, emails and bcrypt hashes.
+    ImportLegacy {
+        /// The legacy SQLite file.
+        #[arg(long, value_name = "PATH/users.db")]
+        from: PathBuf,
+    },
+    /// Export every user with their hash, role and status as JSON lines.
+    Export {
+        /// The file to write (created with owner-only permissions).
+        #[arg(long, value_name = "FILE.jsonl")]
+        to: PathBuf,
+    },
+    /// Import users written by `export`.
+    Import {
+        /// The JSON lines file.
+        #[arg(long, value_name = "FILE.jsonl")]
+        from: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Durability {
+    /// Every commit survives power loss.
+    Full,
+    /// Faster; a power loss may undo the last commits.
+    Normal,
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Config {
+    /// Folder for the database and the signing key; created if missing.
+    #[arg(long, env = "USERS_DATA_DIR", default_value = "data", global = true)]
+    pub(crate) data_dir: PathBuf,
+    /// Database URL: `sqlite:PATH` (default: sqlite:<data-dir>/users.db).
+    #[arg(long, env = "USERS_DATABASE_URL", global = true)]
+    pub(crate) database_url: Option<String>,
+    /// gRPC listen address.
+    #[arg(long, env = "USERS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub(crate) grpc_addr: SocketAddr,
+    /// HTTP listen address (pages, JSON API, /metrics).
+    #[arg(long, env = "USERS_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) http_addr: SocketAddr,
+    /// Lifetime of access tokens.
+    #[arg(long, env = "USERS_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = duration)]
+    pub(crate) access_token_ttl: Duration,
+    /// Lifetime of token sessions (refresh tokens), from login.
+    #[arg(long, env = "USERS_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = duration)]
+    pub(crate) refresh_token_ttl: Duration,
+    /// Lifetime of browser sessions, from login.
+    #[arg(long, env = "USERS_SESSION_TTL", default_value = "12h", value_parser = duration)]
+    pub(crate) session_ttl: Duration,
+    /// Minimum password length (8 to 128).
+    #[arg(long, env = "USERS_PASSWORD_MIN_LENGTH", default_value_t = 12)]
+    pub(crate) password_min_length: usize,
+    /// Consecutive failed logins that lock an identifier.
+    #[arg(long, env = "USERS_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub(crate) lockout_threshold: u32,
+    /// First lock; doubles per further failure.
+    #[arg(long, env = "USERS_LOCKOUT_BASE_DELAY", default_value = "1m", value_parser = duration)]
+    pub(crate) lockout_base_delay: Duration,
+    /// Longest lock.
+    #[arg(long, env = "USERS_LOCKOUT_MAX_DELAY", default_value = "1h", value_parser = duration)]
+    pub(crate) lockout_max_delay: Duration,
+    /// Password hashes running at once (default: the number of cores).
+    #[arg(long, env = "USERS_HASH_CONCURRENCY")]
+    pub(crate) hash_concurrency: Option<usize>,
+    /// Password hashes that may wait; beyond, requests get 503/RESOURCE_EXHAUSTED.
+    #[arg(long, env = "USERS_HASH_QUEUE", default_value_t = 64)]
+    pub(crate) hash_queue: usize,
+    /// Mark cookies `Secure` with the `__Host-` prefix (serve behind HTTPS).
+    #[arg(long, env = "USERS_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(crate) cookie_secure: bool,
+    /// SQLite commit durability.
+    #[arg(long, env = "USERS_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
+    pub(crate) sqlite_sync: Durability,
+    /// Ed25519 signing key (PKCS#8 PEM); default <data-dir>/signing-key.pem, made on first start.
+    #[arg(long, env = "USERS_SIGNING_KEY_FILE", global = true)]
+    pub(crate) signing_key_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "USERS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub(crate) log_format: LogFormat,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 90s, 15m, 12h, 30d)"))
+}
+
+/// A secret from `NAME`, or from the file named by `NAME_FILE` (trailing newline removed).
+pub(crate) fn secret(name: &str) -> anyhow::Result<Option<SecretString>> {
+    if let Ok(value) = std::env::var(name) {
+        return Ok(Some(SecretString::from(value)));
+    }
+    let file_var = format!("{name}_FILE");
+    match std::env::var(&file_var) {
+        Ok(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{file_var}: cannot read {path}"))?;
+            Ok(Some(SecretString::from(
+                text.trim_end_matches(['\r', '\n']).to_owned(),
+            )))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// The flag that sets a policy value, for error messages.
+fn flag(setting: &str) -> &str {
+    match setting {
+        "password_min_length" => "--password-min-length",
+        "access_token_ttl" => "--access-token-ttl",
+        "refresh_token_ttl" => "--refresh-token-ttl",
+        "browser_session_ttl" => "--session-ttl",
+        "lockout.threshold" => "--lockout-threshold",
+        "lockout.base_delay" => "--lockout-base-delay",
+        "lockout.max_delay" => "--lockout-max-delay",
+        "max_concurrent" => "--hash-concurrency",
+        other => other,
+    }
+}
+
+impl Config {
+    /// The database file, from `--database-url` or the data folder.
+    pub(crate) fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.database_url {
+            None => Ok(self.data_dir.join("users.db")),
+            Some(url) => {
+                if let Some(path) = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                {
+                    let path = path.split('?').next().unwrap_or_default();
+                    if path.is_empty() || path == ":memory:" {
+                        bail!("--database-url: give a file, e.g. sqlite:data/users.db");
+                    }
+                    Ok(PathBuf::from(path))
+                } else if url.starts_with("postgres") {
+                    bail!("--database-url: PostgreSQL is not supported yet; use a sqlite: URL");
+                } else {
+                    bail!("--database-url: expected a sqlite: URL, e.g. sqlite:data/users.db");
+                }
+            }
+        }
+    }
+
+    /// The auth policy, checked.
+    pub(crate) fn policy(&self) -> anyhow::Result<AuthPolicy> {
+        let named =
+            |e: user_core::error::ConfigError| anyhow::anyhow!("{}: {}", flag(e.setting), e.reason);
+        let policy = AuthPolicy {
+            password: PasswordPolicy::new(self.password_min_length).map_err(named)?,
+            lockout: LockoutPolicy {
+                threshold: self.lockout_threshold,
+                base_delay: self.lockout_base_delay,
+                max_delay: self.lockout_max_delay,
+                ..LockoutPolicy::default()
+            },
+            access_token_ttl: self.access_token_ttl,
+            refresh_token_ttl: self.refresh_token_ttl,
+            browser_session_ttl: self.session_ttl,
+            ..AuthPolicy::default()
+        };
+        policy.validate().map_err(named)?;
+        Ok(policy)
+    }
+
+    /// The password hasher's settings.
+    pub(crate) fn hasher(&self) -> anyhow::Result<HasherConfig> {
+        let defaults = HasherConfig::default();
+        let config = HasherConfig {
+            params: Argon2Params::OWASP,
+            max_concurrent: self.hash_concurrency.unwrap_or(defaults.max_concurrent),
+            max_queued: self.hash_queue,
+            ..defaults
+        };
+        if config.max_concurrent == 0 {
+            bail!("--hash-concurrency: must be at least 1");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let err = Cli::try_parse_from(["server", "--grpc-addr", "nope"]).unwrap_err();
+        assert!(err.to_string().contains("--grpc-addr"), "{err}");
+        let err = Cli::try_parse_from(["server", "--access-token-ttl", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("--access-token-ttl"), "{err}");
+        let cli = Cli::try_parse_from(["server", "--password-min-length", "4"]).unwrap();
+        let err = cli.config.policy().unwrap_err();
+        assert!(
+            err.to_string().starts_with("--password-min-length"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from(["server", "--database-url", "postgres://x"]).unwrap();
+        assert!(
+            cli.config
+                .sqlite_path()
+                .unwrap_err()
+                .to_string()
+                .contains("--database-url")
+        );
+    }
+}

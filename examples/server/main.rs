@@ -1,0 +1,266 @@
+//! The user-management service: gRPC on 127.0.0.1:50051, pages and JSON API on
+//! 127.0.0.1:8080, over SQLite in `./data/users.db`. Nothing else to install or configure.
+//!
+//! ```sh
+//! cargo run --release --example server
+//! cargo run --release --example server -- --help
+//! cargo run --release --example server -- create-admin --username admin --email admin@example.com
+//! cargo run --release --example server -- import-legacy --from ../legacy/users.db
+//! cargo run --release --example server -- export --to users.jsonl
+//! cargo run --release --example server -- import --from users.jsonl
+//! ```
+
+pub(crate) mod cli;
+pub(crate) mod commands;
+pub(crate) mod keys;
+pub(crate) mod legacy;
+pub(crate) mod observe;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use clap::Parser as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use user_core::Services;
+use user_core::password::Argon2Hasher;
+use user_core::ports::{Clock as _, SessionStore as _, SystemClock};
+use user_grpc::{GrpcConfig, GrpcState};
+use user_http::{AppState, HttpConfig};
+use user_sqlite::{SqliteConfig, SqliteDatabase};
+
+use self::cli::{Cli, Command, Config};
+
+/// The opened database and the services over it.
+pub(crate) struct App {
+    pub(crate) db: SqliteDatabase,
+    pub(crate) services: Services,
+}
+
+/// Opens the database (creating the data folder) and builds the services.
+pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
+    let policy = config.policy()?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.sqlite_path()?;
+    let sqlite = SqliteConfig {
+        durability: match config.sqlite_sync {
+            cli::Durability::Full => user_sqlite::Durability::Full,
+            cli::Durability::Normal => user_sqlite::Durability::Normal,
+        },
+        ..SqliteConfig::new(&path)
+    };
+    let db = SqliteDatabase::open(&sqlite).await?;
+    let hasher = Argon2Hasher::new(config.hasher()?)?;
+    let key = keys::signing_key(config)?;
+    let services = Services::builder(db.users(), db.sessions())
+        .policy(policy)
+        .hasher(hasher)
+        .signing_key(key, vec![])
+        .build()?;
+    Ok(App { db, services })
+}
+
+/// The service, bound and ready to run.
+pub(crate) struct Server {
+    app: App,
+    grpc: TcpListener,
+    http: TcpListener,
+    config: Config,
+}
+
+impl Server {
+    /// Opens everything and binds both listeners.
+    pub(crate) async fn bind(config: Config) -> anyhow::Result<Self> {
+        let app = open(&config).await?;
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("--grpc-addr: cannot listen on {}", config.grpc_addr))?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("--http-addr: cannot listen on {}", config.http_addr))?;
+        Ok(Self {
+            app,
+            grpc,
+            http,
+            config,
+        })
+    }
+
+    /// Where gRPC and HTTP listen.
+    pub(crate) fn addrs(&self) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.grpc.local_addr()?, self.http.local_addr()?))
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish and closes the
+    /// database.
+    pub(crate) async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            app,
+            grpc,
+            http,
+            config,
+        } = self;
+        let (stop, stopped) = watch::channel(false);
+        let signal = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let metrics = observe::prometheus().clone();
+        let sessions = app.db.sessions();
+        let state = AppState::from(&app.services)
+            .with_config(HttpConfig {
+                secure_cookies: config.cookie_secure,
+                ..HttpConfig::default()
+            })
+            .with_readiness({
+                let db = app.db.clone();
+                Arc::new(move || {
+                    let db = db.clone();
+                    Box::pin(async move { db.ping().await.is_ok() })
+                })
+            });
+        let metrics_route = axum::Router::new().route(
+            "/metrics",
+            get(move || {
+                let (metrics, sessions) = (metrics.clone(), sessions.clone());
+                async move {
+                    if let Ok(active) = sessions.count_active(SystemClock.now()).await {
+                        metrics::gauge!("user_sessions_active").set(active as f64);
+                    }
+                    metrics.run_upkeep();
+                    metrics.render()
+                }
+            }),
+        );
+        let http_app = axum::Router::new()
+            .merge(user_http::router(state))
+            .merge(metrics_route)
+            .route_layer(axum::middleware::from_fn(observe::http_metrics))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &axum::http::Request<_>| {
+                        let id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!("http", request_id = %id, method = %request.method(), path = %request.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+
+        let grpc_routes =
+            user_grpc::routes(GrpcState::from(&app.services), &GrpcConfig::default()).await?;
+        let grpc_config = GrpcConfig::default();
+        let grpc_server = tonic::transport::Server::builder()
+            .timeout(grpc_config.request_timeout)
+            .concurrency_limit_per_connection(grpc_config.concurrency_limit_per_connection)
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_grpc()
+                    .make_span_with(|request: &http::Request<_>| {
+                        let id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!("grpc", request_id = %id, method = %request.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(observe::GrpcMetricsLayer)
+            .add_routes(grpc_routes)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc),
+                signal(stopped.clone()),
+            );
+        let http_server = user_http::serve(http, http_app, signal(stopped));
+
+        let grpc_task = tokio::spawn(grpc_server);
+        let http_task = tokio::spawn(http_server);
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop.send(true);
+        grpc_task.await?.context("gRPC server failed")?;
+        http_task.await?.context("HTTP server failed")?;
+        app.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let server = Server::bind(cli.config).await?;
+            let (grpc, http) = server.addrs()?;
+            println!("user-management is running");
+            println!("  web pages  http://{http}/  (sign in at http://{http}/login)");
+            println!("  JSON API   http://{http}/api/v1  (docs: http://{http}/api/v1/docs)");
+            println!("  gRPC       {grpc}  (user.UserService, user.AdminService)");
+            println!("  metrics    http://{http}/metrics");
+            println!("Press Ctrl-C to stop.");
+            server.run(shutdown_signal()).await
+        }
+        Command::CreateAdmin { username, email } => {
+            let password = commands::admin_password()?;
+            commands::create_admin(&cli.config, username, email, password).await
+        }
+        Command::ImportLegacy { from } => legacy::import(&cli.config, &from).await.map(drop),
+        Command::Export { to } => commands::export(&cli.config, &to).await.map(drop),
+        Command::Import { from } => commands::import(&cli.config, &from).await.map(drop),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A .env file is for development; real settings come from the environment or flags.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    observe::init_logging(cli.config.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
