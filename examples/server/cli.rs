@@ -111,6 +111,9 @@ pub(crate) struct Config {
     /// Longest lock.
     #[arg(long, env = "USERS_LOCKOUT_MAX_DELAY", default_value = "1h", value_parser = duration)]
     pub(crate) lockout_max_delay: Duration,
+    /// Sign-in attempts per client IP address per minute; 0 turns the limit off.
+    #[arg(long, env = "USERS_LOGIN_RATE_LIMIT", default_value_t = 30)]
+    pub(crate) login_rate_limit: u32,
     /// Password hashes running at once (default: the number of cores).
     #[arg(long, env = "USERS_HASH_CONCURRENCY")]
     pub(crate) hash_concurrency: Option<usize>,
@@ -207,6 +210,7 @@ impl Config {
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
             browser_session_ttl: self.session_ttl,
+            login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(self.login_rate_limit),
             ..AuthPolicy::default()
         };
         policy.validate().map_err(named)?;

@@ -67,6 +67,10 @@ pub struct AuthPolicy {
     pub audience: String,
     /// Clock skew tolerated on `exp`, at most 5 s (default 5 s).
     pub leeway: Duration,
+    /// Sign-in attempts allowed per client IP address per minute, whatever the identifier
+    /// (default 30); `None` turns the limit off. Works with the per-identifier lockout: this
+    /// one slows a client trying many identifiers.
+    pub login_attempts_per_ip_per_minute: Option<std::num::NonZeroU32>,
 }
 
 impl Default for AuthPolicy {
@@ -80,6 +84,7 @@ impl Default for AuthPolicy {
             issuer: "user-management".to_owned(),
             audience: "user-management".to_owned(),
             leeway: Duration::from_secs(5),
+            login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(30),
         }
     }
 }

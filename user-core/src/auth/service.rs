@@ -1,7 +1,11 @@
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::jwk::JwkSet;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
@@ -74,6 +78,8 @@ pub struct AuthService {
     policy: AuthPolicy,
     keys: TokenKeys,
     dummy_hash: OnceCell<PasswordHash>,
+    /// Sign-in attempts per client IP, in memory (per process).
+    ip_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -120,11 +126,15 @@ impl AuthService {
             &policy.audience,
             policy.leeway,
         )?;
+        let ip_limiter = policy
+            .login_attempts_per_ip_per_minute
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         Ok(Self {
             ports,
             policy,
             keys,
             dummy_hash: OnceCell::new(),
+            ip_limiter,
         })
     }
 
@@ -206,6 +216,7 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<TokenPair, AuthError> {
+        self.limit_ip(&client)?;
         let user = self.check_credentials(&credentials).await?;
         let refresh_token = new_secret()?;
         let now = self.ports.clock.now();
@@ -239,6 +250,7 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<BrowserLogin, AuthError> {
+        self.limit_ip(&client)?;
         let user = self.check_credentials(&credentials).await?;
         let session_token = new_secret()?;
         let now = self.ports.clock.now();
@@ -302,6 +314,35 @@ impl AuthService {
             .issue(user.id, session, user.role, now, ttl)
             .map_err(|e| AuthError::Internal(Box::new(e)))?;
         Ok((SecretString::from(token), ttl))
+    }
+
+    /// Refuses a client IP that made too many sign-in attempts in the last minute.
+    fn limit_ip(&self, client: &ClientInfo) -> Result<(), AuthError> {
+        let (Some(limiter), Some(ip)) = (
+            &self.ip_limiter,
+            client
+                .ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<IpAddr>().ok()),
+        ) else {
+            return Ok(());
+        };
+        match limiter.check_key(&ip) {
+            Ok(()) => {
+                // Forget idle clients now and then, so the table stays small.
+                if limiter.len() > 10_000 {
+                    limiter.retain_recent();
+                }
+                Ok(())
+            }
+            Err(not_until) => {
+                metrics::counter!("user_logins_total", "outcome" => "rate_limited").increment(1);
+                let retry_after = not_until.wait_time_from(limiter.clock().now());
+                Err(AuthError::Throttled {
+                    retry_after: retry_after.max(Duration::from_secs(1)),
+                })
+            }
+        }
     }
 
     /// Checks credentials with the lockout and the equal-cost rule: whatever is wrong, it

@@ -673,3 +673,45 @@ fn policy_and_keys_are_checked_at_construction() {
         "lockout.threshold"
     );
 }
+
+#[tokio::test]
+async fn one_client_address_is_limited_across_identifiers() {
+    let (users, sessions) = in_memory();
+    let ports = Ports {
+        users: Arc::new(users),
+        sessions: Arc::new(sessions),
+        hasher: Arc::new(FastHasher::new()),
+        clock: Arc::new(FixedClock::default()),
+    };
+    let policy = AuthPolicy {
+        login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(3),
+        ..AuthPolicy::default()
+    };
+    let auth = AuthService::new(
+        ports,
+        policy,
+        &SigningKey::generate_ed25519().unwrap(),
+        vec![],
+    )
+    .unwrap();
+    let from = |ip: &str| ClientInfo::new(None, Some(ip));
+    for name in ["a1x", "b2x", "c3x"] {
+        let r = auth.login(creds(name, PW), from("192.0.2.7")).await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    }
+    let r = auth.login(creds("d4x", PW), from("192.0.2.7")).await;
+    assert!(
+        matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after >= secs(1)),
+        "{r:?}"
+    );
+    let r = auth.login(creds("d4x", PW), from("192.0.2.8")).await;
+    assert!(
+        matches!(r, Err(AuthError::InvalidCredentials)),
+        "another address is not limited"
+    );
+    let r = auth.login(creds("d4x", PW), ClientInfo::default()).await;
+    assert!(
+        matches!(r, Err(AuthError::InvalidCredentials)),
+        "no address, no limit"
+    );
+}
