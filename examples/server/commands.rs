@@ -11,7 +11,7 @@ use user_core::auth::RegisterUser;
 use user_core::domain::{
     DisplayName, Email, NewUser, PasswordHash, Role, User, UserId, UserQuery, UserStatus, Username,
 };
-use user_core::error::{AuthError, RepoError};
+use user_core::error::{AuthError, RepoError, UniqueField};
 use user_core::ports::UserRepository as _;
 use uuid::Uuid;
 
@@ -137,6 +137,38 @@ impl std::fmt::Display for Summary {
     }
 }
 
+impl Summary {
+    /// Inserts one user unless their id is already present; a collision with another user is
+    /// reported under `label` and counted as rejected.
+    pub(crate) async fn insert_once(
+        &mut self,
+        users: &user_sqlite::SqliteUserRepository,
+        new: &NewUser,
+        label: &str,
+    ) -> anyhow::Result<()> {
+        if users.get(new.user.id).await.is_ok() {
+            self.already_present += 1;
+            return Ok(());
+        }
+        match users.insert(new).await {
+            Ok(()) => self.imported += 1,
+            Err(RepoError::Conflict { field }) => {
+                let value = match field {
+                    UniqueField::Username => new.user.username.to_string(),
+                    UniqueField::Email => new.user.email.to_string(),
+                };
+                eprintln!(
+                    "{label}: rejected: {field} {value:?} collides with another user \
+                     (usernames and emails are compared case-insensitively)"
+                );
+                self.rejected += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+}
+
 pub(crate) async fn export(config: &Config, to: &Path) -> anyhow::Result<u64> {
     let app = open(config).await?;
     let users = app.db.users();
@@ -189,21 +221,9 @@ pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<Summa
                 continue;
             }
         };
-        if users.get(new.user.id).await.is_ok() {
-            summary.already_present += 1;
-            continue;
-        }
-        match users.insert(&new).await {
-            Ok(()) => summary.imported += 1,
-            Err(RepoError::Conflict { field }) => {
-                eprintln!(
-                    "line {}: rejected: the {field} is taken by another user",
-                    i + 1
-                );
-                summary.rejected += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
+        summary
+            .insert_once(&users, &new, &format!("line {}", i + 1))
+            .await?;
     }
     app.db.close().await;
     eprintln!("{summary}");

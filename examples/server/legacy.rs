@@ -11,8 +11,6 @@ use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnectOptions;
 use time::OffsetDateTime;
 use user_core::domain::{Email, NewUser, PasswordHash, Role, User, UserId, UserStatus, Username};
-use user_core::error::{RepoError, UniqueField};
-use user_core::ports::UserRepository as _;
 use uuid::Uuid;
 
 use super::cli::Config;
@@ -91,25 +89,9 @@ pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<Summa
                 continue;
             }
         };
-        if users.get(new.user.id).await.is_ok() {
-            summary.already_present += 1;
-            continue;
-        }
-        match users.insert(&new).await {
-            Ok(()) => summary.imported += 1,
-            Err(RepoError::Conflict { field }) => {
-                let value = match field {
-                    UniqueField::Username => new.user.username.to_string(),
-                    UniqueField::Email => new.user.email.to_string(),
-                };
-                eprintln!(
-                    "row {row} (id {id}): rejected: {field} {value:?} collides with another user \
-                     (usernames and emails are compared case-insensitively)"
-                );
-                summary.rejected += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
+        summary
+            .insert_once(&users, &new, &format!("row {row} (id {id})"))
+            .await?;
     }
     app.db.close().await;
     eprintln!("done: {summary}");

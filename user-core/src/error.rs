@@ -11,6 +11,19 @@ use std::time::Duration;
 /// A boxed error from an adapter, carried as the `source` of a core error.
 pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
 
+/// An error and its causes on one line (`outer: cause: root cause`), for the log line an
+/// adapter writes once when a request fails.
+pub fn report(error: &dyn StdError) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// One problem with one input field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {

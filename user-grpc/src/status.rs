@@ -50,14 +50,7 @@ fn overloaded() -> Status {
 }
 
 fn server_error(code: Code, message: &str, error: &dyn std::error::Error) -> Status {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    tracing::error!(error = %chain, "gRPC request failed");
+    tracing::error!(error = %user_core::error::report(error), "gRPC request failed");
     Status::new(code, message)
 }
 

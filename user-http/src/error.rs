@@ -87,21 +87,9 @@ impl ApiError {
         message: &str,
         e: &dyn std::error::Error,
     ) -> Self {
-        tracing::error!(error = %chain(e), status = status.as_u16(), "request failed");
+        tracing::error!(error = %user_core::error::report(e), status = status.as_u16(), "request failed");
         Self::new(status, code, message)
     }
-}
-
-/// The error and its sources, for the log.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 impl From<&ValidationErrors> for ApiError {

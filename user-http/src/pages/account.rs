@@ -13,7 +13,9 @@ use user_core::domain::SessionId;
 use user_core::error::{AuthError, UniqueField, UserError, ValidationError, ValidationErrors};
 use user_core::users::{ChangePassword, UpdateProfile};
 
-use super::{Flash, UserView, Web, date, field_errors, local_path, log_server_error, v};
+use super::{
+    Flash, Posted, UserView, Web, date, field_errors, local_path, log_server_error, page_try, v,
+};
 
 pub(crate) async fn home(web: Web) -> Response {
     let to = if web.me.is_some() {
@@ -51,14 +53,14 @@ pub(crate) struct LoginForm {
     next: String,
 }
 
-pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormRejection>) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
+impl Posted for LoginForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
     }
+}
+
+pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormRejection>) -> Response {
+    let form = page_try!(web.accept(form));
     let credentials = Credentials {
         identifier: form.identifier.clone(),
         password: SecretString::from(form.password),
@@ -132,6 +134,12 @@ pub(crate) struct RegisterForm {
     password: String,
 }
 
+impl Posted for RegisterForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
 fn min_password(web: &Web) -> usize {
     web.state.auth.policy().password.min_length()
 }
@@ -148,13 +156,7 @@ pub(crate) async fn register(
     mut web: Web,
     form: Result<Form<RegisterForm>, FormRejection>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let form = page_try!(web.accept(form));
     let registration = RegisterUser {
         username: form.username.clone(),
         email: form.email.clone(),
@@ -213,14 +215,14 @@ pub(crate) struct CsrfForm {
     pub(crate) csrf_token: String,
 }
 
-pub(crate) async fn logout(mut web: Web, form: Result<Form<CsrfForm>, FormRejection>) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
+impl Posted for CsrfForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
     }
+}
+
+pub(crate) async fn logout(mut web: Web, form: Result<Form<CsrfForm>, FormRejection>) -> Response {
+    page_try!(web.accept(form));
     if let Some(me) = web.me.take()
         && let Err(e) = web.state.auth.logout(&me.actor).await
     {
@@ -252,6 +254,12 @@ pub(crate) struct EditForm {
     pub(crate) email: String,
     #[serde(default)]
     pub(crate) display_name: String,
+}
+
+impl Posted for EditForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
 }
 
 impl EditForm {
@@ -314,17 +322,8 @@ pub(crate) fn edit_failed(
 }
 
 pub(crate) async fn edit(web: Web, form: Result<Form<EditForm>, FormRejection>) -> Response {
-    let actor = match web.require() {
-        Ok(me) => me.actor,
-        Err(redirect) => return redirect,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let actor = page_try!(web.require()).actor;
+    let form = page_try!(web.accept(form));
     match web
         .state
         .users
@@ -358,21 +357,18 @@ pub(crate) struct PasswordForm {
     new_password: String,
 }
 
+impl Posted for PasswordForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
 pub(crate) async fn password(
     web: Web,
     form: Result<Form<PasswordForm>, FormRejection>,
 ) -> Response {
-    let actor = match web.require() {
-        Ok(me) => me.actor,
-        Err(redirect) => return redirect,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let actor = page_try!(web.require()).actor;
+    let form = page_try!(web.accept(form));
     let change = ChangePassword {
         current_password: SecretString::from(form.current_password),
         new_password: SecretString::from(form.new_password),
@@ -408,10 +404,7 @@ struct SessionView {
 }
 
 pub(crate) async fn sessions(web: Web) -> Response {
-    let actor = match web.require() {
-        Ok(me) => me.actor,
-        Err(redirect) => return redirect,
-    };
+    let actor = page_try!(web.require()).actor;
     let list = match web.state.users.sessions(&actor).await {
         Ok(list) => list,
         Err(e) => return web.user_error(e),
@@ -440,17 +433,8 @@ pub(crate) async fn revoke_session(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let actor = match web.require() {
-        Ok(me) => me.actor,
-        Err(redirect) => return redirect,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let actor = page_try!(web.require()).actor;
+    page_try!(web.accept(form));
     let Ok(id) = id.parse::<SessionId>() else {
         return web.error(StatusCode::NOT_FOUND);
     };

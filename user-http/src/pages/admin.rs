@@ -12,7 +12,7 @@ use user_core::domain::{Actor, Role, User, UserId, UserQuery, UserStatus};
 use user_core::error::UserError;
 
 use super::account::{CsrfForm, EditForm, edit_failed};
-use super::{Flash, UserView, Web, v};
+use super::{Flash, Posted, UserView, Web, page_try, v};
 
 /// The admin acting, or the response to send instead (sign-in redirect or 403).
 fn admin(web: &Web) -> Result<Actor, Response> {
@@ -20,23 +20,8 @@ fn admin(web: &Web) -> Result<Actor, Response> {
     if me.actor.is_admin() {
         Ok(me.actor)
     } else {
-        Err(forbidden(web))
+        Err(web.error(StatusCode::FORBIDDEN))
     }
-}
-
-fn forbidden(web: &Web) -> Response {
-    // `error` consumes a Web; render a 403 from a cheap clone of what it needs.
-    Web {
-        state: web.state.clone(),
-        jar: web.jar.clone(),
-        me: web.me.clone(),
-        csrf: web.csrf.clone(),
-        flash: None,
-        base: web.base.clone(),
-        here: web.here.clone(),
-        client: web.client.clone(),
-    }
-    .error(StatusCode::FORBIDDEN)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,10 +37,7 @@ pub(crate) struct UsersQuery {
 }
 
 pub(crate) async fn users(web: Web, Query(q): Query<UsersQuery>) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
+    let actor = page_try!(admin(&web));
     let mut query = UserQuery::parse(Some(&q.q), None, Some(&q.cursor)).unwrap_or_default();
     query.role = q.role.parse::<Role>().ok();
     query.status = q.status.parse::<UserStatus>().ok();
@@ -91,10 +73,7 @@ async fn load(web: &Web, actor: &Actor, id: &str) -> Result<User, UserError> {
 }
 
 pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
+    let actor = page_try!(admin(&web));
     match load(&web, &actor, &id).await {
         Ok(user) => {
             let title = user.username.to_string();
@@ -109,10 +88,7 @@ pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Response {
 }
 
 pub(crate) async fn edit_form(web: Web, Path(id): Path<String>) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
+    let actor = page_try!(admin(&web));
     match load(&web, &actor, &id).await {
         Ok(user) => {
             let action = format!("{}/admin/users/{id}/edit", web.base);
@@ -129,17 +105,8 @@ pub(crate) async fn edit(
     Path(id): Path<String>,
     form: Result<Form<EditForm>, FormRejection>,
 ) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let actor = page_try!(admin(&web));
+    let form = page_try!(web.accept(form));
     let Ok(user_id) = id.parse::<UserId>() else {
         return web.error(StatusCode::NOT_FOUND);
     };
@@ -165,12 +132,24 @@ pub(crate) struct RoleForm {
     role: String,
 }
 
+impl Posted for RoleForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct StatusForm {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
     status: String,
+}
+
+impl Posted for StatusForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
 }
 
 /// After a refused change (the last admin), the user's page again with the reason.
@@ -193,17 +172,8 @@ pub(crate) async fn set_role(
     Path(id): Path<String>,
     form: Result<Form<RoleForm>, FormRejection>,
 ) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let actor = page_try!(admin(&web));
+    let form = page_try!(web.accept(form));
     let (Ok(user_id), Ok(role)) = (id.parse::<UserId>(), form.role.parse::<Role>()) else {
         return web.error(StatusCode::BAD_REQUEST);
     };
@@ -222,17 +192,8 @@ pub(crate) async fn set_status(
     Path(id): Path<String>,
     form: Result<Form<StatusForm>, FormRejection>,
 ) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let actor = page_try!(admin(&web));
+    let form = page_try!(web.accept(form));
     let (Ok(user_id), Ok(status)) = (id.parse::<UserId>(), form.status.parse::<UserStatus>())
     else {
         return web.error(StatusCode::BAD_REQUEST);
@@ -248,10 +209,7 @@ pub(crate) async fn set_status(
 }
 
 pub(crate) async fn confirm_delete(web: Web, Path(id): Path<String>) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
+    let actor = page_try!(admin(&web));
     match load(&web, &actor, &id).await {
         Ok(user) => {
             let title = format!("Delete {}", user.username);
@@ -270,17 +228,8 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let actor = match admin(&web) {
-        Ok(actor) => actor,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(e) => return web.form_rejected(&e),
-    };
-    if let Err(refused) = web.check_csrf(&form.csrf_token) {
-        return refused;
-    }
+    let actor = page_try!(admin(&web));
+    page_try!(web.accept(form));
     let Ok(user_id) = id.parse::<UserId>() else {
         return web.error(StatusCode::NOT_FOUND);
     };

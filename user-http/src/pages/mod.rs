@@ -351,7 +351,7 @@ impl Web {
             )
                 .into_response(),
             Err(e) => {
-                tracing::error!(template = name, error = %crate::error::chain(&e), "page failed to render");
+                tracing::error!(template = name, error = %user_core::error::report(&e), "page failed to render");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
             }
         }
@@ -368,7 +368,7 @@ impl Web {
     }
 
     /// The error page for a status.
-    pub(crate) fn error(self, status: StatusCode) -> Response {
+    pub(crate) fn error(&self, status: StatusCode) -> Response {
         let (heading, message) = match status {
             StatusCode::FORBIDDEN => (
                 "Not allowed",
@@ -425,7 +425,7 @@ impl Web {
     }
 
     /// The page for a core error that is not about a form field.
-    pub(crate) fn user_error(self, e: user_core::error::UserError) -> Response {
+    pub(crate) fn user_error(&self, e: user_core::error::UserError) -> Response {
         use user_core::error::UserError;
         match e {
             UserError::Forbidden => self.error(StatusCode::FORBIDDEN),
@@ -441,16 +441,20 @@ impl Web {
         }
     }
 
-    /// The page for a form that could not be read at all.
-    pub(crate) fn form_rejected(
-        self,
-        rejection: &axum::extract::rejection::FormRejection,
-    ) -> Response {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            self.error(StatusCode::PAYLOAD_TOO_LARGE)
-        } else {
-            self.error(StatusCode::BAD_REQUEST)
-        }
+    /// A posted form, read and CSRF-checked; or the page saying why not.
+    pub(crate) fn accept<T: Posted>(
+        &self,
+        form: Result<axum::Form<T>, axum::extract::rejection::FormRejection>,
+    ) -> Result<T, Response> {
+        let axum::Form(form) = form.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                self.error(StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                self.error(StatusCode::BAD_REQUEST)
+            }
+        })?;
+        self.check_csrf(form.csrf_token())?;
+        Ok(form)
     }
 }
 
@@ -459,8 +463,25 @@ pub(crate) fn v<T: Serialize + ?Sized>(value: &T) -> Value {
     Value::from(minijinja::value::Serde(value))
 }
 
+/// A form that carries the CSRF token.
+pub(crate) trait Posted {
+    /// The token the form sent back.
+    fn csrf_token(&self) -> &str;
+}
+
+/// Unwraps a page step or returns its response (a redirect or an error page).
+macro_rules! page_try {
+    ($step:expr) => {
+        match $step {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+pub(crate) use page_try;
+
 pub(crate) fn log_server_error(e: &dyn std::error::Error) {
-    tracing::error!(error = %crate::error::chain(e), "page request failed");
+    tracing::error!(error = %user_core::error::report(e), "page request failed");
 }
 
 /// Field errors as templates see them: field name -> messages.
