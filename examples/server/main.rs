@@ -194,14 +194,42 @@ impl Server {
 
         let grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(http_server);
+        let purge_task = tokio::spawn(purge_ended_sessions(
+            app.db.sessions(),
+            signal(stop.subscribe()),
+        ));
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop.send(true);
         grpc_task.await?.context("gRPC server failed")?;
         http_task.await?.context("HTTP server failed")?;
+        purge_task.await?;
         app.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Every hour, deletes sessions that ended (expired or revoked) more than a week ago, with
+/// their secrets, until `stop`.
+async fn purge_ended_sessions(
+    sessions: user_sqlite::SqliteSessionStore,
+    stop: impl Future<Output = ()>,
+) {
+    const KEEP: time::Duration = time::Duration::days(7);
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = every_hour.tick() => {
+                match sessions.purge(SystemClock.now() - KEEP).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
+                    Err(e) => tracing::warn!(error = %user_core::error::report(&e), "session purge failed"),
+                }
+            }
+        }
     }
 }
 
