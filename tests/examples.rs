@@ -14,6 +14,9 @@ mod grpc_client;
 #[allow(dead_code)]
 #[path = "../examples/grpc_embed.rs"]
 mod grpc_embed;
+#[allow(dead_code)]
+#[path = "../examples/load_test.rs"]
+mod load_test;
 
 use tonic::Code;
 use user_core::auth::SigningKey;
@@ -146,5 +149,16 @@ async fn the_axum_host_protects_its_own_routes_with_our_extractors() -> anyhow::
     let (status, body) = call(&app, "GET", "/operations", Some(root), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.starts_with("operations console for admin"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_test_answers_every_sign_in() -> anyhow::Result<()> {
+    // A small flood: the point is that every attempt gets an answer, not how fast.
+    let report = load_test::run(12, 6).await?;
+    assert_eq!(report.attempts, 12);
+    assert_eq!(report.failed, 0, "{report}");
+    assert!(report.signed_in >= 1, "{report}");
+    assert!(report.to_string().contains("sign-ins in"));
     Ok(())
 }

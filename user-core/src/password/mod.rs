@@ -1,11 +1,12 @@
 //! [`Argon2Hasher`]: Argon2id for new hashes, legacy bcrypt accepted, bounded concurrency.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
-use argon2::password_hash::phc::PasswordHash as Phc;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash as Phc, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::domain::{Password, PasswordHash};
 use crate::error::{ConfigError, HashError};
@@ -75,7 +76,7 @@ pub struct HasherConfig {
     pub params: Argon2Params,
     /// Limits on what a stored hash may ask for.
     pub ceiling: HashCeiling,
-    /// Hashes that may run at once, each on a blocking thread.
+    /// Hashes that may run at once: the number of worker threads.
     pub max_concurrent: usize,
     /// Hashes that may wait for a slot; beyond this, calls fail with `Overloaded`.
     pub max_queued: usize,
@@ -102,30 +103,53 @@ pub struct HasherLoad {
     pub queued: usize,
 }
 
-/// Argon2id hashing on blocking threads, at most `max_concurrent` at once behind a queue of
-/// `max_queued`. Verifies Argon2 PHC strings and legacy bcrypt (`$2a$`, `$2b$`, `$2y$`);
-/// bcrypt and outdated Argon2 parameters report `needs_rehash`.
+/// A unit of hashing work for a worker thread.
+type Job = Box<dyn FnOnce(&Params, &HashCeiling, &mut Scratch) + Send>;
+
+/// Counters shared by the handles and the worker threads.
+#[derive(Debug, Default)]
+struct Load {
+    /// Hashes admitted and not finished (queued or running).
+    admitted: AtomicUsize,
+    /// Hashes running on a worker now.
+    running: AtomicUsize,
+}
+
+impl Load {
+    fn report(&self) {
+        let running = self.running.load(Ordering::Relaxed);
+        let queued = self
+            .admitted
+            .load(Ordering::Relaxed)
+            .saturating_sub(running);
+        metrics::gauge!("user_hash_running").set(running as f64);
+        metrics::gauge!("user_hash_queue_depth").set(queued as f64);
+    }
+}
+
+/// Argon2id hashing on a fixed pool of `max_concurrent` worker threads, behind a queue of
+/// `max_queued`; beyond that, calls fail at once with [`HashError::Overloaded`]. Verifies
+/// Argon2 PHC strings and legacy bcrypt (`$2a$`, `$2b$`, `$2y$`); bcrypt and outdated Argon2
+/// parameters report `needs_rehash`.
 ///
-/// Memory stays near `max_concurrent` x `memory_kib`: a cancelled caller does not free its slot
-/// until its hash has finished, because the permit moves into the blocking task.
+/// Memory stays near `max_concurrent` x `memory_kib`: only the pool's threads hash, so no more
+/// than that many Argon2 blocks exist at once (a per-call blocking thread would let the
+/// allocator keep one cached block per thread it ever used). A caller that goes away while
+/// its hash runs does not free the slot until the hash ends; one that goes away while queued
+/// costs nothing, its job is skipped.
 #[derive(Debug, Clone)]
 pub struct Argon2Hasher {
-    params: Params,
-    ceiling: HashCeiling,
-    /// Permits for running plus queued hashes; `try_acquire` fails fast when exhausted.
-    admitted: Arc<Semaphore>,
-    /// Permits for running hashes.
-    running: Arc<Semaphore>,
-    max_concurrent: usize,
+    jobs: mpsc::Sender<Job>,
+    load: Arc<Load>,
     max_admitted: usize,
 }
 
 impl Argon2Hasher {
-    /// Builds a hasher.
+    /// Builds a hasher and starts its worker threads (they stop when the last handle drops).
     ///
     /// # Errors
-    /// [`ConfigError`] when the Argon2 parameters are invalid, exceed the ceiling, or
-    /// `max_concurrent` is zero.
+    /// [`ConfigError`] when the Argon2 parameters are invalid, exceed the ceiling,
+    /// `max_concurrent` is zero, or the threads cannot be started.
     pub fn new(config: HasherConfig) -> Result<Self, ConfigError> {
         let params = config.params.build()?;
         let c = config.ceiling;
@@ -141,63 +165,111 @@ impl Argon2Hasher {
         if config.max_concurrent == 0 {
             return Err(ConfigError::new("max_concurrent", "must be at least 1"));
         }
-        let max_admitted = config.max_concurrent + config.max_queued;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..config.max_concurrent {
+            let (queue, params) = (Arc::clone(&queue), params.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || worker(&queue, &params, &c))
+                .map_err(|e| ConfigError::new("max_concurrent", e.to_string()))?;
+        }
         Ok(Self {
-            params,
-            ceiling: c,
-            admitted: Arc::new(Semaphore::new(max_admitted)),
-            running: Arc::new(Semaphore::new(config.max_concurrent)),
-            max_concurrent: config.max_concurrent,
-            max_admitted,
+            jobs,
+            load: Arc::new(Load::default()),
+            max_admitted: config.max_concurrent + config.max_queued,
         })
     }
 
     /// How many hashes run and wait right now.
     pub fn load(&self) -> HasherLoad {
-        let running = self.max_concurrent - self.running.available_permits();
-        let admitted = self.max_admitted - self.admitted.available_permits();
+        let running = self.load.running.load(Ordering::Relaxed);
+        let admitted = self.load.admitted.load(Ordering::Relaxed);
         HasherLoad {
             running,
             queued: admitted.saturating_sub(running),
         }
     }
 
-    fn report_load(&self) {
-        let load = self.load();
-        metrics::gauge!("user_hash_running").set(load.running as f64);
-        metrics::gauge!("user_hash_queue_depth").set(load.queued as f64);
+    /// Takes a place in the queue, or refuses at once when it is full.
+    fn admit(&self) -> Result<Admission, HashError> {
+        let admitted = self
+            .load
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_admitted).then_some(n + 1)
+            });
+        if admitted.is_err() {
+            metrics::counter!("user_hash_rejected_total").increment(1);
+            return Err(HashError::Overloaded);
+        }
+        self.load.report();
+        Ok(Admission(Arc::clone(&self.load)))
     }
 
-    /// Runs `job` on a blocking thread once admitted and given a slot.
+    /// Runs `job` on a worker thread once admitted.
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Params, &HashCeiling) -> T + Send + 'static,
+        job: impl FnOnce(&Params, &HashCeiling, &mut Scratch) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let admitted = Arc::clone(&self.admitted)
-            .try_acquire_owned()
-            .map_err(|_| {
-                metrics::counter!("user_hash_rejected_total").increment(1);
-                HashError::Overloaded
-            })?;
-        self.report_load();
+        let admission = self.admit()?;
+        let (done, result) = oneshot::channel();
         let queued_at = std::time::Instant::now();
-        let running = Arc::clone(&self.running)
-            .acquire_owned()
+        let job: Job = Box::new(move |params, ceiling, scratch| {
+            // The admission lives until the hash is over, whatever the caller does.
+            let _admission = admission;
+            if done.is_closed() {
+                return; // the caller left while this waited: skip the work
+            }
+            metrics::histogram!("user_hash_wait_seconds").record(queued_at.elapsed().as_secs_f64());
+            let _running = Running::start(&_admission.0);
+            let _ = done.send(job(params, ceiling, scratch));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError::Internal("the hashing threads have stopped".into()))?;
+        result
             .await
-            .map_err(|e| HashError::Internal(Box::new(e)))?;
-        metrics::histogram!("user_hash_wait_seconds").record(queued_at.elapsed().as_secs_f64());
-        self.report_load();
-        let (params, ceiling) = (self.params.clone(), self.ceiling);
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let permits = (admitted, running);
-            let out = job(&params, &ceiling);
-            drop(permits);
-            this.report_load();
-            out
-        })
-        .await
-        .map_err(|e| HashError::Internal(Box::new(e)))
+            .map_err(|_| HashError::Internal("a hashing thread failed".into()))
+    }
+}
+
+/// A place in the queue; given back when dropped.
+struct Admission(Arc<Load>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.0.report();
+    }
+}
+
+/// A hash running on a worker; counted while alive.
+struct Running<'a>(&'a Load);
+
+impl<'a> Running<'a> {
+    fn start(load: &'a Load) -> Self {
+        load.running.fetch_add(1, Ordering::AcqRel);
+        load.report();
+        Self(load)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A worker thread: takes jobs until every handle is gone.
+fn worker(queue: &Mutex<mpsc::Receiver<Job>>, params: &Params, ceiling: &HashCeiling) {
+    let mut scratch = Scratch::default();
+    loop {
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        match next {
+            Ok(job) => job(params, ceiling, &mut scratch),
+            Err(mpsc::RecvError) => return,
+        }
     }
 }
 
@@ -238,6 +310,7 @@ fn verify_argon2(
     hash: &str,
     current: &Params,
     ceiling: &HashCeiling,
+    scratch: &mut Scratch,
 ) -> Result<Verification, HashError> {
     let phc = Phc::new(hash).map_err(|_| refused("malformed password hash"))?;
     let algorithm = Algorithm::try_from(phc.algorithm.as_str())
@@ -249,20 +322,36 @@ fn verify_argon2(
     {
         return Err(refused("argon2 parameters above the ceiling"));
     }
-    let version = phc.version.unwrap_or(0x10);
-    match Argon2::default().verify_password(candidate.as_bytes(), &phc) {
-        Ok(()) => Ok(Verification::Match {
-            needs_rehash: algorithm != Algorithm::Argon2id
-                || version != u32::from(Version::V0x13)
-                || stored.m_cost() != current.m_cost()
-                || stored.t_cost() != current.t_cost()
-                || stored.p_cost() != current.p_cost()
-                || stored.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
-                    != current.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN),
-        }),
-        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(Verification::Mismatch),
-        Err(_) => Err(refused("argon2 hash could not be checked")),
+    let version = match phc.version {
+        Some(v) => Version::try_from(v).map_err(|_| refused("unknown argon2 version"))?,
+        None => Version::default(),
+    };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return Err(refused("argon2 hash without salt or output"));
+    };
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, stored.clone())
+        .hash_password_into_with_memory(
+            candidate.as_bytes(),
+            salt,
+            &mut out,
+            scratch.blocks(stored.block_count()),
+        )
+        .map_err(|_| refused("argon2 hash could not be checked"))?;
+    let computed = Output::new(&out).map_err(|_| refused("argon2 hash could not be checked"))?;
+    // `Output`'s equality is constant-time.
+    if computed != *expected {
+        return Ok(Verification::Mismatch);
     }
+    Ok(Verification::Match {
+        needs_rehash: algorithm != Algorithm::Argon2id
+            || version != Version::V0x13
+            || stored.m_cost() != current.m_cost()
+            || stored.t_cost() != current.t_cost()
+            || stored.p_cost() != current.p_cost()
+            || stored.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+                != current.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN),
+    })
 }
 
 /// Verifies `candidate` against any supported stored hash. Shared by [`Argon2Hasher`] and the
@@ -272,26 +361,72 @@ pub(crate) fn verify_any(
     hash: &str,
     current: &Params,
     ceiling: &HashCeiling,
+    scratch: &mut Scratch,
 ) -> Result<Verification, HashError> {
-    if is_bcrypt(hash) {
+    let verdict = if is_bcrypt(hash) {
         verify_bcrypt(candidate, hash, ceiling)
     } else {
-        verify_argon2(candidate, hash, current, ceiling)
-    }
+        verify_argon2(candidate, hash, current, ceiling, scratch)
+    };
+    // A stored hash with more memory than today's parameters grew the buffer; give it back.
+    scratch.shrink_to(current.block_count());
+    verdict
 }
 
-pub(crate) fn hash_with(params: &Params, password: &str) -> Result<PasswordHash, HashError> {
+/// Hashes a new password with `params` and a fresh 16-byte salt into a PHC string, in the
+/// reused `scratch` memory.
+pub(crate) fn hash_with(
+    params: &Params,
+    password: &str,
+    scratch: &mut Scratch,
+) -> Result<PasswordHash, HashError> {
+    let internal = |e: &dyn std::fmt::Display| HashError::Internal(e.to_string().into());
+    let salt = argon2::password_hash::try_generate_salt().map_err(|e| internal(&e))?;
+    let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
     argon2(params)
-        .hash_password(password.as_bytes())
-        .map(|h| PasswordHash::new(h.to_string()))
-        .map_err(|e| HashError::Internal(Box::new(e)))
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut out,
+            scratch.blocks(params.block_count()),
+        )
+        .map_err(|e| internal(&e))?;
+    let phc = Phc {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| internal(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| internal(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| internal(&e))?),
+    };
+    Ok(PasswordHash::new(phc.to_string()))
+}
+
+/// Argon2 working memory, kept by each worker thread and reused for every hash, so that
+/// hashing never asks the allocator for a fresh 19 MiB block.
+#[derive(Default)]
+pub(crate) struct Scratch(Vec<Block>);
+
+impl Scratch {
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.0.len() < count {
+            self.0.resize(count, Block::default());
+        }
+        &mut self.0[..count]
+    }
+
+    fn shrink_to(&mut self, count: usize) {
+        if self.0.len() > count {
+            self.0.truncate(count);
+            self.0.shrink_to_fit();
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
         let pw = SecretString::from(password.expose_secret());
-        self.run(move |params, _| hash_with(params, pw.expose_secret()))
+        self.run(move |params, _, scratch| hash_with(params, pw.expose_secret(), scratch))
             .await?
     }
 
@@ -302,8 +437,14 @@ impl PasswordHasher for Argon2Hasher {
     ) -> Result<Verification, HashError> {
         let candidate = candidate.clone();
         let hash = hash.clone();
-        self.run(move |params, ceiling| {
-            verify_any(candidate.expose_secret(), hash.as_str(), params, ceiling)
+        self.run(move |params, ceiling, scratch| {
+            verify_any(
+                candidate.expose_secret(),
+                hash.as_str(),
+                params,
+                ceiling,
+                scratch,
+            )
         })
         .await?
     }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::domain::PasswordPolicy;
+use argon2::{PasswordHasher as _, PasswordVerifier as _};
 
 const FAST: Argon2Params = Argon2Params {
     memory_kib: 64,
@@ -250,4 +251,72 @@ async fn refusals_never_quote_the_stored_hash() {
     }
     assert!(matches!(err, HashError::Refused(_)));
     assert!(!chain.contains("STORED-HASH"), "{chain}");
+}
+
+#[tokio::test]
+async fn our_phc_strings_agree_with_the_argon2_crate_both_ways() {
+    let h = hasher(FAST, 1, 1);
+    // Ours, checked by the crate's own verifier.
+    let ours = h.hash(&password("tangerine-sky-42")).await.unwrap();
+    let parsed = Phc::new(ours.as_str()).unwrap();
+    assert!(
+        Argon2::default()
+            .verify_password(b"tangerine-sky-42", &parsed)
+            .is_ok()
+    );
+    assert!(
+        Argon2::default()
+            .verify_password(b"tangerine-sky-43", &parsed)
+            .is_err()
+    );
+    // The crate's, checked by ours.
+    let theirs = argon2(&FAST.build().unwrap())
+        .hash_password(b"tangerine-sky-42")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        h.verify(
+            &secret("tangerine-sky-42"),
+            &PasswordHash::new(theirs.clone())
+        )
+        .await
+        .unwrap(),
+        Verification::Match {
+            needs_rehash: false
+        }
+    );
+    assert_eq!(
+        h.verify(&secret("tangerine-sky-4"), &PasswordHash::new(theirs))
+            .await
+            .unwrap(),
+        Verification::Mismatch
+    );
+}
+
+#[test]
+fn the_scratch_memory_is_reused_and_shrinks_back() {
+    let params = FAST.build().unwrap();
+    let mut scratch = Scratch::default();
+    hash_with(&params, "tangerine-sky-42", &mut scratch).unwrap();
+    assert_eq!(scratch.0.len(), params.block_count());
+    let bigger = Argon2Params {
+        memory_kib: 256,
+        ..FAST
+    }
+    .build()
+    .unwrap();
+    let stored = hash_with(&bigger, "tangerine-sky-42", &mut Scratch::default()).unwrap();
+    let verdict = verify_any(
+        "tangerine-sky-42",
+        stored.as_str(),
+        &params,
+        &HashCeiling::default(),
+        &mut scratch,
+    );
+    assert_eq!(verdict.unwrap(), Verification::Match { needs_rehash: true });
+    assert_eq!(
+        scratch.0.len(),
+        params.block_count(),
+        "back to today's size"
+    );
 }

@@ -20,7 +20,7 @@ pub use memory::{InMemorySessionStore, InMemoryUserRepository, in_memory};
 use crate::Ports;
 use crate::domain::{Password, PasswordHash};
 use crate::error::HashError;
-use crate::password::{HashCeiling, hash_with, verify_any};
+use crate::password::{HashCeiling, Scratch, hash_with, verify_any};
 use crate::ports::{Clock, PasswordHasher, Verification};
 
 /// Real Argon2id (and bcrypt) with the cheapest parameters, inline: about 50 µs a hash.
@@ -47,7 +47,11 @@ impl Default for FastHasher {
 #[async_trait::async_trait]
 impl PasswordHasher for FastHasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
-        hash_with(&self.params, password.expose_secret())
+        hash_with(
+            &self.params,
+            password.expose_secret(),
+            &mut Scratch::default(),
+        )
     }
 
     async fn verify(
@@ -60,6 +64,7 @@ impl PasswordHasher for FastHasher {
             hash.as_str(),
             &self.params,
             &HashCeiling::default(),
+            &mut Scratch::default(),
         )
     }
 }
