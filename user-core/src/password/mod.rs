@@ -216,14 +216,17 @@ impl Argon2Hasher {
         let (done, result) = oneshot::channel();
         let queued_at = std::time::Instant::now();
         let job: Job = Box::new(move |params, ceiling, scratch| {
-            // The admission lives until the hash is over, whatever the caller does.
-            let _admission = admission;
             if done.is_closed() {
                 return; // the caller left while this waited: skip the work
             }
             metrics::histogram!("user_hash_wait_seconds").record(queued_at.elapsed().as_secs_f64());
-            let _running = Running::start(&_admission.0);
-            let _ = done.send(job(params, ceiling, scratch));
+            let running = Running::start(&admission.0);
+            let out = job(params, ceiling, scratch);
+            // The place is given back only now that the hash is over, whatever the caller
+            // did meanwhile, and before the caller hears back.
+            drop(running);
+            drop(admission);
+            let _ = done.send(out);
         });
         self.jobs
             .send(job)
