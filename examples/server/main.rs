@@ -21,7 +21,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::routing::get;
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -119,69 +118,15 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
-        let metrics = observe::prometheus().clone();
-        let sessions = app.db.sessions();
-        let state = AppState::from(&app.services)
-            .with_config(HttpConfig {
-                secure_cookies: config.cookie_secure,
-                ..HttpConfig::default()
-            })
-            .with_readiness({
-                let db = app.db.clone();
-                Arc::new(move || {
-                    let db = db.clone();
-                    Box::pin(async move { db.ping().await.is_ok() })
-                })
-            });
-        let metrics_route = axum::Router::new().route(
-            "/metrics",
-            get(move || {
-                let (metrics, sessions) = (metrics.clone(), sessions.clone());
-                async move {
-                    if let Ok(active) = sessions.count_active(SystemClock.now()).await {
-                        metrics::gauge!("user_sessions_active").set(active as f64);
-                    }
-                    metrics.run_upkeep();
-                    metrics.render()
-                }
-            }),
-        );
-        let http_app = axum::Router::new()
-            .merge(user_http::router(state))
-            .merge(metrics_route)
-            .route_layer(axum::middleware::from_fn(observe::http_metrics))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|request: &axum::http::Request<_>| {
-                        let id = request
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default();
-                        tracing::info_span!("http", request_id = %id, method = %request.method(), path = %request.uri().path())
-                    })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            )
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-
-        let grpc_routes =
-            user_grpc::routes(GrpcState::from(&app.services), &GrpcConfig::default()).await?;
         let grpc_config = GrpcConfig::default();
+        let grpc_routes = user_grpc::routes(GrpcState::from(&app.services), &grpc_config).await?;
         let grpc_server = tonic::transport::Server::builder()
             .timeout(grpc_config.request_timeout)
             .concurrency_limit_per_connection(grpc_config.concurrency_limit_per_connection)
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_grpc()
-                    .make_span_with(|request: &http::Request<_>| {
-                        let id = request
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default();
-                        tracing::info_span!("grpc", request_id = %id, method = %request.uri().path())
-                    })
+                    .make_span_with(observe::request_span)
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(observe::GrpcMetricsLayer)
@@ -190,7 +135,7 @@ impl Server {
                 tonic::transport::server::TcpIncoming::from(grpc),
                 signal(stopped.clone()),
             );
-        let http_server = user_http::serve(http, http_app, signal(stopped));
+        let http_server = user_http::serve(http, http_app(&app, &config), signal(stopped));
 
         let grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(http_server);
@@ -208,6 +153,31 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The pages, the JSON API and `/metrics`, with request ids, request logs and metrics.
+fn http_app(app: &App, config: &Config) -> axum::Router {
+    let db = app.db.clone();
+    let state = AppState::from(&app.services)
+        .with_config(HttpConfig {
+            secure_cookies: config.cookie_secure,
+            ..HttpConfig::default()
+        })
+        .with_readiness(Arc::new(move || {
+            let db = db.clone();
+            Box::pin(async move { db.ping().await.is_ok() })
+        }));
+    axum::Router::new()
+        .merge(user_http::router(state))
+        .merge(observe::metrics_route(app.db.sessions()))
+        .route_layer(axum::middleware::from_fn(observe::http_metrics))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(observe::request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// Every hour, deletes sessions that ended (expired or revoked) more than a week ago, with

@@ -42,6 +42,37 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// The span of one request: its id (set by `SetRequestIdLayer`), method and path. Every log
+/// line of the request carries them; query strings are left out.
+pub(crate) fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+}
+
+/// `GET /metrics`: the Prometheus text format, with the active-session count read on scrape.
+pub(crate) fn metrics_route(sessions: user_sqlite::SqliteSessionStore) -> axum::Router {
+    use user_core::ports::{Clock as _, SessionStore as _};
+    let handle = prometheus().clone();
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (handle, sessions) = (handle.clone(), sessions.clone());
+            async move {
+                let now = user_core::ports::SystemClock.now();
+                if let Ok(active) = sessions.count_active(now).await {
+                    metrics::gauge!("user_sessions_active").set(active as f64);
+                }
+                handle.run_upkeep();
+                handle.render()
+            }
+        }),
+    )
+}
+
 /// axum middleware: counts and times each request by route template.
 pub(crate) async fn http_metrics(request: Request, next: Next) -> Response {
     let route = request
