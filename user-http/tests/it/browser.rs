@@ -98,8 +98,9 @@ impl Driver {
         let serde_json::Value::Object(caps) = caps else {
             unreachable!()
         };
-        ClientBuilder::rustls()
-            .unwrap()
+        // chromedriver speaks plain HTTP on localhost: no TLS stack needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&self.url)
             .await
