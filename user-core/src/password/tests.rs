@@ -227,7 +227,7 @@ async fn a_cancelled_caller_keeps_its_slot_until_the_hash_ends() {
     until(|| h.load().running == 1).await;
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    // The hash still runs on its blocking thread, so its slot is still taken.
+    // The hash still runs on its worker thread, so its slot is still taken.
     assert_eq!(h.load().running, 1);
     let refused = h.hash(&password("tangerine-sky-42")).await;
     assert!(matches!(refused, Err(HashError::Overloaded)));
