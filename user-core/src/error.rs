@@ -24,6 +24,13 @@ pub fn report(error: &dyn StdError) -> String {
     out
 }
 
+/// How long to wait, in whole minutes for a person: `1 minute`, `5 minutes` (rounded up).
+pub fn wait_in_minutes(wait: Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    format!("{minutes} {unit}")
+}
+
 /// One problem with one input field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
@@ -345,5 +352,18 @@ impl ConfigError {
             setting,
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_round_up_to_whole_minutes() {
+        assert_eq!(wait_in_minutes(Duration::from_secs(1)), "1 minute");
+        assert_eq!(wait_in_minutes(Duration::from_secs(60)), "1 minute");
+        assert_eq!(wait_in_minutes(Duration::from_secs(61)), "2 minutes");
+        assert_eq!(wait_in_minutes(Duration::ZERO), "1 minute");
     }
 }

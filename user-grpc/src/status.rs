@@ -32,11 +32,10 @@ fn conflict(field: UniqueField) -> Status {
 }
 
 fn throttled(retry_after: Duration) -> Status {
-    let minutes = retry_after.as_secs().div_ceil(60).max(1);
-    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    let wait = user_core::error::wait_in_minutes(retry_after);
     Status::with_error_details(
         Code::ResourceExhausted,
-        format!("too many failed attempts, try again in {minutes} {unit}"),
+        format!("too many failed attempts, try again in {wait}"),
         ErrorDetails::with_retry_info(Some(retry_after)),
     )
 }

@@ -140,16 +140,15 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
-            AuthError::Throttled { retry_after } => {
-                let minutes = retry_after.as_secs().div_ceil(60).max(1);
-                let unit = if minutes == 1 { "minute" } else { "minutes" };
-                Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "throttled",
-                    format!("too many failed attempts, try again in {minutes} {unit}"),
-                )
-                .with_retry_after(retry_after.as_secs())
-            }
+            AuthError::Throttled { retry_after } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!(
+                    "too many failed attempts, try again in {}",
+                    user_core::error::wait_in_minutes(retry_after)
+                ),
+            )
+            .with_retry_after(retry_after.as_secs()),
             AuthError::Conflict(field) => conflict(field),
             AuthError::Overloaded => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())

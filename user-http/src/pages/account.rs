@@ -93,11 +93,10 @@ pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormReject
             return web.redirect(&next, None);
         }
         Err(AuthError::Throttled { retry_after }) => {
-            let minutes = retry_after.as_secs().div_ceil(60).max(1);
-            let unit = if minutes == 1 { "minute" } else { "minutes" };
+            let wait = user_core::error::wait_in_minutes(retry_after);
             (
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many failed attempts. Try again in {minutes} {unit}."),
+                format!("Too many failed attempts. Try again in {wait}."),
             )
         }
         Err(AuthError::Overloaded) => (

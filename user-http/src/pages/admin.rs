@@ -41,10 +41,7 @@ pub(crate) async fn users(web: Web, Query(q): Query<UsersQuery>) -> Response {
     let mut query = UserQuery::parse(Some(&q.q), None, Some(&q.cursor)).unwrap_or_default();
     query.role = q.role.parse::<Role>().ok();
     query.status = q.status.parse::<UserStatus>().ok();
-    let page = match web.state.users.as_admin(&actor) {
-        Ok(admin) => admin.list(&query).await,
-        Err(e) => Err(e),
-    };
+    let page = async { web.state.users.as_admin(&actor)?.list(&query).await }.await;
     let page = match page {
         Ok(page) => page,
         Err(e) => return web.user_error(e),
@@ -110,10 +107,14 @@ pub(crate) async fn edit(
     let Ok(user_id) = id.parse::<UserId>() else {
         return web.error(StatusCode::NOT_FOUND);
     };
-    let result = match web.state.users.as_admin(&actor) {
-        Ok(admin) => admin.update_profile(user_id, form.update()).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        web.state
+            .users
+            .as_admin(&actor)?
+            .update_profile(user_id, form.update())
+            .await
+    }
+    .await;
     match result {
         Ok(_) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::UserSaved)),
         Err(e) => {
@@ -177,10 +178,14 @@ pub(crate) async fn set_role(
     let (Ok(user_id), Ok(role)) = (id.parse::<UserId>(), form.role.parse::<Role>()) else {
         return web.error(StatusCode::BAD_REQUEST);
     };
-    let result = match web.state.users.as_admin(&actor) {
-        Ok(admin) => admin.set_role(user_id, role).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        web.state
+            .users
+            .as_admin(&actor)?
+            .set_role(user_id, role)
+            .await
+    }
+    .await;
     match result {
         Ok(_) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::RoleChanged)),
         Err(e) => refused(web, &actor, &id, e).await,
@@ -198,10 +203,14 @@ pub(crate) async fn set_status(
     else {
         return web.error(StatusCode::BAD_REQUEST);
     };
-    let result = match web.state.users.as_admin(&actor) {
-        Ok(admin) => admin.set_status(user_id, status).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        web.state
+            .users
+            .as_admin(&actor)?
+            .set_status(user_id, status)
+            .await
+    }
+    .await;
     match result {
         Ok(_) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::StatusChanged)),
         Err(e) => refused(web, &actor, &id, e).await,
@@ -233,10 +242,7 @@ pub(crate) async fn delete(
     let Ok(user_id) = id.parse::<UserId>() else {
         return web.error(StatusCode::NOT_FOUND);
     };
-    let result = match web.state.users.as_admin(&actor) {
-        Ok(admin) => admin.delete(user_id).await,
-        Err(e) => Err(e),
-    };
+    let result = async { web.state.users.as_admin(&actor)?.delete(user_id).await }.await;
     match result {
         Ok(()) => web.redirect("/admin/users", Some(Flash::UserDeleted)),
         Err(e) => refused(web, &actor, &id, e).await,
