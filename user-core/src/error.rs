@@ -260,6 +260,12 @@ pub enum UserError {
     /// The current password given to confirm a change is wrong.
     #[error("the password is incorrect")]
     InvalidCredentials,
+    /// Too many wrong passwords for this account: password checks are refused for a while.
+    #[error("too many failed attempts, try again later")]
+    Throttled {
+        /// How long until the next attempt is accepted.
+        retry_after: Duration,
+    },
     /// The actor may not do this.
     #[error("you are not allowed to do this")]
     Forbidden,

@@ -36,7 +36,7 @@
 //! };
 //! let policy = AuthPolicy::default();
 //! let key = SigningKey::generate_ed25519()?;
-//! let users = UserService::new(ports.clone(), policy.password);
+//! let users = UserService::new(ports.clone(), &policy);
 //! let auth = AuthService::new(ports, policy, &key, vec![])?;
 //! # Ok(()) }
 //! ```

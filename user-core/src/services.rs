@@ -106,7 +106,7 @@ impl ServicesBuilder {
             Some(key) => key,
             None => SigningKey::generate_ed25519()?,
         };
-        let users = UserService::new(ports.clone(), self.policy.password);
+        let users = UserService::new(ports.clone(), &self.policy);
         let auth = AuthService::new(ports, self.policy, &key, self.previous_keys)?;
         Ok(Services {
             auth: Arc::new(auth),
@@ -129,12 +129,15 @@ mod tests {
             .unwrap();
         let user = services
             .auth
-            .register(crate::auth::RegisterUser {
-                username: "alice".into(),
-                email: "alice@example.com".into(),
-                password: secrecy::SecretString::from("correct horse battery staple"),
-                display_name: None,
-            })
+            .register(
+                crate::auth::RegisterUser {
+                    username: "alice".into(),
+                    email: "alice@example.com".into(),
+                    password: secrecy::SecretString::from("correct horse battery staple"),
+                    display_name: None,
+                },
+                &crate::domain::ClientInfo::default(),
+            )
             .await
             .unwrap();
         assert_eq!(user.username.as_str(), "alice");

@@ -1,9 +1,11 @@
 //! Authentication: policy, token keys, and [`AuthService`].
 
+mod budget;
 mod keys;
 mod policy;
 mod service;
 
+pub(crate) use budget::GuessBudget;
 pub use keys::{AccessClaims, SigningKey, TokenError, TokenKeys, VerifyingKey};
 pub use policy::{AuthPolicy, LockoutPolicy};
 pub use service::{AuthService, BrowserLogin, Credentials, RegisterUser, TokenPair};

@@ -61,6 +61,14 @@ pub struct AuthPolicy {
     pub refresh_token_ttl: Duration,
     /// Lifetime of a browser session, counted from login (default 12 h).
     pub browser_session_ttl: Duration,
+    /// A browser session unused for this long ends (default 30 min, as NIST SP 800-63B asks
+    /// at AAL2 and Keycloak's default).
+    pub browser_idle_timeout: Duration,
+    /// A token session whose refresh token is not used for this long ends (default 14 days).
+    pub token_idle_timeout: Duration,
+    /// How long a device token keeps a client known to an account (default 90 days). See
+    /// [`crate::domain::DeviceToken`].
+    pub device_token_ttl: Duration,
     /// `iss` of the access tokens.
     pub issuer: String,
     /// `aud` of the access tokens.
@@ -71,6 +79,9 @@ pub struct AuthPolicy {
     /// (default 30); `None` turns the limit off. Works with the per-identifier lockout: this
     /// one slows a client trying many identifiers.
     pub login_attempts_per_ip_per_minute: Option<std::num::NonZeroU32>,
+    /// Registrations allowed per client address per hour (default 20, with bursts of that
+    /// size); `None` turns the limit off. Each costs a password hash.
+    pub registrations_per_ip_per_hour: Option<std::num::NonZeroU32>,
 }
 
 impl Default for AuthPolicy {
@@ -81,10 +92,14 @@ impl Default for AuthPolicy {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             browser_session_ttl: Duration::from_secs(12 * 3600),
+            browser_idle_timeout: Duration::from_secs(30 * 60),
+            token_idle_timeout: Duration::from_secs(14 * 24 * 3600),
+            device_token_ttl: Duration::from_secs(90 * 24 * 3600),
             issuer: "user-management".to_owned(),
             audience: "user-management".to_owned(),
             leeway: Duration::from_secs(5),
             login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(30),
+            registrations_per_ip_per_hour: std::num::NonZeroU32::new(20),
         }
     }
 }
@@ -108,6 +123,9 @@ impl AuthPolicy {
         positive("access_token_ttl", self.access_token_ttl)?;
         positive("refresh_token_ttl", self.refresh_token_ttl)?;
         positive("browser_session_ttl", self.browser_session_ttl)?;
+        positive("browser_idle_timeout", self.browser_idle_timeout)?;
+        positive("token_idle_timeout", self.token_idle_timeout)?;
+        positive("device_token_ttl", self.device_token_ttl)?;
         positive("lockout.base_delay", self.lockout.base_delay)?;
         if self.lockout.threshold == 0 {
             return Err(ConfigError::new("lockout.threshold", "must be at least 1"));

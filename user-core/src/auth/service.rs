@@ -1,6 +1,5 @@
-use std::time::Duration;
-
 use std::net::IpAddr;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,11 +10,12 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use super::budget::{GuessBudget, std_to_time};
 use super::keys::{SigningKey, TokenKeys, VerifyingKey};
 use super::policy::AuthPolicy;
 use crate::Ports;
 use crate::domain::{
-    Actor, ClientInfo, DisplayName, Email, NewSession, NewUser, Password, PasswordHash,
+    Actor, ClientInfo, DeviceToken, DisplayName, Email, NewSession, NewUser, Password, PasswordHash,
     PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User,
     UserId, UserStatus, Username,
 };
@@ -35,13 +35,35 @@ pub struct RegisterUser {
     pub display_name: Option<String>,
 }
 
-/// What a person types to sign in.
+/// What a person types to sign in, and the device token their client holds, if any.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     /// Username or email.
     pub identifier: String,
     /// Password.
     pub password: SecretString,
+    /// The device token a previous sign-in gave this client (see [`DeviceToken`]). With a
+    /// valid one for the account, guesses count on the device's own budget, so a lock caused
+    /// by strangers does not shut the owner out.
+    pub device_token: Option<SecretString>,
+}
+
+impl Credentials {
+    /// Credentials without a device token.
+    pub fn new(identifier: impl Into<String>, password: SecretString) -> Self {
+        Self {
+            identifier: identifier.into(),
+            password,
+            device_token: None,
+        }
+    }
+
+    /// Adds the device token the client presented.
+    #[must_use]
+    pub fn with_device_token(mut self, token: Option<SecretString>) -> Self {
+        self.device_token = token;
+        self
+    }
 }
 
 /// Tokens for an API or gRPC client.
@@ -57,6 +79,9 @@ pub struct TokenPair {
     pub expires_in: Duration,
     /// Opaque single-use token that obtains the next pair.
     pub refresh_token: SecretString,
+    /// After a sign-in, the client's device token for this account, to present at the next
+    /// sign-in: the one presented if it was valid, else a new one. `None` after a refresh.
+    pub device_token: Option<SecretString>,
 }
 
 /// A browser sign-in: the opaque cookie value and when it expires.
@@ -70,6 +95,8 @@ pub struct BrowserLogin {
     pub session_token: SecretString,
     /// When the session ends.
     pub expires_at: OffsetDateTime,
+    /// The browser's device token for this account (a long-lived cookie).
+    pub device_token: SecretString,
 }
 
 /// Registration, login, token refresh, logout, and authentication of tokens and cookies.
@@ -78,8 +105,11 @@ pub struct AuthService {
     policy: AuthPolicy,
     keys: TokenKeys,
     dummy_hash: OnceCell<PasswordHash>,
-    /// Sign-in attempts per client IP, in memory (per process).
-    ip_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    budget: GuessBudget,
+    /// Sign-in attempts per client address, in memory (per process).
+    login_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Registrations per client address, in memory (per process).
+    register_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -103,10 +133,6 @@ fn too_long(password: &SecretString) -> bool {
     password.expose_secret().chars().count() > PasswordPolicy::MAX_LENGTH
 }
 
-fn std_to_time(d: Duration) -> time::Duration {
-    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
-}
-
 impl AuthService {
     /// Builds the service. `previous_keys` still verify tokens during a key rotation.
     ///
@@ -126,15 +152,21 @@ impl AuthService {
             &policy.audience,
             policy.leeway,
         )?;
-        let ip_limiter = policy
+        let login_limiter = policy
             .login_attempts_per_ip_per_minute
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        let register_limiter = policy
+            .registrations_per_ip_per_hour
+            .map(|n| RateLimiter::keyed(Quota::per_hour(n)));
+        let budget = GuessBudget::new(ports.sessions.clone(), policy.lockout);
         Ok(Self {
             ports,
             policy,
             keys,
             dummy_hash: OnceCell::new(),
-            ip_limiter,
+            budget,
+            login_limiter,
+            register_limiter,
         })
     }
 
@@ -148,12 +180,15 @@ impl AuthService {
         self.keys.jwks()
     }
 
-    /// Registers a user with the `User` role.
+    /// Registers a user with the `User` role, for a client at `client` (registrations are
+    /// rate limited per client address: each costs a password hash).
     ///
     /// # Errors
     /// [`AuthError::Invalid`] listing every field problem, [`AuthError::Conflict`] when the
-    /// username or email is taken, [`AuthError::Overloaded`] when hashing is saturated.
-    pub async fn register(&self, form: RegisterUser) -> Result<User, AuthError> {
+    /// username or email is taken, [`AuthError::Throttled`] when the client registered too
+    /// often, [`AuthError::Overloaded`] when hashing is saturated.
+    pub async fn register(&self, form: RegisterUser, client: &ClientInfo) -> Result<User, AuthError> {
+        limit(self.register_limiter.as_ref(), client, "registration")?;
         self.create_user(form, Role::User).await
     }
 
@@ -216,8 +251,8 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<TokenPair, AuthError> {
-        self.limit_ip(&client)?;
-        let user = self.check_credentials(&credentials).await?;
+        limit(self.login_limiter.as_ref(), &client, "sign-in")?;
+        let (user, device_token) = self.check_credentials(&credentials, &client).await?;
         let refresh_token = new_secret()?;
         let now = self.ports.clock.now();
         let session = self
@@ -237,6 +272,7 @@ impl AuthService {
             access_token,
             expires_in,
             refresh_token,
+            device_token: Some(device_token),
         })
     }
 
@@ -250,8 +286,8 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<BrowserLogin, AuthError> {
-        self.limit_ip(&client)?;
-        let user = self.check_credentials(&credentials).await?;
+        limit(self.login_limiter.as_ref(), &client, "sign-in")?;
+        let (user, device_token) = self.check_credentials(&credentials, &client).await?;
         let session_token = new_secret()?;
         let now = self.ports.clock.now();
         let session = self
@@ -269,6 +305,7 @@ impl AuthService {
             session_id: session.id,
             session_token,
             expires_at: session.expires_at,
+            device_token,
         })
     }
 
@@ -316,78 +353,82 @@ impl AuthService {
         Ok((SecretString::from(token), ttl))
     }
 
-    /// Refuses a client IP that made too many sign-in attempts in the last minute.
-    fn limit_ip(&self, client: &ClientInfo) -> Result<(), AuthError> {
-        let (Some(limiter), Some(ip)) = (
-            &self.ip_limiter,
-            client
-                .ip
-                .as_deref()
-                .and_then(|ip| ip.parse::<IpAddr>().ok()),
-        ) else {
-            return Ok(());
-        };
-        match limiter.check_key(&ip) {
-            Ok(()) => {
-                // Forget idle clients now and then, so the table stays small.
-                if limiter.len() > 10_000 {
-                    limiter.retain_recent();
-                }
-                Ok(())
-            }
-            Err(not_until) => {
-                metrics::counter!("user_logins_total", "outcome" => "rate_limited").increment(1);
-                let retry_after = not_until.wait_time_from(limiter.clock().now());
-                Err(AuthError::Throttled {
-                    retry_after: retry_after.max(Duration::from_secs(1)),
-                })
-            }
-        }
-    }
-
-    /// Checks credentials with the lockout and the equal-cost rule: whatever is wrong, it
-    /// costs one hash verification and ends in the same error.
-    async fn check_credentials(&self, credentials: &Credentials) -> Result<User, AuthError> {
-        let key = ThrottleKey::of(&credentials.identifier);
+    /// Checks credentials against the guess budget and with the equal-cost rule: whatever
+    /// is wrong, it costs one hash verification and ends in the same error. Returns the user
+    /// and the client's device token for the account.
+    ///
+    /// The guess is counted before the hash is checked, on one budget: the device's, when the
+    /// client presents a valid device token for the account; else the account's, when the
+    /// identifier names one (username and email share it); else the typed identifier's.
+    async fn check_credentials(
+        &self,
+        credentials: &Credentials,
+        client: &ClientInfo,
+    ) -> Result<(User, SecretString), AuthError> {
         let now = self.ports.clock.now();
-        let lockout = &self.policy.lockout;
-        if let Some(failures) = self.ports.sessions.login_failures(&key).await?
-            && let Some(retry_after) = lockout.retry_after(&failures, now)
-        {
-            metrics::counter!("user_logins_total", "outcome" => "throttled").increment(1);
-            return Err(AuthError::Throttled { retry_after });
-        }
-
         let account = self.find_account(credentials).await?;
+        let user_id = account.as_ref().map(|(user, _)| user.id);
+        let device = match (&credentials.device_token, user_id) {
+            (Some(token), Some(id)) => self.known_device(token, id, now).await?,
+            _ => None,
+        };
+        let (key, budget) = match (&device, user_id) {
+            (Some(hash), _) => (ThrottleKey::device(hash), "device"),
+            (None, Some(id)) => (ThrottleKey::account(id), "account"),
+            (None, None) => (ThrottleKey::of(&credentials.identifier), "identifier"),
+        };
+        let ip = client.ip.as_deref().unwrap_or("-");
+        let reserved = match self.budget.reserve(&key, now).await {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                if matches!(e, AuthError::Throttled { .. }) {
+                    metrics::counter!("user_logins_total", "outcome" => "throttled").increment(1);
+                    tracing::warn!(client_ip = ip, user_id = ?user_id, budget, outcome = "locked", "sign-in refused");
+                }
+                return Err(e);
+            }
+        };
+
         let stored = account.as_ref().map(|(_, hash)| hash);
-        match (
-            account.as_ref(),
-            self.verify(&credentials.password, stored).await?,
-        ) {
+        let verdict = match self.verify(&credentials.password, stored).await {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                self.budget.release(&key, reserved).await;
+                return Err(e);
+            }
+        };
+        match (account, verdict) {
             (Some((user, _)), Verification::Match { needs_rehash })
                 if user.status == UserStatus::Active =>
             {
-                self.ports.sessions.clear_login_failures(&key).await?;
+                self.budget.succeeded(&key).await?;
                 if needs_rehash {
-                    self.rehash(user, &credentials.password, now).await;
+                    self.rehash(&user, &credentials.password, now).await;
                 }
+                let device_token = match (device, &credentials.device_token) {
+                    (Some(_), Some(presented)) => presented.clone(),
+                    _ => self.issue_device(user.id, now).await?,
+                };
                 metrics::counter!("user_logins_total", "outcome" => "success").increment(1);
-                Ok(user.clone())
+                Ok((user, device_token))
             }
-            _ => {
-                let forget_before = now - std_to_time(lockout.forget_after);
-                let failures = self
-                    .ports
-                    .sessions
-                    .record_login_failure(&key, now, forget_before)
-                    .await?;
-                if failures.count >= lockout.threshold {
+            (account, verdict) => {
+                let outcome = match (&account, verdict) {
+                    (None, _) => "unknown_identifier",
+                    (Some(_), Verification::Match { .. }) => "account_disabled",
+                    (Some(_), Verification::Mismatch) => "wrong_password",
+                };
+                if self.budget.locks(&reserved.failures) {
                     metrics::counter!("user_lockouts_total").increment(1);
-                    tracing::warn!(
-                        failures = failures.count,
-                        "login identifier locked after repeated failures"
-                    );
                 }
+                tracing::warn!(
+                    client_ip = ip,
+                    user_id = ?user_id,
+                    budget,
+                    failures = reserved.failures.count,
+                    outcome,
+                    "sign-in failed"
+                );
                 metrics::counter!("user_logins_total", "outcome" => "invalid_credentials")
                     .increment(1);
                 Err(AuthError::InvalidCredentials)
@@ -395,15 +436,43 @@ impl AuthService {
         }
     }
 
-    /// The account an identifier names, with its hash. An over-long password cannot be
-    /// right, so its account is not even looked up.
+    /// The hash of `token` if it is a device token that vouches for `user` now.
+    async fn known_device(
+        &self,
+        token: &SecretString,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenHash>, AuthError> {
+        let hash = TokenHash::of(token.expose_secret());
+        match self.ports.sessions.find_device(&hash).await {
+            Ok(device) if device.vouches_for(user, now) => Ok(Some(hash)),
+            Ok(_) | Err(RepoError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A new device token for `user`.
+    async fn issue_device(&self, user: UserId, now: OffsetDateTime) -> Result<SecretString, AuthError> {
+        let token = new_secret()?;
+        let device = DeviceToken {
+            user_id: user,
+            created_at: now,
+            expires_at: now + std_to_time(self.policy.device_token_ttl),
+        };
+        self.ports
+            .sessions
+            .create_device(&TokenHash::of(token.expose_secret()), &device)
+            .await?;
+        Ok(token)
+    }
+
+    /// The account an identifier names, with its hash.
     async fn find_account(
         &self,
         credentials: &Credentials,
     ) -> Result<Option<(User, PasswordHash)>, AuthError> {
-        let login = match Login::parse(&credentials.identifier) {
-            Some(login) if !too_long(&credentials.password) => login,
-            _ => return Ok(None),
+        let Some(login) = Login::parse(&credentials.identifier) else {
+            return Ok(None);
         };
         match self.ports.users.credentials(&login).await {
             Ok(found) => Ok(Some(found)),
@@ -479,10 +548,16 @@ impl AuthService {
         let presented = TokenHash::of(refresh_token.expose_secret());
         let next = new_secret()?;
         let now = self.ports.clock.now();
+        let idle_since = now - std_to_time(self.policy.token_idle_timeout);
         let rotation = self
             .ports
             .sessions
-            .rotate_refresh_token(&presented, &TokenHash::of(next.expose_secret()), now)
+            .rotate_refresh_token(
+                &presented,
+                &TokenHash::of(next.expose_secret()),
+                now,
+                idle_since,
+            )
             .await;
         let session = match rotation {
             Ok(Rotation::Rotated(session)) => session,
@@ -503,6 +578,7 @@ impl AuthService {
             access_token,
             expires_in,
             refresh_token: next,
+            device_token: None,
         })
     }
 
@@ -526,7 +602,7 @@ impl AuthService {
         // Both ids are in the token: read the session and the user at the same time.
         let (session, user) =
             tokio::try_join!(self.session(session_id), self.active_user(user_id))?;
-        if session.user_id != user_id || !session.is_active(now) {
+        if session.user_id != user_id || !session.is_usable(now, self.policy.token_idle_timeout) {
             return Err(AuthError::Unauthenticated);
         }
         Ok(Actor {
@@ -548,11 +624,19 @@ impl AuthService {
             .find_by_cookie(&TokenHash::of(session_token))
             .await
         {
-            Ok(s) if s.is_active(now) => s,
+            Ok(s) if s.is_usable(now, self.policy.browser_idle_timeout) => s,
             Ok(_) | Err(RepoError::NotFound) => return Err(AuthError::Unauthenticated),
             Err(e) => return Err(e.into()),
         };
-        self.actor(&session).await
+        let actor = self.actor(&session).await?;
+        // Record the use for the idle timeout, at most once a minute per session so that
+        // reads stay reads.
+        if now - session.last_used_at >= time::Duration::MINUTE {
+            if let Err(e) = self.ports.sessions.touch(session.id, now).await {
+                tracing::warn!(error = %crate::error::report(&e), "session use not recorded");
+            }
+        }
+        Ok(actor)
     }
 
     async fn session(&self, id: SessionId) -> Result<Session, AuthError> {
@@ -613,3 +697,35 @@ impl AuthService {
 
 #[cfg(test)]
 mod tests;
+
+/// Refuses a client address that used up its allowance of `what` (sign-ins or
+/// registrations). Addresses count as [`ClientInfo::rate_limit_key`] says: IPv6 by its /64.
+fn limit(
+    limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>,
+    client: &ClientInfo,
+    what: &'static str,
+) -> Result<(), AuthError> {
+    let (Some(limiter), Some(key)) = (limiter, client.rate_limit_key()) else {
+        return Ok(());
+    };
+    match limiter.check_key(&key) {
+        Ok(()) => {
+            // Forget idle clients now and then, so the table stays small.
+            if limiter.len() > 10_000 {
+                limiter.retain_recent();
+            }
+            Ok(())
+        }
+        Err(not_until) => {
+            metrics::counter!("user_rate_limited_total", "what" => what).increment(1);
+            if what == "sign-in" {
+                metrics::counter!("user_logins_total", "outcome" => "rate_limited").increment(1);
+            }
+            tracing::warn!(client_ip = %key, what, "rate limited");
+            let retry_after = not_until.wait_time_from(limiter.clock().now());
+            Err(AuthError::Throttled {
+                retry_after: retry_after.max(Duration::from_secs(1)),
+            })
+        }
+    }
+}

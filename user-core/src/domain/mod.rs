@@ -12,7 +12,7 @@ pub use email::Email;
 pub use password::{Password, PasswordHash, PasswordPolicy};
 pub use query::{UserPage, UserQuery};
 pub use session::{
-    Actor, ClientInfo, LoginFailures, NewSession, Rotation, Session, SessionId, SessionKind,
+    Actor, ClientInfo, DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId, SessionKind,
     ThrottleKey, TokenHash,
 };
 pub use user::{DisplayName, NewUser, ProfileChanges, Role, User, UserId, UserStatus};

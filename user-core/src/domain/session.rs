@@ -1,4 +1,5 @@
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
@@ -120,8 +121,13 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-/// The key under which failed logins are counted: the SHA-256 of the normalized identifier as
-/// typed, so the store never holds what people typed into the login form.
+/// The key of one guess budget: failed password checks are counted under it. Always a
+/// SHA-256, so the store never holds what people typed into the login form.
+///
+/// Three kinds of budget exist: an existing account's ([`ThrottleKey::account`]), a device
+/// token's ([`ThrottleKey::device`]), and a typed identifier that names no account
+/// ([`ThrottleKey::of`]). The first two hash a `0xFF` tag byte first, which no UTF-8 text
+/// contains, so nothing a person types can name an account's or a device's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ThrottleKey([u8; 32]);
 
@@ -129,6 +135,22 @@ impl ThrottleKey {
     /// The key of a login identifier: trimmed and lowercased, then hashed.
     pub fn of(identifier: &str) -> Self {
         Self(Sha256::digest(identifier.trim().to_lowercase().as_bytes()).into())
+    }
+
+    /// The budget of an existing account, whichever identifier (username or email) named it.
+    pub fn account(id: UserId) -> Self {
+        let mut h = Sha256::new();
+        h.update([0xFF, b'a']);
+        h.update(id.as_uuid().as_bytes());
+        Self(h.finalize().into())
+    }
+
+    /// The budget of one device token (see [`DeviceToken`]).
+    pub fn device(token: &TokenHash) -> Self {
+        let mut h = Sha256::new();
+        h.update([0xFF, b'd']);
+        h.update(token.as_bytes());
+        Self(h.finalize().into())
     }
 
     /// Rebuilds a stored key.
@@ -142,6 +164,27 @@ impl ThrottleKey {
     }
 }
 
+/// A device token: a random secret given to a client at a successful sign-in, bound to that
+/// account (OWASP's "device cookie"). Its holder's later sign-ins to the account are counted
+/// on the device's own guess budget, so a lock that strangers cause does not shut the owner
+/// out. Only the SHA-256 of the secret is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceToken {
+    /// The account it was issued for.
+    pub user_id: UserId,
+    /// When it was issued.
+    pub created_at: OffsetDateTime,
+    /// When it stops counting as known.
+    pub expires_at: OffsetDateTime,
+}
+
+impl DeviceToken {
+    /// Whether it vouches for a client of `user` at `now`.
+    pub fn vouches_for(&self, user: UserId, now: OffsetDateTime) -> bool {
+        self.user_id == user && now < self.expires_at
+    }
+}
+
 /// Client details recorded with a session, so that a person can recognise their sessions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientInfo {
@@ -152,6 +195,20 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// The address rate limits count on: an IPv4 address as is, an IPv6 address by its /64
+    /// network (one subscriber usually holds a whole /64), an IPv4-mapped IPv6 address as the
+    /// IPv4 address. `None` when there is no address or it does not parse.
+    pub fn rate_limit_key(&self) -> Option<IpAddr> {
+        let ip: IpAddr = self.ip.as_deref()?.parse().ok()?;
+        Some(match ip {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+            },
+        })
+    }
+
     /// Builds client info, truncating over-long values.
     pub fn new(user_agent: Option<&str>, ip: Option<&str>) -> Self {
         let clip = |s: &str, n: usize| s.chars().filter(|c| !c.is_control()).take(n).collect();
@@ -184,9 +241,22 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the session still authenticates at `now`.
+    /// Whether the session is neither revoked nor past its absolute lifetime at `now` (what
+    /// the store means by active).
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none() && now < self.expires_at
+    }
+
+    /// Whether the session still authenticates at `now`: active, and used within
+    /// `idle_timeout`.
+    pub fn is_usable(&self, now: OffsetDateTime, idle_timeout: std::time::Duration) -> bool {
+        self.is_active(now) && !self.is_idle(now, idle_timeout)
+    }
+
+    /// Whether the session went unused for longer than `idle_timeout` at `now`.
+    pub fn is_idle(&self, now: OffsetDateTime, idle_timeout: std::time::Duration) -> bool {
+        let idle = time::Duration::try_from(idle_timeout).unwrap_or(time::Duration::MAX);
+        now >= self.last_used_at.saturating_add(idle)
     }
 }
 
@@ -252,6 +322,54 @@ mod tests {
         );
         assert_eq!(format!("{:?}", TokenHash::of("x")), "TokenHash([REDACTED])");
         assert_eq!(ThrottleKey::of(" Alice "), ThrottleKey::of("alice"));
+    }
+
+    #[test]
+    fn budgets_of_accounts_devices_and_identifiers_never_meet() {
+        let id = UserId::new();
+        let account = ThrottleKey::account(id);
+        assert_eq!(account, ThrottleKey::account(id));
+        assert_ne!(account, ThrottleKey::account(UserId::new()));
+        assert_ne!(account, ThrottleKey::of(&id.to_string()));
+        let device = ThrottleKey::device(&TokenHash::of("d"));
+        assert_ne!(device, ThrottleKey::of("d"));
+        assert_ne!(device, ThrottleKey::device(&TokenHash::of("e")));
+    }
+
+    #[test]
+    fn rate_limits_count_ipv6_by_its_64() {
+        let key = |ip: &str| ClientInfo::new(None, Some(ip)).rate_limit_key();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:10.0.0.1"), key("10.0.0.1"));
+        assert_ne!(key("10.0.0.1"), key("10.0.0.2"));
+        assert_eq!(key("not an address"), None);
+        assert_eq!(ClientInfo::default().rate_limit_key(), None);
+    }
+
+    #[test]
+    fn sessions_end_when_idle() {
+        use time::macros::datetime;
+        let t0 = datetime!(2026-01-01 12:00 UTC);
+        let s = Session {
+            id: SessionId::new(),
+            user_id: UserId::new(),
+            kind: SessionKind::Browser,
+            client: ClientInfo::default(),
+            created_at: t0,
+            last_used_at: t0,
+            expires_at: t0 + time::Duration::hours(12),
+            revoked_at: None,
+        };
+        let idle = std::time::Duration::from_secs(1800);
+        assert!(s.is_usable(t0 + time::Duration::minutes(29), idle));
+        assert!(!s.is_usable(t0 + time::Duration::minutes(30), idle));
+        let used = Session {
+            last_used_at: t0 + time::Duration::hours(11),
+            ..s.clone()
+        };
+        assert!(used.is_usable(t0 + time::Duration::minutes(11 * 60 + 29), idle));
+        assert!(!used.is_usable(t0 + time::Duration::hours(12), idle), "absolute end");
     }
 
     #[test]

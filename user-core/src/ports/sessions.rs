@@ -1,11 +1,12 @@
 use time::OffsetDateTime;
 
 use crate::domain::{
-    LoginFailures, NewSession, Rotation, Session, SessionId, ThrottleKey, TokenHash, UserId,
+    DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId, ThrottleKey, TokenHash,
+    UserId,
 };
 use crate::error::RepoError;
 
-/// Sessions, their secrets, and the failed-login counters.
+/// Sessions, their secrets, device tokens, and the guess budgets (failed-login counters).
 ///
 /// A session row is shared by both kinds of client. Its secrets (the browser cookie, or the
 /// chain of refresh tokens) are stored only as SHA-256 hashes.
@@ -33,9 +34,11 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn find_by_cookie(&self, hash: &TokenHash) -> Result<Session, RepoError>;
 
     /// Spends a refresh token and makes `replacement` current, in one atomic step:
-    /// - the current token of an active session: [`Rotation::Rotated`], `last_used_at = now`;
+    /// - the current token of an active session last used at or after `idle_since`:
+    ///   [`Rotation::Rotated`], `last_used_at = now`;
     /// - a token already spent: the session is revoked, [`Rotation::Reused`];
-    /// - the current token of a revoked or expired session: [`Rotation::Inactive`].
+    /// - the current token of a revoked or expired session, or of one last used before
+    ///   `idle_since` (idle): [`Rotation::Inactive`], nothing changed.
     ///
     /// Of two concurrent calls with the same token, exactly one rotates.
     ///
@@ -46,7 +49,14 @@ pub trait SessionStore: Send + Sync + 'static {
         presented: &TokenHash,
         replacement: &TokenHash,
         now: OffsetDateTime,
+        idle_since: OffsetDateTime,
     ) -> Result<Rotation, RepoError>;
+
+    /// Records that a session was used at `now` (moves `last_used_at` forward, never back).
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when there is no such session.
+    async fn touch(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError>;
 
     /// Revokes one session. Revoking a revoked session changes nothing.
     ///
@@ -87,28 +97,56 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`RepoError::Unavailable`] when the store fails.
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError>;
 
-    /// Counts one more failed login for `key` and returns the new count. A previous count
-    /// whose last failure is older than `forget_before` starts again from one. Concurrent
-    /// calls never lose a failure.
-    ///
-    /// # Errors
-    /// [`RepoError::Unavailable`] when the store fails.
-    async fn record_login_failure(
-        &self,
-        key: &ThrottleKey,
-        now: OffsetDateTime,
-        forget_before: OffsetDateTime,
-    ) -> Result<LoginFailures, RepoError>;
-
     /// The failures counted for `key`, if any.
     ///
     /// # Errors
     /// [`RepoError::Unavailable`] when the store fails.
     async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError>;
 
-    /// Forgets the failures of `key` (after a successful login).
+    /// Compare-and-set of the failures of `key`: stores `next` only if the stored value is
+    /// still `expected` (`None`: no row), and says whether it did. Of concurrent calls with
+    /// the same `expected`, exactly one succeeds; this is what lets the service reserve a
+    /// guess before checking a password, so that concurrent guesses cannot pass the lock.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn swap_login_failures(
+        &self,
+        key: &ThrottleKey,
+        expected: Option<LoginFailures>,
+        next: &LoginFailures,
+    ) -> Result<bool, RepoError>;
+
+    /// Forgets the failures of `key` (after a successful login, or an admin's unlock).
     ///
     /// # Errors
     /// [`RepoError::Unavailable`] when the store fails.
     async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError>;
+
+    /// Deletes failure counts whose last failure is older than `before`, returning how many.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn purge_login_failures(&self, before: OffsetDateTime) -> Result<u64, RepoError>;
+
+    /// Stores a device token (by the hash of its secret) for `device.user_id`.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when the user does not exist.
+    /// - [`RepoError::Unavailable`] when the store fails.
+    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken)
+    -> Result<(), RepoError>;
+
+    /// The device token whose secret hashes to `hash`, expired or not. Device tokens are
+    /// deleted with their user.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] when there is none.
+    async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError>;
+
+    /// Deletes device tokens that expired before `before`, returning how many.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn purge_devices(&self, before: OffsetDateTime) -> Result<u64, RepoError>;
 }

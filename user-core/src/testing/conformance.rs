@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use crate::domain::{
-    ClientInfo, DisplayName, Email, NewSession, NewUser, PasswordHash, ProfileChanges, Role,
+    ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role,
     Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserQuery,
     UserStatus, Username,
 };
@@ -60,8 +60,11 @@ macro_rules! conformance_tests {
             list_active_sessions_newest_first,
             count_active_sessions,
             purge_removes_ended_sessions,
-            login_failures_count_forget_and_clear,
-            concurrent_login_failures_are_all_counted,
+            idle_sessions_do_not_rotate,
+            touch_moves_last_used_forward,
+            login_failures_swap_clear_and_purge,
+            concurrent_swaps_of_login_failures_succeed_once,
+            devices_are_stored_found_and_purged,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {
@@ -76,6 +79,9 @@ macro_rules! conformance_tests {
 }
 
 const T0: OffsetDateTime = datetime!(2026-02-03 04:05:06.123456 UTC);
+
+/// An `idle_since` that no session in these checks is idle before.
+const NEVER_IDLE: OffsetDateTime = datetime!(2000-01-01 00:00 UTC);
 
 fn at(secs: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(secs)
@@ -457,7 +463,7 @@ pub async fn delete_removes_user_and_sessions(s: Stores) {
     not_found(s.sessions.get(sa.id).await, "their session");
     not_found(
         s.sessions
-            .rotate_refresh_token(&TokenHash::of("a-refresh"), &TokenHash::of("n"), at(1))
+            .rotate_refresh_token(&TokenHash::of("a-refresh"), &TokenHash::of("n"), at(1), NEVER_IDLE)
             .await,
         "their refresh token",
     );
@@ -649,7 +655,7 @@ pub async fn refresh_rotation_and_reuse(s: Stores) {
     let rotate = |old: &str, new: &str, t: i64| {
         let sessions = Arc::clone(&s.sessions);
         let (old, new) = (TokenHash::of(old), TokenHash::of(new));
-        async move { sessions.rotate_refresh_token(&old, &new, at(t)).await }
+        async move { sessions.rotate_refresh_token(&old, &new, at(t), NEVER_IDLE).await }
     };
 
     match rotate("r1", "r2", 10).await {
@@ -711,7 +717,7 @@ pub async fn concurrent_rotation_rotates_once(s: Stores) {
         let sessions = Arc::clone(&s.sessions);
         tokio::spawn(async move {
             sessions
-                .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of(next), at(1))
+                .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of(next), at(1), NEVER_IDLE)
                 .await
         })
     };
@@ -842,52 +848,170 @@ pub async fn purge_removes_ended_sessions(s: Stores) {
     assert!(s.sessions.get(live.id).await.is_ok());
 }
 
-/// Failures count up, are forgotten after the window, and clear on success.
-pub async fn login_failures_count_forget_and_clear(s: Stores) {
+/// A session last used before `idle_since` does not rotate, and nothing changes.
+pub async fn idle_sessions_do_not_rotate(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let sess = session(&u, SessionKind::Token, 0); // last used at 0
+    create(&s, &sess, "r1").await;
+    let rotation = s
+        .sessions
+        .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of("r2"), at(100), at(1))
+        .await;
+    assert_eq!(rotation.ok(), Some(Rotation::Inactive(sess.id)));
+    assert_eq!(s.sessions.get(sess.id).await.ok(), Some(sess.clone()), "unchanged");
+    // Used at 0, idle since 0: still in time, and the token was not spent by the refusal.
+    let rotation = s
+        .sessions
+        .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of("r2"), at(100), at(0))
+        .await;
+    assert!(matches!(rotation, Ok(Rotation::Rotated(_))), "{rotation:?}");
+}
+
+/// `touch` moves `last_used_at` forward, never back; `NotFound` for an unknown session.
+pub async fn touch_moves_last_used_forward(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let sess = session(&u, SessionKind::Browser, 0);
+    create(&s, &sess, "c").await;
+    assert!(s.sessions.touch(sess.id, at(50)).await.is_ok());
+    let got = s.sessions.get(sess.id).await.unwrap();
+    assert_eq!(got.last_used_at, at(50));
+    assert!(s.sessions.touch(sess.id, at(40)).await.is_ok());
+    let got = s.sessions.get(sess.id).await.unwrap();
+    assert_eq!(got.last_used_at, at(50), "never back");
+    assert_eq!(
+        (got.created_at, got.expires_at),
+        (sess.created_at, sess.expires_at),
+        "only last_used_at moves"
+    );
+    not_found(s.sessions.touch(SessionId::new(), at(60)).await, "unknown");
+}
+
+fn failures(count: u32, t: i64) -> LoginFailures {
+    LoginFailures {
+        count,
+        last_failed_at: at(t),
+    }
+}
+
+/// `swap_login_failures` stores only over the expected value; `clear` forgets; `purge`
+/// deletes counts whose last failure is older than the cut-off.
+pub async fn login_failures_swap_clear_and_purge(s: Stores) {
     let key = ThrottleKey::of("alice");
     let other = ThrottleKey::of("bob");
     assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
-    let record = |t: i64, forget: i64| {
+    let swap = |expected: Option<LoginFailures>, next: LoginFailures| {
         let sessions = Arc::clone(&s.sessions);
-        async move { sessions.record_login_failure(&key, at(t), at(forget)).await }
+        async move {
+            sessions
+                .swap_login_failures(&key, expected, &next)
+                .await
+                .unwrap()
+        }
     };
-    for (i, t) in [(1, 10), (2, 20), (3, 30)] {
-        let got = record(t, 0).await.unwrap();
-        assert_eq!((got.count, got.last_failed_at), (i, at(t)));
-    }
-    let stored = s.sessions.login_failures(&key).await.ok().flatten();
+    assert!(swap(None, failures(1, 10)).await, "first from nothing");
+    assert!(!swap(None, failures(1, 11)).await, "a row exists now");
+    assert!(!swap(Some(failures(2, 10)), failures(3, 12)).await, "wrong count");
+    assert!(!swap(Some(failures(1, 9)), failures(2, 12)).await, "wrong time");
+    assert!(swap(Some(failures(1, 10)), failures(2, 20)).await);
     assert_eq!(
-        stored.map(|f| (f.count, f.last_failed_at)),
-        Some((3, at(30)))
+        s.sessions.login_failures(&key).await.ok(),
+        Some(Some(failures(2, 20)))
     );
     assert_eq!(
         s.sessions.login_failures(&other).await.ok(),
         Some(None),
         "per key"
     );
-    // The last failure (30) is older than the window start (31): counting restarts.
-    assert_eq!(record(100, 31).await.ok().map(|f| f.count), Some(1));
-    assert_eq!(record(110, 31).await.ok().map(|f| f.count), Some(2));
     assert!(s.sessions.clear_login_failures(&key).await.is_ok());
     assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
     assert!(
         s.sessions.clear_login_failures(&key).await.is_ok(),
         "clearing twice is fine"
     );
+
+    assert!(swap(None, failures(4, 100)).await);
+    let sessions = Arc::clone(&s.sessions);
+    assert!(
+        sessions
+            .swap_login_failures(&other, None, &failures(1, 200))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.sessions.purge_login_failures(at(100)).await.ok(), Some(0));
+    assert_eq!(s.sessions.purge_login_failures(at(101)).await.ok(), Some(1));
+    assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
+    assert_eq!(
+        s.sessions.login_failures(&other).await.ok(),
+        Some(Some(failures(1, 200))),
+        "newer counts stay"
+    );
 }
 
-/// Concurrent failures are all counted.
-pub async fn concurrent_login_failures_are_all_counted(s: Stores) {
+/// Of concurrent swaps from the same expected value, exactly one succeeds: the store is
+/// what keeps concurrent guesses from passing a lock.
+pub async fn concurrent_swaps_of_login_failures_succeed_once(s: Stores) {
     let key = ThrottleKey::of("target");
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let sessions = Arc::clone(&s.sessions);
-            tokio::spawn(async move { sessions.record_login_failure(&key, at(1), at(0)).await })
-        })
-        .collect();
-    for t in tasks {
-        assert!(matches!(t.await, Ok(Ok(_))));
+    for expected in [None, Some(failures(1, 1))] {
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let sessions = Arc::clone(&s.sessions);
+                let next = failures(expected.map_or(1, |f| f.count + 1), i + 1);
+                tokio::spawn(async move {
+                    sessions
+                        .swap_login_failures(&key, expected, &next)
+                        .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1, "from {expected:?}");
+        // Set a known value for the next round.
+        let now = s.sessions.login_failures(&key).await.unwrap();
+        assert!(
+            s.sessions
+                .swap_login_failures(&key, now, &failures(1, 1))
+                .await
+                .unwrap()
+        );
     }
-    let got = s.sessions.login_failures(&key).await.ok().flatten();
-    assert_eq!(got.map(|f| f.count), Some(20));
+}
+
+/// Device tokens are stored by hash, found, deleted with their user and purged when
+/// expired; an unknown hash or user is `NotFound`.
+pub async fn devices_are_stored_found_and_purged(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let device = |u: &User, expires: i64| DeviceToken {
+        user_id: u.id,
+        created_at: at(0),
+        expires_at: at(expires),
+    };
+    let (da, db) = (device(&a, 100), device(&b, 200));
+    assert!(s.sessions.create_device(&TokenHash::of("da"), &da).await.is_ok());
+    assert!(s.sessions.create_device(&TokenHash::of("db"), &db).await.is_ok());
+    assert_eq!(s.sessions.find_device(&TokenHash::of("da")).await.ok(), Some(da));
+    assert_eq!(s.sessions.find_device(&TokenHash::of("db")).await.ok(), Some(db));
+    not_found(s.sessions.find_device(&TokenHash::of("x")).await, "unknown");
+    not_found(
+        s.sessions
+            .create_device(&TokenHash::of("dx"), &device(&user("ghost"), 100))
+            .await,
+        "unknown user",
+    );
+    assert_eq!(s.sessions.purge_devices(at(100)).await.ok(), Some(0));
+    assert_eq!(s.sessions.purge_devices(at(101)).await.ok(), Some(1));
+    not_found(s.sessions.find_device(&TokenHash::of("da")).await, "purged");
+    assert!(s.users.delete(b.id).await.is_ok());
+    not_found(
+        s.sessions.find_device(&TokenHash::of("db")).await,
+        "deleted with the user",
+    );
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role, Rotation,
+    DeviceToken, Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role, Rotation,
     Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserPage, UserQuery,
     UserStatus, Username,
 };
@@ -25,6 +25,7 @@ struct State {
     sessions: HashMap<SessionId, Session>,
     secrets: HashMap<[u8; 32], Secret>,
     failures: HashMap<ThrottleKey, LoginFailures>,
+    devices: HashMap<[u8; 32], DeviceToken>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -227,6 +228,7 @@ impl UserRepository for InMemoryUserRepository {
         s.sessions.retain(|_, x| x.user_id != id);
         s.secrets
             .retain(|_, secret| !gone.contains(&secret.session));
+        s.devices.retain(|_, d| d.user_id != id);
         Ok(())
     }
 
@@ -306,6 +308,7 @@ impl SessionStore for InMemorySessionStore {
         presented: &TokenHash,
         replacement: &TokenHash,
         now: OffsetDateTime,
+        idle_since: OffsetDateTime,
     ) -> Result<Rotation, RepoError> {
         let mut s = lock(&self.0);
         let secret = s
@@ -321,7 +324,7 @@ impl SessionStore for InMemorySessionStore {
             session.revoked_at.get_or_insert(now);
             return Ok(Rotation::Reused(id));
         }
-        if !session.is_active(now) {
+        if !session.is_active(now) || session.last_used_at < idle_since {
             return Ok(Rotation::Inactive(id));
         }
         session.last_used_at = now;
@@ -337,6 +340,13 @@ impl SessionStore for InMemorySessionStore {
             },
         );
         Ok(Rotation::Rotated(session))
+    }
+
+    async fn touch(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        let session = s.sessions.get_mut(&id).ok_or(RepoError::NotFound)?;
+        session.last_used_at = session.last_used_at.max(now);
+        Ok(())
     }
 
     async fn revoke(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
@@ -398,31 +408,61 @@ impl SessionStore for InMemorySessionStore {
         Ok(gone.len() as u64)
     }
 
-    async fn record_login_failure(
-        &self,
-        key: &ThrottleKey,
-        now: OffsetDateTime,
-        forget_before: OffsetDateTime,
-    ) -> Result<LoginFailures, RepoError> {
-        let mut s = lock(&self.0);
-        let entry = s.failures.entry(*key).or_insert(LoginFailures {
-            count: 0,
-            last_failed_at: now,
-        });
-        if entry.last_failed_at < forget_before {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last_failed_at = now;
-        Ok(*entry)
-    }
-
     async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError> {
         Ok(lock(&self.0).failures.get(key).copied())
+    }
+
+    async fn swap_login_failures(
+        &self,
+        key: &ThrottleKey,
+        expected: Option<LoginFailures>,
+        next: &LoginFailures,
+    ) -> Result<bool, RepoError> {
+        let mut s = lock(&self.0);
+        if s.failures.get(key).copied() != expected {
+            return Ok(false);
+        }
+        s.failures.insert(*key, *next);
+        Ok(true)
     }
 
     async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError> {
         lock(&self.0).failures.remove(key);
         Ok(())
+    }
+
+    async fn purge_login_failures(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let n = s.failures.len();
+        s.failures.retain(|_, f| f.last_failed_at >= before);
+        Ok((n - s.failures.len()) as u64)
+    }
+
+    async fn create_device(
+        &self,
+        hash: &TokenHash,
+        device: &DeviceToken,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        if !s.users.contains_key(&device.user_id) {
+            return Err(RepoError::NotFound);
+        }
+        s.devices.insert(*hash.as_bytes(), *device);
+        Ok(())
+    }
+
+    async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {
+        lock(&self.0)
+            .devices
+            .get(hash.as_bytes())
+            .copied()
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn purge_devices(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let n = s.devices.len();
+        s.devices.retain(|_, d| d.expires_at >= before);
+        Ok((n - s.devices.len()) as u64)
     }
 }

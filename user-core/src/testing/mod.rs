@@ -138,12 +138,26 @@ impl Fixture {
         Self::with_ports(memory_ports(Arc::clone(&clock)), clock)
     }
 
+    /// Services on in-memory fakes with the given policy.
+    pub fn in_memory_with(policy: crate::auth::AuthPolicy) -> Self {
+        let clock = Arc::new(FixedClock::default());
+        Self::with_ports_and_policy(memory_ports(Arc::clone(&clock)), clock, policy)
+    }
+
     /// Services on the given ports; `clock` must be the one in `ports`.
     pub fn with_ports(ports: Ports, clock: Arc<FixedClock>) -> Self {
-        let policy = crate::auth::AuthPolicy::default();
+        Self::with_ports_and_policy(ports, clock, crate::auth::AuthPolicy::default())
+    }
+
+    /// Services on the given ports and policy; `clock` must be the one in `ports`.
+    pub fn with_ports_and_policy(
+        ports: Ports,
+        clock: Arc<FixedClock>,
+        policy: crate::auth::AuthPolicy,
+    ) -> Self {
         let key = crate::auth::SigningKey::generate_ed25519().unwrap();
         Self {
-            users: crate::users::UserService::new(ports.clone(), policy.password),
+            users: crate::users::UserService::new(ports.clone(), &policy),
             auth: crate::auth::AuthService::new(ports.clone(), policy, &key, vec![]).unwrap(),
             ports,
             clock,
@@ -153,12 +167,15 @@ impl Fixture {
     /// Registers `name` with email `name@example.com` and password [`Fixture::PASSWORD`].
     pub async fn register(&self, name: &str) -> crate::domain::User {
         self.auth
-            .register(crate::auth::RegisterUser {
+            .register(
+                crate::auth::RegisterUser {
                 username: name.to_owned(),
                 email: format!("{name}@example.com"),
                 password: SecretString::from(Self::PASSWORD),
                 display_name: None,
-            })
+                },
+                &crate::domain::ClientInfo::default(),
+            )
             .await
             .unwrap()
     }
@@ -187,10 +204,7 @@ impl Fixture {
     ) -> Result<crate::auth::TokenPair, crate::error::AuthError> {
         self.auth
             .login(
-                crate::auth::Credentials {
-                    identifier: identifier.to_owned(),
-                    password: SecretString::from(password),
-                },
+                crate::auth::Credentials::new(identifier, SecretString::from(password)),
                 crate::domain::ClientInfo::default(),
             )
             .await

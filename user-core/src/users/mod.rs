@@ -1,13 +1,16 @@
 //! [`UserService`]: profiles, password changes, sessions, self-deletion and administration.
 
+use std::time::Duration;
+
 use secrecy::SecretString;
 
 use crate::Ports;
+use crate::auth::{AuthPolicy, GuessBudget};
 use crate::domain::{
     Actor, DisplayName, Email, Password, PasswordPolicy, ProfileChanges, Role, Session, SessionId,
-    User, UserId, UserPage, UserQuery, UserStatus, Username,
+    SessionKind, ThrottleKey, User, UserId, UserPage, UserQuery, UserStatus, Username,
 };
-use crate::error::{UserError, ValidationErrors};
+use crate::error::{AuthError, UserError, ValidationErrors};
 use crate::ports::Verification;
 
 /// A profile edit as it arrives from an adapter. `None` leaves a field unchanged; an empty
@@ -48,18 +51,34 @@ pub struct ChangePassword {
 }
 
 /// Profiles and administration. Every operation takes the acting [`Actor`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UserService {
     ports: Ports,
     password_policy: PasswordPolicy,
+    browser_idle_timeout: Duration,
+    token_idle_timeout: Duration,
+    budget: GuessBudget,
+}
+
+impl std::fmt::Debug for UserService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserService")
+            .field("password_policy", &self.password_policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UserService {
-    /// Builds the service.
-    pub fn new(ports: Ports, password_policy: PasswordPolicy) -> Self {
+    /// Builds the service with the same policy as the [`crate::auth::AuthService`]: password
+    /// re-checks spend the same guess budget as sign-ins.
+    pub fn new(ports: Ports, policy: &AuthPolicy) -> Self {
+        let budget = GuessBudget::new(ports.sessions.clone(), policy.lockout);
         Self {
             ports,
-            password_policy,
+            password_policy: policy.password,
+            browser_idle_timeout: policy.browser_idle_timeout,
+            token_idle_timeout: policy.token_idle_timeout,
+            budget,
         }
     }
 
@@ -102,37 +121,69 @@ impl UserService {
         Ok(user)
     }
 
+    /// Checks the password of a signed-in user, on the account's guess budget (the same as
+    /// sign-in's): a stolen session cannot try passwords faster than a stranger at the login
+    /// form, and a locked account refuses the check without running it.
     async fn confirm_password(&self, id: UserId, password: &SecretString) -> Result<(), UserError> {
+        let key = ThrottleKey::account(id);
+        let now = self.ports.clock.now();
+        let reserved = self.budget.reserve(&key, now).await.map_err(|e| match e {
+            AuthError::Throttled { retry_after } => {
+                tracing::warn!(user_id = %id, outcome = "locked", "password re-check refused");
+                UserError::Throttled { retry_after }
+            }
+            AuthError::Unavailable(cause) => UserError::Unavailable(cause),
+            other => UserError::Internal(Box::new(other)),
+        })?;
         let hash = self.ports.users.password_hash(id).await?;
-        match self.ports.hasher.verify(password, &hash).await? {
-            Verification::Match { .. } => Ok(()),
-            Verification::Mismatch => Err(UserError::InvalidCredentials),
+        let verdict = match self.ports.hasher.verify(password, &hash).await {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                self.budget.release(&key, reserved).await;
+                return Err(e.into());
+            }
+        };
+        match verdict {
+            Verification::Match { .. } => {
+                self.budget.succeeded(&key).await?;
+                Ok(())
+            }
+            Verification::Mismatch => {
+                tracing::warn!(
+                    user_id = %id,
+                    failures = reserved.failures.count,
+                    outcome = "wrong_password",
+                    "password re-check failed"
+                );
+                Err(UserError::InvalidCredentials)
+            }
         }
     }
 
     /// Changes the actor's own password and ends every other session of theirs.
     ///
     /// # Errors
-    /// [`UserError::InvalidCredentials`] when the current password is wrong;
-    /// [`UserError::Invalid`] on field `new_password` when the new one breaks the policy.
+    /// [`UserError::Invalid`] on field `new_password` when the new one breaks the policy
+    /// (checked first, without looking at the current one); [`UserError::InvalidCredentials`]
+    /// when the current password is wrong; [`UserError::Throttled`] while the account's guess
+    /// budget is locked.
     pub async fn change_password(
         &self,
         actor: &Actor,
         change: ChangePassword,
     ) -> Result<(), UserError> {
         let user = self.ports.users.get(actor.user_id).await?;
+        // The new password is judged first, and its verdict never depends on the current one:
+        // an answer must not tell a right guess of the current password from a wrong one.
         let new = Password::parse(
             change.new_password,
             &self.password_policy,
             Some(&user.username),
             Some(&user.email),
         )
-        .map_err(|errors| UserError::Invalid(errors.renamed("password", "new_password")));
-        // Check the current password first, so a wrong one is reported even when the new one
-        // is also rejected.
+        .map_err(|errors| UserError::Invalid(errors.renamed("password", "new_password")))?;
         self.confirm_password(user.id, &change.current_password)
             .await?;
-        let new = new?;
         let hash = self.ports.hasher.hash(&new).await?;
         let now = self.ports.clock.now();
         self.ports
@@ -151,8 +202,9 @@ impl UserService {
     /// Deletes the actor's own account after checking their password.
     ///
     /// # Errors
-    /// [`UserError::InvalidCredentials`] when the password is wrong; [`UserError::LastAdmin`]
-    /// for the last active admin.
+    /// [`UserError::InvalidCredentials`] when the password is wrong; [`UserError::Throttled`]
+    /// while the account's guess budget is locked; [`UserError::LastAdmin`] for the last
+    /// active admin.
     pub async fn delete_own_account(
         &self,
         actor: &Actor,
@@ -170,7 +222,15 @@ impl UserService {
     /// [`UserError::Unavailable`] when the store fails.
     pub async fn sessions(&self, actor: &Actor) -> Result<Vec<Session>, UserError> {
         let now = self.ports.clock.now();
-        Ok(self.ports.sessions.list_active(actor.user_id, now).await?)
+        let mut sessions = self.ports.sessions.list_active(actor.user_id, now).await?;
+        sessions.retain(|s| {
+            let idle = match s.kind {
+                SessionKind::Browser => self.browser_idle_timeout,
+                SessionKind::Token => self.token_idle_timeout,
+            };
+            s.is_usable(now, idle)
+        });
+        Ok(sessions)
     }
 
     /// Ends one of the actor's own sessions.
@@ -261,6 +321,36 @@ impl AdminUsers<'_> {
         }
         tracing::info!(user_id = %id, actor = %self.actor.user_id, status = %status, "status changed");
         Ok(user)
+    }
+
+    /// How long the user's sign-in stays locked by failed guesses on the account's budget
+    /// (`None`: not locked). Clients holding a device token for the account are not held by
+    /// it.
+    ///
+    /// # Errors
+    /// [`UserError::NotFound`].
+    pub async fn sign_in_lock(&self, id: UserId) -> Result<Option<Duration>, UserError> {
+        let ports = &self.service.ports;
+        ports.users.get(id).await?;
+        Ok(self
+            .service
+            .budget
+            .locked_for(&ThrottleKey::account(id), ports.clock.now())
+            .await?)
+    }
+
+    /// Lifts the lock that failed guesses put on the user's sign-in, and forgets the count.
+    ///
+    /// # Errors
+    /// [`UserError::NotFound`].
+    pub async fn unlock(&self, id: UserId) -> Result<(), UserError> {
+        self.service.ports.users.get(id).await?;
+        self.service
+            .budget
+            .succeeded(&ThrottleKey::account(id))
+            .await?;
+        tracing::info!(user_id = %id, actor = %self.actor.user_id, "sign-in unlocked by an admin");
+        Ok(())
     }
 
     /// Deletes a user and all their sessions.

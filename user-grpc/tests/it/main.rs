@@ -70,7 +70,7 @@ pub async fn services() -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir)
     let policy = AuthPolicy::default();
     let key = SigningKey::generate_ed25519().unwrap();
     let state = GrpcState {
-        users: Arc::new(UserService::new(ports.clone(), policy.password)),
+        users: Arc::new(UserService::new(ports.clone(), &policy)),
         auth: Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap()),
     };
     (state, clock, db, dir)

@@ -88,7 +88,7 @@ impl TestApp {
         };
         let policy = AuthPolicy::default();
         let key = SigningKey::generate_ed25519().unwrap();
-        let users = Arc::new(UserService::new(ports.clone(), policy.password));
+        let users = Arc::new(UserService::new(ports.clone(), &policy));
         let auth = Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap());
         let ping_db = db.clone();
         let state = AppState::new(auth, users)

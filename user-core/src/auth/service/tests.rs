@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use super::*;
 use crate::auth::policy::LockoutPolicy;
 use crate::domain::{LoginFailures, SessionKind};
-use crate::error::HashError;
+use crate::error::{HashError, UserError};
 use crate::ports::{Clock, PasswordHasher as _, SessionStore as _};
 use crate::testing::{
     FastHasher, FixedClock, Fixture, MockPasswordHasher, MockSessionStore, MockUserRepository,
@@ -26,10 +26,7 @@ fn form(username: &str, email: &str, password: &str) -> RegisterUser {
 }
 
 fn creds(identifier: &str, password: &str) -> Credentials {
-    Credentials {
-        identifier: identifier.into(),
-        password: SecretString::from(password),
-    }
+    Credentials::new(identifier, SecretString::from(password))
 }
 
 fn secs(n: u64) -> Duration {
@@ -66,7 +63,7 @@ async fn register_reports_every_field_problem_at_once() {
     let f = Fixture::in_memory();
     let err = f
         .auth
-        .register(form("_x", "nope", "short"))
+        .register(form("_x", "nope", "short"), &ClientInfo::default())
         .await
         .unwrap_err();
     let AuthError::Invalid(errors) = err else {
@@ -77,7 +74,7 @@ async fn register_reports_every_field_problem_at_once() {
 
     let err = f
         .auth
-        .register(form("bobby", "bobby@example.com", "bobby-is-my-password"))
+        .register(form("bobby", "bobby@example.com", "bobby-is-my-password"), &ClientInfo::default())
         .await
         .unwrap_err();
     let AuthError::Invalid(errors) = err else {
@@ -95,7 +92,7 @@ async fn register_conflicts_name_the_field() {
     f.register("alice").await;
     let taken_name = f
         .auth
-        .register(form("Alice", "other@example.com", PW))
+        .register(form("Alice", "other@example.com", PW), &ClientInfo::default())
         .await;
     assert!(matches!(
         taken_name,
@@ -103,7 +100,7 @@ async fn register_conflicts_name_the_field() {
     ));
     let taken_email = f
         .auth
-        .register(form("alice2", "ALICE@example.com", PW))
+        .register(form("alice2", "ALICE@example.com", PW), &ClientInfo::default())
         .await;
     assert!(matches!(
         taken_email,
@@ -180,22 +177,29 @@ async fn an_unknown_user_costs_one_verification_against_a_dummy_hash() {
 }
 
 #[tokio::test]
-async fn a_throttled_identifier_never_reaches_the_hasher() {
+async fn a_locked_account_never_reaches_the_hasher() {
     let mut sessions = MockSessionStore::new();
     let clock = Arc::new(FixedClock::default());
     let now = clock.now();
+    let alice = crate::testing::conformance::user("alice");
+    let id = alice.id;
     sessions
         .expect_login_failures()
-        .with(mockall::predicate::eq(ThrottleKey::of("alice")))
+        .with(mockall::predicate::eq(ThrottleKey::account(id)))
         .returning(move |_| {
             Ok(Some(LoginFailures {
                 count: 5,
                 last_failed_at: now,
             }))
         });
-    sessions.expect_record_login_failure().never();
+    sessions.expect_swap_login_failures().never();
     let mut users = MockUserRepository::new();
-    users.expect_credentials().never();
+    users.expect_credentials().returning(move |_| {
+        Ok((
+            alice.clone(),
+            crate::domain::PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"),
+        ))
+    });
     let mut hasher = MockPasswordHasher::new();
     hasher.expect_verify().never();
     hasher.expect_hash().never();
@@ -239,8 +243,9 @@ async fn lockout_grows_resets_on_success_and_spares_other_identifiers() {
         matches!(err, AuthError::Throttled { retry_after } if retry_after == secs(60)),
         "{err:?}"
     );
-    // Another identifier of the same account is counted separately.
-    assert!(f.login("alice@example.com", PW).await.is_ok());
+    // The account has one budget, whichever identifier names it.
+    let err = f.login("alice@example.com", PW).await.unwrap_err();
+    assert!(matches!(err, AuthError::Throttled { .. }), "{err:?}");
 
     f.clock.advance(secs(60));
     assert!(matches!(
@@ -311,15 +316,13 @@ async fn overload_is_reported_and_not_counted_as_a_failure() {
     .unwrap();
     let r = auth.login(creds("ghost", PW), ClientInfo::default()).await;
     assert!(matches!(r, Err(AuthError::Overloaded)), "{r:?}");
-    assert_eq!(
-        sessions
-            .login_failures(&ThrottleKey::of("ghost"))
-            .await
-            .unwrap(),
-        None
-    );
+    let counted = sessions
+        .login_failures(&ThrottleKey::of("ghost"))
+        .await
+        .unwrap();
+    assert_eq!(counted.map_or(0, |f| f.count), 0, "given back");
     let r = auth
-        .register(form("newbie", "newbie@example.com", PW))
+        .register(form("newbie", "newbie@example.com", PW), &ClientInfo::default())
         .await;
     assert!(matches!(r, Err(AuthError::Overloaded)), "{r:?}");
 }
@@ -390,9 +393,10 @@ async fn reuse_is_decided_by_the_store_and_stops_there() {
             mockall::predicate::eq(TokenHash::of("spent")),
             always(),
             always(),
+            always(),
         )
         .times(1)
-        .returning(move |_, _, _| Ok(Rotation::Reused(sid)));
+        .returning(move |_, _, _, _| Ok(Rotation::Reused(sid)));
     let mut users = MockUserRepository::new();
     users.expect_get().never();
     let ports = Ports {
@@ -628,7 +632,7 @@ async fn a_password_change_ends_every_other_session() {
         .authenticate(keep.access_token.expose_secret())
         .await
         .unwrap();
-    let users = UserService::new(f.ports.clone(), PasswordPolicy::default());
+    let users = UserService::new(f.ports.clone(), &AuthPolicy::default());
     users
         .change_password(
             &actor,
@@ -714,4 +718,267 @@ async fn one_client_address_is_limited_across_identifiers() {
         matches!(r, Err(AuthError::InvalidCredentials)),
         "no address, no limit"
     );
+}
+
+fn with_ip(ip: &str) -> ClientInfo {
+    ClientInfo::new(Some("test"), Some(ip))
+}
+
+/// Five wrong guesses by a stranger lock the account for strangers (and on every identifier).
+async fn locked_by_a_stranger(f: &Fixture) {
+    for _ in 0..5 {
+        let r = f.login("alice@example.com", "nope nope nope").await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    }
+    let r = f.login("alice", PW).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_device_token_lets_the_owner_in_through_a_strangers_lock() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let device = f.login("alice", PW).await.unwrap().device_token.unwrap();
+    locked_by_a_stranger(&f).await;
+
+    let owner = creds("alice", PW).with_device_token(Some(device.clone()));
+    let pair = f.auth.login(owner, ClientInfo::default()).await.unwrap();
+    assert_eq!(
+        pair.device_token.map(|t| t.expose_secret().to_owned()),
+        Some(device.expose_secret().to_owned()),
+        "a valid device token is kept"
+    );
+    // The stranger is still locked out.
+    let r = f.login("alice", PW).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_device_token_of_another_account_or_made_up_does_not_help() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    f.register("mallory").await;
+    let mallorys = f.login("mallory", PW).await.unwrap().device_token.unwrap();
+    locked_by_a_stranger(&f).await;
+    for token in [mallorys, SecretString::from("made-up")] {
+        let attempt = creds("alice", PW).with_device_token(Some(token));
+        let r = f.auth.login(attempt, ClientInfo::default()).await;
+        assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_device_token_is_a_stranger() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let device = f.login("alice", PW).await.unwrap().device_token.unwrap();
+    f.clock.advance(AuthPolicy::default().device_token_ttl);
+    locked_by_a_stranger(&f).await;
+    let attempt = creds("alice", PW).with_device_token(Some(device));
+    let r = f.auth.login(attempt, ClientInfo::default()).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_device_has_its_own_budget_that_locks_too() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let device = f.login("alice", PW).await.unwrap().device_token.unwrap();
+    let with_device = |pw: &str| creds("alice", pw).with_device_token(Some(device.clone()));
+    for _ in 0..5 {
+        let r = f.auth.login(with_device("nope nope nope"), ClientInfo::default()).await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    }
+    let r = f.auth.login(with_device(PW), ClientInfo::default()).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "the stolen device locks: {r:?}");
+    // The device's guesses did not touch the account's budget.
+    assert!(f.login("alice", PW).await.is_ok());
+}
+
+#[tokio::test]
+async fn each_sign_in_without_a_device_token_gets_a_new_one() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let a = f.login("alice", PW).await.unwrap().device_token.unwrap();
+    let b = f.login("alice", PW).await.unwrap().device_token.unwrap();
+    assert_ne!(a.expose_secret(), b.expose_secret());
+    assert_eq!(a.expose_secret().len(), 43, "256 bits, base64url");
+    let refreshed = f.auth.refresh(&f.login("alice", PW).await.unwrap().refresh_token).await;
+    assert!(refreshed.unwrap().device_token.is_none(), "a refresh is no sign-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_never_pass_the_threshold() {
+    let f = Arc::new(Fixture::in_memory());
+    f.register("alice").await;
+    for round in 0..2 {
+        let tasks: Vec<_> = (0..24)
+            .map(|_| {
+                let f = Arc::clone(&f);
+                tokio::spawn(async move { f.login("alice", "nope nope nope").await })
+            })
+            .collect();
+        let mut checked = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Err(AuthError::InvalidCredentials) => checked += 1,
+                Err(AuthError::Throttled { .. }) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // Round 0: the threshold; round 1, after the lock expired: exactly one more.
+        assert_eq!(checked, if round == 0 { 5 } else { 1 }, "round {round}");
+        f.clock.advance(secs(3600));
+    }
+}
+
+#[tokio::test]
+async fn password_re_checks_spend_the_sign_in_budget() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let actor = f.actor("alice").await;
+    let change = |current: &str| ChangePassword {
+        current_password: SecretString::from(current),
+        new_password: SecretString::from("a brand new passphrase"),
+    };
+    for _ in 0..5 {
+        let r = f.users.change_password(&actor, change("nope nope nope")).await;
+        assert!(matches!(r, Err(UserError::InvalidCredentials)), "{r:?}");
+    }
+    // Now even the right password is refused without being checked, on every re-check...
+    let r = f.users.change_password(&actor, change(PW)).await;
+    assert!(matches!(r, Err(UserError::Throttled { .. })), "{r:?}");
+    let r = f.users.delete_own_account(&actor, &SecretString::from(PW)).await;
+    assert!(matches!(r, Err(UserError::Throttled { .. })), "{r:?}");
+    // ...and at the sign-in form, which shares the budget.
+    let r = f.login("alice", PW).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+    f.clock.advance(secs(60));
+    assert!(f.users.change_password(&actor, change(PW)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_refused_new_password_says_nothing_about_the_current_one() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let actor = f.actor("alice").await;
+    for current in [PW, "nope nope nope"] {
+        let r = f
+            .users
+            .change_password(
+                &actor,
+                ChangePassword {
+                    current_password: SecretString::from(current),
+                    new_password: SecretString::from("short"),
+                },
+            )
+            .await;
+        assert!(matches!(r, Err(UserError::Invalid(_))), "{current}: {r:?}");
+    }
+    let failures = f.ports.sessions.login_failures(&ThrottleKey::account(actor.user_id)).await;
+    assert_eq!(failures.unwrap(), None, "the current password was never checked");
+}
+
+#[tokio::test]
+async fn an_admin_unlocks_an_account() {
+    let f = Fixture::in_memory();
+    let alice = f.register("alice").await;
+    f.register_admin("root").await;
+    let admin = f.actor("root").await;
+    locked_by_a_stranger(&f).await;
+    let admin_view = f.users.as_admin(&admin).unwrap();
+    assert_eq!(admin_view.sign_in_lock(alice.id).await.unwrap(), Some(secs(60)));
+    admin_view.unlock(alice.id).await.unwrap();
+    assert_eq!(admin_view.sign_in_lock(alice.id).await.unwrap(), None);
+    assert!(f.login("alice", PW).await.is_ok());
+    assert!(matches!(
+        admin_view.unlock(UserId::new()).await,
+        Err(UserError::NotFound)
+    ));
+    let alice_actor = f.actor("alice").await;
+    assert!(matches!(
+        f.users.as_admin(&alice_actor).map(drop),
+        Err(UserError::Forbidden)
+    ));
+}
+
+#[tokio::test]
+async fn registrations_are_limited_per_client_address() {
+    let policy = AuthPolicy {
+        registrations_per_ip_per_hour: std::num::NonZeroU32::new(2),
+        ..AuthPolicy::default()
+    };
+    let f = Fixture::in_memory_with(policy);
+    let register = |name: &'static str, ip: &'static str| {
+        let auth = &f.auth;
+        async move {
+            auth.register(form(name, &format!("{name}@example.com"), PW), &with_ip(ip))
+                .await
+        }
+    };
+    assert!(register("user1", "10.0.0.1").await.is_ok());
+    assert!(register("user2", "10.0.0.1").await.is_ok());
+    let r = register("user3", "10.0.0.1").await;
+    assert!(
+        matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after >= secs(60)),
+        "{r:?}"
+    );
+    assert!(register("user3", "10.0.0.2").await.is_ok(), "another client");
+    // IPv6 clients count by their /64.
+    assert!(register("user4", "2001:db8::1").await.is_ok());
+    assert!(register("user5", "2001:db8::2").await.is_ok());
+    let r = register("user6", "2001:db8::3").await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+    assert!(register("user6", "2001:db8:0:1::3").await.is_ok(), "another /64");
+}
+
+#[tokio::test]
+async fn sign_ins_are_limited_per_ipv6_64() {
+    let policy = AuthPolicy {
+        login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(2),
+        ..AuthPolicy::default()
+    };
+    let f = Fixture::in_memory_with(policy);
+    f.register("alice").await;
+    for ip in ["2001:db8::1", "2001:db8::2"] {
+        assert!(f.auth.login(creds("alice", PW), with_ip(ip)).await.is_ok());
+    }
+    let r = f.auth.login(creds("alice", PW), with_ip("2001:db8::ffff")).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+}
+
+#[tokio::test]
+async fn browser_sessions_end_when_idle_and_stay_while_used() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let login = f
+        .auth
+        .login_browser(creds("alice", PW), ClientInfo::default())
+        .await
+        .unwrap();
+    let cookie = login.session_token.expose_secret().to_owned();
+    // Used every 20 minutes for two hours: still signed in.
+    for _ in 0..6 {
+        f.clock.advance(secs(20 * 60));
+        assert!(f.auth.authenticate_browser(&cookie).await.is_ok());
+    }
+    f.clock.advance(secs(30 * 60));
+    assert!(matches!(
+        f.auth.authenticate_browser(&cookie).await,
+        Err(AuthError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn token_sessions_end_when_the_refresh_token_sits_idle() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let pair = f.login("alice", PW).await.unwrap();
+    f.clock.advance(secs(13 * 24 * 3600));
+    let pair = f.auth.refresh(&pair.refresh_token).await.unwrap();
+    f.clock.advance(secs(14 * 24 * 3600 + 1));
+    assert!(matches!(
+        f.auth.refresh(&pair.refresh_token).await,
+        Err(AuthError::Unauthenticated)
+    ));
 }
