@@ -99,20 +99,20 @@ fn authenticate(c: &mut Criterion) {
         let auth = AuthService::new(ports, AuthPolicy::default(), &key, vec![])
             .unwrap_or_else(|e| panic!("{e}"));
         let password = SecretString::from("correct horse battery staple");
-        auth.register(RegisterUser {
-            username: "alice".into(),
-            email: "alice@example.com".into(),
-            password: password.clone(),
-            display_name: None,
-        })
+        auth.register(
+            RegisterUser {
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                password: password.clone(),
+                display_name: None,
+            },
+            &ClientInfo::default(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         let tokens = auth
             .login(
-                Credentials {
-                    identifier: "alice".into(),
-                    password,
-                },
+                Credentials::new("alice", password),
                 ClientInfo::default(),
             )
             .await

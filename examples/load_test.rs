@@ -101,15 +101,23 @@ pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Rep
         .policy(policy)
         .build()?;
     let password = SecretString::from("correct horse battery staple");
-    services
-        .auth
-        .register(RegisterUser {
-            username: "loadtest".into(),
-            email: "loadtest@example.com".into(),
-            password: password.clone(),
-            display_name: None,
-        })
-        .await?;
+    // One account per client: every sign-in is a guess on its account's budget, and at most
+    // the lockout threshold of guesses on one account are in flight at once.
+    let clients = concurrency.max(1);
+    for i in 0..clients {
+        services
+            .auth
+            .create_user(
+                RegisterUser {
+                    username: format!("loadtest{i}"),
+                    email: format!("loadtest{i}@example.com"),
+                    password: password.clone(),
+                    display_name: None,
+                },
+                user_core::domain::Role::User,
+            )
+            .await?;
+    }
 
     let (signed_in, busy, failed) = (
         Arc::new(AtomicU64::new(0)),
@@ -133,8 +141,8 @@ pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Rep
 
     let start = Instant::now();
     let per_task = logins.div_ceil(concurrency.max(1));
-    let tasks: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
             let auth = Arc::clone(&services.auth);
             let password = password.clone();
             let (signed_in, busy, failed) = (
@@ -144,10 +152,7 @@ pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Rep
             );
             tokio::spawn(async move {
                 for _ in 0..per_task {
-                    let credentials = Credentials {
-                        identifier: "loadtest".into(),
-                        password: password.clone(),
-                    };
+                    let credentials = Credentials::new(format!("loadtest{i}"), password.clone());
                     match auth.login(credentials, ClientInfo::default()).await {
                         Ok(_) => signed_in.fetch_add(1, Ordering::Relaxed),
                         Err(AuthError::Overloaded) => busy.fetch_add(1, Ordering::Relaxed),

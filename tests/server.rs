@@ -348,12 +348,15 @@ async fn export_and_import_move_users_between_databases() {
     let app = server::open(&cfg_a).await.unwrap();
     app.services
         .auth
-        .register(user_core::auth::RegisterUser {
-            username: "alice".into(),
-            email: "alice@example.com".into(),
-            password: SecretString::from(PW),
-            display_name: Some("Alice".into()),
-        })
+        .register(
+            user_core::auth::RegisterUser {
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                password: SecretString::from(PW),
+                display_name: Some("Alice".into()),
+            },
+            &user_core::domain::ClientInfo::default(),
+        )
         .await
         .unwrap();
     app.db.close().await;

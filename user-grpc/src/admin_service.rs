@@ -142,4 +142,15 @@ impl AdminService for AdminApi {
         admin.delete(id).await.or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))
     }
+
+    async fn unlock_user(
+        &self,
+        request: Request<pb::AdminUserRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let id = convert::user_id("user_id", &request.get_ref().user_id).or_status()?;
+        admin.unlock(id).await.or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
 }

@@ -8,7 +8,7 @@ use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 use tonic::{Request, Status};
 use user_core::auth::AuthService;
-use user_core::domain::{Actor, ClientInfo};
+use user_core::domain::{Actor, ClientInfo, TrustedProxies};
 use user_core::error::AuthError;
 
 use crate::status::ToStatus;
@@ -38,13 +38,24 @@ pub async fn authenticate<T>(auth: &AuthService, request: &Request<T>) -> Result
     auth.authenticate(token).await.map_err(ToStatus::to_status)
 }
 
-/// The client's user agent and address, recorded with a new session.
-pub(crate) fn client_info<T>(request: &Request<T>) -> ClientInfo {
-    let agent = request
-        .metadata()
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok());
-    let ip = request.remote_addr().map(|a| a.ip().to_string());
+/// The client's user agent and address, recorded with a new session; rate limits count on
+/// the address. It is the TCP peer's, or, when the peer is one of `proxies`, the one its
+/// `forwarded` / `x-forwarded-for` metadata give.
+pub(crate) fn client_info<T>(request: &Request<T>, proxies: &TrustedProxies) -> ClientInfo {
+    let metadata = request.metadata();
+    let agent = metadata.get("user-agent").and_then(|v| v.to_str().ok());
+    let values = |name: &str| {
+        metadata
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+    };
+    let ip = request.remote_addr().map(|a| {
+        proxies
+            .client_addr(a.ip(), values("forwarded"), values("x-forwarded-for"))
+            .to_string()
+    });
     ClientInfo::new(agent, ip.as_deref())
 }
 

@@ -89,6 +89,9 @@ pub struct GrpcConfig {
     pub concurrency_limit_per_connection: usize,
     /// Most users the legacy `ListAllUsers` returns (default 1000).
     pub list_all_users_cap: u32,
+    /// Reverse proxies whose `forwarded` / `x-forwarded-for` metadata give the client address
+    /// (default: none, the TCP peer is the client).
+    pub trusted_proxies: user_core::domain::TrustedProxies,
 }
 
 impl Default for GrpcConfig {
@@ -98,6 +101,7 @@ impl Default for GrpcConfig {
             request_timeout: Duration::from_secs(30),
             concurrency_limit_per_connection: 64,
             list_all_users_cap: 1000,
+            trusted_proxies: user_core::domain::TrustedProxies::none(),
         }
     }
 }
@@ -117,6 +121,7 @@ pub async fn routes(
     let user = UserServiceServer::new(user_service::UserApi {
         state: state.clone(),
         list_all_cap: config.list_all_users_cap,
+        trusted_proxies: config.trusted_proxies.clone(),
     })
     .max_decoding_message_size(config.max_message_size);
     let admin = AdminServiceServer::new(admin_service::AdminApi { state })

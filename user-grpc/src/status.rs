@@ -78,6 +78,7 @@ impl ToStatus for UserError {
             Self::InvalidCredentials => Status::unauthenticated(self.to_string()),
             Self::Forbidden => Status::permission_denied(self.to_string()),
             Self::NotFound => Status::not_found(self.to_string()),
+            Self::Throttled { retry_after } => throttled(retry_after),
             Self::Conflict(field) => conflict(field),
             Self::LastAdmin => Status::failed_precondition(self.to_string()),
             Self::Overloaded => overloaded(),

@@ -18,6 +18,7 @@ use crate::status::{OrStatus, ToStatus};
 pub(crate) struct UserApi {
     pub(crate) state: GrpcState,
     pub(crate) list_all_cap: u32,
+    pub(crate) trusted_proxies: user_core::domain::TrustedProxies,
 }
 
 fn login_response(t: TokenPair) -> pb::LoginUserResponse {
@@ -27,6 +28,10 @@ fn login_response(t: TokenPair) -> pb::LoginUserResponse {
         expires_in: i64::try_from(t.expires_in.as_secs()).unwrap_or(i64::MAX),
         token_type: "Bearer".to_owned(),
         user: Some(t.user.into()),
+        device_token: t
+            .device_token
+            .map(|d| d.expose_secret().to_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -59,6 +64,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::RegisterUserRequest>,
     ) -> Result<Response<pb::UserResponse>, Status> {
+        let client = client_info(&request, &self.trusted_proxies);
         let r = request.into_inner();
         let form = RegisterUser {
             username: r.username,
@@ -66,7 +72,7 @@ impl UserService for UserApi {
             password: SecretString::from(r.password),
             display_name: non_empty(r.display_name),
         };
-        let user = self.state.auth.register(form).await.or_status()?;
+        let user = self.state.auth.register(form, &client).await.or_status()?;
         Ok(Response::new(user.into()))
     }
 
@@ -74,7 +80,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::LoginUserRequest>,
     ) -> Result<Response<pb::LoginUserResponse>, Status> {
-        let client = client_info(&request);
+        let client = client_info(&request, &self.trusted_proxies);
         let r = request.into_inner();
         let mut errors = ValidationErrors::new();
         if r.email.trim().is_empty() && r.username.trim().is_empty() {
@@ -87,10 +93,8 @@ impl UserService for UserApi {
         required("password", &r.password, &mut errors);
         errors.into_result().or_status()?;
         let identifier = non_empty(r.email).unwrap_or(r.username);
-        let credentials = Credentials {
-            identifier,
-            password: SecretString::from(r.password),
-        };
+        let credentials = Credentials::new(identifier, SecretString::from(r.password))
+            .with_device_token(non_empty(r.device_token).map(SecretString::from));
         let tokens = self
             .state
             .auth

@@ -117,6 +117,18 @@ impl From<ValidationErrors> for ApiError {
     }
 }
 
+fn throttled(retry_after: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttled",
+        format!(
+            "too many attempts, try again in {}",
+            user_core::error::wait_in_minutes(retry_after)
+        ),
+    )
+    .with_retry_after(retry_after.as_secs())
+}
+
 fn conflict(field: UniqueField) -> ApiError {
     let message = format!("{field} is already taken");
     let mut e = ApiError::new(StatusCode::CONFLICT, "conflict", message.clone());
@@ -140,15 +152,7 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
-            AuthError::Throttled { retry_after } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                format!(
-                    "too many failed attempts, try again in {}",
-                    user_core::error::wait_in_minutes(retry_after)
-                ),
-            )
-            .with_retry_after(retry_after.as_secs()),
+            AuthError::Throttled { retry_after } => throttled(retry_after),
             AuthError::Conflict(field) => conflict(field),
             AuthError::Overloaded => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
@@ -182,6 +186,7 @@ impl From<UserError> for ApiError {
             ),
             UserError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
             UserError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            UserError::Throttled { retry_after } => throttled(retry_after),
             UserError::Conflict(field) => conflict(field),
             UserError::LastAdmin => Self::new(StatusCode::CONFLICT, "last_admin", e.to_string()),
             UserError::Overloaded => {

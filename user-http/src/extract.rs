@@ -73,6 +73,13 @@ pub(crate) fn payload_too_large() -> ApiError {
 /// The signed-in caller: from `Authorization: Bearer <access token>`, or else from the
 /// session cookie of the web pages. Rejects with 401.
 ///
+/// A cookie rides along with requests that other sites make the browser send, so on a
+/// state-changing method (anything but `GET`, `HEAD`, `OPTIONS`, `TRACE`) a cookie-signed-in
+/// caller is accepted only from the same origin: the browser's `Sec-Fetch-Site` must say
+/// `same-origin` (or `none`: typed by the user), or, from a browser too old to send it, the
+/// `Origin` must match `Host`. Anything else gets 403. Bearer tokens are never sent by a
+/// browser on its own and need no such check.
+///
 /// Use it on a host application's own routes:
 ///
 /// ```no_run
@@ -106,6 +113,11 @@ where
         }
         let jar = CookieJar::from_headers(&parts.headers);
         match jar.get(state.config.session_cookie_name()) {
+            Some(_) if !parts.method.is_safe() && !same_origin(parts) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "this request came from another site and was refused",
+            )),
             Some(cookie) => state
                 .auth
                 .authenticate_browser(cookie.value())
@@ -114,6 +126,20 @@ where
                 .map_err(ApiError::from),
             None => Err(ApiError::unauthenticated()),
         }
+    }
+}
+
+/// Whether the browser says the request comes from our own pages (see [`CurrentUser`]).
+fn same_origin(parts: &Parts) -> bool {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    match header("sec-fetch-site") {
+        Some(site) => matches!(site, "same-origin" | "none"),
+        None => match (header("origin"), header("host")) {
+            (Some(origin), Some(host)) => origin
+                .split_once("://")
+                .is_some_and(|(_, origin_host)| origin_host.eq_ignore_ascii_case(host)),
+            _ => false,
+        },
     }
 }
 
@@ -167,22 +193,44 @@ impl FromRequestParts<AppState> for BearerUser {
     }
 }
 
-/// The client's user agent and address, recorded with a new session.
+/// The client's user agent and address, recorded with a new session; rate limits count on
+/// the address. It is the TCP peer's, or, when the peer is a trusted proxy
+/// ([`crate::HttpConfig::trusted_proxies`]), the one its `Forwarded` / `X-Forwarded-For`
+/// headers give.
 #[derive(Debug, Clone)]
 pub(crate) struct Client(pub(crate) user_core::domain::ClientInfo);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl<S> FromRequestParts<S> for Client
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
         let agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
+        let values = |name: &str| {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+        };
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            .map(|c| {
+                state
+                    .config
+                    .trusted_proxies
+                    .client_addr(c.0.ip(), values("forwarded"), values("x-forwarded-for"))
+                    .to_string()
+            });
         Ok(Self(user_core::domain::ClientInfo::new(
             agent,
             ip.as_deref(),

@@ -50,6 +50,7 @@ use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use user_core::auth::AuthService;
+use user_core::domain::TrustedProxies;
 use user_core::users::UserService;
 
 pub use error::{ApiError, ErrorBody, FieldError};
@@ -68,6 +69,9 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Requests running longer get 408 (default 30 s).
     pub request_timeout: Duration,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers give the client address
+    /// (default: none, the TCP peer is the client). See [`TrustedProxies`].
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +80,7 @@ impl Default for HttpConfig {
             secure_cookies: false,
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            trusted_proxies: TrustedProxies::none(),
         }
     }
 }
@@ -94,6 +99,14 @@ impl HttpConfig {
             "__Host-csrf"
         } else {
             "csrf"
+        }
+    }
+
+    pub(crate) fn device_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-device"
+        } else {
+            "device"
         }
     }
 }
@@ -159,8 +172,22 @@ impl AppState {
 }
 
 /// Security headers on every response: a strict Content-Security-Policy (no scripts at all),
-/// no framing, no MIME sniffing, no referrer across origins.
-fn security_headers(router: Router) -> Router {
+/// no framing, no MIME sniffing, no referrer across origins, `Cache-Control: no-store` unless
+/// the handler allows caching (tokens and personal data never sit in a cache), and HSTS when
+/// cookies are `Secure` (that is, behind HTTPS).
+fn security_headers(router: Router, config: &HttpConfig) -> Router {
+    let router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ));
+    let router = if config.secure_cookies {
+        router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ))
+    } else {
+        router
+    };
     let headers: [(HeaderName, &'static str); 5] = [
         (
             header::CONTENT_SECURITY_POLICY,
@@ -197,7 +224,7 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ));
-    security_headers(app)
+    security_headers(app, &config)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests

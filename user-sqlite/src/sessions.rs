@@ -2,7 +2,8 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 use user_core::domain::{
-    LoginFailures, NewSession, Rotation, Session, SessionId, ThrottleKey, TokenHash, UserId,
+    DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId, ThrottleKey, TokenHash,
+    UserId,
 };
 use user_core::error::RepoError;
 use user_core::ports::SessionStore;
@@ -90,6 +91,7 @@ impl SessionStore for SqliteSessionStore {
         presented: &TokenHash,
         replacement: &TokenHash,
         now: OffsetDateTime,
+        idle_since: OffsetDateTime,
     ) -> Result<Rotation, RepoError> {
         // IMMEDIATE takes the write lock first, so concurrent rotations run one after the other
         // and the second sees the token spent.
@@ -127,12 +129,14 @@ impl SessionStore for SqliteSessionStore {
 
         let q = concat!(
             "UPDATE sessions SET last_used_at = ?1 \
-             WHERE id = ?2 AND revoked_at IS NULL AND expires_at > ?1 RETURNING ",
+             WHERE id = ?2 AND revoked_at IS NULL AND expires_at > ?1 AND last_used_at >= ?3 \
+             RETURNING ",
             session_columns!()
         );
         let touched = sqlx::query_as::<_, SessionRow>(q)
             .bind(to_db(now))
             .bind(&session_id)
+            .bind(to_db(idle_since))
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_db_err)?;
@@ -153,6 +157,19 @@ impl SessionStore for SqliteSessionStore {
             .map_err(map_db_err)?;
         tx.commit().await.map_err(map_db_err)?;
         Ok(Rotation::Rotated(row.try_into()?))
+    }
+
+    async fn touch(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
+        let done = sqlx::query("UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE id = ?")
+            .bind(to_db(now))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
     }
 
     async fn revoke(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
@@ -231,28 +248,6 @@ impl SessionStore for SqliteSessionStore {
             .map_err(map_db_err)
     }
 
-    async fn record_login_failure(
-        &self,
-        key: &ThrottleKey,
-        now: OffsetDateTime,
-        forget_before: OffsetDateTime,
-    ) -> Result<LoginFailures, RepoError> {
-        let (count, last): (i64, i64) = sqlx::query_as(
-            "INSERT INTO login_failures (key, count, last_failed_at) VALUES (?1, 1, ?2) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN last_failed_at < ?3 THEN 1 ELSE count + 1 END, \
-               last_failed_at = ?2 \
-             RETURNING count, last_failed_at",
-        )
-        .bind(key.as_bytes().as_slice())
-        .bind(to_db(now))
-        .bind(to_db(forget_before))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_db_err)?;
-        failures(count, last)
-    }
-
     async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError> {
         let row: Option<(i64, i64)> =
             sqlx::query_as("SELECT count, last_failed_at FROM login_failures WHERE key = ?")
@@ -263,12 +258,101 @@ impl SessionStore for SqliteSessionStore {
         row.map(|(count, last)| failures(count, last)).transpose()
     }
 
+    async fn swap_login_failures(
+        &self,
+        key: &ThrottleKey,
+        expected: Option<LoginFailures>,
+        next: &LoginFailures,
+    ) -> Result<bool, RepoError> {
+        let count = i64::from(next.count);
+        let done = match expected {
+            None => sqlx::query(
+                "INSERT INTO login_failures (key, count, last_failed_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key.as_bytes().as_slice())
+            .bind(count)
+            .bind(to_db(next.last_failed_at)),
+            Some(old) => sqlx::query(
+                "UPDATE login_failures SET count = ?1, last_failed_at = ?2 \
+                 WHERE key = ?3 AND count = ?4 AND last_failed_at = ?5",
+            )
+            .bind(count)
+            .bind(to_db(next.last_failed_at))
+            .bind(key.as_bytes().as_slice())
+            .bind(i64::from(old.count))
+            .bind(to_db(old.last_failed_at)),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(map_db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError> {
         sqlx::query("DELETE FROM login_failures WHERE key = ?")
             .bind(key.as_bytes().as_slice())
             .execute(&self.pool)
             .await
             .map(drop)
+            .map_err(map_db_err)
+    }
+
+    async fn purge_login_failures(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        sqlx::query("DELETE FROM login_failures WHERE last_failed_at < ?")
+            .bind(to_db(before))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(map_db_err)
+    }
+
+    async fn create_device(
+        &self,
+        hash: &TokenHash,
+        device: &DeviceToken,
+    ) -> Result<(), RepoError> {
+        let done = sqlx::query(
+            "INSERT INTO devices (hash, user_id, created_at, expires_at) \
+             SELECT ?, id, ?, ? FROM users WHERE id = ?",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .bind(to_db(device.created_at))
+        .bind(to_db(device.expires_at))
+        .bind(device.user_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, created_at, expires_at FROM devices WHERE hash = ?",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_db_err)?;
+        let (user_id, created_at, expires_at) = row.ok_or(RepoError::NotFound)?;
+        Ok(DeviceToken {
+            user_id: user_id
+                .parse()
+                .map_err(|e| RepoError::unavailable(format!("corrupt devices row: {e}")))?,
+            created_at: from_db("devices", created_at)?,
+            expires_at: from_db("devices", expires_at)?,
+        })
+    }
+
+    async fn purge_devices(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        sqlx::query("DELETE FROM devices WHERE expires_at < ?")
+            .bind(to_db(before))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
             .map_err(map_db_err)
     }
 }

@@ -3,6 +3,7 @@
 
 mod email;
 mod password;
+mod proxies;
 mod query;
 mod session;
 mod user;
@@ -10,6 +11,7 @@ mod username;
 
 pub use email::Email;
 pub use password::{Password, PasswordHash, PasswordPolicy};
+pub use proxies::TrustedProxies;
 pub use query::{UserPage, UserQuery};
 pub use session::{
     Actor, ClientInfo, DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId, SessionKind,

@@ -185,6 +185,24 @@ pub(crate) async fn set_status(
     ))
 }
 
+/// Lift the lock that failed sign-ins put on a user's account, and forget the count.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Unlocked (or was not locked)"),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+pub(crate) async fn unlock(
+    State(state): State<AppState>,
+    BearerUser(actor): BearerUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let admin = state.users.as_admin(&actor)?;
+    admin.unlock(user_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Delete a user and all their sessions.
 #[utoipa::path(delete, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id")),

@@ -17,24 +17,31 @@ use crate::extract::{ApiJson, BearerUser, Client};
         (status = 201, description = "Registered", body = UserBody),
         (status = 409, description = "Username or email taken", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this client; see Retry-After", body = ErrorBody),
     ))]
 pub(crate) async fn register(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<UserBody>), ApiError> {
     let user = state
         .auth
-        .register(RegisterUser {
-            username: body.username,
-            email: body.email,
-            password: body.password,
-            display_name: body.display_name,
-        })
+        .register(
+            RegisterUser {
+                username: body.username,
+                email: body.email,
+                password: body.password,
+                display_name: body.display_name,
+            },
+            &client,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-/// Sign in with a username or email and a password.
+/// Sign in with a username or email and a password. Send back the `device_token` of an
+/// earlier sign-in: with it, failed guesses by others (who lock the account for unknown
+/// clients) do not lock this client out.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginBody,
     responses(
@@ -48,10 +55,8 @@ pub(crate) async fn login(
     Client(client): Client,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokensBody>, ApiError> {
-    let credentials = Credentials {
-        identifier: body.identifier,
-        password: body.password,
-    };
+    let credentials =
+        Credentials::new(body.identifier, body.password).with_device_token(body.device_token);
     Ok(Json(state.auth.login(credentials, client).await?.into()))
 }
 

@@ -30,7 +30,7 @@ use crate::error::{ApiError, ErrorBody, FieldError};
         me::get_me, me::update_me, me::change_password, me::delete_me, me::sessions,
         me::revoke_session,
         admin::list, admin::get, admin::update, admin::set_role, admin::set_status,
-        admin::delete,
+        admin::delete, admin::unlock,
         jwks, healthz, readyz,
     ),
     components(schemas(ErrorBody, FieldError)),
@@ -128,6 +128,7 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
         )
         .route("/admin/users/{id}/role", put(admin::set_role))
         .route("/admin/users/{id}/status", put(admin::set_status))
+        .route("/admin/users/{id}/unlock", post(admin::unlock))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(crate::pages::api_docs))
         .fallback(not_found)

@@ -131,6 +131,10 @@ pub struct LoginBody {
     /// Password.
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    /// The `device_token` of an earlier sign-in by this client, if it kept one.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub device_token: Option<SecretString>,
 }
 
 /// A refresh token to exchange.
@@ -153,6 +157,10 @@ pub struct TokensBody {
     pub expires_in: u64,
     /// Single-use token for `POST /api/v1/auth/refresh`.
     pub refresh_token: String,
+    /// After a sign-in: this client's device token for the account; keep it and send it with
+    /// the next sign-in. Absent after a refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
     /// The signed-in user.
     pub user: UserBody,
 }
@@ -165,6 +173,7 @@ impl From<TokenPair> for TokensBody {
             token_type: "Bearer",
             expires_in: t.expires_in.as_secs(),
             refresh_token: t.refresh_token.expose_secret().to_owned(),
+            device_token: t.device_token.map(|d| d.expose_secret().to_owned()),
             user: t.user.into(),
         }
     }

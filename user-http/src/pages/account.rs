@@ -61,10 +61,8 @@ impl Posted for LoginForm {
 
 pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormRejection>) -> Response {
     let form = page_try!(web.accept(form));
-    let credentials = Credentials {
-        identifier: form.identifier.clone(),
-        password: SecretString::from(form.password),
-    };
+    let credentials = Credentials::new(form.identifier.clone(), SecretString::from(form.password))
+        .with_device_token(web.device_token.clone().map(SecretString::from));
     let (status, error) = match web
         .state
         .auth
@@ -76,11 +74,7 @@ pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormReject
             if let Some(me) = web.me.take() {
                 let _ = web.state.auth.logout(&me.actor).await;
             }
-            use secrecy::ExposeSecret as _;
-            web.set_session(
-                login.session_token.expose_secret().to_owned(),
-                login.expires_at,
-            );
+            web.signed_in(&login);
             let next = local_path(&form.next)
                 .filter(|n| !n.starts_with("/login"))
                 .unwrap_or("/profile")
@@ -162,12 +156,10 @@ pub(crate) async fn register(
         password: SecretString::from(form.password.clone()),
         display_name: Some(form.display_name.clone()),
     };
-    let errors = match web.state.auth.register(registration).await {
+    let errors = match web.state.auth.register(registration, &web.client).await {
         Ok(_) => {
-            let credentials = Credentials {
-                identifier: form.username.clone(),
-                password: SecretString::from(form.password),
-            };
+            let credentials =
+                Credentials::new(form.username.clone(), SecretString::from(form.password));
             return match web
                 .state
                 .auth
@@ -175,11 +167,7 @@ pub(crate) async fn register(
                 .await
             {
                 Ok(login) => {
-                    use secrecy::ExposeSecret as _;
-                    web.set_session(
-                        login.session_token.expose_secret().to_owned(),
-                        login.expires_at,
-                    );
+                    web.signed_in(&login);
                     web.redirect("/profile", Some(Flash::Welcome))
                 }
                 Err(_) => web.redirect("/login", None),
@@ -188,6 +176,16 @@ pub(crate) async fn register(
         Err(AuthError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
         Err(AuthError::Conflict(field)) => (StatusCode::CONFLICT, taken(field)),
         Err(AuthError::Overloaded) => return web.error(StatusCode::SERVICE_UNAVAILABLE),
+        Err(AuthError::Throttled { retry_after }) => {
+            let wait = user_core::error::wait_in_minutes(retry_after);
+            let page = context! {
+                form => v(&form),
+                error => format!("Too many new accounts from your network. Try again in {wait}."),
+                min_password => min_password(&web),
+                title => "Create account",
+            };
+            return web.render(StatusCode::TOO_MANY_REQUESTS, "register.html", page);
+        }
         Err(e) => {
             log_server_error(&e);
             return web.error(StatusCode::INTERNAL_SERVER_ERROR);

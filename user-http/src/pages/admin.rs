@@ -71,15 +71,39 @@ async fn load(web: &Web, actor: &Actor, id: &str) -> Result<User, UserError> {
 
 pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Response {
     let actor = page_try!(admin(&web));
-    match load(&web, &actor, &id).await {
-        Ok(user) => {
+    let loaded = async {
+        let user = load(&web, &actor, &id).await?;
+        let lock = web.state.users.as_admin(&actor)?.sign_in_lock(user.id).await?;
+        Ok::<_, UserError>((user, lock))
+    }
+    .await;
+    match loaded {
+        Ok((user, lock)) => {
             let title = user.username.to_string();
+            let locked_for = lock.map(user_core::error::wait_in_minutes);
             web.render(
                 StatusCode::OK,
                 "admin_user.html",
-                context! { user => v(&UserView::from(&user)), title => title },
+                context! { user => v(&UserView::from(&user)), locked_for => locked_for, title => title },
             )
         }
+        Err(e) => web.user_error(e),
+    }
+}
+
+pub(crate) async fn unlock(
+    web: Web,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let actor = page_try!(admin(&web));
+    page_try!(web.accept(form));
+    let Ok(user_id) = id.parse::<UserId>() else {
+        return web.error(StatusCode::NOT_FOUND);
+    };
+    let result = async { web.state.users.as_admin(&actor)?.unlock(user_id).await }.await;
+    match result {
+        Ok(()) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::Unlocked)),
         Err(e) => web.user_error(e),
     }
 }

@@ -25,6 +25,8 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use user_core::domain::{Actor, User};
 
+use std::sync::Arc;
+
 use crate::AppState;
 use crate::extract::Client;
 
@@ -59,6 +61,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/admin/users/{id}/role", post(admin::set_role))
         .route("/admin/users/{id}/status", post(admin::set_status))
+        .route("/admin/users/{id}/unlock", post(admin::unlock))
         .route(
             "/admin/users/{id}/delete",
             get(admin::confirm_delete).post(admin::delete),
@@ -94,10 +97,11 @@ pub(crate) enum Flash {
     StatusChanged,
     UserSaved,
     UserDeleted,
+    Unlocked,
 }
 
 impl Flash {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Welcome,
         Self::SignedOut,
         Self::ProfileSaved,
@@ -107,6 +111,7 @@ impl Flash {
         Self::StatusChanged,
         Self::UserSaved,
         Self::UserDeleted,
+        Self::Unlocked,
     ];
 
     fn code(self) -> &'static str {
@@ -120,6 +125,7 @@ impl Flash {
             Self::StatusChanged => "status-changed",
             Self::UserSaved => "user-saved",
             Self::UserDeleted => "user-deleted",
+            Self::Unlocked => "unlocked",
         }
     }
 
@@ -136,6 +142,7 @@ impl Flash {
             Self::StatusChanged => "The status was changed.",
             Self::UserSaved => "The profile was saved.",
             Self::UserDeleted => "The user was deleted.",
+            Self::Unlocked => "Sign-in was unlocked.",
         }
     }
 }
@@ -153,13 +160,34 @@ pub(crate) struct Web {
     pub(crate) state: AppState,
     jar: CookieJar,
     pub(crate) me: Option<Me>,
+    /// The CSRF token forms must carry: bound to the session (see [`csrf_token`]).
     csrf: String,
+    /// The device token cookie, if the browser has one.
+    pub(crate) device_token: Option<String>,
     flash: Option<&'static str>,
     /// The prefix the router is nested under, e.g. `/auth`, or empty.
     pub(crate) base: String,
     /// Path and query as requested, for `next` after sign-in.
     here: String,
     pub(crate) client: user_core::domain::ClientInfo,
+}
+
+/// The CSRF token of a browser: HMAC-SHA256 keyed with the secret it is bound to, the
+/// session cookie when signed in, else the anonymous `csrf` cookie. Both are random,
+/// `HttpOnly` and never leave the browser but to us, so a page of another site can neither
+/// read nor compute the token; a token made up by a client, or taken from another session,
+/// does not match. Both secrets change at sign-in and sign-out, and so does the token. No
+/// server key is needed, so every instance of the service agrees.
+fn csrf_token(bound_to: &str) -> String {
+    use hmac::Mac as _;
+    match hmac::Hmac::<sha2::Sha256>::new_from_slice(bound_to.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(b"user-management csrf v1");
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        }
+        // HMAC takes keys of any length; an empty token refuses every form (fail closed).
+        Err(_) => String::new(),
+    }
 }
 
 /// 256 random bits for a CSRF token, or `None` if the OS random source fails (then every
@@ -205,33 +233,44 @@ impl FromRequestParts<AppState> for Web {
                 .map(Flash::message)
         });
         if jar.get("flash").is_some() {
-            jar = jar.remove(Cookie::build("flash").path("/"));
+            jar = jar.remove(removal(config, "flash"));
         }
 
-        let csrf_name = config.csrf_cookie_name();
-        let csrf = match jar.get(csrf_name).map(|c| c.value().to_owned()) {
-            Some(token) if token.len() == 43 => token,
-            _ => match random_token() {
-                Some(token) => {
-                    let cookie = secure_cookie(config, csrf_name, token.clone(), SameSite::Strict);
-                    jar = jar.add(cookie);
-                    token
-                }
-                None => String::new(),
-            },
-        };
-
         let mut me = None;
+        let mut session = None;
         let session_name = config.session_cookie_name();
         if let Some(cookie) = jar.get(session_name).map(|c| c.value().to_owned()) {
             match state.auth.authenticate_browser(&cookie).await {
                 Ok(actor) => match state.users.get(&actor, actor.user_id).await {
-                    Ok(user) => me = Some(Me { actor, user }),
+                    Ok(user) => {
+                        me = Some(Me { actor, user });
+                        session = Some(cookie);
+                    }
                     Err(e) => tracing::warn!(error = %e, "signed-in user could not be read"),
                 },
-                Err(_) => jar = jar.remove(Cookie::build(session_name).path("/")),
+                Err(_) => jar = jar.remove(removal(config, session_name)),
             }
         }
+
+        let anonymous = jar
+            .get(config.csrf_cookie_name())
+            .map(|c| c.value().to_owned())
+            .filter(|token| token.len() == 43);
+        let csrf = match (session, anonymous) {
+            (Some(session), _) => csrf_token(&session),
+            (None, Some(anonymous)) => csrf_token(&anonymous),
+            (None, None) => match random_token() {
+                Some(anonymous) => {
+                    jar = jar.add(anonymous_cookie(config, anonymous.clone()));
+                    csrf_token(&anonymous)
+                }
+                None => String::new(),
+            },
+        };
+        let device_token = jar
+            .get(config.device_cookie_name())
+            .map(|c| c.value().to_owned())
+            .filter(|t| t.len() <= 64);
 
         let Ok(Client(client)) = Client::from_request_parts(parts, state).await;
         Ok(Self {
@@ -239,12 +278,28 @@ impl FromRequestParts<AppState> for Web {
             jar,
             me,
             csrf,
+            device_token,
             flash,
             base,
             here,
             client,
         })
     }
+}
+
+/// The anonymous cookie that binds the CSRF token of a signed-out browser.
+fn anonymous_cookie(config: &crate::HttpConfig, value: String) -> Cookie<'static> {
+    secure_cookie(config, config.csrf_cookie_name(), value, SameSite::Strict)
+}
+
+/// The removal of one of our cookies: same name, path and `Secure` as when it was set
+/// (browsers ignore the removal of a `__Host-` cookie without `Secure`).
+pub(crate) fn removal(config: &crate::HttpConfig, name: &'static str) -> Cookie<'static> {
+    Cookie::build(name)
+        .path("/")
+        .secure(config.secure_cookies)
+        .http_only(true)
+        .build()
 }
 
 /// A cookie with our defaults: HttpOnly, Path=/, and Secure when configured.
@@ -411,18 +466,37 @@ impl Web {
         (jar, Redirect::to(&format!("{}{to}", self.base))).into_response()
     }
 
-    /// Sets the session cookie (after sign-in).
-    pub(crate) fn set_session(&mut self, token: String, expires: time::OffsetDateTime) {
-        let config = &self.state.config;
-        let mut cookie = secure_cookie(config, config.session_cookie_name(), token, SameSite::Lax);
-        cookie.set_expires(expires);
-        self.jar = self.jar.clone().add(cookie);
+    /// Sets the session cookie and the device cookie after a sign-in, and a new anonymous
+    /// CSRF secret for when the session ends.
+    pub(crate) fn signed_in(&mut self, login: &user_core::auth::BrowserLogin) {
+        use secrecy::ExposeSecret as _;
+        let config = Arc::clone(&self.state.config);
+        let token = login.session_token.expose_secret().to_owned();
+        let mut cookie = secure_cookie(&config, config.session_cookie_name(), token, SameSite::Lax);
+        cookie.set_expires(login.expires_at);
+        let device = login.device_token.expose_secret().to_owned();
+        let mut device = secure_cookie(&config, config.device_cookie_name(), device, SameSite::Strict);
+        let ttl = self.state.auth.policy().device_token_ttl;
+        device.set_max_age(time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX));
+        self.jar = self.jar.clone().add(cookie).add(device);
+        self.renew_anonymous_secret();
     }
 
-    /// Clears the session cookie (after sign-out).
+    /// Clears the session cookie (after sign-out), with a new anonymous CSRF secret.
     pub(crate) fn clear_session(&mut self) {
-        let name = self.state.config.session_cookie_name();
-        self.jar = self.jar.clone().remove(Cookie::build(name).path("/"));
+        let config = Arc::clone(&self.state.config);
+        self.jar = self
+            .jar
+            .clone()
+            .remove(removal(&config, config.session_cookie_name()));
+        self.renew_anonymous_secret();
+    }
+
+    fn renew_anonymous_secret(&mut self) {
+        if let Some(anonymous) = random_token() {
+            let cookie = anonymous_cookie(&self.state.config, anonymous);
+            self.jar = self.jar.clone().add(cookie);
+        }
     }
 
     /// The page for a core error that is not about a form field.
@@ -431,6 +505,13 @@ impl Web {
         match e {
             UserError::Forbidden => self.error(StatusCode::FORBIDDEN),
             UserError::NotFound => self.error(StatusCode::NOT_FOUND),
+            UserError::Throttled { retry_after } => {
+                let wait = user_core::error::wait_in_minutes(retry_after);
+                let message = format!(
+                    "Too many wrong passwords for this account. Try again in {wait}."
+                );
+                self.render_error(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &message)
+            }
             UserError::Overloaded | UserError::Unavailable(_) => {
                 log_server_error(&e);
                 self.error(StatusCode::SERVICE_UNAVAILABLE)

@@ -104,13 +104,16 @@ impl Agent {
         self.send(Method::POST, path, Some(form)).await
     }
 
-    /// The CSRF token the server gave this client.
+    /// The CSRF token of this client's forms, as the pages put it in every form: bound to the
+    /// session cookie when signed in, else to the anonymous `csrf` cookie.
     pub(crate) fn csrf(&self) -> String {
-        self.cookies
-            .iter()
-            .find(|(k, _)| k.ends_with("csrf"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
+        let bound_to = self.session().or_else(|| {
+            self.cookies
+                .iter()
+                .find(|(k, _)| k.ends_with("csrf"))
+                .map(|(_, v)| v.clone())
+        });
+        bound_to.map(|secret| csrf_of(&secret)).unwrap_or_default()
     }
 
     /// The session cookie's value, if signed in.
@@ -125,4 +128,13 @@ impl Agent {
 /// The `Location` of a redirect.
 pub(crate) fn location(reply: &Reply) -> String {
     reply.headers[header::LOCATION].to_str().unwrap().to_owned()
+}
+
+/// The CSRF token bound to `secret` (HMAC-SHA256, base64url), as the pages compute it.
+pub(crate) fn csrf_of(secret: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(b"user-management csrf v1");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }

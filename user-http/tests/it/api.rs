@@ -540,10 +540,7 @@ async fn the_api_takes_bearer_tokens_only() {
         .state
         .auth
         .login_browser(
-            user_core::auth::Credentials {
-                identifier: "alice".into(),
-                password: secrecy::SecretString::from(PW),
-            },
+            user_core::auth::Credentials::new("alice", secrecy::SecretString::from(PW)),
             user_core::domain::ClientInfo::default(),
         )
         .await

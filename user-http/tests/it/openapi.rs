@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/admin/users/{id}"),
     ("put", "/api/v1/admin/users/{id}/role"),
     ("put", "/api/v1/admin/users/{id}/status"),
+    ("post", "/api/v1/admin/users/{id}/unlock"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),
