@@ -1,6 +1,7 @@
 //! The server example, in-process: both protocols on port 0 over a fresh data folder, the
 //! signing key kept across restarts, metrics, the legacy import with real bcrypt hashes and an
-//! imported user signing in over gRPC, export/import, create-admin, and the README's commands.
+//! imported user signing in over gRPC, export/import, create-admin, the README's commands,
+//! metrics that made-up paths cannot grow, and owner-only data files.
 
 // Test helpers panic on failure, by design; the example's `main` is not called here.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
@@ -431,6 +432,199 @@ async fn create_admin_refuses_weak_passwords_and_duplicates() {
     )
     .await;
     assert!(format!("{:#}", again.unwrap_err()).contains("already exists"));
+}
+
+/// Calls any gRPC path with any message, ignoring the answer's content.
+async fn grpc_call<M: prost::Message + Send + Sync + 'static>(
+    channel: &tonic::transport::Channel,
+    path: &str,
+    message: M,
+) -> Result<(), tonic::Status> {
+    let mut client = tonic::client::Grpc::new(channel.clone());
+    client.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::try_from(path).unwrap();
+    let codec = tonic_prost::ProstCodec::<M, ()>::default();
+    client
+        .unary(tonic::Request::new(message), path, codec)
+        .await
+        .map(drop)
+}
+
+/// `grpc.reflection.v1.ServerReflectionRequest` with its `list_services` field only.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ListServices {
+    #[prost(string, optional, tag = "7")]
+    list_services: Option<String>,
+}
+
+/// The series of a Prometheus text page: each sample line without its value.
+fn series(page: &str) -> Vec<&str> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.rsplit_once(' ').map_or(l, |(s, _)| s))
+        .collect()
+}
+
+/// The value of the sample line `series`, or 0.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+// The recorder is process-wide and the other tests run beside this one, so it checks the
+// series it can cause, not the whole page's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_grpc_paths_and_http_requests_do_not_grow_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // The methods we serve are labelled by name, health and reflection included.
+    grpc_call(&channel, "/grpc.health.v1.Health/Check", ())
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel.clone());
+    client.ready().await.unwrap();
+    let request = ListServices {
+        list_services: Some(String::new()),
+    };
+    let mut answers = client
+        .streaming(
+            tonic::Request::new(tonic::codegen::tokio_stream::once(request)),
+            http::uri::PathAndQuery::from_static(
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            ),
+            tonic_prost::ProstCodec::<ListServices, ()>::default(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answers.message().await.unwrap().is_some());
+
+    // One of each kind first, so the `unknown` and `other` series exist before counting.
+    let unknown = "grpc_requests_total{method=\"unknown\",code=\"12\"}";
+    let junk_grpc = |i: usize| match i % 3 {
+        0 => format!("/junk.Service{i}/Method{i}"),
+        1 => format!("/user.UserService/Junk{i}"),
+        _ => format!("/junk{i}"),
+    };
+    let junk_http = |addr, i: usize| async move {
+        http(addr, "GET", &format!("/junk/{i}"), None).await;
+        http(addr, "GET", &format!("/api/v1/junk{i}"), None).await;
+        http(addr, &format!("JUNK{i}"), "/healthz", None).await;
+    };
+    let status = grpc_call(&channel, &junk_grpc(1000), ()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    junk_http(running.http, 1000).await;
+    let (_, before) = http(running.http, "GET", "/metrics", None).await;
+
+    for i in 0..60 {
+        let status = grpc_call(&channel, &junk_grpc(i), ()).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unimplemented,
+            "{}",
+            junk_grpc(i)
+        );
+        junk_http(running.http, i).await;
+    }
+    let (status, after) = http(running.http, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+
+    for expected in [
+        "grpc_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"0\"}",
+        "grpc_requests_total{method=\"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo\",code=\"0\"}",
+        "http_requests_total{method=\"other\",route=\"/healthz\",status=\"405\"}",
+    ] {
+        assert!(
+            after.contains(expected),
+            "{expected} missing from:\n{after}"
+        );
+    }
+    assert!(
+        sample(&after, unknown) - sample(&before, unknown) >= 60.0,
+        "{unknown} counts the made-up calls:\n{after}"
+    );
+    let junk: Vec<_> = series(&after)
+        .into_iter()
+        .filter(|s| s.to_lowercase().contains("junk"))
+        .collect();
+    assert!(junk.is_empty(), "made-up names became labels: {junk:#?}");
+    let ours = |page| {
+        series(page)
+            .into_iter()
+            .filter(|s| {
+                s.contains("method=\"unknown\"")
+                    || s.contains("method=\"other\"")
+                    || s.contains("route=\"unmatched\"")
+            })
+            .count()
+    };
+    assert_eq!(ours(&before), ours(&after), "{after}");
+    running.stop().await;
+}
+
+#[cfg(unix)]
+/// The permission bits, in octal as `ls` and `chmod` show them.
+fn mode(path: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    format!(
+        "{:o}",
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    )
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_folder_and_database_are_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let running = start(&data).await;
+    assert_eq!(mode(&data), "700", "the data folder");
+    for file in [
+        "users.db",
+        "users.db-wal",
+        "users.db-shm",
+        "signing-key.pem",
+    ] {
+        assert_eq!(mode(&data.join(file)), "600", "{file}");
+    }
+    running.stop().await;
+
+    // An existing folder is the operator's: left as it is (with a warning in the log).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let again = start(&data).await;
+    assert_eq!(mode(&data), "750");
+    again.stop().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_key_others_can_read_refuses_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    start(dir.path()).await.stop().await;
+    let key = dir.path().join("signing-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let Err(e) = server::Server::bind(config(dir.path(), &[])).await else {
+        panic!("started with a signing key others can read");
+    };
+    let message = format!("{e:#}");
+    assert!(message.contains(&key.display().to_string()), "{message}");
+    assert!(
+        message.contains(&format!("chmod 600 {}", key.display())),
+        "{message}"
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    start(dir.path()).await.stop().await;
 }
 
 #[test]

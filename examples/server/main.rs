@@ -45,12 +45,7 @@ pub(crate) struct App {
 /// Opens the database (creating the data folder) and builds the services.
 pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     let policy = config.policy()?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data folder {}",
-            config.data_dir.display()
-        )
-    })?;
+    keys::create_private_dir(&config.data_dir)?;
     let path = config.sqlite_path()?;
     let sqlite = SqliteConfig {
         durability: match config.sqlite_sync {

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`SqliteDatabase::open`] creates the file if needed, applies the embedded migrations
+//! - [`SqliteDatabase::open`] creates the file if needed (owner-only, mode 0600 on Unix, which
+//!   SQLite copies to the `-wal` and `-shm` files), applies the embedded migrations
 //!   (`migrations/`), and sets WAL journaling, `synchronous = FULL` (configurable), foreign
 //!   keys and a busy timeout on every connection.
 //! - `users.rs` and `sessions.rs` implement the ports; `rows.rs` holds the row types, which
@@ -33,7 +34,7 @@ mod rows;
 mod sessions;
 mod users;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -57,7 +58,8 @@ pub enum Durability {
 /// Settings of the SQLite store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteConfig {
-    /// The database file; created with its tables when missing (the folder must exist).
+    /// The database file; created with its tables when missing (the folder must exist),
+    /// readable and writable by its owner only.
     pub path: PathBuf,
     /// Commit durability (default [`Durability::Full`]).
     pub durability: Durability,
@@ -103,12 +105,18 @@ pub struct SqliteDatabase {
 }
 
 impl SqliteDatabase {
-    /// Opens (or creates) the file and applies pending migrations.
+    /// Opens (or creates) the file and applies pending migrations. A new file is created
+    /// with mode 0600 on Unix; SQLite gives its `-wal` and `-shm` files the same mode. An
+    /// existing file keeps its mode.
     ///
     /// # Errors
-    /// [`OpenError::Connect`] when the file cannot be opened; [`OpenError::Migrate`] when a
-    /// migration fails.
+    /// [`OpenError::Connect`] when the file cannot be created or opened;
+    /// [`OpenError::Migrate`] when a migration fails.
     pub async fn open(config: &SqliteConfig) -> Result<Self, OpenError> {
+        create_private(&config.path).map_err(|e| OpenError::Connect {
+            path: config.path.clone(),
+            source: sqlx::Error::Io(e),
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(&config.path)
             .create_if_missing(true)
@@ -167,6 +175,29 @@ impl SqliteDatabase {
     }
 }
 
+/// Creates `path` as an empty, owner-only file if it does not exist, so that SQLite (which
+/// would create it with 0644 less the umask) finds it private; an empty file is a new
+/// database to SQLite. Names SQLite reads specially (`:memory:`, `file:` URIs, the empty
+/// name of a temporary database) are left to it.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Maps a sqlx error to the port's error: unique violations name their field, everything
 /// else is `Unavailable` with the cause.
 fn map_db_err(e: sqlx::Error) -> RepoError {
@@ -190,4 +221,58 @@ fn map_db_err(e: sqlx::Error) -> RepoError {
         return RepoError::NotFound;
     }
     RepoError::unavailable(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    /// The permission bits, in octal as `ls` and `chmod` show them.
+    fn mode(path: &Path) -> String {
+        use std::os::unix::fs::PermissionsExt as _;
+        format!(
+            "{:o}",
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+        )
+    }
+
+    /// The new file and its WAL companions are private, whatever the umask lets through.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        let db = SqliteDatabase::open(&SqliteConfig::new(&path))
+            .await
+            .unwrap();
+        db.ping().await.unwrap();
+        for file in ["users.db", "users.db-wal", "users.db-shm"] {
+            let file = dir.path().join(file);
+            assert!(file.exists(), "{} exists while open", file.display());
+            assert_eq!(mode(&file), "600", "{}", file.display());
+        }
+        db.close().await;
+    }
+
+    /// An existing file is the operator's: its mode is left alone.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_existing_database_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        SqliteDatabase::open(&SqliteConfig::new(&path))
+            .await
+            .unwrap()
+            .close()
+            .await;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let db = SqliteDatabase::open(&SqliteConfig::new(&path))
+            .await
+            .unwrap();
+        db.ping().await.unwrap();
+        assert_eq!(mode(&path), "640");
+        db.close().await;
+    }
 }
