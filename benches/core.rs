@@ -111,10 +111,7 @@ fn authenticate(c: &mut Criterion) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         let tokens = auth
-            .login(
-                Credentials::new("alice", password),
-                ClientInfo::default(),
-            )
+            .login(Credentials::new("alice", password), ClientInfo::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         (auth, tokens.access_token.expose_secret().to_owned())

@@ -131,7 +131,7 @@ impl Server {
             .arg(data_dir)
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             // Every acknowledged account signs in after the restart, from one address.
-            .args(["--login-rate-limit", "0"])
+            .args(["--login-rate-limit", "0", "--registration-rate-limit", "0"])
             // The server reads `.env` from its working directory: keep the developer's out.
             .current_dir(data_dir)
             .env("RUST_LOG", "warn")

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use user_core::auth::{AuthPolicy, LockoutPolicy};
-use user_core::domain::PasswordPolicy;
+use user_core::domain::{PasswordPolicy, TrustedProxies};
 use user_core::password::{Argon2Params, HasherConfig};
 
 #[derive(Debug, Parser)]
@@ -99,6 +99,16 @@ pub(crate) struct Config {
     /// Lifetime of browser sessions, from login.
     #[arg(long, env = "USERS_SESSION_TTL", default_value = "12h", value_parser = duration)]
     pub(crate) session_ttl: Duration,
+    /// A browser session unused for this long ends.
+    #[arg(long, env = "USERS_SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = duration)]
+    pub(crate) session_idle_timeout: Duration,
+    /// A token session whose refresh token is unused for this long ends.
+    #[arg(long, env = "USERS_REFRESH_IDLE_TIMEOUT", default_value = "14d", value_parser = duration)]
+    pub(crate) refresh_idle_timeout: Duration,
+    /// How long a device token keeps a client known to an account (its sign-ins are then
+    /// not held by locks that strangers cause).
+    #[arg(long, env = "USERS_DEVICE_TOKEN_TTL", default_value = "90d", value_parser = duration)]
+    pub(crate) device_token_ttl: Duration,
     /// Minimum password length (8 to 128).
     #[arg(long, env = "USERS_PASSWORD_MIN_LENGTH", default_value_t = 12)]
     pub(crate) password_min_length: usize,
@@ -114,6 +124,13 @@ pub(crate) struct Config {
     /// Sign-in attempts per client IP address per minute; 0 turns the limit off.
     #[arg(long, env = "USERS_LOGIN_RATE_LIMIT", default_value_t = 30)]
     pub(crate) login_rate_limit: u32,
+    /// Registrations per client IP address (IPv6: per /64) per hour; 0 turns the limit off.
+    #[arg(long, env = "USERS_REGISTRATION_RATE_LIMIT", default_value_t = 20)]
+    pub(crate) registration_rate_limit: u32,
+    /// Reverse proxies (comma-separated addresses or CIDR networks) whose `Forwarded` /
+    /// `X-Forwarded-For` headers give the client address; empty: the TCP peer is the client.
+    #[arg(long, env = "USERS_TRUSTED_PROXIES", default_value = "", value_parser = proxies)]
+    pub(crate) trusted_proxies: TrustedProxies,
     /// Password hashes running at once (default: the number of cores).
     #[arg(long, env = "USERS_HASH_CONCURRENCY")]
     pub(crate) hash_concurrency: Option<usize>,
@@ -132,6 +149,10 @@ pub(crate) struct Config {
     /// Log format.
     #[arg(long, env = "USERS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub(crate) log_format: LogFormat,
+}
+
+fn proxies(s: &str) -> Result<TrustedProxies, String> {
+    TrustedProxies::parse(s).map_err(|e| e.message.into_owned())
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -163,6 +184,9 @@ fn flag(setting: &str) -> &str {
         "access_token_ttl" => "--access-token-ttl",
         "refresh_token_ttl" => "--refresh-token-ttl",
         "browser_session_ttl" => "--session-ttl",
+        "browser_idle_timeout" => "--session-idle-timeout",
+        "token_idle_timeout" => "--refresh-idle-timeout",
+        "device_token_ttl" => "--device-token-ttl",
         "lockout.threshold" => "--lockout-threshold",
         "lockout.base_delay" => "--lockout-base-delay",
         "lockout.max_delay" => "--lockout-max-delay",
@@ -210,7 +234,11 @@ impl Config {
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
             browser_session_ttl: self.session_ttl,
+            browser_idle_timeout: self.session_idle_timeout,
+            token_idle_timeout: self.refresh_idle_timeout,
+            device_token_ttl: self.device_token_ttl,
             login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(self.login_rate_limit),
+            registrations_per_ip_per_hour: std::num::NonZeroU32::new(self.registration_rate_limit),
             ..AuthPolicy::default()
         };
         policy.validate().map_err(named)?;

@@ -113,7 +113,10 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
-        let grpc_config = GrpcConfig::default();
+        let grpc_config = GrpcConfig {
+            trusted_proxies: config.trusted_proxies.clone(),
+            ..GrpcConfig::default()
+        };
         let grpc_routes = user_grpc::routes(GrpcState::from(&app.services), &grpc_config).await?;
         let grpc_server = tonic::transport::Server::builder()
             .timeout(grpc_config.request_timeout)
@@ -136,6 +139,7 @@ impl Server {
         let http_task = tokio::spawn(http_server);
         let purge_task = tokio::spawn(purge_ended_sessions(
             app.db.sessions(),
+            app.services.auth.policy().lockout.forget_after,
             signal(stop.subscribe()),
         ));
         shutdown.await;
@@ -156,6 +160,7 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
     let state = AppState::from(&app.services)
         .with_config(HttpConfig {
             secure_cookies: config.cookie_secure,
+            trusted_proxies: config.trusted_proxies.clone(),
             ..HttpConfig::default()
         })
         .with_readiness(Arc::new(move || {
@@ -175,12 +180,15 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Every hour, deletes sessions that ended (expired or revoked) more than a week ago, with
-/// their secrets, until `stop`.
+/// Every hour, until `stop`, deletes sessions that ended (expired or revoked) more than a
+/// week ago with their secrets, guess counts older than `forget_after` (they count no more),
+/// and expired device tokens.
 async fn purge_ended_sessions(
     sessions: user_sqlite::SqliteSessionStore,
+    forget_after: std::time::Duration,
     stop: impl Future<Output = ()>,
 ) {
+    let forget_after = time::Duration::try_from(forget_after).unwrap_or(time::Duration::MAX);
     const KEEP: time::Duration = time::Duration::days(7);
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     tokio::pin!(stop);
@@ -188,10 +196,17 @@ async fn purge_ended_sessions(
         tokio::select! {
             () = &mut stop => return,
             _ = every_hour.tick() => {
-                match sessions.purge(SystemClock.now() - KEEP).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
-                    Err(e) => tracing::warn!(error = %user_core::error::report(&e), "session purge failed"),
+                let now = SystemClock.now();
+                let purged = async {
+                    let sessions_purged = sessions.purge(now - KEEP).await?;
+                    let counts = sessions.purge_login_failures(now.saturating_sub(forget_after)).await?;
+                    let devices = sessions.purge_devices(now).await?;
+                    Ok::<_, user_core::error::RepoError>((sessions_purged, counts, devices))
+                };
+                match purged.await {
+                    Ok((0, 0, 0)) => {}
+                    Ok((n, counts, devices)) => tracing::info!(sessions = n, guess_counts = counts, devices, "purged"),
+                    Err(e) => tracing::warn!(error = %user_core::error::report(&e), "purge failed"),
                 }
             }
         }

@@ -51,7 +51,21 @@ pub(crate) fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+    // The TCP peer (HTTP through axum's ConnectInfo, gRPC through tonic's TcpConnectInfo); the
+    // services log the client address they derive, proxies included, with each sign-in.
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|c| c.remote_addr())
+                .map(|a| a.ip())
+        });
+    let peer = peer.map(|ip| ip.to_string()).unwrap_or_default();
+    tracing::info_span!("request", request_id = %id, peer = %peer, method = %request.method(), path = %request.uri().path())
 }
 
 /// `GET /metrics`: the Prometheus text format, with the active-session count read on scrape.

@@ -160,12 +160,13 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn touch(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
-        let done = sqlx::query("UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE id = ?")
-            .bind(to_db(now))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(map_db_err)?;
+        let done =
+            sqlx::query("UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE id = ?")
+                .bind(to_db(now))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(map_db_err)?;
         if done.rows_affected() == 0 {
             return Err(RepoError::NotFound);
         }
@@ -307,11 +308,7 @@ impl SessionStore for SqliteSessionStore {
             .map_err(map_db_err)
     }
 
-    async fn create_device(
-        &self,
-        hash: &TokenHash,
-        device: &DeviceToken,
-    ) -> Result<(), RepoError> {
+    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError> {
         let done = sqlx::query(
             "INSERT INTO devices (hash, user_id, created_at, expires_at) \
              SELECT ?, id, ?, ? FROM users WHERE id = ?",
@@ -330,13 +327,12 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {
-        let row: Option<(String, i64, i64)> = sqlx::query_as(
-            "SELECT user_id, created_at, expires_at FROM devices WHERE hash = ?",
-        )
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_db_err)?;
+        let row: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT user_id, created_at, expires_at FROM devices WHERE hash = ?")
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_db_err)?;
         let (user_id, created_at, expires_at) = row.ok_or(RepoError::NotFound)?;
         Ok(DeviceToken {
             user_id: user_id

@@ -15,9 +15,9 @@ use super::keys::{SigningKey, TokenKeys, VerifyingKey};
 use super::policy::AuthPolicy;
 use crate::Ports;
 use crate::domain::{
-    Actor, ClientInfo, DeviceToken, DisplayName, Email, NewSession, NewUser, Password, PasswordHash,
-    PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User,
-    UserId, UserStatus, Username,
+    Actor, ClientInfo, DeviceToken, DisplayName, Email, NewSession, NewUser, Password,
+    PasswordHash, PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey,
+    TokenHash, User, UserId, UserStatus, Username,
 };
 use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
 use crate::ports::{Login, Verification};
@@ -187,7 +187,11 @@ impl AuthService {
     /// [`AuthError::Invalid`] listing every field problem, [`AuthError::Conflict`] when the
     /// username or email is taken, [`AuthError::Throttled`] when the client registered too
     /// often, [`AuthError::Overloaded`] when hashing is saturated.
-    pub async fn register(&self, form: RegisterUser, client: &ClientInfo) -> Result<User, AuthError> {
+    pub async fn register(
+        &self,
+        form: RegisterUser,
+        client: &ClientInfo,
+    ) -> Result<User, AuthError> {
         limit(self.register_limiter.as_ref(), client, "registration")?;
         self.create_user(form, Role::User).await
     }
@@ -452,7 +456,11 @@ impl AuthService {
     }
 
     /// A new device token for `user`.
-    async fn issue_device(&self, user: UserId, now: OffsetDateTime) -> Result<SecretString, AuthError> {
+    async fn issue_device(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<SecretString, AuthError> {
         let token = new_secret()?;
         let device = DeviceToken {
             user_id: user,
@@ -631,10 +639,10 @@ impl AuthService {
         let actor = self.actor(&session).await?;
         // Record the use for the idle timeout, at most once a minute per session so that
         // reads stay reads.
-        if now - session.last_used_at >= time::Duration::MINUTE {
-            if let Err(e) = self.ports.sessions.touch(session.id, now).await {
-                tracing::warn!(error = %crate::error::report(&e), "session use not recorded");
-            }
+        if now - session.last_used_at >= time::Duration::MINUTE
+            && let Err(e) = self.ports.sessions.touch(session.id, now).await
+        {
+            tracing::warn!(error = %crate::error::report(&e), "session use not recorded");
         }
         Ok(actor)
     }

@@ -14,8 +14,8 @@ pub use password::{Password, PasswordHash, PasswordPolicy};
 pub use proxies::TrustedProxies;
 pub use query::{UserPage, UserQuery};
 pub use session::{
-    Actor, ClientInfo, DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId, SessionKind,
-    ThrottleKey, TokenHash,
+    Actor, ClientInfo, DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId,
+    SessionKind, ThrottleKey, TokenHash,
 };
 pub use user::{DisplayName, NewUser, ProfileChanges, Role, User, UserId, UserStatus};
 pub use username::Username;

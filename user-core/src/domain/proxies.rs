@@ -169,7 +169,8 @@ mod tests {
     fn forwarded_wins_and_is_parsed_per_rfc_7239() {
         let proxies = TrustedProxies::parse("10.0.0.1").unwrap();
         let peer = ip("10.0.0.1");
-        let forwarded = ["for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\""];
+        let forwarded =
+            ["for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\""];
         assert_eq!(
             proxies.client_addr(peer, forwarded, ["9.9.9.9"]),
             ip("2001:db8:cafe::17")

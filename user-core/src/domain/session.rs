@@ -369,7 +369,10 @@ mod tests {
             ..s.clone()
         };
         assert!(used.is_usable(t0 + time::Duration::minutes(11 * 60 + 29), idle));
-        assert!(!used.is_usable(t0 + time::Duration::hours(12), idle), "absolute end");
+        assert!(
+            !used.is_usable(t0 + time::Duration::hours(12), idle),
+            "absolute end"
+        );
     }
 
     #[test]

@@ -134,8 +134,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     /// - [`RepoError::NotFound`] when the user does not exist.
     /// - [`RepoError::Unavailable`] when the store fails.
-    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken)
-    -> Result<(), RepoError>;
+    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError>;
 
     /// The device token whose secret hashes to `hash`, expired or not. Device tokens are
     /// deleted with their user.

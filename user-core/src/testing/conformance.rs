@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use crate::domain::{
-    ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role,
-    Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserQuery,
-    UserStatus, Username,
+    ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser, PasswordHash,
+    ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User,
+    UserId, UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{Login, SessionStore, UserRepository};
@@ -463,7 +463,12 @@ pub async fn delete_removes_user_and_sessions(s: Stores) {
     not_found(s.sessions.get(sa.id).await, "their session");
     not_found(
         s.sessions
-            .rotate_refresh_token(&TokenHash::of("a-refresh"), &TokenHash::of("n"), at(1), NEVER_IDLE)
+            .rotate_refresh_token(
+                &TokenHash::of("a-refresh"),
+                &TokenHash::of("n"),
+                at(1),
+                NEVER_IDLE,
+            )
             .await,
         "their refresh token",
     );
@@ -655,7 +660,11 @@ pub async fn refresh_rotation_and_reuse(s: Stores) {
     let rotate = |old: &str, new: &str, t: i64| {
         let sessions = Arc::clone(&s.sessions);
         let (old, new) = (TokenHash::of(old), TokenHash::of(new));
-        async move { sessions.rotate_refresh_token(&old, &new, at(t), NEVER_IDLE).await }
+        async move {
+            sessions
+                .rotate_refresh_token(&old, &new, at(t), NEVER_IDLE)
+                .await
+        }
     };
 
     match rotate("r1", "r2", 10).await {
@@ -717,7 +726,12 @@ pub async fn concurrent_rotation_rotates_once(s: Stores) {
         let sessions = Arc::clone(&s.sessions);
         tokio::spawn(async move {
             sessions
-                .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of(next), at(1), NEVER_IDLE)
+                .rotate_refresh_token(
+                    &TokenHash::of("r1"),
+                    &TokenHash::of(next),
+                    at(1),
+                    NEVER_IDLE,
+                )
                 .await
         })
     };
@@ -859,7 +873,11 @@ pub async fn idle_sessions_do_not_rotate(s: Stores) {
         .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of("r2"), at(100), at(1))
         .await;
     assert_eq!(rotation.ok(), Some(Rotation::Inactive(sess.id)));
-    assert_eq!(s.sessions.get(sess.id).await.ok(), Some(sess.clone()), "unchanged");
+    assert_eq!(
+        s.sessions.get(sess.id).await.ok(),
+        Some(sess.clone()),
+        "unchanged"
+    );
     // Used at 0, idle since 0: still in time, and the token was not spent by the refusal.
     let rotation = s
         .sessions
@@ -912,8 +930,14 @@ pub async fn login_failures_swap_clear_and_purge(s: Stores) {
     };
     assert!(swap(None, failures(1, 10)).await, "first from nothing");
     assert!(!swap(None, failures(1, 11)).await, "a row exists now");
-    assert!(!swap(Some(failures(2, 10)), failures(3, 12)).await, "wrong count");
-    assert!(!swap(Some(failures(1, 9)), failures(2, 12)).await, "wrong time");
+    assert!(
+        !swap(Some(failures(2, 10)), failures(3, 12)).await,
+        "wrong count"
+    );
+    assert!(
+        !swap(Some(failures(1, 9)), failures(2, 12)).await,
+        "wrong time"
+    );
     assert!(swap(Some(failures(1, 10)), failures(2, 20)).await);
     assert_eq!(
         s.sessions.login_failures(&key).await.ok(),
@@ -958,11 +982,9 @@ pub async fn concurrent_swaps_of_login_failures_succeed_once(s: Stores) {
             .map(|i| {
                 let sessions = Arc::clone(&s.sessions);
                 let next = failures(expected.map_or(1, |f| f.count + 1), i + 1);
-                tokio::spawn(async move {
-                    sessions
-                        .swap_login_failures(&key, expected, &next)
-                        .await
-                })
+                tokio::spawn(
+                    async move { sessions.swap_login_failures(&key, expected, &next).await },
+                )
             })
             .collect();
         let mut won = 0;
@@ -995,10 +1017,26 @@ pub async fn devices_are_stored_found_and_purged(s: Stores) {
         expires_at: at(expires),
     };
     let (da, db) = (device(&a, 100), device(&b, 200));
-    assert!(s.sessions.create_device(&TokenHash::of("da"), &da).await.is_ok());
-    assert!(s.sessions.create_device(&TokenHash::of("db"), &db).await.is_ok());
-    assert_eq!(s.sessions.find_device(&TokenHash::of("da")).await.ok(), Some(da));
-    assert_eq!(s.sessions.find_device(&TokenHash::of("db")).await.ok(), Some(db));
+    assert!(
+        s.sessions
+            .create_device(&TokenHash::of("da"), &da)
+            .await
+            .is_ok()
+    );
+    assert!(
+        s.sessions
+            .create_device(&TokenHash::of("db"), &db)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        s.sessions.find_device(&TokenHash::of("da")).await.ok(),
+        Some(da)
+    );
+    assert_eq!(
+        s.sessions.find_device(&TokenHash::of("db")).await.ok(),
+        Some(db)
+    );
     not_found(s.sessions.find_device(&TokenHash::of("x")).await, "unknown");
     not_found(
         s.sessions

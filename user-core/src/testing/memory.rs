@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use time::OffsetDateTime;
 
 use crate::domain::{
-    DeviceToken, Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role, Rotation,
-    Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserPage, UserQuery,
-    UserStatus, Username,
+    DeviceToken, Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role,
+    Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserPage,
+    UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{Login, SessionStore, UserRepository};
@@ -438,11 +438,7 @@ impl SessionStore for InMemorySessionStore {
         Ok((n - s.failures.len()) as u64)
     }
 
-    async fn create_device(
-        &self,
-        hash: &TokenHash,
-        device: &DeviceToken,
-    ) -> Result<(), RepoError> {
+    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError> {
         let mut s = lock(&self.0);
         if !s.users.contains_key(&device.user_id) {
             return Err(RepoError::NotFound);

@@ -169,10 +169,10 @@ impl Fixture {
         self.auth
             .register(
                 crate::auth::RegisterUser {
-                username: name.to_owned(),
-                email: format!("{name}@example.com"),
-                password: SecretString::from(Self::PASSWORD),
-                display_name: None,
+                    username: name.to_owned(),
+                    email: format!("{name}@example.com"),
+                    password: SecretString::from(Self::PASSWORD),
+                    display_name: None,
                 },
                 &crate::domain::ClientInfo::default(),
             )

@@ -73,7 +73,12 @@ pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Response {
     let actor = page_try!(admin(&web));
     let loaded = async {
         let user = load(&web, &actor, &id).await?;
-        let lock = web.state.users.as_admin(&actor)?.sign_in_lock(user.id).await?;
+        let lock = web
+            .state
+            .users
+            .as_admin(&actor)?
+            .sign_in_lock(user.id)
+            .await?;
         Ok::<_, UserError>((user, lock))
     }
     .await;

@@ -475,7 +475,12 @@ impl Web {
         let mut cookie = secure_cookie(&config, config.session_cookie_name(), token, SameSite::Lax);
         cookie.set_expires(login.expires_at);
         let device = login.device_token.expose_secret().to_owned();
-        let mut device = secure_cookie(&config, config.device_cookie_name(), device, SameSite::Strict);
+        let mut device = secure_cookie(
+            &config,
+            config.device_cookie_name(),
+            device,
+            SameSite::Strict,
+        );
         let ttl = self.state.auth.policy().device_token_ttl;
         device.set_max_age(time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX));
         self.jar = self.jar.clone().add(cookie).add(device);
@@ -507,9 +512,8 @@ impl Web {
             UserError::NotFound => self.error(StatusCode::NOT_FOUND),
             UserError::Throttled { retry_after } => {
                 let wait = user_core::error::wait_in_minutes(retry_after);
-                let message = format!(
-                    "Too many wrong passwords for this account. Try again in {wait}."
-                );
+                let message =
+                    format!("Too many wrong passwords for this account. Try again in {wait}.");
                 self.render_error(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &message)
             }
             UserError::Overloaded | UserError::Unavailable(_) => {

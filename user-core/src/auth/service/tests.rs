@@ -74,7 +74,10 @@ async fn register_reports_every_field_problem_at_once() {
 
     let err = f
         .auth
-        .register(form("bobby", "bobby@example.com", "bobby-is-my-password"), &ClientInfo::default())
+        .register(
+            form("bobby", "bobby@example.com", "bobby-is-my-password"),
+            &ClientInfo::default(),
+        )
         .await
         .unwrap_err();
     let AuthError::Invalid(errors) = err else {
@@ -92,7 +95,10 @@ async fn register_conflicts_name_the_field() {
     f.register("alice").await;
     let taken_name = f
         .auth
-        .register(form("Alice", "other@example.com", PW), &ClientInfo::default())
+        .register(
+            form("Alice", "other@example.com", PW),
+            &ClientInfo::default(),
+        )
         .await;
     assert!(matches!(
         taken_name,
@@ -100,7 +106,10 @@ async fn register_conflicts_name_the_field() {
     ));
     let taken_email = f
         .auth
-        .register(form("alice2", "ALICE@example.com", PW), &ClientInfo::default())
+        .register(
+            form("alice2", "ALICE@example.com", PW),
+            &ClientInfo::default(),
+        )
         .await;
     assert!(matches!(
         taken_email,
@@ -322,7 +331,10 @@ async fn overload_is_reported_and_not_counted_as_a_failure() {
         .unwrap();
     assert_eq!(counted.map_or(0, |f| f.count), 0, "given back");
     let r = auth
-        .register(form("newbie", "newbie@example.com", PW), &ClientInfo::default())
+        .register(
+            form("newbie", "newbie@example.com", PW),
+            &ClientInfo::default(),
+        )
         .await;
     assert!(matches!(r, Err(AuthError::Overloaded)), "{r:?}");
 }
@@ -786,11 +798,17 @@ async fn a_device_has_its_own_budget_that_locks_too() {
     let device = f.login("alice", PW).await.unwrap().device_token.unwrap();
     let with_device = |pw: &str| creds("alice", pw).with_device_token(Some(device.clone()));
     for _ in 0..5 {
-        let r = f.auth.login(with_device("nope nope nope"), ClientInfo::default()).await;
+        let r = f
+            .auth
+            .login(with_device("nope nope nope"), ClientInfo::default())
+            .await;
         assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
     }
     let r = f.auth.login(with_device(PW), ClientInfo::default()).await;
-    assert!(matches!(r, Err(AuthError::Throttled { .. })), "the stolen device locks: {r:?}");
+    assert!(
+        matches!(r, Err(AuthError::Throttled { .. })),
+        "the stolen device locks: {r:?}"
+    );
     // The device's guesses did not touch the account's budget.
     assert!(f.login("alice", PW).await.is_ok());
 }
@@ -803,8 +821,14 @@ async fn each_sign_in_without_a_device_token_gets_a_new_one() {
     let b = f.login("alice", PW).await.unwrap().device_token.unwrap();
     assert_ne!(a.expose_secret(), b.expose_secret());
     assert_eq!(a.expose_secret().len(), 43, "256 bits, base64url");
-    let refreshed = f.auth.refresh(&f.login("alice", PW).await.unwrap().refresh_token).await;
-    assert!(refreshed.unwrap().device_token.is_none(), "a refresh is no sign-in");
+    let refreshed = f
+        .auth
+        .refresh(&f.login("alice", PW).await.unwrap().refresh_token)
+        .await;
+    assert!(
+        refreshed.unwrap().device_token.is_none(),
+        "a refresh is no sign-in"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -842,13 +866,19 @@ async fn password_re_checks_spend_the_sign_in_budget() {
         new_password: SecretString::from("a brand new passphrase"),
     };
     for _ in 0..5 {
-        let r = f.users.change_password(&actor, change("nope nope nope")).await;
+        let r = f
+            .users
+            .change_password(&actor, change("nope nope nope"))
+            .await;
         assert!(matches!(r, Err(UserError::InvalidCredentials)), "{r:?}");
     }
     // Now even the right password is refused without being checked, on every re-check...
     let r = f.users.change_password(&actor, change(PW)).await;
     assert!(matches!(r, Err(UserError::Throttled { .. })), "{r:?}");
-    let r = f.users.delete_own_account(&actor, &SecretString::from(PW)).await;
+    let r = f
+        .users
+        .delete_own_account(&actor, &SecretString::from(PW))
+        .await;
     assert!(matches!(r, Err(UserError::Throttled { .. })), "{r:?}");
     // ...and at the sign-in form, which shares the budget.
     let r = f.login("alice", PW).await;
@@ -875,8 +905,16 @@ async fn a_refused_new_password_says_nothing_about_the_current_one() {
             .await;
         assert!(matches!(r, Err(UserError::Invalid(_))), "{current}: {r:?}");
     }
-    let failures = f.ports.sessions.login_failures(&ThrottleKey::account(actor.user_id)).await;
-    assert_eq!(failures.unwrap(), None, "the current password was never checked");
+    let failures = f
+        .ports
+        .sessions
+        .login_failures(&ThrottleKey::account(actor.user_id))
+        .await;
+    assert_eq!(
+        failures.unwrap(),
+        None,
+        "the current password was never checked"
+    );
 }
 
 #[tokio::test]
@@ -887,7 +925,10 @@ async fn an_admin_unlocks_an_account() {
     let admin = f.actor("root").await;
     locked_by_a_stranger(&f).await;
     let admin_view = f.users.as_admin(&admin).unwrap();
-    assert_eq!(admin_view.sign_in_lock(alice.id).await.unwrap(), Some(secs(60)));
+    assert_eq!(
+        admin_view.sign_in_lock(alice.id).await.unwrap(),
+        Some(secs(60))
+    );
     admin_view.unlock(alice.id).await.unwrap();
     assert_eq!(admin_view.sign_in_lock(alice.id).await.unwrap(), None);
     assert!(f.login("alice", PW).await.is_ok());
@@ -923,13 +964,19 @@ async fn registrations_are_limited_per_client_address() {
         matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after >= secs(60)),
         "{r:?}"
     );
-    assert!(register("user3", "10.0.0.2").await.is_ok(), "another client");
+    assert!(
+        register("user3", "10.0.0.2").await.is_ok(),
+        "another client"
+    );
     // IPv6 clients count by their /64.
     assert!(register("user4", "2001:db8::1").await.is_ok());
     assert!(register("user5", "2001:db8::2").await.is_ok());
     let r = register("user6", "2001:db8::3").await;
     assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
-    assert!(register("user6", "2001:db8:0:1::3").await.is_ok(), "another /64");
+    assert!(
+        register("user6", "2001:db8:0:1::3").await.is_ok(),
+        "another /64"
+    );
 }
 
 #[tokio::test]
@@ -943,7 +990,10 @@ async fn sign_ins_are_limited_per_ipv6_64() {
     for ip in ["2001:db8::1", "2001:db8::2"] {
         assert!(f.auth.login(creds("alice", PW), with_ip(ip)).await.is_ok());
     }
-    let r = f.auth.login(creds("alice", PW), with_ip("2001:db8::ffff")).await;
+    let r = f
+        .auth
+        .login(creds("alice", PW), with_ip("2001:db8::ffff"))
+        .await;
     assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
 }
 
