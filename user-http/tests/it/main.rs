@@ -11,6 +11,7 @@ mod browser;
 mod limits;
 mod openapi;
 mod pages;
+mod security;
 
 use std::sync::Arc;
 
@@ -75,6 +76,11 @@ impl TestApp {
 
     /// Custom settings and templates.
     pub async fn with(config: HttpConfig, templates: Templates) -> Self {
+        Self::with_policy(config, templates, AuthPolicy::default()).await
+    }
+
+    /// Custom settings, templates and policy.
+    pub async fn with_policy(config: HttpConfig, templates: Templates, policy: AuthPolicy) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
             .await
@@ -86,7 +92,6 @@ impl TestApp {
             hasher: Arc::new(FastHasher::new()),
             clock: clock.clone(),
         };
-        let policy = AuthPolicy::default();
         let key = SigningKey::generate_ed25519().unwrap();
         let users = Arc::new(UserService::new(ports.clone(), &policy));
         let auth = Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap());
