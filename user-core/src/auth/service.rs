@@ -382,12 +382,13 @@ impl AuthService {
             (None, None) => (ThrottleKey::of(&credentials.identifier), "identifier"),
         };
         let ip = client.ip.as_deref().unwrap_or("-");
+        let known = user_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
         let reserved = match self.budget.reserve(&key, now).await {
             Ok(reserved) => reserved,
             Err(e) => {
                 if matches!(e, AuthError::Throttled { .. }) {
                     metrics::counter!("user_logins_total", "outcome" => "throttled").increment(1);
-                    tracing::warn!(client_ip = ip, user_id = ?user_id, budget, outcome = "locked", "sign-in refused");
+                    tracing::warn!(client_ip = ip, user_id = %known, budget, outcome = "locked", "sign-in refused");
                 }
                 return Err(e);
             }
@@ -427,7 +428,7 @@ impl AuthService {
                 }
                 tracing::warn!(
                     client_ip = ip,
-                    user_id = ?user_id,
+                    user_id = %known,
                     budget,
                     failures = reserved.failures.count,
                     outcome,

@@ -570,3 +570,32 @@ async fn behind_https_hsts_is_sent_and_cookie_removals_are_secure() {
         "{removal}"
     );
 }
+
+#[tokio::test]
+async fn an_admin_sees_the_lock_and_unlocks_on_the_page() {
+    let app = TestApp::new().await;
+    let alice = app.register("alice").await;
+    let id = alice["id"].as_str().unwrap().to_owned();
+    app.create_admin("root").await;
+    let (base, _stop) = app.spawn().await;
+    let mut root = signed_in_agent(&base, "root").await;
+    let page = root.get(&format!("/admin/users/{id}")).await;
+    assert!(page.text.contains("not locked"), "{}", page.text);
+    assert!(!page.text.contains("/unlock"), "no button without a lock");
+
+    lock_by_email(&app, "alice").await;
+    let page = root.get(&format!("/admin/users/{id}")).await;
+    assert!(page.text.contains("locked for 1 minute"), "{}", page.text);
+    assert!(page.text.contains(&format!("/admin/users/{id}/unlock")));
+    let r = root.post(&format!("/admin/users/{id}/unlock"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let page = root.get(&location(&r)).await;
+    assert!(page.text.contains("Sign-in was unlocked."), "{}", page.text);
+    assert!(page.text.contains("not locked"));
+    assert_eq!(login(&app, "alice", PW, None).await.status, StatusCode::OK);
+
+    // Not for a non-admin.
+    let mut alice = signed_in_agent(&base, "alice").await;
+    let r = alice.post(&format!("/admin/users/{id}/unlock"), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

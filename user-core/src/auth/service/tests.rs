@@ -1032,3 +1032,55 @@ async fn token_sessions_end_when_the_refresh_token_sits_idle() {
         Err(AuthError::Unauthenticated)
     ));
 }
+
+/// A log sink for one test.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_logged_with_address_and_outcome_never_what_was_typed() {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let guess = "hunter2 secret guess";
+    let attempt = |identifier: &'static str| creds(identifier, guess);
+    let client = with_ip("203.0.113.5");
+    for identifier in ["alice@example.com", "ghost-typed-name"] {
+        let r = f.auth.login(attempt(identifier), client.clone()).await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    }
+    for _ in 0..5 {
+        let _ = f.auth.login(attempt("alice"), client.clone()).await;
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "sign-in failed",
+        "client_ip=\"203.0.113.5\"",
+        "outcome=\"wrong_password\"",
+        "outcome=\"unknown_identifier\"",
+        "outcome=\"locked\"",
+        "budget=\"account\"",
+    ] {
+        assert!(text.contains(expected), "{expected} missing in:\n{text}");
+    }
+    for secret in [guess, "ghost-typed-name", "alice@example.com"] {
+        assert!(!text.contains(secret), "{secret} logged:\n{text}");
+    }
+}
