@@ -9,6 +9,7 @@ mod guard;
 mod health;
 mod legacy;
 mod limits;
+mod security;
 mod tokens;
 mod users;
 
@@ -56,6 +57,13 @@ pub struct TestApp {
 
 /// Services over a fresh SQLite file with a fixed clock and cheap hashing.
 pub async fn services() -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
+    services_with(AuthPolicy::default()).await
+}
+
+/// As [`services`], under `policy`.
+pub async fn services_with(
+    policy: AuthPolicy,
+) -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
         .await
@@ -67,7 +75,6 @@ pub async fn services() -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir)
         hasher: Arc::new(FastHasher::new()),
         clock: clock.clone(),
     };
-    let policy = AuthPolicy::default();
     let key = SigningKey::generate_ed25519().unwrap();
     let state = GrpcState {
         users: Arc::new(UserService::new(ports.clone(), &policy)),
@@ -84,7 +91,12 @@ impl TestApp {
 
     /// Starts a server with the given limits.
     pub async fn spawn_with(config: GrpcConfig) -> Self {
-        let (state, clock, db, dir) = services().await;
+        Self::spawn_configured(AuthPolicy::default(), config).await
+    }
+
+    /// Starts a server with the given auth policy and limits.
+    pub async fn spawn_configured(policy: AuthPolicy, config: GrpcConfig) -> Self {
+        let (state, clock, db, dir) = services_with(policy).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
