@@ -231,8 +231,8 @@ pub enum AuthError {
     /// Missing, malformed, expired or revoked token or session.
     #[error("not signed in or the session has ended")]
     Unauthenticated,
-    /// Too many failed logins for this identifier.
-    #[error("too many failed attempts, try again later")]
+    /// A locked guess budget, or a client address over its rate limit.
+    #[error("too many attempts, try again later")]
     Throttled {
         /// How long until the next attempt is accepted.
         retry_after: Duration,
@@ -261,7 +261,7 @@ pub enum UserError {
     #[error("the password is incorrect")]
     InvalidCredentials,
     /// Too many wrong passwords for this account: password checks are refused for a while.
-    #[error("too many failed attempts, try again later")]
+    #[error("too many attempts, try again later")]
     Throttled {
         /// How long until the next attempt is accepted.
         retry_after: Duration,

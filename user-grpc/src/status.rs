@@ -35,7 +35,7 @@ fn throttled(retry_after: Duration) -> Status {
     let wait = user_core::error::wait_in_minutes(retry_after);
     Status::with_error_details(
         Code::ResourceExhausted,
-        format!("too many failed attempts, try again in {wait}"),
+        format!("too many attempts, try again in {wait}"),
         ErrorDetails::with_retry_info(Some(retry_after)),
     )
 }
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(
             status.message(),
-            "too many failed attempts, try again in 2 minutes"
+            "too many attempts, try again in 2 minutes"
         );
         let retry = status.get_error_details().retry_info().unwrap().retry_delay;
         assert_eq!(retry, Some(Duration::from_secs(90)));

@@ -158,10 +158,7 @@ async fn a_locked_identifier_gets_resource_exhausted_with_retry_info() {
         app.users.login_user(attempt(PW)).await,
         Code::ResourceExhausted,
     );
-    assert_eq!(
-        status.message(),
-        "too many failed attempts, try again in 1 minute"
-    );
+    assert_eq!(status.message(), "too many attempts, try again in 1 minute");
     let retry = status.get_error_details().retry_info().unwrap().retry_delay;
     assert_eq!(retry, Some(std::time::Duration::from_secs(60)));
     app.clock.advance(std::time::Duration::from_secs(60));

@@ -90,7 +90,7 @@ pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormReject
             let wait = user_core::error::wait_in_minutes(retry_after);
             (
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many failed attempts. Try again in {wait}."),
+                format!("Too many sign-in attempts. Try again in {wait}."),
             )
         }
         Err(AuthError::Overloaded) => (
