@@ -68,6 +68,14 @@ pub(crate) enum LogFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Forwarding {
+    /// `X-Forwarded-For` (nginx, HAProxy, Traefik, cloud load balancers).
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Durability {
     /// Every commit survives power loss.
     Full,
@@ -127,10 +135,13 @@ pub(crate) struct Config {
     /// Registrations per client IP address (IPv6: per /64) per hour; 0 turns the limit off.
     #[arg(long, env = "USERS_REGISTRATION_RATE_LIMIT", default_value_t = 20)]
     pub(crate) registration_rate_limit: u32,
-    /// Reverse proxies (comma-separated addresses or CIDR networks) whose `Forwarded` /
-    /// `X-Forwarded-For` headers give the client address; empty: the TCP peer is the client.
+    /// Reverse proxies (comma-separated addresses or CIDR networks) whose forwarding header
+    /// gives the client address; empty: the TCP peer is the client.
     #[arg(long, env = "USERS_TRUSTED_PROXIES", default_value = "", value_parser = proxies)]
     pub(crate) trusted_proxies: TrustedProxies,
+    /// The one header the trusted proxies write the client address into.
+    #[arg(long, env = "USERS_FORWARDED_HEADER", value_enum, default_value_t = Forwarding::XForwardedFor)]
+    pub(crate) forwarded_header: Forwarding,
     /// Password hashes running at once (default: the number of cores).
     #[arg(long, env = "USERS_HASH_CONCURRENCY")]
     pub(crate) hash_concurrency: Option<usize>,
@@ -217,6 +228,15 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// The trusted proxies with the header they write.
+    pub(crate) fn proxies(&self) -> TrustedProxies {
+        let header = match self.forwarded_header {
+            Forwarding::XForwardedFor => user_core::domain::ForwardedHeader::XForwardedFor,
+            Forwarding::Forwarded => user_core::domain::ForwardedHeader::Forwarded,
+        };
+        self.trusted_proxies.clone().with_header(header)
     }
 
     /// The auth policy, checked.

@@ -114,7 +114,7 @@ impl Server {
         };
 
         let grpc_config = GrpcConfig {
-            trusted_proxies: config.trusted_proxies.clone(),
+            trusted_proxies: config.proxies(),
             ..GrpcConfig::default()
         };
         let grpc_routes = user_grpc::routes(GrpcState::from(&app.services), &grpc_config).await?;
@@ -160,7 +160,7 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
     let state = AppState::from(&app.services)
         .with_config(HttpConfig {
             secure_cookies: config.cookie_secure,
-            trusted_proxies: config.trusted_proxies.clone(),
+            trusted_proxies: config.proxies(),
             ..HttpConfig::default()
         })
         .with_readiness(Arc::new(move || {

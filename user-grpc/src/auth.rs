@@ -40,20 +40,18 @@ pub async fn authenticate<T>(auth: &AuthService, request: &Request<T>) -> Result
 
 /// The client's user agent and address, recorded with a new session; rate limits count on
 /// the address. It is the TCP peer's, or, when the peer is one of `proxies`, the one its
-/// `forwarded` / `x-forwarded-for` metadata give.
+/// forwarding metadata (`x-forwarded-for` by default) gives.
 pub(crate) fn client_info<T>(request: &Request<T>, proxies: &TrustedProxies) -> ClientInfo {
     let metadata = request.metadata();
     let agent = metadata.get("user-agent").and_then(|v| v.to_str().ok());
-    let values = |name: &str| {
-        metadata
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-    };
+    let forwarded: Vec<&str> = metadata
+        .get_all(proxies.header().name())
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     let ip = request.remote_addr().map(|a| {
         proxies
-            .client_addr(a.ip(), values("forwarded"), values("x-forwarded-for"))
+            .client_addr(a.ip(), forwarded.into_iter())
             .to_string()
     });
     ClientInfo::new(agent, ip.as_deref())

@@ -89,8 +89,8 @@ pub struct GrpcConfig {
     pub concurrency_limit_per_connection: usize,
     /// Most users the legacy `ListAllUsers` returns (default 1000).
     pub list_all_users_cap: u32,
-    /// Reverse proxies whose `forwarded` / `x-forwarded-for` metadata give the client address
-    /// (default: none, the TCP peer is the client).
+    /// Reverse proxies whose forwarding metadata (`x-forwarded-for` by default) gives the
+    /// client address (default: none, the TCP peer is the client).
     pub trusted_proxies: user_core::domain::TrustedProxies,
 }
 

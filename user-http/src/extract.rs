@@ -132,9 +132,11 @@ where
 /// Whether the browser says the request comes from our own pages (see [`CurrentUser`]).
 fn same_origin(parts: &Parts) -> bool {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    // HTTP/2 carries the host in the request's authority rather than a `Host` header.
+    let host = header("host").or_else(|| parts.uri.authority().map(|a| a.as_str()));
     match header("sec-fetch-site") {
         Some(site) => matches!(site, "same-origin" | "none"),
-        None => match (header("origin"), header("host")) {
+        None => match (header("origin"), host) {
             (Some(origin), Some(host)) => origin
                 .split_once("://")
                 .is_some_and(|(_, origin_host)| origin_host.eq_ignore_ascii_case(host)),
@@ -195,8 +197,7 @@ impl FromRequestParts<AppState> for BearerUser {
 
 /// The client's user agent and address, recorded with a new session; rate limits count on
 /// the address. It is the TCP peer's, or, when the peer is a trusted proxy
-/// ([`crate::HttpConfig::trusted_proxies`]), the one its `Forwarded` / `X-Forwarded-For`
-/// headers give.
+/// ([`crate::HttpConfig::trusted_proxies`]), the one its forwarding header gives.
 #[derive(Debug, Clone)]
 pub(crate) struct Client(pub(crate) user_core::domain::ClientInfo);
 
@@ -213,22 +214,19 @@ where
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let values = |name: &str| {
-            parts
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-        };
+        let proxies = &state.config.trusted_proxies;
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all(proxies.header().name())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| {
-                state
-                    .config
-                    .trusted_proxies
-                    .client_addr(c.0.ip(), values("forwarded"), values("x-forwarded-for"))
+                proxies
+                    .client_addr(c.0.ip(), forwarded.into_iter())
                     .to_string()
             });
         Ok(Self(user_core::domain::ClientInfo::new(

@@ -69,8 +69,8 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Requests running longer get 408 (default 30 s).
     pub request_timeout: Duration,
-    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers give the client address
-    /// (default: none, the TCP peer is the client). See [`TrustedProxies`].
+    /// Reverse proxies whose forwarding header (`X-Forwarded-For` by default) gives the
+    /// client address (default: none, the TCP peer is the client). See [`TrustedProxies`].
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -181,7 +181,7 @@ fn security_headers(router: Router, config: &HttpConfig) -> Router {
         HeaderValue::from_static("no-store"),
     ));
     let router = if config.secure_cookies {
-        router.layer(SetResponseHeaderLayer::overriding(
+        router.layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         ))

@@ -129,7 +129,7 @@ impl SessionStore for SqliteSessionStore {
 
         let q = concat!(
             "UPDATE sessions SET last_used_at = ?1 \
-             WHERE id = ?2 AND revoked_at IS NULL AND expires_at > ?1 AND last_used_at >= ?3 \
+             WHERE id = ?2 AND revoked_at IS NULL AND expires_at > ?1 AND last_used_at > ?3 \
              RETURNING ",
             session_columns!()
         );
@@ -311,7 +311,9 @@ impl SessionStore for SqliteSessionStore {
     async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError> {
         let done = sqlx::query(
             "INSERT INTO devices (hash, user_id, created_at, expires_at) \
-             SELECT ?, id, ?, ? FROM users WHERE id = ?",
+             SELECT ?, id, ?, ? FROM users WHERE id = ? \
+             ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE devices.user_id = excluded.user_id",
         )
         .bind(hash.as_bytes().as_slice())
         .bind(to_db(device.created_at))
@@ -321,9 +323,26 @@ impl SessionStore for SqliteSessionStore {
         .await
         .map_err(map_db_err)?;
         if done.rows_affected() == 0 {
-            return Err(RepoError::NotFound);
+            // Nothing written: no such user, or the hash is another user's device.
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = ?")
+                .bind(device.user_id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_db_err)?;
+            if exists.is_none() {
+                return Err(RepoError::NotFound);
+            }
         }
         Ok(())
+    }
+
+    async fn delete_devices(&self, user: UserId) -> Result<u64, RepoError> {
+        sqlx::query("DELETE FROM devices WHERE user_id = ?")
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(map_db_err)
     }
 
     async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {

@@ -37,7 +37,7 @@ impl GuessBudget {
     }
 
     /// Spends one guess of `key`'s budget before the password is checked: the guess counts as
-    /// a failure until [`GuessBudget::succeeded`] forgets it. While the budget is locked, the
+    /// a failure until [`GuessBudget::clear`] forgets it. While the budget is locked, the
     /// guess is refused with [`AuthError::Throttled`] and the password is never checked.
     ///
     /// The count moves by compare-and-set in the store, so of concurrent guesses at most
@@ -47,11 +47,29 @@ impl GuessBudget {
         key: &ThrottleKey,
         now: OffsetDateTime,
     ) -> Result<Reserved, AuthError> {
-        let forget_before = now - std_to_time(self.policy.forget_after);
+        self.count(key, now, true).await
+    }
+
+    /// Counts one failure on `key`'s budget whether or not it is locked (a wrong password
+    /// checked on another budget that also weighs on this one).
+    pub(crate) async fn add_failure(&self, key: &ThrottleKey, now: OffsetDateTime) {
+        if let Err(e) = self.count(key, now, false).await {
+            tracing::warn!(error = %crate::error::report(&e), "failure not counted");
+        }
+    }
+
+    async fn count(
+        &self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+        refuse_when_locked: bool,
+    ) -> Result<Reserved, AuthError> {
         for _ in 0..MAX_RACES {
             let stored = self.sessions.login_failures(key).await?;
-            let current = stored.filter(|f| f.last_failed_at >= forget_before);
-            if let Some(retry_after) = current.and_then(|f| self.policy.retry_after(&f, now)) {
+            let current = stored.filter(|f| self.remembered(f, now));
+            if refuse_when_locked
+                && let Some(retry_after) = current.and_then(|f| self.policy.retry_after(&f, now))
+            {
                 return Err(AuthError::Throttled { retry_after });
             }
             let next = LoginFailures {
@@ -70,13 +88,20 @@ impl GuessBudget {
                 });
             }
         }
+        // Every try lost to another guess on the same budget, each of them counted: a flood.
+        tracing::warn!("guess budget contended; attempt refused");
         Err(AuthError::Throttled {
             retry_after: Duration::from_secs(1),
         })
     }
 
-    /// The guess proved right: the budget is whole again.
-    pub(crate) async fn succeeded(&self, key: &ThrottleKey) -> Result<(), RepoError> {
+    /// Whether `failures` still count at `now` (not older than `forget_after`).
+    fn remembered(&self, failures: &LoginFailures, now: OffsetDateTime) -> bool {
+        failures.last_failed_at >= now - std_to_time(self.policy.forget_after)
+    }
+
+    /// The guess proved right, or an admin unlocked: the budget is whole again.
+    pub(crate) async fn clear(&self, key: &ThrottleKey) -> Result<(), RepoError> {
         self.sessions.clear_login_failures(key).await
     }
 
@@ -111,16 +136,15 @@ impl GuessBudget {
         key: &ThrottleKey,
         now: OffsetDateTime,
     ) -> Result<Option<Duration>, RepoError> {
-        let forget_before = now - std_to_time(self.policy.forget_after);
         Ok(self
             .sessions
             .login_failures(key)
             .await?
-            .filter(|f| f.last_failed_at >= forget_before)
+            .filter(|f| self.remembered(f, now))
             .and_then(|f| self.policy.retry_after(&f, now)))
     }
 
-    /// Whether `failures` just reached the lock.
+    /// Whether `failures` lock the budget (the threshold is reached).
     pub(crate) fn locks(&self, failures: &LoginFailures) -> bool {
         failures.count >= self.policy.threshold
     }

@@ -108,6 +108,9 @@ impl AuthPolicy {
     /// The largest accepted `leeway`.
     pub const MAX_LEEWAY: Duration = Duration::from_secs(5);
 
+    /// The longest accepted lifetime, delay or timeout: ten years.
+    pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
     /// Checks that every value is in its allowed range.
     ///
     /// # Errors
@@ -116,6 +119,8 @@ impl AuthPolicy {
         let positive = |setting, d: Duration| {
             if d.is_zero() {
                 Err(ConfigError::new(setting, "must be longer than zero"))
+            } else if d > Self::MAX_DURATION {
+                Err(ConfigError::new(setting, "must be at most ten years"))
             } else {
                 Ok(())
             }
@@ -127,6 +132,15 @@ impl AuthPolicy {
         positive("token_idle_timeout", self.token_idle_timeout)?;
         positive("device_token_ttl", self.device_token_ttl)?;
         positive("lockout.base_delay", self.lockout.base_delay)?;
+        positive("lockout.max_delay", self.lockout.max_delay)?;
+        positive("lockout.forget_after", self.lockout.forget_after)?;
+        if self.browser_idle_timeout < Duration::from_secs(60) {
+            // Uses are recorded at most once a minute.
+            return Err(ConfigError::new(
+                "browser_idle_timeout",
+                "must be at least one minute",
+            ));
+        }
         if self.lockout.threshold == 0 {
             return Err(ConfigError::new("lockout.threshold", "must be at least 1"));
         }
@@ -215,5 +229,24 @@ mod tests {
             ..AuthPolicy::default()
         };
         assert_eq!(bad.validate().unwrap_err().setting, "access_token_ttl");
+        // Overflowing time arithmetic is refused at start, not met at the first sign-in.
+        let bad = AuthPolicy {
+            device_token_ttl: Duration::from_secs(u64::MAX / 4),
+            ..AuthPolicy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().setting, "device_token_ttl");
+        let bad = AuthPolicy {
+            lockout: LockoutPolicy {
+                max_delay: Duration::from_secs(u64::MAX / 4),
+                ..LockoutPolicy::default()
+            },
+            ..AuthPolicy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().setting, "lockout.max_delay");
+        let bad = AuthPolicy {
+            browser_idle_timeout: Duration::from_secs(59),
+            ..AuthPolicy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().setting, "browser_idle_timeout");
     }
 }

@@ -1,4 +1,5 @@
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -107,9 +108,9 @@ pub struct AuthService {
     dummy_hash: OnceCell<PasswordHash>,
     budget: GuessBudget,
     /// Sign-in attempts per client address, in memory (per process).
-    login_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login_limit: Option<AddressLimit>,
     /// Registrations per client address, in memory (per process).
-    register_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    register_limit: Option<AddressLimit>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -152,12 +153,12 @@ impl AuthService {
             &policy.audience,
             policy.leeway,
         )?;
-        let login_limiter = policy
+        let login_limit = policy
             .login_attempts_per_ip_per_minute
-            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-        let register_limiter = policy
+            .map(|n| AddressLimit::new("sign-in", Quota::per_minute(n)));
+        let register_limit = policy
             .registrations_per_ip_per_hour
-            .map(|n| RateLimiter::keyed(Quota::per_hour(n)));
+            .map(|n| AddressLimit::new("registration", Quota::per_hour(n)));
         let budget = GuessBudget::new(ports.sessions.clone(), policy.lockout);
         Ok(Self {
             ports,
@@ -165,8 +166,8 @@ impl AuthService {
             keys,
             dummy_hash: OnceCell::new(),
             budget,
-            login_limiter,
-            register_limiter,
+            login_limit,
+            register_limit,
         })
     }
 
@@ -192,7 +193,9 @@ impl AuthService {
         form: RegisterUser,
         client: &ClientInfo,
     ) -> Result<User, AuthError> {
-        limit(self.register_limiter.as_ref(), client, "registration")?;
+        if let Some(limit) = &self.register_limit {
+            limit.check(client)?;
+        }
         self.create_user(form, Role::User).await
     }
 
@@ -255,7 +258,9 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<TokenPair, AuthError> {
-        limit(self.login_limiter.as_ref(), &client, "sign-in")?;
+        if let Some(limit) = &self.login_limit {
+            limit.check(&client)?;
+        }
         let (user, device_token) = self.check_credentials(&credentials, &client).await?;
         let refresh_token = new_secret()?;
         let now = self.ports.clock.now();
@@ -290,7 +295,9 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<BrowserLogin, AuthError> {
-        limit(self.login_limiter.as_ref(), &client, "sign-in")?;
+        if let Some(limit) = &self.login_limit {
+            limit.check(&client)?;
+        }
         let (user, device_token) = self.check_credentials(&credentials, &client).await?;
         let session_token = new_secret()?;
         let now = self.ports.clock.now();
@@ -372,9 +379,10 @@ impl AuthService {
         let now = self.ports.clock.now();
         let account = self.find_account(credentials).await?;
         let user_id = account.as_ref().map(|(user, _)| user.id);
-        let device = match (&credentials.device_token, user_id) {
-            (Some(token), Some(id)) => self.known_device(token, id, now).await?,
-            _ => None,
+        // Looked up whenever one is presented, so a known account costs what an unknown does.
+        let device = match &credentials.device_token {
+            Some(token) => self.known_device(token, user_id, now).await?,
+            None => None,
         };
         let (key, budget) = match (&device, user_id) {
             (Some(hash), _) => (ThrottleKey::device(hash), "device"),
@@ -406,13 +414,21 @@ impl AuthService {
             (Some((user, _)), Verification::Match { needs_rehash })
                 if user.status == UserStatus::Active =>
             {
-                self.budget.succeeded(&key).await?;
+                self.budget.clear(&key).await?;
                 if needs_rehash {
                     self.rehash(&user, &credentials.password, now).await;
                 }
                 let device_token = match (device, &credentials.device_token) {
-                    (Some(_), Some(presented)) => presented.clone(),
-                    _ => self.issue_device(user.id, now).await?,
+                    (Some(hash), Some(presented)) => {
+                        self.store_device(&hash, user.id, now).await?;
+                        presented.clone()
+                    }
+                    _ => {
+                        let token = new_secret()?;
+                        let hash = TokenHash::of(token.expose_secret());
+                        self.store_device(&hash, user.id, now).await?;
+                        token
+                    }
                 };
                 metrics::counter!("user_logins_total", "outcome" => "success").increment(1);
                 Ok((user, device_token))
@@ -445,34 +461,31 @@ impl AuthService {
     async fn known_device(
         &self,
         token: &SecretString,
-        user: UserId,
+        user: Option<UserId>,
         now: OffsetDateTime,
     ) -> Result<Option<TokenHash>, AuthError> {
         let hash = TokenHash::of(token.expose_secret());
         match self.ports.sessions.find_device(&hash).await {
-            Ok(device) if device.vouches_for(user, now) => Ok(Some(hash)),
+            Ok(device) if user.is_some_and(|user| device.vouches_for(user, now)) => Ok(Some(hash)),
             Ok(_) | Err(RepoError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// A new device token for `user`.
-    async fn issue_device(
+    /// Stores a new device token for `user`, or renews a known one: a device in use stays
+    /// known for `device_token_ttl` after its last sign-in.
+    async fn store_device(
         &self,
+        hash: &TokenHash,
         user: UserId,
         now: OffsetDateTime,
-    ) -> Result<SecretString, AuthError> {
-        let token = new_secret()?;
+    ) -> Result<(), AuthError> {
         let device = DeviceToken {
             user_id: user,
             created_at: now,
             expires_at: now + std_to_time(self.policy.device_token_ttl),
         };
-        self.ports
-            .sessions
-            .create_device(&TokenHash::of(token.expose_secret()), &device)
-            .await?;
-        Ok(token)
+        Ok(self.ports.sessions.create_device(hash, &device).await?)
     }
 
     /// The account an identifier names, with its hash.
@@ -699,6 +712,8 @@ impl AuthService {
             .sessions
             .revoke_all(actor.user_id, None, self.ports.clock.now())
             .await?;
+        // Whoever signed in must prove the password again to be a known device.
+        self.ports.sessions.delete_devices(actor.user_id).await?;
         tracing::info!(user_id = %actor.user_id, sessions = n, "signed out everywhere");
         Ok(n)
     }
@@ -707,34 +722,77 @@ impl AuthService {
 #[cfg(test)]
 mod tests;
 
-/// Refuses a client address that used up its allowance of `what` (sign-ins or
-/// registrations). Addresses count as [`ClientInfo::rate_limit_key`] says: IPv6 by its /64.
-fn limit(
-    limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>,
-    client: &ClientInfo,
+/// A per-client-address allowance (sign-ins or registrations), in memory.
+struct AddressLimit {
     what: &'static str,
-) -> Result<(), AuthError> {
-    let (Some(limiter), Some(key)) = (limiter, client.rate_limit_key()) else {
-        return Ok(());
-    };
-    match limiter.check_key(&key) {
-        Ok(()) => {
-            // Forget idle clients now and then, so the table stays small.
-            if limiter.len() > 10_000 {
-                limiter.retain_recent();
-            }
-            Ok(())
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// When idle addresses were last forgotten, in seconds since `started`.
+    last_sweep: AtomicU64,
+    started: std::time::Instant,
+}
+
+impl AddressLimit {
+    /// Idle addresses are forgotten when the table holds more than this...
+    const SWEEP_ABOVE: usize = 10_000;
+    /// ...at most this often, so a flood of addresses cannot make every request pay a scan.
+    const SWEEP_EVERY_SECS: u64 = 10;
+
+    fn new(what: &'static str, quota: Quota) -> Self {
+        Self {
+            what,
+            limiter: RateLimiter::keyed(quota),
+            last_sweep: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
-        Err(not_until) => {
-            metrics::counter!("user_rate_limited_total", "what" => what).increment(1);
-            if what == "sign-in" {
-                metrics::counter!("user_logins_total", "outcome" => "rate_limited").increment(1);
+    }
+
+    /// Refuses a client address that used up its allowance. Addresses count as
+    /// [`ClientInfo::rate_limit_key`] says: IPv6 by its /64.
+    fn check(&self, client: &ClientInfo) -> Result<(), AuthError> {
+        let Some(key) = client.rate_limit_key() else {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "a request without a client address: per-address rate limits cannot apply \
+                     (serve with the peer address, e.g. user_http::serve)"
+                );
+            });
+            return Ok(());
+        };
+        match self.limiter.check_key(&key) {
+            Ok(()) => {
+                self.sweep();
+                Ok(())
             }
-            tracing::warn!(client_ip = %key, what, "rate limited");
-            let retry_after = not_until.wait_time_from(limiter.clock().now());
-            Err(AuthError::Throttled {
-                retry_after: retry_after.max(Duration::from_secs(1)),
-            })
+            Err(not_until) => {
+                let what = self.what;
+                metrics::counter!("user_rate_limited_total", "what" => what).increment(1);
+                if what == "sign-in" {
+                    metrics::counter!("user_logins_total", "outcome" => "rate_limited")
+                        .increment(1);
+                }
+                tracing::warn!(client_ip = %key, what, "rate limited");
+                let retry_after = not_until.wait_time_from(self.limiter.clock().now());
+                Err(AuthError::Throttled {
+                    retry_after: retry_after.max(Duration::from_secs(1)),
+                })
+            }
+        }
+    }
+
+    fn sweep(&self) {
+        if self.limiter.len() <= Self::SWEEP_ABOVE {
+            return;
+        }
+        let now = self.started.elapsed().as_secs();
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= Self::SWEEP_EVERY_SECS
+            && self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.limiter.retain_recent();
         }
     }
 }

@@ -11,7 +11,7 @@ mod username;
 
 pub use email::Email;
 pub use password::{Password, PasswordHash, PasswordPolicy};
-pub use proxies::TrustedProxies;
+pub use proxies::{ForwardedHeader, TrustedProxies};
 pub use query::{UserPage, UserQuery};
 pub use session::{
     Actor, ClientInfo, DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId,

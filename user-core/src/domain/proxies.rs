@@ -5,15 +5,44 @@ use ipnet::IpNet;
 
 use crate::error::ValidationError;
 
-/// The reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed. Empty by
-/// default: the client address is then the TCP peer's, and those headers are ignored, so a
-/// client cannot choose the address its rate limits count on.
+/// Which header a trusted proxy writes the client address into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`: what nginx, HAProxy, Traefik and the cloud
+    /// load balancers append to. The default.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, lowercase.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// The reverse proxies whose forwarding header is believed. Empty by default: the client
+/// address is then the TCP peer's and forwarding headers are ignored, so a client cannot
+/// choose the address its rate limits count on.
 ///
-/// Behind a proxy, list its addresses or networks: the client address is then the right-most
-/// address of the header that is not itself a trusted proxy (RFC 7239 section 5.2; the
-/// left-most entries are whatever the client sent).
+/// Behind a proxy, list its addresses or networks and say which one header it writes (only
+/// that one is read: a proxy appends to its own header and passes the other through as the
+/// client sent it). The client address is then the right-most address of that header that is
+/// not itself a trusted proxy (RFC 7239 section 5.2; the left-most entries are whatever the
+/// client sent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ForwardedHeader,
+}
+
+/// At most this many hops of a forwarding header are looked at, from the right.
+const MAX_HOPS: usize = 32;
 
 impl TrustedProxies {
     /// No trusted proxy.
@@ -22,68 +51,80 @@ impl TrustedProxies {
     }
 
     /// Parses a comma-separated list of addresses and CIDR networks, e.g.
-    /// `10.0.0.0/8, 192.168.1.7, fd00::/8`. An empty list trusts nobody.
+    /// `10.0.0.0/8, 192.168.1.7, fd00::/8`. An empty list trusts nobody. The header read is
+    /// `X-Forwarded-For` (see [`TrustedProxies::with_header`]).
     ///
     /// # Errors
     /// [`ValidationError`] on field `trusted_proxies` naming the entry that does not parse.
     pub fn parse(list: &str) -> Result<Self, ValidationError> {
-        list.split(',')
+        let nets = list
+            .split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
-                IpNet::from_str(entry)
-                    .or_else(|_| IpAddr::from_str(entry).map(IpNet::from))
-                    .map_err(|_| {
-                        ValidationError::new(
-                            "trusted_proxies",
-                            "invalid",
-                            format!("{entry:?} is not an IP address or CIDR network"),
-                        )
-                    })
+                let net = match IpAddr::from_str(entry) {
+                    Ok(ip) => Ok(IpNet::from(canonical(ip))),
+                    Err(_) => IpNet::from_str(entry),
+                };
+                net.map_err(|_| {
+                    ValidationError::new(
+                        "trusted_proxies",
+                        "invalid",
+                        format!("{entry:?} is not an IP address or CIDR network"),
+                    )
+                })
             })
-            .collect::<Result<_, _>>()
-            .map(Self)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            nets,
+            header: ForwardedHeader::default(),
+        })
+    }
+
+    /// Reads `header` instead of `X-Forwarded-For`.
+    #[must_use]
+    pub fn with_header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The one header that is read.
+    pub fn header(&self) -> ForwardedHeader {
+        self.header
     }
 
     /// Whether no proxy is trusted.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
     /// The client's address: `peer` itself unless it is a trusted proxy; then the right-most
-    /// untrusted address of the `Forwarded` header values (if any), else of the
-    /// `X-Forwarded-For` values. Values that do not parse end the walk: the last trusted hop
-    /// is the client then.
+    /// untrusted address in `values`, the values of [`TrustedProxies::header`] in the order
+    /// they arrived. A hop that does not parse (or `for=unknown`) ends the walk: the last
+    /// trusted hop is the client then. At most 32 hops are looked at.
     pub fn client_addr<'a>(
         &self,
         peer: IpAddr,
-        forwarded: impl IntoIterator<Item = &'a str>,
-        x_forwarded_for: impl IntoIterator<Item = &'a str>,
+        values: impl DoubleEndedIterator<Item = &'a str>,
     ) -> IpAddr {
         let peer = canonical(peer);
         if !self.trusts(peer) {
             return peer;
         }
-        let mut hops: Vec<Option<IpAddr>> = forwarded
-            .into_iter()
-            .flat_map(|v| v.split(','))
-            .map(forwarded_for)
-            .collect();
-        if hops.is_empty() {
-            hops = x_forwarded_for
-                .into_iter()
-                .flat_map(|v| v.split(','))
-                .map(|hop| parse_addr(hop.trim()))
-                .collect();
-        }
+        let header = self.header;
+        let hops = values.rev().flat_map(|v| v.rsplit(',')).take(MAX_HOPS);
         let mut client = peer;
-        for hop in hops.into_iter().rev() {
-            match hop {
+        for hop in hops {
+            let parsed = match header {
+                ForwardedHeader::XForwardedFor => parse_addr(hop.trim()),
+                ForwardedHeader::Forwarded => forwarded_for(hop),
+            };
+            match parsed {
                 Some(ip) => {
                     client = canonical(ip);
                     if !self.trusts(client) {
@@ -136,7 +177,7 @@ mod tests {
     #[test]
     fn nobody_is_trusted_by_default() {
         let none = TrustedProxies::none();
-        let got = none.client_addr(ip("203.0.113.9"), ["for=1.1.1.1"], ["1.1.1.1"]);
+        let got = none.client_addr(ip("203.0.113.9"), ["1.1.1.1"].into_iter());
         assert_eq!(got, ip("203.0.113.9"), "a client cannot choose its address");
     }
 
@@ -144,42 +185,68 @@ mod tests {
     fn behind_a_trusted_proxy_the_right_most_untrusted_hop_is_the_client() {
         let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7").unwrap();
         let peer = ip("10.1.2.3");
+        let client = |values: &[&str]| proxies.client_addr(peer, values.iter().copied());
         // The client forged the left-most entry; the proxy appended the real one.
-        assert_eq!(
-            proxies.client_addr(peer, [], ["6.6.6.6, 198.51.100.4"]),
-            ip("198.51.100.4")
-        );
-        // Two trusted hops.
-        assert_eq!(
-            proxies.client_addr(peer, [], ["198.51.100.4", "192.168.1.7"]),
-            ip("198.51.100.4")
-        );
+        assert_eq!(client(&["6.6.6.6, 198.51.100.4"]), ip("198.51.100.4"));
+        // Two trusted hops, over two header lines.
+        assert_eq!(client(&["198.51.100.4", "192.168.1.7"]), ip("198.51.100.4"));
         // An untrusted peer's headers are ignored.
         assert_eq!(
-            proxies.client_addr(ip("198.51.100.99"), [], ["1.1.1.1"]),
+            proxies.client_addr(ip("198.51.100.99"), ["1.1.1.1"].into_iter()),
             ip("198.51.100.99")
         );
         // No header: the proxy itself.
-        assert_eq!(proxies.client_addr(peer, [], []), peer);
+        assert_eq!(client(&[]), peer);
         // Garbage stops the walk at the last trusted hop.
-        assert_eq!(proxies.client_addr(peer, [], ["1.1.1.1, junk"]), peer);
+        assert_eq!(client(&["1.1.1.1, junk"]), peer);
+        // Ports and brackets.
+        assert_eq!(client(&["[2001:db8::5]:443"]), ip("2001:db8::5"));
     }
 
     #[test]
-    fn forwarded_wins_and_is_parsed_per_rfc_7239() {
-        let proxies = TrustedProxies::parse("10.0.0.1").unwrap();
+    fn only_the_configured_header_counts() {
+        // A client's own `Forwarded` passes an X-Forwarded-For proxy untouched: it must not
+        // count, whatever it says.
+        let xff = TrustedProxies::parse("10.0.0.1").unwrap();
+        assert_eq!(xff.header().name(), "x-forwarded-for");
+        let forwarded = xff.clone().with_header(ForwardedHeader::Forwarded);
+        assert_eq!(forwarded.header().name(), "forwarded");
         let peer = ip("10.0.0.1");
-        let forwarded =
+        let values =
             ["for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\""];
         assert_eq!(
-            proxies.client_addr(peer, forwarded, ["9.9.9.9"]),
+            forwarded.client_addr(peer, values.into_iter()),
             ip("2001:db8:cafe::17")
         );
-        assert_eq!(proxies.client_addr(peer, ["for=unknown"], []), peer);
         assert_eq!(
-            proxies.client_addr(ip("::ffff:10.0.0.1"), ["For=198.51.100.1:80"], []),
+            forwarded.client_addr(peer, ["for=unknown"].into_iter()),
+            peer
+        );
+        assert_eq!(
+            forwarded.client_addr(ip("::ffff:10.0.0.1"), ["For=198.51.100.1:80"].into_iter()),
             ip("198.51.100.1"),
             "mapped peer, port, case"
+        );
+    }
+
+    #[test]
+    fn long_headers_are_walked_from_the_right_and_bounded() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let trusted_hops = vec!["10.0.0.2"; 100].join(", ");
+        let value = format!("198.51.100.1, {trusted_hops}");
+        // 100 trusted hops: the walk stops after 32 and names the last trusted one.
+        assert_eq!(
+            proxies.client_addr(ip("10.0.0.1"), [value.as_str()].into_iter()),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn mapped_entries_match_ipv4_peers() {
+        let proxies = TrustedProxies::parse("::ffff:10.0.0.1").unwrap();
+        assert_eq!(
+            proxies.client_addr(ip("10.0.0.1"), ["198.51.100.1"].into_iter()),
+            ip("198.51.100.1")
         );
     }
 

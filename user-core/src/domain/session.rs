@@ -124,10 +124,11 @@ impl fmt::Debug for TokenHash {
 /// The key of one guess budget: failed password checks are counted under it. Always a
 /// SHA-256, so the store never holds what people typed into the login form.
 ///
-/// Three kinds of budget exist: an existing account's ([`ThrottleKey::account`]), a device
-/// token's ([`ThrottleKey::device`]), and a typed identifier that names no account
-/// ([`ThrottleKey::of`]). The first two hash a `0xFF` tag byte first, which no UTF-8 text
-/// contains, so nothing a person types can name an account's or a device's budget.
+/// Four kinds of budget exist: an existing account's ([`ThrottleKey::account`]), a device
+/// token's ([`ThrottleKey::device`]), a signed-in session's for password re-checks
+/// ([`ThrottleKey::session`]), and a typed identifier that names no account
+/// ([`ThrottleKey::of`]). All but the last hash a `0xFF` tag byte first, which no UTF-8 text
+/// contains, so nothing a person types can name another kind's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ThrottleKey([u8; 32]);
 
@@ -141,6 +142,14 @@ impl ThrottleKey {
     pub fn account(id: UserId) -> Self {
         let mut h = Sha256::new();
         h.update([0xFF, b'a']);
+        h.update(id.as_uuid().as_bytes());
+        Self(h.finalize().into())
+    }
+
+    /// The budget of one signed-in session, for re-checks of its user's password.
+    pub fn session(id: SessionId) -> Self {
+        let mut h = Sha256::new();
+        h.update([0xFF, b's']);
         h.update(id.as_uuid().as_bytes());
         Self(h.finalize().into())
     }
@@ -334,6 +343,12 @@ mod tests {
         let device = ThrottleKey::device(&TokenHash::of("d"));
         assert_ne!(device, ThrottleKey::of("d"));
         assert_ne!(device, ThrottleKey::device(&TokenHash::of("e")));
+        let session = SessionId::from(id.as_uuid());
+        assert_ne!(
+            ThrottleKey::session(session),
+            account,
+            "same uuid, other kind"
+        );
     }
 
     #[test]

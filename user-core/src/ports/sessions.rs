@@ -34,10 +34,10 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn find_by_cookie(&self, hash: &TokenHash) -> Result<Session, RepoError>;
 
     /// Spends a refresh token and makes `replacement` current, in one atomic step:
-    /// - the current token of an active session last used at or after `idle_since`:
+    /// - the current token of an active session last used after `idle_since`:
     ///   [`Rotation::Rotated`], `last_used_at = now`;
     /// - a token already spent: the session is revoked, [`Rotation::Reused`];
-    /// - the current token of a revoked or expired session, or of one last used before
+    /// - the current token of a revoked or expired session, or of one last used at or before
     ///   `idle_since` (idle): [`Rotation::Inactive`], nothing changed.
     ///
     /// Of two concurrent calls with the same token, exactly one rotates.
@@ -129,12 +129,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`RepoError::Unavailable`] when the store fails.
     async fn purge_login_failures(&self, before: OffsetDateTime) -> Result<u64, RepoError>;
 
-    /// Stores a device token (by the hash of its secret) for `device.user_id`.
+    /// Stores a device token (by the hash of its secret) for `device.user_id`, or, when that
+    /// hash is already stored for the same user, moves its expiry to `device.expires_at`.
     ///
     /// # Errors
     /// - [`RepoError::NotFound`] when the user does not exist.
     /// - [`RepoError::Unavailable`] when the store fails.
     async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError>;
+
+    /// Deletes every device token of `user` (after a password change or a sign-out
+    /// everywhere), returning how many.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn delete_devices(&self, user: UserId) -> Result<u64, RepoError>;
 
     /// The device token whose secret hashes to `hash`, expired or not. Device tokens are
     /// deleted with their user.

@@ -878,10 +878,16 @@ pub async fn idle_sessions_do_not_rotate(s: Stores) {
         Some(sess.clone()),
         "unchanged"
     );
-    // Used at 0, idle since 0: still in time, and the token was not spent by the refusal.
+    // Used at 0, idle since 0: idle (the boundary belongs to idle, as in `Session::is_idle`).
     let rotation = s
         .sessions
         .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of("r2"), at(100), at(0))
+        .await;
+    assert_eq!(rotation.ok(), Some(Rotation::Inactive(sess.id)));
+    // Idle since just before: in time, and the token was not spent by the refusals.
+    let rotation = s
+        .sessions
+        .rotate_refresh_token(&TokenHash::of("r1"), &TokenHash::of("r2"), at(100), at(-1))
         .await;
     assert!(matches!(rotation, Ok(Rotation::Rotated(_))), "{rotation:?}");
 }
@@ -1044,9 +1050,54 @@ pub async fn devices_are_stored_found_and_purged(s: Stores) {
             .await,
         "unknown user",
     );
-    assert_eq!(s.sessions.purge_devices(at(100)).await.ok(), Some(0));
-    assert_eq!(s.sessions.purge_devices(at(101)).await.ok(), Some(1));
-    not_found(s.sessions.find_device(&TokenHash::of("da")).await, "purged");
+    // Storing a known hash again renews its expiry, for its own user only.
+    let renewed = device(&a, 150);
+    let da_hash = TokenHash::of("da");
+    assert!(s.sessions.create_device(&da_hash, &renewed).await.is_ok());
+    assert_eq!(s.sessions.find_device(&da_hash).await.ok(), Some(renewed));
+    assert!(
+        s.sessions
+            .create_device(&da_hash, &device(&b, 999))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        s.sessions.find_device(&da_hash).await.ok(),
+        Some(renewed),
+        "another user cannot take it over"
+    );
+    assert_eq!(s.sessions.purge_devices(at(150)).await.ok(), Some(0));
+    assert_eq!(s.sessions.purge_devices(at(151)).await.ok(), Some(1));
+    not_found(s.sessions.find_device(&da_hash).await, "purged");
+    // Deleting a user's devices leaves others' alone.
+    assert!(
+        s.sessions
+            .create_device(&TokenHash::of("db2"), &db)
+            .await
+            .is_ok()
+    );
+    let other = device(&a, 300);
+    assert!(
+        s.sessions
+            .create_device(&TokenHash::of("da2"), &other)
+            .await
+            .is_ok()
+    );
+    assert_eq!(s.sessions.delete_devices(b.id).await.ok(), Some(2));
+    not_found(
+        s.sessions.find_device(&TokenHash::of("db")).await,
+        "deleted",
+    );
+    assert_eq!(
+        s.sessions.find_device(&TokenHash::of("da2")).await.ok(),
+        Some(other)
+    );
+    assert!(
+        s.sessions
+            .create_device(&TokenHash::of("db"), &db)
+            .await
+            .is_ok()
+    );
     assert!(s.users.delete(b.id).await.is_ok());
     not_found(
         s.sessions.find_device(&TokenHash::of("db")).await,

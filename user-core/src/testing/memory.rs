@@ -324,7 +324,7 @@ impl SessionStore for InMemorySessionStore {
             session.revoked_at.get_or_insert(now);
             return Ok(Rotation::Reused(id));
         }
-        if !session.is_active(now) || session.last_used_at < idle_since {
+        if !session.is_active(now) || session.last_used_at <= idle_since {
             return Ok(Rotation::Inactive(id));
         }
         session.last_used_at = now;
@@ -443,8 +443,23 @@ impl SessionStore for InMemorySessionStore {
         if !s.users.contains_key(&device.user_id) {
             return Err(RepoError::NotFound);
         }
-        s.devices.insert(*hash.as_bytes(), *device);
+        match s.devices.get_mut(hash.as_bytes()) {
+            Some(stored) if stored.user_id == device.user_id => {
+                stored.expires_at = device.expires_at;
+            }
+            Some(_) => {}
+            None => {
+                s.devices.insert(*hash.as_bytes(), *device);
+            }
+        }
         Ok(())
+    }
+
+    async fn delete_devices(&self, user: UserId) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let n = s.devices.len();
+        s.devices.retain(|_, d| d.user_id != user);
+        Ok((n - s.devices.len()) as u64)
     }
 
     async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {

@@ -121,21 +121,28 @@ impl UserService {
         Ok(user)
     }
 
-    /// Checks the password of a signed-in user, on the account's guess budget (the same as
-    /// sign-in's): a stolen session cannot try passwords faster than a stranger at the login
-    /// form, and a locked account refuses the check without running it.
-    async fn confirm_password(&self, id: UserId, password: &SecretString) -> Result<(), UserError> {
-        let key = ThrottleKey::account(id);
+    /// Checks the password of a signed-in user. The check spends a guess of the session's
+    /// own budget, reserved before the hash runs, so a stolen session cannot try passwords
+    /// faster than a stranger at the sign-in form; a wrong password also counts on the
+    /// account's budget, which the sign-in form shares. A lock that strangers put on the
+    /// account does not stop its signed-in owner from confirming their password.
+    async fn confirm_password(
+        &self,
+        actor: &Actor,
+        password: &SecretString,
+    ) -> Result<(), UserError> {
+        let id = actor.user_id;
+        let hash = self.ports.users.password_hash(id).await?;
+        let key = ThrottleKey::session(actor.session_id);
         let now = self.ports.clock.now();
         let reserved = self.budget.reserve(&key, now).await.map_err(|e| match e {
             AuthError::Throttled { retry_after } => {
-                tracing::warn!(user_id = %id, outcome = "locked", "password re-check refused");
+                tracing::warn!(user_id = %id, session_id = %actor.session_id, outcome = "locked", "password re-check refused");
                 UserError::Throttled { retry_after }
             }
             AuthError::Unavailable(cause) => UserError::Unavailable(cause),
             other => UserError::Internal(Box::new(other)),
         })?;
-        let hash = self.ports.users.password_hash(id).await?;
         let verdict = match self.ports.hasher.verify(password, &hash).await {
             Ok(verdict) => verdict,
             Err(e) => {
@@ -145,12 +152,16 @@ impl UserService {
         };
         match verdict {
             Verification::Match { .. } => {
-                self.budget.succeeded(&key).await?;
+                self.budget.clear(&key).await?;
                 Ok(())
             }
             Verification::Mismatch => {
+                self.budget
+                    .add_failure(&ThrottleKey::account(id), now)
+                    .await;
                 tracing::warn!(
                     user_id = %id,
+                    session_id = %actor.session_id,
                     failures = reserved.failures.count,
                     outcome = "wrong_password",
                     "password re-check failed"
@@ -165,7 +176,7 @@ impl UserService {
     /// # Errors
     /// [`UserError::Invalid`] on field `new_password` when the new one breaks the policy
     /// (checked first, without looking at the current one); [`UserError::InvalidCredentials`]
-    /// when the current password is wrong; [`UserError::Throttled`] while the account's guess
+    /// when the current password is wrong; [`UserError::Throttled`] while the session's guess
     /// budget is locked.
     pub async fn change_password(
         &self,
@@ -182,7 +193,7 @@ impl UserService {
             Some(&user.email),
         )
         .map_err(|errors| UserError::Invalid(errors.renamed("password", "new_password")))?;
-        self.confirm_password(user.id, &change.current_password)
+        self.confirm_password(actor, &change.current_password)
             .await?;
         let hash = self.ports.hasher.hash(&new).await?;
         let now = self.ports.clock.now();
@@ -195,6 +206,8 @@ impl UserService {
             .sessions
             .revoke_all(user.id, Some(actor.session_id), now)
             .await?;
+        // Devices that knew the old password are strangers now.
+        self.ports.sessions.delete_devices(user.id).await?;
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
         Ok(())
     }
@@ -203,14 +216,14 @@ impl UserService {
     ///
     /// # Errors
     /// [`UserError::InvalidCredentials`] when the password is wrong; [`UserError::Throttled`]
-    /// while the account's guess budget is locked; [`UserError::LastAdmin`] for the last
+    /// while the session's guess budget is locked; [`UserError::LastAdmin`] for the last
     /// active admin.
     pub async fn delete_own_account(
         &self,
         actor: &Actor,
         password: &SecretString,
     ) -> Result<(), UserError> {
-        self.confirm_password(actor.user_id, password).await?;
+        self.confirm_password(actor, password).await?;
         self.ports.users.delete(actor.user_id).await?;
         tracing::info!(user_id = %actor.user_id, "account deleted by its owner");
         Ok(())
@@ -318,6 +331,7 @@ impl AdminUsers<'_> {
         let user = ports.users.set_status(id, status, now).await?;
         if status == UserStatus::Disabled {
             ports.sessions.revoke_all(id, None, now).await?;
+            ports.sessions.delete_devices(id).await?;
         }
         tracing::info!(user_id = %id, actor = %self.actor.user_id, status = %status, "status changed");
         Ok(user)
@@ -345,10 +359,7 @@ impl AdminUsers<'_> {
     /// [`UserError::NotFound`].
     pub async fn unlock(&self, id: UserId) -> Result<(), UserError> {
         self.service.ports.users.get(id).await?;
-        self.service
-            .budget
-            .succeeded(&ThrottleKey::account(id))
-            .await?;
+        self.service.budget.clear(&ThrottleKey::account(id)).await?;
         tracing::info!(user_id = %id, actor = %self.actor.user_id, "sign-in unlocked by an admin");
         Ok(())
     }

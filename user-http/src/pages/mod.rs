@@ -185,7 +185,8 @@ fn csrf_token(bound_to: &str) -> String {
             mac.update(b"user-management csrf v1");
             URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
         }
-        // HMAC takes keys of any length; an empty token refuses every form (fail closed).
+        // Unreachable (HMAC takes keys of any length); were it reached, the empty token
+        // would refuse every form.
         Err(_) => String::new(),
     }
 }
@@ -455,13 +456,13 @@ impl Web {
     pub(crate) fn redirect(self, to: &str, flash: Option<Flash>) -> Response {
         let mut jar = self.jar;
         if let Some(flash) = flash {
-            jar = jar.add(
-                Cookie::build(("flash", flash.code()))
-                    .http_only(true)
-                    .path("/")
-                    .same_site(SameSite::Lax)
-                    .build(),
+            let cookie = secure_cookie(
+                &self.state.config,
+                "flash",
+                flash.code().to_owned(),
+                SameSite::Lax,
             );
+            jar = jar.add(cookie);
         }
         (jar, Redirect::to(&format!("{}{to}", self.base))).into_response()
     }

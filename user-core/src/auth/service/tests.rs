@@ -1084,3 +1084,56 @@ async fn failed_sign_ins_are_logged_with_address_and_outcome_never_what_was_type
         assert!(!text.contains(secret), "{secret} logged:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_strangers_lock_does_not_stop_the_signed_in_owner_from_re_checking() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let owner = f.actor("alice").await;
+    locked_by_a_stranger(&f).await;
+    let change = ChangePassword {
+        current_password: SecretString::from(PW),
+        new_password: SecretString::from("a brand new passphrase"),
+    };
+    f.users.change_password(&owner, change).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_device_in_use_stays_known_and_a_password_change_forgets_devices() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let device = f.login("alice", PW).await.unwrap().device_token.unwrap();
+    let with_device = || creds("alice", PW).with_device_token(Some(device.clone()));
+    // Used on day 80, so still known on day 100 (90 days after its last use, not its issue).
+    f.clock.advance(secs(80 * 24 * 3600));
+    f.auth
+        .login(with_device(), ClientInfo::default())
+        .await
+        .unwrap();
+    f.clock.advance(secs(20 * 24 * 3600));
+    locked_by_a_stranger(&f).await;
+    let pair = f
+        .auth
+        .login(with_device(), ClientInfo::default())
+        .await
+        .unwrap();
+
+    // After a password change the device is a stranger: it knew the old password.
+    let actor = f
+        .auth
+        .authenticate(pair.access_token.expose_secret())
+        .await
+        .unwrap();
+    f.clock.advance(secs(3600));
+    let change = ChangePassword {
+        current_password: SecretString::from(PW),
+        new_password: SecretString::from("a brand new passphrase"),
+    };
+    f.users.change_password(&actor, change).await.unwrap();
+    for _ in 0..5 {
+        let _ = f.login("alice", "nope nope nope").await;
+    }
+    let attempt = creds("alice", "a brand new passphrase").with_device_token(Some(device.clone()));
+    let r = f.auth.login(attempt, ClientInfo::default()).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+}
