@@ -146,8 +146,8 @@ pub struct RefreshBody {
     pub refresh_token: SecretString,
 }
 
-/// Tokens for an API client.
-#[derive(Debug, Serialize, ToSchema)]
+/// Tokens for an API client. No `Debug`: it holds secrets.
+#[derive(Serialize, ToSchema)]
 pub struct TokensBody {
     /// JWT for `Authorization: Bearer`.
     pub access_token: String,

@@ -41,7 +41,8 @@ pub(crate) async fn login_form(web: Web, Query(q): Query<NextQuery>) -> Response
     web.render(StatusCode::OK, "login.html", page)
 }
 
-#[derive(Debug, Default, Deserialize)]
+// No `Debug`: it holds a password.
+#[derive(Default, Deserialize)]
 pub(crate) struct LoginForm {
     #[serde(default)]
     csrf_token: String,
@@ -113,7 +114,8 @@ pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormReject
     web.render(status, "login.html", page)
 }
 
-#[derive(Debug, Default, Deserialize, serde::Serialize)]
+// No `Debug`: it holds a password (and `Serialize`, for the form shown again, skips it).
+#[derive(Default, Deserialize, serde::Serialize)]
 pub(crate) struct RegisterForm {
     #[serde(default, skip_serializing)]
     csrf_token: String,
@@ -344,7 +346,8 @@ pub(crate) async fn password_form(web: Web) -> Response {
     web.render(StatusCode::OK, "password.html", page)
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds passwords.
+#[derive(Deserialize)]
 pub(crate) struct PasswordForm {
     #[serde(default)]
     csrf_token: String,
