@@ -23,6 +23,28 @@ impl SqliteSessionStore {
     }
 }
 
+impl SqliteSessionStore {
+    /// Runs `sql`, an update of one session that binds a time and then the id; `NotFound`
+    /// when there is no such session.
+    async fn stamp(
+        &self,
+        sql: &'static str,
+        id: SessionId,
+        now: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let done = sqlx::query(sql)
+            .bind(to_db(now))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+}
+
 fn to_session(row: Option<SessionRow>) -> Result<Session, RepoError> {
     row.ok_or(RepoError::NotFound)?.try_into()
 }
@@ -160,31 +182,21 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn touch(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
-        let done =
-            sqlx::query("UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE id = ?")
-                .bind(to_db(now))
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(map_db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(RepoError::NotFound);
-        }
-        Ok(())
+        self.stamp(
+            "UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE id = ?",
+            id,
+            now,
+        )
+        .await
     }
 
     async fn revoke(&self, id: SessionId, now: OffsetDateTime) -> Result<(), RepoError> {
-        let done =
-            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-                .bind(to_db(now))
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(map_db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(RepoError::NotFound);
-        }
-        Ok(())
+        self.stamp(
+            "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+            id,
+            now,
+        )
+        .await
     }
 
     async fn revoke_all(

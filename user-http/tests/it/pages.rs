@@ -28,7 +28,7 @@ async fn signed_up(app: &TestApp, base: &str, name: &str) -> Agent {
     agent
 }
 
-async fn signed_in(base: &str, name: &str) -> Agent {
+pub(crate) async fn signed_in(base: &str, name: &str) -> Agent {
     let mut agent = Agent::new(base);
     agent.get("/login").await;
     let r = agent

@@ -15,6 +15,7 @@ use user_core::domain::TrustedProxies;
 use user_http::{CurrentUser, HttpConfig, Templates};
 
 use crate::agent::{Agent, csrf_of, location};
+use crate::pages::signed_in;
 use crate::{PW, Reply, TestApp};
 
 const WRONG: &str = "not the password at all";
@@ -237,25 +238,12 @@ async fn without_a_trusted_proxy_forwarded_headers_are_ignored() {
     );
 }
 
-async fn signed_in_agent(base: &str, name: &str) -> Agent {
-    let mut agent = Agent::new(base);
-    agent.get("/login").await;
-    let r = agent
-        .post(
-            "/login",
-            &[("identifier", name), ("password", PW), ("next", "")],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
-    agent
-}
-
 #[tokio::test]
 async fn the_device_cookie_lets_the_owner_through_a_strangers_lock() {
     let app = TestApp::new().await;
     app.register("alice").await;
     let (base, _stop) = app.spawn().await;
-    let mut owner = signed_in_agent(&base, "alice").await;
+    let mut owner = signed_in(&base, "alice").await;
     let device = owner
         .set_cookies
         .iter()
@@ -389,7 +377,7 @@ async fn csrf_tokens_are_bound_to_the_session_on_every_form() {
         "the page carries the session's token"
     );
 
-    let other = signed_in_agent(&base, "alice").await;
+    let other = signed_in(&base, "alice").await;
     let session = app
         .state
         .users
@@ -533,7 +521,7 @@ async fn tokens_and_personal_data_are_never_cached() {
         );
     }
     let (base, _stop) = app.spawn().await;
-    let mut agent = signed_in_agent(&base, "alice").await;
+    let mut agent = signed_in(&base, "alice").await;
     for path in ["/profile", "/profile/sessions", "/login"] {
         let r = agent.get(path).await;
         assert_eq!(r.headers[header::CACHE_CONTROL], "no-store", "{path}");
@@ -556,7 +544,7 @@ async fn behind_https_hsts_is_sent_and_cookie_removals_are_secure() {
         "max-age=31536000; includeSubDomains"
     );
     let (base, _stop) = app.spawn().await;
-    let mut agent = signed_in_agent(&base, "alice").await;
+    let mut agent = signed_in(&base, "alice").await;
     let r = agent.post("/logout", &[]).await;
     let removal = r
         .headers
@@ -578,7 +566,7 @@ async fn an_admin_sees_the_lock_and_unlocks_on_the_page() {
     let id = alice["id"].as_str().unwrap().to_owned();
     app.create_admin("root").await;
     let (base, _stop) = app.spawn().await;
-    let mut root = signed_in_agent(&base, "root").await;
+    let mut root = signed_in(&base, "root").await;
     let page = root.get(&format!("/admin/users/{id}")).await;
     assert!(page.text.contains("not locked"), "{}", page.text);
     assert!(!page.text.contains("/unlock"), "no button without a lock");
@@ -595,7 +583,7 @@ async fn an_admin_sees_the_lock_and_unlocks_on_the_page() {
     assert_eq!(login(&app, "alice", PW, None).await.status, StatusCode::OK);
 
     // Not for a non-admin.
-    let mut alice = signed_in_agent(&base, "alice").await;
+    let mut alice = signed_in(&base, "alice").await;
     let r = alice.post(&format!("/admin/users/{id}/unlock"), &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
