@@ -37,7 +37,9 @@ fuzz_target!(|input: Input| {
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    let search_too_long = search.is_some_and(|s| s.chars().count() > UserQuery::MAX_SEARCH_LEN);
+    // The limit holds for the lowercase text that is searched.
+    let search_too_long =
+        search.is_some_and(|s| s.to_lowercase().chars().count() > UserQuery::MAX_SEARCH_LEN);
     let limit_bad = input.limit.is_some_and(|n| n > UserQuery::MAX_LIMIT);
     match result {
         Ok(q) => {

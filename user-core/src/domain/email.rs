@@ -7,7 +7,8 @@ use crate::error::ValidationError;
 const FIELD: &str = "email";
 
 /// An email address: syntax checked by the `email_address` crate, at most 254 bytes, a
-/// domain with at least two labels, no display text (`Name <a@b>`) or IP literal.
+/// domain with at least two labels, no display text (`Name <a@b>`), IP literal or control
+/// character (not even in a quoted local part).
 ///
 /// Stored and compared in lowercase. Surrounding white space is ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,19 +35,18 @@ impl Email {
                 format!("must be at most {} bytes", Self::MAX_LEN),
             ));
         }
+        if normalized.chars().any(char::is_control) {
+            return Err(invalid());
+        }
         let options = Options {
             minimum_sub_domains: 2,
             allow_domain_literal: false,
             allow_display_text: false,
             allow_long_local_parts: false,
         };
-        EmailAddress::parse_with_options(s, options).map_err(|_| {
-            ValidationError::new(
-                FIELD,
-                "invalid",
-                "is not a valid email address (expected name@example.com)",
-            )
-        })?;
+        // The stored (lowercase) form is what is checked, so a stored address always parses
+        // again: lowercasing can change a character's length or make it invalid (`İ`).
+        EmailAddress::parse_with_options(&normalized, options).map_err(|_| invalid())?;
         Ok(Self(normalized))
     }
 
@@ -59,6 +59,14 @@ impl Email {
     pub fn local_part(&self) -> &str {
         self.0.rsplit_once('@').map_or(&self.0, |(local, _)| local)
     }
+}
+
+fn invalid() -> ValidationError {
+    ValidationError::new(
+        FIELD,
+        "invalid",
+        "is not a valid email address (expected name@example.com)",
+    )
 }
 
 impl AsRef<str> for Email {
@@ -99,6 +107,31 @@ mod tests {
         assert_eq!(code(&long), "too_long");
     }
 
+    // Found by fuzz/ (fuzz/regressions/email): lowercasing `İ` gives `i` + U+0307, which the
+    // syntax check refuses; the address was accepted as typed and stored in a form that did
+    // not parse again.
+    #[test]
+    fn the_stored_form_parses_again() {
+        assert_eq!(Email::parse("a@b.\u{130}").unwrap_err().code, "invalid");
+        let e = Email::parse("Ünïcödé@Exämple.org").unwrap();
+        assert_eq!(Email::parse(e.as_str()), Ok(e));
+    }
+
+    // Found by fuzz/: a tab inside a quoted local part passed the syntax check.
+    #[test]
+    fn control_characters_are_refused_even_when_quoted() {
+        assert_eq!(Email::parse("\"\t\"@g.gg").unwrap_err().code, "invalid");
+        assert_eq!(
+            Email::parse("\"a\u{7f}\"@g.gg").unwrap_err().code,
+            "invalid"
+        );
+        assert_eq!(Email::parse("a\u{0}b@g.gg").unwrap_err().code, "invalid");
+        assert!(
+            Email::parse("\"a b\"@g.gg").is_ok(),
+            "a quoted space is still valid"
+        );
+    }
+
     proptest! {
         #[test]
         fn simple_addresses_round_trip(local in "[a-zA-Z0-9]{1,10}([._+-][a-zA-Z0-9]{1,10})?", dom in "[a-z]{1,10}\\.[a-z]{2,6}") {
@@ -113,6 +146,7 @@ mod tests {
             if let Ok(e) = Email::parse(&s) {
                 prop_assert!(e.as_str().len() <= Email::MAX_LEN);
                 prop_assert!(e.as_str().contains('@'));
+                prop_assert_eq!(Email::parse(e.as_str()), Ok(e));
             }
         }
     }

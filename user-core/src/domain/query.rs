@@ -51,8 +51,16 @@ impl UserQuery {
         page_token: Option<&str>,
     ) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        let search = search.map(str::trim).filter(|s| !s.is_empty());
-        if search.is_some_and(|s| s.chars().count() > Self::MAX_SEARCH_LEN) {
+        // The limit holds for the lowercase text that is searched: lowercasing can add
+        // characters (`İ` becomes two).
+        let search = search
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
+        if search
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > Self::MAX_SEARCH_LEN)
+        {
             errors.push(ValidationError::new(
                 "search",
                 "too_long",
@@ -77,7 +85,7 @@ impl UserQuery {
         };
         errors.into_result()?;
         Ok(Self {
-            search: search.map(str::to_lowercase),
+            search,
             after,
             limit,
             ..Self::default()
@@ -142,5 +150,19 @@ mod tests {
             UserQuery::parse(Some("  "), None, None).unwrap().search,
             None
         );
+    }
+
+    // Found by fuzz/ (fuzz/regressions/page_token): 254 `İ` pass a check on the typed text but
+    // lowercase to 508 characters.
+    #[test]
+    fn the_limit_holds_for_the_lowercase_search() {
+        let max = UserQuery::MAX_SEARCH_LEN;
+        let err = UserQuery::parse(Some(&"\u{130}".repeat(max)), None, None).unwrap_err();
+        assert_eq!(
+            err.iter().next().map(|e| (e.field, e.code)),
+            Some(("search", "too_long"))
+        );
+        let q = UserQuery::parse(Some(&"\u{130}".repeat(max / 2)), None, None).unwrap();
+        assert_eq!(q.search.map(|s| s.chars().count()), Some(max));
     }
 }
