@@ -6,7 +6,7 @@ use user_core::domain::{
     UserStatus, Username,
 };
 use user_core::error::RepoError;
-use user_core::ports::{Login, UserRepository};
+use user_core::ports::{Identifier, UserRepository};
 
 use crate::map_db_err;
 use crate::rows::{CredentialsRow, UserRow, to_db, user_columns};
@@ -135,9 +135,12 @@ impl UserRepository for SqliteUserRepository {
         self.fetch_one(q, email.to_string()).await
     }
 
-    async fn credentials(&self, login: &Login) -> Result<(User, PasswordHash), RepoError> {
-        let (query, key) = match login {
-            Login::Username(u) => (
+    async fn credentials(
+        &self,
+        identifier: &Identifier,
+    ) -> Result<(User, PasswordHash), RepoError> {
+        let (query, key) = match identifier {
+            Identifier::Username(u) => (
                 concat!(
                     "SELECT ",
                     user_columns!(),
@@ -145,7 +148,7 @@ impl UserRepository for SqliteUserRepository {
                 ),
                 u.as_str(),
             ),
-            Login::Email(e) => (
+            Identifier::Email(e) => (
                 concat!(
                     "SELECT ",
                     user_columns!(),

@@ -21,7 +21,7 @@ use crate::domain::{
     TokenHash, User, UserId, UserStatus, Username,
 };
 use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
-use crate::ports::{Login, Verification};
+use crate::ports::{Identifier, Verification};
 
 /// A registration form.
 #[derive(Debug, Clone)]
@@ -493,10 +493,10 @@ impl AuthService {
         &self,
         credentials: &Credentials,
     ) -> Result<Option<(User, PasswordHash)>, AuthError> {
-        let Some(login) = Login::parse(&credentials.identifier) else {
+        let Some(identifier) = Identifier::parse(&credentials.identifier) else {
             return Ok(None);
         };
-        match self.ports.users.credentials(&login).await {
+        match self.ports.users.credentials(&identifier).await {
             Ok(found) => Ok(Some(found)),
             Err(RepoError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),

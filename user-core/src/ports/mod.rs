@@ -9,7 +9,7 @@ mod users;
 pub use clock::{Clock, SystemClock};
 pub use hasher::{PasswordHasher, Verification};
 pub use sessions::SessionStore;
-pub use users::{Login, UserRepository};
+pub use users::{Identifier, UserRepository};
 
 #[cfg(any(test, feature = "testing"))]
 pub use hasher::MockPasswordHasher;

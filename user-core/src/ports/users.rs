@@ -6,17 +6,17 @@ use crate::domain::{
 };
 use crate::error::RepoError;
 
-/// How a person names their account at login.
+/// What a person types to name their account at sign-in: a username or an email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Login {
+pub enum Identifier {
     /// By username.
     Username(Username),
     /// By email address.
     Email(Email),
 }
 
-impl Login {
-    /// Reads a login identifier: an email when it contains `@`, a username otherwise.
+impl Identifier {
+    /// Reads an identifier: an email when it contains `@`, a username otherwise.
     /// `None` when it is neither, which can match no account.
     pub fn parse(identifier: &str) -> Option<Self> {
         if identifier.contains('@') {
@@ -65,7 +65,8 @@ pub trait UserRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`RepoError::NotFound`] when no user has that username or email.
-    async fn credentials(&self, login: &Login) -> Result<(User, PasswordHash), RepoError>;
+    async fn credentials(&self, identifier: &Identifier)
+    -> Result<(User, PasswordHash), RepoError>;
 
     /// Fetches a user's password hash.
     ///

@@ -20,7 +20,7 @@ use crate::domain::{
     UserId, UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
-use crate::ports::{Login, SessionStore, UserRepository};
+use crate::ports::{Identifier, SessionStore, UserRepository};
 
 /// The stores under test, fresh for each check. `guard` keeps whatever backs them alive (a
 /// temporary directory, a database to drop) until the check ends.
@@ -187,10 +187,13 @@ pub async fn insert_and_get_by_every_key(s: Stores) {
     assert_eq!(s.users.get_by_email(&u.email).await.ok(), Some(u.clone()));
     let by_name = s
         .users
-        .credentials(&Login::Username(u.username.clone()))
+        .credentials(&Identifier::Username(u.username.clone()))
         .await;
     assert_eq!(by_name.ok(), Some((u.clone(), hash("alice"))));
-    let by_email = s.users.credentials(&Login::Email(u.email.clone())).await;
+    let by_email = s
+        .users
+        .credentials(&Identifier::Email(u.email.clone()))
+        .await;
     assert_eq!(by_email.ok(), Some((u.clone(), hash("alice"))));
     assert_eq!(s.users.password_hash(u.id).await.ok(), Some(hash("alice")));
 }
@@ -208,13 +211,13 @@ pub async fn missing_users_are_not_found(s: Stores) {
     not_found(s.users.get_by_email(&ghost.email).await, "get_by_email");
     not_found(
         s.users
-            .credentials(&Login::Username(ghost.username.clone()))
+            .credentials(&Identifier::Username(ghost.username.clone()))
             .await,
         "credentials",
     );
     not_found(
         s.users
-            .credentials(&Login::Email(ghost.email.clone()))
+            .credentials(&Identifier::Email(ghost.email.clone()))
             .await,
         "credentials",
     );

@@ -12,7 +12,7 @@ use crate::domain::{
     UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
-use crate::ports::{Login, SessionStore, UserRepository};
+use crate::ports::{Identifier, SessionStore, UserRepository};
 
 struct Secret {
     session: SessionId,
@@ -131,11 +131,14 @@ impl UserRepository for InMemoryUserRepository {
             .ok_or(RepoError::NotFound)
     }
 
-    async fn credentials(&self, login: &Login) -> Result<(User, PasswordHash), RepoError> {
+    async fn credentials(
+        &self,
+        identifier: &Identifier,
+    ) -> Result<(User, PasswordHash), RepoError> {
         let s = lock(&self.0);
-        let found = match login {
-            Login::Username(name) => s.find(|u| &u.username == name),
-            Login::Email(email) => s.find(|u| &u.email == email),
+        let found = match identifier {
+            Identifier::Username(name) => s.find(|u| &u.username == name),
+            Identifier::Email(email) => s.find(|u| &u.email == email),
         };
         found.cloned().ok_or(RepoError::NotFound)
     }
