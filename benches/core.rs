@@ -89,12 +89,11 @@ fn authenticate(c: &mut Criterion) {
         let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("bench.db")))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let ports = Ports {
-            users: Arc::new(db.users()),
-            sessions: Arc::new(db.sessions()),
-            hasher: Arc::new(FastHasher::new()),
-            clock: Arc::new(SystemClock),
-        };
+        let ports = Ports::new(
+            db.storage(),
+            Arc::new(FastHasher::new()),
+            Arc::new(SystemClock),
+        );
         let key = SigningKey::generate_ed25519().unwrap_or_else(|e| panic!("{e}"));
         let auth = AuthService::new(ports, AuthPolicy::default(), &key, vec![])
             .unwrap_or_else(|e| panic!("{e}"));

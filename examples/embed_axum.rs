@@ -41,7 +41,7 @@ async fn operations(AdminUser(actor): AdminUser) -> String {
 
 /// The host application: its routes, and ours under `/auth`. This is all the wiring.
 pub(crate) fn app(db: &SqliteDatabase, signing_key: SigningKey) -> anyhow::Result<Router> {
-    let services = Services::builder(db.users(), db.sessions())
+    let services = Services::builder(db.storage())
         .signing_key(signing_key, vec![])
         .build()?;
     let ping = db.clone();

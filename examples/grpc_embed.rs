@@ -57,7 +57,7 @@ pub(crate) async fn run(
     signing_key: SigningKey,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let services = Services::builder(db.users(), db.sessions())
+    let services = Services::builder(db.storage())
         .signing_key(signing_key, vec![])
         .build()?;
     let state = GrpcState::from(&services);

@@ -96,7 +96,7 @@ pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Rep
         login_attempts_per_ip_per_minute: None,
         ..AuthPolicy::default()
     };
-    let services = Services::builder(db.users(), db.sessions())
+    let services = Services::builder(db.storage())
         .hasher(Argon2Hasher::new(hasher)?)
         .policy(policy)
         .build()?;

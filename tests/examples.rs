@@ -126,12 +126,11 @@ async fn the_axum_host_protects_its_own_routes_with_our_extractors() -> anyhow::
     assert_eq!(status, StatusCode::OK, "the pages are mounted under /auth");
 
     // An admin, made the way an operator's tool would, passes `AdminUser`.
-    let ports = user_core::Ports {
-        users: std::sync::Arc::new(db.users()),
-        sessions: std::sync::Arc::new(db.sessions()),
-        hasher: std::sync::Arc::new(user_core::testing::FastHasher::new()),
-        clock: std::sync::Arc::new(user_core::ports::SystemClock),
-    };
+    let ports = user_core::Ports::new(
+        db.storage(),
+        std::sync::Arc::new(user_core::testing::FastHasher::new()),
+        std::sync::Arc::new(user_core::ports::SystemClock),
+    );
     let key = SigningKey::generate_ed25519()?;
     let tool = user_core::auth::AuthService::new(ports, Default::default(), &key, vec![])?;
     let form = user_core::auth::RegisterUser {

@@ -29,7 +29,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use user_core::Services;
 use user_core::password::Argon2Hasher;
-use user_core::ports::{Clock as _, SessionStore as _, SystemClock};
+use user_core::ports::{Clock as _, SystemClock};
 use user_grpc::{GrpcConfig, GrpcState};
 use user_http::{AppState, HttpConfig};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
@@ -57,7 +57,7 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     let db = SqliteDatabase::open(&sqlite).await?;
     let hasher = Argon2Hasher::new(config.hasher()?)?;
     let key = keys::signing_key(config)?;
-    let services = Services::builder(db.users(), db.sessions())
+    let services = Services::builder(db.storage())
         .policy(policy)
         .hasher(hasher)
         .signing_key(key, vec![])
@@ -138,7 +138,7 @@ impl Server {
         let grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(http_server);
         let purge_task = tokio::spawn(purge_ended_sessions(
-            app.db.sessions(),
+            app.db.storage(),
             app.services.auth.policy().lockout.forget_after,
             signal(stop.subscribe()),
         ));
@@ -184,7 +184,7 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
 /// week ago with their secrets, guess counts older than `forget_after` (they count no more),
 /// and expired device tokens.
 async fn purge_ended_sessions(
-    sessions: user_sqlite::SqliteSessionStore,
+    storage: user_core::Storage,
     forget_after: std::time::Duration,
     stop: impl Future<Output = ()>,
 ) {
@@ -198,9 +198,9 @@ async fn purge_ended_sessions(
             _ = every_hour.tick() => {
                 let now = SystemClock.now();
                 let purged = async {
-                    let sessions_purged = sessions.purge(now - KEEP).await?;
-                    let counts = sessions.purge_login_failures(now.saturating_sub(forget_after)).await?;
-                    let devices = sessions.purge_devices(now).await?;
+                    let sessions_purged = storage.sessions.purge(now - KEEP).await?;
+                    let counts = storage.login_failures.purge(now.saturating_sub(forget_after)).await?;
+                    let devices = storage.devices.purge(now).await?;
                     Ok::<_, user_core::error::RepoError>((sessions_purged, counts, devices))
                 };
                 match purged.await {

@@ -5,8 +5,10 @@
 //!
 //! - [`domain`]: values that are valid once they exist ([`domain::Username`],
 //!   [`domain::Email`], [`domain::Password`], ...), users and sessions.
-//! - [`ports`]: the traits adapters implement ([`ports::UserRepository`],
-//!   [`ports::SessionStore`], [`ports::PasswordHasher`], [`ports::Clock`]).
+//! - [`ports`]: the traits adapters implement, one per capability ([`ports::UserRepository`],
+//!   [`ports::SessionStore`], [`ports::LoginFailureStore`], [`ports::DeviceTokenStore`],
+//!   [`ports::PasswordHasher`], [`ports::Clock`]); [`Storage`] gathers the four storage ports
+//!   of one database.
 //! - [`password`]: [`password::Argon2Hasher`], Argon2id with bounded concurrency that also
 //!   verifies imported bcrypt hashes.
 //! - [`auth`]: [`auth::AuthPolicy`], signing keys and [`auth::AuthService`] (register, login,
@@ -19,21 +21,19 @@
 //! # Wiring
 //!
 //! ```no_run
-//! # async fn wire(users: std::sync::Arc<dyn user_core::ports::UserRepository>,
-//! #               sessions: std::sync::Arc<dyn user_core::ports::SessionStore>)
-//! # -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn wire(storage: user_core::Storage) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use user_core::auth::{AuthPolicy, AuthService, SigningKey};
 //! use user_core::password::{Argon2Hasher, HasherConfig};
 //! use user_core::ports::SystemClock;
 //! use user_core::users::UserService;
 //!
-//! let ports = user_core::Ports {
-//!     users,    // for example user_sqlite::SqliteDatabase::users()
-//!     sessions, // for example user_sqlite::SqliteDatabase::sessions()
-//!     hasher: Arc::new(Argon2Hasher::new(HasherConfig::default())?),
-//!     clock: Arc::new(SystemClock),
-//! };
+//! // `storage`: for example user_sqlite::SqliteDatabase::storage()
+//! let ports = user_core::Ports::new(
+//!     storage,
+//!     Arc::new(Argon2Hasher::new(HasherConfig::default())?),
+//!     Arc::new(SystemClock),
+//! );
 //! let policy = AuthPolicy::default();
 //! let key = SigningKey::generate_ed25519()?;
 //! let users = UserService::new(ports.clone(), &policy);
@@ -55,7 +55,29 @@ use std::sync::Arc;
 
 pub use services::{Services, ServicesBuilder};
 
-use ports::{Clock, PasswordHasher, SessionStore, UserRepository};
+use ports::{
+    Clock, DeviceTokenStore, LoginFailureStore, PasswordHasher, SessionStore, UserRepository,
+};
+
+/// The storage ports, usually four views of one database (for example
+/// `user_sqlite::SqliteDatabase::storage()`).
+#[derive(Clone)]
+pub struct Storage {
+    /// Users and their password hashes.
+    pub users: Arc<dyn UserRepository>,
+    /// Sessions and their secrets.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The guess budgets (failed sign-ins per account, device or identifier).
+    pub login_failures: Arc<dyn LoginFailureStore>,
+    /// Device tokens.
+    pub devices: Arc<dyn DeviceTokenStore>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").finish_non_exhaustive()
+    }
+}
 
 /// The ports the services are built from, shared by [`auth::AuthService`] and
 /// [`users::UserService`].
@@ -63,12 +85,36 @@ use ports::{Clock, PasswordHasher, SessionStore, UserRepository};
 pub struct Ports {
     /// User storage.
     pub users: Arc<dyn UserRepository>,
-    /// Session storage and failed-login counters.
+    /// Session storage.
     pub sessions: Arc<dyn SessionStore>,
+    /// The guess budgets.
+    pub login_failures: Arc<dyn LoginFailureStore>,
+    /// Device tokens.
+    pub devices: Arc<dyn DeviceTokenStore>,
     /// Password hashing.
     pub hasher: Arc<dyn PasswordHasher>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+}
+
+impl Ports {
+    /// The storage ports with a hasher and a clock.
+    pub fn new(storage: Storage, hasher: Arc<dyn PasswordHasher>, clock: Arc<dyn Clock>) -> Self {
+        let Storage {
+            users,
+            sessions,
+            login_failures,
+            devices,
+        } = storage;
+        Self {
+            users,
+            sessions,
+            login_failures,
+            devices,
+            hasher,
+            clock,
+        }
+    }
 }
 
 impl std::fmt::Debug for Ports {

@@ -1,14 +1,14 @@
-//! [`Services`]: both services from two storage ports with safe defaults, for the few lines
+//! [`Services`]: both services from the storage ports with safe defaults, for the few lines
 //! of wiring an embedding application writes.
 
 use std::sync::Arc;
 
-use crate::Ports;
 use crate::auth::{AuthPolicy, AuthService, SigningKey, VerifyingKey};
 use crate::error::ConfigError;
 use crate::password::{Argon2Hasher, HasherConfig};
-use crate::ports::{Clock, PasswordHasher, SessionStore, SystemClock, UserRepository};
+use crate::ports::{Clock, PasswordHasher, SystemClock};
 use crate::users::UserService;
+use crate::{Ports, Storage};
 
 /// The two core services, ready to hand to the adapters.
 #[derive(Debug, Clone)]
@@ -20,11 +20,10 @@ pub struct Services {
 }
 
 impl Services {
-    /// Starts a builder on a user repository and a session store (usually of one database).
-    pub fn builder(users: impl UserRepository, sessions: impl SessionStore) -> ServicesBuilder {
+    /// Starts a builder on the storage ports (usually of one database).
+    pub fn builder(storage: Storage) -> ServicesBuilder {
         ServicesBuilder {
-            users: Arc::new(users),
-            sessions: Arc::new(sessions),
+            storage,
             hasher: None,
             clock: None,
             policy: AuthPolicy::default(),
@@ -40,8 +39,7 @@ impl Services {
 /// A fresh key means tokens do not survive a restart: pass a stored key with
 /// [`ServicesBuilder::signing_key`] in production.
 pub struct ServicesBuilder {
-    users: Arc<dyn UserRepository>,
-    sessions: Arc<dyn SessionStore>,
+    storage: Storage,
     hasher: Option<Arc<dyn PasswordHasher>>,
     clock: Option<Arc<dyn Clock>>,
     policy: AuthPolicy,
@@ -96,12 +94,8 @@ impl ServicesBuilder {
             Some(h) => h,
             None => Arc::new(Argon2Hasher::new(HasherConfig::default())?),
         };
-        let ports = Ports {
-            users: self.users,
-            sessions: self.sessions,
-            hasher,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-        };
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let ports = Ports::new(self.storage, hasher, clock);
         let key = match self.signing_key {
             Some(key) => key,
             None => SigningKey::generate_ed25519()?,
@@ -122,8 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_defaults_work_end_to_end() {
-        let (users, sessions) = in_memory();
-        let services = Services::builder(users, sessions)
+        let services = Services::builder(in_memory())
             .hasher(FastHasher::new())
             .build()
             .unwrap();
@@ -146,12 +139,11 @@ mod tests {
 
     #[test]
     fn a_bad_policy_is_refused() {
-        let (users, sessions) = in_memory();
         let policy = AuthPolicy {
             leeway: std::time::Duration::from_secs(60),
             ..AuthPolicy::default()
         };
-        let err = Services::builder(users, sessions)
+        let err = Services::builder(in_memory())
             .policy(policy)
             .build()
             .unwrap_err();

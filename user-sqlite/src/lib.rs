@@ -1,5 +1,6 @@
-//! SQLite storage for user-management: [`SqliteUserRepository`] and [`SqliteSessionStore`]
-//! implement `user-core`'s storage ports on sqlx, over one file.
+//! SQLite storage for user-management: [`SqliteUserRepository`], [`SqliteSessionStore`],
+//! [`SqliteLoginFailureStore`] and [`SqliteDeviceTokenStore`] implement `user-core`'s four
+//! storage ports on sqlx, over one file.
 //!
 //! # Layout
 //!
@@ -7,13 +8,13 @@
 //!   SQLite copies to the `-wal` and `-shm` files), applies the embedded migrations
 //!   (`migrations/`), and sets WAL journaling, `synchronous = FULL` (configurable), foreign
 //!   keys and a busy timeout on every connection.
-//! - `users.rs` and `sessions.rs` implement the ports; `rows.rs` holds the row types, which
-//!   never leave the crate: each converts to a domain value with `TryFrom`, so bad data is an
-//!   error, not a panic.
+//! - `users.rs`, `sessions.rs`, `login_failures.rs` and `devices.rs` implement the ports;
+//!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
+//!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
 //!   failure to `RepoError::Unavailable` carrying the cause.
 //!
-//! Both ports pass `user_core::testing::conformance` against a real file.
+//! All four pass `user_core::testing::conformance` against a real file.
 //!
 //! # Example
 //!
@@ -23,24 +24,30 @@
 //! use user_sqlite::{SqliteConfig, SqliteDatabase};
 //!
 //! let db = SqliteDatabase::open(&SqliteConfig::new("data/users.db")).await?;
-//! let users = Arc::new(db.users());       // Arc<dyn UserRepository>
-//! let sessions = Arc::new(db.sessions()); // Arc<dyn SessionStore>
-//! # let _ = (users, sessions);
+//! let storage = db.storage(); // user_core::Storage: the four ports over this pool
+//! let services = user_core::Services::builder(storage).build()?;
+//! # let _ = services;
 //! db.close().await;
 //! # Ok(()) }
 //! ```
 
+mod devices;
+mod login_failures;
 mod rows;
 mod sessions;
 mod users;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use user_core::Storage;
 use user_core::error::{RepoError, UniqueField};
 
+pub use devices::SqliteDeviceTokenStore;
+pub use login_failures::SqliteLoginFailureStore;
 pub use sessions::SqliteSessionStore;
 pub use users::SqliteUserRepository;
 
@@ -150,6 +157,26 @@ impl SqliteDatabase {
     /// The session store.
     pub fn sessions(&self) -> SqliteSessionStore {
         SqliteSessionStore::new(self.pool.clone())
+    }
+
+    /// The guess budgets (failed sign-ins).
+    pub fn login_failures(&self) -> SqliteLoginFailureStore {
+        SqliteLoginFailureStore::new(self.pool.clone())
+    }
+
+    /// The device tokens.
+    pub fn devices(&self) -> SqliteDeviceTokenStore {
+        SqliteDeviceTokenStore::new(self.pool.clone())
+    }
+
+    /// All four storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
+    pub fn storage(&self) -> Storage {
+        Storage {
+            users: Arc::new(self.users()),
+            sessions: Arc::new(self.sessions()),
+            login_failures: Arc::new(self.login_failures()),
+            devices: Arc::new(self.devices()),
+        }
     }
 
     /// The connection pool, for a host application's own queries or metrics.

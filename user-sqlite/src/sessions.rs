@@ -1,15 +1,12 @@
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
-use user_core::domain::{
-    DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId, ThrottleKey, TokenHash,
-    UserId,
-};
+use user_core::domain::{NewSession, Rotation, Session, SessionId, TokenHash, UserId};
 use user_core::error::RepoError;
 use user_core::ports::SessionStore;
 
 use crate::map_db_err;
-use crate::rows::{SessionRow, from_db, session_columns, to_db};
+use crate::rows::{SessionRow, session_columns, to_db};
 
 /// [`SessionStore`] on SQLite.
 #[derive(Debug, Clone)]
@@ -260,133 +257,4 @@ impl SessionStore for SqliteSessionStore {
             .map(|done| done.rows_affected())
             .map_err(map_db_err)
     }
-
-    async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT count, last_failed_at FROM login_failures WHERE key = ?")
-                .bind(key.as_bytes().as_slice())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_db_err)?;
-        row.map(|(count, last)| failures(count, last)).transpose()
-    }
-
-    async fn swap_login_failures(
-        &self,
-        key: &ThrottleKey,
-        expected: Option<LoginFailures>,
-        next: &LoginFailures,
-    ) -> Result<bool, RepoError> {
-        let count = i64::from(next.count);
-        let done = match expected {
-            None => sqlx::query(
-                "INSERT INTO login_failures (key, count, last_failed_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key.as_bytes().as_slice())
-            .bind(count)
-            .bind(to_db(next.last_failed_at)),
-            Some(old) => sqlx::query(
-                "UPDATE login_failures SET count = ?1, last_failed_at = ?2 \
-                 WHERE key = ?3 AND count = ?4 AND last_failed_at = ?5",
-            )
-            .bind(count)
-            .bind(to_db(next.last_failed_at))
-            .bind(key.as_bytes().as_slice())
-            .bind(i64::from(old.count))
-            .bind(to_db(old.last_failed_at)),
-        }
-        .execute(&self.pool)
-        .await
-        .map_err(map_db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?")
-            .bind(key.as_bytes().as_slice())
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(map_db_err)
-    }
-
-    async fn purge_login_failures(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
-        sqlx::query("DELETE FROM login_failures WHERE last_failed_at < ?")
-            .bind(to_db(before))
-            .execute(&self.pool)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(map_db_err)
-    }
-
-    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError> {
-        let done = sqlx::query(
-            "INSERT INTO devices (hash, user_id, created_at, expires_at) \
-             SELECT ?, id, ?, ? FROM users WHERE id = ? \
-             ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE devices.user_id = excluded.user_id",
-        )
-        .bind(hash.as_bytes().as_slice())
-        .bind(to_db(device.created_at))
-        .bind(to_db(device.expires_at))
-        .bind(device.user_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(map_db_err)?;
-        if done.rows_affected() == 0 {
-            // Nothing written: no such user, or the hash is another user's device.
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = ?")
-                .bind(device.user_id.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_db_err)?;
-            if exists.is_none() {
-                return Err(RepoError::NotFound);
-            }
-        }
-        Ok(())
-    }
-
-    async fn delete_devices(&self, user: UserId) -> Result<u64, RepoError> {
-        sqlx::query("DELETE FROM devices WHERE user_id = ?")
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(map_db_err)
-    }
-
-    async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {
-        let row: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT user_id, created_at, expires_at FROM devices WHERE hash = ?")
-                .bind(hash.as_bytes().as_slice())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_db_err)?;
-        let (user_id, created_at, expires_at) = row.ok_or(RepoError::NotFound)?;
-        Ok(DeviceToken {
-            user_id: user_id
-                .parse()
-                .map_err(|e| RepoError::unavailable(format!("corrupt devices row: {e}")))?,
-            created_at: from_db("devices", created_at)?,
-            expires_at: from_db("devices", expires_at)?,
-        })
-    }
-
-    async fn purge_devices(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
-        sqlx::query("DELETE FROM devices WHERE expires_at < ?")
-            .bind(to_db(before))
-            .execute(&self.pool)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(map_db_err)
-    }
-}
-
-fn failures(count: i64, last_failed_at: i64) -> Result<LoginFailures, RepoError> {
-    Ok(LoginFailures {
-        count: u32::try_from(count).unwrap_or(u32::MAX),
-        last_failed_at: from_db("login_failures", last_failed_at)?,
-    })
 }

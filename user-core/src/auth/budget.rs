@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::policy::LockoutPolicy;
 use crate::domain::{LoginFailures, ThrottleKey};
 use crate::error::{AuthError, RepoError};
-use crate::ports::SessionStore;
+use crate::ports::LoginFailureStore;
 
 /// How many times a reservation retries when concurrent guesses changed the count under it.
 /// Each retry means another guess was counted, so giving up (as throttled) is safe.
@@ -27,13 +27,13 @@ pub(crate) struct Reserved {
 /// Reserves and settles guesses on the budgets of [`ThrottleKey`]s.
 #[derive(Clone)]
 pub(crate) struct GuessBudget {
-    sessions: Arc<dyn SessionStore>,
+    store: Arc<dyn LoginFailureStore>,
     policy: LockoutPolicy,
 }
 
 impl GuessBudget {
-    pub(crate) fn new(sessions: Arc<dyn SessionStore>, policy: LockoutPolicy) -> Self {
-        Self { sessions, policy }
+    pub(crate) fn new(store: Arc<dyn LoginFailureStore>, policy: LockoutPolicy) -> Self {
+        Self { store, policy }
     }
 
     /// Spends one guess of `key`'s budget before the password is checked: the guess counts as
@@ -65,7 +65,7 @@ impl GuessBudget {
         refuse_when_locked: bool,
     ) -> Result<Reserved, AuthError> {
         for _ in 0..MAX_RACES {
-            let stored = self.sessions.login_failures(key).await?;
+            let stored = self.store.get(key).await?;
             let current = stored.filter(|f| self.remembered(f, now));
             if refuse_when_locked
                 && let Some(retry_after) = current.and_then(|f| self.policy.retry_after(&f, now))
@@ -77,11 +77,7 @@ impl GuessBudget {
                 // Never move the last failure back (clocks of several instances may differ).
                 last_failed_at: stored.map_or(now, |f| f.last_failed_at.max(now)),
             };
-            if self
-                .sessions
-                .swap_login_failures(key, stored, &next)
-                .await?
-            {
+            if self.store.swap(key, stored, &next).await? {
                 return Ok(Reserved {
                     failures: next,
                     previous: stored,
@@ -102,7 +98,7 @@ impl GuessBudget {
 
     /// The guess proved right, or an admin unlocked: the budget is whole again.
     pub(crate) async fn clear(&self, key: &ThrottleKey) -> Result<(), RepoError> {
-        self.sessions.clear_login_failures(key).await
+        self.store.clear(key).await
     }
 
     /// The guess could not be checked (the hasher was saturated): give it back, unless other
@@ -110,8 +106,8 @@ impl GuessBudget {
     pub(crate) async fn release(&self, key: &ThrottleKey, reserved: Reserved) {
         let given_back = match reserved.previous {
             Some(previous) => {
-                self.sessions
-                    .swap_login_failures(key, Some(reserved.failures), &previous)
+                self.store
+                    .swap(key, Some(reserved.failures), &previous)
                     .await
             }
             None => {
@@ -120,9 +116,7 @@ impl GuessBudget {
                     count: 0,
                     last_failed_at: reserved.failures.last_failed_at,
                 };
-                self.sessions
-                    .swap_login_failures(key, Some(reserved.failures), &zero)
-                    .await
+                self.store.swap(key, Some(reserved.failures), &zero).await
             }
         };
         if let Err(e) = given_back {
@@ -137,8 +131,8 @@ impl GuessBudget {
         now: OffsetDateTime,
     ) -> Result<Option<Duration>, RepoError> {
         Ok(self
-            .sessions
-            .login_failures(key)
+            .store
+            .get(key)
             .await?
             .filter(|f| self.remembered(f, now))
             .and_then(|f| self.policy.retry_after(&f, now)))

@@ -159,7 +159,7 @@ impl AuthService {
         let register_limit = policy
             .registrations_per_ip_per_hour
             .map(|n| AddressLimit::new("registration", Quota::per_hour(n)));
-        let budget = GuessBudget::new(ports.sessions.clone(), policy.lockout);
+        let budget = GuessBudget::new(ports.login_failures.clone(), policy.lockout);
         Ok(Self {
             ports,
             policy,
@@ -465,7 +465,7 @@ impl AuthService {
         now: OffsetDateTime,
     ) -> Result<Option<TokenHash>, AuthError> {
         let hash = TokenHash::of(token.expose_secret());
-        match self.ports.sessions.find_device(&hash).await {
+        match self.ports.devices.find(&hash).await {
             Ok(device) if user.is_some_and(|user| device.vouches_for(user, now)) => Ok(Some(hash)),
             Ok(_) | Err(RepoError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
@@ -485,7 +485,7 @@ impl AuthService {
             created_at: now,
             expires_at: now + std_to_time(self.policy.device_token_ttl),
         };
-        Ok(self.ports.sessions.create_device(hash, &device).await?)
+        Ok(self.ports.devices.save(hash, &device).await?)
     }
 
     /// The account an identifier names, with its hash.
@@ -713,7 +713,7 @@ impl AuthService {
             .revoke_all(actor.user_id, None, self.ports.clock.now())
             .await?;
         // Whoever signed in must prove the password again to be a known device.
-        self.ports.sessions.delete_devices(actor.user_id).await?;
+        self.ports.devices.delete_for_user(actor.user_id).await?;
         tracing::info!(user_id = %actor.user_id, sessions = n, "signed out everywhere");
         Ok(n)
     }

@@ -1,18 +1,31 @@
-//! Ports: the capabilities the services need from the outside world. Adapters implement them;
-//! each documented `# Errors` line is checked by [`crate::testing::conformance`].
+//! Ports: the capabilities the services need from the outside world, one trait each. Adapters
+//! implement them; each documented `# Errors` line is checked by
+//! [`crate::testing::conformance`].
+//!
+//! Storage: [`UserRepository`], [`SessionStore`], [`LoginFailureStore`] (the guess budgets)
+//! and [`DeviceTokenStore`], usually four views of one database, gathered in
+//! [`crate::Storage`]. The rest: [`PasswordHasher`] and [`Clock`].
 
 mod clock;
+mod devices;
 mod hasher;
+mod login_failures;
 mod sessions;
 mod users;
 
 pub use clock::{Clock, SystemClock};
+pub use devices::DeviceTokenStore;
 pub use hasher::{PasswordHasher, Verification};
+pub use login_failures::LoginFailureStore;
 pub use sessions::SessionStore;
 pub use users::{Identifier, UserRepository};
 
 #[cfg(any(test, feature = "testing"))]
+pub use devices::MockDeviceTokenStore;
+#[cfg(any(test, feature = "testing"))]
 pub use hasher::MockPasswordHasher;
+#[cfg(any(test, feature = "testing"))]
+pub use login_failures::MockLoginFailureStore;
 #[cfg(any(test, feature = "testing"))]
 pub use sessions::MockSessionStore;
 #[cfg(any(test, feature = "testing"))]

@@ -1,12 +1,9 @@
 use time::OffsetDateTime;
 
-use crate::domain::{
-    DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId, ThrottleKey, TokenHash,
-    UserId,
-};
+use crate::domain::{NewSession, Rotation, Session, SessionId, TokenHash, UserId};
 use crate::error::RepoError;
 
-/// Sessions, their secrets, device tokens, and the guess budgets (failed-login counters).
+/// Sessions and their secrets.
 ///
 /// A session row is shared by both kinds of client. Its secrets (the browser cookie, or the
 /// chain of refresh tokens) are stored only as SHA-256 hashes.
@@ -96,64 +93,4 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     /// [`RepoError::Unavailable`] when the store fails.
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError>;
-
-    /// The failures counted for `key`, if any.
-    ///
-    /// # Errors
-    /// [`RepoError::Unavailable`] when the store fails.
-    async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError>;
-
-    /// Compare-and-set of the failures of `key`: stores `next` only if the stored value is
-    /// still `expected` (`None`: no row), and says whether it did. Of concurrent calls with
-    /// the same `expected`, exactly one succeeds; this is what lets the service reserve a
-    /// guess before checking a password, so that concurrent guesses cannot pass the lock.
-    ///
-    /// # Errors
-    /// [`RepoError::Unavailable`] when the store fails.
-    async fn swap_login_failures(
-        &self,
-        key: &ThrottleKey,
-        expected: Option<LoginFailures>,
-        next: &LoginFailures,
-    ) -> Result<bool, RepoError>;
-
-    /// Forgets the failures of `key` (after a successful login, or an admin's unlock).
-    ///
-    /// # Errors
-    /// [`RepoError::Unavailable`] when the store fails.
-    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError>;
-
-    /// Deletes failure counts whose last failure is older than `before`, returning how many.
-    ///
-    /// # Errors
-    /// [`RepoError::Unavailable`] when the store fails.
-    async fn purge_login_failures(&self, before: OffsetDateTime) -> Result<u64, RepoError>;
-
-    /// Stores a device token (by the hash of its secret) for `device.user_id`, or, when that
-    /// hash is already stored for the same user, moves its expiry to `device.expires_at`.
-    ///
-    /// # Errors
-    /// - [`RepoError::NotFound`] when the user does not exist.
-    /// - [`RepoError::Unavailable`] when the store fails.
-    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError>;
-
-    /// Deletes every device token of `user` (after a password change or a sign-out
-    /// everywhere), returning how many.
-    ///
-    /// # Errors
-    /// [`RepoError::Unavailable`] when the store fails.
-    async fn delete_devices(&self, user: UserId) -> Result<u64, RepoError>;
-
-    /// The device token whose secret hashes to `hash`, expired or not. Device tokens are
-    /// deleted with their user.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`] when there is none.
-    async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError>;
-
-    /// Deletes device tokens that expired before `before`, returning how many.
-    ///
-    /// # Errors
-    /// [`RepoError::Unavailable`] when the store fails.
-    async fn purge_devices(&self, before: OffsetDateTime) -> Result<u64, RepoError>;
 }

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+use crate::Storage;
 use crate::domain::{
     ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser, PasswordHash,
     ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User,
     UserId, UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
-use crate::ports::{Identifier, SessionStore, UserRepository};
+use crate::ports::{DeviceTokenStore, Identifier, LoginFailureStore, SessionStore, UserRepository};
 
 /// The stores under test, fresh for each check. `guard` keeps whatever backs them alive (a
 /// temporary directory, a database to drop) until the check ends.
@@ -29,8 +30,25 @@ pub struct Stores {
     pub users: Arc<dyn UserRepository>,
     /// The session store over the same database.
     pub sessions: Arc<dyn SessionStore>,
+    /// The guess budgets over the same database.
+    pub login_failures: Arc<dyn LoginFailureStore>,
+    /// The device tokens over the same database.
+    pub devices: Arc<dyn DeviceTokenStore>,
     /// Dropped when the check ends.
     pub guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl Stores {
+    /// The storage ports of one fresh database, and what keeps it alive until the check ends.
+    pub fn new(storage: Storage, guard: impl Any + Send + Sync) -> Self {
+        Self {
+            users: storage.users,
+            sessions: storage.sessions,
+            login_failures: storage.login_failures,
+            devices: storage.devices,
+            guard: Some(Box::new(guard)),
+        }
+    }
 }
 
 /// Generates one `#[tokio::test]` per conformance check, each calling `$factory().await` for
@@ -922,20 +940,15 @@ fn failures(count: u32, t: i64) -> LoginFailures {
     }
 }
 
-/// `swap_login_failures` stores only over the expected value; `clear` forgets; `purge`
+/// `LoginFailureStore::swap` stores only over the expected value; `clear` forgets; `purge`
 /// deletes counts whose last failure is older than the cut-off.
 pub async fn login_failures_swap_clear_and_purge(s: Stores) {
     let key = ThrottleKey::of("alice");
     let other = ThrottleKey::of("bob");
-    assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
+    assert_eq!(s.login_failures.get(&key).await.ok(), Some(None));
     let swap = |expected: Option<LoginFailures>, next: LoginFailures| {
-        let sessions = Arc::clone(&s.sessions);
-        async move {
-            sessions
-                .swap_login_failures(&key, expected, &next)
-                .await
-                .unwrap()
-        }
+        let store = Arc::clone(&s.login_failures);
+        async move { store.swap(&key, expected, &next).await.unwrap() }
     };
     assert!(swap(None, failures(1, 10)).await, "first from nothing");
     assert!(!swap(None, failures(1, 11)).await, "a row exists now");
@@ -949,34 +962,29 @@ pub async fn login_failures_swap_clear_and_purge(s: Stores) {
     );
     assert!(swap(Some(failures(1, 10)), failures(2, 20)).await);
     assert_eq!(
-        s.sessions.login_failures(&key).await.ok(),
+        s.login_failures.get(&key).await.ok(),
         Some(Some(failures(2, 20)))
     );
     assert_eq!(
-        s.sessions.login_failures(&other).await.ok(),
+        s.login_failures.get(&other).await.ok(),
         Some(None),
         "per key"
     );
-    assert!(s.sessions.clear_login_failures(&key).await.is_ok());
-    assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
+    assert!(s.login_failures.clear(&key).await.is_ok());
+    assert_eq!(s.login_failures.get(&key).await.ok(), Some(None));
     assert!(
-        s.sessions.clear_login_failures(&key).await.is_ok(),
+        s.login_failures.clear(&key).await.is_ok(),
         "clearing twice is fine"
     );
 
     assert!(swap(None, failures(4, 100)).await);
-    let sessions = Arc::clone(&s.sessions);
-    assert!(
-        sessions
-            .swap_login_failures(&other, None, &failures(1, 200))
-            .await
-            .unwrap()
-    );
-    assert_eq!(s.sessions.purge_login_failures(at(100)).await.ok(), Some(0));
-    assert_eq!(s.sessions.purge_login_failures(at(101)).await.ok(), Some(1));
-    assert_eq!(s.sessions.login_failures(&key).await.ok(), Some(None));
+    let store = Arc::clone(&s.login_failures);
+    assert!(store.swap(&other, None, &failures(1, 200)).await.unwrap());
+    assert_eq!(s.login_failures.purge(at(100)).await.ok(), Some(0));
+    assert_eq!(s.login_failures.purge(at(101)).await.ok(), Some(1));
+    assert_eq!(s.login_failures.get(&key).await.ok(), Some(None));
     assert_eq!(
-        s.sessions.login_failures(&other).await.ok(),
+        s.login_failures.get(&other).await.ok(),
         Some(Some(failures(1, 200))),
         "newer counts stay"
     );
@@ -989,11 +997,9 @@ pub async fn concurrent_swaps_of_login_failures_succeed_once(s: Stores) {
     for expected in [None, Some(failures(1, 1))] {
         let tasks: Vec<_> = (0..16)
             .map(|i| {
-                let sessions = Arc::clone(&s.sessions);
+                let store = Arc::clone(&s.login_failures);
                 let next = failures(expected.map_or(1, |f| f.count + 1), i + 1);
-                tokio::spawn(
-                    async move { sessions.swap_login_failures(&key, expected, &next).await },
-                )
+                tokio::spawn(async move { store.swap(&key, expected, &next).await })
             })
             .collect();
         let mut won = 0;
@@ -1004,10 +1010,10 @@ pub async fn concurrent_swaps_of_login_failures_succeed_once(s: Stores) {
         }
         assert_eq!(won, 1, "from {expected:?}");
         // Set a known value for the next round.
-        let now = s.sessions.login_failures(&key).await.unwrap();
+        let now = s.login_failures.get(&key).await.unwrap();
         assert!(
-            s.sessions
-                .swap_login_failures(&key, now, &failures(1, 1))
+            s.login_failures
+                .swap(&key, now, &failures(1, 1))
                 .await
                 .unwrap()
         );
@@ -1026,84 +1032,45 @@ pub async fn devices_are_stored_found_and_purged(s: Stores) {
         expires_at: at(expires),
     };
     let (da, db) = (device(&a, 100), device(&b, 200));
-    assert!(
-        s.sessions
-            .create_device(&TokenHash::of("da"), &da)
-            .await
-            .is_ok()
-    );
-    assert!(
-        s.sessions
-            .create_device(&TokenHash::of("db"), &db)
-            .await
-            .is_ok()
-    );
-    assert_eq!(
-        s.sessions.find_device(&TokenHash::of("da")).await.ok(),
-        Some(da)
-    );
-    assert_eq!(
-        s.sessions.find_device(&TokenHash::of("db")).await.ok(),
-        Some(db)
-    );
-    not_found(s.sessions.find_device(&TokenHash::of("x")).await, "unknown");
+    assert!(s.devices.save(&TokenHash::of("da"), &da).await.is_ok());
+    assert!(s.devices.save(&TokenHash::of("db"), &db).await.is_ok());
+    assert_eq!(s.devices.find(&TokenHash::of("da")).await.ok(), Some(da));
+    assert_eq!(s.devices.find(&TokenHash::of("db")).await.ok(), Some(db));
+    not_found(s.devices.find(&TokenHash::of("x")).await, "unknown");
     not_found(
-        s.sessions
-            .create_device(&TokenHash::of("dx"), &device(&user("ghost"), 100))
+        s.devices
+            .save(&TokenHash::of("dx"), &device(&user("ghost"), 100))
             .await,
         "unknown user",
     );
     // Storing a known hash again renews its expiry, for its own user only.
     let renewed = device(&a, 150);
     let da_hash = TokenHash::of("da");
-    assert!(s.sessions.create_device(&da_hash, &renewed).await.is_ok());
-    assert_eq!(s.sessions.find_device(&da_hash).await.ok(), Some(renewed));
-    assert!(
-        s.sessions
-            .create_device(&da_hash, &device(&b, 999))
-            .await
-            .is_ok()
-    );
+    assert!(s.devices.save(&da_hash, &renewed).await.is_ok());
+    assert_eq!(s.devices.find(&da_hash).await.ok(), Some(renewed));
+    assert!(s.devices.save(&da_hash, &device(&b, 999)).await.is_ok());
     assert_eq!(
-        s.sessions.find_device(&da_hash).await.ok(),
+        s.devices.find(&da_hash).await.ok(),
         Some(renewed),
         "another user cannot take it over"
     );
-    assert_eq!(s.sessions.purge_devices(at(150)).await.ok(), Some(0));
-    assert_eq!(s.sessions.purge_devices(at(151)).await.ok(), Some(1));
-    not_found(s.sessions.find_device(&da_hash).await, "purged");
+    assert_eq!(s.devices.purge(at(150)).await.ok(), Some(0));
+    assert_eq!(s.devices.purge(at(151)).await.ok(), Some(1));
+    not_found(s.devices.find(&da_hash).await, "purged");
     // Deleting a user's devices leaves others' alone.
-    assert!(
-        s.sessions
-            .create_device(&TokenHash::of("db2"), &db)
-            .await
-            .is_ok()
-    );
+    assert!(s.devices.save(&TokenHash::of("db2"), &db).await.is_ok());
     let other = device(&a, 300);
-    assert!(
-        s.sessions
-            .create_device(&TokenHash::of("da2"), &other)
-            .await
-            .is_ok()
-    );
-    assert_eq!(s.sessions.delete_devices(b.id).await.ok(), Some(2));
-    not_found(
-        s.sessions.find_device(&TokenHash::of("db")).await,
-        "deleted",
-    );
+    assert!(s.devices.save(&TokenHash::of("da2"), &other).await.is_ok());
+    assert_eq!(s.devices.delete_for_user(b.id).await.ok(), Some(2));
+    not_found(s.devices.find(&TokenHash::of("db")).await, "deleted");
     assert_eq!(
-        s.sessions.find_device(&TokenHash::of("da2")).await.ok(),
+        s.devices.find(&TokenHash::of("da2")).await.ok(),
         Some(other)
     );
-    assert!(
-        s.sessions
-            .create_device(&TokenHash::of("db"), &db)
-            .await
-            .is_ok()
-    );
+    assert!(s.devices.save(&TokenHash::of("db"), &db).await.is_ok());
     assert!(s.users.delete(b.id).await.is_ok());
     not_found(
-        s.sessions.find_device(&TokenHash::of("db")).await,
+        s.devices.find(&TokenHash::of("db")).await,
         "deleted with the user",
     );
 }

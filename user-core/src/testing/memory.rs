@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
 
+use crate::Storage;
 use crate::domain::{
     DeviceToken, Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role,
     Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserPage,
     UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
-use crate::ports::{Identifier, SessionStore, UserRepository};
+use crate::ports::{DeviceTokenStore, Identifier, LoginFailureStore, SessionStore, UserRepository};
 
 struct Secret {
     session: SessionId,
@@ -42,13 +43,23 @@ pub struct InMemoryUserRepository(Shared);
 #[derive(Clone, Default)]
 pub struct InMemorySessionStore(Shared);
 
-/// A repository and a session store over one shared state, as one database would be.
-pub fn in_memory() -> (InMemoryUserRepository, InMemorySessionStore) {
+/// In-memory [`LoginFailureStore`].
+#[derive(Clone, Default)]
+pub struct InMemoryLoginFailureStore(Shared);
+
+/// In-memory [`DeviceTokenStore`], sharing state with its [`InMemoryUserRepository`].
+#[derive(Clone, Default)]
+pub struct InMemoryDeviceTokenStore(Shared);
+
+/// The four storage ports over one shared state, as one database would be.
+pub fn in_memory() -> Storage {
     let state = Shared::default();
-    (
-        InMemoryUserRepository(Arc::clone(&state)),
-        InMemorySessionStore(state),
-    )
+    Storage {
+        users: Arc::new(InMemoryUserRepository(Arc::clone(&state))),
+        sessions: Arc::new(InMemorySessionStore(Arc::clone(&state))),
+        login_failures: Arc::new(InMemoryLoginFailureStore(Arc::clone(&state))),
+        devices: Arc::new(InMemoryDeviceTokenStore(state)),
+    }
 }
 
 impl State {
@@ -410,12 +421,15 @@ impl SessionStore for InMemorySessionStore {
             .retain(|_, secret| !gone.contains(&secret.session));
         Ok(gone.len() as u64)
     }
+}
 
-    async fn login_failures(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError> {
+#[async_trait::async_trait]
+impl LoginFailureStore for InMemoryLoginFailureStore {
+    async fn get(&self, key: &ThrottleKey) -> Result<Option<LoginFailures>, RepoError> {
         Ok(lock(&self.0).failures.get(key).copied())
     }
 
-    async fn swap_login_failures(
+    async fn swap(
         &self,
         key: &ThrottleKey,
         expected: Option<LoginFailures>,
@@ -429,19 +443,22 @@ impl SessionStore for InMemorySessionStore {
         Ok(true)
     }
 
-    async fn clear_login_failures(&self, key: &ThrottleKey) -> Result<(), RepoError> {
+    async fn clear(&self, key: &ThrottleKey) -> Result<(), RepoError> {
         lock(&self.0).failures.remove(key);
         Ok(())
     }
 
-    async fn purge_login_failures(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         let mut s = lock(&self.0);
         let n = s.failures.len();
         s.failures.retain(|_, f| f.last_failed_at >= before);
         Ok((n - s.failures.len()) as u64)
     }
+}
 
-    async fn create_device(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError> {
+#[async_trait::async_trait]
+impl DeviceTokenStore for InMemoryDeviceTokenStore {
+    async fn save(&self, hash: &TokenHash, device: &DeviceToken) -> Result<(), RepoError> {
         let mut s = lock(&self.0);
         if !s.users.contains_key(&device.user_id) {
             return Err(RepoError::NotFound);
@@ -458,14 +475,14 @@ impl SessionStore for InMemorySessionStore {
         Ok(())
     }
 
-    async fn delete_devices(&self, user: UserId) -> Result<u64, RepoError> {
+    async fn delete_for_user(&self, user: UserId) -> Result<u64, RepoError> {
         let mut s = lock(&self.0);
         let n = s.devices.len();
         s.devices.retain(|_, d| d.user_id != user);
         Ok((n - s.devices.len()) as u64)
     }
 
-    async fn find_device(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {
+    async fn find(&self, hash: &TokenHash) -> Result<DeviceToken, RepoError> {
         lock(&self.0)
             .devices
             .get(hash.as_bytes())
@@ -473,7 +490,7 @@ impl SessionStore for InMemorySessionStore {
             .ok_or(RepoError::NotFound)
     }
 
-    async fn purge_devices(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         let mut s = lock(&self.0);
         let n = s.devices.len();
         s.devices.retain(|_, d| d.expires_at >= before);

@@ -14,8 +14,14 @@ use argon2::Params;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-pub use crate::ports::{MockPasswordHasher, MockSessionStore, MockUserRepository};
-pub use memory::{InMemorySessionStore, InMemoryUserRepository, in_memory};
+pub use crate::ports::{
+    MockDeviceTokenStore, MockLoginFailureStore, MockPasswordHasher, MockSessionStore,
+    MockUserRepository,
+};
+pub use memory::{
+    InMemoryDeviceTokenStore, InMemoryLoginFailureStore, InMemorySessionStore,
+    InMemoryUserRepository, in_memory,
+};
 
 use crate::Ports;
 use crate::domain::{Password, PasswordHash};
@@ -106,13 +112,7 @@ impl Clock for FixedClock {
 
 /// Ports on in-memory fakes, a [`FastHasher`] and the given clock.
 pub fn memory_ports(clock: Arc<FixedClock>) -> Ports {
-    let (users, sessions) = in_memory();
-    Ports {
-        users: Arc::new(users),
-        sessions: Arc::new(sessions),
-        hasher: Arc::new(FastHasher::new()),
-        clock,
-    }
+    Ports::new(in_memory(), Arc::new(FastHasher::new()), clock)
 }
 
 /// Both services over the given ports, with default policy and a fresh Ed25519 key, plus
@@ -223,12 +223,7 @@ impl Fixture {
 #[cfg(test)]
 mod tests {
     async fn memory_stores() -> super::conformance::Stores {
-        let (users, sessions) = super::in_memory();
-        super::conformance::Stores {
-            users: std::sync::Arc::new(users),
-            sessions: std::sync::Arc::new(sessions),
-            guard: None,
-        }
+        super::conformance::Stores::new(super::in_memory(), ())
     }
 
     crate::conformance_tests!(memory_stores);

@@ -72,7 +72,7 @@ impl UserService {
     /// Builds the service with the same policy as the [`crate::auth::AuthService`]: password
     /// re-checks spend the same guess budget as sign-ins.
     pub fn new(ports: Ports, policy: &AuthPolicy) -> Self {
-        let budget = GuessBudget::new(ports.sessions.clone(), policy.lockout);
+        let budget = GuessBudget::new(ports.login_failures.clone(), policy.lockout);
         Self {
             ports,
             password_policy: policy.password,
@@ -207,7 +207,7 @@ impl UserService {
             .revoke_all(user.id, Some(actor.session_id), now)
             .await?;
         // Devices that knew the old password are strangers now.
-        self.ports.sessions.delete_devices(user.id).await?;
+        self.ports.devices.delete_for_user(user.id).await?;
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
         Ok(())
     }
@@ -331,7 +331,7 @@ impl AdminUsers<'_> {
         let user = ports.users.set_status(id, status, now).await?;
         if status == UserStatus::Disabled {
             ports.sessions.revoke_all(id, None, now).await?;
-            ports.sessions.delete_devices(id).await?;
+            ports.devices.delete_for_user(id).await?;
         }
         tracing::info!(user_id = %id, actor = %self.actor.user_id, status = %status, "status changed");
         Ok(user)

@@ -69,12 +69,7 @@ pub async fn services_with(
         .await
         .unwrap();
     let clock = Arc::new(FixedClock::default());
-    let ports = Ports {
-        users: Arc::new(db.users()),
-        sessions: Arc::new(db.sessions()),
-        hasher: Arc::new(FastHasher::new()),
-        clock: clock.clone(),
-    };
+    let ports = Ports::new(db.storage(), Arc::new(FastHasher::new()), clock.clone());
     let key = SigningKey::generate_ed25519().unwrap();
     let state = GrpcState {
         users: Arc::new(UserService::new(ports.clone(), &policy)),

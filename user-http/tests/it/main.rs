@@ -86,12 +86,7 @@ impl TestApp {
             .await
             .unwrap();
         let clock = Arc::new(FixedClock::default());
-        let ports = Ports {
-            users: Arc::new(db.users()),
-            sessions: Arc::new(db.sessions()),
-            hasher: Arc::new(FastHasher::new()),
-            clock: clock.clone(),
-        };
+        let ports = Ports::new(db.storage(), Arc::new(FastHasher::new()), clock.clone());
         let key = SigningKey::generate_ed25519().unwrap();
         let users = Arc::new(UserService::new(ports.clone(), &policy));
         let auth = Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap());

@@ -8,8 +8,6 @@ mod durability;
 mod races;
 mod services;
 
-use std::sync::Arc;
-
 use tempfile::TempDir;
 use user_core::testing::conformance::Stores;
 use user_sqlite::{SqliteConfig, SqliteDatabase};
@@ -41,9 +39,5 @@ impl TestDb {
 /// The factory the conformance suite calls for each check.
 pub async fn stores() -> Stores {
     let t = TestDb::new().await;
-    Stores {
-        users: Arc::new(t.db.users()),
-        sessions: Arc::new(t.db.sessions()),
-        guard: Some(Box::new(t)),
-    }
+    Stores::new(t.db.storage(), t)
 }

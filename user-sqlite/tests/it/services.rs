@@ -15,12 +15,7 @@ const PW: &str = Fixture::PASSWORD;
 
 fn fixture(t: &TestDb) -> Fixture {
     let clock = Arc::new(FixedClock::default());
-    let ports = Ports {
-        users: Arc::new(t.db.users()),
-        sessions: Arc::new(t.db.sessions()),
-        hasher: Arc::new(FastHasher::new()),
-        clock: clock.clone(),
-    };
+    let ports = Ports::new(t.db.storage(), Arc::new(FastHasher::new()), clock.clone());
     Fixture::with_ports(ports, clock)
 }
 

@@ -7,10 +7,10 @@ use super::*;
 use crate::auth::policy::LockoutPolicy;
 use crate::domain::{LoginFailures, SessionKind};
 use crate::error::{HashError, UserError};
-use crate::ports::{Clock, PasswordHasher as _, SessionStore as _};
+use crate::ports::{Clock, PasswordHasher as _};
 use crate::testing::{
-    FastHasher, FixedClock, Fixture, MockPasswordHasher, MockSessionStore, MockUserRepository,
-    in_memory,
+    FastHasher, FixedClock, Fixture, MockLoginFailureStore, MockPasswordHasher, MockSessionStore,
+    MockUserRepository, in_memory,
 };
 use crate::users::{ChangePassword, UserService};
 
@@ -147,7 +147,6 @@ async fn unknown_user_wrong_password_and_disabled_account_look_the_same() {
 
 #[tokio::test]
 async fn an_unknown_user_costs_one_verification_against_a_dummy_hash() {
-    let (users, sessions) = in_memory();
     let mut hasher = MockPasswordHasher::new();
     let real = FastHasher::new();
     let dummy = real
@@ -165,12 +164,7 @@ async fn an_unknown_user_costs_one_verification_against_a_dummy_hash() {
         .times(2)
         .returning(|_, _| Ok(Verification::Mismatch));
     let clock = Arc::new(FixedClock::default());
-    let ports = Ports {
-        users: Arc::new(users),
-        sessions: Arc::new(sessions),
-        hasher: Arc::new(hasher),
-        clock,
-    };
+    let ports = Ports::new(in_memory(), Arc::new(hasher), clock);
     let auth = AuthService::new(
         ports,
         AuthPolicy::default(),
@@ -187,13 +181,13 @@ async fn an_unknown_user_costs_one_verification_against_a_dummy_hash() {
 
 #[tokio::test]
 async fn a_locked_account_never_reaches_the_hasher() {
-    let mut sessions = MockSessionStore::new();
+    let mut failures = MockLoginFailureStore::new();
     let clock = Arc::new(FixedClock::default());
     let now = clock.now();
     let alice = crate::testing::conformance::user("alice");
     let id = alice.id;
-    sessions
-        .expect_login_failures()
+    failures
+        .expect_get()
         .with(mockall::predicate::eq(ThrottleKey::account(id)))
         .returning(move |_| {
             Ok(Some(LoginFailures {
@@ -201,7 +195,7 @@ async fn a_locked_account_never_reaches_the_hasher() {
                 last_failed_at: now,
             }))
         });
-    sessions.expect_swap_login_failures().never();
+    failures.expect_swap().never();
     let mut users = MockUserRepository::new();
     users.expect_credentials().returning(move |_| {
         Ok((
@@ -214,9 +208,8 @@ async fn a_locked_account_never_reaches_the_hasher() {
     hasher.expect_hash().never();
     let ports = Ports {
         users: Arc::new(users),
-        sessions: Arc::new(sessions),
-        hasher: Arc::new(hasher),
-        clock: clock.clone(),
+        login_failures: Arc::new(failures),
+        ..Ports::new(in_memory(), Arc::new(hasher), clock.clone())
     };
     let auth = AuthService::new(
         ports,
@@ -301,8 +294,8 @@ async fn unknown_identifiers_lock_exactly_like_real_ones() {
 
 #[tokio::test]
 async fn overload_is_reported_and_not_counted_as_a_failure() {
-    let (users, sessions) = in_memory();
-    let sessions = Arc::new(sessions);
+    let storage = in_memory();
+    let failures = Arc::clone(&storage.login_failures);
     let mut hasher = MockPasswordHasher::new();
     hasher
         .expect_hash()
@@ -310,12 +303,7 @@ async fn overload_is_reported_and_not_counted_as_a_failure() {
     hasher
         .expect_verify()
         .returning(|_, _| Err(HashError::Overloaded));
-    let ports = Ports {
-        users: Arc::new(users),
-        sessions: sessions.clone(),
-        hasher: Arc::new(hasher),
-        clock: Arc::new(FixedClock::default()),
-    };
+    let ports = Ports::new(storage, Arc::new(hasher), Arc::new(FixedClock::default()));
     let auth = AuthService::new(
         ports,
         AuthPolicy::default(),
@@ -325,10 +313,7 @@ async fn overload_is_reported_and_not_counted_as_a_failure() {
     .unwrap();
     let r = auth.login(creds("ghost", PW), ClientInfo::default()).await;
     assert!(matches!(r, Err(AuthError::Overloaded)), "{r:?}");
-    let counted = sessions
-        .login_failures(&ThrottleKey::of("ghost"))
-        .await
-        .unwrap();
+    let counted = failures.get(&ThrottleKey::of("ghost")).await.unwrap();
     assert_eq!(counted.map_or(0, |f| f.count), 0, "given back");
     let r = auth
         .register(
@@ -414,8 +399,7 @@ async fn reuse_is_decided_by_the_store_and_stops_there() {
     let ports = Ports {
         users: Arc::new(users),
         sessions: Arc::new(sessions),
-        hasher: Arc::new(FastHasher::new()),
-        clock: Arc::new(FixedClock::default()),
+        ..crate::testing::memory_ports(Arc::new(FixedClock::default()))
     };
     let auth = AuthService::new(
         ports,
@@ -692,13 +676,7 @@ fn policy_and_keys_are_checked_at_construction() {
 
 #[tokio::test]
 async fn one_client_address_is_limited_across_identifiers() {
-    let (users, sessions) = in_memory();
-    let ports = Ports {
-        users: Arc::new(users),
-        sessions: Arc::new(sessions),
-        hasher: Arc::new(FastHasher::new()),
-        clock: Arc::new(FixedClock::default()),
-    };
+    let ports = crate::testing::memory_ports(Arc::new(FixedClock::default()));
     let policy = AuthPolicy {
         login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(3),
         ..AuthPolicy::default()
@@ -907,8 +885,8 @@ async fn a_refused_new_password_says_nothing_about_the_current_one() {
     }
     let failures = f
         .ports
-        .sessions
-        .login_failures(&ThrottleKey::account(actor.user_id))
+        .login_failures
+        .get(&ThrottleKey::account(actor.user_id))
         .await;
     assert_eq!(
         failures.unwrap(),
