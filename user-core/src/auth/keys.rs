@@ -5,7 +5,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
@@ -38,6 +37,84 @@ pub struct AccessClaims {
     pub aud: String,
     /// Unique token id.
     pub jti: String,
+}
+
+/// The public keys that verify access tokens, as a JSON Web Key Set (RFC 7517), served at
+/// `/.well-known/jwks.json`. Only Ed25519 keys appear: HS256 secrets are never published.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Jwks {
+    /// The keys, the signing key's first.
+    pub keys: Vec<Jwk>,
+}
+
+impl Jwks {
+    /// The key with this `kid`, if published.
+    pub fn find(&self, kid: &str) -> Option<&Jwk> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+/// One Ed25519 public key as a JSON Web Key (RFC 8037: `"kty": "OKP"`, `"crv": "Ed25519"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Jwk {
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    pub key_use: &'static str,
+    /// Always `EdDSA`.
+    pub alg: &'static str,
+    /// The key id that tokens signed by this key carry in their header.
+    pub kid: String,
+    /// Always `OKP`.
+    pub kty: &'static str,
+    /// Always `Ed25519`.
+    pub crv: &'static str,
+    /// The 32-byte public key, base64url without padding.
+    pub x: String,
+}
+
+impl Jwk {
+    fn ed25519(kid: &str, public_key: &[u8; 32]) -> Self {
+        Self {
+            key_use: "sig",
+            alg: "EdDSA",
+            kid: kid.to_owned(),
+            kty: "OKP",
+            crv: "Ed25519",
+            x: URL_SAFE_NO_PAD.encode(public_key),
+        }
+    }
+}
+
+/// The signature algorithm of a token key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// Ed25519 signatures (`EdDSA`), the default: the public key can be published.
+    EdDsa,
+    /// HMAC-SHA256 with a shared secret (`HS256`).
+    Hs256,
+}
+
+impl KeyAlgorithm {
+    /// The JWT `alg` name: `EdDSA` or `HS256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDsa => "EdDSA",
+            Self::Hs256 => "HS256",
+        }
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Hs256 => Algorithm::HS256,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 enum Material {
@@ -138,11 +215,11 @@ impl SigningKey {
         &self.kid
     }
 
-    /// The JWT algorithm of this key.
-    pub fn algorithm(&self) -> Algorithm {
+    /// The signature algorithm of this key.
+    pub fn algorithm(&self) -> KeyAlgorithm {
         match self.material {
-            Material::Ed25519(_) => Algorithm::EdDSA,
-            Material::Hs256(_) => Algorithm::HS256,
+            Material::Ed25519(_) => KeyAlgorithm::EdDsa,
+            Material::Hs256(_) => KeyAlgorithm::Hs256,
         }
     }
 
@@ -165,7 +242,7 @@ impl SigningKey {
             }
             Material::Hs256(secret) => VerifyingKey {
                 kid: self.kid.clone(),
-                algorithm: Algorithm::HS256,
+                algorithm: KeyAlgorithm::Hs256,
                 key: DecodingKey::from_secret(secret.expose_secret()),
                 jwk: None,
             },
@@ -177,7 +254,7 @@ impl SigningKey {
 #[derive(Clone)]
 pub struct VerifyingKey {
     kid: String,
-    algorithm: Algorithm,
+    algorithm: KeyAlgorithm,
     key: DecodingKey,
     /// Public keys only; HS256 secrets are never published.
     jwk: Option<Jwk>,
@@ -195,21 +272,11 @@ impl fmt::Debug for VerifyingKey {
 impl VerifyingKey {
     /// An Ed25519 public key (32 raw bytes).
     pub fn ed25519(kid: &str, public_key: &[u8; 32]) -> Self {
-        let x = URL_SAFE_NO_PAD.encode(public_key);
-        let jwk = serde_json::from_value::<Jwk>(serde_json::json!({
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": x,
-            "kid": kid,
-            "use": "sig",
-            "alg": "EdDSA",
-        }))
-        .ok();
         Self {
             kid: kid.to_owned(),
-            algorithm: Algorithm::EdDSA,
+            algorithm: KeyAlgorithm::EdDsa,
             key: DecodingKey::from_ed_der(public_key),
-            jwk,
+            jwk: Some(Jwk::ed25519(kid, public_key)),
         }
     }
 
@@ -236,10 +303,10 @@ pub enum TokenError {
 /// the injected clock.
 pub struct TokenKeys {
     kid: String,
-    algorithm: Algorithm,
+    algorithm: KeyAlgorithm,
     encoding: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
-    jwks: JwkSet,
+    jwks: Jwks,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -272,7 +339,7 @@ impl TokenKeys {
     ) -> Result<Self, ConfigError> {
         let algorithm = signing.algorithm();
         let mut verifying = HashMap::new();
-        let mut jwks = JwkSet::default();
+        let mut jwks = Jwks::default();
         for key in std::iter::once(signing.verifying_key()).chain(also_verify) {
             if key.algorithm != algorithm {
                 return Err(ConfigError::new(
@@ -288,11 +355,7 @@ impl TokenKeys {
             }
             jwks.keys.extend(key.jwk);
         }
-        for jwk in &mut jwks.keys {
-            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-            jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
-        }
-        let mut validation = Validation::new(algorithm);
+        let mut validation = Validation::new(algorithm.jwt());
         validation.leeway = leeway.as_secs();
         validation.validate_exp = false; // checked against the injected clock
         validation.validate_nbf = false;
@@ -313,7 +376,7 @@ impl TokenKeys {
     }
 
     /// The public keys as a JWKS document (`/.well-known/jwks.json`). Empty for HS256.
-    pub fn jwks(&self) -> &JwkSet {
+    pub fn jwks(&self) -> &Jwks {
         &self.jwks
     }
 
@@ -336,7 +399,7 @@ impl TokenKeys {
             aud: self.audience.clone(),
             jti: Uuid::new_v4().to_string(),
         };
-        let mut header = Header::new(self.algorithm);
+        let mut header = Header::new(self.algorithm.jwt());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.encoding).map(|t| (t, claims))
     }

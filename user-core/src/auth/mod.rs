@@ -2,10 +2,13 @@
 
 mod budget;
 mod keys;
+mod limit;
 mod policy;
 mod service;
 
 pub(crate) use budget::GuessBudget;
-pub use keys::{AccessClaims, SigningKey, TokenError, TokenKeys, VerifyingKey};
+pub use keys::{
+    AccessClaims, Jwk, Jwks, KeyAlgorithm, SigningKey, TokenError, TokenKeys, VerifyingKey,
+};
 pub use policy::{AuthPolicy, LockoutPolicy};
 pub use service::{AuthService, BrowserLogin, Credentials, RegisterUser, TokenPair};

@@ -1,18 +1,14 @@
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use governor::clock::Clock as _;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use jsonwebtoken::jwk::JwkSet;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use super::budget::{GuessBudget, std_to_time};
-use super::keys::{SigningKey, TokenKeys, VerifyingKey};
+use super::keys::{Jwks, SigningKey, TokenKeys, VerifyingKey};
+use super::limit::AddressLimit;
 use super::policy::AuthPolicy;
 use crate::Ports;
 use crate::domain::{
@@ -155,10 +151,10 @@ impl AuthService {
         )?;
         let login_limit = policy
             .login_attempts_per_ip_per_minute
-            .map(|n| AddressLimit::new("sign-in", Quota::per_minute(n)));
+            .map(|n| AddressLimit::per_minute("sign-in", n));
         let register_limit = policy
             .registrations_per_ip_per_hour
-            .map(|n| AddressLimit::new("registration", Quota::per_hour(n)));
+            .map(|n| AddressLimit::per_hour("registration", n));
         let budget = GuessBudget::new(ports.login_failures.clone(), policy.lockout);
         Ok(Self {
             ports,
@@ -177,7 +173,7 @@ impl AuthService {
     }
 
     /// The public verification keys, for `/.well-known/jwks.json`.
-    pub fn jwks(&self) -> &JwkSet {
+    pub fn jwks(&self) -> &Jwks {
         self.keys.jwks()
     }
 
@@ -721,78 +717,3 @@ impl AuthService {
 
 #[cfg(test)]
 mod tests;
-
-/// A per-client-address allowance (sign-ins or registrations), in memory.
-struct AddressLimit {
-    what: &'static str,
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
-    /// When idle addresses were last forgotten, in seconds since `started`.
-    last_sweep: AtomicU64,
-    started: std::time::Instant,
-}
-
-impl AddressLimit {
-    /// Idle addresses are forgotten when the table holds more than this...
-    const SWEEP_ABOVE: usize = 10_000;
-    /// ...at most this often, so a flood of addresses cannot make every request pay a scan.
-    const SWEEP_EVERY_SECS: u64 = 10;
-
-    fn new(what: &'static str, quota: Quota) -> Self {
-        Self {
-            what,
-            limiter: RateLimiter::keyed(quota),
-            last_sweep: AtomicU64::new(0),
-            started: std::time::Instant::now(),
-        }
-    }
-
-    /// Refuses a client address that used up its allowance. Addresses count as
-    /// [`ClientInfo::rate_limit_key`] says: IPv6 by its /64.
-    fn check(&self, client: &ClientInfo) -> Result<(), AuthError> {
-        let Some(key) = client.rate_limit_key() else {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    "a request without a client address: per-address rate limits cannot apply \
-                     (serve with the peer address, e.g. user_http::serve)"
-                );
-            });
-            return Ok(());
-        };
-        match self.limiter.check_key(&key) {
-            Ok(()) => {
-                self.sweep();
-                Ok(())
-            }
-            Err(not_until) => {
-                let what = self.what;
-                metrics::counter!("user_rate_limited_total", "what" => what).increment(1);
-                if what == "sign-in" {
-                    metrics::counter!("user_logins_total", "outcome" => "rate_limited")
-                        .increment(1);
-                }
-                tracing::warn!(client_ip = %key, what, "rate limited");
-                let retry_after = not_until.wait_time_from(self.limiter.clock().now());
-                Err(AuthError::Throttled {
-                    retry_after: retry_after.max(Duration::from_secs(1)),
-                })
-            }
-        }
-    }
-
-    fn sweep(&self) {
-        if self.limiter.len() <= Self::SWEEP_ABOVE {
-            return;
-        }
-        let now = self.started.elapsed().as_secs();
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= Self::SWEEP_EVERY_SECS
-            && self
-                .last_sweep
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.limiter.retain_recent();
-        }
-    }
-}

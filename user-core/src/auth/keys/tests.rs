@@ -174,6 +174,8 @@ fn jwks_publishes_ed25519_public_keys_only() {
     assert_eq!(key["alg"], "EdDSA");
     assert_eq!(key["use"], "sig");
     assert_eq!(key["kid"], ed.kid());
+    assert_eq!(key.as_object().unwrap().len(), 6, "nothing else: {key}");
+    assert_eq!(doc.as_object().unwrap().len(), 1, "only `keys`: {doc}");
     assert_eq!(
         URL_SAFE_NO_PAD
             .decode(key["x"].as_str().unwrap())
@@ -181,13 +183,15 @@ fn jwks_publishes_ed25519_public_keys_only() {
             .len(),
         32
     );
-    // A third party can verify our token from the JWKS alone.
-    let jwk = k.jwks().find(ed.kid()).unwrap();
+    // A third party can verify our token from the JWKS alone (here: jsonwebtoken's reading
+    // of the published JSON).
+    let published = serde_json::to_value(k.jwks().find(ed.kid()).unwrap()).unwrap();
+    let jwk = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(published).unwrap();
     let mut v = Validation::new(Algorithm::EdDSA);
     v.set_audience(&["aud-a"]);
     v.validate_exp = false;
     let data =
-        jsonwebtoken::decode::<AccessClaims>(&issue(&k), &DecodingKey::from_jwk(jwk).unwrap(), &v);
+        jsonwebtoken::decode::<AccessClaims>(&issue(&k), &DecodingKey::from_jwk(&jwk).unwrap(), &v);
     assert!(data.is_ok(), "{data:?}");
 
     let hs = keys(&SigningKey::hs256("h1", &[1u8; 32]).unwrap(), vec![]);
@@ -219,4 +223,22 @@ fn hs256_needs_32_bytes_and_pem_round_trips() {
     assert!(keys(&ed, vec![]).verify(&token, NOW).is_ok());
     assert!(SigningKey::ed25519_from_pem(&SecretString::from("nope")).is_err());
     assert!(!format!("{ed:?}").contains("PRIVATE"));
+}
+
+#[test]
+fn each_key_names_its_algorithm_as_jwt_headers_do() {
+    let ed = SigningKey::generate_ed25519().unwrap();
+    let hs = SigningKey::hs256("h1", &[1u8; 32]).unwrap();
+    assert_eq!(ed.algorithm(), KeyAlgorithm::EdDsa);
+    assert_eq!(hs.algorithm(), KeyAlgorithm::Hs256);
+    for (key, alg) in [(&ed, Algorithm::EdDSA), (&hs, Algorithm::HS256)] {
+        let token = issue(&keys(key, vec![]));
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, alg);
+        assert_eq!(
+            serde_json::to_value(header.alg).unwrap(),
+            key.algorithm().as_str()
+        );
+        assert_eq!(key.algorithm().to_string(), key.algorithm().as_str());
+    }
 }
