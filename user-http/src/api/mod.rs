@@ -1,4 +1,8 @@
 //! The JSON API under `/api/v1`, its OpenAPI document, JWKS and health checks.
+//!
+//! The document is exact: each handler's `responses(...)` names the shared sets of
+//! `responses.rs` that apply to it, then its own answers; `schema.rs` builds the field
+//! schemas from user-core's constants. `tests/it/openapi_*.rs` hold it to the server.
 
 mod admin;
 mod auth;
@@ -14,11 +18,11 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
-use serde_json::json;
+use serde::Serialize;
 use user_core::domain::PasswordPolicy;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody, FieldError};
@@ -104,17 +108,25 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.auth.jwks().clone())
 }
 
+/// The answer of the health checks.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthBody {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    #[schema(schema_with = schema::health)]
+    status: &'static str,
+}
+
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "meta",
-    responses((status = 200, description = "Up")))]
+    responses((status = 200, description = "Up", body = HealthBody)))]
 pub(crate) async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+    Json(HealthBody { status: "ok" })
 }
 
 /// The database is reachable.
 #[utoipa::path(get, path = "/readyz", tag = "meta",
     responses(
-        (status = 200, description = "Ready"),
+        (status = 200, description = "Ready", body = HealthBody),
         (status = 503, description = "The database does not answer", body = ErrorBody),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -124,7 +136,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<impl IntoRes
             "unavailable",
             "the database does not answer",
         )),
-        _ => Ok(Json(json!({ "status": "ready" }))),
+        _ => Ok(Json(HealthBody { status: "ready" })),
     }
 }
 

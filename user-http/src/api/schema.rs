@@ -190,3 +190,11 @@ pub(crate) fn session_kind() -> Object {
 pub(crate) fn token_type() -> Object {
     one_of(&["Bearer"], "Always `Bearer`.")
 }
+
+/// The `status` of a health check.
+pub(crate) fn health() -> Object {
+    one_of(
+        &["ok", "ready"],
+        "`ok` from `/healthz`, `ready` from `/readyz`.",
+    )
+}

@@ -378,6 +378,10 @@ async fn required_fields_and_closed_bodies() {
         json!(["Bearer"])
     );
     assert_eq!(property(&doc, "UserBody", "id")["format"], "uuid");
+    assert_eq!(
+        property(&doc, "HealthBody", "status")["enum"],
+        json!(["ok", "ready"])
+    );
 
     // And every error answer is an ErrorBody.
     for (path, item) in doc["paths"].as_object().unwrap() {
