@@ -383,7 +383,8 @@ async fn required_fields_and_closed_bodies() {
         json!(["ok", "ready"])
     );
 
-    // And every error answer is an ErrorBody.
+    // And every error answer is an ErrorBody, which the document defines.
+    assert_eq!(required(&doc, "ErrorBody"), ["code", "message"]);
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             for (status, r) in op["responses"].as_object().unwrap() {
