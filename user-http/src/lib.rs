@@ -8,7 +8,9 @@
 //!   a host application can [`Router::nest`] it under any prefix. [`serve`] runs it on a
 //!   listener the caller bound.
 //! - `api/`: JSON handlers; [`api::ApiDoc`] is the OpenAPI document, served at
-//!   `/api/v1/openapi.json` and rendered at `/api/v1/docs`.
+//!   `/api/v1/openapi.json` (as [`api::ApiDoc::for_policy`], with the deployment's password
+//!   minimum) and rendered at `/api/v1/docs`. Each operation lists every status it answers
+//!   with; field schemas are built from user-core's constants.
 //! - `pages/`: HTML handlers, CSRF, flash messages, and [`Templates`] (minijinja, defaults
 //!   embedded; replace any template or the stylesheet by name).
 //! - [`ApiError`]: the one JSON error shape; statuses follow ARCHITECTURE.md.

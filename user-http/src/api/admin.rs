@@ -1,13 +1,16 @@
 //! `/api/v1/admin/users*`: administration.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use user_core::domain::{Role, UserId, UserQuery, UserStatus};
 use user_core::error::ValidationErrors;
 use utoipa::IntoParams;
 
+use super::PathId;
+use super::responses::{AdminOnly, JsonBody};
+use super::schema;
 use super::types::{RoleBody, StatusBody, UpdateProfileBody, UserBody, UsersPage};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -18,12 +21,16 @@ use crate::extract::{ApiJson, BearerUser};
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Prefix of the username or email.
+    #[param(schema_with = schema::search)]
     search: Option<String>,
-    /// `user` or `admin`.
+    /// Only users with this role.
+    #[param(schema_with = schema::role)]
     role: Option<String>,
-    /// `active` or `disabled`.
+    /// Only users with this status.
+    #[param(schema_with = schema::status)]
     status: Option<String>,
-    /// Page size, 1-100 (default 20).
+    /// Page size.
+    #[param(schema_with = schema::limit)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -39,7 +46,7 @@ impl ListQuery {
                 errors.push(user_core::error::ValidationError::new(
                     "limit",
                     "out_of_range",
-                    "must be a number from 1 to 100",
+                    format!("must be a number from 1 to {}", UserQuery::MAX_LIMIT),
                 ));
                 None
             }
@@ -76,9 +83,10 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
     params(ListQuery),
     responses(
+        AdminOnly,
         (status = 200, description = "A page of users", body = UsersPage),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 422, description = "Invalid filters", body = ErrorBody),
+        (status = 400, description = "`malformed_request`: the query string could not be read", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: a filter, the page size or the cursor is invalid (`fields` lists every problem)", body = ErrorBody),
     ))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -97,16 +105,17 @@ pub(crate) async fn list(
 
 /// Any user's profile.
 #[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     responses(
+        AdminOnly,
         (status = 200, description = "Profile", body = UserBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: the id is not a user id", body = ErrorBody),
     ))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     BearerUser(actor): BearerUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
     Ok(Json(admin.get(user_id(&id)?).await?.into()))
@@ -114,18 +123,18 @@ pub(crate) async fn get(
 
 /// Edit any user's profile.
 #[utoipa::path(patch, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateProfileBody,
     responses(
+        JsonBody, AdminOnly,
         (status = 200, description = "Updated profile", body = UserBody),
-        (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "Username or email taken", body = ErrorBody),
-        (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 409, description = "`conflict`: the username or email is taken (`fields` says which)", body = ErrorBody),
     ))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     BearerUser(actor): BearerUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(body): ApiJson<UpdateProfileBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
@@ -139,17 +148,18 @@ pub(crate) async fn update(
 
 /// Change a user's role.
 #[utoipa::path(put, path = "/api/v1/admin/users/{id}/role", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = RoleBody,
     responses(
+        JsonBody, AdminOnly,
         (status = 200, description = "Updated", body = UserBody),
-        (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "The last active admin", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 409, description = "`last_admin`: this would leave no active admin", body = ErrorBody),
     ))]
 pub(crate) async fn set_role(
     State(state): State<AppState>,
     BearerUser(actor): BearerUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
@@ -163,17 +173,18 @@ pub(crate) async fn set_role(
 
 /// Disable or enable a user; disabling ends all their sessions.
 #[utoipa::path(put, path = "/api/v1/admin/users/{id}/status", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = StatusBody,
     responses(
+        JsonBody, AdminOnly,
         (status = 200, description = "Updated", body = UserBody),
-        (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "The last active admin", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 409, description = "`last_admin`: this would leave no active admin", body = ErrorBody),
     ))]
 pub(crate) async fn set_status(
     State(state): State<AppState>,
     BearerUser(actor): BearerUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
@@ -187,16 +198,17 @@ pub(crate) async fn set_status(
 
 /// Lift the lock that failed sign-ins put on a user's account, and forget the count.
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     responses(
+        AdminOnly,
         (status = 204, description = "Unlocked (or was not locked)"),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: the id is not a user id", body = ErrorBody),
     ))]
 pub(crate) async fn unlock(
     State(state): State<AppState>,
     BearerUser(actor): BearerUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let admin = state.users.as_admin(&actor)?;
     admin.unlock(user_id(&id)?).await?;
@@ -205,16 +217,18 @@ pub(crate) async fn unlock(
 
 /// Delete a user and all their sessions.
 #[utoipa::path(delete, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     responses(
+        AdminOnly,
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "The last active admin", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 409, description = "`last_admin`: this would leave no active admin", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: the id is not a user id", body = ErrorBody),
     ))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     BearerUser(actor): BearerUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let admin = state.users.as_admin(&actor)?;
     admin.delete(user_id(&id)?).await?;

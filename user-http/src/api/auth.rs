@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use user_core::auth::{Credentials, RegisterUser};
 
+use super::responses::{Hashing, JsonBody, SignedIn, Store};
 use super::types::{LoginBody, RefreshBody, RegisterBody, SessionsEnded, TokensBody, UserBody};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -14,10 +15,11 @@ use crate::extract::{ApiJson, BearerUser, Client};
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterBody,
     responses(
+        JsonBody, Store, Hashing,
         (status = 201, description = "Registered", body = UserBody),
-        (status = 409, description = "Username or email taken", body = ErrorBody),
-        (status = 422, description = "Invalid fields", body = ErrorBody),
-        (status = 429, description = "Too many registrations from this client; see Retry-After", body = ErrorBody),
+        (status = 409, description = "`conflict`: the username or email is taken (`fields` says which)", body = ErrorBody),
+        (status = 429, description = "`throttled`: too many registrations from this client address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn register(
     State(state): State<AppState>,
@@ -45,10 +47,12 @@ pub(crate) async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginBody,
     responses(
+        JsonBody, Store, Hashing,
         (status = 200, description = "Signed in", body = TokensBody),
-        (status = 401, description = "Wrong credentials (one message for every cause)", body = ErrorBody),
-        (status = 429, description = "Too many failures; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Busy; see Retry-After", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: unknown identifier, wrong password or disabled account (one answer for every cause)", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
+        (status = 429, description = "`throttled`: the identifier (or this device) is locked after failed attempts, or too many sign-ins from this client address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn login(
     State(state): State<AppState>,
@@ -65,8 +69,10 @@ pub(crate) async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshBody,
     responses(
+        JsonBody, Store,
         (status = 200, description = "New tokens", body = TokensBody),
-        (status = 401, description = "Unknown, spent or expired token", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: an unknown, spent or expired refresh token, or a session that ended", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
     ))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
@@ -79,8 +85,8 @@ pub(crate) async fn refresh(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses(
+        SignedIn,
         (status = 204, description = "Signed out"),
-        (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
@@ -94,8 +100,8 @@ pub(crate) async fn logout(
 #[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth",
     security(("bearer" = [])),
     responses(
+        SignedIn,
         (status = 200, description = "Signed out everywhere", body = SessionsEnded),
-        (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 pub(crate) async fn logout_all(
     State(state): State<AppState>,

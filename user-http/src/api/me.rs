@@ -1,11 +1,13 @@
 //! `/api/v1/me*`: the caller's own account.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use user_core::domain::SessionId;
 use user_core::users::ChangePassword;
 
+use super::PathId;
+use super::responses::{Hashing, JsonBody, SignedIn};
 use super::types::{ChangePasswordBody, PasswordBody, SessionBody, UpdateProfileBody, UserBody};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -14,8 +16,9 @@ use crate::extract::{ApiJson, BearerUser};
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     responses(
+        SignedIn,
         (status = 200, description = "Profile", body = UserBody),
-        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
     ))]
 pub(crate) async fn get_me(
     State(state): State<AppState>,
@@ -28,9 +31,10 @@ pub(crate) async fn get_me(
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     request_body = UpdateProfileBody,
     responses(
+        JsonBody, SignedIn,
         (status = 200, description = "Updated profile", body = UserBody),
-        (status = 409, description = "Username or email taken", body = ErrorBody),
-        (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
+        (status = 409, description = "`conflict`: the username or email is taken (`fields` says which)", body = ErrorBody),
     ))]
 pub(crate) async fn update_me(
     State(state): State<AppState>,
@@ -48,9 +52,13 @@ pub(crate) async fn update_me(
 #[utoipa::path(put, path = "/api/v1/me/password", tag = "me", security(("bearer" = [])),
     request_body = ChangePasswordBody,
     responses(
+        JsonBody, SignedIn, Hashing,
         (status = 204, description = "Changed"),
-        (status = 401, description = "Current password wrong, or not signed in", body = ErrorBody),
-        (status = 422, description = "New password refused", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: the current password is wrong, or `unauthenticated`: no valid access token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
+        (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
+        (status = 429, description = "`throttled`: too many wrong passwords in this session", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
@@ -69,9 +77,14 @@ pub(crate) async fn change_password(
 #[utoipa::path(delete, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     request_body = PasswordBody,
     responses(
+        JsonBody, SignedIn, Hashing,
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Password wrong, or not signed in", body = ErrorBody),
-        (status = 409, description = "The last active admin", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: the password is wrong, or `unauthenticated`: no valid access token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
+        (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
+        (status = 409, description = "`last_admin`: the caller is the last active admin", body = ErrorBody),
+        (status = 429, description = "`throttled`: too many wrong passwords in this session", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn delete_me(
     State(state): State<AppState>,
@@ -88,8 +101,8 @@ pub(crate) async fn delete_me(
 /// The caller's active sessions, newest first.
 #[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", security(("bearer" = [])),
     responses(
+        SignedIn,
         (status = 200, description = "Sessions", body = [SessionBody]),
-        (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 pub(crate) async fn sessions(
     State(state): State<AppState>,
@@ -106,16 +119,17 @@ pub(crate) async fn sessions(
 
 /// End one of the caller's sessions.
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "me", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = uuid::Uuid, Path, description = "Session id")),
     responses(
+        SignedIn,
         (status = 204, description = "Ended"),
-        (status = 404, description = "No such session of yours", body = ErrorBody),
-        (status = 422, description = "Not a session id", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such session of yours", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: the id is not a session id", body = ErrorBody),
     ))]
 pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     BearerUser(actor): BearerUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let id = id
         .parse::<SessionId>()

@@ -1,19 +1,28 @@
 //! The JSON API under `/api/v1`, its OpenAPI document, JWKS and health checks.
+//!
+//! The document is exact: each handler's `responses(...)` names the shared sets of
+//! `responses.rs` that apply to it, then its own answers; `schema.rs` builds the field
+//! schemas from user-core's constants. `tests/it/openapi_*.rs` hold it to the server.
 
 mod admin;
 mod auth;
 mod me;
+mod responses;
+mod schema;
 pub mod types;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
-use serde_json::json;
+use serde::Serialize;
+use user_core::domain::PasswordPolicy;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody, FieldError};
@@ -23,7 +32,11 @@ use crate::error::{ApiError, ErrorBody, FieldError};
 #[openapi(
     info(
         title = "user-management",
-        description = "Registration, login, tokens, profiles and administration."
+        description = "Registration, login, tokens, profiles and administration.\n\n\
+            Each operation lists every status it answers with; error bodies are `ErrorBody`. \
+            Besides those, any request running longer than the server's timeout (30 s by \
+            default) gets 408 with an empty body, and a path or method the API does not have \
+            gets 404 or 405."
     ),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
@@ -43,6 +56,35 @@ use crate::error::{ApiError, ErrorBody, FieldError};
     )
 )]
 pub struct ApiDoc;
+
+impl ApiDoc {
+    /// The document for a deployment whose passwords follow `policy`: new passwords' minimum
+    /// length is the configured one (`ApiDoc::openapi()` gives the default's). This is the
+    /// document `/api/v1/openapi.json` serves.
+    pub fn for_policy(policy: &PasswordPolicy) -> utoipa::openapi::OpenApi {
+        let mut doc = Self::openapi();
+        let schemas = doc
+            .components
+            .as_mut()
+            .map(|c| &mut c.schemas)
+            .into_iter()
+            .flatten();
+        for (name, entry) in schemas {
+            let field = match name.as_str() {
+                "RegisterBody" => "password",
+                "ChangePasswordBody" => "new_password",
+                _ => continue,
+            };
+            if let RefOr::T(Schema::Object(object)) = entry {
+                object.properties.insert(
+                    field.to_owned(),
+                    RefOr::T(Schema::Object(schema::new_password_for(policy))),
+                );
+            }
+        }
+        doc
+    }
+}
 
 struct BearerAuth;
 
@@ -66,17 +108,25 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.auth.jwks().clone())
 }
 
+/// The answer of the health checks.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthBody {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    #[schema(schema_with = schema::health)]
+    status: &'static str,
+}
+
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "meta",
-    responses((status = 200, description = "Up")))]
+    responses((status = 200, description = "Up", body = HealthBody)))]
 pub(crate) async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+    Json(HealthBody { status: "ok" })
 }
 
 /// The database is reachable.
 #[utoipa::path(get, path = "/readyz", tag = "meta",
     responses(
-        (status = 200, description = "Ready"),
+        (status = 200, description = "Ready", body = HealthBody),
         (status = 503, description = "The database does not answer", body = ErrorBody),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -86,12 +136,26 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<impl IntoRes
             "unavailable",
             "the database does not answer",
         )),
-        _ => Ok(Json(json!({ "status": "ready" }))),
+        _ => Ok(Json(HealthBody { status: "ready" })),
     }
 }
 
-async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+/// The `{id}` of a route, as sent. A segment that is not UTF-8 reads as empty, so it is
+/// refused like any other id that does not parse (422, in the API's error shape) rather than
+/// with axum's plain-text 400.
+pub(crate) struct PathId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let id = Path::<String>::from_request_parts(parts, state).await;
+        Ok(Self(id.map_or_else(|_| String::new(), |Path(id)| id)))
+    }
+}
+
+async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    Json(ApiDoc::for_policy(&state.auth.policy().password))
 }
 
 async fn not_found() -> ApiError {

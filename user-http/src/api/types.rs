@@ -7,6 +7,8 @@ use user_core::auth::TokenPair;
 use user_core::domain::{Role, Session, SessionId, User, UserStatus};
 use utoipa::ToSchema;
 
+use super::schema;
+
 /// A role on the wire.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -67,12 +69,16 @@ impl From<StatusName> for UserStatus {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserBody {
     /// Stable id (UUID).
+    #[schema(schema_with = schema::uuid)]
     pub id: String,
     /// Lowercase username.
+    #[schema(schema_with = schema::username)]
     pub username: String,
     /// Lowercase email.
+    #[schema(schema_with = schema::email)]
     pub email: String,
     /// Optional name to show.
+    #[schema(schema_with = schema::display_name)]
     pub display_name: Option<String>,
     /// Role.
     pub role: RoleName,
@@ -110,14 +116,17 @@ impl From<User> for UserBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
-    /// 3-32 letters, digits, `_`, `.`, `-`.
+    /// The username.
+    #[schema(schema_with = schema::username)]
     pub username: String,
-    /// Email address.
+    /// The email address.
+    #[schema(schema_with = schema::email)]
     pub email: String,
-    /// At least 12 characters, not common, not containing the username or email.
-    #[schema(value_type = String, format = Password)]
+    /// The password.
+    #[schema(schema_with = schema::new_password)]
     pub password: SecretString,
     /// Optional name to show.
+    #[schema(schema_with = schema::display_name)]
     #[serde(default)]
     pub display_name: Option<String>,
 }
@@ -129,10 +138,10 @@ pub struct LoginBody {
     /// Username or email.
     pub identifier: String,
     /// Password.
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::password)]
     pub password: SecretString,
     /// The `device_token` of an earlier sign-in by this client, if it kept one.
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = schema::token_or_null)]
     #[serde(default)]
     pub device_token: Option<SecretString>,
 }
@@ -142,7 +151,7 @@ pub struct LoginBody {
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     /// The refresh token from the last login or refresh.
-    #[schema(value_type = String)]
+    #[schema(schema_with = schema::token)]
     pub refresh_token: SecretString,
 }
 
@@ -152,6 +161,7 @@ pub struct TokensBody {
     /// JWT for `Authorization: Bearer`.
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(schema_with = schema::token_type)]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
@@ -184,10 +194,13 @@ impl From<TokenPair> for TokensBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileBody {
     /// New username.
+    #[schema(schema_with = schema::username_or_null)]
     pub username: Option<String>,
     /// New email (clears its verification).
+    #[schema(schema_with = schema::email_or_null)]
     pub email: Option<String>,
     /// New display name; empty to remove.
+    #[schema(schema_with = schema::display_name)]
     pub display_name: Option<String>,
 }
 
@@ -206,10 +219,10 @@ impl From<UpdateProfileBody> for user_core::users::UpdateProfile {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordBody {
     /// The password in use now.
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::password)]
     pub current_password: SecretString,
     /// The new password.
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::new_password)]
     pub new_password: SecretString,
 }
 
@@ -218,7 +231,7 @@ pub struct ChangePasswordBody {
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     /// The account's password.
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::password)]
     pub password: SecretString,
 }
 
@@ -233,8 +246,10 @@ pub struct SessionsEnded {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionBody {
     /// Session id.
+    #[schema(schema_with = schema::uuid)]
     pub id: String,
     /// `browser` or `token`.
+    #[schema(schema_with = schema::session_kind)]
     pub kind: &'static str,
     /// The client's user agent, if known.
     pub user_agent: Option<String>,

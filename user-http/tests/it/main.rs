@@ -10,6 +10,8 @@ mod api;
 mod browser;
 mod limits;
 mod openapi;
+mod openapi_schemas;
+mod openapi_statuses;
 mod pages;
 mod security;
 

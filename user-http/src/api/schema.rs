@@ -1,0 +1,200 @@
+//! OpenAPI schemas of the values the core validates, built from the core's own constants
+//! (`Username::MAX_LEN`, `PasswordPolicy::MAX_LENGTH`, `UserQuery::MAX_LIMIT`, ...), so the
+//! document cannot drift from the rules the server enforces.
+//!
+//! Strings are described in their canonical form: the server also accepts surrounding white
+//! space (it trims usernames, emails and display names) and any letter case.
+
+use user_core::domain::{
+    DisplayName, Email, PasswordPolicy, Role, SessionKind, UserQuery, UserStatus, Username,
+};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+
+/// The characters of a username, first one apart ([`Username::parse`]).
+pub(crate) const USERNAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]*$";
+
+/// No control character (Unicode category Cc, what `char::is_control` refuses), as in a
+/// display name ([`DisplayName::parse`]).
+pub(crate) const NO_CONTROL_PATTERN: &str = "^[^\\x00-\\x1F\\x7F-\\x9F]*$";
+
+fn string(nullable: bool) -> ObjectBuilder {
+    let ty = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::new(Type::String)
+    };
+    ObjectBuilder::new().schema_type(ty)
+}
+
+fn format(known: KnownFormat) -> Option<SchemaFormat> {
+    Some(SchemaFormat::KnownFormat(known))
+}
+
+fn username_of(nullable: bool) -> Object {
+    string(nullable)
+        .min_length(Some(Username::MIN_LEN))
+        .max_length(Some(Username::MAX_LEN))
+        .pattern(Some(USERNAME_PATTERN))
+        .description(Some(format!(
+            "{}-{} letters a-z, digits, `_`, `.` or `-`, starting with a letter or a digit; \
+             case-insensitive (stored in lowercase).",
+            Username::MIN_LEN,
+            Username::MAX_LEN
+        )))
+        .build()
+}
+
+/// A username.
+pub(crate) fn username() -> Object {
+    username_of(false)
+}
+
+/// A username, or `null` to leave it unchanged.
+pub(crate) fn username_or_null() -> Object {
+    username_of(true)
+}
+
+fn email_of(nullable: bool) -> Object {
+    string(nullable)
+        .format(format(KnownFormat::IdnEmail))
+        .max_length(Some(Email::MAX_LEN))
+        .description(Some(format!(
+            "An email address (`name@example.com`, a domain of two labels or more, no display \
+             name or IP literal), at most {} bytes; case-insensitive (stored in lowercase).",
+            Email::MAX_LEN
+        )))
+        .build()
+}
+
+/// An email address.
+pub(crate) fn email() -> Object {
+    email_of(false)
+}
+
+/// An email address, or `null` to leave it unchanged.
+pub(crate) fn email_or_null() -> Object {
+    email_of(true)
+}
+
+/// An optional display name; blank means none.
+pub(crate) fn display_name() -> Object {
+    string(true)
+        .max_length(Some(DisplayName::MAX_LEN))
+        .pattern(Some(NO_CONTROL_PATTERN))
+        .description(Some(format!(
+            "A name to show, at most {} characters, no control characters or line breaks; \
+             empty to have none.",
+            DisplayName::MAX_LEN
+        )))
+        .build()
+}
+
+/// A new password under the default [`PasswordPolicy`]; [`super::ApiDoc::for_policy`]
+/// puts in a deployment's own minimum.
+pub(crate) fn new_password() -> Object {
+    new_password_for(&PasswordPolicy::default())
+}
+
+pub(crate) fn new_password_for(policy: &PasswordPolicy) -> Object {
+    string(false)
+        .format(format(KnownFormat::Password))
+        .min_length(Some(policy.min_length()))
+        .max_length(Some(PasswordPolicy::MAX_LENGTH))
+        .description(Some(format!(
+            "{} to {} characters, any Unicode, kept as typed; not among common passwords, \
+             and not containing the username or the email's local part.",
+            policy.min_length(),
+            PasswordPolicy::MAX_LENGTH
+        )))
+        .build()
+}
+
+/// A password to check: any string (a wrong one is refused with 401, never 422).
+pub(crate) fn password() -> Object {
+    string(false).format(format(KnownFormat::Password)).build()
+}
+
+/// A secret token.
+pub(crate) fn token() -> Object {
+    string(false).build()
+}
+
+/// A secret token, or `null`.
+pub(crate) fn token_or_null() -> Object {
+    string(true).build()
+}
+
+/// An id.
+pub(crate) fn uuid() -> Object {
+    string(false).format(format(KnownFormat::Uuid)).build()
+}
+
+/// The `search` query parameter.
+pub(crate) fn search() -> Object {
+    string(false)
+        .max_length(Some(UserQuery::MAX_SEARCH_LEN))
+        .description(Some(format!(
+            "Prefix of the username or email, case-insensitive, at most {} characters.",
+            UserQuery::MAX_SEARCH_LEN
+        )))
+        .build()
+}
+
+/// The `limit` query parameter.
+pub(crate) fn limit() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(UserQuery::MAX_LIMIT))
+        .default(Some(UserQuery::DEFAULT_LIMIT.into()))
+        .description(Some(format!(
+            "Page size, 1 to {} (default {}).",
+            UserQuery::MAX_LIMIT,
+            UserQuery::DEFAULT_LIMIT
+        )))
+        .build()
+}
+
+fn one_of(values: &[&str], description: &str) -> Object {
+    string(false)
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(description))
+        .build()
+}
+
+/// The `role` query parameter.
+pub(crate) fn role() -> Object {
+    one_of(
+        &[Role::User.as_str(), Role::Admin.as_str()],
+        "Only users with this role.",
+    )
+}
+
+/// The `status` query parameter.
+pub(crate) fn status() -> Object {
+    one_of(
+        &[UserStatus::Active.as_str(), UserStatus::Disabled.as_str()],
+        "Only users with this status.",
+    )
+}
+
+/// A session's kind.
+pub(crate) fn session_kind() -> Object {
+    one_of(
+        &[SessionKind::Browser.as_str(), SessionKind::Token.as_str()],
+        "`browser` (a session cookie of the pages) or `token` (an API or gRPC client).",
+    )
+}
+
+/// The `token_type` of a token answer.
+pub(crate) fn token_type() -> Object {
+    one_of(&["Bearer"], "Always `Bearer`.")
+}
+
+/// The `status` of a health check.
+pub(crate) fn health() -> Object {
+    one_of(
+        &["ok", "ready"],
+        "`ok` from `/healthz`, `ready` from `/readyz`.",
+    )
+}

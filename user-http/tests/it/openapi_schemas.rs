@@ -1,0 +1,401 @@
+//! The schemas of the served document carry the rules the core enforces: the same lengths
+//! as its constants, patterns and enums that accept and refuse what its parsers do, and the
+//! server answering at each documented boundary as the document says.
+
+use axum::http::{Method, StatusCode};
+use regex::Regex;
+use serde_json::{Value, json};
+use user_core::auth::AuthPolicy;
+use user_core::domain::{
+    DisplayName, Email, PasswordPolicy, Role, UserQuery, UserStatus, Username,
+};
+use user_http::{HttpConfig, Templates};
+
+use crate::{PW, TestApp};
+
+async fn document(app: &TestApp) -> Value {
+    app.json(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .json()
+}
+
+fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    let s = &doc["components"]["schemas"][name];
+    assert!(s.is_object(), "no schema {name}");
+    s
+}
+
+fn property<'a>(doc: &'a Value, name: &str, field: &str) -> &'a Value {
+    let p = &schema(doc, name)["properties"][field];
+    assert!(p.is_object(), "no property {name}.{field}");
+    p
+}
+
+fn number(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+fn pattern(v: &Value) -> Regex {
+    Regex::new(
+        v["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no pattern in {v}")),
+    )
+    .unwrap()
+}
+
+fn required(doc: &Value, name: &str) -> Vec<String> {
+    let mut fields: Vec<String> = schema(doc, name)["required"]
+        .as_array()
+        .map(|a| a.iter().map(|f| f.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
+
+#[tokio::test]
+async fn lengths_are_the_core_constants() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    for body in ["RegisterBody", "UpdateProfileBody", "UserBody"] {
+        let username = property(&doc, body, "username");
+        assert_eq!(number(username, "minLength"), Username::MIN_LEN as u64);
+        assert_eq!(number(username, "maxLength"), Username::MAX_LEN as u64);
+        let email = property(&doc, body, "email");
+        assert_eq!(number(email, "maxLength"), Email::MAX_LEN as u64);
+        assert_eq!(email["format"], "idn-email");
+        let display = property(&doc, body, "display_name");
+        assert_eq!(number(display, "maxLength"), DisplayName::MAX_LEN as u64);
+    }
+    for (body, field) in [
+        ("RegisterBody", "password"),
+        ("ChangePasswordBody", "new_password"),
+    ] {
+        let password = property(&doc, body, field);
+        assert_eq!(
+            number(password, "minLength"),
+            PasswordPolicy::DEFAULT_MIN_LENGTH as u64
+        );
+        assert_eq!(
+            number(password, "maxLength"),
+            PasswordPolicy::MAX_LENGTH as u64
+        );
+        assert_eq!(password["format"], "password");
+    }
+    // Passwords that are only checked are not constrained: a wrong one is a 401, never a 422.
+    for (body, field) in [
+        ("LoginBody", "password"),
+        ("ChangePasswordBody", "current_password"),
+        ("PasswordBody", "password"),
+    ] {
+        let password = property(&doc, body, field);
+        assert!(password.get("minLength").is_none() && password.get("maxLength").is_none());
+    }
+
+    let params = doc["paths"]["/api/v1/admin/users"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        &params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))["schema"]
+    };
+    assert_eq!(number(param("limit"), "minimum"), 1);
+    assert_eq!(
+        number(param("limit"), "maximum"),
+        u64::from(UserQuery::MAX_LIMIT)
+    );
+    assert_eq!(
+        number(param("limit"), "default"),
+        u64::from(UserQuery::DEFAULT_LIMIT)
+    );
+    assert_eq!(param("limit")["type"], "integer");
+    assert_eq!(
+        number(param("search"), "maxLength"),
+        UserQuery::MAX_SEARCH_LEN as u64
+    );
+    let values = |name: &str| -> Vec<String> {
+        param(name)["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(values("role"), [Role::User.as_str(), Role::Admin.as_str()]);
+    assert_eq!(
+        values("status"),
+        [UserStatus::Active.as_str(), UserStatus::Disabled.as_str()]
+    );
+    for v in values("role") {
+        assert!(v.parse::<Role>().is_ok());
+    }
+    for v in values("status") {
+        assert!(v.parse::<UserStatus>().is_ok());
+    }
+}
+
+#[tokio::test]
+async fn the_served_minimum_is_the_configured_one() {
+    let policy = AuthPolicy {
+        password: PasswordPolicy::new(16).unwrap(),
+        ..AuthPolicy::default()
+    };
+    let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    let doc = document(&app).await;
+    assert_eq!(
+        number(property(&doc, "RegisterBody", "password"), "minLength"),
+        16
+    );
+    assert_eq!(
+        number(
+            property(&doc, "ChangePasswordBody", "new_password"),
+            "minLength"
+        ),
+        16
+    );
+    // One character short of the documented minimum is refused, the minimum is accepted.
+    let register = |password: &str| json!({"username": "alice", "email": "alice@example.com", "password": password});
+    let short = "qz".repeat(8);
+    let r = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/register",
+            Some(register(&short[1..])),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["fields"][0]["code"], "too_short");
+    let r = app
+        .json(
+            Method::POST,
+            "/api/v1/auth/register",
+            Some(register(&short)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn patterns_accept_and_refuse_what_the_parsers_do() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let username = property(&doc, "RegisterBody", "username");
+    let re = pattern(username);
+    let min = number(username, "minLength") as usize;
+    let max = number(username, "maxLength") as usize;
+    let long = "a".repeat(Username::MAX_LEN);
+    let too_long = "a".repeat(Username::MAX_LEN + 1);
+    for s in [
+        "abc", "Alice", "9lives", "a_b.c-d", "_ab", ".ab", "-ab", "ab", "a", "al ice", "alïce",
+        "<script>", "a@b", &long, &too_long,
+    ] {
+        let len = s.chars().count();
+        let documented = re.is_match(s) && (min..=max).contains(&len);
+        assert_eq!(documented, Username::parse(s).is_ok(), "{s:?}");
+    }
+
+    let display = property(&doc, "RegisterBody", "display_name");
+    let re = pattern(display);
+    let max = number(display, "maxLength") as usize;
+    let long = "é".repeat(DisplayName::MAX_LEN);
+    let too_long = "é".repeat(DisplayName::MAX_LEN + 1);
+    for s in [
+        "Zoë",
+        "Alice <b>L</b>",
+        "a\u{7}b",
+        "a\nb",
+        "a\u{85}b",
+        "a\u{7f}b",
+        "a\u{a0}b",
+        &long,
+        &too_long,
+    ] {
+        let documented = re.is_match(s) && s.chars().count() <= max;
+        assert_eq!(documented, DisplayName::parse(s).is_ok(), "{s:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_server_answers_at_each_documented_boundary() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let max = |field: &str| number(property(&doc, "RegisterBody", field), "maxLength") as usize;
+    let username = |n: usize| format!("u{}", "x".repeat(n - 1));
+    // A local part of 64 (the most allowed) and labels of at most 63 characters.
+    let email = |n: usize| {
+        let last = n - (64 + 1 + 63 + 1 + 63 + 1 + ".com".len());
+        format!(
+            "{}@{}.{}.{}.com",
+            "e".repeat(64),
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(last)
+        )
+    };
+    let cases = [
+        (
+            "username",
+            json!(username(max("username"))),
+            json!(username(max("username") + 1)),
+        ),
+        (
+            "email",
+            json!(email(max("email"))),
+            json!(email(max("email") + 1)),
+        ),
+        (
+            "password",
+            json!(format!("{PW}{}", "p".repeat(max("password") - PW.len()))),
+            json!(format!(
+                "{PW}{}",
+                "p".repeat(max("password") + 1 - PW.len())
+            )),
+        ),
+        (
+            "display_name",
+            json!("d".repeat(max("display_name"))),
+            json!("d".repeat(max("display_name") + 1)),
+        ),
+    ];
+    for (i, (field, longest, too_long)) in cases.into_iter().enumerate() {
+        let body = |value: &Value| {
+            let mut body = json!({
+                "username": format!("user{i}"),
+                "email": format!("user{i}@example.com"),
+                "password": PW,
+            });
+            body[field] = value.clone();
+            body
+        };
+        let r = app
+            .json(
+                Method::POST,
+                "/api/v1/auth/register",
+                Some(body(&too_long)),
+                None,
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {}",
+            r.text
+        );
+        assert_eq!(r.json()["fields"][0]["field"], field);
+        assert_eq!(r.json()["fields"][0]["code"], "too_long");
+        let r = app
+            .json(
+                Method::POST,
+                "/api/v1/auth/register",
+                Some(body(&longest)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{field}: {}", r.text);
+    }
+
+    // The page size: the documented range is accepted, one beyond either end refused.
+    app.create_admin("root").await;
+    let token = app.token("root").await;
+    let limit = |n: u64| format!("/api/v1/admin/users?limit={n}");
+    for (n, status) in [
+        (0, StatusCode::UNPROCESSABLE_ENTITY),
+        (1, StatusCode::OK),
+        (u64::from(UserQuery::MAX_LIMIT), StatusCode::OK),
+        (
+            u64::from(UserQuery::MAX_LIMIT) + 1,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let r = app.json(Method::GET, &limit(n), None, Some(&token)).await;
+        assert_eq!(r.status, status, "limit={n}: {}", r.text);
+    }
+    let search = |n: usize| format!("/api/v1/admin/users?search={}", "s".repeat(n));
+    let r = app
+        .json(
+            Method::GET,
+            &search(UserQuery::MAX_SEARCH_LEN),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .json(
+            Method::GET,
+            &search(UserQuery::MAX_SEARCH_LEN + 1),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn required_fields_and_closed_bodies() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    assert_eq!(
+        required(&doc, "RegisterBody"),
+        ["email", "password", "username"]
+    );
+    assert_eq!(required(&doc, "LoginBody"), ["identifier", "password"]);
+    assert_eq!(required(&doc, "RefreshBody"), ["refresh_token"]);
+    assert_eq!(
+        required(&doc, "ChangePasswordBody"),
+        ["current_password", "new_password"]
+    );
+    assert_eq!(required(&doc, "PasswordBody"), ["password"]);
+    assert!(required(&doc, "UpdateProfileBody").is_empty());
+    assert_eq!(required(&doc, "RoleBody"), ["role"]);
+    assert_eq!(required(&doc, "StatusBody"), ["status"]);
+    // Every request body refuses unknown fields, as the server does (422).
+    for (_, item) in doc["paths"].as_object().unwrap() {
+        for (_, op) in item.as_object().unwrap() {
+            let Some(r) =
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+            else {
+                continue;
+            };
+            let name = r.rsplit('/').next().unwrap();
+            assert_eq!(schema(&doc, name)["additionalProperties"], false, "{name}");
+        }
+    }
+    // Enums of bodies: what the server writes and accepts.
+    let values = |name: &str| schema(&doc, name)["enum"].clone();
+    assert_eq!(values("RoleName"), json!(["user", "admin"]));
+    assert_eq!(values("StatusName"), json!(["active", "disabled"]));
+    assert_eq!(
+        property(&doc, "SessionBody", "kind")["enum"],
+        json!(["browser", "token"])
+    );
+    assert_eq!(
+        property(&doc, "TokensBody", "token_type")["enum"],
+        json!(["Bearer"])
+    );
+    assert_eq!(property(&doc, "UserBody", "id")["format"], "uuid");
+    assert_eq!(
+        property(&doc, "HealthBody", "status")["enum"],
+        json!(["ok", "ready"])
+    );
+
+    // And every error answer is an ErrorBody, which the document defines.
+    assert_eq!(required(&doc, "ErrorBody"), ["code", "message"]);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, r) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
