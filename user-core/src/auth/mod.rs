@@ -1,10 +1,12 @@
 //! Authentication: policy, token keys, and [`AuthService`].
 
+mod bearer;
 mod budget;
 mod keys;
 mod policy;
 mod service;
 
+pub use bearer::bearer_token;
 pub(crate) use budget::GuessBudget;
 pub use keys::{AccessClaims, SigningKey, TokenError, TokenKeys, VerifyingKey};
 pub use policy::{AuthPolicy, LockoutPolicy};
