@@ -10,6 +10,7 @@ mod api;
 mod browser;
 mod limits;
 mod openapi;
+mod page_errors;
 mod pages;
 mod security;
 
@@ -25,6 +26,7 @@ use tower::ServiceExt as _;
 use user_core::Ports;
 use user_core::auth::{AuthPolicy, AuthService, RegisterUser, SigningKey};
 use user_core::domain::Role;
+use user_core::ports::PasswordHasher;
 use user_core::testing::{FastHasher, FixedClock, Fixture};
 use user_core::users::UserService;
 use user_http::{AppState, HttpConfig, Templates};
@@ -81,6 +83,16 @@ impl TestApp {
 
     /// Custom settings, templates and policy.
     pub async fn with_policy(config: HttpConfig, templates: Templates, policy: AuthPolicy) -> Self {
+        Self::with_hasher(config, templates, policy, Arc::new(FastHasher::new())).await
+    }
+
+    /// Custom settings, templates, policy and password hasher.
+    pub async fn with_hasher(
+        config: HttpConfig,
+        templates: Templates,
+        policy: AuthPolicy,
+        hasher: Arc<dyn PasswordHasher>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
             .await
@@ -89,7 +101,7 @@ impl TestApp {
         let ports = Ports {
             users: Arc::new(db.users()),
             sessions: Arc::new(db.sessions()),
-            hasher: Arc::new(FastHasher::new()),
+            hasher,
             clock: clock.clone(),
         };
         let key = SigningKey::generate_ed25519().unwrap();
