@@ -9,9 +9,11 @@
 //!   listener the caller bound.
 //! - `api/`: JSON handlers; [`api::ApiDoc`] is the OpenAPI document, served at
 //!   `/api/v1/openapi.json` and rendered at `/api/v1/docs`.
-//! - `pages/`: HTML handlers, CSRF, flash messages, and [`Templates`] (minijinja, defaults
-//!   embedded; replace any template or the stylesheet by name).
-//! - [`ApiError`]: the one JSON error shape; statuses follow ARCHITECTURE.md.
+//! - `pages/`: HTML handlers (`Result<_, PageError>`, the pages' error mapping), the `Web`
+//!   extractor with CSRF, flash messages, and [`Templates`] (minijinja, defaults embedded;
+//!   replace any template or the stylesheet by name).
+//! - [`ApiError`]: the one JSON error shape; one table from core's `ErrorKind` to statuses and
+//!   codes, per ARCHITECTURE.md.
 //! - [`CurrentUser`] and [`AdminUser`]: extractors for a host application's own routes.
 //!
 //! # Example
