@@ -24,6 +24,9 @@ pub fn report(error: &dyn StdError) -> String {
     out
 }
 
+/// What a taken unique field is told, after its name: `username is already taken`.
+pub const TAKEN: &str = "is already taken";
+
 /// How long to wait, in whole minutes for a person: `1 minute`, `5 minutes` (rounded up).
 pub fn wait_in_minutes(wait: Duration) -> String {
     let minutes = wait.as_secs().div_ceil(60).max(1);
@@ -172,6 +175,14 @@ impl UniqueField {
     }
 }
 
+impl UniqueField {
+    /// The field's problem when it is taken: code `taken`, message `is already taken`, so
+    /// that a form or a JSON body shows it beside the field like any validation error.
+    pub fn taken(self) -> ValidationError {
+        ValidationError::new(self.as_str(), "taken", TAKEN)
+    }
+}
+
 impl fmt::Display for UniqueField {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -185,7 +196,7 @@ pub enum RepoError {
     #[error("not found")]
     NotFound,
     /// A unique field is taken.
-    #[error("{field} is already taken")]
+    #[error("{field} {taken}", taken = TAKEN)]
     Conflict {
         /// The field that collided.
         field: UniqueField,
@@ -238,7 +249,7 @@ pub enum AuthError {
         retry_after: Duration,
     },
     /// The username or email is taken.
-    #[error("{0} is already taken")]
+    #[error("{0} {taken}", taken = TAKEN)]
     Conflict(UniqueField),
     /// Password hashing is saturated; try again shortly.
     #[error("the server is busy, try again shortly")]
@@ -273,7 +284,7 @@ pub enum UserError {
     #[error("user not found")]
     NotFound,
     /// The username or email is taken.
-    #[error("{0} is already taken")]
+    #[error("{0} {taken}", taken = TAKEN)]
     Conflict(UniqueField),
     /// The change would leave no active admin.
     #[error("the last active admin cannot be demoted, disabled or deleted")]
@@ -287,6 +298,157 @@ pub enum UserError {
     /// Anything else; details are in the source, never in the message.
     #[error("internal error")]
     Internal(#[source] Cause),
+}
+
+/// How long an overloaded server asks clients to wait before trying again.
+pub const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
+
+/// What kind of failure a core error is. Every adapter maps kinds to its answers once, in
+/// one table (ARCHITECTURE.md shows them side by side); what a kind needs travels with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input failed validation; [`ServiceError::fields`] lists every problem.
+    InvalidInput,
+    /// Wrong credentials: at sign-in one answer for an unknown account, a wrong password and
+    /// a disabled account; on a re-check, a wrong current password (the session stays).
+    InvalidCredentials,
+    /// No, malformed, expired or revoked token or session.
+    Unauthenticated,
+    /// Too many attempts: a locked guess budget or an address over its rate limit.
+    Throttled {
+        /// How long until the next attempt is accepted.
+        retry_after: Duration,
+    },
+    /// Password hashing is saturated; retry after [`OVERLOAD_RETRY`].
+    Overloaded,
+    /// The caller may not do this.
+    Forbidden,
+    /// No such user (or nothing the caller may know about).
+    NotFound,
+    /// A unique field is taken.
+    Conflict(UniqueField),
+    /// The change would leave no active admin.
+    LastAdmin,
+    /// Storage is unreachable; the cause is in `source()`.
+    Unavailable,
+    /// Anything else; the cause is in `source()`, never in the message.
+    Internal,
+}
+
+impl ErrorKind {
+    /// How long the client should wait before trying again: the throttle's wait, or
+    /// [`OVERLOAD_RETRY`] when overloaded.
+    pub fn retry_after(self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after } => Some(retry_after),
+            Self::Overloaded => Some(OVERLOAD_RETRY),
+            _ => None,
+        }
+    }
+
+    /// Whether the server is at fault with a cause worth an error log line (storage down or
+    /// an internal failure). Everything else is the client's doing, or load, and is not.
+    pub fn is_server_fault(self) -> bool {
+        matches!(self, Self::Unavailable | Self::Internal)
+    }
+}
+
+/// What every adapter needs from a core error to answer it: its [`ErrorKind`], a message
+/// safe to show, and the problems by field. Implemented by [`AuthError`], [`UserError`] and
+/// [`ValidationErrors`], so an adapter writes one mapping for all of them.
+pub trait ServiceError: StdError + Send + Sync + 'static {
+    /// The kind of failure.
+    fn kind(&self) -> ErrorKind;
+
+    /// The validation problems of an [`ErrorKind::InvalidInput`] error.
+    fn validation(&self) -> Option<&ValidationErrors>;
+
+    /// A short, lowercase message safe to show to a person: never a cause. Throttling says
+    /// how long to wait (`too many attempts, try again in 2 minutes`); invalid input lists
+    /// every problem (`username: must be at least 3 characters; ...`).
+    fn message(&self) -> String {
+        match self.kind() {
+            ErrorKind::InvalidInput => self.fields().to_string(),
+            ErrorKind::Throttled { retry_after } => {
+                format!(
+                    "too many attempts, try again in {}",
+                    wait_in_minutes(retry_after)
+                )
+            }
+            // The other `Display` texts are safe by construction: causes sit in `source()`.
+            _ => self.to_string(),
+        }
+    }
+
+    /// The problems by field: every validation problem, or the one taken field of a
+    /// conflict ([`UniqueField::taken`]); empty for other kinds.
+    fn fields(&self) -> ValidationErrors {
+        match (self.kind(), self.validation()) {
+            (_, Some(errors)) => errors.clone(),
+            (ErrorKind::Conflict(field), None) => field.taken().into(),
+            _ => ValidationErrors::new(),
+        }
+    }
+}
+
+impl ServiceError for AuthError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) => ErrorKind::InvalidInput,
+            Self::InvalidCredentials => ErrorKind::InvalidCredentials,
+            Self::Unauthenticated => ErrorKind::Unauthenticated,
+            Self::Throttled { retry_after } => ErrorKind::Throttled {
+                retry_after: *retry_after,
+            },
+            Self::Conflict(field) => ErrorKind::Conflict(*field),
+            Self::Overloaded => ErrorKind::Overloaded,
+            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn validation(&self) -> Option<&ValidationErrors> {
+        match self {
+            Self::Invalid(errors) => Some(errors),
+            _ => None,
+        }
+    }
+}
+
+impl ServiceError for UserError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) => ErrorKind::InvalidInput,
+            Self::InvalidCredentials => ErrorKind::InvalidCredentials,
+            Self::Throttled { retry_after } => ErrorKind::Throttled {
+                retry_after: *retry_after,
+            },
+            Self::Forbidden => ErrorKind::Forbidden,
+            Self::NotFound => ErrorKind::NotFound,
+            Self::Conflict(field) => ErrorKind::Conflict(*field),
+            Self::LastAdmin => ErrorKind::LastAdmin,
+            Self::Overloaded => ErrorKind::Overloaded,
+            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn validation(&self) -> Option<&ValidationErrors> {
+        match self {
+            Self::Invalid(errors) => Some(errors),
+            _ => None,
+        }
+    }
+}
+
+impl ServiceError for ValidationErrors {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+
+    fn validation(&self) -> Option<&ValidationErrors> {
+        Some(self)
+    }
 }
 
 impl From<RepoError> for AuthError {
@@ -371,5 +533,63 @@ mod tests {
         assert_eq!(wait_in_minutes(Duration::from_secs(60)), "1 minute");
         assert_eq!(wait_in_minutes(Duration::from_secs(61)), "2 minutes");
         assert_eq!(wait_in_minutes(Duration::ZERO), "1 minute");
+    }
+
+    #[test]
+    fn messages_are_safe_and_say_what_to_do() {
+        let throttled = AuthError::Throttled {
+            retry_after: Duration::from_secs(90),
+        };
+        assert_eq!(
+            throttled.message(),
+            "too many attempts, try again in 2 minutes"
+        );
+        assert_eq!(
+            throttled.kind().retry_after(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            UserError::Overloaded.kind().retry_after(),
+            Some(OVERLOAD_RETRY)
+        );
+        assert_eq!(
+            UserError::Conflict(UniqueField::Email).message(),
+            "email is already taken"
+        );
+        let internal = UserError::Internal("db password is hunter2".into());
+        assert_eq!(internal.message(), "internal error");
+        assert!(internal.kind().is_server_fault());
+        let unavailable = AuthError::Unavailable("connection refused".into());
+        assert_eq!(unavailable.message(), "service temporarily unavailable");
+        assert!(!AuthError::Unauthenticated.kind().is_server_fault());
+    }
+
+    #[test]
+    fn fields_list_validation_problems_or_the_taken_field() {
+        let mut errors = ValidationErrors::new();
+        errors.push(ValidationError::new(
+            "username",
+            "too_short",
+            "is too short",
+        ));
+        errors.push(ValidationError::new("email", "invalid", "is not valid"));
+        let invalid = UserError::Invalid(errors.clone());
+        assert_eq!(invalid.kind(), ErrorKind::InvalidInput);
+        assert_eq!(invalid.fields(), errors);
+        assert_eq!(
+            invalid.message(),
+            "username: is too short; email: is not valid"
+        );
+        assert_eq!(errors.kind(), ErrorKind::InvalidInput);
+        let taken: Vec<_> = AuthError::Conflict(UniqueField::Username)
+            .fields()
+            .into_iter()
+            .map(|e| (e.field, e.code, e.message.into_owned()))
+            .collect();
+        assert_eq!(
+            taken,
+            [("username", "taken", "is already taken".to_owned())]
+        );
+        assert!(UserError::NotFound.fields().is_empty());
     }
 }

@@ -12,9 +12,11 @@
 //! - [`password`]: [`password::Argon2Hasher`], Argon2id with bounded concurrency that also
 //!   verifies imported bcrypt hashes.
 //! - [`auth`]: [`auth::AuthPolicy`], signing keys and [`auth::AuthService`] (register, login,
-//!   refresh, logout, authenticate).
+//!   refresh, logout, authenticate), and [`auth::bearer_token`], the one reader of
+//!   `Authorization: Bearer` values.
 //! - [`users`]: [`users::UserService`] (profiles, password change, sessions, admin).
-//! - [`error`]: one error family per layer.
+//! - [`error`]: one error family per layer; [`error::ServiceError`] gives every service error
+//!   its [`error::ErrorKind`], safe message and field problems, which each adapter maps once.
 //! - `testing` (feature `testing`): in-memory fakes, a fast hasher, a fixed clock, mockall
 //!   mocks and the conformance suite every storage adapter runs.
 //!

@@ -7,25 +7,18 @@ use std::task::{Context, Poll};
 use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 use tonic::{Request, Status};
-use user_core::auth::AuthService;
+use user_core::auth::{AuthService, bearer_token};
 use user_core::domain::{Actor, ClientInfo, TrustedProxies};
 use user_core::error::AuthError;
 
 use crate::status::ToStatus;
-
-/// The token of an `authorization: Bearer <token>` value (the scheme is case-insensitive).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
 
 fn token(metadata: &MetadataMap) -> Option<&str> {
     metadata
         .get("authorization")?
         .to_str()
         .ok()
-        .and_then(bearer)
+        .and_then(bearer_token)
 }
 
 /// Authenticates the access token in a request's metadata.
@@ -143,7 +136,7 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(bearer)
+                .and_then(bearer_token)
                 .map(str::to_owned);
             let checked = match token {
                 Some(token) => auth.authenticate(&token).await,
@@ -157,20 +150,5 @@ where
                 Err(e) => Ok(e.to_status().into_http()),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bearer;
-
-    #[test]
-    fn bearer_tokens_are_read_strictly() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("Bearer "), None);
-        assert_eq!(bearer("Bearerabc"), None);
-        assert_eq!(bearer(""), None);
     }
 }

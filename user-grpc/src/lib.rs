@@ -9,8 +9,9 @@
 //! - [`pb`]: the generated messages, servers and clients.
 //! - `user_service.rs`, `admin_service.rs`: the two services.
 //! - `convert.rs`: protobuf <-> domain conversions.
-//! - [`ToStatus`]: the error mapping of ARCHITECTURE.md (field violations as
-//!   `google.rpc.BadRequest`, lockouts with `google.rpc.RetryInfo`).
+//! - [`ToStatus`]: the error mapping of ARCHITECTURE.md, one table from core's `ErrorKind` to a
+//!   code, for every core error (field violations as `google.rpc.BadRequest`, lockouts and
+//!   overload with `google.rpc.RetryInfo`).
 //! - [`authenticate`] and [`RequireAuthLayer`]: bearer-token checks, the layer for a host
 //!   application's own gRPC services.
 //! - [`serve`] / [`routes`]: the caller binds the listener; health and reflection included.

@@ -1,14 +1,10 @@
 //! One mapping from core errors to `tonic::Status`, per the table in ARCHITECTURE.md.
-//! Messages are short, human and safe; causes of internal errors are logged here, once.
-
-use std::time::Duration;
+//! Messages come from core ([`ServiceError::message`]): short, human and safe; causes of
+//! server faults are logged here, once.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use user_core::error::{AuthError, UniqueField, UserError, ValidationErrors};
-
-/// How long an overloaded server asks clients to wait.
-const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
+use user_core::error::{ErrorKind, ServiceError};
 
 /// Turns a core error into the gRPC status the clients expect.
 pub trait ToStatus {
@@ -16,83 +12,56 @@ pub trait ToStatus {
     fn to_status(self) -> Status;
 }
 
-/// `INVALID_ARGUMENT` with one `BadRequest` field violation per problem.
-pub(crate) fn invalid(errors: &ValidationErrors) -> Status {
-    let mut details = ErrorDetails::new();
-    for e in errors.iter() {
-        details.add_bad_request_violation(e.field, e.message.clone());
-    }
-    Status::with_error_details(Code::InvalidArgument, errors.to_string(), details)
-}
-
-fn conflict(field: UniqueField) -> Status {
-    let message = format!("{field} is already taken");
-    let details = ErrorDetails::with_bad_request_violation(field.as_str(), message.clone());
-    Status::with_error_details(Code::AlreadyExists, message, details)
-}
-
-fn throttled(retry_after: Duration) -> Status {
-    let wait = user_core::error::wait_in_minutes(retry_after);
-    Status::with_error_details(
-        Code::ResourceExhausted,
-        format!("too many attempts, try again in {wait}"),
-        ErrorDetails::with_retry_info(Some(retry_after)),
-    )
-}
-
-fn overloaded() -> Status {
-    Status::with_error_details(
-        Code::ResourceExhausted,
-        "the server is busy, try again shortly",
-        ErrorDetails::with_retry_info(Some(OVERLOAD_RETRY)),
-    )
-}
-
-fn server_error(code: Code, message: &str, error: &dyn std::error::Error) -> Status {
-    tracing::error!(error = %user_core::error::report(error), "gRPC request failed");
-    Status::new(code, message)
-}
-
-impl ToStatus for AuthError {
+impl<E: ServiceError> ToStatus for E {
     fn to_status(self) -> Status {
-        match self {
-            Self::Invalid(errors) => invalid(&errors),
-            Self::InvalidCredentials | Self::Unauthenticated => {
-                Status::unauthenticated(self.to_string())
+        status(&self)
+    }
+}
+
+/// The gRPC column of the table in ARCHITECTURE.md.
+fn code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidInput => Code::InvalidArgument,
+        ErrorKind::InvalidCredentials | ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::Throttled { .. } | ErrorKind::Overloaded => Code::ResourceExhausted,
+        ErrorKind::Forbidden => Code::PermissionDenied,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::Conflict(_) => Code::AlreadyExists,
+        ErrorKind::LastAdmin => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+/// The status of any core error: its code, core's message, and the details clients read:
+/// `BadRequest` field violations (invalid input, a taken field) and `RetryInfo` (throttled,
+/// overloaded).
+fn status(e: &dyn ServiceError) -> Status {
+    let kind = e.kind();
+    if kind.is_server_fault() {
+        tracing::error!(error = %user_core::error::report(e), "gRPC request failed");
+    }
+    let message = e.message();
+    let details = match kind {
+        ErrorKind::InvalidInput => {
+            let mut details = ErrorDetails::new();
+            for v in e.fields() {
+                details.add_bad_request_violation(v.field, v.message);
             }
-            Self::Throttled { retry_after } => throttled(retry_after),
-            Self::Conflict(field) => conflict(field),
-            Self::Overloaded => overloaded(),
-            Self::Unavailable(_) => {
-                server_error(Code::Unavailable, "service temporarily unavailable", &self)
-            }
-            Self::Internal(_) => server_error(Code::Internal, "internal error", &self),
+            Some(details)
         }
-    }
-}
-
-impl ToStatus for UserError {
-    fn to_status(self) -> Status {
-        match self {
-            Self::Invalid(errors) => invalid(&errors),
-            Self::InvalidCredentials => Status::unauthenticated(self.to_string()),
-            Self::Forbidden => Status::permission_denied(self.to_string()),
-            Self::NotFound => Status::not_found(self.to_string()),
-            Self::Throttled { retry_after } => throttled(retry_after),
-            Self::Conflict(field) => conflict(field),
-            Self::LastAdmin => Status::failed_precondition(self.to_string()),
-            Self::Overloaded => overloaded(),
-            Self::Unavailable(_) => {
-                server_error(Code::Unavailable, "service temporarily unavailable", &self)
-            }
-            Self::Internal(_) => server_error(Code::Internal, "internal error", &self),
+        ErrorKind::Conflict(field) => Some(ErrorDetails::with_bad_request_violation(
+            field.as_str(),
+            message.clone(),
+        )),
+        ErrorKind::Throttled { .. } | ErrorKind::Overloaded => {
+            Some(ErrorDetails::with_retry_info(kind.retry_after()))
         }
-    }
-}
-
-impl ToStatus for ValidationErrors {
-    fn to_status(self) -> Status {
-        invalid(&self)
+        _ => None,
+    };
+    match details {
+        Some(details) => Status::with_error_details(code(kind), message, details),
+        None => Status::new(code(kind), message),
     }
 }
 
@@ -110,8 +79,10 @@ impl<T, E: ToStatus> OrStatus<T> for Result<T, E> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use user_core::error::ValidationError;
+    use user_core::error::{AuthError, UniqueField, UserError, ValidationError, ValidationErrors};
 
     #[test]
     fn validation_errors_carry_every_field() {
@@ -200,6 +171,22 @@ mod tests {
         );
         let retry = status.get_error_details().retry_info().unwrap().retry_delay;
         assert_eq!(retry, Some(Duration::from_secs(90)));
+        let overloaded = UserError::Overloaded.to_status();
+        assert_eq!(
+            overloaded.message(),
+            "the server is busy, try again shortly"
+        );
+        let retry = overloaded
+            .get_error_details()
+            .retry_info()
+            .unwrap()
+            .retry_delay;
+        assert_eq!(retry, Some(Duration::from_secs(1)));
+        let forbidden = UserError::Forbidden.to_status();
+        assert!(
+            forbidden.details().is_empty(),
+            "no details where none apply"
+        );
         let conflict = AuthError::Conflict(UniqueField::Username).to_status();
         assert_eq!(conflict.message(), "username is already taken");
         let details = conflict.get_error_details();

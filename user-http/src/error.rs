@@ -5,7 +5,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use user_core::error::{AuthError, UniqueField, UserError, ValidationErrors};
+use user_core::error::{
+    AuthError, ErrorKind, ServiceError, UserError, ValidationError, ValidationErrors,
+};
 use utoipa::ToSchema;
 
 /// One field's problem.
@@ -76,136 +78,69 @@ impl ApiError {
         &self.body
     }
 
-    fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds.max(1));
-        self
+    /// Any core error, by the table: status and code from its kind, core's message, its
+    /// field problems, `Retry-After` when it has a wait. 5xx causes are logged here, once.
+    fn of(e: &dyn ServiceError) -> Self {
+        let kind = e.kind();
+        let (status, code) = status_and_code(kind);
+        if kind.is_server_fault() {
+            tracing::error!(error = %user_core::error::report(e), status = status.as_u16(), "request failed");
+        }
+        let mut error = Self::new(status, code, e.message());
+        error.body.fields = e.fields().into_iter().map(FieldError::from).collect();
+        error.retry_after = kind.retry_after().map(|wait| wait.as_secs().max(1));
+        error
     }
+}
 
-    fn server(
-        status: StatusCode,
-        code: &'static str,
-        message: &str,
-        e: &dyn std::error::Error,
-    ) -> Self {
-        tracing::error!(error = %user_core::error::report(e), status = status.as_u16(), "request failed");
-        Self::new(status, code, message)
+/// The JSON API column of the table in ARCHITECTURE.md: the status and the stable `code`.
+fn status_and_code(kind: ErrorKind) -> (StatusCode, &'static str) {
+    match kind {
+        ErrorKind::InvalidInput => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ErrorKind::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        ErrorKind::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
+        ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        ErrorKind::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        ErrorKind::LastAdmin => (StatusCode::CONFLICT, "last_admin"),
+        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl From<ValidationError> for FieldError {
+    fn from(e: ValidationError) -> Self {
+        Self {
+            field: e.field.to_owned(),
+            code: e.code.to_owned(),
+            message: e.message.into_owned(),
+        }
     }
 }
 
 impl From<&ValidationErrors> for ApiError {
     fn from(errors: &ValidationErrors) -> Self {
-        let mut e = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            errors.to_string(),
-        );
-        e.body.fields = errors
-            .iter()
-            .map(|v| FieldError {
-                field: v.field.to_owned(),
-                code: v.code.to_owned(),
-                message: v.message.to_string(),
-            })
-            .collect();
-        e
+        Self::of(errors)
     }
 }
 
 impl From<ValidationErrors> for ApiError {
     fn from(errors: ValidationErrors) -> Self {
-        Self::from(&errors)
+        Self::of(&errors)
     }
-}
-
-fn throttled(retry_after: std::time::Duration) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "throttled",
-        format!(
-            "too many attempts, try again in {}",
-            user_core::error::wait_in_minutes(retry_after)
-        ),
-    )
-    .with_retry_after(retry_after.as_secs())
-}
-
-fn conflict(field: UniqueField) -> ApiError {
-    let message = format!("{field} is already taken");
-    let mut e = ApiError::new(StatusCode::CONFLICT, "conflict", message.clone());
-    e.body.fields = vec![FieldError {
-        field: field.as_str().to_owned(),
-        code: "taken".to_owned(),
-        message: "is already taken".to_owned(),
-    }];
-    e
 }
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Invalid(errors) => errors.into(),
-            AuthError::InvalidCredentials => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                e.to_string(),
-            ),
-            AuthError::Unauthenticated => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
-            }
-            AuthError::Throttled { retry_after } => throttled(retry_after),
-            AuthError::Conflict(field) => conflict(field),
-            AuthError::Overloaded => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
-                    .with_retry_after(1)
-            }
-            AuthError::Unavailable(_) => Self::server(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "service temporarily unavailable",
-                &e,
-            ),
-            AuthError::Internal(_) => Self::server(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-                &e,
-            ),
-        }
+        Self::of(&e)
     }
 }
 
 impl From<UserError> for ApiError {
     fn from(e: UserError) -> Self {
-        match e {
-            UserError::Invalid(errors) => errors.into(),
-            // A wrong confirmation password: the session stays valid, so no WWW-Authenticate.
-            UserError::InvalidCredentials => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                e.to_string(),
-            ),
-            UserError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
-            UserError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            UserError::Throttled { retry_after } => throttled(retry_after),
-            UserError::Conflict(field) => conflict(field),
-            UserError::LastAdmin => Self::new(StatusCode::CONFLICT, "last_admin", e.to_string()),
-            UserError::Overloaded => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
-                    .with_retry_after(1)
-            }
-            UserError::Unavailable(_) => Self::server(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "service temporarily unavailable",
-                &e,
-            ),
-            UserError::Internal(_) => Self::server(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-                &e,
-            ),
-        }
+        Self::of(&e)
     }
 }
 
@@ -231,7 +166,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use user_core::error::ValidationError;
+    use user_core::error::UniqueField;
 
     #[test]
     fn codes_and_statuses_follow_the_table() {
@@ -320,5 +255,26 @@ mod tests {
         assert_eq!(fields, ["username", "email"]);
         let e = ApiError::from(AuthError::Internal("secret cause".into()));
         assert_eq!(e.body().message, "internal error");
+    }
+
+    #[test]
+    fn a_conflict_names_the_taken_field() {
+        let e = ApiError::from(UserError::Conflict(UniqueField::Email));
+        assert_eq!(e.body().message, "email is already taken");
+        let fields: Vec<_> = e
+            .body()
+            .fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.code.as_str(), f.message.as_str()))
+            .collect();
+        assert_eq!(fields, [("email", "taken", "is already taken")]);
+        let e = ApiError::from(UserError::Throttled {
+            retry_after: Duration::from_secs(120),
+        });
+        assert_eq!(
+            e.body().message,
+            "too many attempts, try again in 2 minutes"
+        );
+        assert!(e.body().fields.is_empty());
     }
 }

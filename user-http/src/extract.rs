@@ -147,14 +147,12 @@ fn same_origin(parts: &Parts) -> bool {
 
 /// The bearer token of the `Authorization` header, if any.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
+    parts
         .headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+        .ok()
+        .and_then(user_core::auth::bearer_token)
 }
 
 /// Like [`CurrentUser`], and an admin: rejects with 401, or 403 for anyone else.

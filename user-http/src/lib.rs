@@ -11,9 +11,11 @@
 //!   `/api/v1/openapi.json` (as [`api::ApiDoc::for_policy`], with the deployment's password
 //!   minimum) and rendered at `/api/v1/docs`. Each operation lists every status it answers
 //!   with; field schemas are built from user-core's constants.
-//! - `pages/`: HTML handlers, CSRF, flash messages, and [`Templates`] (minijinja, defaults
-//!   embedded; replace any template or the stylesheet by name).
-//! - [`ApiError`]: the one JSON error shape; statuses follow ARCHITECTURE.md.
+//! - `pages/`: HTML handlers (`Result<_, PageError>`, the pages' error mapping), the `Web`
+//!   extractor with CSRF, flash messages, and [`Templates`] (minijinja, defaults embedded;
+//!   replace any template or the stylesheet by name).
+//! - [`ApiError`]: the one JSON error shape; one table from core's `ErrorKind` to statuses and
+//!   codes, per ARCHITECTURE.md.
 //! - [`CurrentUser`] and [`AdminUser`]: extractors for a host application's own routes.
 //!
 //! # Example

@@ -1,11 +1,13 @@
 //! Authentication: policy, token keys, and [`AuthService`].
 
+mod bearer;
 mod budget;
 mod keys;
 mod limit;
 mod policy;
 mod service;
 
+pub use bearer::bearer_token;
 pub(crate) use budget::GuessBudget;
 pub use keys::{
     AccessClaims, Jwk, Jwks, KeyAlgorithm, SigningKey, TokenError, TokenKeys, VerifyingKey,

@@ -10,12 +10,13 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use user_core::auth::{Credentials, RegisterUser};
 use user_core::domain::SessionId;
-use user_core::error::{AuthError, UniqueField, UserError, ValidationError, ValidationErrors};
+use user_core::error::{AuthError, UserError, ValidationError, ValidationErrors};
 use user_core::users::{ChangePassword, UpdateProfile};
 
-use super::{
-    Flash, Posted, UserView, Web, date, field_errors, local_path, log_server_error, page_try, v,
-};
+use super::error::{PageError, log_server_error, refused_fields};
+use super::flash::Flash;
+use super::views::{UserView, date, field_errors, v};
+use super::web::{Posted, Web, local_path};
 
 pub(crate) async fn home(web: Web) -> Response {
     let to = if web.me.is_some() {
@@ -60,8 +61,11 @@ impl Posted for LoginForm {
     }
 }
 
-pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormRejection>) -> Response {
-    let form = page_try!(web.accept(form));
+pub(crate) async fn login(
+    mut web: Web,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = web.accept(form)?;
     let credentials = Credentials::new(form.identifier.clone(), SecretString::from(form.password))
         .with_device_token(web.device_token.clone().map(SecretString::from));
     let (status, error) = match web
@@ -85,33 +89,35 @@ pub(crate) async fn login(mut web: Web, form: Result<Form<LoginForm>, FormReject
                 .strip_prefix(web.base.as_str())
                 .map(str::to_owned)
                 .unwrap_or(next);
-            return web.redirect(&next, None);
+            return Ok(web.redirect(&next, None));
         }
-        Err(AuthError::Throttled { retry_after }) => {
-            let wait = user_core::error::wait_in_minutes(retry_after);
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many sign-in attempts. Try again in {wait}."),
-            )
-        }
-        Err(AuthError::Overloaded) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The service is busy. Try again in a moment.".to_owned(),
-        ),
-        Err(AuthError::InvalidCredentials | AuthError::Invalid(_) | AuthError::Unauthenticated) => {
-            (
-                StatusCode::UNAUTHORIZED,
-                "The username, email or password is not right.".to_owned(),
-            )
-        }
-        Err(e) => {
-            log_server_error(&e);
-            return web.error(StatusCode::INTERNAL_SERVER_ERROR);
-        }
+        Err(e) => refused_sign_in(e)?,
     };
     let next = local_path(&form.next).unwrap_or_default().to_owned();
     let page = context! { identifier => form.identifier, next => next, error => error, title => "Sign in" };
-    web.render(status, "login.html", page)
+    Ok(web.render(status, "login.html", page))
+}
+
+/// What the sign-in form says again after a refused sign-in, or the error page.
+fn refused_sign_in(e: AuthError) -> Result<(StatusCode, String), PageError> {
+    match e {
+        AuthError::Throttled { retry_after } => {
+            let wait = user_core::error::wait_in_minutes(retry_after);
+            Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many sign-in attempts. Try again in {wait}."),
+            ))
+        }
+        AuthError::Overloaded => Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is busy. Try again in a moment.".to_owned(),
+        )),
+        AuthError::InvalidCredentials | AuthError::Invalid(_) | AuthError::Unauthenticated => Ok((
+            StatusCode::UNAUTHORIZED,
+            "The username, email or password is not right.".to_owned(),
+        )),
+        other => Err(other.into()),
+    }
 }
 
 // No `Debug`: it holds a password (and `Serialize`, for the form shown again, skips it).
@@ -150,34 +156,33 @@ pub(crate) async fn register_form(web: Web) -> Response {
 pub(crate) async fn register(
     mut web: Web,
     form: Result<Form<RegisterForm>, FormRejection>,
-) -> Response {
-    let form = page_try!(web.accept(form));
+) -> Result<Response, PageError> {
+    let form = web.accept(form)?;
     let registration = RegisterUser {
         username: form.username.clone(),
         email: form.email.clone(),
         password: SecretString::from(form.password.clone()),
         display_name: Some(form.display_name.clone()),
     };
-    let errors = match web.state.auth.register(registration, &web.client).await {
+    let (status, errors) = match web.state.auth.register(registration, &web.client).await {
         Ok(_) => {
             let credentials =
                 Credentials::new(form.username.clone(), SecretString::from(form.password));
-            return match web
-                .state
-                .auth
-                .login_browser(credentials, web.client.clone())
-                .await
-            {
-                Ok(login) => {
-                    web.signed_in(&login);
-                    web.redirect("/profile", Some(Flash::Welcome))
-                }
-                Err(_) => web.redirect("/login", None),
-            };
+            return Ok(
+                match web
+                    .state
+                    .auth
+                    .login_browser(credentials, web.client.clone())
+                    .await
+                {
+                    Ok(login) => {
+                        web.signed_in(&login);
+                        web.redirect("/profile", Some(Flash::Welcome))
+                    }
+                    Err(_) => web.redirect("/login", None),
+                },
+            );
         }
-        Err(AuthError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
-        Err(AuthError::Conflict(field)) => (StatusCode::CONFLICT, taken(field)),
-        Err(AuthError::Overloaded) => return web.error(StatusCode::SERVICE_UNAVAILABLE),
         Err(AuthError::Throttled { retry_after }) => {
             let wait = user_core::error::wait_in_minutes(retry_after);
             let page = context! {
@@ -186,14 +191,10 @@ pub(crate) async fn register(
                 min_password => min_password(&web),
                 title => "Create account",
             };
-            return web.render(StatusCode::TOO_MANY_REQUESTS, "register.html", page);
+            return Ok(web.render(StatusCode::TOO_MANY_REQUESTS, "register.html", page));
         }
-        Err(e) => {
-            log_server_error(&e);
-            return web.error(StatusCode::INTERNAL_SERVER_ERROR);
-        }
+        Err(e) => refused_fields(e)?,
     };
-    let (status, errors) = errors;
     let page = context! {
         form => v(&form),
         errors => v(&field_errors(&errors)),
@@ -201,11 +202,7 @@ pub(crate) async fn register(
         min_password => min_password(&web),
         title => "Create account",
     };
-    web.render(status, "register.html", page)
-}
-
-fn taken(field: UniqueField) -> ValidationErrors {
-    ValidationError::new(field.as_str(), "taken", "is already taken").into()
+    Ok(web.render(status, "register.html", page))
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,27 +217,27 @@ impl Posted for CsrfForm {
     }
 }
 
-pub(crate) async fn logout(mut web: Web, form: Result<Form<CsrfForm>, FormRejection>) -> Response {
-    page_try!(web.accept(form));
+pub(crate) async fn logout(
+    mut web: Web,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    web.accept(form)?;
     if let Some(me) = web.me.take()
         && let Err(e) = web.state.auth.logout(&me.actor).await
     {
         log_server_error(&e);
     }
     web.clear_session();
-    web.redirect("/login", Some(Flash::SignedOut))
+    Ok(web.redirect("/login", Some(Flash::SignedOut)))
 }
 
-pub(crate) async fn profile(web: Web) -> Response {
-    let me = match web.require() {
-        Ok(me) => UserView::from(&me.user),
-        Err(redirect) => return redirect,
-    };
-    web.render(
+pub(crate) async fn profile(web: Web) -> Result<Response, PageError> {
+    let me = UserView::from(&web.require()?.user);
+    Ok(web.render(
         StatusCode::OK,
         "profile.html",
         context! { user => v(&me), title => "Profile" },
-    )
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, serde::Serialize)]
@@ -284,16 +281,13 @@ impl EditForm {
     }
 }
 
-pub(crate) async fn edit_form(web: Web) -> Response {
-    let form = match web.require() {
-        Ok(me) => EditForm::of(&me.user),
-        Err(redirect) => return redirect,
-    };
+pub(crate) async fn edit_form(web: Web) -> Result<Response, PageError> {
+    let form = EditForm::of(&web.require()?.user);
     let action = format!("{}/profile/edit", web.base);
     let back = format!("{}/profile", web.base);
     let page =
         context! { form => v(&form), action => action, back => back, title => "Edit profile" };
-    web.render(StatusCode::OK, "profile_edit.html", page)
+    Ok(web.render(StatusCode::OK, "profile_edit.html", page))
 }
 
 /// Renders a profile form again with its errors, or the error page.
@@ -303,12 +297,8 @@ pub(crate) fn edit_failed(
     e: UserError,
     action: String,
     back: String,
-) -> Response {
-    let (status, errors) = match e {
-        UserError::Invalid(errors) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
-        UserError::Conflict(field) => (StatusCode::CONFLICT, taken(field)),
-        other => return web.user_error(other),
-    };
+) -> Result<Response, PageError> {
+    let (status, errors) = refused_fields(e)?;
     let page = context! {
         form => v(&form),
         errors => v(&field_errors(&errors)),
@@ -317,19 +307,22 @@ pub(crate) fn edit_failed(
         back => back,
         title => "Edit profile",
     };
-    web.render(status, "profile_edit.html", page)
+    Ok(web.render(status, "profile_edit.html", page))
 }
 
-pub(crate) async fn edit(web: Web, form: Result<Form<EditForm>, FormRejection>) -> Response {
-    let actor = page_try!(web.require()).actor;
-    let form = page_try!(web.accept(form));
+pub(crate) async fn edit(
+    web: Web,
+    form: Result<Form<EditForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let actor = web.require()?.actor;
+    let form = web.accept(form)?;
     match web
         .state
         .users
         .update_profile(&actor, actor.user_id, form.update())
         .await
     {
-        Ok(_) => web.redirect("/profile", Some(Flash::ProfileSaved)),
+        Ok(_) => Ok(web.redirect("/profile", Some(Flash::ProfileSaved))),
         Err(e) => {
             let action = format!("{}/profile/edit", web.base);
             let back = format!("{}/profile", web.base);
@@ -338,12 +331,10 @@ pub(crate) async fn edit(web: Web, form: Result<Form<EditForm>, FormRejection>) 
     }
 }
 
-pub(crate) async fn password_form(web: Web) -> Response {
-    if let Err(redirect) = web.require() {
-        return redirect;
-    }
+pub(crate) async fn password_form(web: Web) -> Result<Response, PageError> {
+    web.require()?;
     let page = context! { min_password => min_password(&web), title => "Change password" };
-    web.render(StatusCode::OK, "password.html", page)
+    Ok(web.render(StatusCode::OK, "password.html", page))
 }
 
 // No `Debug`: it holds passwords.
@@ -366,22 +357,25 @@ impl Posted for PasswordForm {
 pub(crate) async fn password(
     web: Web,
     form: Result<Form<PasswordForm>, FormRejection>,
-) -> Response {
-    let actor = page_try!(web.require()).actor;
-    let form = page_try!(web.accept(form));
+) -> Result<Response, PageError> {
+    let actor = web.require()?.actor;
+    let form = web.accept(form)?;
     let change = ChangePassword {
         current_password: SecretString::from(form.current_password),
         new_password: SecretString::from(form.new_password),
     };
-    let errors = match web.state.users.change_password(&actor, change).await {
-        Ok(()) => return web.redirect("/profile", Some(Flash::PasswordChanged)),
-        Err(UserError::InvalidCredentials) => ValidationErrors::from(ValidationError::new(
-            "current_password",
-            "incorrect",
-            "is not your current password",
-        )),
-        Err(UserError::Invalid(errors)) => errors,
-        Err(other) => return web.user_error(other),
+    let (status, errors) = match web.state.users.change_password(&actor, change).await {
+        Ok(()) => return Ok(web.redirect("/profile", Some(Flash::PasswordChanged))),
+        // A wrong current password: 401 by the table, beside its field; the session stays.
+        Err(UserError::InvalidCredentials) => (
+            StatusCode::UNAUTHORIZED,
+            ValidationErrors::from(ValidationError::new(
+                "current_password",
+                "incorrect",
+                "is not your current password",
+            )),
+        ),
+        Err(e) => refused_fields(e)?,
     };
     let page = context! {
         errors => v(&field_errors(&errors)),
@@ -389,7 +383,7 @@ pub(crate) async fn password(
         min_password => min_password(&web),
         title => "Change password",
     };
-    web.render(StatusCode::UNPROCESSABLE_ENTITY, "password.html", page)
+    Ok(web.render(status, "password.html", page))
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -403,12 +397,9 @@ struct SessionView {
     current: bool,
 }
 
-pub(crate) async fn sessions(web: Web) -> Response {
-    let actor = page_try!(web.require()).actor;
-    let list = match web.state.users.sessions(&actor).await {
-        Ok(list) => list,
-        Err(e) => return web.user_error(e),
-    };
+pub(crate) async fn sessions(web: Web) -> Result<Response, PageError> {
+    let actor = web.require()?.actor;
+    let list = web.state.users.sessions(&actor).await?;
     let views: Vec<SessionView> = list
         .into_iter()
         .map(|s| SessionView {
@@ -421,25 +412,23 @@ pub(crate) async fn sessions(web: Web) -> Response {
             expires_at: date(s.expires_at),
         })
         .collect();
-    web.render(
+    Ok(web.render(
         StatusCode::OK,
         "sessions.html",
         context! { sessions => v(&views), title => "Your sessions" },
-    )
+    ))
 }
 
 pub(crate) async fn revoke_session(
     web: Web,
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let actor = page_try!(web.require()).actor;
-    page_try!(web.accept(form));
-    let Ok(id) = id.parse::<SessionId>() else {
-        return web.error(StatusCode::NOT_FOUND);
-    };
-    match web.state.users.revoke_session(&actor, id).await {
-        Ok(()) => web.redirect("/profile/sessions", Some(Flash::SessionEnded)),
-        Err(e) => web.user_error(e),
-    }
+) -> Result<Response, PageError> {
+    let actor = web.require()?.actor;
+    web.accept(form)?;
+    let id = id
+        .parse::<SessionId>()
+        .map_err(|_| PageError::Status(StatusCode::NOT_FOUND))?;
+    web.state.users.revoke_session(&actor, id).await?;
+    Ok(web.redirect("/profile/sessions", Some(Flash::SessionEnded)))
 }

@@ -12,16 +12,25 @@ use user_core::domain::{Actor, Role, User, UserId, UserQuery, UserStatus};
 use user_core::error::UserError;
 
 use super::account::{CsrfForm, EditForm, edit_failed};
-use super::{Flash, Posted, UserView, Web, page_try, v};
+use super::error::{LAST_ADMIN, PageError};
+use super::flash::Flash;
+use super::views::{UserView, v};
+use super::web::{Posted, Web};
 
-/// The admin acting, or the response to send instead (sign-in redirect or 403).
-fn admin(web: &Web) -> Result<Actor, Response> {
+/// The admin acting, or the sign-in redirect, or 403.
+fn admin(web: &Web) -> Result<Actor, PageError> {
     let me = web.require()?;
     if me.actor.is_admin() {
         Ok(me.actor)
     } else {
-        Err(web.error(StatusCode::FORBIDDEN))
+        Err(UserError::Forbidden.into())
     }
+}
+
+/// The id in the path; a malformed one names no user.
+fn user_id(id: &str) -> Result<UserId, PageError> {
+    id.parse::<UserId>()
+        .map_err(|_| PageError::from(UserError::NotFound))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,16 +45,12 @@ pub(crate) struct UsersQuery {
     cursor: String,
 }
 
-pub(crate) async fn users(web: Web, Query(q): Query<UsersQuery>) -> Response {
-    let actor = page_try!(admin(&web));
+pub(crate) async fn users(web: Web, Query(q): Query<UsersQuery>) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
     let mut query = UserQuery::parse(Some(&q.q), None, Some(&q.cursor)).unwrap_or_default();
     query.role = q.role.parse::<Role>().ok();
     query.status = q.status.parse::<UserStatus>().ok();
-    let page = async { web.state.users.as_admin(&actor)?.list(&query).await }.await;
-    let page = match page {
-        Ok(page) => page,
-        Err(e) => return web.user_error(e),
-    };
+    let page = web.state.users.as_admin(&actor)?.list(&query).await?;
     let next_url = page.next_page_token().map(|cursor| {
         let query = serde_urlencoded::to_string([
             ("q", q.q.as_str()),
@@ -61,91 +66,69 @@ pub(crate) async fn users(web: Web, Query(q): Query<UsersQuery>) -> Response {
         users => v(&users), q => q.q, role => q.role, status => q.status,
         next_url => next_url, title => "Users",
     };
-    web.render(StatusCode::OK, "admin_users.html", context)
+    Ok(web.render(StatusCode::OK, "admin_users.html", context))
 }
 
-async fn load(web: &Web, actor: &Actor, id: &str) -> Result<User, UserError> {
-    let id = id.parse::<UserId>().map_err(|_| UserError::NotFound)?;
-    web.state.users.as_admin(actor)?.get(id).await
+async fn load(web: &Web, actor: &Actor, id: &str) -> Result<User, PageError> {
+    let id = user_id(id)?;
+    Ok(web.state.users.as_admin(actor)?.get(id).await?)
 }
 
-pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Response {
-    let actor = page_try!(admin(&web));
-    let loaded = async {
-        let user = load(&web, &actor, &id).await?;
-        let lock = web
-            .state
-            .users
-            .as_admin(&actor)?
-            .sign_in_lock(user.id)
-            .await?;
-        Ok::<_, UserError>((user, lock))
-    }
-    .await;
-    match loaded {
-        Ok((user, lock)) => {
-            let title = user.username.to_string();
-            let locked_for = lock.map(user_core::error::wait_in_minutes);
-            web.render(
-                StatusCode::OK,
-                "admin_user.html",
-                context! { user => v(&UserView::from(&user)), locked_for => locked_for, title => title },
-            )
-        }
-        Err(e) => web.user_error(e),
-    }
+pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    let user = load(&web, &actor, &id).await?;
+    let lock = web
+        .state
+        .users
+        .as_admin(&actor)?
+        .sign_in_lock(user.id)
+        .await?;
+    let title = user.username.to_string();
+    let locked_for = lock.map(user_core::error::wait_in_minutes);
+    Ok(web.render(
+        StatusCode::OK,
+        "admin_user.html",
+        context! { user => v(&UserView::from(&user)), locked_for => locked_for, title => title },
+    ))
 }
 
 pub(crate) async fn unlock(
     web: Web,
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let actor = page_try!(admin(&web));
-    page_try!(web.accept(form));
-    let Ok(user_id) = id.parse::<UserId>() else {
-        return web.error(StatusCode::NOT_FOUND);
-    };
-    let result = async { web.state.users.as_admin(&actor)?.unlock(user_id).await }.await;
-    match result {
-        Ok(()) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::Unlocked)),
-        Err(e) => web.user_error(e),
-    }
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    web.accept(form)?;
+    let user_id = user_id(&id)?;
+    web.state.users.as_admin(&actor)?.unlock(user_id).await?;
+    Ok(web.redirect(&format!("/admin/users/{id}"), Some(Flash::Unlocked)))
 }
 
-pub(crate) async fn edit_form(web: Web, Path(id): Path<String>) -> Response {
-    let actor = page_try!(admin(&web));
-    match load(&web, &actor, &id).await {
-        Ok(user) => {
-            let action = format!("{}/admin/users/{id}/edit", web.base);
-            let back = format!("{}/admin/users/{id}", web.base);
-            let page = context! { form => v(&EditForm::of(&user)), action => action, back => back, title => "Edit profile" };
-            web.render(StatusCode::OK, "profile_edit.html", page)
-        }
-        Err(e) => web.user_error(e),
-    }
+pub(crate) async fn edit_form(web: Web, Path(id): Path<String>) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    let user = load(&web, &actor, &id).await?;
+    let action = format!("{}/admin/users/{id}/edit", web.base);
+    let back = format!("{}/admin/users/{id}", web.base);
+    let page = context! { form => v(&EditForm::of(&user)), action => action, back => back, title => "Edit profile" };
+    Ok(web.render(StatusCode::OK, "profile_edit.html", page))
 }
 
 pub(crate) async fn edit(
     web: Web,
     Path(id): Path<String>,
     form: Result<Form<EditForm>, FormRejection>,
-) -> Response {
-    let actor = page_try!(admin(&web));
-    let form = page_try!(web.accept(form));
-    let Ok(user_id) = id.parse::<UserId>() else {
-        return web.error(StatusCode::NOT_FOUND);
-    };
-    let result = async {
-        web.state
-            .users
-            .as_admin(&actor)?
-            .update_profile(user_id, form.update())
-            .await
-    }
-    .await;
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    let form = web.accept(form)?;
+    let user_id = user_id(&id)?;
+    let result = web
+        .state
+        .users
+        .as_admin(&actor)?
+        .update_profile(user_id, form.update())
+        .await;
     match result {
-        Ok(_) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::UserSaved)),
+        Ok(_) => Ok(web.redirect(&format!("/admin/users/{id}"), Some(Flash::UserSaved))),
         Err(e) => {
             let action = format!("{}/admin/users/{id}/edit", web.base);
             let back = format!("{}/admin/users/{id}", web.base);
@@ -182,41 +165,36 @@ impl Posted for StatusForm {
     }
 }
 
-/// After a refused change (the last admin), the user's page again with the reason.
-async fn refused(web: Web, actor: &Actor, id: &str, e: UserError) -> Response {
-    match e {
-        UserError::LastAdmin => match load(&web, actor, id).await {
-            Ok(user) => {
-                let title = user.username.to_string();
-                let page = context! { user => v(&UserView::from(&user)), error => "The last active admin can be neither demoted, disabled nor deleted. Make another admin first.", title => title };
-                web.render(StatusCode::CONFLICT, "admin_user.html", page)
-            }
-            Err(e) => web.user_error(e),
-        },
-        other => web.user_error(other),
-    }
+/// After a refused change: the user's page again with the reason for the last admin, or
+/// the error page.
+async fn refused(web: Web, actor: &Actor, id: &str, e: UserError) -> Result<Response, PageError> {
+    let UserError::LastAdmin = e else {
+        return Err(e.into());
+    };
+    let user = load(&web, actor, id).await?;
+    let title = user.username.to_string();
+    let page = context! { user => v(&UserView::from(&user)), error => LAST_ADMIN, title => title };
+    Ok(web.render(StatusCode::CONFLICT, "admin_user.html", page))
 }
 
 pub(crate) async fn set_role(
     web: Web,
     Path(id): Path<String>,
     form: Result<Form<RoleForm>, FormRejection>,
-) -> Response {
-    let actor = page_try!(admin(&web));
-    let form = page_try!(web.accept(form));
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    let form = web.accept(form)?;
     let (Ok(user_id), Ok(role)) = (id.parse::<UserId>(), form.role.parse::<Role>()) else {
-        return web.error(StatusCode::BAD_REQUEST);
+        return Err(PageError::Status(StatusCode::BAD_REQUEST));
     };
-    let result = async {
-        web.state
-            .users
-            .as_admin(&actor)?
-            .set_role(user_id, role)
-            .await
-    }
-    .await;
-    match result {
-        Ok(_) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::RoleChanged)),
+    match web
+        .state
+        .users
+        .as_admin(&actor)?
+        .set_role(user_id, role)
+        .await
+    {
+        Ok(_) => Ok(web.redirect(&format!("/admin/users/{id}"), Some(Flash::RoleChanged))),
         Err(e) => refused(web, &actor, &id, e).await,
     }
 }
@@ -225,55 +203,49 @@ pub(crate) async fn set_status(
     web: Web,
     Path(id): Path<String>,
     form: Result<Form<StatusForm>, FormRejection>,
-) -> Response {
-    let actor = page_try!(admin(&web));
-    let form = page_try!(web.accept(form));
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    let form = web.accept(form)?;
     let (Ok(user_id), Ok(status)) = (id.parse::<UserId>(), form.status.parse::<UserStatus>())
     else {
-        return web.error(StatusCode::BAD_REQUEST);
+        return Err(PageError::Status(StatusCode::BAD_REQUEST));
     };
-    let result = async {
-        web.state
-            .users
-            .as_admin(&actor)?
-            .set_status(user_id, status)
-            .await
-    }
-    .await;
-    match result {
-        Ok(_) => web.redirect(&format!("/admin/users/{id}"), Some(Flash::StatusChanged)),
+    match web
+        .state
+        .users
+        .as_admin(&actor)?
+        .set_status(user_id, status)
+        .await
+    {
+        Ok(_) => Ok(web.redirect(&format!("/admin/users/{id}"), Some(Flash::StatusChanged))),
         Err(e) => refused(web, &actor, &id, e).await,
     }
 }
 
-pub(crate) async fn confirm_delete(web: Web, Path(id): Path<String>) -> Response {
-    let actor = page_try!(admin(&web));
-    match load(&web, &actor, &id).await {
-        Ok(user) => {
-            let title = format!("Delete {}", user.username);
-            web.render(
-                StatusCode::OK,
-                "confirm_delete.html",
-                context! { user => v(&UserView::from(&user)), title => title },
-            )
-        }
-        Err(e) => web.user_error(e),
-    }
+pub(crate) async fn confirm_delete(
+    web: Web,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    let user = load(&web, &actor, &id).await?;
+    let title = format!("Delete {}", user.username);
+    Ok(web.render(
+        StatusCode::OK,
+        "confirm_delete.html",
+        context! { user => v(&UserView::from(&user)), title => title },
+    ))
 }
 
 pub(crate) async fn delete(
     web: Web,
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let actor = page_try!(admin(&web));
-    page_try!(web.accept(form));
-    let Ok(user_id) = id.parse::<UserId>() else {
-        return web.error(StatusCode::NOT_FOUND);
-    };
-    let result = async { web.state.users.as_admin(&actor)?.delete(user_id).await }.await;
-    match result {
-        Ok(()) => web.redirect("/admin/users", Some(Flash::UserDeleted)),
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    web.accept(form)?;
+    let user_id = user_id(&id)?;
+    match web.state.users.as_admin(&actor)?.delete(user_id).await {
+        Ok(()) => Ok(web.redirect("/admin/users", Some(Flash::UserDeleted))),
         Err(e) => refused(web, &actor, &id, e).await,
     }
 }

@@ -10,7 +10,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{RefOr, Required};
 
-use super::{Web, v};
+use super::views::v;
+use super::web::Web;
 use crate::api::ApiDoc;
 
 #[derive(Serialize)]

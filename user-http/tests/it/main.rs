@@ -12,6 +12,7 @@ mod limits;
 mod openapi;
 mod openapi_schemas;
 mod openapi_statuses;
+mod page_errors;
 mod pages;
 mod security;
 
@@ -27,6 +28,7 @@ use tower::ServiceExt as _;
 use user_core::Ports;
 use user_core::auth::{AuthPolicy, AuthService, RegisterUser, SigningKey};
 use user_core::domain::Role;
+use user_core::ports::PasswordHasher;
 use user_core::testing::{FastHasher, FixedClock, Fixture};
 use user_core::users::UserService;
 use user_http::{AppState, HttpConfig, Templates};
@@ -83,12 +85,22 @@ impl TestApp {
 
     /// Custom settings, templates and policy.
     pub async fn with_policy(config: HttpConfig, templates: Templates, policy: AuthPolicy) -> Self {
+        Self::with_hasher(config, templates, policy, Arc::new(FastHasher::new())).await
+    }
+
+    /// Custom settings, templates, policy and password hasher.
+    pub async fn with_hasher(
+        config: HttpConfig,
+        templates: Templates,
+        policy: AuthPolicy,
+        hasher: Arc<dyn PasswordHasher>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
             .await
             .unwrap();
         let clock = Arc::new(FixedClock::default());
-        let ports = Ports::new(db.storage(), Arc::new(FastHasher::new()), clock.clone());
+        let ports = Ports::new(db.storage(), hasher, clock.clone());
         let key = SigningKey::generate_ed25519().unwrap();
         let users = Arc::new(UserService::new(ports.clone(), &policy));
         let auth = Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap());

@@ -298,7 +298,7 @@ async fn edits_keep_input_and_show_each_error_by_its_field() {
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the table says 401");
     assert!(r.text.contains("is not your current password"));
     let r = agent
         .post(

@@ -1,0 +1,297 @@
+//! [`PageError`]: why a page handler stopped, and the HTML pages column of the error table
+//! in ARCHITECTURE.md, in one place.
+//!
+//! A handler returns `Result<Response, PageError>` and uses `?` on core errors. A
+//! `PageError` becomes a bare response that carries it; [`render_error_pages`], the layer of
+//! the page routes, renders it with the request's [`Web`] (base path, signed-in person,
+//! cookies), which the extractor left in the request's [`ErrorPageSlot`].
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use user_core::error::{AuthError, ErrorKind, ServiceError, UserError, ValidationErrors};
+
+use super::web::Web;
+
+/// Why a page handler stopped without its page.
+#[derive(Debug, Clone)]
+pub(crate) enum PageError {
+    /// Not signed in (or the session ended): 303 to the sign-in page, which comes back here.
+    SignIn,
+    /// A posted form's CSRF token does not match: 403.
+    FormExpired,
+    /// The standard error page for a status (400, 403, 404, 413, 500, 503, ...).
+    Status(StatusCode),
+    /// An error page with its own sentence.
+    Page {
+        status: StatusCode,
+        heading: &'static str,
+        message: Cow<'static, str>,
+    },
+}
+
+impl PageError {
+    /// The page for any core error, by the table. Server faults are logged here, once.
+    fn of(e: &dyn ServiceError) -> Self {
+        let kind = e.kind();
+        if kind.is_server_fault() {
+            log_server_error(e);
+        }
+        match kind {
+            ErrorKind::Unauthenticated => Self::SignIn,
+            ErrorKind::Forbidden => Self::Status(StatusCode::FORBIDDEN),
+            ErrorKind::NotFound => Self::Status(StatusCode::NOT_FOUND),
+            ErrorKind::Overloaded | ErrorKind::Unavailable => {
+                Self::Status(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            ErrorKind::Internal => Self::Status(StatusCode::INTERNAL_SERVER_ERROR),
+            ErrorKind::Throttled { retry_after } => Self::Page {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                heading: "Too many attempts",
+                message: format!(
+                    "Too many attempts. Try again in {}.",
+                    user_core::error::wait_in_minutes(retry_after)
+                )
+                .into(),
+            },
+            // Forms show these beside their fields; a handler without a form lands here.
+            ErrorKind::InvalidInput => Self::Page {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                heading: "Not accepted",
+                message: e.message().into(),
+            },
+            ErrorKind::InvalidCredentials => Self::Page {
+                status: StatusCode::UNAUTHORIZED,
+                heading: "Not accepted",
+                message: "The password is not right.".into(),
+            },
+            ErrorKind::Conflict(_) => Self::Page {
+                status: StatusCode::CONFLICT,
+                heading: "Already taken",
+                message: e.message().into(),
+            },
+            ErrorKind::LastAdmin => Self::Page {
+                status: StatusCode::CONFLICT,
+                heading: "Not allowed",
+                message: LAST_ADMIN.into(),
+            },
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::SignIn => StatusCode::SEE_OTHER,
+            Self::FormExpired => StatusCode::FORBIDDEN,
+            Self::Status(status) | Self::Page { status, .. } => *status,
+        }
+    }
+
+    /// The page, rendered with the request's context.
+    fn render(&self, web: &Web) -> Response {
+        match self {
+            Self::SignIn => web.sign_in_redirect(),
+            Self::FormExpired => web.render_error(
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "Go back, reload the page and try again.",
+            ),
+            Self::Status(status) => {
+                let (heading, message) = standard_page(*status);
+                web.render_error(*status, heading, message)
+            }
+            Self::Page {
+                status,
+                heading,
+                message,
+            } => web.render_error(*status, heading, message),
+        }
+    }
+}
+
+/// What the page for a status says: a heading and a sentence.
+fn standard_page(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::FORBIDDEN => (
+            "Not allowed",
+            "You do not have permission to see this page.",
+        ),
+        StatusCode::NOT_FOUND => ("Page not found", "There is nothing at this address."),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "Too much data",
+            "The form was too large. Shorten what you typed and try again.",
+        ),
+        StatusCode::BAD_REQUEST => (
+            "Bad request",
+            "The form could not be read. Reload the page and try again.",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "Busy",
+            "The service is busy or unavailable. Try again in a moment.",
+        ),
+        _ => (
+            "Something went wrong",
+            "An internal error occurred. Try again later.",
+        ),
+    }
+}
+
+/// Why the last active admin keeps their role, status and account.
+pub(crate) const LAST_ADMIN: &str =
+    "The last active admin can be neither demoted, disabled nor deleted. Make another admin first.";
+
+impl From<AuthError> for PageError {
+    fn from(e: AuthError) -> Self {
+        Self::of(&e)
+    }
+}
+
+impl From<UserError> for PageError {
+    fn from(e: UserError) -> Self {
+        Self::of(&e)
+    }
+}
+
+impl From<ValidationErrors> for PageError {
+    fn from(e: ValidationErrors) -> Self {
+        Self::of(&e)
+    }
+}
+
+impl IntoResponse for PageError {
+    /// A bare response with the status, carrying the error for [`render_error_pages`].
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Where the [`Web`] extractor leaves the request's context, for an error page.
+#[derive(Clone, Default)]
+pub(crate) struct ErrorPageSlot(Arc<OnceLock<Web>>);
+
+impl ErrorPageSlot {
+    /// Keeps the first context of the request.
+    pub(super) fn fill(&self, web: &Web) {
+        let _ = self.0.set(web.clone());
+    }
+}
+
+/// The layer of the page routes: renders a handler's [`PageError`] as its page.
+pub(crate) async fn render_error_pages(mut request: Request, next: Next) -> Response {
+    let slot = ErrorPageSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    let Some(error) = response.extensions_mut().remove::<PageError>() else {
+        return response;
+    };
+    match slot.0.get() {
+        Some(web) => error.render(web),
+        // Every page handler takes `Web`; were one not to, the status still holds.
+        None => (error.status(), standard_page(error.status()).1).into_response(),
+    }
+}
+
+/// Logs the cause of a server fault, once.
+pub(crate) fn log_server_error(e: &dyn std::error::Error) {
+    tracing::error!(error = %user_core::error::report(e), "page request failed");
+}
+
+/// The answer to a form the service refused for what was typed: the status and the
+/// problems to show beside their fields (422 for invalid input, 409 for a taken field), or
+/// the error page for anything else.
+pub(crate) fn refused_fields<E>(e: E) -> Result<(StatusCode, ValidationErrors), PageError>
+where
+    E: ServiceError + Into<PageError>,
+{
+    match e.kind() {
+        ErrorKind::InvalidInput => Ok((StatusCode::UNPROCESSABLE_ENTITY, e.fields())),
+        ErrorKind::Conflict(_) => Ok((StatusCode::CONFLICT, e.fields())),
+        _ => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use user_core::error::UniqueField;
+
+    #[test]
+    fn core_errors_get_the_status_of_the_table() {
+        let cases: Vec<(PageError, StatusCode)> = vec![
+            (AuthError::Unauthenticated.into(), StatusCode::SEE_OTHER),
+            (
+                AuthError::Overloaded.into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                UserError::Overloaded.into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                UserError::Unavailable("down".into()).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                AuthError::Internal("boom".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (UserError::Forbidden.into(), StatusCode::FORBIDDEN),
+            (UserError::NotFound.into(), StatusCode::NOT_FOUND),
+            (
+                UserError::InvalidCredentials.into(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (UserError::LastAdmin.into(), StatusCode::CONFLICT),
+            (
+                UserError::Conflict(UniqueField::Email).into(),
+                StatusCode::CONFLICT,
+            ),
+            (
+                UserError::Throttled {
+                    retry_after: Duration::from_secs(61),
+                }
+                .into(),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                ValidationErrors::new().into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn pages_say_when_to_retry_and_never_show_a_cause() {
+        let PageError::Page { message, .. } = PageError::from(UserError::Throttled {
+            retry_after: Duration::from_secs(61),
+        }) else {
+            panic!("a page of its own");
+        };
+        assert_eq!(message, "Too many attempts. Try again in 2 minutes.");
+        let internal = PageError::from(UserError::Internal("db password hunter2".into()));
+        assert!(!format!("{internal:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn forms_keep_invalid_and_taken_fields_and_pass_on_the_rest() {
+        let (status, fields) = refused_fields(UserError::Conflict(UniqueField::Username))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(fields.field("username").count(), 1);
+        let refused = refused_fields(AuthError::Overloaded).map(|_| ());
+        assert!(matches!(
+            refused,
+            Err(PageError::Status(StatusCode::SERVICE_UNAVAILABLE))
+        ));
+    }
+}

@@ -1,0 +1,86 @@
+//! One-line messages shown once after a redirect, carried in a cookie as a code.
+
+/// A message for the page after a redirect (post/redirect/get).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flash {
+    Welcome,
+    SignedOut,
+    ProfileSaved,
+    PasswordChanged,
+    SessionEnded,
+    RoleChanged,
+    StatusChanged,
+    UserSaved,
+    UserDeleted,
+    Unlocked,
+}
+
+impl Flash {
+    const ALL: [Self; 10] = [
+        Self::Welcome,
+        Self::SignedOut,
+        Self::ProfileSaved,
+        Self::PasswordChanged,
+        Self::SessionEnded,
+        Self::RoleChanged,
+        Self::StatusChanged,
+        Self::UserSaved,
+        Self::UserDeleted,
+        Self::Unlocked,
+    ];
+
+    /// The name of the cookie that carries the code.
+    pub(crate) const COOKIE: &'static str = "flash";
+
+    /// The code the cookie carries.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::Welcome => "welcome",
+            Self::SignedOut => "signed-out",
+            Self::ProfileSaved => "profile-saved",
+            Self::PasswordChanged => "password-changed",
+            Self::SessionEnded => "session-ended",
+            Self::RoleChanged => "role-changed",
+            Self::StatusChanged => "status-changed",
+            Self::UserSaved => "user-saved",
+            Self::UserDeleted => "user-deleted",
+            Self::Unlocked => "unlocked",
+        }
+    }
+
+    /// The flash a cookie's code names; an unknown code shows nothing.
+    pub(crate) fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.code() == code)
+    }
+
+    /// The sentence shown.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::Welcome => "Welcome! Your account is ready.",
+            Self::SignedOut => "You are signed out.",
+            Self::ProfileSaved => "Your profile was saved.",
+            Self::PasswordChanged => {
+                "Your password was changed. Your other sessions were signed out."
+            }
+            Self::SessionEnded => "That session was signed out.",
+            Self::RoleChanged => "The role was changed.",
+            Self::StatusChanged => "The status was changed.",
+            Self::UserSaved => "The profile was saved.",
+            Self::UserDeleted => "The user was deleted.",
+            Self::Unlocked => "Sign-in was unlocked.",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flash;
+
+    #[test]
+    fn every_code_reads_back_and_unknown_codes_show_nothing() {
+        for flash in Flash::ALL {
+            assert_eq!(Flash::from_code(flash.code()), Some(flash));
+        }
+        assert_eq!(Flash::from_code("<script>"), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! The page routes, the stylesheet, the fallback, and the layer that renders error pages.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::error::{PageError, render_error_pages};
+use super::web::Web;
+use super::{account, admin};
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(account::home))
+        .route("/login", get(account::login_form).post(account::login))
+        .route(
+            "/register",
+            get(account::register_form).post(account::register),
+        )
+        .route("/logout", post(account::logout))
+        .route("/profile", get(account::profile))
+        .route("/profile/edit", get(account::edit_form).post(account::edit))
+        .route(
+            "/profile/password",
+            get(account::password_form).post(account::password),
+        )
+        .route("/profile/sessions", get(account::sessions))
+        .route(
+            "/profile/sessions/{id}/revoke",
+            post(account::revoke_session),
+        )
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/{id}", get(admin::user))
+        .route(
+            "/admin/users/{id}/edit",
+            get(admin::edit_form).post(admin::edit),
+        )
+        .route("/admin/users/{id}/role", post(admin::set_role))
+        .route("/admin/users/{id}/status", post(admin::set_status))
+        .route("/admin/users/{id}/unlock", post(admin::unlock))
+        .route(
+            "/admin/users/{id}/delete",
+            get(admin::confirm_delete).post(admin::delete),
+        )
+        .route("/static/style.css", get(stylesheet))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(render_error_pages))
+}
+
+async fn stylesheet(State(state): State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        state.templates.stylesheet().to_owned(),
+    )
+        .into_response()
+}
+
+/// The 404 page; it takes [`Web`] so that the page shows who is signed in.
+async fn not_found(_web: Web) -> PageError {
+    PageError::Status(StatusCode::NOT_FOUND)
+}
