@@ -173,8 +173,7 @@ pub(crate) async fn export(config: &Config, to: &Path) -> anyhow::Result<u64> {
     let app = open(config).await?;
     let users = app.db.users();
     // The hashes are sensitive: the file is created new, readable by its owner only.
-    super::keys::write_private(to, b"")?;
-    let mut out = BufWriter::new(std::fs::OpenOptions::new().write(true).open(to)?);
+    let mut out = BufWriter::new(user_core::auth::key_files::create_private_file(to)?);
     let mut query = UserQuery {
         limit: UserQuery::MAX_LIMIT,
         ..UserQuery::default()

@@ -12,7 +12,6 @@
 
 pub(crate) mod cli;
 pub(crate) mod commands;
-pub(crate) mod keys;
 pub(crate) mod legacy;
 pub(crate) mod observe;
 
@@ -45,7 +44,7 @@ pub(crate) struct App {
 /// Opens the database (creating the data folder) and builds the services.
 pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     let policy = config.policy()?;
-    keys::create_private_dir(&config.data_dir)?;
+    user_core::auth::key_files::create_private_dir(&config.data_dir)?;
     let path = config.sqlite_path()?;
     let sqlite = SqliteConfig {
         durability: match config.sqlite_sync {
@@ -56,12 +55,13 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     };
     let db = SqliteDatabase::open(&sqlite).await?;
     let hasher = Argon2Hasher::new(config.hasher()?)?;
-    let key = keys::signing_key(config)?;
+    let (key, previous) = config.signing_keys()?;
     let services = Services::builder(db.users(), db.sessions())
         .policy(policy)
         .hasher(hasher)
-        .signing_key(key, vec![])
-        .build()?;
+        .signing_key(key, previous)
+        .build()
+        .map_err(|e| anyhow::anyhow!("{}: {}", cli::flag(e.setting), e.reason))?;
     Ok(App { db, services })
 }
 

@@ -1,6 +1,7 @@
-//! Authentication: policy, token keys, and [`AuthService`].
+//! Authentication: policy, token keys and their files, and [`AuthService`].
 
 mod budget;
+pub mod key_files;
 mod keys;
 mod policy;
 mod service;
