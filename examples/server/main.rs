@@ -27,8 +27,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use user_core::Services;
+use user_core::maintenance::{self, PurgePolicy};
 use user_core::password::Argon2Hasher;
-use user_core::ports::{Clock as _, SessionStore as _, SystemClock};
+use user_core::ports::SystemClock;
 use user_grpc::{GrpcConfig, GrpcState};
 use user_http::{AppState, HttpConfig};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
@@ -137,9 +138,10 @@ impl Server {
 
         let grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(http_server);
-        let purge_task = tokio::spawn(purge_ended_sessions(
-            app.db.sessions(),
-            app.services.auth.policy().lockout.forget_after,
+        let purge_task = tokio::spawn(maintenance::purge_periodically(
+            Arc::new(app.db.sessions()),
+            Arc::new(SystemClock),
+            PurgePolicy::new(app.services.auth.policy()),
             signal(stop.subscribe()),
         ));
         shutdown.await;
@@ -178,39 +180,6 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-/// Every hour, until `stop`, deletes sessions that ended (expired or revoked) more than a
-/// week ago with their secrets, guess counts older than `forget_after` (they count no more),
-/// and expired device tokens.
-async fn purge_ended_sessions(
-    sessions: user_sqlite::SqliteSessionStore,
-    forget_after: std::time::Duration,
-    stop: impl Future<Output = ()>,
-) {
-    let forget_after = time::Duration::try_from(forget_after).unwrap_or(time::Duration::MAX);
-    const KEEP: time::Duration = time::Duration::days(7);
-    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = every_hour.tick() => {
-                let now = SystemClock.now();
-                let purged = async {
-                    let sessions_purged = sessions.purge(now - KEEP).await?;
-                    let counts = sessions.purge_login_failures(now.saturating_sub(forget_after)).await?;
-                    let devices = sessions.purge_devices(now).await?;
-                    Ok::<_, user_core::error::RepoError>((sessions_purged, counts, devices))
-                };
-                match purged.await {
-                    Ok((0, 0, 0)) => {}
-                    Ok((n, counts, devices)) => tracing::info!(sessions = n, guess_counts = counts, devices, "purged"),
-                    Err(e) => tracing::warn!(error = %user_core::error::report(&e), "purge failed"),
-                }
-            }
-        }
-    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -11,7 +11,11 @@
 //!   verifies imported bcrypt hashes.
 //! - [`auth`]: [`auth::AuthPolicy`], signing keys and [`auth::AuthService`] (register, login,
 //!   refresh, logout, authenticate).
+//!   [`auth::key_files`] keeps the signing key in a file and reads previous keys for a
+//!   rotation (the one module that touches the file system).
 //! - [`users`]: [`users::UserService`] (profiles, password change, sessions, admin).
+//! - [`maintenance`]: [`maintenance::purge_periodically`], the background purge of ended
+//!   sessions, old guess counts and expired device tokens.
 //! - [`error`]: one error family per layer.
 //! - `testing` (feature `testing`): in-memory fakes, a fast hasher, a fixed clock, mockall
 //!   mocks and the conformance suite every storage adapter runs.
@@ -44,6 +48,7 @@
 pub mod auth;
 pub mod domain;
 pub mod error;
+pub mod maintenance;
 pub mod password;
 pub mod ports;
 mod services;
