@@ -12,7 +12,6 @@
 
 pub(crate) mod cli;
 pub(crate) mod commands;
-pub(crate) mod legacy;
 pub(crate) mod observe;
 
 use std::net::SocketAddr;
@@ -221,7 +220,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = commands::admin_password()?;
             commands::create_admin(&cli.config, username, email, password).await
         }
-        Command::ImportLegacy { from } => legacy::import(&cli.config, &from).await.map(drop),
+        Command::ImportLegacy { from } => {
+            commands::import_legacy(&cli.config, &from).await.map(drop)
+        }
         Command::Export { to } => commands::export(&cli.config, &to).await.map(drop),
         Command::Import { from } => commands::import(&cli.config, &from).await.map(drop),
     }

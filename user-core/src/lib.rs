@@ -14,6 +14,8 @@
 //!   [`auth::key_files`] keeps the signing key in a file and reads previous keys for a
 //!   rotation (the one module that touches the file system).
 //! - [`users`]: [`users::UserService`] (profiles, password change, sessions, admin).
+//! - [`transfer`]: export and import of users with their hashes as JSON lines, and the
+//!   idempotent, reporting insert every import uses.
 //! - [`maintenance`]: [`maintenance::purge_periodically`], the background purge of ended
 //!   sessions, old guess counts and expired device tokens.
 //! - [`error`]: one error family per layer.
@@ -54,6 +56,7 @@ pub mod ports;
 mod services;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod transfer;
 pub mod users;
 
 use std::sync::Arc;

@@ -13,6 +13,9 @@
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
 //!   failure to `RepoError::Unavailable` carrying the cause.
 //!
+//! - [`legacy`] imports the legacy Python deployment's `users.db` (bcrypt hashes kept, refused
+//!   rows reported, reruns idempotent) into any `UserRepository`.
+//!
 //! Both ports pass `user_core::testing::conformance` against a real file.
 //!
 //! # Example
@@ -30,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod legacy;
 mod rows;
 mod sessions;
 mod users;

@@ -5,8 +5,10 @@
 
 mod conformance;
 mod durability;
+mod legacy;
 mod races;
 mod services;
+mod transfer;
 
 use std::sync::Arc;
 
