@@ -604,10 +604,10 @@ async fn a_signing_key_others_can_read_refuses_start() {
     start(dir.path(), &[]).await.kill();
 }
 
-/// Every `cargo run --release --example server ...` line of the README, run for real in
-/// order in an empty folder (both listeners on port 0): a server line must serve, every other
-/// line must end without a usage error (clap's exit code 2). An import from a made-up path
-/// fails, but not on its arguments.
+/// Every `cargo run --release --example server ...` line of the README (and the `mv` of the
+/// key rotation), run for real in order in an empty folder (both listeners on port 0): a
+/// server line must serve, every other line must end without a usage error (clap's exit code
+/// 2). An import from a made-up path fails, but not on its arguments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_commands_run() {
     let readme = include_str!("../README.md");
@@ -619,6 +619,12 @@ async fn the_readme_commands_run() {
     ];
     let mut seen = 0;
     for line in readme.lines() {
+        // The key rotation's `mv`, done as the operator would.
+        if let Some(paths) = line.trim().strip_prefix("mv ") {
+            let (from, to) = paths.trim().split_once(' ').unwrap();
+            std::fs::rename(dir.path().join(from), dir.path().join(to)).unwrap();
+            continue;
+        }
         let Some(rest) = line
             .trim()
             .strip_prefix("cargo run --release --example server")
@@ -633,8 +639,14 @@ async fn the_readme_commands_run() {
             .split_whitespace()
             .collect();
         seen += 1;
-        let serves =
-            args.iter().all(|a| a.starts_with("--") && *a != "--help") || args.contains(&"serve");
+        let commands = [
+            "create-admin",
+            "import-legacy",
+            "export",
+            "import",
+            "--help",
+        ];
+        let serves = !args.iter().any(|a| commands.contains(a));
         if serves {
             let mut serve = command(&build_server(), dir.path());
             serve.args(&args).envs(env);
