@@ -1,12 +1,10 @@
 //! The legacy import from a `users.db` built with the legacy schema and real bcrypt hashes.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use sqlx::Connection as _;
-use user_core::Ports;
 use user_core::ports::UserRepository as _;
-use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_core::testing::FixedClock;
 use user_core::transfer::{ImportEvent, ImportSummary};
 use user_sqlite::legacy::{LegacyError, LegacyUsers};
 
@@ -107,14 +105,7 @@ async fn imports_bcrypt_users_who_then_sign_in_and_reports_every_refused_row() {
         "a rerun duplicates nothing"
     );
 
-    let clock = Arc::new(FixedClock::default());
-    let ports = Ports {
-        users: Arc::new(t.db.users()),
-        sessions: Arc::new(t.db.sessions()),
-        hasher: Arc::new(FastHasher::new()),
-        clock: clock.clone(),
-    };
-    let f = Fixture::with_ports(ports, clock);
+    let f = t.fixture();
     let alice = f.login("alice@example.com", "hunter2").await.unwrap();
     assert_eq!(alice.user.id.to_string(), ALICE);
     assert_eq!(alice.user.email.as_ref(), "alice@example.com");

@@ -1,28 +1,14 @@
 //! Export and import of users as JSON lines between two real SQLite files.
 
-use std::sync::Arc;
-
-use user_core::Ports;
-use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_core::testing::Fixture;
 use user_core::transfer::{export_users, import_users};
 
 use crate::TestDb;
 
-fn fixture(t: &TestDb) -> Fixture {
-    let clock = Arc::new(FixedClock::default());
-    let ports = Ports {
-        users: Arc::new(t.db.users()),
-        sessions: Arc::new(t.db.sessions()),
-        hasher: Arc::new(FastHasher::new()),
-        clock: clock.clone(),
-    };
-    Fixture::with_ports(ports, clock)
-}
-
 #[tokio::test]
 async fn users_move_between_databases_and_a_rerun_adds_nothing() {
     let (a, b) = (TestDb::new().await, TestDb::new().await);
-    let from = fixture(&a);
+    let from = a.fixture();
     from.register_admin("root").await;
     from.register("alice").await;
     let mut file = Vec::new();
@@ -44,7 +30,7 @@ async fn users_move_between_databases_and_a_rerun_adds_nothing() {
         .unwrap();
     assert_eq!((again.imported, again.already_present), (0, 2));
 
-    let to = fixture(&b);
+    let to = b.fixture();
     let root = to.login("root", Fixture::PASSWORD).await.unwrap();
     assert_eq!(root.user.role, user_core::domain::Role::Admin);
     let mut copy = Vec::new();
