@@ -12,23 +12,22 @@
 //! mid-write; power loss, where `--sqlite-sync` matters, is out of its reach.
 //!
 //! The binary is built by `cargo build --example server --message-format=json`, which names
-//! the executable it made; the server prints the addresses it bound on port 0.
+//! the executable it made; the server prints the addresses it bound on port 0 (both in
+//! `tests/common`, shared with `tests/server.rs`).
 
 // Test helpers panic on failure, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use common::{Server, build_server, client, request};
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::mpsc;
@@ -41,15 +40,8 @@ const ACKS_BEFORE_KILL: usize = 24;
 const ROUNDS: usize = 2;
 /// The whole test after the build; a healthy run takes a few seconds.
 const BUDGET: Duration = Duration::from_secs(30);
-/// Longest wait for the server to print its addresses.
-const STARTUP: Duration = Duration::from_secs(15);
-/// Longest wait for one request.
-const REQUEST: Duration = Duration::from_secs(10);
-
-type Client = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
+/// Every acknowledged account signs in after the restart, from one address.
+const NO_RATE_LIMITS: &[&str] = &["--login-rate-limit", "0", "--registration-rate-limit", "0"];
 
 /// An account this test tried to register.
 #[derive(Debug, Clone)]
@@ -77,198 +69,6 @@ impl Account {
     fn login_body(&self) -> serde_json::Value {
         serde_json::json!({"identifier": self.username, "password": self.password})
     }
-}
-
-/// Builds the server example like `cargo build` would by hand, and returns the executable
-/// cargo reports in its JSON messages.
-fn build_server() -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args([
-            "build",
-            "--example",
-            "server",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if !cfg!(debug_assertions) {
-        cargo.arg("--release");
-    }
-    let out = cargo.output().expect("cannot run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example server failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|m| {
-            m["reason"] == "compiler-artifact"
-                && m["target"]["name"] == "server"
-                && m["target"]["kind"]
-                    .as_array()
-                    .is_some_and(|kinds| kinds.iter().any(|k| k == "example"))
-        })
-        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the server example")
-}
-
-/// The server process; killed (and reaped) when dropped.
-struct Server {
-    child: Child,
-    http: SocketAddr,
-    grpc: SocketAddr,
-    /// Everything it printed, for failure messages.
-    output: Arc<Mutex<String>>,
-}
-
-impl Server {
-    async fn start(bin: &Path, data_dir: &Path) -> Self {
-        let mut command = Command::new(bin);
-        command
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            // Every acknowledged account signs in after the restart, from one address.
-            .args(["--login-rate-limit", "0", "--registration-rate-limit", "0"])
-            // The server reads `.env` from its working directory: keep the developer's out.
-            .current_dir(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("USERS_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command.spawn().expect("cannot start the server");
-        let output = Arc::new(Mutex::new(String::new()));
-        // Both pipes are drained until the process ends, so it never blocks on a full pipe.
-        let (lines, mut rx) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        for (pipe, lines) in [
-            (
-                Box::new(stdout) as Box<dyn std::io::Read + Send>,
-                Some(lines),
-            ),
-            (Box::new(stderr), None),
-        ] {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let mut all = output.lock().unwrap();
-                    all.push_str(&line);
-                    all.push('\n');
-                    drop(all);
-                    if let Some(lines) = &lines {
-                        let _ = lines.send(line);
-                    }
-                }
-            });
-        }
-
-        // `  web pages  http://ADDR/  (...)` and `  gRPC       ADDR  (...)`.
-        let addrs = tokio::time::timeout(STARTUP, async {
-            let (mut http, mut grpc) = (None, None);
-            while let Some(line) = rx.recv().await {
-                let line = line.trim_start();
-                if let Some(rest) = line.strip_prefix("web pages") {
-                    let url = rest.split_whitespace().next().unwrap_or_default();
-                    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-                    http = addr.parse::<SocketAddr>().ok();
-                } else if let Some(rest) = line.strip_prefix("gRPC") {
-                    grpc = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-                }
-                if let (Some(http), Some(grpc)) = (http, grpc) {
-                    return Some((http, grpc));
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some((http, grpc))) = addrs else {
-            let _ = child.kill();
-            let status = child.wait();
-            panic!(
-                "the server did not print its addresses ({status:?}):\n{}",
-                output.lock().unwrap()
-            );
-        };
-        Self {
-            child,
-            http,
-            grpc,
-            output,
-        }
-    }
-
-    /// Sends SIGKILL, checks that the signal is what ended the process, and returns what it
-    /// printed.
-    fn kill(mut self) -> String {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::ExitStatusExt as _;
-            assert_eq!(
-                status.signal(),
-                Some(9),
-                "the server ended by itself, not by SIGKILL: {status:?}\n{}",
-                self.log()
-            );
-        }
-        #[cfg(not(unix))]
-        assert!(!status.success(), "{status:?}");
-        self.log()
-    }
-
-    fn log(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client() -> Client {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
-}
-
-/// One request; `Err` when the connection fails or breaks before the whole response arrives.
-async fn request(
-    client: &Client,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    json: Option<serde_json::Value>,
-) -> anyhow::Result<(u16, String)> {
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    let body = match json {
-        Some(v) => {
-            request = request.header("content-type", "application/json");
-            Full::new(Bytes::from(v.to_string()))
-        }
-        None => Full::new(Bytes::new()),
-    };
-    let exchange = async {
-        let response = client.request(request.body(body)?).await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    tokio::time::timeout(REQUEST, exchange)
-        .await
-        .with_context(|| format!("{method} {path}: no answer in {REQUEST:?}"))?
 }
 
 /// What one registering client saw until the kill cut it off.
@@ -446,7 +246,7 @@ async fn check_serves(server: &Server, acked: &[Account], fresh: &Account) {
 async fn crash_and_restart(bin: PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("users.db");
-    let mut server = Server::start(&bin, dir.path()).await;
+    let mut server = Server::start(&bin, dir.path(), NO_RATE_LIMITS).await;
     let mut acked: Vec<Account> = Vec::new();
     let mut attempted: BTreeSet<String> = BTreeSet::new();
 
@@ -526,7 +326,7 @@ async fn crash_and_restart(bin: PathBuf) {
             attempted.len()
         );
 
-        server = Server::start(&bin, dir.path()).await;
+        server = Server::start(&bin, dir.path(), NO_RATE_LIMITS).await;
         let fresh = Account::new(round, CLIENTS + 1, 0);
         attempted.insert(fresh.username.clone());
         check_serves(&server, &acked, &fresh).await;

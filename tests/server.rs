@@ -1,75 +1,52 @@
-//! The server example, in-process: both protocols on port 0 over a fresh data folder, the
-//! signing key kept across restarts, metrics, the legacy import with real bcrypt hashes and an
-//! imported user signing in over gRPC, export/import, create-admin, the README's commands,
-//! metrics that made-up paths cannot grow, and owner-only data files.
+//! The server example as a real process (built once, see `tests/common`), for what only the
+//! example does: its command line and subcommands, its wiring of both protocols and the
+//! metrics, the signing key kept across restarts and rotated by `--previous-signing-key-file`,
+//! owner-only data files, and every server command of the README.
+//! The pieces themselves are tested in their crates (`user_core::auth::key_files`,
+//! `user_core::transfer`, `user_core::maintenance`, `user_sqlite::legacy`).
 
-// Test helpers panic on failure, by design; the example's `main` is not called here.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+// Test helpers panic on failure, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../examples/server/main.rs"]
-mod server;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Output;
 
-use bytes::Bytes;
-use clap::Parser as _;
-use http_body_util::{BodyExt as _, Full};
-use secrecy::SecretString;
-use server::cli::Cli;
+use common::{Server, build_server, client, command, request};
 use tonic::metadata::MetadataValue;
 use user_grpc::pb;
 use user_grpc::pb::user_service_client::UserServiceClient;
 
 const PW: &str = "correct horse battery staple";
 
-fn config(dir: &Path, extra: &[&str]) -> server::cli::Config {
-    let mut args = vec![
-        "server",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    Cli::try_parse_from(args).unwrap().config
+/// Runs a subcommand to its end in `cwd`, with `env` set.
+fn run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = command(&build_server(), cwd);
+    command.args(args).envs(env.iter().copied());
+    command.output().expect("cannot run the server example")
 }
 
-struct Running {
-    grpc: SocketAddr,
-    http: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-async fn start(dir: &Path) -> Running {
-    let server = server::Server::bind(config(dir, &[])).await.unwrap();
-    let (grpc, http) = server.addrs().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        grpc,
-        http,
-        stop,
-        task,
-    }
+/// Runs a subcommand that must succeed, and returns what it printed on stderr.
+fn run_ok(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = run(cwd, args, env);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    stderr(&out)
 }
 
-impl Running {
-    async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
-
-    async fn users(&self) -> UserServiceClient<tonic::transport::Channel> {
-        UserServiceClient::connect(format!("http://{}", self.grpc))
-            .await
-            .unwrap()
-    }
+async fn start(dir: &Path, extra: &[&str]) -> Server {
+    Server::start(&build_server(), dir, extra).await
 }
 
 async fn http(
@@ -78,22 +55,13 @@ async fn http(
     path: &str,
     json: Option<serde_json::Value>,
 ) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    let body = match json {
-        Some(v) => {
-            request = request.header("content-type", "application/json");
-            Full::new(Bytes::from(v.to_string()))
-        }
-        None => Full::new(Bytes::new()),
-    };
-    let response = client.request(request.body(body).unwrap()).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    request(&client(), addr, method, path, json).await.unwrap()
+}
+
+async fn users(server: &Server) -> UserServiceClient<tonic::transport::Channel> {
+    UserServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap()
 }
 
 fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -103,6 +71,7 @@ fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
+/// The legacy client's call: `LoginUser` with the email in field 1.
 async fn grpc_login(
     users: &mut UserServiceClient<tonic::transport::Channel>,
     email: &str,
@@ -119,39 +88,71 @@ async fn grpc_login(
         .map(|r| r.into_inner().token)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_both_protocols_and_keeps_its_key_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path()).await;
-    assert_eq!(http(running.http, "GET", "/healthz", None).await.0, 200);
-    assert_eq!(http(running.http, "GET", "/readyz", None).await.0, 200);
+async fn me(server: &Server, token: &str) -> Result<pb::User, tonic::Status> {
+    let reply = users(server)
+        .await
+        .get_user(authed(pb::GetUserRequest::default(), token))
+        .await?;
+    Ok(reply.into_inner().user.unwrap())
+}
 
-    let register =
-        serde_json::json!({"username": "alice", "email": "alice@example.com", "password": PW});
-    let (status, body) = http(
-        running.http,
-        "POST",
-        "/api/v1/auth/register",
-        Some(register),
-    )
-    .await;
+async fn register(server: &Server, name: &str) {
+    let body = serde_json::json!({
+        "username": name,
+        "email": format!("{name}@example.com"),
+        "password": PW,
+    });
+    let (status, body) = http(server.http, "POST", "/api/v1/auth/register", Some(body)).await;
     assert_eq!(status, 201, "{body}");
-    let mut users = running.users().await;
-    let token = grpc_login(&mut users, "alice@example.com", PW)
+}
+
+/// The `kid`s the JWKS document lists.
+async fn jwks_kids(server: &Server) -> Vec<String> {
+    let (status, body) = http(server.http, "GET", "/.well-known/jwks.json", None).await;
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[cfg(unix)]
+/// The permission bits, in octal as `ls` and `chmod` show them.
+fn mode(path: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    format!(
+        "{:o}",
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    )
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_both_protocols_keeps_its_key_across_restarts_and_rotates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).await;
+    assert_eq!(http(server.http, "GET", "/healthz", None).await.0, 200);
+    assert_eq!(http(server.http, "GET", "/readyz", None).await.0, 200);
+    register(&server, "alice").await;
+    let token = grpc_login(&mut users(&server).await, "alice@example.com", PW)
         .await
         .unwrap();
-    let me = users
-        .get_user(authed(pb::GetUserRequest::default(), &token))
-        .await
-        .unwrap();
-    assert_eq!(me.into_inner().user.unwrap().username, "alice");
+    assert_eq!(me(&server, &token).await.unwrap().username, "alice");
     assert_eq!(
-        http(running.http, "GET", "/login", None).await.0,
+        http(server.http, "GET", "/login", None).await.0,
         200,
         "the pages are served"
     );
-
-    let (status, metrics) = http(running.http, "GET", "/metrics", None).await;
+    let (status, metrics) = http(server.http, "GET", "/metrics", None).await;
     assert_eq!(status, 200);
     for expected in [
         "http_requests_total{method=\"POST\",route=\"/api/v1/auth/register\",status=\"201\"}",
@@ -165,31 +166,56 @@ async fn serves_both_protocols_and_keeps_its_key_across_restarts() {
             "{expected} missing from:\n{metrics}"
         );
     }
-    running.stop().await;
+    let first_kids = jwks_kids(&server).await;
+    assert_eq!(first_kids.len(), 1);
+    server.kill();
 
     let key = dir.path().join("signing-key.pem");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(
-            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
-    let again = start(dir.path()).await;
-    let mut users = again.users().await;
-    let me = users
-        .get_user(authed(pb::GetUserRequest::default(), &token))
-        .await;
+    assert_eq!(mode(&key), "600");
+    let again = start(dir.path(), &[]).await;
     assert!(
-        me.is_ok(),
-        "a token from before the restart still works: {me:?}"
+        me(&again, &token).await.is_ok(),
+        "a token from before the restart still works"
     );
-    again.stop().await;
+    again.kill();
+
+    // A rotation: the key moves aside, a new one is made, the old one only verifies.
+    let previous = dir.path().join("signing-key.previous.pem");
+    std::fs::rename(&key, &previous).unwrap();
+    let rotated = start(
+        dir.path(),
+        &["--previous-signing-key-file", previous.to_str().unwrap()],
+    )
+    .await;
+    let kids = jwks_kids(&rotated).await;
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    assert_eq!(
+        kids[1], first_kids[0],
+        "the previous key is still published"
+    );
+    assert!(
+        me(&rotated, &token).await.is_ok(),
+        "a token of the previous key still works"
+    );
+    let fresh = grpc_login(&mut users(&rotated).await, "alice@example.com", PW)
+        .await
+        .unwrap();
+    rotated.kill();
+
+    let without = start(dir.path(), &[]).await;
+    assert_eq!(jwks_kids(&without).await, [kids[0].clone()]);
+    assert!(me(&without, &fresh).await.is_ok(), "the new key signs");
+    let old = me(&without, &token).await.unwrap_err();
+    assert_eq!(
+        old.code(),
+        tonic::Code::Unauthenticated,
+        "the previous key dropped"
+    );
+    without.kill();
 }
 
-/// The legacy schema, from legacy-wire.md, with hashes as Python wrote them.
-async fn legacy_db(path: &Path, rows: &[(&str, &str, &str, Vec<u8>, bool)]) {
+/// The legacy schema, from legacy-wire.md, with a bcrypt hash as Python wrote it.
+async fn legacy_db(path: &Path, rows: &[(&str, &str, &str, &str)]) {
     use sqlx::Connection as _;
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
@@ -204,189 +230,149 @@ async fn legacy_db(path: &Path, rows: &[(&str, &str, &str, Vec<u8>, bool)]) {
     .execute(&mut conn)
     .await
     .unwrap();
-    for (id, username, email, hash, as_blob) in rows {
-        let q = sqlx::query("INSERT INTO users VALUES (?, ?, ?, ?)")
+    for (id, username, email, password) in rows {
+        sqlx::query("INSERT INTO users VALUES (?, ?, ?, ?)")
             .bind(*id)
             .bind(*username)
-            .bind(*email);
-        let q = if *as_blob {
-            q.bind(hash.clone())
-        } else {
-            q.bind(String::from_utf8(hash.clone()).unwrap())
-        };
-        q.execute(&mut conn).await.unwrap();
+            .bind(*email)
+            .bind(bcrypt::hash(password, 4).unwrap().into_bytes())
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     conn.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imports_the_legacy_database_and_its_users_sign_in_over_grpc() {
+async fn import_legacy_reports_rows_reruns_cleanly_and_its_users_sign_in_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
-    let bcrypt = |pw: &str| bcrypt::hash(pw, 4).unwrap().into_bytes();
     let alice_id = "6f1c2c0e-3b7a-4d55-9a3e-0c2f7d6b9e11";
     legacy_db(
         &legacy,
         &[
-            (
-                alice_id,
-                "alice",
-                "Alice@Example.com",
-                bcrypt("hunter2"),
-                true,
-            ),
-            (
-                "0b8f6e5e-2f44-4e0c-8f8b-6a1d3c2e7f90",
-                "bob",
-                "bob@example.com",
-                bcrypt("bobs password"),
-                false,
-            ),
-            (
-                "2d5e1c7a-9b3f-4a6e-8c1d-5f0e2a4b6c8d",
-                "ALICE",
-                "alice.other@example.com",
-                bcrypt("x"),
-                true,
-            ),
+            (alice_id, "alice", "Alice@Example.com", "hunter2"),
             (
                 "4a7b9c1d-2e3f-4051-8a6b-7c8d9e0f1a2b",
                 "x",
                 "x@example.com",
-                bcrypt("x"),
-                true,
+                "x",
             ),
-            (
-                "5b8c0d2e-3f40-4162-9b7c-8d9e0f1a2b3c",
-                "carol",
-                "not-an-email",
-                bcrypt("x"),
-                true,
-            ),
-            (
-                "6c9d1e3f-4051-4273-8c8d-9e0f1a2b3c4d",
-                "dave",
-                "dave@example.com",
-                b"plaintext".to_vec(),
-                true,
-            ),
-            ("not-a-uuid", "erin", "erin@example.com", bcrypt("x"), true),
         ],
     )
     .await;
-    let cfg = config(dir.path(), &[]);
-    let first = server::legacy::import(&cfg, &legacy).await.unwrap();
-    assert_eq!(
-        (first.imported, first.already_present, first.rejected),
-        (2, 0, 5)
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let from = legacy.to_str().unwrap();
+    let args = ["--data-dir", data_arg, "import-legacy", "--from", from];
+
+    let log = run_ok(dir.path(), &args, &[]);
+    assert!(
+        log.contains(&format!("importing 2 legacy users from {from}")),
+        "{log}"
     );
-    let again = server::legacy::import(&cfg, &legacy).await.unwrap();
-    assert_eq!(
-        (again.imported, again.already_present, again.rejected),
-        (0, 2, 5),
-        "a rerun duplicates nothing"
+    assert!(
+        log.contains("row 2 (id 4a7b9c1d-2e3f-4051-8a6b-7c8d9e0f1a2b): rejected: username \"x\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("done: 1 imported, 0 already present, 1 rejected"),
+        "{log}"
+    );
+    let log = run_ok(dir.path(), &args, &[]);
+    assert!(
+        log.contains("done: 0 imported, 1 already present, 1 rejected"),
+        "{log}"
     );
 
-    let running = start(dir.path()).await;
-    let mut users = running.users().await;
-    // The legacy client's call: LoginUser with the email in field 1 and the old password.
-    let token = grpc_login(&mut users, "alice@example.com", "hunter2")
-        .await
-        .unwrap();
-    let me = users
-        .get_user(authed(pb::GetUserRequest::default(), &token))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
-    assert_eq!(
-        (me.id.as_str(), me.username.as_str(), me.email.as_str()),
-        (alice_id, "alice", "alice@example.com")
+    let missing = run(
+        dir.path(),
+        &["--data-dir", data_arg, "import-legacy", "--from", "nope.db"],
+        &[],
     );
+    assert!(!missing.status.success());
     assert!(
-        grpc_login(&mut users, "bob@example.com", "bobs password")
-            .await
-            .is_ok(),
-        "TEXT hashes too"
+        stderr(&missing).contains("--from: nope.db does not exist"),
+        "{}",
+        stderr(&missing)
     );
-    assert!(
-        grpc_login(&mut users, "alice@example.com", "hunter3")
-            .await
-            .is_err()
-    );
-    running.stop().await;
 
-    let db = user_sqlite::SqliteDatabase::open(&user_sqlite::SqliteConfig::new(
-        dir.path().join("users.db"),
-    ))
-    .await
-    .unwrap();
-    use user_core::ports::UserRepository as _;
-    let hash = db
-        .users()
-        .password_hash(alice_id.parse().unwrap())
+    let server = start(&data, &[]).await;
+    let token = grpc_login(&mut users(&server).await, "alice@example.com", "hunter2")
         .await
         .unwrap();
-    assert!(
-        hash.as_str().starts_with("$argon2id$"),
-        "upgraded on that login"
+    let alice = me(&server, &token).await.unwrap();
+    assert_eq!(
+        (alice.id.as_str(), alice.email.as_str()),
+        (alice_id, "alice@example.com")
     );
+    server.kill();
 }
 
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_and_import_move_users_between_databases() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg_a = config(a.path(), &[]);
-    server::commands::create_admin(
-        &cfg_a,
-        "root".into(),
-        "root@example.com".into(),
-        SecretString::from(PW),
-    )
-    .await
-    .unwrap();
-    let app = server::open(&cfg_a).await.unwrap();
-    app.services
-        .auth
-        .register(
-            user_core::auth::RegisterUser {
-                username: "alice".into(),
-                email: "alice@example.com".into(),
-                password: SecretString::from(PW),
-                display_name: Some("Alice".into()),
-            },
-            &user_core::domain::ClientInfo::default(),
-        )
-        .await
-        .unwrap();
-    app.db.close().await;
+async fn export_and_import_move_users_between_data_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (a_arg, b_arg) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let admin = [
+        "--data-dir",
+        a_arg,
+        "create-admin",
+        "--username",
+        "root",
+        "--email",
+        "root@example.com",
+    ];
+    let out = run(dir.path(), &admin, &[("USERS_ADMIN_PASSWORD", PW)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("created admin root ("));
+    let server = start(&a, &[]).await;
+    register(&server, "alice").await;
+    server.kill();
 
-    let file = a.path().join("users.jsonl");
-    assert_eq!(server::commands::export(&cfg_a, &file).await.unwrap(), 2);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(
-            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
-    let cfg_b = config(b.path(), &[]);
-    let summary = server::commands::import(&cfg_b, &file).await.unwrap();
-    assert_eq!(
-        (summary.imported, summary.already_present, summary.rejected),
-        (2, 0, 0)
+    let file = dir.path().join("users.jsonl");
+    let export = [
+        "--data-dir",
+        a_arg,
+        "export",
+        "--to",
+        file.to_str().unwrap(),
+    ];
+    let log = run_ok(dir.path(), &export, &[]);
+    assert!(log.contains("exported 2 users to"), "{log}");
+    assert_eq!(mode(&file), "600", "the export holds hashes");
+    let before = std::fs::read(&file).unwrap();
+    assert!(
+        !run(dir.path(), &export, &[]).status.success(),
+        "never overwritten"
     );
-    let summary = server::commands::import(&cfg_b, &file).await.unwrap();
-    assert_eq!((summary.imported, summary.already_present), (0, 2));
+    assert_eq!(std::fs::read(&file).unwrap(), before);
 
-    let running = start(b.path()).await;
-    let mut users = running.users().await;
-    let token = grpc_login(&mut users, "root@example.com", PW)
+    let import = [
+        "--data-dir",
+        b_arg,
+        "import",
+        "--from",
+        file.to_str().unwrap(),
+    ];
+    let log = run_ok(dir.path(), &import, &[]);
+    assert!(
+        log.contains("2 imported, 0 already present, 0 rejected"),
+        "{log}"
+    );
+    let log = run_ok(dir.path(), &import, &[]);
+    assert!(
+        log.contains("0 imported, 2 already present, 0 rejected"),
+        "{log}"
+    );
+
+    let server = start(&b, &[]).await;
+    let token = grpc_login(&mut users(&server).await, "root@example.com", PW)
         .await
         .unwrap();
-    let all = users
+    let all = users(&server)
+        .await
         .list_all_users(authed(pb::EmptyRequest {}, &token))
         .await
         .unwrap()
@@ -400,38 +386,36 @@ async fn export_and_import_move_users_between_databases() {
         names,
         [("alice", pb::Role::User), ("root", pb::Role::Admin)]
     );
-    running.stop().await;
+    server.kill();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_admin_refuses_weak_passwords_and_duplicates() {
+#[test]
+fn create_admin_refuses_weak_passwords_and_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &[]);
-    let weak = server::commands::create_admin(
-        &cfg,
-        "root".into(),
-        "root@example.com".into(),
-        SecretString::from("password123"),
-    )
-    .await;
-    let message = format!("{:#}", weak.unwrap_err());
-    assert!(message.contains("password"), "{message}");
-    server::commands::create_admin(
-        &cfg,
-        "root".into(),
-        "root@example.com".into(),
-        SecretString::from(PW),
-    )
-    .await
-    .unwrap();
-    let again = server::commands::create_admin(
-        &cfg,
-        "ROOT".into(),
-        "other@example.com".into(),
-        SecretString::from(PW),
-    )
-    .await;
-    assert!(format!("{:#}", again.unwrap_err()).contains("already exists"));
+    let create = |username: &str, password: &str| {
+        let args = [
+            "--data-dir",
+            "data",
+            "create-admin",
+            "--username",
+            username,
+            "--email",
+            "root@example.com",
+        ];
+        run(dir.path(), &args, &[("USERS_ADMIN_PASSWORD", password)])
+    };
+    let weak = create("root", "password123");
+    assert!(!weak.status.success());
+    assert!(stderr(&weak).contains("password"), "{}", stderr(&weak));
+    let made = create("root", PW);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let again = create("ROOT", PW);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 /// Calls any gRPC path with any message, ignoring the answer's content.
@@ -472,13 +456,11 @@ fn sample(page: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-// The recorder is process-wide and the other tests run beside this one, so it checks the
-// series it can cause, not the whole page's length.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_grpc_paths_and_http_requests_do_not_grow_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path()).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc))
+    let server = start(dir.path(), &[]).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc))
         .unwrap()
         .connect()
         .await
@@ -520,8 +502,8 @@ async fn made_up_grpc_paths_and_http_requests_do_not_grow_metrics() {
     };
     let status = grpc_call(&channel, &junk_grpc(1000), ()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
-    junk_http(running.http, 1000).await;
-    let (_, before) = http(running.http, "GET", "/metrics", None).await;
+    junk_http(server.http, 1000).await;
+    let (_, before) = http(server.http, "GET", "/metrics", None).await;
 
     for i in 0..60 {
         let status = grpc_call(&channel, &junk_grpc(i), ()).await.unwrap_err();
@@ -531,9 +513,9 @@ async fn made_up_grpc_paths_and_http_requests_do_not_grow_metrics() {
             "{}",
             junk_grpc(i)
         );
-        junk_http(running.http, i).await;
+        junk_http(server.http, i).await;
     }
-    let (status, after) = http(running.http, "GET", "/metrics", None).await;
+    let (status, after) = http(server.http, "GET", "/metrics", None).await;
     assert_eq!(status, 200);
 
     for expected in [
@@ -566,17 +548,7 @@ async fn made_up_grpc_paths_and_http_requests_do_not_grow_metrics() {
             .count()
     };
     assert_eq!(ours(&before), ours(&after), "{after}");
-    running.stop().await;
-}
-
-#[cfg(unix)]
-/// The permission bits, in octal as `ls` and `chmod` show them.
-fn mode(path: &Path) -> String {
-    use std::os::unix::fs::PermissionsExt as _;
-    format!(
-        "{:o}",
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    )
+    server.kill();
 }
 
 #[cfg(unix)]
@@ -584,7 +556,15 @@ fn mode(path: &Path) -> String {
 async fn the_data_folder_and_database_are_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let running = start(&data).await;
+    // The server makes the missing folder: it runs in the parent.
+    let mut serve = command(&build_server(), dir.path());
+    serve.arg("--data-dir").arg(&data).args([
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    let server = Server::spawn(serve).await.unwrap();
     assert_eq!(mode(&data), "700", "the data folder");
     for file in [
         "users.db",
@@ -594,44 +574,57 @@ async fn the_data_folder_and_database_are_owner_only() {
     ] {
         assert_eq!(mode(&data.join(file)), "600", "{file}");
     }
-    running.stop().await;
+    server.kill();
 
     // An existing folder is the operator's: left as it is (with a warning in the log).
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let again = start(&data).await;
+    set_mode(&data, 0o750);
+    let again = start(&data, &[]).await;
     assert_eq!(mode(&data), "750");
-    again.stop().await;
+    again.kill();
 }
 
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signing_key_others_can_read_refuses_start() {
-    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    start(dir.path()).await.stop().await;
+    start(dir.path(), &[]).await.kill();
     let key = dir.path().join("signing-key.pem");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    set_mode(&key, 0o644);
 
-    let Err(e) = server::Server::bind(config(dir.path(), &[])).await else {
+    let Err(log) = Server::try_start(&build_server(), dir.path(), &[]).await else {
         panic!("started with a signing key others can read");
     };
-    let message = format!("{e:#}");
-    assert!(message.contains(&key.display().to_string()), "{message}");
+    assert!(log.contains(&key.display().to_string()), "{log}");
     assert!(
-        message.contains(&format!("chmod 600 {}", key.display())),
-        "{message}"
+        log.contains(&format!("chmod 600 {}", key.display())),
+        "{log}"
     );
 
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    start(dir.path()).await.stop().await;
+    set_mode(&key, 0o600);
+    start(dir.path(), &[]).await.kill();
 }
 
-#[test]
-fn the_readme_commands_are_accepted() {
+/// Every `cargo run --release --example server ...` line of the README (and the `mv` of the
+/// key rotation), run for real in order in an empty folder (both listeners on port 0): a
+/// server line must serve, every other line must end without a usage error (clap's exit code
+/// 2). An import from a made-up path fails, but not on its arguments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_commands_run() {
     let readme = include_str!("../README.md");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("USERS_GRPC_ADDR", "127.0.0.1:0"),
+        ("USERS_HTTP_ADDR", "127.0.0.1:0"),
+        ("USERS_ADMIN_PASSWORD", PW),
+    ];
     let mut seen = 0;
     for line in readme.lines() {
+        // The key rotation's `mv`, done as the operator would.
+        if let Some(paths) = line.trim().strip_prefix("mv ") {
+            let (from, to) = paths.trim().split_once(' ').unwrap();
+            std::fs::rename(dir.path().join(from), dir.path().join(to)).unwrap();
+            continue;
+        }
         let Some(rest) = line
             .trim()
             .strip_prefix("cargo run --release --example server")
@@ -639,25 +632,37 @@ fn the_readme_commands_are_accepted() {
             continue;
         };
         let rest = rest.split('#').next().unwrap_or_default();
-        let args: Vec<&str> = std::iter::once("server")
-            .chain(
-                rest.trim()
-                    .strip_prefix("--")
-                    .unwrap_or_default()
-                    .split_whitespace(),
-            )
+        let args: Vec<&str> = rest
+            .trim()
+            .strip_prefix("--")
+            .unwrap_or_default()
+            .split_whitespace()
             .collect();
-        if let Err(e) = Cli::try_parse_from(&args) {
-            // `--help` and `--version` "fail" by printing; anything else is a wrong README.
-            assert!(
-                matches!(
-                    e.kind(),
-                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-                ),
-                "README line {line:?}: {e}"
-            );
-        }
         seen += 1;
+        let commands = [
+            "create-admin",
+            "import-legacy",
+            "export",
+            "import",
+            "--help",
+        ];
+        let serves = !args.iter().any(|a| commands.contains(a));
+        if serves {
+            let mut serve = command(&build_server(), dir.path());
+            serve.args(&args).envs(env);
+            let server = Server::spawn(serve)
+                .await
+                .unwrap_or_else(|log| panic!("README line {line:?} does not serve:\n{log}"));
+            server.kill();
+            continue;
+        }
+        let out = run(dir.path(), &args, &env);
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "README line {line:?} is refused by the command line:\n{}",
+            stderr(&out)
+        );
     }
     assert!(
         seen >= 4,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use secrecy::SecretString;
-use user_core::auth::{AuthPolicy, LockoutPolicy};
+use secrecy::{ExposeSecret as _, SecretString};
+use user_core::auth::{AuthPolicy, LockoutPolicy, SigningKey, VerifyingKey, key_files};
 use user_core::domain::{PasswordPolicy, TrustedProxies};
 use user_core::password::{Argon2Params, HasherConfig};
 
@@ -157,6 +157,15 @@ pub(crate) struct Config {
     /// Ed25519 signing key (PKCS#8 PEM); default <data-dir>/signing-key.pem, made on first start.
     #[arg(long, env = "USERS_SIGNING_KEY_FILE", global = true)]
     pub(crate) signing_key_file: Option<PathBuf>,
+    /// A previous signing key (its private PEM or its public half) whose tokens still verify
+    /// and whose public key stays in the JWKS, during a rotation; repeat for several.
+    #[arg(
+        long,
+        env = "USERS_PREVIOUS_SIGNING_KEY_FILES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub(crate) previous_signing_key_file: Vec<PathBuf>,
     /// Log format.
     #[arg(long, env = "USERS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub(crate) log_format: LogFormat,
@@ -189,7 +198,7 @@ pub(crate) fn secret(name: &str) -> anyhow::Result<Option<SecretString>> {
 }
 
 /// The flag that sets a policy value, for error messages.
-fn flag(setting: &str) -> &str {
+pub(crate) fn flag(setting: &str) -> &str {
     match setting {
         "password_min_length" => "--password-min-length",
         "access_token_ttl" => "--access-token-ttl",
@@ -202,11 +211,33 @@ fn flag(setting: &str) -> &str {
         "lockout.base_delay" => "--lockout-base-delay",
         "lockout.max_delay" => "--lockout-max-delay",
         "max_concurrent" => "--hash-concurrency",
+        "verification_keys" => "--previous-signing-key-file",
         other => other,
     }
 }
 
 impl Config {
+    /// The token signing key: HS256 from `USERS_JWT_SECRET` if set, else the Ed25519 key file
+    /// (made on first start); and the previous keys that still verify during a rotation.
+    pub(crate) fn signing_keys(&self) -> anyhow::Result<(SigningKey, Vec<VerifyingKey>)> {
+        let previous = self
+            .previous_signing_key_file
+            .iter()
+            .map(|path| key_files::read_verifying_key(path))
+            .collect::<Result<Vec<_>, _>>()
+            .context("--previous-signing-key-file")?;
+        if let Some(secret) = secret("USERS_JWT_SECRET")? {
+            let key = SigningKey::hs256("hs256", secret.expose_secret().as_bytes())
+                .map_err(|e| anyhow::anyhow!("USERS_JWT_SECRET: {}", e.reason))?;
+            return Ok((key, previous));
+        }
+        let path = self
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("signing-key.pem"));
+        Ok((key_files::load_or_create_signing_key(&path)?, previous))
+    }
+
     /// The database file, from `--database-url` or the data folder.
     pub(crate) fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
         match &self.database_url {

@@ -1,19 +1,17 @@
-//! `create-admin`, `export` and `import`.
+//! The admin commands: `create-admin`, `export`, `import` and `import-legacy`, over the
+//! crates' `user_core::transfer` and `user_sqlite::legacy`.
 
-use std::io::{BufRead as _, BufWriter, Write as _};
+use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use user_core::auth::RegisterUser;
-use user_core::domain::{
-    DisplayName, Email, NewUser, PasswordHash, Role, User, UserId, UserQuery, UserStatus, Username,
-};
-use user_core::error::{AuthError, RepoError, UniqueField};
-use user_core::ports::UserRepository as _;
-use uuid::Uuid;
+use user_core::auth::{RegisterUser, key_files};
+use user_core::domain::Role;
+use user_core::error::AuthError;
+use user_core::transfer::{self, ImportEvent, ImportSummary};
+use user_sqlite::legacy::{LegacyError, LegacyUsers};
 
 use super::cli::{Config, secret};
 use super::open;
@@ -63,169 +61,51 @@ pub(crate) async fn create_admin(
     }
 }
 
-/// One user in the export format.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Record {
-    id: Uuid,
-    username: String,
-    email: String,
-    display_name: Option<String>,
-    role: String,
-    status: String,
-    #[serde(with = "time::serde::rfc3339::option")]
-    email_verified_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    updated_at: OffsetDateTime,
-    password_hash: String,
-}
-
-impl Record {
-    fn of(user: User, hash: &PasswordHash) -> Self {
-        Self {
-            id: user.id.as_uuid(),
-            username: user.username.to_string(),
-            email: user.email.to_string(),
-            display_name: user.display_name.map(|d| d.to_string()),
-            role: user.role.as_str().to_owned(),
-            status: user.status.as_str().to_owned(),
-            email_verified_at: user.email_verified_at,
-            created_at: user.created_at,
-            updated_at: user.updated_at,
-            password_hash: hash.as_str().to_owned(),
-        }
-    }
-
-    fn into_new_user(self) -> anyhow::Result<NewUser> {
-        let user = User {
-            id: UserId::from(self.id),
-            username: Username::parse(&self.username)?,
-            email: Email::parse(&self.email)?,
-            display_name: match self.display_name {
-                Some(d) => DisplayName::parse(&d)?,
-                None => None,
-            },
-            role: self.role.parse::<Role>()?,
-            status: self.status.parse::<UserStatus>()?,
-            email_verified_at: self.email_verified_at,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        };
-        Ok(NewUser {
-            user,
-            password_hash: PasswordHash::new(self.password_hash),
-        })
-    }
-}
-
-/// What an import did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Summary {
-    pub(crate) imported: u64,
-    pub(crate) already_present: u64,
-    pub(crate) rejected: u64,
-}
-
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} imported, {} already present, {} rejected",
-            self.imported, self.already_present, self.rejected
-        )
-    }
-}
-
-impl Summary {
-    /// Inserts one user unless their id is already present; a collision with another user is
-    /// reported under `label` and counted as rejected.
-    pub(crate) async fn insert_once(
-        &mut self,
-        users: &user_sqlite::SqliteUserRepository,
-        new: &NewUser,
-        label: &str,
-    ) -> anyhow::Result<()> {
-        if users.get(new.user.id).await.is_ok() {
-            self.already_present += 1;
-            return Ok(());
-        }
-        match users.insert(new).await {
-            Ok(()) => self.imported += 1,
-            Err(RepoError::Conflict { field }) => {
-                let value = match field {
-                    UniqueField::Username => new.user.username.to_string(),
-                    UniqueField::Email => new.user.email.to_string(),
-                };
-                eprintln!(
-                    "{label}: rejected: {field} {value:?} collides with another user \
-                     (usernames and emails are compared case-insensitively)"
-                );
-                self.rejected += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    }
-}
-
+/// `export`: every user with their hash, as JSON lines, into a new owner-only file.
 pub(crate) async fn export(config: &Config, to: &Path) -> anyhow::Result<u64> {
     let app = open(config).await?;
-    let users = app.db.users();
     // The hashes are sensitive: the file is created new, readable by its owner only.
-    super::keys::write_private(to, b"")?;
-    let mut out = BufWriter::new(std::fs::OpenOptions::new().write(true).open(to)?);
-    let mut query = UserQuery {
-        limit: UserQuery::MAX_LIMIT,
-        ..UserQuery::default()
-    };
-    let mut count = 0;
-    loop {
-        let page = users.list(&query).await?;
-        for user in page.users {
-            let hash = users.password_hash(user.id).await?;
-            serde_json::to_writer(&mut out, &Record::of(user, &hash))?;
-            out.write_all(b"\n")?;
-            count += 1;
-        }
-        match page.next {
-            Some(next) => query.after = Some(next),
-            None => break,
-        }
-    }
-    out.flush()?;
+    let mut out = BufWriter::new(key_files::create_private_file(to)?);
+    let count = transfer::export_users(&app.db.users(), &mut out).await?;
     app.db.close().await;
     eprintln!("exported {count} users to {}", to.display());
     Ok(count)
 }
 
-pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<Summary> {
+/// `import`: users written by `export`; each refused line is reported.
+pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<ImportSummary> {
     let app = open(config).await?;
-    let users = app.db.users();
     let file =
         std::fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
-    let mut summary = Summary::default();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let new = serde_json::from_str::<Record>(&line)
-            .map_err(anyhow::Error::from)
-            .and_then(Record::into_new_user);
-        let new = match new {
-            Ok(new) => new,
-            Err(e) => {
-                eprintln!("line {}: rejected: {e:#}", i + 1);
-                summary.rejected += 1;
-                continue;
-            }
-        };
-        summary
-            .insert_once(&users, &new, &format!("line {}", i + 1))
-            .await?;
-    }
+    let summary = transfer::import_users(&app.db.users(), BufReader::new(file), report).await;
     app.db.close().await;
+    let summary = summary?;
     eprintln!("{summary}");
     Ok(summary)
+}
+
+/// `import-legacy`: the Python deployment's `users.db` (see `user_sqlite::legacy`).
+pub(crate) async fn import_legacy(config: &Config, from: &Path) -> anyhow::Result<ImportSummary> {
+    let legacy = LegacyUsers::read(from).await.map_err(|e| match e {
+        LegacyError::Missing { .. } => anyhow::anyhow!("--from: {e}"),
+        e => e.into(),
+    })?;
+    let app = open(config).await?;
+    eprintln!(
+        "importing {} legacy users from {}",
+        legacy.len(),
+        from.display()
+    );
+    let summary = legacy
+        .import_into(&app.db.users(), OffsetDateTime::now_utc(), report)
+        .await;
+    app.db.close().await;
+    let summary = summary?;
+    eprintln!("done: {summary}");
+    Ok(summary)
+}
+
+/// Prints what an import reports: each refused row and the progress.
+fn report(event: ImportEvent<'_>) {
+    eprintln!("{event}");
 }

@@ -12,8 +12,6 @@
 
 pub(crate) mod cli;
 pub(crate) mod commands;
-pub(crate) mod keys;
-pub(crate) mod legacy;
 pub(crate) mod observe;
 
 use std::net::SocketAddr;
@@ -28,8 +26,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use user_core::Services;
+use user_core::maintenance::{self, PurgePolicy};
 use user_core::password::Argon2Hasher;
-use user_core::ports::{Clock as _, SystemClock};
+use user_core::ports::SystemClock;
 use user_grpc::{GrpcConfig, GrpcState};
 use user_http::{AppState, HttpConfig};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
@@ -45,7 +44,7 @@ pub(crate) struct App {
 /// Opens the database (creating the data folder) and builds the services.
 pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     let policy = config.policy()?;
-    keys::create_private_dir(&config.data_dir)?;
+    user_core::auth::key_files::create_private_dir(&config.data_dir)?;
     let path = config.sqlite_path()?;
     let sqlite = SqliteConfig {
         durability: match config.sqlite_sync {
@@ -56,12 +55,13 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     };
     let db = SqliteDatabase::open(&sqlite).await?;
     let hasher = Argon2Hasher::new(config.hasher()?)?;
-    let key = keys::signing_key(config)?;
+    let (key, previous) = config.signing_keys()?;
     let services = Services::builder(db.storage())
         .policy(policy)
         .hasher(hasher)
-        .signing_key(key, vec![])
-        .build()?;
+        .signing_key(key, previous)
+        .build()
+        .map_err(|e| anyhow::anyhow!("{}: {}", cli::flag(e.setting), e.reason))?;
     Ok(App { db, services })
 }
 
@@ -137,9 +137,10 @@ impl Server {
 
         let grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(http_server);
-        let purge_task = tokio::spawn(purge_ended_sessions(
+        let purge_task = tokio::spawn(maintenance::purge_periodically(
             app.db.storage(),
-            app.services.auth.policy().lockout.forget_after,
+            Arc::new(SystemClock),
+            PurgePolicy::new(app.services.auth.policy()),
             signal(stop.subscribe()),
         ));
         shutdown.await;
@@ -178,39 +179,6 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-/// Every hour, until `stop`, deletes sessions that ended (expired or revoked) more than a
-/// week ago with their secrets, guess counts older than `forget_after` (they count no more),
-/// and expired device tokens.
-async fn purge_ended_sessions(
-    storage: user_core::Storage,
-    forget_after: std::time::Duration,
-    stop: impl Future<Output = ()>,
-) {
-    let forget_after = time::Duration::try_from(forget_after).unwrap_or(time::Duration::MAX);
-    const KEEP: time::Duration = time::Duration::days(7);
-    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = every_hour.tick() => {
-                let now = SystemClock.now();
-                let purged = async {
-                    let sessions_purged = storage.sessions.purge(now - KEEP).await?;
-                    let counts = storage.login_failures.purge(now.saturating_sub(forget_after)).await?;
-                    let devices = storage.devices.purge(now).await?;
-                    Ok::<_, user_core::error::RepoError>((sessions_purged, counts, devices))
-                };
-                match purged.await {
-                    Ok((0, 0, 0)) => {}
-                    Ok((n, counts, devices)) => tracing::info!(sessions = n, guess_counts = counts, devices, "purged"),
-                    Err(e) => tracing::warn!(error = %user_core::error::report(&e), "purge failed"),
-                }
-            }
-        }
-    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -252,7 +220,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = commands::admin_password()?;
             commands::create_admin(&cli.config, username, email, password).await
         }
-        Command::ImportLegacy { from } => legacy::import(&cli.config, &from).await.map(drop),
+        Command::ImportLegacy { from } => {
+            commands::import_legacy(&cli.config, &from).await.map(drop)
+        }
         Command::Export { to } => commands::export(&cli.config, &to).await.map(drop),
         Command::Import { from } => commands::import(&cli.config, &from).await.map(drop),
     }

@@ -504,6 +504,48 @@ impl From<ValidationErrors> for UserError {
     }
 }
 
+/// What [`auth::key_files`](crate::auth::key_files) reports about a key file or the data
+/// folder. The texts name the file, so an operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// The file or folder could not be read, created or written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done: `read the signing key`, `create`, `create the data folder`.
+        action: &'static str,
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A private key file that group or others may read or write: anyone who reads it can
+    /// forge tokens, anyone who writes it can swap it for their own.
+    #[error(
+        "the signing key {path} is accessible to group or others (mode {mode:03o}); \
+         make it private with `chmod 600 {path}` and start again",
+        path = path.display()
+    )]
+    Shared {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its permission bits (`0o644`).
+        mode: u32,
+    },
+    /// The file holds no key of the expected kind.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A new key could not be made (the random source failed).
+    #[error("cannot generate a signing key")]
+    Generate(#[source] ConfigError),
+}
+
 /// A configuration value outside its allowed range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting `{setting}`: {reason}")]

@@ -13,8 +13,13 @@
 //!   verifies imported bcrypt hashes.
 //! - [`auth`]: [`auth::AuthPolicy`], signing keys and [`auth::AuthService`] (register, login,
 //!   refresh, logout, authenticate), and [`auth::bearer_token`], the one reader of
-//!   `Authorization: Bearer` values.
+//!   `Authorization: Bearer` values. [`auth::key_files`] keeps the signing key in a file and
+//!   reads previous keys for a rotation (the one module that touches the file system).
 //! - [`users`]: [`users::UserService`] (profiles, password change, sessions, admin).
+//! - [`transfer`]: export and import of users with their hashes as JSON lines, and the
+//!   idempotent, reporting insert every import uses.
+//! - [`maintenance`]: [`maintenance::purge_periodically`], the background purge of ended
+//!   sessions, old guess counts and expired device tokens.
 //! - [`error`]: one error family per layer; [`error::ServiceError`] gives every service error
 //!   its [`error::ErrorKind`], safe message and field problems, which each adapter maps once.
 //! - `testing` (feature `testing`): in-memory fakes, a fast hasher, a fixed clock, mockall
@@ -46,11 +51,13 @@
 pub mod auth;
 pub mod domain;
 pub mod error;
+pub mod maintenance;
 pub mod password;
 pub mod ports;
 mod services;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod transfer;
 pub mod users;
 
 use std::sync::Arc;

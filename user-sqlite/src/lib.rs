@@ -14,7 +14,10 @@
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
 //!   failure to `RepoError::Unavailable` carrying the cause.
 //!
-//! All four pass `user_core::testing::conformance` against a real file.
+//! - [`legacy`] imports the legacy Python deployment's `users.db` (bcrypt hashes kept, refused
+//!   rows reported, reruns idempotent) into any `UserRepository`.
+//!
+//! All four stores pass `user_core::testing::conformance` against a real file.
 //!
 //! # Example
 //!
@@ -32,6 +35,7 @@
 //! ```
 
 mod devices;
+pub mod legacy;
 mod login_failures;
 mod rows;
 mod sessions;

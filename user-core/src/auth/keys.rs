@@ -155,10 +155,8 @@ impl SigningKey {
     }
 
     fn from_ed25519(key: ed25519_dalek::SigningKey) -> Self {
-        let digest = Sha256::digest(key.verifying_key().as_bytes());
-        let kid = URL_SAFE_NO_PAD.encode(&digest[..12]);
         Self {
-            kid,
+            kid: ed25519_kid(key.verifying_key().as_bytes()),
             material: Material::Ed25519(Box::new(key)),
         }
     }
@@ -250,6 +248,13 @@ impl SigningKey {
     }
 }
 
+/// The `kid` of an Ed25519 key: derived from its public half, so a key keeps its id across
+/// restarts and after it has been retired to a verifying key.
+fn ed25519_kid(public_key: &[u8; 32]) -> String {
+    let digest = Sha256::digest(public_key);
+    URL_SAFE_NO_PAD.encode(&digest[..12])
+}
+
 /// A key that only verifies access tokens.
 #[derive(Clone)]
 pub struct VerifyingKey {
@@ -278,6 +283,20 @@ impl VerifyingKey {
             key: DecodingKey::from_ed_der(public_key),
             jwk: Some(Jwk::ed25519(kid, public_key)),
         }
+    }
+
+    /// Reads an Ed25519 public key in SPKI PEM (`-----BEGIN PUBLIC KEY-----`), for example a
+    /// retired signing key's public half (`openssl pkey -in old.pem -pubout`). Its `kid` is
+    /// derived from the key as [`SigningKey`]'s is, so it matches the tokens that key signed.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the text is not such a key.
+    pub fn ed25519_from_public_pem(pem: &str) -> Result<Self, ConfigError> {
+        use ed25519_dalek::pkcs8::DecodePublicKey as _;
+        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem).map_err(|_| {
+            ConfigError::new("verification_keys", "not an Ed25519 public key in PEM")
+        })?;
+        Ok(Self::ed25519(&ed25519_kid(key.as_bytes()), key.as_bytes()))
     }
 
     /// The key id.

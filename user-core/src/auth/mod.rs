@@ -1,7 +1,8 @@
-//! Authentication: policy, token keys, and [`AuthService`].
+//! Authentication: policy, token keys and their files, and [`AuthService`].
 
 mod bearer;
 mod budget;
+pub mod key_files;
 mod keys;
 mod limit;
 mod policy;

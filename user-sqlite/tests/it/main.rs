@@ -5,11 +5,17 @@
 
 mod conformance;
 mod durability;
+mod legacy;
 mod races;
 mod services;
+mod transfer;
+
+use std::sync::Arc;
 
 use tempfile::TempDir;
+use user_core::Ports;
 use user_core::testing::conformance::Stores;
+use user_core::testing::{FastHasher, FixedClock, Fixture};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
 /// A fresh database file in its own temporary directory, removed when the guard drops.
@@ -33,6 +39,17 @@ impl TestDb {
     /// The database file.
     pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("users.db")
+    }
+
+    /// Both core services over this database, with a fast hasher and a fixed clock.
+    pub fn fixture(&self) -> Fixture {
+        let clock = Arc::new(FixedClock::default());
+        let ports = Ports::new(
+            self.db.storage(),
+            Arc::new(FastHasher::new()),
+            clock.clone(),
+        );
+        Fixture::with_ports(ports, clock)
     }
 }
 

@@ -1,28 +1,19 @@
 //! The core services end to end over a real SQLite file.
 
-use std::sync::Arc;
-
 use secrecy::ExposeSecret;
-use user_core::Ports;
 use user_core::domain::{PasswordHash, UserStatus};
 use user_core::error::AuthError;
 use user_core::ports::UserRepository;
-use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_core::testing::Fixture;
 
 use crate::TestDb;
 
 const PW: &str = Fixture::PASSWORD;
 
-fn fixture(t: &TestDb) -> Fixture {
-    let clock = Arc::new(FixedClock::default());
-    let ports = Ports::new(t.db.storage(), Arc::new(FastHasher::new()), clock.clone());
-    Fixture::with_ports(ports, clock)
-}
-
 #[tokio::test]
 async fn register_login_refresh_reuse_and_logout() {
     let t = TestDb::new().await;
-    let f = fixture(&t);
+    let f = t.fixture();
     let alice = f.register("alice").await;
     let first = f.login("Alice@Example.com", PW).await.unwrap();
     assert_eq!(first.user, alice);
@@ -63,13 +54,13 @@ async fn register_login_refresh_reuse_and_logout() {
 #[tokio::test]
 async fn lockout_holds_across_service_instances_sharing_the_file() {
     let t = TestDb::new().await;
-    let one = fixture(&t);
+    let one = t.fixture();
     one.register("alice").await;
     for _ in 0..5 {
         assert!(one.login("alice", "wrong wrong wrong").await.is_err());
     }
     // A second instance (another process in production) sees the same lock.
-    let two = fixture(&t);
+    let two = t.fixture();
     let err = two.login("alice", PW).await.unwrap_err();
     assert!(matches!(err, AuthError::Throttled { .. }), "{err:?}");
 }
@@ -77,7 +68,7 @@ async fn lockout_holds_across_service_instances_sharing_the_file() {
 #[tokio::test]
 async fn imported_bcrypt_hashes_upgrade_in_the_database() {
     let t = TestDb::new().await;
-    let f = fixture(&t);
+    let f = t.fixture();
     let legacy = f.register("legacy").await;
     let bcrypt = PasswordHash::new(PYTHON_BCRYPT_OF_PW);
     t.db.users()
@@ -96,7 +87,7 @@ const PYTHON_BCRYPT_OF_PW: &str = "$2b$04$s4eAIgiVALQYr0XRQZ6cU.N08ObhUoT1iyYIlP
 #[tokio::test]
 async fn disabling_a_user_ends_their_sessions_in_the_database() {
     let t = TestDb::new().await;
-    let f = fixture(&t);
+    let f = t.fixture();
     f.register_admin("root").await;
     let bob = f.register("bob").await;
     let bob_tokens = f.login("bob", PW).await.unwrap();

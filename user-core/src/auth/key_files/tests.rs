@@ -1,0 +1,200 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::*;
+use crate::auth::{AuthPolicy, AuthService, Credentials, RegisterUser};
+use crate::domain::ClientInfo;
+use crate::testing::{FixedClock, memory_ports};
+
+const PW: &str = "correct horse battery staple";
+
+fn key_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_missing_key_is_made_once_owner_only_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_path(&dir, "signing-key.pem");
+    let made = load_or_create_signing_key(&path).unwrap();
+    #[cfg(unix)]
+    assert_eq!(mode_of(&path), 0o600);
+    let pem = std::fs::read_to_string(&path).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+
+    let again = load_or_create_signing_key(&path).unwrap();
+    assert_eq!(again.kid(), made.kid(), "the stored key, not a new one");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        pem,
+        "never rewritten"
+    );
+}
+
+#[test]
+fn private_files_are_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_path(&dir, "export.jsonl");
+    std::fs::write(&path, "keep me").unwrap();
+    let err = create_private_file(&path).unwrap_err();
+    assert!(
+        matches!(&err, KeyFileError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+
+    let fresh = key_path(&dir, "new.jsonl");
+    drop(create_private_file(&fresh).unwrap());
+    #[cfg(unix)]
+    assert_eq!(mode_of(&fresh), 0o600);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_group_or_others_can_access_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_path(&dir, "signing-key.pem");
+    load_or_create_signing_key(&path).unwrap();
+    for shared in [0o644, 0o640, 0o604, 0o620] {
+        set_mode(&path, shared);
+        let err = load_or_create_signing_key(&path).unwrap_err();
+        assert!(
+            matches!(err, KeyFileError::Shared { mode, .. } if mode == shared),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("chmod 600 {}", path.display())),
+            "{message}"
+        );
+        assert!(
+            matches!(read_verifying_key(&path), Err(KeyFileError::Shared { .. })),
+            "a previous private key is checked too"
+        );
+    }
+    set_mode(&path, 0o600);
+    load_or_create_signing_key(&path).unwrap();
+}
+
+#[test]
+fn a_file_without_a_key_names_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_path(&dir, "signing-key.pem");
+    create_private_file(&path).unwrap();
+    let err = load_or_create_signing_key(&path).unwrap_err();
+    assert!(matches!(err, KeyFileError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().starts_with(&path.display().to_string()));
+    let err = read_verifying_key(&path).unwrap_err();
+    assert!(matches!(err, KeyFileError::Invalid { .. }), "{err:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_folder_is_made_owner_only_and_an_existing_one_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("a/data");
+    create_private_dir(&data).unwrap();
+    assert_eq!(mode_of(&data), 0o700);
+    set_mode(&data, 0o750);
+    create_private_dir(&data).unwrap();
+    assert_eq!(mode_of(&data), 0o750, "the operator's choice stays");
+}
+
+#[test]
+fn a_public_half_verifies_with_the_signing_keys_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate_ed25519().unwrap();
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    let public = ed25519_dalek::SigningKey::from_pkcs8_pem(key.to_pem().unwrap().expose_secret())
+        .unwrap()
+        .verifying_key();
+    let pem = {
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        public.to_public_key_pem(Default::default()).unwrap()
+    };
+    let path = key_path(&dir, "previous.pub.pem");
+    std::fs::write(&path, pem).unwrap();
+    assert_eq!(read_verifying_key(&path).unwrap().kid(), key.kid());
+}
+
+fn auth(ports: &crate::Ports, key: &SigningKey, previous: Vec<VerifyingKey>) -> AuthService {
+    AuthService::new(ports.clone(), AuthPolicy::default(), key, previous).unwrap()
+}
+
+async fn access_token(auth: &AuthService) -> String {
+    let tokens = auth
+        .login(
+            Credentials::new("alice", SecretString::from(PW)),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    tokens.access_token.expose_secret().to_owned()
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = key_path(&dir, "signing-key.pem");
+    let ports = memory_ports(Arc::new(FixedClock::default()));
+
+    let old_key = load_or_create_signing_key(&current).unwrap();
+    let before = auth(&ports, &old_key, vec![]);
+    before
+        .register(
+            RegisterUser {
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                password: SecretString::from(PW),
+                display_name: None,
+            },
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let old_token = access_token(&before).await;
+
+    // The operator's rotation: the key moves aside and a new one is made in its place.
+    let previous = key_path(&dir, "signing-key.previous.pem");
+    std::fs::rename(&current, &previous).unwrap();
+    let new_key = load_or_create_signing_key(&current).unwrap();
+    assert_ne!(new_key.kid(), old_key.kid());
+    let after = auth(
+        &ports,
+        &new_key,
+        vec![read_verifying_key(&previous).unwrap()],
+    );
+
+    let actor = after.authenticate(&old_token).await;
+    assert!(
+        actor.is_ok(),
+        "a token of the old key still works: {actor:?}"
+    );
+    let kids: Vec<_> = after.jwks().keys.iter().map(|k| k.kid.clone()).collect();
+    assert_eq!(kids, [new_key.kid(), old_key.kid()]);
+    let new_token = access_token(&after).await;
+    assert_eq!(kid_of(&new_token), new_key.kid(), "only the new key signs");
+    assert!(after.authenticate(&new_token).await.is_ok());
+
+    // Without the previous key, its tokens are refused.
+    let dropped = auth(&ports, &new_key, vec![]);
+    assert!(dropped.authenticate(&old_token).await.is_err());
+}

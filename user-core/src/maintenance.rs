@@ -1,0 +1,268 @@
+//! Housekeeping a running service does in the background: [`purge_periodically`] deletes, at
+//! a fixed interval until shutdown, what no longer counts:
+//!
+//! - sessions that ended (expired or revoked) more than [`PurgePolicy::keep_ended`] ago, with
+//!   their secrets (a week by default: a user still sees recently ended sessions);
+//! - guess counts whose last failure is older than the lockout's `forget_after` (they count
+//!   no more);
+//! - expired device tokens.
+//!
+//! ```no_run
+//! # async fn run(storage: user_core::Storage) {
+//! use std::sync::Arc;
+//! use user_core::auth::AuthPolicy;
+//! use user_core::maintenance::{PurgePolicy, purge_periodically};
+//! use user_core::ports::SystemClock;
+//!
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let purge = PurgePolicy::new(&AuthPolicy::default());
+//! let task = tokio::spawn(purge_periodically(storage, Arc::new(SystemClock), purge, async {
+//!     let _ = stopped.await;
+//! }));
+//! // ... serve; then:
+//! let _ = stop.send(());
+//! let _ = task.await;
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::Storage;
+use crate::auth::AuthPolicy;
+use crate::error::{RepoError, report};
+use crate::ports::Clock;
+
+/// When and what [`purge_periodically`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgePolicy {
+    /// Time between two purges; the first runs at once.
+    pub every: Duration,
+    /// How long ended sessions are kept before they are deleted.
+    pub keep_ended: Duration,
+    /// Guess counts whose last failure is older than this are deleted.
+    pub forget_failures_after: Duration,
+}
+
+impl PurgePolicy {
+    /// Every hour, keeping ended sessions a week, forgetting failures after the policy's
+    /// `lockout.forget_after`.
+    pub fn new(policy: &AuthPolicy) -> Self {
+        Self {
+            every: Duration::from_secs(3600),
+            keep_ended: Duration::from_secs(7 * 24 * 3600),
+            forget_failures_after: policy.lockout.forget_after,
+        }
+    }
+}
+
+/// How many rows one purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Ended sessions, with their secrets.
+    pub sessions: u64,
+    /// Guess counts that count no more.
+    pub guess_counts: u64,
+    /// Expired device tokens.
+    pub devices: u64,
+}
+
+/// Deletes, once, what no longer counts at `now` (see the [module](self) docs).
+///
+/// # Errors
+/// [`RepoError::Unavailable`] when the store fails; what was deleted before stays deleted.
+pub async fn purge_once(
+    storage: &Storage,
+    now: OffsetDateTime,
+    policy: &PurgePolicy,
+) -> Result<Purged, RepoError> {
+    let before = |age: Duration| {
+        time::Duration::try_from(age).map_or(OffsetDateTime::UNIX_EPOCH, |age| {
+            now.checked_sub(age).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        })
+    };
+    Ok(Purged {
+        sessions: storage.sessions.purge(before(policy.keep_ended)).await?,
+        guess_counts: storage
+            .login_failures
+            .purge(before(policy.forget_failures_after))
+            .await?,
+        devices: storage.devices.purge(now).await?,
+    })
+}
+
+/// Runs [`purge_once`] every `policy.every` (the first at once) until `shutdown` completes.
+/// Each purge that deleted something is logged at INFO with its counts; a failed purge is
+/// logged at WARN and retried at the next interval.
+pub async fn purge_periodically(
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    policy: PurgePolicy,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut interval = tokio::time::interval(policy.every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = interval.tick() => {
+                match purge_once(&storage, clock.now(), &policy).await {
+                    Ok(Purged { sessions: 0, guess_counts: 0, devices: 0 }) => {}
+                    Ok(n) => tracing::info!(
+                        sessions = n.sessions,
+                        guess_counts = n.guess_counts,
+                        devices = n.devices,
+                        "purged"
+                    ),
+                    Err(e) => tracing::warn!(error = %report(&e), "purge failed"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::ports::{
+        MockDeviceTokenStore, MockLoginFailureStore, MockSessionStore, MockUserRepository,
+    };
+    use crate::testing::FixedClock;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn policy() -> PurgePolicy {
+        PurgePolicy {
+            every: HOUR,
+            keep_ended: 7 * 24 * HOUR,
+            forget_failures_after: 24 * HOUR,
+        }
+    }
+
+    /// Storage over mocks: the users are never touched.
+    fn storage(
+        sessions: MockSessionStore,
+        login_failures: MockLoginFailureStore,
+        devices: MockDeviceTokenStore,
+    ) -> Storage {
+        Storage {
+            users: Arc::new(MockUserRepository::new()),
+            sessions: Arc::new(sessions),
+            login_failures: Arc::new(login_failures),
+            devices: Arc::new(devices),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_purge_passes_each_cut_off() {
+        let clock = FixedClock::default();
+        let now = clock.now();
+        let mut sessions = MockSessionStore::new();
+        sessions
+            .expect_purge()
+            .withf(move |before| *before == now - time::Duration::days(7))
+            .times(1)
+            .returning(|_| Ok(3));
+        let mut failures = MockLoginFailureStore::new();
+        failures
+            .expect_purge()
+            .withf(move |before| *before == now - time::Duration::days(1))
+            .times(1)
+            .returning(|_| Ok(2));
+        let mut devices = MockDeviceTokenStore::new();
+        devices
+            .expect_purge()
+            .withf(move |before| *before == now)
+            .times(1)
+            .returning(|_| Ok(1));
+        let store = storage(sessions, failures, devices);
+        let purged = purge_once(&store, now, &policy()).await.unwrap();
+        assert_eq!(
+            purged,
+            Purged {
+                sessions: 3,
+                guess_counts: 2,
+                devices: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn cut_offs_before_the_epoch_do_not_overflow() {
+        let mut sessions = MockSessionStore::new();
+        sessions
+            .expect_purge()
+            .withf(|before| *before == OffsetDateTime::UNIX_EPOCH)
+            .returning(|_| Ok(0));
+        let mut failures = MockLoginFailureStore::new();
+        failures
+            .expect_purge()
+            .withf(|before| *before == OffsetDateTime::UNIX_EPOCH)
+            .returning(|_| Ok(0));
+        let mut devices = MockDeviceTokenStore::new();
+        devices.expect_purge().returning(|_| Ok(0));
+        let store = storage(sessions, failures, devices);
+        let policy = PurgePolicy {
+            keep_ended: Duration::MAX,
+            forget_failures_after: Duration::from_secs(u64::MAX / 2),
+            ..policy()
+        };
+        purge_once(&store, OffsetDateTime::UNIX_EPOCH, &policy)
+            .await
+            .unwrap();
+    }
+
+    /// A store whose purges count their calls; the first purge of sessions fails.
+    fn counting_store(calls: &Arc<AtomicUsize>) -> Storage {
+        let mut sessions = MockSessionStore::new();
+        let seen = Arc::clone(calls);
+        sessions.expect_purge().returning(move |_| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(RepoError::unavailable("disk on fire"))
+            } else {
+                Ok(1)
+            }
+        });
+        let mut failures = MockLoginFailureStore::new();
+        failures.expect_purge().returning(|_| Ok(0));
+        let mut devices = MockDeviceTokenStore::new();
+        devices.expect_purge().returning(|_| Ok(0));
+        storage(sessions, failures, devices)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn purges_at_once_then_every_interval_until_shutdown() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(purge_periodically(
+            counting_store(&calls),
+            Arc::new(FixedClock::default()),
+            policy(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the first purge runs at once"
+        );
+        tokio::time::sleep(2 * HOUR).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "one per hour, and a failed purge does not stop the next"
+        );
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        tokio::time::sleep(3 * HOUR).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "nothing after shutdown");
+    }
+}

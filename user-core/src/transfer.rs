@@ -1,0 +1,289 @@
+//! Moving users between deployments: every user with their hash, role and status as JSON
+//! lines ([`export_users`], [`import_users`]), over the [`UserRepository`] port, and the
+//! bookkeeping every import shares ([`ImportSummary::insert_once`]; the SQLite adapter's
+//! legacy import uses it too).
+//!
+//! An import is idempotent: a user whose id is already present is skipped, so a rerun
+//! imports nothing twice. A row that does not parse, or whose username or email collides
+//! case-insensitively with another user, is not dropped silently: it is reported through the
+//! caller's `on_event` with where it was and why, and the rest are imported.
+//!
+//! ```no_run
+//! # async fn run(users: &dyn user_core::ports::UserRepository, other: &dyn user_core::ports::UserRepository)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use user_core::transfer::{export_users, import_users};
+//!
+//! let mut file = Vec::new(); // an owner-only file: it holds password hashes
+//! let count = export_users(users, &mut file).await?;
+//! let summary = import_users(other, file.as_slice(), |event| eprintln!("{event}")).await?;
+//! println!("{count} exported; {summary}");
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{
+    DisplayName, Email, NewUser, PasswordHash, Role, User, UserId, UserQuery, UserStatus, Username,
+};
+use crate::error::{RepoError, UniqueField, ValidationError};
+use crate::ports::UserRepository;
+
+/// One user in the export format: one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The user id.
+    pub id: Uuid,
+    /// The username, as stored (lowercase).
+    pub username: String,
+    /// The email address, as stored (lowercase).
+    pub email: String,
+    /// The display name, if any.
+    pub display_name: Option<String>,
+    /// `user` or `admin`.
+    pub role: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// When the email address was verified (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub email_verified_at: Option<OffsetDateTime>,
+    /// Creation time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The password hash (PHC string or bcrypt).
+    pub password_hash: String,
+}
+
+impl UserRecord {
+    /// The record of `user` and their stored hash.
+    pub fn new(user: User, hash: &PasswordHash) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            username: user.username.to_string(),
+            email: user.email.to_string(),
+            display_name: user.display_name.map(|d| d.to_string()),
+            role: user.role.as_str().to_owned(),
+            status: user.status.as_str().to_owned(),
+            email_verified_at: user.email_verified_at,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            password_hash: hash.as_str().to_owned(),
+        }
+    }
+
+    /// The user to insert, every field parsed by the domain's rules.
+    ///
+    /// # Errors
+    /// The first field that does not parse.
+    pub fn into_new_user(self) -> Result<NewUser, ValidationError> {
+        let user = User {
+            id: UserId::from(self.id),
+            username: Username::parse(&self.username)?,
+            email: Email::parse(&self.email)?,
+            display_name: match self.display_name {
+                Some(d) => DisplayName::parse(&d)?,
+                None => None,
+            },
+            role: self.role.parse::<Role>()?,
+            status: self.status.parse::<UserStatus>()?,
+            email_verified_at: self.email_verified_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        };
+        Ok(NewUser {
+            user,
+            password_hash: PasswordHash::new(self.password_hash),
+        })
+    }
+}
+
+/// What an export or import could not do. A rejected row is not an error: it is reported
+/// and counted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The repository failed.
+    #[error("storage failed")]
+    Storage(#[source] RepoError),
+    /// Reading the input or writing the output failed.
+    #[error("cannot read or write the users file")]
+    Io(#[source] std::io::Error),
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Users inserted.
+    pub imported: u64,
+    /// Users skipped because their id was already present (a rerun).
+    pub already_present: u64,
+    /// Rows reported and not imported.
+    pub rejected: u64,
+}
+
+impl fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} imported, {} already present, {} rejected",
+            self.imported, self.already_present, self.rejected
+        )
+    }
+}
+
+/// Something an import reports while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportEvent<'a> {
+    /// A row was not imported; `at` says where (`line 3`, `row 2 (id ...)`).
+    Rejected {
+        /// Where the row is in the input.
+        at: &'a str,
+        /// Why it was not imported, safe to show.
+        reason: &'a str,
+    },
+    /// `read` of `total` rows have been read so far.
+    Progress {
+        /// Rows read.
+        read: u64,
+        /// Rows in the input.
+        total: u64,
+        /// What happened to them.
+        summary: &'a ImportSummary,
+    },
+}
+
+impl fmt::Display for ImportEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rejected { at, reason } => write!(f, "{at}: rejected: {reason}"),
+            Self::Progress {
+                read,
+                total,
+                summary,
+            } => write!(f, "  {read}/{total} rows read ({summary})"),
+        }
+    }
+}
+
+impl ImportSummary {
+    /// Inserts one user unless their id is already present. A collision with another user
+    /// is reported through `on_event` under `at` and counted as rejected.
+    ///
+    /// # Errors
+    /// [`RepoError`] when the repository fails otherwise.
+    pub async fn insert_once(
+        &mut self,
+        users: &dyn UserRepository,
+        new: &NewUser,
+        at: &str,
+        on_event: &mut dyn FnMut(ImportEvent<'_>),
+    ) -> Result<(), RepoError> {
+        if users.get(new.user.id).await.is_ok() {
+            self.already_present += 1;
+            return Ok(());
+        }
+        match users.insert(new).await {
+            Ok(()) => self.imported += 1,
+            Err(RepoError::Conflict { field }) => {
+                let value = match field {
+                    UniqueField::Username => new.user.username.to_string(),
+                    UniqueField::Email => new.user.email.to_string(),
+                };
+                let reason = format!(
+                    "{field} {value:?} collides with another user \
+                     (usernames and emails are compared case-insensitively)"
+                );
+                self.reject(at, &reason, on_event);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Reports a row that is not imported, and counts it.
+    pub fn reject(&mut self, at: &str, reason: &str, on_event: &mut dyn FnMut(ImportEvent<'_>)) {
+        on_event(ImportEvent::Rejected { at, reason });
+        self.rejected += 1;
+    }
+}
+
+/// Writes every user, in username order, as one [`UserRecord`] per line, and returns how
+/// many. The output holds password hashes: give it a file only its owner can read
+/// ([`key_files::create_private_file`](crate::auth::key_files::create_private_file)).
+///
+/// # Errors
+/// [`TransferError::Storage`] when the repository fails, [`TransferError::Io`] when writing
+/// fails.
+pub async fn export_users(
+    users: &dyn UserRepository,
+    out: &mut dyn Write,
+) -> Result<u64, TransferError> {
+    let mut query = UserQuery {
+        limit: UserQuery::MAX_LIMIT,
+        ..UserQuery::default()
+    };
+    let mut count = 0;
+    loop {
+        let page = users.list(&query).await.map_err(TransferError::Storage)?;
+        for user in page.users {
+            let hash = users
+                .password_hash(user.id)
+                .await
+                .map_err(TransferError::Storage)?;
+            serde_json::to_writer(&mut *out, &UserRecord::new(user, &hash))
+                .map_err(|e| TransferError::Io(e.into()))?;
+            out.write_all(b"\n").map_err(TransferError::Io)?;
+            count += 1;
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    out.flush().map_err(TransferError::Io)?;
+    Ok(count)
+}
+
+/// Imports users written by [`export_users`], one per line (blank lines are skipped). Each
+/// line that does not parse, or collides with another user, is reported as
+/// `line N: rejected: reason` through `on_event`; users already present are skipped.
+///
+/// # Errors
+/// [`TransferError::Storage`] when the repository fails, [`TransferError::Io`] when reading
+/// fails. What was imported before stays imported; a rerun completes it.
+pub async fn import_users(
+    users: &dyn UserRepository,
+    input: impl BufRead,
+    mut on_event: impl FnMut(ImportEvent<'_>),
+) -> Result<ImportSummary, TransferError> {
+    let mut summary = ImportSummary::default();
+    for (i, line) in input.lines().enumerate() {
+        let line = line.map_err(TransferError::Io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("line {}", i + 1);
+        let new = serde_json::from_str::<UserRecord>(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|record| record.into_new_user().map_err(|e| e.to_string()));
+        match new {
+            Ok(new) => summary
+                .insert_once(users, &new, &at, &mut on_event)
+                .await
+                .map_err(TransferError::Storage)?,
+            Err(reason) => summary.reject(&at, &reason, &mut on_event),
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests;

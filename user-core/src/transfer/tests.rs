@@ -1,0 +1,108 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::testing::{FixedClock, Fixture, memory_ports};
+
+/// Runs an import and keeps what it reported, one line per event.
+async fn import(users: &dyn UserRepository, input: &str) -> (ImportSummary, Vec<String>) {
+    let mut events = Vec::new();
+    let summary = import_users(users, input.as_bytes(), |e| events.push(e.to_string()))
+        .await
+        .unwrap();
+    (summary, events)
+}
+
+async fn exported(f: &Fixture) -> String {
+    let mut out = Vec::new();
+    let count = export_users(f.ports.users.as_ref(), &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count() as u64, count);
+    text
+}
+
+#[tokio::test]
+async fn export_then_import_moves_users_with_hashes_roles_and_status() {
+    let from = Fixture::in_memory();
+    let root = from.register_admin("root").await;
+    from.register("alice").await;
+    let text = exported(&from).await;
+    let first: UserRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            first.username.as_str(),
+            first.role.as_str(),
+            first.status.as_str()
+        ),
+        ("alice", "user", "active"),
+        "username order"
+    );
+
+    let clock = Arc::new(FixedClock::default());
+    let to = Fixture::with_ports(memory_ports(Arc::clone(&clock)), clock);
+    let (summary, events) = import(to.ports.users.as_ref(), &text).await;
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 2,
+            already_present: 0,
+            rejected: 0
+        }
+    );
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(to.ports.users.get(root.id).await.unwrap(), root);
+    assert!(
+        to.login("root", Fixture::PASSWORD).await.is_ok(),
+        "the hash came along"
+    );
+
+    let (again, _) = import(to.ports.users.as_ref(), &text).await;
+    assert_eq!(
+        (again.imported, again.already_present, again.rejected),
+        (0, 2, 0),
+        "a rerun duplicates nothing"
+    );
+}
+
+#[tokio::test]
+async fn bad_rows_are_reported_with_their_line_and_the_rest_imported() {
+    let from = Fixture::in_memory();
+    from.register("alice").await;
+    let alice = exported(&from).await;
+    let mut record: UserRecord = serde_json::from_str(alice.trim()).unwrap();
+
+    record.id = Uuid::new_v4();
+    record.username = "ALICE".into();
+    record.email = "other@example.com".into();
+    let collides = serde_json::to_string(&record).unwrap();
+    record.id = Uuid::new_v4();
+    record.username = "x".into();
+    let too_short = serde_json::to_string(&record).unwrap();
+    record.username = "bob".into();
+    record.role = "emperor".into();
+    let bad_role = serde_json::to_string(&record).unwrap();
+    let input = format!("{alice}\n{{not json\n{collides}\n{too_short}\n{bad_role}\n");
+
+    let to = Fixture::in_memory();
+    let (summary, events) = import(to.ports.users.as_ref(), &input).await;
+    assert_eq!(
+        (summary.imported, summary.already_present, summary.rejected),
+        (1, 0, 4)
+    );
+    assert_eq!(events.len(), 4, "{events:#?}");
+    for (event, line) in events.iter().zip(["line 3", "line 4", "line 5", "line 6"]) {
+        assert!(event.starts_with(&format!("{line}: rejected: ")), "{event}");
+    }
+    assert!(
+        events[1].contains("username \"alice\" collides with another user"),
+        "{}",
+        events[1]
+    );
+    assert!(events[2].contains("username"), "{}", events[2]);
+    assert!(events[3].contains("role"), "{}", events[3]);
+    assert_eq!(
+        summary.to_string(),
+        "1 imported, 0 already present, 4 rejected"
+    );
+}
