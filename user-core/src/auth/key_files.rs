@@ -20,16 +20,14 @@
 //! lifetime (15 min by default) the previous key can be dropped.
 //!
 //! ```no_run
-//! # fn run(users: impl user_core::ports::UserRepository,
-//! #        sessions: impl user_core::ports::SessionStore)
-//! # -> Result<(), Box<dyn std::error::Error>> {
+//! # fn run(storage: user_core::Storage) -> Result<(), Box<dyn std::error::Error>> {
 //! use user_core::auth::key_files;
 //!
 //! // mv data/signing-key.pem data/signing-key.previous.pem, then at start-up:
 //! key_files::create_private_dir("data".as_ref())?;
 //! let key = key_files::load_or_create_signing_key("data/signing-key.pem".as_ref())?;
 //! let previous = vec![key_files::read_verifying_key("data/signing-key.previous.pem".as_ref())?];
-//! let services = user_core::Services::builder(users, sessions)
+//! let services = user_core::Services::builder(storage)
 //!     .signing_key(key, previous)
 //!     .build()?;
 //! # let _ = services; Ok(()) }
