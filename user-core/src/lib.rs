@@ -13,6 +13,7 @@
 //!   refresh, logout, authenticate).
 //! - [`users`]: [`users::UserService`] (profiles, password change, sessions, admin).
 //! - [`error`]: one error family per layer.
+//! - [`metrics`]: the name and meaning of every metric the crates record.
 //! - `testing` (feature `testing`): in-memory fakes, a fast hasher, a fixed clock, mockall
 //!   mocks and the conformance suite every storage adapter runs.
 //!
@@ -44,6 +45,7 @@
 pub mod auth;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod password;
 pub mod ports;
 mod services;

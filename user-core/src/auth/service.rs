@@ -21,6 +21,7 @@ use crate::domain::{
     TokenHash, User, UserId, UserStatus, Username,
 };
 use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
+use crate::metrics as names;
 use crate::ports::{Login, Verification};
 
 /// A registration form.
@@ -395,7 +396,7 @@ impl AuthService {
             Ok(reserved) => reserved,
             Err(e) => {
                 if matches!(e, AuthError::Throttled { .. }) {
-                    metrics::counter!("user_logins_total", "outcome" => "throttled").increment(1);
+                    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "throttled").increment(1);
                     tracing::warn!(client_ip = ip, user_id = %known, budget, outcome = "locked", "sign-in refused");
                 }
                 return Err(e);
@@ -430,7 +431,7 @@ impl AuthService {
                         token
                     }
                 };
-                metrics::counter!("user_logins_total", "outcome" => "success").increment(1);
+                metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
                 Ok((user, device_token))
             }
             (account, verdict) => {
@@ -440,7 +441,7 @@ impl AuthService {
                     (Some(_), Verification::Mismatch) => "wrong_password",
                 };
                 if self.budget.locks(&reserved.failures) {
-                    metrics::counter!("user_lockouts_total").increment(1);
+                    metrics::counter!(names::LOCKOUTS_TOTAL).increment(1);
                 }
                 tracing::warn!(
                     client_ip = ip,
@@ -450,7 +451,7 @@ impl AuthService {
                     outcome,
                     "sign-in failed"
                 );
-                metrics::counter!("user_logins_total", "outcome" => "invalid_credentials")
+                metrics::counter!(names::LOGINS_TOTAL, "outcome" => "invalid_credentials")
                     .increment(1);
                 Err(AuthError::InvalidCredentials)
             }
@@ -766,9 +767,9 @@ impl AddressLimit {
             }
             Err(not_until) => {
                 let what = self.what;
-                metrics::counter!("user_rate_limited_total", "what" => what).increment(1);
+                metrics::counter!(names::RATE_LIMITED_TOTAL, "what" => what).increment(1);
                 if what == "sign-in" {
-                    metrics::counter!("user_logins_total", "outcome" => "rate_limited")
+                    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "rate_limited")
                         .increment(1);
                 }
                 tracing::warn!(client_ip = %key, what, "rate limited");
