@@ -11,19 +11,21 @@
 //! So this proves that a 201 means committed and that the file survives the process dying
 //! mid-write; power loss, where `--sqlite-sync` matters, is out of its reach.
 //!
-//! The binary is built by `cargo build --example server --message-format=json`, which names
-//! the executable it made; the server prints the addresses it bound on port 0.
+//! The binary is built by `cargo build --example server --message-format=json` (see
+//! `support/`), which names the executable it made; the server prints the addresses it bound
+//! on port 0.
 
 // Test helpers panic on failure, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)] // tests/examples.rs uses the rest
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -32,6 +34,8 @@ use http_body_util::{BodyExt as _, Full};
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::mpsc;
+
+use support::Process;
 
 /// Clients registering at once, each one request after another on its own connection.
 const CLIENTS: usize = 8;
@@ -79,102 +83,37 @@ impl Account {
     }
 }
 
-/// Builds the server example like `cargo build` would by hand, and returns the executable
-/// cargo reports in its JSON messages.
-fn build_server() -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args([
-            "build",
-            "--example",
-            "server",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if !cfg!(debug_assertions) {
-        cargo.arg("--release");
-    }
-    let out = cargo.output().expect("cannot run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build --example server failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|m| {
-            m["reason"] == "compiler-artifact"
-                && m["target"]["name"] == "server"
-                && m["target"]["kind"]
-                    .as_array()
-                    .is_some_and(|kinds| kinds.iter().any(|k| k == "example"))
-        })
-        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the server example")
-}
-
 /// The server process; killed (and reaped) when dropped.
 struct Server {
-    child: Child,
+    process: Process,
     http: SocketAddr,
     grpc: SocketAddr,
-    /// Everything it printed, for failure messages.
-    output: Arc<Mutex<String>>,
 }
 
 impl Server {
     async fn start(bin: &Path, data_dir: &Path) -> Self {
-        let mut command = Command::new(bin);
-        command
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            // Every acknowledged account signs in after the restart, from one address.
-            .args(["--login-rate-limit", "0", "--registration-rate-limit", "0"])
-            // The server reads `.env` from its working directory: keep the developer's out.
-            .current_dir(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("USERS_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command.spawn().expect("cannot start the server");
-        let output = Arc::new(Mutex::new(String::new()));
-        // Both pipes are drained until the process ends, so it never blocks on a full pipe.
-        let (lines, mut rx) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        for (pipe, lines) in [
-            (
-                Box::new(stdout) as Box<dyn std::io::Read + Send>,
-                Some(lines),
-            ),
-            (Box::new(stderr), None),
-        ] {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let mut all = output.lock().unwrap();
-                    all.push_str(&line);
-                    all.push('\n');
-                    drop(all);
-                    if let Some(lines) = &lines {
-                        let _ = lines.send(line);
-                    }
-                }
-            });
-        }
-
+        let data = data_dir.to_str().unwrap();
+        let mut process = Process::start(
+            bin,
+            &[
+                "--data-dir",
+                data,
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                // Every acknowledged account signs in after the restart, from one address.
+                "--login-rate-limit",
+                "0",
+                "--registration-rate-limit",
+                "0",
+            ],
+            data_dir,
+        );
         // `  web pages  http://ADDR/  (...)` and `  gRPC       ADDR  (...)`.
-        let addrs = tokio::time::timeout(STARTUP, async {
-            let (mut http, mut grpc) = (None, None);
-            while let Some(line) = rx.recv().await {
+        let (mut http, mut grpc) = (None, None);
+        let (http, grpc) = process
+            .wait_for(STARTUP, |line| {
                 let line = line.trim_start();
                 if let Some(rest) = line.strip_prefix("web pages") {
                     let url = rest.split_whitespace().next().unwrap_or_default();
@@ -183,34 +122,20 @@ impl Server {
                 } else if let Some(rest) = line.strip_prefix("gRPC") {
                     grpc = rest.split_whitespace().next().and_then(|a| a.parse().ok());
                 }
-                if let (Some(http), Some(grpc)) = (http, grpc) {
-                    return Some((http, grpc));
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some((http, grpc))) = addrs else {
-            let _ = child.kill();
-            let status = child.wait();
-            panic!(
-                "the server did not print its addresses ({status:?}):\n{}",
-                output.lock().unwrap()
-            );
-        };
+                http.zip(grpc)
+            })
+            .await;
         Self {
-            child,
+            process,
             http,
             grpc,
-            output,
         }
     }
 
     /// Sends SIGKILL, checks that the signal is what ended the process, and returns what it
     /// printed.
     fn kill(mut self) -> String {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
+        let status = self.process.kill();
         #[cfg(unix)]
         {
             use std::os::unix::process::ExitStatusExt as _;
@@ -227,14 +152,7 @@ impl Server {
     }
 
     fn log(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log()
     }
 }
 
@@ -536,7 +454,7 @@ async fn crash_and_restart(bin: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_registrations_survive_sigkill_and_the_file_stays_intact() {
-    let bin = build_server();
+    let bin = support::build_example("server");
     let started = Instant::now();
     tokio::time::timeout(BUDGET, crash_and_restart(bin))
         .await

@@ -169,22 +169,23 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// `config` gives the server's limits (request timeout, concurrency per connection); `layer`
 /// wraps every call: [`trace::layer`] for request ids and logs, `metrics::MetricsLayer`
-/// (feature `metrics`), any tower layer of the host, several as a tuple, or
-/// [`tower::layer::util::Identity`] for none. Accepted sockets get `TCP_NODELAY`, so a
-/// response is never held back waiting for the client's delayed ACK.
+/// (feature `metrics`), any tower layer of the host, several as a tuple, or `()` for none.
+/// Accepted sockets get `TCP_NODELAY`, so a response is never held back waiting for the
+/// client's delayed ACK.
 ///
 /// [`user_http::serve`](https://docs.rs/user-http) has the same shape.
 ///
 /// # Errors
 /// When the server fails (accepting connections, for example).
-pub async fn serve<L, ResBody>(
+pub fn serve<L, ResBody, F>(
     listener: TcpListener,
     routes: Routes,
     config: &GrpcConfig,
     layer: L,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error>
+    shutdown: F,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + use<L, ResBody, F>
 where
+    F: Future<Output = ()>,
     L: Layer<Routes> + Clone,
     L::Service: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>
         + Clone
@@ -195,13 +196,13 @@ where
     ResBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    tonic::transport::Server::builder()
+    // Built before the future, which so borrows nothing from `config`.
+    let router = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
         .layer(layer)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
+        .add_routes(routes);
+    router.serve_with_incoming_shutdown(incoming(listener), shutdown)
 }
 
 /// The accepted connections of `listener`, with `TCP_NODELAY` set on each: tonic's

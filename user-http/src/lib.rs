@@ -248,9 +248,9 @@ pub fn router(state: AppState) -> Router {
 ///
 /// `layer` wraps every route of `app` after routing (as [`Router::layer`] does, so it sees
 /// the matched route): [`trace::layer`] for request ids and logs, `metrics::MetricsLayer`
-/// (feature `metrics`), any tower layer of the host, several as a tuple, or
-/// [`tower::layer::util::Identity`] for none. Accepted sockets get `TCP_NODELAY`, so a
-/// response is never held back waiting for the client's delayed ACK.
+/// (feature `metrics`), any tower layer of the host, several as a tuple, or `()` for none.
+/// Accepted sockets get `TCP_NODELAY`, so a response is never held back waiting for the
+/// client's delayed ACK.
 ///
 /// [`user_grpc::serve`](https://docs.rs/user-grpc) has the same shape.
 ///
