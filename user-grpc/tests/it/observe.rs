@@ -3,14 +3,12 @@
 //! request id and peer, and made-up methods cannot grow the metrics' label set.
 
 use std::convert::Infallible;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use tonic::Code;
 use tonic::server::NamedService;
 use tonic::transport::Channel;
+use user_core::testing::observe::{captured_logs, level, prometheus, sample, series};
 use user_grpc::GrpcConfig;
 use user_grpc::pb;
 
@@ -43,44 +41,6 @@ impl tower::Service<http::Request<tonic::body::Body>> for Fail {
             tonic::Status::new(Code::from(code), "provoked").into_http()
         ))
     }
-}
-
-/// Every log line of this test binary from the first call on. The subscriber is global:
-/// a thread-local one (`set_default`) misses events whose callsites another test's thread
-/// registered first, so each test finds its own lines by path or request id.
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buffer);
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Sink(Arc::clone(&sink)))
-            .with_ansi(false)
-            .without_time()
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        buffer
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn log_lines() -> Vec<String> {
-    String::from_utf8_lossy(&logs().lock().unwrap())
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Serves our routes and [`Fail`] with the trace layer and, if `metrics`, the metrics layer
@@ -149,7 +109,7 @@ const SERVERS: [Code; 3] = [Code::Unknown, Code::Internal, Code::Unavailable];
 
 #[tokio::test]
 async fn caller_errors_log_below_error_and_server_errors_as_errors() {
-    logs();
+    captured_logs();
     let (channel, stop, server, _dir) = spawn(false).await;
 
     // A real refusal: GetUser without a token, under a request id of the client's.
@@ -168,21 +128,17 @@ async fn caller_errors_log_below_error_and_server_errors_as_errors() {
     stop.send(()).unwrap();
     server.await.unwrap();
 
-    let lines = log_lines();
+    let logs = captured_logs();
+    let lines: Vec<&str> = logs.lines().collect();
     let failure_of = |needle: &str| -> String {
-        let matching: Vec<&String> = lines
+        let matching: Vec<&str> = lines
             .iter()
+            .copied()
             .filter(|l| l.contains(needle))
             .filter(|l| l.contains("request refused") || l.contains("request failed"))
             .collect();
         assert_eq!(matching.len(), 1, "{needle}: {lines:#?}");
-        matching[0].clone()
-    };
-    let level = |line: &str| {
-        line.split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
+        matching[0].to_owned()
     };
 
     let get_user = failure_of(&format!("request_id={id} "));
@@ -204,8 +160,9 @@ async fn caller_errors_log_below_error_and_server_errors_as_errors() {
     }
     // Each line of a call carries a request id, made by the server when the client sent
     // none, and the client's address.
-    let in_calls: Vec<&String> = lines
+    let in_calls: Vec<&str> = lines
         .iter()
+        .copied()
         .filter(|l| l.contains("path=/test.Fail/"))
         .collect();
     assert!(in_calls.len() >= 2 * (CALLERS.len() + SERVERS.len()));
@@ -218,32 +175,6 @@ async fn caller_errors_log_below_error_and_server_errors_as_errors() {
             .unwrap_or_default();
         assert_eq!(id.len(), 36, "a UUID: {line}");
     }
-}
-
-/// The process-wide recorder, installed once for this test binary.
-fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).unwrap();
-        handle
-    })
-}
-
-/// The series of a Prometheus text page: each sample line without its value.
-fn series(page: &str) -> Vec<&str> {
-    page.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.rsplit_once(' ').map_or(l, |(s, _)| s))
-        .collect()
-}
-
-/// The value of the sample line `series`, or 0.
-fn sample(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 // Other tests of this binary record too, so this checks the series it can cause.
@@ -294,7 +225,7 @@ async fn calls_are_counted_by_served_method_and_made_up_methods_share_one_label(
         sample(&after, unknown) - sample(&before, unknown) >= 30.0,
         "{unknown} counts the made-up calls:\n{after}"
     );
-    let made_up: Vec<_> = series(&after)
+    let made_up: Vec<_> = series(&after, "grpc_")
         .into_iter()
         .filter(|s| s.to_lowercase().contains("junk"))
         .collect();
@@ -303,7 +234,7 @@ async fn calls_are_counted_by_served_method_and_made_up_methods_share_one_label(
         "made-up names became labels: {made_up:#?}"
     );
     let unknowns = |page| {
-        series(page)
+        series(page, "grpc_")
             .into_iter()
             .filter(|s| s.contains("method=\"unknown\""))
             .count()

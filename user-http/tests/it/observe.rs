@@ -2,46 +2,12 @@
 //! error is logged below ERROR and a server error at ERROR, every line of a request carries
 //! its request id and peer, and made-up paths and methods cannot grow the metrics' label set.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use axum::http::{Method, StatusCode};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
+use user_core::testing::observe::{captured_logs, level, prometheus, series};
 
 use crate::TestApp;
 use crate::agent::Agent;
-
-/// Every log line of this test binary from the first use on. The subscriber is global: a
-/// thread-local one (`set_default`) misses events whose callsites another test's thread
-/// registered first, so each test finds its own lines by path.
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buffer);
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Sink(Arc::clone(&sink)))
-            .with_ansi(false)
-            .without_time()
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        buffer
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The adapter plus a host route that always fails with 500, served with the trace and
 /// metrics layers.
@@ -69,7 +35,7 @@ async fn spawn() -> (TestApp, String, tokio::sync::oneshot::Sender<()>) {
 
 #[tokio::test]
 async fn client_errors_log_below_error_and_server_errors_as_errors() {
-    logs();
+    captured_logs();
     let (_app, base, stop) = spawn().await;
     let mut agent = Agent::new(&base);
     let refused = "/api/v1/admin/users/00000000-0000-0000-0000-00000000abcd";
@@ -84,17 +50,11 @@ async fn client_errors_log_below_error_and_server_errors_as_errors() {
     assert_eq!(id.len(), 36, "a UUID: {id}");
     stop.send(()).unwrap();
 
-    let text = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    let text = captured_logs();
     let of = |path: &str| -> Vec<&str> {
         text.lines()
             .filter(|l| l.contains(&format!("path={path}}}")))
             .collect()
-    };
-    let level = |line: &str| {
-        line.split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
     };
     for path in [refused, "/observe/made-up"] {
         let lines = of(path);
@@ -120,26 +80,6 @@ async fn client_errors_log_below_error_and_server_errors_as_errors() {
         assert!(line.contains(&format!("request_id={id} ")), "{line}");
         assert!(line.contains("peer=127.0.0.1 "), "{line}");
     }
-}
-
-/// The process-wide recorder, installed once for this test binary.
-fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).unwrap();
-        handle
-    })
-}
-
-/// The series of the metric `name` on a Prometheus text page: each sample line without its
-/// value.
-fn series<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
-    page.lines()
-        .filter(|l| l.starts_with(name))
-        .map(|l| l.rsplit_once(' ').map_or(l, |(s, _)| s))
-        .collect()
 }
 
 // Other tests of this binary record too (a POST to a missing page is a new `unmatched`
