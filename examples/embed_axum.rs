@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo run --example embed_axum      # http://127.0.0.1:3000, data in ./data/embed_axum.db
+//! cargo run --example embed_axum -- --addr 127.0.0.1:0 --db /tmp/embed.db
 //! ```
 //!
 //! Then open <http://127.0.0.1:3000/auth/register> in a browser, or use curl:
@@ -57,23 +58,38 @@ pub(crate) fn app(db: &SqliteDatabase, signing_key: SigningKey) -> anyhow::Resul
         .nest("/auth", user_http::router(state)))
 }
 
+/// Where to listen and keep the data.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// The address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: std::net::SocketAddr,
+    /// The SQLite file, created if missing.
+    #[arg(long, default_value = "data/embed_axum.db")]
+    db: std::path::PathBuf,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    use clap::Parser as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    std::fs::create_dir_all("data")?;
-    let db = SqliteDatabase::open(&SqliteConfig::new("data/embed_axum.db")).await?;
+    let args = Args::parse();
+    if let Some(folder) = args.db.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let db = SqliteDatabase::open(&SqliteConfig::new(&args.db)).await?;
     // A fresh key per start: tokens and cookies' tokens do not survive a restart here.
     let key = SigningKey::generate_ed25519()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!(
         "http://{}/  (pages under /auth, API under /auth/api/v1)",
         listener.local_addr()?
     );
-    user_http::serve(listener, app(&db, key)?, async {
+    user_http::serve(listener, app(&db, key)?, user_http::trace::layer(), async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

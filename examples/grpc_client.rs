@@ -6,6 +6,7 @@
 //! cargo run --release --example server                         # first, in another terminal
 //! cargo run --example grpc_client                              # talks to 127.0.0.1:50051
 //! cargo run --example grpc_client -- http://127.0.0.1:50051    # or any address
+//! cargo run --example grpc_client -- http://127.0.0.1:50051 alice  # and a username
 //! ```
 
 use tonic::metadata::MetadataValue;
@@ -120,14 +121,21 @@ pub(crate) async fn run(endpoint: String, username: &str) -> anyhow::Result<Walk
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let endpoint = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let endpoint = args
+        .next()
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());
     // A fresh name per run, so the walkthrough can be repeated.
-    let suffix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .subsec_micros();
-    let seen = run(endpoint, &format!("demo{suffix}")).await?;
+    let username = match args.next() {
+        Some(name) => name,
+        None => {
+            let suffix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .subsec_micros();
+            format!("demo{suffix}")
+        }
+    };
+    let seen = run(endpoint, &username).await?;
     println!(
         "done: {} ({}); after logout the old token gets {:?}",
         seen.user.username,

@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --example grpc_embed      # gRPC on 127.0.0.1:50051, data in ./data/grpc_embed.db
 //! cargo run --example grpc_client     # in a second terminal
+//! cargo run --example grpc_embed -- --addr 127.0.0.1:0 --db /tmp/grpc_embed.db
 //! ```
 //!
 //! The wiring is [`run`]: open the store, build the services, add ours, protect the host's.
@@ -11,7 +12,6 @@
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tower::Layer as _;
 use user_core::Services;
@@ -61,29 +61,49 @@ pub(crate) async fn run(
         .signing_key(signing_key, vec![])
         .build()?;
     let state = GrpcState::from(&services);
-    let ours = user_grpc::routes(state.clone(), &GrpcConfig::default()).await?;
+    let config = GrpcConfig::default();
+    let ours = user_grpc::routes(state.clone(), &config).await?;
     let theirs = RequireAuthLayer::new(state.auth).layer(InventoryServer::new(Shelf));
-    tonic::transport::Server::builder()
-        .add_routes(ours)
-        .add_service(theirs)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await?;
+    let routes = ours.add_service(theirs);
+    user_grpc::serve(
+        listener,
+        routes,
+        &config,
+        user_grpc::trace::layer(),
+        shutdown,
+    )
+    .await?;
     Ok(())
+}
+
+/// Where to listen and keep the data.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// The address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: std::net::SocketAddr,
+    /// The SQLite file, created if missing.
+    #[arg(long, default_value = "data/grpc_embed.db")]
+    db: std::path::PathBuf,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    use clap::Parser as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    std::fs::create_dir_all("data")?;
-    let db = SqliteDatabase::open(&SqliteConfig::new("data/grpc_embed.db")).await?;
+    let args = Args::parse();
+    if let Some(folder) = args.db.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let db = SqliteDatabase::open(&SqliteConfig::new(&args.db)).await?;
     // A fresh key per start: tokens do not survive a restart here (the server example keeps
     // its key in the data folder).
     let key = SigningKey::generate_ed25519()?;
-    let listener = TcpListener::bind("127.0.0.1:50051").await?;
+    let listener = TcpListener::bind(args.addr).await?;
     println!("gRPC on http://{} (Ctrl-C to stop)", listener.local_addr()?);
     println!("services: user.UserService, user.AdminService, inventory.Inventory (protected)");
     run(listener, &db, key, async {

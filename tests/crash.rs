@@ -13,12 +13,12 @@
 //!
 //! The binary is built by `cargo build --example server --message-format=json`, which names
 //! the executable it made; the server prints the addresses it bound on port 0 (both in
-//! `tests/common`, shared with `tests/server.rs`).
+//! `tests/support`, shared with `tests/server.rs`).
 
 // Test helpers panic on failure, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, build_server, client, request};
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use support::{Server, build_server, client, request};
 use tokio::sync::mpsc;
 
 /// Clients registering at once, each one request after another on its own connection.

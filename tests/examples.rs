@@ -1,117 +1,153 @@
-//! The examples, exercised over fresh SQLite files: `grpc_embed` serves on port 0 and
-//! `grpc_client` walks through it; `embed_axum`'s routes are driven through its router.
+//! The examples, run as real processes over fresh SQLite files: `grpc_embed` serves on port 0
+//! and `grpc_client` walks through it; `embed_axum` serves on port 0 and is driven over HTTP;
+//! `load_test` floods sign-ins. Each is built with `cargo build --example NAME` and prints the
+//! address it bound (see `support/`).
 
 // Test helpers panic on failure, by design.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// The examples' `main` functions are not called here.
-#[allow(dead_code)]
-#[path = "../examples/embed_axum.rs"]
-mod embed_axum;
-#[allow(dead_code)]
-#[path = "../examples/grpc_client.rs"]
-mod grpc_client;
-#[allow(dead_code)]
-#[path = "../examples/grpc_embed.rs"]
-mod grpc_embed;
-#[allow(dead_code)]
-#[path = "../examples/load_test.rs"]
-mod load_test;
+mod support;
 
-use tonic::Code;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use support::{Process, build_example};
 use user_core::auth::SigningKey;
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
-#[tokio::test]
-async fn the_grpc_client_walks_through_the_embedded_server() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db"))).await?;
-    let key = SigningKey::generate_ed25519()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        grpc_embed::run(listener, &db, key, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+/// Longest wait for an example to print its address, or to end.
+const STARTUP: Duration = Duration::from_secs(30);
 
-    let seen = grpc_client::run(endpoint, "walker").await?;
-    assert_eq!(seen.user.username, "walker");
-    assert_eq!(
-        seen.inventory_owner.as_deref(),
-        Some(seen.user.id.as_str()),
-        "the host saw the signed-in user"
-    );
-    assert_eq!(seen.after_logout, Code::Unauthenticated);
-
-    let _ = stop.send(());
-    server.await??;
-    Ok(())
+/// Starts `example` with `--addr 127.0.0.1:0 --db DIR/users.db` in `dir` and returns it with
+/// the address parsed from the first line `bound` finds it in.
+async fn serve(
+    example: &str,
+    dir: &Path,
+    bound: impl Fn(&str) -> Option<&str>,
+) -> (Process, SocketAddr) {
+    let bin = build_example(example);
+    let db = dir.join("users.db");
+    let args = ["--addr", "127.0.0.1:0", "--db", db.to_str().unwrap()];
+    let mut process = Process::start(&bin, &args, dir);
+    let addr = process
+        .wait_for(STARTUP, |line| bound(line)?.parse::<SocketAddr>().ok())
+        .await;
+    (process, addr)
 }
 
+/// Ctrl-C, then a clean exit.
+async fn stop(mut process: Process) {
+    process.interrupt();
+    let status = process.wait(STARTUP).await;
+    assert!(status.success(), "{status:?}:\n{}", process.log());
+}
+
+/// The text after `prefix` on the line of `output` that starts with it.
+fn after<'a>(output: &'a str, prefix: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line `{prefix}...` in:\n{output}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_client_walks_through_the_embedded_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // `gRPC on http://ADDR (Ctrl-C to stop)`
+    let (server, addr) = serve("grpc_embed", dir.path(), |line| {
+        line.strip_prefix("gRPC on http://")?
+            .split_whitespace()
+            .next()
+    })
+    .await;
+
+    let client = build_example("grpc_client");
+    let mut walk = Process::start(&client, &[&format!("http://{addr}"), "walker"], dir.path());
+    let status = walk.wait(STARTUP).await;
+    let output = walk.log();
+    assert!(status.success(), "{status:?}:\n{output}");
+
+    // `registered walker (ID)`
+    let registered = after(&output, "registered walker (");
+    let id = registered.trim_end_matches(')');
+    assert_eq!(id.len(), 36, "a user id: {output}");
+    // `host service saw OWNER and returned [...]`: the host saw the signed-in user.
+    let seen = after(&output, "host service saw ");
+    assert!(seen.starts_with(&format!("{id} and returned")), "{output}");
+    assert_eq!(
+        after(&output, "logged out: the old token now gets "),
+        "Unauthenticated",
+        "{output}"
+    );
+    stop(server).await;
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
 async fn call(
-    app: &axum::Router,
+    client: &Client,
+    addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<serde_json::Value>,
-) -> (axum::http::StatusCode, String) {
-    use http_body_util::BodyExt as _;
-    use tower::ServiceExt as _;
-    let mut request = axum::http::Request::builder().method(method).uri(path);
+) -> (StatusCode, String) {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let body = match body {
         Some(json) => {
             request = request.header("content-type", "application/json");
-            axum::body::Body::from(json.to_string())
+            Full::new(Bytes::from(json.to_string()))
         }
-        None => axum::body::Body::empty(),
+        None => Full::new(Bytes::new()),
     };
-    let response = app
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
+    let response = client.request(request.body(body).unwrap()).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_axum_host_protects_its_own_routes_with_our_extractors() -> anyhow::Result<()> {
-    use axum::http::StatusCode;
     let dir = tempfile::tempdir()?;
-    let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db"))).await?;
-    let app = embed_axum::app(&db, SigningKey::generate_ed25519()?)?;
+    // `http://ADDR/  (pages under /auth, API under /auth/api/v1)`
+    let (server, addr) = serve("embed_axum", dir.path(), |line| {
+        line.strip_prefix("http://")?.split('/').next()
+    })
+    .await;
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let call = |method, path, token, body| call(&client, addr, method, path, token, body);
     let password = "correct horse battery staple";
 
-    let (status, _) = call(&app, "GET", "/", None, None).await;
+    let (status, _) = call("GET", "/", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = call(&app, "GET", "/dashboard", None, None).await;
+    let (status, body) = call("GET", "/dashboard", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("\"code\":\"unauthenticated\""), "{body}");
 
     let register = serde_json::json!({"username": "alice", "email": "alice@example.com", "password": password});
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/auth/api/v1/auth/register",
-        None,
-        Some(register),
-    )
-    .await;
+    let (status, body) = call("POST", "/auth/api/v1/auth/register", None, Some(register)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let user: serde_json::Value = serde_json::from_str(&body)?;
     let login = serde_json::json!({"identifier": "alice", "password": password});
-    let (_, body) = call(&app, "POST", "/auth/api/v1/auth/login", None, Some(login)).await;
+    let (_, body) = call("POST", "/auth/api/v1/auth/login", None, Some(login)).await;
     let tokens: serde_json::Value = serde_json::from_str(&body)?;
     let token = tokens["access_token"].as_str().unwrap_or_default();
 
-    let (status, body) = call(&app, "GET", "/dashboard", Some(token), None).await;
+    let (status, body) = call("GET", "/dashboard", Some(token), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
@@ -120,12 +156,14 @@ async fn the_axum_host_protects_its_own_routes_with_our_extractors() -> anyhow::
             user["id"].as_str().unwrap_or_default()
         )
     );
-    let (status, _) = call(&app, "GET", "/operations", Some(token), None).await;
+    let (status, _) = call("GET", "/operations", Some(token), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "alice is no admin");
-    let (status, _) = call(&app, "GET", "/auth/login", None, None).await;
+    let (status, _) = call("GET", "/auth/login", None, None).await;
     assert_eq!(status, StatusCode::OK, "the pages are mounted under /auth");
 
-    // An admin, made the way an operator's tool would, passes `AdminUser`.
+    // An admin, made in the example's database the way an operator's tool would, passes
+    // `AdminUser`.
+    let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db"))).await?;
     let ports = user_core::Ports::new(
         db.storage(),
         std::sync::Arc::new(user_core::testing::FastHasher::new()),
@@ -141,23 +179,39 @@ async fn the_axum_host_protects_its_own_routes_with_our_extractors() -> anyhow::
     };
     tool.create_user(form, user_core::domain::Role::Admin)
         .await?;
+    db.close().await;
     let login = serde_json::json!({"identifier": "root", "password": password});
-    let (_, body) = call(&app, "POST", "/auth/api/v1/auth/login", None, Some(login)).await;
+    let (_, body) = call("POST", "/auth/api/v1/auth/login", None, Some(login)).await;
     let tokens: serde_json::Value = serde_json::from_str(&body)?;
     let root = tokens["access_token"].as_str().unwrap_or_default();
-    let (status, body) = call(&app, "GET", "/operations", Some(root), None).await;
+    let (status, body) = call("GET", "/operations", Some(root), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.starts_with("operations console for admin"));
+    assert!(body.starts_with("operations console for admin"), "{body}");
+    stop(server).await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_load_test_answers_every_sign_in() -> anyhow::Result<()> {
+async fn the_load_test_answers_every_sign_in() {
     // A small flood: the point is that every attempt gets an answer, not how fast.
-    let report = load_test::run(12, 6).await?;
-    assert_eq!(report.attempts, 12);
-    assert_eq!(report.failed, 0, "{report}");
-    assert!(report.signed_in >= 1, "{report}");
-    assert!(report.to_string().contains("sign-ins in"));
-    Ok(())
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_example("load_test");
+    let args = ["--logins", "12", "--concurrency", "6"];
+    let mut run = Process::start(&bin, &args, dir.path());
+    let status = run.wait(Duration::from_secs(120)).await;
+    let output = run.log();
+    assert!(status.success(), "{status:?}:\n{output}");
+
+    // `12 sign-ins in 1.23 s with 2 hash slots:`
+    let attempts = output
+        .lines()
+        .find_map(|l| l.split_once(" sign-ins in "))
+        .map(|(n, _)| n.trim())
+        .unwrap_or_else(|| panic!("no report in:\n{output}"));
+    assert_eq!(attempts, "12", "{output}");
+    // `  signed in N (R/s), turned away as busy B (P%), other errors F`
+    let counts = after(&output, "  signed in ");
+    let signed_in: u64 = counts.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(signed_in >= 1, "{output}");
+    assert!(counts.ends_with("other errors 0"), "{output}");
 }

@@ -1,4 +1,4 @@
-//! The server example as a real process (built once, see `tests/common`), for what only the
+//! The server example as a real process (built once, see `tests/support`), for what only the
 //! example does: its command line and subcommands, its wiring of both protocols and the
 //! metrics, the signing key kept across restarts and rotated by `--previous-signing-key-file`,
 //! owner-only data files, and every server command of the README.
@@ -8,13 +8,13 @@
 // Test helpers panic on failure, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Server, build_server, client, command, request};
+use support::{Server, build_server, client, command, request};
 use tonic::metadata::MetadataValue;
 use user_grpc::pb;
 use user_grpc::pb::user_service_client::UserServiceClient;

@@ -22,9 +22,6 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 use user_core::Services;
 use user_core::maintenance::{self, PurgePolicy};
 use user_core::password::Argon2Hasher;
@@ -118,22 +115,17 @@ impl Server {
             ..GrpcConfig::default()
         };
         let grpc_routes = user_grpc::routes(GrpcState::from(&app.services), &grpc_config).await?;
-        let grpc_server = tonic::transport::Server::builder()
-            .timeout(grpc_config.request_timeout)
-            .concurrency_limit_per_connection(grpc_config.concurrency_limit_per_connection)
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_grpc()
-                    .make_span_with(observe::request_span)
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            )
-            .layer(observe::GrpcMetricsLayer)
-            .add_routes(grpc_routes)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc),
-                signal(stopped.clone()),
-            );
-        let http_server = user_http::serve(http, http_app(&app, &config), signal(stopped));
+        let grpc_layers = (user_grpc::trace::layer(), user_grpc::metrics::MetricsLayer);
+        let grpc_server = user_grpc::serve(
+            grpc,
+            grpc_routes,
+            &grpc_config,
+            grpc_layers,
+            signal(stopped.clone()),
+        );
+        let http_layers = (user_http::trace::layer(), user_http::metrics::MetricsLayer);
+        let http_server =
+            user_http::serve(http, http_app(&app, &config), http_layers, signal(stopped));
 
         let grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(http_server);
@@ -155,7 +147,7 @@ impl Server {
     }
 }
 
-/// The pages, the JSON API and `/metrics`, with request ids, request logs and metrics.
+/// The pages, the JSON API and `/metrics`.
 fn http_app(app: &App, config: &Config) -> axum::Router {
     let db = app.db.clone();
     let state = AppState::from(&app.services)
@@ -168,17 +160,7 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
             let db = db.clone();
             Box::pin(async move { db.ping().await.is_ok() })
         }));
-    axum::Router::new()
-        .merge(user_http::router(state))
-        .merge(observe::metrics_route(app.db.sessions()))
-        .route_layer(axum::middleware::from_fn(observe::http_metrics))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(observe::request_span)
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    user_http::router(state).merge(observe::metrics_route(app.db.sessions()))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

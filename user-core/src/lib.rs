@@ -20,6 +20,7 @@
 //!   idempotent, reporting insert every import uses.
 //! - [`maintenance`]: [`maintenance::purge_periodically`], the background purge of ended
 //!   sessions, old guess counts and expired device tokens.
+//! - [`metrics`]: the name and meaning of every metric the crates record.
 //! - [`error`]: one error family per layer; [`error::ServiceError`] gives every service error
 //!   its [`error::ErrorKind`], safe message and field problems, which each adapter maps once.
 //! - `testing` (feature `testing`): in-memory fakes, a fast hasher, a fixed clock, mockall
@@ -52,6 +53,7 @@ pub mod auth;
 pub mod domain;
 pub mod error;
 pub mod maintenance;
+pub mod metrics;
 pub mod password;
 pub mod ports;
 mod services;

@@ -14,22 +14,36 @@
 //!   overload with `google.rpc.RetryInfo`).
 //! - [`authenticate`] and [`RequireAuthLayer`]: bearer-token checks, the layer for a host
 //!   application's own gRPC services.
-//! - [`serve`] / [`routes`]: the caller binds the listener; health and reflection included.
+//! - [`routes`]: our services with health and reflection, to serve alone or beside the host's.
+//! - [`serve`]: runs routes on a listener the caller bound, with the caller's tower layers,
+//!   until a shutdown future completes (the same shape as `user_http::serve`).
+//! - [`trace`]: request ids and request logs, a caller's mistake logged below ERROR.
+//! - `metrics` (feature `metrics`): request counts and latencies by served method.
 //!
 //! # Example
 //!
 //! ```no_run
 //! # async fn run(state: user_grpc::GrpcState) -> Result<(), Box<dyn std::error::Error>> {
+//! let config = user_grpc::GrpcConfig::default();
+//! let routes = user_grpc::routes(state, &config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
 //! let shutdown = std::future::pending::<()>(); // e.g. a Ctrl-C future
-//! user_grpc::serve(listener, state, user_grpc::GrpcConfig::default(), shutdown).await?;
+//! user_grpc::serve(listener, routes, &config, user_grpc::trace::layer(), shutdown).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! - `metrics`: `metrics::MetricsLayer`, recording [`user_core::metrics`]'s gRPC names
+//!   through the `metrics` facade (the application installs a recorder).
 
 mod admin_service;
 mod auth;
 mod convert;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod status;
+pub mod trace;
 mod user_service;
 
 use std::future::Future;
@@ -39,6 +53,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
+use tower::{Layer, Service};
 use user_core::auth::AuthService;
 use user_core::users::UserService;
 
@@ -147,34 +162,53 @@ pub async fn routes(
         .add_service(reflection))
 }
 
-/// Why [`serve`] stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The embedded descriptor set could not be read (a build defect).
-    #[error("cannot build the reflection service")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The server failed.
-    #[error("gRPC server failed")]
-    Transport(#[from] tonic::transport::Error),
-}
+/// The error type of the layered services [`serve`] accepts.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves [`routes`] on `listener` until `shutdown` completes, then stops accepting, lets
-/// in-flight requests finish and returns.
+/// Serves `routes` (from [`routes`], plus any services of the host) on `listener` until
+/// `shutdown` completes, then stops accepting, lets in-flight requests finish and returns.
+///
+/// `config` gives the server's limits (request timeout, concurrency per connection); `layer`
+/// wraps every call: [`trace::layer`] for request ids and logs, `metrics::MetricsLayer`
+/// (feature `metrics`), any tower layer of the host, several as a tuple, or `()` for none.
+/// Accepted sockets get `TCP_NODELAY`, so a response is never held back waiting for the
+/// client's delayed ACK.
+///
+/// [`user_http::serve`](https://docs.rs/user-http) has the same shape.
 ///
 /// # Errors
-/// [`ServeError`] when the routes cannot be built or the server fails.
-pub async fn serve(
+/// When the server fails (accepting connections, for example).
+pub fn serve<L, ResBody, F>(
     listener: TcpListener,
-    state: GrpcState,
-    config: GrpcConfig,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let routes = routes(state, &config).await?;
-    tonic::transport::Server::builder()
+    routes: Routes,
+    config: &GrpcConfig,
+    layer: L,
+    shutdown: F,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + use<L, ResBody, F>
+where
+    F: Future<Output = ()>,
+    L: Layer<Routes> + Clone,
+    L::Service: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    <L::Service as Service<http::Request<tonic::body::Body>>>::Future: Send,
+    <L::Service as Service<http::Request<tonic::body::Body>>>::Error: Into<BoxError> + Send,
+    ResBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    // Built before the future, which so borrows nothing from `config`.
+    let router = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await?;
-    Ok(())
+        .layer(layer)
+        .add_routes(routes);
+    router.serve_with_incoming_shutdown(incoming(listener), shutdown)
+}
+
+/// The accepted connections of `listener`, with `TCP_NODELAY` set on each: tonic's
+/// `TcpIncoming::from` leaves it off whatever the server builder says, and a small response
+/// then waits for the peer's delayed ACK (about 40 ms) once two calls share a connection.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

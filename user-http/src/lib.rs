@@ -17,6 +17,8 @@
 //! - [`ApiError`]: the one JSON error shape; one table from core's `ErrorKind` to statuses and
 //!   codes, per ARCHITECTURE.md.
 //! - [`CurrentUser`] and [`AdminUser`]: extractors for a host application's own routes.
+//! - [`trace`]: request ids and request logs, a client error (4xx) logged below ERROR.
+//! - `metrics` (feature `metrics`): request counts and latencies by route template.
 //!
 //! # Example
 //!
@@ -27,9 +29,14 @@
 //! let state = user_http::AppState::new(auth, users);
 //! let app = axum::Router::new().nest("/auth", user_http::router(state));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! user_http::serve(listener, app, std::future::pending()).await?;
+//! user_http::serve(listener, app, user_http::trace::layer(), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! - `metrics`: `metrics::MetricsLayer`, recording [`user_core::metrics`]'s HTTP names
+//!   through the `metrics` facade (the application installs a recorder).
 
 // The README's Rust examples compile as doc tests, so they stay true.
 #[cfg(doctest)]
@@ -39,7 +46,10 @@ struct ReadmeDoctests;
 pub mod api;
 mod error;
 mod extract;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod pages;
+pub mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,10 +57,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::IntoResponse;
+use axum::routing::Route;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
+use tower::{Layer, Service};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use user_core::auth::AuthService;
@@ -234,16 +250,38 @@ pub fn router(state: AppState) -> Router {
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish. Client addresses reach the handlers (they are recorded with sessions).
 ///
+/// `layer` wraps every route of `app` after routing (as [`Router::layer`] does, so it sees
+/// the matched route): [`trace::layer`] for request ids and logs, `metrics::MetricsLayer`
+/// (feature `metrics`), any tower layer of the host, several as a tuple, or `()` for none.
+/// Accepted sockets get `TCP_NODELAY`, so a response is never held back waiting for the
+/// client's delayed ACK.
+///
+/// [`user_grpc::serve`](https://docs.rs/user-grpc) has the same shape.
+///
 /// # Errors
 /// When accepting connections fails.
-pub async fn serve(
+pub async fn serve<L>(
     listener: TcpListener,
     app: Router,
+    layer: L,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service: Service<axum::extract::Request> + Clone + Send + Sync + 'static,
+    <L::Service as Service<axum::extract::Request>>::Response: IntoResponse + 'static,
+    <L::Service as Service<axum::extract::Request>>::Error: Into<Infallible> + 'static,
+    <L::Service as Service<axum::extract::Request>>::Future: Send + 'static,
+{
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.layer(layer)
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -11,6 +11,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::domain::ClientInfo;
 use crate::error::AuthError;
+use crate::metrics as names;
 
 /// A per-client-address allowance (sign-ins or registrations), in memory.
 pub(crate) struct AddressLimit {
@@ -66,9 +67,9 @@ impl AddressLimit {
             }
             Err(not_until) => {
                 let what = self.what;
-                metrics::counter!("user_rate_limited_total", "what" => what).increment(1);
+                metrics::counter!(names::RATE_LIMITED_TOTAL, "what" => what).increment(1);
                 if what == "sign-in" {
-                    metrics::counter!("user_logins_total", "outcome" => "rate_limited")
+                    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "rate_limited")
                         .increment(1);
                 }
                 tracing::warn!(client_ip = %key, what, "rate limited");

@@ -17,6 +17,7 @@ use crate::domain::{
     TokenHash, User, UserId, UserStatus, Username,
 };
 use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
+use crate::metrics as names;
 use crate::ports::{Identifier, Verification};
 
 /// A registration form.
@@ -391,7 +392,7 @@ impl AuthService {
             Ok(reserved) => reserved,
             Err(e) => {
                 if matches!(e, AuthError::Throttled { .. }) {
-                    metrics::counter!("user_logins_total", "outcome" => "throttled").increment(1);
+                    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "throttled").increment(1);
                     tracing::warn!(client_ip = ip, user_id = %known, budget, outcome = "locked", "sign-in refused");
                 }
                 return Err(e);
@@ -426,7 +427,7 @@ impl AuthService {
                         token
                     }
                 };
-                metrics::counter!("user_logins_total", "outcome" => "success").increment(1);
+                metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
                 Ok((user, device_token))
             }
             (account, verdict) => {
@@ -436,7 +437,7 @@ impl AuthService {
                     (Some(_), Verification::Mismatch) => "wrong_password",
                 };
                 if self.budget.locks(&reserved.failures) {
-                    metrics::counter!("user_lockouts_total").increment(1);
+                    metrics::counter!(names::LOCKOUTS_TOTAL).increment(1);
                 }
                 tracing::warn!(
                     client_ip = ip,
@@ -446,7 +447,7 @@ impl AuthService {
                     outcome,
                     "sign-in failed"
                 );
-                metrics::counter!("user_logins_total", "outcome" => "invalid_credentials")
+                metrics::counter!(names::LOGINS_TOTAL, "outcome" => "invalid_credentials")
                     .increment(1);
                 Err(AuthError::InvalidCredentials)
             }

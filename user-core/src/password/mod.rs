@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::domain::{Password, PasswordHash};
 use crate::error::{ConfigError, HashError};
+use crate::metrics as names;
 use crate::ports::{PasswordHasher, Verification};
 
 /// Argon2id cost parameters.
@@ -122,8 +123,8 @@ impl Load {
             .admitted
             .load(Ordering::Relaxed)
             .saturating_sub(running);
-        metrics::gauge!("user_hash_running").set(running as f64);
-        metrics::gauge!("user_hash_queue_depth").set(queued as f64);
+        metrics::gauge!(names::HASH_RUNNING).set(running as f64);
+        metrics::gauge!(names::HASH_QUEUE_DEPTH).set(queued as f64);
     }
 }
 
@@ -200,7 +201,7 @@ impl Argon2Hasher {
                 (n < self.max_admitted).then_some(n + 1)
             });
         if admitted.is_err() {
-            metrics::counter!("user_hash_rejected_total").increment(1);
+            metrics::counter!(names::HASH_REJECTED_TOTAL).increment(1);
             return Err(HashError::Overloaded);
         }
         self.load.report();
@@ -219,7 +220,7 @@ impl Argon2Hasher {
             if done.is_closed() {
                 return; // the caller left while this waited: skip the work
             }
-            metrics::histogram!("user_hash_wait_seconds").record(queued_at.elapsed().as_secs_f64());
+            metrics::histogram!(names::HASH_WAIT_SECONDS).record(queued_at.elapsed().as_secs_f64());
             let running = Running::start(&admission.0);
             let out = job(params, ceiling, scratch);
             // The place is given back only now that the hash is over, whatever the caller

@@ -1,11 +1,14 @@
 //! Test doubles (feature `testing`): in-memory fakes of the storage ports, a fast hasher, a
-//! fixed clock, the mockall mocks, and the [`conformance`] suite.
+//! fixed clock, the mockall mocks, the [`conformance`] suite, and [`observe`]: captured logs
+//! and metrics.
 
 // Test support: a failed expectation panics, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
 mod memory;
+#[cfg(feature = "testing")]
+pub mod observe;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -9,6 +9,7 @@ mod guard;
 mod health;
 mod legacy;
 mod limits;
+mod observe;
 mod security;
 mod tokens;
 mod users;
@@ -101,7 +102,9 @@ impl TestApp {
                 let shutdown = async {
                     rx.await.ok();
                 };
-                user_grpc::serve(listener, state, config, shutdown)
+                let routes = user_grpc::routes(state, &config).await.unwrap();
+                let layers = (user_grpc::trace::layer(), user_grpc::metrics::MetricsLayer);
+                user_grpc::serve(listener, routes, &config, layers, shutdown)
                     .await
                     .unwrap();
             }

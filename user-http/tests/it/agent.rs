@@ -88,6 +88,11 @@ impl Agent {
         }
     }
 
+    /// Any method on a path, without a body.
+    pub(crate) async fn call(&mut self, method: Method, path: &str) -> Reply {
+        self.send(method, path, None).await
+    }
+
     /// GET a path.
     pub(crate) async fn get(&mut self, path: &str) -> Reply {
         self.send(Method::GET, path, None).await

@@ -9,6 +9,7 @@ mod agent;
 mod api;
 mod browser;
 mod limits;
+mod observe;
 mod openapi;
 mod openapi_schemas;
 mod openapi_statuses;
@@ -207,7 +208,8 @@ impl TestApp {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = self.router.clone();
         tokio::spawn(async move {
-            user_http::serve(listener, router, async {
+            let layers = (user_http::trace::layer(), user_http::metrics::MetricsLayer);
+            user_http::serve(listener, router, layers, async {
                 rx.await.ok();
             })
             .await

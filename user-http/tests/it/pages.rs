@@ -578,7 +578,7 @@ async fn the_pages_work_under_a_prefix() {
     let host = axum::Router::new().nest("/auth", app.router.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { user_http::serve(listener, host, std::future::pending()).await });
+    tokio::spawn(async move { user_http::serve(listener, host, (), std::future::pending()).await });
     let mut agent = Agent::new(&base);
     let login = agent.get("/auth/login").await;
     assert!(
