@@ -669,3 +669,15 @@ async fn the_readme_commands_run() {
         "the README shows the server's commands ({seen} found)"
     );
 }
+
+/// Ctrl-C and SIGTERM stop the server gracefully, even when they come as soon as it printed
+/// where it listens (the handlers are installed before the listeners are bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_and_sigterm_stop_the_server_cleanly() {
+    for signal in ["INT", "TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), &[]).await;
+        let status = server.stop(signal).await;
+        assert!(status.success(), "SIG{signal}: {status:?}");
+    }
+}

@@ -163,31 +163,32 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
     user_http::router(state).merge(observe::metrics_route(app.db.sessions()))
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are installed here, before the
+/// listeners are bound, so a signal that comes as soon as the addresses are printed stops the
+/// server gracefully rather than killing it.
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            let shutdown = shutdown_signal()?;
             let server = Server::bind(cli.config).await?;
             let (grpc, http) = server.addrs()?;
             println!("user-management is running");
@@ -196,7 +197,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  gRPC       {grpc}  (user.UserService, user.AdminService)");
             println!("  metrics    http://{http}/metrics");
             println!("Press Ctrl-C to stop.");
-            server.run(shutdown_signal()).await
+            server.run(shutdown).await
         }
         Command::CreateAdmin { username, email } => {
             let password = commands::admin_password()?;

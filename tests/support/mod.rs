@@ -209,8 +209,13 @@ impl Process {
 
     /// Sends SIGINT, as Ctrl-C would (Unix).
     pub(crate) fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`INT`, `TERM`, ...) with kill(1) (Unix).
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -313,6 +318,12 @@ impl Server {
         #[cfg(not(unix))]
         assert!(!status.success(), "{status:?}");
         self.log()
+    }
+
+    /// Sends the signal `name` and waits for the server to end by itself; its exit status.
+    pub(crate) async fn stop(mut self, name: &str) -> ExitStatus {
+        self.process.signal(name);
+        self.process.wait(STARTUP).await
     }
 
     /// Everything it printed so far.
