@@ -1,5 +1,5 @@
 //! A host axum application that mounts user-management under `/auth` and protects its own
-//! routes with the `CurrentUser` and `AdminUser` extractors.
+//! routes with the `CurrentActor` and `AdminActor` extractors.
 //!
 //! ```sh
 //! cargo run --example embed_axum      # http://127.0.0.1:3000, data in ./data/embed_axum.db
@@ -22,7 +22,7 @@ use axum::Router;
 use axum::routing::get;
 use user_core::Services;
 use user_core::auth::SigningKey;
-use user_http::{AdminUser, AppState, CurrentUser};
+use user_http::{AdminActor, AppState, CurrentActor};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
 /// The host's own page: anyone may see it.
@@ -31,12 +31,12 @@ async fn home() -> &'static str {
 }
 
 /// The host's own route for signed-in people (bearer token or the pages' session cookie).
-async fn dashboard(CurrentUser(actor): CurrentUser) -> String {
+async fn dashboard(CurrentActor(actor): CurrentActor) -> String {
     format!("dashboard of user {}", actor.user_id)
 }
 
 /// The host's own route for admins only.
-async fn operations(AdminUser(actor): AdminUser) -> String {
+async fn operations(AdminActor(actor): AdminActor) -> String {
     format!("operations console for admin {}", actor.user_id)
 }
 

@@ -162,7 +162,7 @@ async fn the_axum_host_protects_its_own_routes_with_our_extractors() -> anyhow::
     assert_eq!(status, StatusCode::OK, "the pages are mounted under /auth");
 
     // An admin, made in the example's database the way an operator's tool would, passes
-    // `AdminUser`.
+    // `AdminActor`.
     let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db"))).await?;
     let ports = user_core::Ports::new(
         db.storage(),

@@ -84,9 +84,9 @@ pub(crate) fn payload_too_large() -> ApiError {
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
-/// use user_http::{AppState, CurrentUser};
+/// use user_http::{AppState, CurrentActor};
 ///
-/// async fn dashboard(CurrentUser(actor): CurrentUser) -> String {
+/// async fn dashboard(CurrentActor(actor): CurrentActor) -> String {
 ///     format!("hello {}", actor.user_id)
 /// }
 /// # fn app(state: AppState) -> Router {
@@ -94,9 +94,9 @@ pub(crate) fn payload_too_large() -> ApiError {
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy)]
-pub struct CurrentUser(pub Actor);
+pub struct CurrentActor(pub Actor);
 
-impl<S> FromRequestParts<S> for CurrentUser
+impl<S> FromRequestParts<S> for CurrentActor
 where
     AppState: FromRef<S>,
     S: Send + Sync,
@@ -129,7 +129,7 @@ where
     }
 }
 
-/// Whether the browser says the request comes from our own pages (see [`CurrentUser`]).
+/// Whether the browser says the request comes from our own pages (see [`CurrentActor`]).
 fn same_origin(parts: &Parts) -> bool {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     // HTTP/2 carries the host in the request's authority rather than a `Host` header.
@@ -155,11 +155,11 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         .and_then(user_core::auth::bearer_token)
 }
 
-/// Like [`CurrentUser`], and an admin: rejects with 401, or 403 for anyone else.
+/// Like [`CurrentActor`], and an admin: rejects with 401, or 403 for anyone else.
 #[derive(Debug, Clone, Copy)]
-pub struct AdminUser(pub Actor);
+pub struct AdminActor(pub Actor);
 
-impl<S> FromRequestParts<S> for AdminUser
+impl<S> FromRequestParts<S> for AdminActor
 where
     AppState: FromRef<S>,
     S: Send + Sync,
@@ -167,7 +167,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let CurrentUser(actor) = CurrentUser::from_request_parts(parts, state).await?;
+        let CurrentActor(actor) = CurrentActor::from_request_parts(parts, state).await?;
         if actor.is_admin() {
             Ok(Self(actor))
         } else {
@@ -179,9 +179,9 @@ where
 /// The caller of our own JSON API: bearer tokens only, so a browser's cookie can never be
 /// used to act through the API from another site.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BearerUser(pub(crate) Actor);
+pub(crate) struct BearerActor(pub(crate) Actor);
 
-impl FromRequestParts<AppState> for BearerUser {
+impl FromRequestParts<AppState> for BearerActor {
     type Rejection = ApiError;
 
     async fn from_request_parts(

@@ -16,7 +16,7 @@
 //!   replace any template or the stylesheet by name).
 //! - [`ApiError`]: the one JSON error shape; one table from core's `ErrorKind` to statuses and
 //!   codes, per ARCHITECTURE.md.
-//! - [`CurrentUser`] and [`AdminUser`]: extractors for a host application's own routes.
+//! - [`CurrentActor`] and [`AdminActor`]: extractors for a host application's own routes.
 //! - [`trace`]: request ids and request logs, a client error (4xx) logged below ERROR.
 //! - `metrics` (feature `metrics`): request counts and latencies by route template.
 //!
@@ -74,7 +74,7 @@ use user_core::domain::TrustedProxies;
 use user_core::users::UserService;
 
 pub use error::{ApiError, ErrorBody, FieldError};
-pub use extract::{AdminUser, ApiJson, CurrentUser};
+pub use extract::{AdminActor, ApiJson, CurrentActor};
 pub use pages::{TemplateError, Templates};
 
 /// A readiness probe, e.g. a database ping: `true` when ready.

@@ -14,7 +14,7 @@ use super::schema;
 use super::types::{RoleBody, StatusBody, UpdateProfileBody, UserBody, UsersPage};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, BearerUser};
+use crate::extract::{ApiJson, BearerActor};
 
 /// Filters and paging of the user list.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -90,7 +90,7 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     ))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<UsersPage>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
@@ -114,7 +114,7 @@ pub(crate) async fn list(
     ))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     PathId(id): PathId,
 ) -> Result<Json<UserBody>, ApiError> {
     let admin = state.users.as_admin(&actor)?;
@@ -133,7 +133,7 @@ pub(crate) async fn get(
     ))]
 pub(crate) async fn update(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     PathId(id): PathId,
     ApiJson(body): ApiJson<UpdateProfileBody>,
 ) -> Result<Json<UserBody>, ApiError> {
@@ -158,7 +158,7 @@ pub(crate) async fn update(
     ))]
 pub(crate) async fn set_role(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     PathId(id): PathId,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<Json<UserBody>, ApiError> {
@@ -183,7 +183,7 @@ pub(crate) async fn set_role(
     ))]
 pub(crate) async fn set_status(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     PathId(id): PathId,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<Json<UserBody>, ApiError> {
@@ -207,7 +207,7 @@ pub(crate) async fn set_status(
     ))]
 pub(crate) async fn unlock(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let admin = state.users.as_admin(&actor)?;
@@ -227,7 +227,7 @@ pub(crate) async fn unlock(
     ))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let admin = state.users.as_admin(&actor)?;

@@ -9,7 +9,7 @@ use super::responses::{Hashing, JsonBody, SignedIn, Store};
 use super::types::{LoginBody, RefreshBody, RegisterBody, SessionsEnded, TokensBody, UserBody};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, BearerUser, Client};
+use crate::extract::{ApiJson, BearerActor, Client};
 
 /// Register a user.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
@@ -90,7 +90,7 @@ pub(crate) async fn refresh(
     ))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
 ) -> Result<StatusCode, ApiError> {
     state.auth.logout(&actor).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -105,7 +105,7 @@ pub(crate) async fn logout(
     ))]
 pub(crate) async fn logout_all(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
 ) -> Result<Json<SessionsEnded>, ApiError> {
     let sessions_ended = state.auth.logout_everywhere(&actor).await?;
     Ok(Json(SessionsEnded { sessions_ended }))

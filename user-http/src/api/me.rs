@@ -11,7 +11,7 @@ use super::responses::{Hashing, JsonBody, SignedIn};
 use super::types::{ChangePasswordBody, PasswordBody, SessionBody, UpdateProfileBody, UserBody};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, BearerUser};
+use crate::extract::{ApiJson, BearerActor};
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
@@ -22,7 +22,7 @@ use crate::extract::{ApiJson, BearerUser};
     ))]
 pub(crate) async fn get_me(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
 ) -> Result<Json<UserBody>, ApiError> {
     Ok(Json(state.users.get(&actor, actor.user_id).await?.into()))
 }
@@ -38,7 +38,7 @@ pub(crate) async fn get_me(
     ))]
 pub(crate) async fn update_me(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     ApiJson(body): ApiJson<UpdateProfileBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let user = state
@@ -62,7 +62,7 @@ pub(crate) async fn update_me(
     ))]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     let change = ChangePassword {
@@ -88,7 +88,7 @@ pub(crate) async fn change_password(
     ))]
 pub(crate) async fn delete_me(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -106,7 +106,7 @@ pub(crate) async fn delete_me(
     ))]
 pub(crate) async fn sessions(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
 ) -> Result<Json<Vec<SessionBody>>, ApiError> {
     let sessions = state.users.sessions(&actor).await?;
     Ok(Json(
@@ -128,7 +128,7 @@ pub(crate) async fn sessions(
     ))]
 pub(crate) async fn revoke_session(
     State(state): State<AppState>,
-    BearerUser(actor): BearerUser,
+    BearerActor(actor): BearerActor,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let id = id

@@ -20,9 +20,9 @@ use super::flash::Flash;
 use crate::AppState;
 use crate::extract::Client;
 
-/// The signed-in person on a page.
+/// The signed-in caller on a page: the [`Actor`] with their user record.
 #[derive(Debug, Clone)]
-pub(crate) struct Me {
+pub(crate) struct PageActor {
     pub(crate) actor: Actor,
     pub(crate) user: User,
 }
@@ -34,7 +34,7 @@ pub(crate) struct Me {
 pub(crate) struct Web {
     pub(crate) state: AppState,
     pub(super) jar: CookieJar,
-    pub(crate) me: Option<Me>,
+    pub(crate) me: Option<PageActor>,
     /// The CSRF token forms must carry: bound to the session (see [`csrf_token`]).
     pub(super) csrf: String,
     /// The device token cookie, if the browser has one.
@@ -123,7 +123,7 @@ impl FromRequestParts<AppState> for Web {
             match state.auth.authenticate_browser(&cookie).await {
                 Ok(actor) => match state.users.get(&actor, actor.user_id).await {
                     Ok(user) => {
-                        me = Some(Me { actor, user });
+                        me = Some(PageActor { actor, user });
                         session = Some(cookie);
                     }
                     Err(e) => tracing::warn!(error = %e, "signed-in user could not be read"),
@@ -212,7 +212,7 @@ pub(crate) fn local_path(next: &str) -> Option<&str> {
 
 impl Web {
     /// The signed-in person, or [`PageError::SignIn`].
-    pub(crate) fn require(&self) -> Result<&Me, PageError> {
+    pub(crate) fn require(&self) -> Result<&PageActor, PageError> {
         self.me.as_ref().ok_or(PageError::SignIn)
     }
 

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use user_core::auth::AuthPolicy;
 use user_core::domain::TrustedProxies;
-use user_http::{CurrentUser, HttpConfig, Templates};
+use user_http::{CurrentActor, HttpConfig, Templates};
 
 use crate::agent::{Agent, csrf_of, location};
 use crate::pages::signed_in;
@@ -454,7 +454,7 @@ async fn cookie_callers_of_host_routes_must_come_from_the_same_origin() {
     let host = axum::Router::new()
         .route(
             "/transfer",
-            post(|CurrentUser(_): CurrentUser| async { "done" }),
+            post(|CurrentActor(_): CurrentActor| async { "done" }),
         )
         .with_state(app.state.clone());
     let send = |headers: &[(&str, &str)]| {
