@@ -49,20 +49,20 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
         let key = SigningKey::hs256(KID, SECRET).unwrap();
         let auth = AuthService::new(memory_ports(clock), policy, &key, vec![]).unwrap();
         let password = "correct horse battery staple";
-        auth.register(RegisterUser {
-            username: "alice".into(),
-            email: "alice@example.com".into(),
-            password: SecretString::from(password),
-            display_name: None,
-        })
+        auth.register(
+            RegisterUser {
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                password: SecretString::from(password),
+                display_name: None,
+            },
+            &ClientInfo::default(),
+        )
         .await
         .unwrap();
         let pair = auth
             .login(
-                Credentials {
-                    identifier: "alice".into(),
-                    password: SecretString::from(password),
-                },
+                Credentials::new("alice", SecretString::from(password)),
                 ClientInfo::default(),
             )
             .await

@@ -229,6 +229,7 @@ fuzz_target!(|input: (Caller, Call)| {
                     email: email.or("alice@example.com"),
                     password: password.or(Fixture::PASSWORD),
                     username: username.or("alice"),
+                    device_token: String::new(),
                 }
                 .encode_to_vec(),
             ),

@@ -56,10 +56,7 @@ async fn sign_in(fx: &Fixture, user: User) -> Account {
     let browser = fx
         .auth
         .login_browser(
-            Credentials {
-                identifier: name,
-                password: SecretString::from(Fixture::PASSWORD),
-            },
+            Credentials::new(name, SecretString::from(Fixture::PASSWORD)),
             ClientInfo::default(),
         )
         .await
