@@ -638,6 +638,29 @@ mod tests {
     }
 
     #[test]
+    fn shared_texts_are_written_once() {
+        let missing = ValidationError::required("email");
+        assert_eq!(missing.to_string(), "email: is required");
+        assert_eq!(missing.code, "required");
+        assert_eq!(missing.on("login").to_string(), "login: is required");
+        assert_eq!(
+            AuthError::Overloaded.to_string(),
+            HashError::Overloaded.to_string()
+        );
+        assert_eq!(
+            UserError::LastAdmin.to_string(),
+            RepoError::LastActiveAdmin.to_string()
+        );
+        assert_eq!(
+            AuthError::Throttled {
+                retry_after: Duration::ZERO
+            }
+            .to_string(),
+            "too many attempts, try again later"
+        );
+    }
+
+    #[test]
     fn fields_list_validation_problems_or_the_taken_field() {
         let mut errors = ValidationErrors::new();
         errors.push(ValidationError::new(

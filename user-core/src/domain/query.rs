@@ -145,6 +145,9 @@ mod tests {
         let err = UserQuery::parse(Some(&"x".repeat(300)), Some(101), Some("%%%")).unwrap_err();
         let fields: Vec<_> = err.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["search", "page_size", "page_token"]);
+        let size = err.field("page_size").next().unwrap();
+        assert_eq!(size.message, "must be between 1 and 100");
+        assert_eq!(size.message, UserQuery::limit_rule());
     }
 
     #[test]
