@@ -412,7 +412,7 @@ fn create_admin_refuses_weak_passwords_and_duplicates() {
     let again = create("ROOT", PW);
     assert!(!again.status.success());
     assert!(
-        stderr(&again).contains("already exists"),
+        stderr(&again).contains("is already taken; nothing changed"),
         "{}",
         stderr(&again)
     );

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 use user_core::auth::{RegisterUser, key_files};
 use user_core::domain::Role;
-use user_core::error::AuthError;
+use user_core::error::{AuthError, ServiceError as _};
 use user_core::transfer::{self, ImportEvent, ImportSummary};
 use user_sqlite::legacy::{LegacyError, LegacyUsers};
 
@@ -50,9 +50,7 @@ pub(crate) async fn create_admin(
             println!("created admin {} ({})", user.username, user.id);
             Ok(())
         }
-        Err(AuthError::Conflict(field)) => {
-            bail!("a user with that {field} already exists; nothing changed")
-        }
+        Err(e @ AuthError::Conflict(_)) => bail!("{}; nothing changed", e.message()),
         Err(AuthError::Invalid(errors)) => {
             let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
             bail!("refused:\n  {}", reasons.join("\n  "))

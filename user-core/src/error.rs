@@ -27,6 +27,27 @@ pub fn report(error: &dyn StdError) -> String {
 /// What a taken unique field is told, after its name: `username is already taken`.
 pub const TAKEN: &str = "is already taken";
 
+/// What a missing field is told, after its name: `username is required`.
+pub const REQUIRED: &str = "is required";
+
+/// What a text that is no user id is told, after its name: `user_id is not a valid user id`.
+pub const INVALID_USER_ID: &str = "is not a valid user id";
+
+/// Why a request is refused while password hashing is saturated.
+pub const BUSY: &str = "the server is busy, try again shortly";
+
+/// Why a request is refused while storage is unreachable.
+pub const UNAVAILABLE: &str = "service temporarily unavailable";
+
+/// Why a throttled attempt is refused, when the wait is not known.
+pub const TOO_MANY_ATTEMPTS: &str = "too many attempts, try again later";
+
+/// Why the last active admin keeps their role, status and account.
+pub const LAST_ADMIN: &str = "the last active admin cannot be demoted, disabled or deleted";
+
+/// What a failure of the server says: nothing about its cause.
+pub const INTERNAL: &str = "internal error";
+
 /// How long to wait, in whole minutes for a person: `1 minute`, `5 minutes` (rounded up).
 pub fn wait_in_minutes(wait: Duration) -> String {
     let minutes = wait.as_secs().div_ceil(60).max(1);
@@ -57,6 +78,16 @@ impl ValidationError {
             code,
             message: message.into(),
         }
+    }
+
+    /// A missing `field`: code `required`, message [`REQUIRED`].
+    pub fn required(field: &'static str) -> Self {
+        Self::new(field, "required", REQUIRED)
+    }
+
+    /// The same problem reported on `field`, for an input named otherwise on the wire.
+    pub fn on(self, field: &'static str) -> Self {
+        Self { field, ..self }
     }
 }
 
@@ -202,7 +233,7 @@ pub enum RepoError {
         field: UniqueField,
     },
     /// The change would leave no active admin.
-    #[error("the last active admin cannot be demoted, disabled or deleted")]
+    #[error("{}", LAST_ADMIN)]
     LastActiveAdmin,
     /// The store failed or returned data the core cannot accept.
     #[error("storage unavailable")]
@@ -220,7 +251,7 @@ impl RepoError {
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     /// Too many hashes are queued; try again shortly.
-    #[error("the server is busy, try again shortly")]
+    #[error("{}", BUSY)]
     Overloaded,
     /// The stored hash is malformed, of an unknown scheme, or above the parameter ceiling.
     #[error("stored password hash refused")]
@@ -243,7 +274,7 @@ pub enum AuthError {
     #[error("not signed in or the session has ended")]
     Unauthenticated,
     /// A locked guess budget, or a client address over its rate limit.
-    #[error("too many attempts, try again later")]
+    #[error("{}", TOO_MANY_ATTEMPTS)]
     Throttled {
         /// How long until the next attempt is accepted.
         retry_after: Duration,
@@ -252,13 +283,13 @@ pub enum AuthError {
     #[error("{0} {taken}", taken = TAKEN)]
     Conflict(UniqueField),
     /// Password hashing is saturated; try again shortly.
-    #[error("the server is busy, try again shortly")]
+    #[error("{}", BUSY)]
     Overloaded,
     /// Storage is unreachable.
-    #[error("service temporarily unavailable")]
+    #[error("{}", UNAVAILABLE)]
     Unavailable(#[source] Cause),
     /// Anything else; details are in the source, never in the message.
-    #[error("internal error")]
+    #[error("{}", INTERNAL)]
     Internal(#[source] Cause),
 }
 
@@ -272,7 +303,7 @@ pub enum UserError {
     #[error("the password is incorrect")]
     InvalidCredentials,
     /// Too many wrong passwords for this account: password checks are refused for a while.
-    #[error("too many attempts, try again later")]
+    #[error("{}", TOO_MANY_ATTEMPTS)]
     Throttled {
         /// How long until the next attempt is accepted.
         retry_after: Duration,
@@ -287,16 +318,16 @@ pub enum UserError {
     #[error("{0} {taken}", taken = TAKEN)]
     Conflict(UniqueField),
     /// The change would leave no active admin.
-    #[error("the last active admin cannot be demoted, disabled or deleted")]
+    #[error("{}", LAST_ADMIN)]
     LastAdmin,
     /// Password hashing is saturated; try again shortly.
-    #[error("the server is busy, try again shortly")]
+    #[error("{}", BUSY)]
     Overloaded,
     /// Storage is unreachable.
-    #[error("service temporarily unavailable")]
+    #[error("{}", UNAVAILABLE)]
     Unavailable(#[source] Cause),
     /// Anything else; details are in the source, never in the message.
-    #[error("internal error")]
+    #[error("{}", INTERNAL)]
     Internal(#[source] Cause),
 }
 
@@ -604,6 +635,29 @@ mod tests {
         let unavailable = AuthError::Unavailable("connection refused".into());
         assert_eq!(unavailable.message(), "service temporarily unavailable");
         assert!(!AuthError::Unauthenticated.kind().is_server_fault());
+    }
+
+    #[test]
+    fn shared_texts_are_written_once() {
+        let missing = ValidationError::required("email");
+        assert_eq!(missing.to_string(), "email: is required");
+        assert_eq!(missing.code, "required");
+        assert_eq!(missing.on("login").to_string(), "login: is required");
+        assert_eq!(
+            AuthError::Overloaded.to_string(),
+            HashError::Overloaded.to_string()
+        );
+        assert_eq!(
+            UserError::LastAdmin.to_string(),
+            RepoError::LastActiveAdmin.to_string()
+        );
+        assert_eq!(
+            AuthError::Throttled {
+                retry_after: Duration::ZERO
+            }
+            .to_string(),
+            "too many attempts, try again later"
+        );
     }
 
     #[test]

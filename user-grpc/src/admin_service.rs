@@ -37,7 +37,7 @@ fn id_and<T>(
     let id = errors.collect(convert::user_id("user_id", user_id));
     let value = match errors.collect(value) {
         Some(None) => {
-            errors.push(ValidationError::new(field, "required", "is required"));
+            errors.push(ValidationError::required(field));
             None
         }
         parsed => parsed.flatten(),

@@ -74,10 +74,9 @@ pub(crate) fn session(s: Session, current: SessionId) -> pb::Session {
 /// A required user id.
 pub(crate) fn user_id(field: &'static str, raw: &str) -> Result<UserId, ValidationErrors> {
     if raw.trim().is_empty() {
-        return Err(ValidationError::new(field, "required", "is required").into());
+        return Err(ValidationError::required(field).into());
     }
-    raw.parse::<UserId>()
-        .map_err(|_| ValidationError::new(field, "invalid", "is not a valid user id").into())
+    raw.parse::<UserId>().map_err(|e| e.on(field).into())
 }
 
 /// A role filter or value: `ROLE_UNSPECIFIED` is `None`.
@@ -136,6 +135,12 @@ mod tests {
         assert_eq!(err.iter().next().unwrap().code, "required");
         let err = user_id("user_id", "nope").unwrap_err();
         assert_eq!(err.iter().next().unwrap().code, "invalid");
+        let err = user_id("id", "nope").unwrap_err();
+        let e = err.iter().next().unwrap();
+        assert_eq!(
+            (e.field, e.message.as_ref()),
+            ("id", "is not a valid user id")
+        );
         let id = UserId::new();
         assert_eq!(user_id("user_id", &id.to_string()).unwrap(), id);
     }

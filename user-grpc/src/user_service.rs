@@ -37,7 +37,7 @@ fn login_response(t: TokenPair) -> pb::LoginUserResponse {
 
 fn required(field: &'static str, value: &str, errors: &mut ValidationErrors) {
     if value.trim().is_empty() {
-        errors.push(ValidationError::new(field, "required", "is required"));
+        errors.push(ValidationError::required(field));
     }
 }
 

@@ -25,7 +25,7 @@ impl Email {
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
         let s = input.trim();
         if s.is_empty() {
-            return Err(ValidationError::new(FIELD, "required", "is required"));
+            return Err(ValidationError::required(FIELD));
         }
         let normalized = s.to_lowercase();
         if normalized.len() > Self::MAX_LEN {

@@ -93,7 +93,7 @@ impl Password {
         let pw = candidate.expose_secret();
         let len = pw.chars().count();
         if len == 0 {
-            errors.push(ValidationError::new(FIELD, "required", "is required"));
+            errors.push(ValidationError::required(FIELD));
             return Err(errors);
         }
         if len < policy.min_length {

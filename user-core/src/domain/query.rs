@@ -39,6 +39,12 @@ impl UserQuery {
     /// Longest search prefix, in characters.
     pub const MAX_SEARCH_LEN: usize = 254;
 
+    /// The rule a page size breaks: `must be between 1 and 100`, the message of code
+    /// `out_of_range`, whatever the wire calls the field (`page_size`, `limit`).
+    pub fn limit_rule() -> String {
+        format!("must be between 1 and {}", Self::MAX_LIMIT)
+    }
+
     /// Builds a query from wire values: an optional search text, an optional page size (0 or
     /// absent means the default) and an optional opaque page token.
     ///
@@ -74,7 +80,7 @@ impl UserQuery {
                 errors.push(ValidationError::new(
                     "page_size",
                     "out_of_range",
-                    format!("must be between 1 and {}", Self::MAX_LIMIT),
+                    Self::limit_rule(),
                 ));
                 Self::DEFAULT_LIMIT
             }
@@ -139,6 +145,9 @@ mod tests {
         let err = UserQuery::parse(Some(&"x".repeat(300)), Some(101), Some("%%%")).unwrap_err();
         let fields: Vec<_> = err.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["search", "page_size", "page_token"]);
+        let size = err.field("page_size").next().unwrap();
+        assert_eq!(size.message, "must be between 1 and 100");
+        assert_eq!(size.message, UserQuery::limit_rule());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Email, Username};
-use crate::error::ValidationError;
+use crate::error::{INVALID_USER_ID, ValidationError};
 
 /// A user's id: a UUID, v7 for users created here (time-ordered), v4 for imported ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,7 +40,7 @@ impl FromStr for UserId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Uuid::parse_str(s.trim())
             .map(Self)
-            .map_err(|_| ValidationError::new("user_id", "invalid", "is not a valid user id"))
+            .map_err(|_| ValidationError::new("user_id", "invalid", INVALID_USER_ID))
     }
 }
 

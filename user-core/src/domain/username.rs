@@ -25,7 +25,7 @@ impl Username {
         let s = input.trim();
         let len = s.chars().count();
         if len == 0 {
-            return Err(ValidationError::new(FIELD, "required", "is required"));
+            return Err(ValidationError::required(FIELD));
         }
         if len < Self::MIN_LEN {
             return Err(ValidationError::new(

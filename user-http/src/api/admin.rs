@@ -46,7 +46,7 @@ impl ListQuery {
                 errors.push(user_core::error::ValidationError::new(
                     "limit",
                     "out_of_range",
-                    format!("must be a number from 1 to {}", UserQuery::MAX_LIMIT),
+                    UserQuery::limit_rule(),
                 ));
                 None
             }

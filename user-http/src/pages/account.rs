@@ -10,10 +10,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use user_core::auth::{Credentials, RegisterUser};
 use user_core::domain::SessionId;
-use user_core::error::{AuthError, UserError, ValidationError, ValidationErrors};
+use user_core::error::{
+    AuthError, ErrorKind, ServiceError as _, UserError, ValidationError, ValidationErrors,
+};
 use user_core::users::{ChangePassword, UpdateProfile};
 
-use super::error::{PageError, log_server_error, refused_fields};
+use super::error::{PageError, log_server_error, refused_fields, refused_form, status_of};
 use super::flash::Flash;
 use super::views::{UserView, date, field_errors, v};
 use super::web::{Posted, Web, local_path};
@@ -98,25 +100,16 @@ pub(crate) async fn login(
     Ok(web.render(status, "login.html", page))
 }
 
-/// What the sign-in form says again after a refused sign-in, or the error page.
+/// What the sign-in form says again after a refused sign-in, or the error page. Whatever
+/// is wrong with the identity (unknown, wrong password, disabled, unreadable), the form says
+/// the one generic thing of [`AuthError::InvalidCredentials`], with its status.
 fn refused_sign_in(e: AuthError) -> Result<(StatusCode, String), PageError> {
-    match e {
-        AuthError::Throttled { retry_after } => {
-            let wait = user_core::error::wait_in_minutes(retry_after);
-            Ok((
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many sign-in attempts. Try again in {wait}."),
-            ))
+    match e.kind() {
+        ErrorKind::Throttled { .. } | ErrorKind::Overloaded => Ok(refused_form(&e)),
+        ErrorKind::InvalidCredentials | ErrorKind::InvalidInput | ErrorKind::Unauthenticated => {
+            Ok(refused_form(&AuthError::InvalidCredentials))
         }
-        AuthError::Overloaded => Ok((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The service is busy. Try again in a moment.".to_owned(),
-        )),
-        AuthError::InvalidCredentials | AuthError::Invalid(_) | AuthError::Unauthenticated => Ok((
-            StatusCode::UNAUTHORIZED,
-            "The username, email or password is not right.".to_owned(),
-        )),
-        other => Err(other.into()),
+        _ => Err(e.into()),
     }
 }
 
@@ -183,15 +176,15 @@ pub(crate) async fn register(
                 },
             );
         }
-        Err(AuthError::Throttled { retry_after }) => {
-            let wait = user_core::error::wait_in_minutes(retry_after);
+        Err(e) if matches!(e.kind(), ErrorKind::Throttled { .. }) => {
+            let (status, error) = refused_form(&e);
             let page = context! {
                 form => v(&form),
-                error => format!("Too many new accounts from your network. Try again in {wait}."),
+                error => error,
                 min_password => min_password(&web),
                 title => "Create account",
             };
-            return Ok(web.render(StatusCode::TOO_MANY_REQUESTS, "register.html", page));
+            return Ok(web.render(status, "register.html", page));
         }
         Err(e) => refused_fields(e)?,
     };
@@ -366,13 +359,13 @@ pub(crate) async fn password(
     };
     let (status, errors) = match web.state.users.change_password(&actor, change).await {
         Ok(()) => return Ok(web.redirect("/profile", Some(Flash::PasswordChanged))),
-        // A wrong current password: 401 by the table, beside its field; the session stays.
-        Err(UserError::InvalidCredentials) => (
-            StatusCode::UNAUTHORIZED,
+        // A wrong current password: the table's status, beside its field; the session stays.
+        Err(e) if e.kind() == ErrorKind::InvalidCredentials => (
+            status_of(e.kind()),
             ValidationErrors::from(ValidationError::new(
                 "current_password",
                 "incorrect",
-                "is not your current password",
+                e.message(),
             )),
         ),
         Err(e) => refused_fields(e)?,

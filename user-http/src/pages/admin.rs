@@ -9,10 +9,10 @@ use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 use user_core::domain::{Actor, Role, User, UserId, UserQuery, UserStatus};
-use user_core::error::UserError;
+use user_core::error::{ErrorKind, ServiceError as _, UserError};
 
 use super::account::{CsrfForm, EditForm, edit_failed};
-use super::error::{LAST_ADMIN, PageError};
+use super::error::{PageError, refused_form};
 use super::flash::Flash;
 use super::views::{UserView, v};
 use super::web::{Posted, Web};
@@ -168,13 +168,14 @@ impl Posted for StatusForm {
 /// After a refused change: the user's page again with the reason for the last admin, or
 /// the error page.
 async fn refused(web: Web, actor: &Actor, id: &str, e: UserError) -> Result<Response, PageError> {
-    let UserError::LastAdmin = e else {
+    if e.kind() != ErrorKind::LastAdmin {
         return Err(e.into());
-    };
+    }
+    let (status, error) = refused_form(&e);
     let user = load(&web, actor, id).await?;
     let title = user.username.to_string();
-    let page = context! { user => v(&UserView::from(&user)), error => LAST_ADMIN, title => title };
-    Ok(web.render(StatusCode::CONFLICT, "admin_user.html", page))
+    let page = context! { user => v(&UserView::from(&user)), error => error, title => title };
+    Ok(web.render(status, "admin_user.html", page))
 }
 
 pub(crate) async fn set_role(

@@ -24,7 +24,7 @@ pub(crate) enum PageError {
     SignIn,
     /// A posted form's CSRF token does not match: 403.
     FormExpired,
-    /// The standard error page for a status (400, 403, 404, 413, 500, 503, ...).
+    /// The standard error page for a status (400, 403, 404, 413, 500, ...).
     Status(StatusCode),
     /// An error page with its own sentence.
     Page {
@@ -41,43 +41,19 @@ impl PageError {
         if kind.is_server_fault() {
             log_server_error(e);
         }
+        let status = status_of(kind);
         match kind {
             ErrorKind::Unauthenticated => Self::SignIn,
-            ErrorKind::Forbidden => Self::Status(StatusCode::FORBIDDEN),
-            ErrorKind::NotFound => Self::Status(StatusCode::NOT_FOUND),
-            ErrorKind::Overloaded | ErrorKind::Unavailable => {
-                Self::Status(StatusCode::SERVICE_UNAVAILABLE)
+            // The standard pages, also shown for unknown addresses and unreadable forms.
+            ErrorKind::Forbidden | ErrorKind::NotFound | ErrorKind::Internal => {
+                Self::Status(status)
             }
-            ErrorKind::Internal => Self::Status(StatusCode::INTERNAL_SERVER_ERROR),
-            ErrorKind::Throttled { retry_after } => Self::Page {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                heading: "Too many attempts",
-                message: format!(
-                    "Too many attempts. Try again in {}.",
-                    user_core::error::wait_in_minutes(retry_after)
-                )
-                .into(),
-            },
-            // Forms show these beside their fields; a handler without a form lands here.
-            ErrorKind::InvalidInput => Self::Page {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                heading: "Not accepted",
-                message: e.message().into(),
-            },
-            ErrorKind::InvalidCredentials => Self::Page {
-                status: StatusCode::UNAUTHORIZED,
-                heading: "Not accepted",
-                message: "The password is not right.".into(),
-            },
-            ErrorKind::Conflict(_) => Self::Page {
-                status: StatusCode::CONFLICT,
-                heading: "Already taken",
-                message: e.message().into(),
-            },
-            ErrorKind::LastAdmin => Self::Page {
-                status: StatusCode::CONFLICT,
-                heading: "Not allowed",
-                message: LAST_ADMIN.into(),
+            // Forms show invalid and taken fields beside them; a handler without a form, or
+            // a refusal a form does not show, lands here with core's message.
+            _ => Self::Page {
+                status,
+                heading: heading(kind),
+                message: sentence(&e.message()).into(),
             },
         }
     }
@@ -128,10 +104,6 @@ fn standard_page(status: StatusCode) -> (&'static str, &'static str) {
             "Bad request",
             "The form could not be read. Reload the page and try again.",
         ),
-        StatusCode::SERVICE_UNAVAILABLE => (
-            "Busy",
-            "The service is busy or unavailable. Try again in a moment.",
-        ),
         _ => (
             "Something went wrong",
             "An internal error occurred. Try again later.",
@@ -139,9 +111,54 @@ fn standard_page(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
-/// Why the last active admin keeps their role, status and account.
-pub(crate) const LAST_ADMIN: &str =
-    "The last active admin can be neither demoted, disabled nor deleted. Make another admin first.";
+/// The HTML pages column of the error table in ARCHITECTURE.md: the status of each kind of
+/// core error, on its page or on the form shown again.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::InvalidCredentials => StatusCode::UNAUTHORIZED,
+        ErrorKind::Unauthenticated => StatusCode::SEE_OTHER,
+        ErrorKind::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Overloaded | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict(_) | ErrorKind::LastAdmin => StatusCode::CONFLICT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The heading of the page of a kind shown with core's message.
+fn heading(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Throttled { .. } => "Too many attempts",
+        ErrorKind::Overloaded | ErrorKind::Unavailable => "Busy",
+        ErrorKind::Conflict(_) => "Already taken",
+        ErrorKind::LastAdmin => "Not allowed",
+        _ => "Not accepted",
+    }
+}
+
+/// Core's safe message as a sentence on a page: capitalised, with a full stop
+/// (`too many attempts, try again in 2 minutes` becomes
+/// `Too many attempts, try again in 2 minutes.`).
+pub(crate) fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars
+        .next()
+        .map(|first| first.to_uppercase().collect())
+        .unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.is_empty() && !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+/// What a form shows above its fields when the service refused it as a whole (throttled,
+/// busy, wrong credentials, last admin): the status of the table and core's message.
+pub(crate) fn refused_form(e: &dyn ServiceError) -> (StatusCode, String) {
+    (status_of(e.kind()), sentence(&e.message()))
+}
 
 impl From<AuthError> for PageError {
     fn from(e: AuthError) -> Self {
@@ -209,8 +226,9 @@ where
     E: ServiceError + Into<PageError>,
 {
     match e.kind() {
-        ErrorKind::InvalidInput => Ok((StatusCode::UNPROCESSABLE_ENTITY, e.fields())),
-        ErrorKind::Conflict(_) => Ok((StatusCode::CONFLICT, e.fields())),
+        kind @ (ErrorKind::InvalidInput | ErrorKind::Conflict(_)) => {
+            Ok((status_of(kind), e.fields()))
+        }
         _ => Err(e.into()),
     }
 }
@@ -277,7 +295,7 @@ mod tests {
         }) else {
             panic!("a page of its own");
         };
-        assert_eq!(message, "Too many attempts. Try again in 2 minutes.");
+        assert_eq!(message, "Too many attempts, try again in 2 minutes.");
         let internal = PageError::from(UserError::Internal("db password hunter2".into()));
         assert!(!format!("{internal:?}").contains("hunter2"));
     }
@@ -291,7 +309,32 @@ mod tests {
         let refused = refused_fields(AuthError::Overloaded).map(|_| ());
         assert!(matches!(
             refused,
-            Err(PageError::Status(StatusCode::SERVICE_UNAVAILABLE))
+            Err(PageError::Page {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn pages_and_forms_say_core_s_message_as_a_sentence() {
+        assert_eq!(
+            sentence("the server is busy, try again shortly"),
+            "The server is busy, try again shortly."
+        );
+        assert_eq!(sentence("Already a sentence."), "Already a sentence.");
+        assert_eq!(sentence("émile"), "Émile.");
+        assert_eq!(sentence(""), "");
+        assert_eq!(
+            refused_form(&UserError::LastAdmin),
+            (
+                StatusCode::CONFLICT,
+                "The last active admin cannot be demoted, disabled or deleted.".to_owned()
+            )
+        );
+        let PageError::Page { message, .. } = PageError::from(AuthError::Overloaded) else {
+            panic!("a page of its own");
+        };
+        assert_eq!(message, refused_form(&AuthError::Overloaded).1);
     }
 }

@@ -299,7 +299,7 @@ async fn a_person_registers_edits_changes_password_and_signs_out() {
         .text()
         .await
         .unwrap();
-    assert_eq!(alert, "The username, email or password is not right.");
+    assert_eq!(alert, "Invalid username, email or password.");
     sign_in(&b, &base, "alice@example.com", "a whole new passphrase").await;
     wait_heading(&b, "Alice Liddell").await;
     b.close().await.unwrap();

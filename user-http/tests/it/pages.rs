@@ -98,10 +98,7 @@ async fn a_failed_sign_in_is_generic_and_keeps_what_was_typed() {
             )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert!(
-            r.text
-                .contains("The username, email or password is not right.")
-        );
+        assert!(r.text.contains("Invalid username, email or password."));
         assert!(r.text.contains(&format!(r#"value="{identifier}""#)));
         assert!(
             !r.text.contains("wrong password"),
@@ -124,7 +121,7 @@ async fn a_failed_sign_in_is_generic_and_keeps_what_was_typed() {
         )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.text.contains("Try again in 1 minute."));
+    assert!(r.text.contains("Too many attempts, try again in 1 minute."));
 }
 
 #[tokio::test]
@@ -299,7 +296,7 @@ async fn edits_keep_input_and_show_each_error_by_its_field() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the table says 401");
-    assert!(r.text.contains("is not your current password"));
+    assert!(r.text.contains("the password is incorrect"));
     let r = agent
         .post(
             "/profile/password",
