@@ -73,7 +73,7 @@ use user_core::auth::AuthService;
 use user_core::domain::TrustedProxies;
 use user_core::users::UserService;
 
-pub use error::{ApiError, ErrorBody, FieldError};
+pub use error::{ApiError, ErrorBody, ErrorCode, FieldError};
 pub use extract::{AdminActor, ApiJson, CurrentActor};
 pub use pages::{TemplateError, Templates};
 
