@@ -4,11 +4,120 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use user_core::error::{
     AuthError, ErrorKind, ServiceError, UserError, ValidationError, ValidationErrors,
 };
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+/// The stable machine code of an [`ErrorBody`]. This is the one list of codes: the JSON API
+/// answers with no other, and the OpenAPI schema of `ErrorBody.code` is built from
+/// [`ErrorCode::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 422: the body does not match the schema, or a value breaks a rule (`fields`).
+    ValidationFailed,
+    /// 401: unknown identifier, wrong password or disabled account.
+    InvalidCredentials,
+    /// 401: no valid access token or session.
+    Unauthenticated,
+    /// 429: too many attempts (`Retry-After`).
+    Throttled,
+    /// 503: too many passwords are being hashed (`Retry-After`).
+    Overloaded,
+    /// 403: the caller may not do this.
+    Forbidden,
+    /// 403: a cookie-authenticated state-changing request from another site
+    /// ([`crate::CurrentActor`]).
+    CrossSite,
+    /// 404: no such resource or endpoint.
+    NotFound,
+    /// 405: the endpoint does not accept that method.
+    MethodNotAllowed,
+    /// 409: a unique value is taken (`fields`).
+    Conflict,
+    /// 409: the change would leave no active admin.
+    LastAdmin,
+    /// 400: the body or query could not be read.
+    MalformedRequest,
+    /// 415: the body is not sent as JSON.
+    UnsupportedMediaType,
+    /// 413: the body is above the limit.
+    PayloadTooLarge,
+    /// 503: the database does not answer.
+    Unavailable,
+    /// 500: an unexpected failure, logged by the server. Stays last (see `ALL`).
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 16] = [
+        Self::ValidationFailed,
+        Self::InvalidCredentials,
+        Self::Unauthenticated,
+        Self::Throttled,
+        Self::Overloaded,
+        Self::Forbidden,
+        Self::CrossSite,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Conflict,
+        Self::LastAdmin,
+        Self::MalformedRequest,
+        Self::UnsupportedMediaType,
+        Self::PayloadTooLarge,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
+    /// The code as sent, in snake case: `validation_failed`, ...
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationFailed => "validation_failed",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Throttled => "throttled",
+            Self::Overloaded => "overloaded",
+            Self::Forbidden => "forbidden",
+            Self::CrossSite => "cross_site",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict => "conflict",
+            Self::LastAdmin => "last_admin",
+            Self::MalformedRequest => "malformed_request",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The schema of `ErrorBody.code`: a string, one of [`ErrorCode::ALL`].
+fn error_code_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ErrorCode::ALL.map(ErrorCode::as_str)))
+        .description(Some(
+            "A stable machine code; the status and the description of each response say \
+             which codes it carries.",
+        ))
+        .build()
+}
 
 /// One field's problem.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -24,11 +133,9 @@ pub struct FieldError {
 /// Every error of the JSON API has this shape.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable machine code: `validation_failed`, `invalid_credentials`, `unauthenticated`,
-    /// `throttled`, `overloaded`, `forbidden`, `not_found`, `conflict`, `last_admin`,
-    /// `malformed_request`, `unsupported_media_type`, `payload_too_large`, `unavailable`,
-    /// `internal`.
-    pub code: &'static str,
+    /// Stable machine code, one of [`ErrorCode::ALL`].
+    #[schema(schema_with = error_code_schema)]
+    pub code: ErrorCode,
     /// A human message, safe to show.
     pub message: String,
     /// Per-field problems, for `validation_failed` and `conflict`.
@@ -46,7 +153,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             body: ErrorBody {
@@ -65,7 +172,11 @@ impl ApiError {
 
     /// 400 for a body or query that could not be read.
     pub fn malformed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+            message,
+        )
     }
 
     /// The status code.
@@ -82,31 +193,42 @@ impl ApiError {
     /// field problems, `Retry-After` when it has a wait. 5xx causes are logged here, once.
     fn of(e: &dyn ServiceError) -> Self {
         let kind = e.kind();
-        let (status, code) = status_and_code(kind);
         if kind.is_server_fault() {
-            tracing::error!(error = %user_core::error::report(e), status = status.as_u16(), "request failed");
+            let status = status_and_code(kind).0.as_u16();
+            tracing::error!(error = %user_core::error::report(e), status, "request failed");
         }
-        let mut error = Self::new(status, code, e.message());
+        let mut error = Self::of_kind(kind, e.message());
         error.body.fields = e.fields().into_iter().map(FieldError::from).collect();
+        error
+    }
+
+    /// An error of `kind`, by the table (status, code, `Retry-After`), with `message`. Logs
+    /// nothing: for failures the adapter itself finds, which have no cause to log.
+    pub(crate) fn of_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let (status, code) = status_and_code(kind);
+        let mut error = Self::new(status, code, message);
         error.retry_after = kind.retry_after().map(|wait| wait.as_secs().max(1));
         error
     }
 }
 
 /// The JSON API column of the table in ARCHITECTURE.md: the status and the stable `code`.
-fn status_and_code(kind: ErrorKind) -> (StatusCode, &'static str) {
+fn status_and_code(kind: ErrorKind) -> (StatusCode, ErrorCode) {
     match kind {
-        ErrorKind::InvalidInput => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        ErrorKind::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
-        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        ErrorKind::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
-        ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        ErrorKind::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-        ErrorKind::LastAdmin => (StatusCode::CONFLICT, "last_admin"),
-        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ErrorKind::InvalidInput => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed,
+        ),
+        ErrorKind::InvalidCredentials => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+        ErrorKind::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::Throttled),
+        ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        ErrorKind::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+        ErrorKind::LastAdmin => (StatusCode::CONFLICT, ErrorCode::LastAdmin),
+        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
     }
 }
 
@@ -218,8 +340,21 @@ mod tests {
             ),
         ];
         for (e, status, code) in cases {
-            assert_eq!((e.status(), e.body().code), (status, code));
+            assert_eq!((e.status(), e.body().code.as_str()), (status, code));
         }
+    }
+
+    #[test]
+    fn all_lists_every_code_once() {
+        // The variants are numbered in declaration order and `Internal` is the last.
+        assert_eq!(ErrorCode::ALL.len(), ErrorCode::Internal as usize + 1);
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i, "{code}");
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        let names: std::collections::BTreeSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
     }
 
     #[test]

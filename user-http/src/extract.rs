@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use user_core::domain::Actor;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON request body. Rejections use the API's error shape: 415 without
 /// `Content-Type: application/json`, 400 for broken JSON, 422 for JSON of the wrong shape,
@@ -37,13 +37,13 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ),
         JsonRejection::JsonSyntaxError(_) => ApiError::malformed("the body is not valid JSON"),
         JsonRejection::JsonDataError(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            ErrorCode::ValidationFailed,
             // serde's message names the field and the expected type, never a value.
             format!(
                 "the body does not match the expected shape: {}",
@@ -65,7 +65,7 @@ fn data_error(e: &axum::extract::rejection::JsonDataError) -> String {
 pub(crate) fn payload_too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         "the request body is too large",
     )
 }
@@ -115,7 +115,7 @@ where
         match jar.get(state.config.session_cookie_name()) {
             Some(_) if !parts.method.is_safe() && !same_origin(parts) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "cross_site",
+                ErrorCode::CrossSite,
                 "this request came from another site and was refused",
             )),
             Some(cookie) => state

@@ -10,12 +10,12 @@
 //! - `api/`: JSON handlers; [`api::ApiDoc`] is the OpenAPI document, served at
 //!   `/api/v1/openapi.json` (as [`api::ApiDoc::for_policy`], with the deployment's password
 //!   minimum) and rendered at `/api/v1/docs`. Each operation lists every status it answers
-//!   with; field schemas are built from user-core's constants.
+//!   with (405 and 408 included); field schemas are built from user-core's constants.
 //! - `pages/`: HTML handlers (`Result<_, PageError>`, the pages' error mapping), the `Web`
 //!   extractor with CSRF, flash messages, and [`Templates`] (minijinja, defaults embedded;
 //!   replace any template or the stylesheet by name).
 //! - [`ApiError`]: the one JSON error shape; one table from core's `ErrorKind` to statuses and
-//!   codes, per ARCHITECTURE.md.
+//!   codes, per ARCHITECTURE.md. [`ErrorCode`] is the one list of codes (the schema's enum).
 //! - [`CurrentActor`] and [`AdminActor`]: extractors for a host application's own routes.
 //! - [`trace`]: request ids and request logs, a client error (4xx) logged below ERROR.
 //! - `metrics` (feature `metrics`): request counts and latencies by route template.
@@ -73,7 +73,7 @@ use user_core::auth::AuthService;
 use user_core::domain::TrustedProxies;
 use user_core::users::UserService;
 
-pub use error::{ApiError, ErrorBody, FieldError};
+pub use error::{ApiError, ErrorBody, ErrorCode, FieldError};
 pub use extract::{AdminActor, ApiJson, CurrentActor};
 pub use pages::{TemplateError, Templates};
 

@@ -9,7 +9,7 @@ use user_core::error::ValidationErrors;
 use utoipa::IntoParams;
 
 use super::PathId;
-use super::responses::{AdminOnly, JsonBody};
+use super::responses::{AdminOnly, JsonBody, OtherMethod};
 use super::schema;
 use super::types::{RoleBody, StatusBody, UpdateProfileBody, UserBody, UsersPage};
 use crate::AppState;
@@ -83,7 +83,7 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        AdminOnly,
+        OtherMethod, AdminOnly,
         (status = 200, description = "A page of users", body = UsersPage),
         (status = 400, description = "`malformed_request`: the query string could not be read", body = ErrorBody),
         (status = 422, description = "`validation_failed`: a filter, the page size or the cursor is invalid (`fields` lists every problem)", body = ErrorBody),
@@ -107,7 +107,7 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "User id")),
     responses(
-        AdminOnly,
+        OtherMethod, AdminOnly,
         (status = 200, description = "Profile", body = UserBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
         (status = 422, description = "`validation_failed`: the id is not a user id", body = ErrorBody),
@@ -126,7 +126,7 @@ pub(crate) async fn get(
     params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateProfileBody,
     responses(
-        JsonBody, AdminOnly,
+        OtherMethod, JsonBody, AdminOnly,
         (status = 200, description = "Updated profile", body = UserBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
         (status = 409, description = "`conflict`: the username or email is taken (`fields` says which)", body = ErrorBody),
@@ -151,7 +151,7 @@ pub(crate) async fn update(
     params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = RoleBody,
     responses(
-        JsonBody, AdminOnly,
+        OtherMethod, JsonBody, AdminOnly,
         (status = 200, description = "Updated", body = UserBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
         (status = 409, description = "`last_admin`: this would leave no active admin", body = ErrorBody),
@@ -176,7 +176,7 @@ pub(crate) async fn set_role(
     params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = StatusBody,
     responses(
-        JsonBody, AdminOnly,
+        OtherMethod, JsonBody, AdminOnly,
         (status = 200, description = "Updated", body = UserBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
         (status = 409, description = "`last_admin`: this would leave no active admin", body = ErrorBody),
@@ -200,7 +200,7 @@ pub(crate) async fn set_status(
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "User id")),
     responses(
-        AdminOnly,
+        OtherMethod, AdminOnly,
         (status = 204, description = "Unlocked (or was not locked)"),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
         (status = 422, description = "`validation_failed`: the id is not a user id", body = ErrorBody),
@@ -219,7 +219,7 @@ pub(crate) async fn unlock(
 #[utoipa::path(delete, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "User id")),
     responses(
-        AdminOnly,
+        OtherMethod, AdminOnly,
         (status = 204, description = "Deleted"),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
         (status = 409, description = "`last_admin`: this would leave no active admin", body = ErrorBody),

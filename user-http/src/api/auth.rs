@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use user_core::auth::{Credentials, RegisterUser};
 
-use super::responses::{Hashing, JsonBody, SignedIn, Store};
+use super::responses::{Hashing, JsonBody, OtherMethod, SignedIn, Store};
 use super::types::{LoginBody, RefreshBody, RegisterBody, SessionsEnded, TokensBody, UserBody};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -15,7 +15,7 @@ use crate::extract::{ApiJson, BearerActor, Client};
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterBody,
     responses(
-        JsonBody, Store, Hashing,
+        OtherMethod, JsonBody, Store, Hashing,
         (status = 201, description = "Registered", body = UserBody),
         (status = 409, description = "`conflict`: the username or email is taken (`fields` says which)", body = ErrorBody),
         (status = 429, description = "`throttled`: too many registrations from this client address", body = ErrorBody,
@@ -47,7 +47,7 @@ pub(crate) async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginBody,
     responses(
-        JsonBody, Store, Hashing,
+        OtherMethod, JsonBody, Store, Hashing,
         (status = 200, description = "Signed in", body = TokensBody),
         (status = 401, description = "`invalid_credentials`: unknown identifier, wrong password or disabled account (one answer for every cause)", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
@@ -69,7 +69,7 @@ pub(crate) async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshBody,
     responses(
-        JsonBody, Store,
+        OtherMethod, JsonBody, Store,
         (status = 200, description = "New tokens", body = TokensBody),
         (status = 401, description = "`unauthenticated`: an unknown, spent or expired refresh token, or a session that ended", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
@@ -85,7 +85,7 @@ pub(crate) async fn refresh(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses(
-        SignedIn,
+        OtherMethod, SignedIn,
         (status = 204, description = "Signed out"),
     ))]
 pub(crate) async fn logout(
@@ -100,7 +100,7 @@ pub(crate) async fn logout(
 #[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth",
     security(("bearer" = [])),
     responses(
-        SignedIn,
+        OtherMethod, SignedIn,
         (status = 200, description = "Signed out everywhere", body = SessionsEnded),
     ))]
 pub(crate) async fn logout_all(

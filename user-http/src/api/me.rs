@@ -7,7 +7,7 @@ use user_core::domain::SessionId;
 use user_core::users::ChangePassword;
 
 use super::PathId;
-use super::responses::{Hashing, JsonBody, SignedIn};
+use super::responses::{Hashing, JsonBody, OtherMethod, SignedIn};
 use super::types::{ChangePasswordBody, PasswordBody, SessionBody, UpdateProfileBody, UserBody};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -16,7 +16,7 @@ use crate::extract::{ApiJson, BearerActor};
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     responses(
-        SignedIn,
+        OtherMethod, SignedIn,
         (status = 200, description = "Profile", body = UserBody),
         (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
     ))]
@@ -31,7 +31,7 @@ pub(crate) async fn get_me(
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     request_body = UpdateProfileBody,
     responses(
-        JsonBody, SignedIn,
+        OtherMethod, JsonBody, SignedIn,
         (status = 200, description = "Updated profile", body = UserBody),
         (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
         (status = 409, description = "`conflict`: the username or email is taken (`fields` says which)", body = ErrorBody),
@@ -52,7 +52,7 @@ pub(crate) async fn update_me(
 #[utoipa::path(put, path = "/api/v1/me/password", tag = "me", security(("bearer" = [])),
     request_body = ChangePasswordBody,
     responses(
-        JsonBody, SignedIn, Hashing,
+        OtherMethod, JsonBody, SignedIn, Hashing,
         (status = 204, description = "Changed"),
         (status = 401, description = "`invalid_credentials`: the current password is wrong, or `unauthenticated`: no valid access token", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
@@ -77,7 +77,7 @@ pub(crate) async fn change_password(
 #[utoipa::path(delete, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     request_body = PasswordBody,
     responses(
-        JsonBody, SignedIn, Hashing,
+        OtherMethod, JsonBody, SignedIn, Hashing,
         (status = 204, description = "Deleted"),
         (status = 401, description = "`invalid_credentials`: the password is wrong, or `unauthenticated`: no valid access token", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
@@ -101,7 +101,7 @@ pub(crate) async fn delete_me(
 /// The caller's active sessions, newest first.
 #[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", security(("bearer" = [])),
     responses(
-        SignedIn,
+        OtherMethod, SignedIn,
         (status = 200, description = "Sessions", body = [SessionBody]),
     ))]
 pub(crate) async fn sessions(
@@ -121,7 +121,7 @@ pub(crate) async fn sessions(
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "me", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Session id")),
     responses(
-        SignedIn,
+        OtherMethod, SignedIn,
         (status = 204, description = "Ended"),
         (status = 404, description = "`not_found`: no such session of yours", body = ErrorBody),
         (status = 422, description = "`validation_failed`: the id is not a session id", body = ErrorBody),

@@ -20,12 +20,14 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use serde::Serialize;
 use user_core::domain::PasswordPolicy;
+use user_core::error::ErrorKind;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, FieldError};
+use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
+use responses::{OtherMethod, Timeout};
 
 /// The OpenAPI 3.1 document of the JSON API, generated from the handlers.
 #[derive(OpenApi)]
@@ -33,10 +35,10 @@ use crate::error::{ApiError, ErrorBody, FieldError};
     info(
         title = "user-management",
         description = "Registration, login, tokens, profiles and administration.\n\n\
-            Each operation lists every status it answers with; error bodies are `ErrorBody`. \
-            Besides those, any request running longer than the server's timeout (30 s by \
-            default) gets 408 with an empty body, and a path or method the API does not have \
-            gets 404 or 405."
+            Each operation lists every status it answers with, including 405 for a method \
+            its path does not have and 408 (empty body) when it runs longer than the \
+            server's timeout (30 s by default); error bodies are `ErrorBody`. A path the API \
+            does not have gets 404."
     ),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
@@ -46,7 +48,7 @@ use crate::error::{ApiError, ErrorBody, FieldError};
         admin::delete, admin::unlock,
         jwks, healthz, readyz,
     ),
-    components(schemas(ErrorBody, FieldError)),
+    components(schemas(ErrorBody, FieldError, schema::JwksSchema)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Sign up, sign in, tokens"),
@@ -103,7 +105,10 @@ impl Modify for BearerAuth {
 
 /// The public keys that verify our access tokens (RFC 7517).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "meta",
-    responses((status = 200, description = "JSON Web Key Set", content_type = "application/json")))]
+    responses(
+        OtherMethod,
+        (status = 200, description = "JSON Web Key Set", body = schema::JwksSchema),
+    ))]
 pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.auth.jwks().clone())
 }
@@ -118,7 +123,10 @@ pub(crate) struct HealthBody {
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "meta",
-    responses((status = 200, description = "Up", body = HealthBody)))]
+    responses(
+        OtherMethod,
+        (status = 200, description = "Up", body = HealthBody),
+    ))]
 pub(crate) async fn healthz() -> impl IntoResponse {
     Json(HealthBody { status: "ok" })
 }
@@ -126,14 +134,14 @@ pub(crate) async fn healthz() -> impl IntoResponse {
 /// The database is reachable.
 #[utoipa::path(get, path = "/readyz", tag = "meta",
     responses(
+        OtherMethod, Timeout,
         (status = 200, description = "Ready", body = HealthBody),
-        (status = 503, description = "The database does not answer", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the database does not answer", body = ErrorBody),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     match &state.readiness {
-        Some(check) if !check().await => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+        Some(check) if !check().await => Err(ApiError::of_kind(
+            ErrorKind::Unavailable,
             "the database does not answer",
         )),
         _ => Ok(Json(HealthBody { status: "ready" })),
@@ -159,13 +167,13 @@ async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
+    ApiError::of_kind(ErrorKind::NotFound, "no such API endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not accept that method",
     )
 }
@@ -200,6 +208,7 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
     let root = Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .method_not_allowed_fallback(method_not_allowed);
     (v1, root)
 }

@@ -2,7 +2,7 @@
 //! that apply to it (what it reads, whom it admits), then its own answers, so the document
 //! names every status a client can meet and says the same thing for the same failure.
 //!
-//! Every body is an [`crate::ErrorBody`].
+//! Every body is an [`crate::ErrorBody`], except 408's, which is empty.
 
 use std::collections::BTreeMap;
 
@@ -49,12 +49,48 @@ fn unauthenticated() -> ResponseBuilder {
         )
 }
 
-/// The answers of a route that reads a JSON body through [`crate::ApiJson`].
+/// 408 with an empty body, from the timeout layer in front of every route.
+fn timed_out() -> (u16, ResponseBuilder) {
+    (
+        408,
+        ResponseBuilder::new().description(
+            "The request ran longer than the server's timeout (30 s by default): a body sent \
+             too slowly, or a store or hasher that is too slow. The body is empty.",
+        ),
+    )
+}
+
+/// The answer of every route to a method its path does not have.
+pub(crate) struct OtherMethod;
+
+impl IntoResponses for OtherMethod {
+    fn responses() -> Responses {
+        set([(
+            405,
+            error("`method_not_allowed`: the path exists but not with this method")
+                .header("Allow", header(Type::String, "The methods the path has.")),
+        )])
+    }
+}
+
+/// The answer of a route that waits for something (a body, the store, a check) past the
+/// server's timeout. The routes that answer at once (JWKS, `/healthz`) never time out.
+pub(crate) struct Timeout;
+
+impl IntoResponses for Timeout {
+    fn responses() -> Responses {
+        set([timed_out()])
+    }
+}
+
+/// The answers of a route that reads a JSON body through [`crate::ApiJson`], and
+/// [`Timeout`]'s.
 pub(crate) struct JsonBody;
 
 impl IntoResponses for JsonBody {
     fn responses() -> Responses {
         set([
+            timed_out(),
             (
                 400,
                 error("`malformed_request`: the body is not valid JSON"),
@@ -83,12 +119,13 @@ impl IntoResponses for JsonBody {
     }
 }
 
-/// The answers of a route that reads or writes the store.
+/// The answers of a route that reads or writes the store, and [`Timeout`]'s.
 pub(crate) struct Store;
 
 impl IntoResponses for Store {
     fn responses() -> Responses {
         set([
+            timed_out(),
             (
                 500,
                 error("`internal`: an unexpected failure, logged by the server"),

@@ -5,10 +5,17 @@
 //! Strings are described in their canonical form: the server also accepts surrounding white
 //! space (it trims usernames, emails and display names) and any letter case.
 
+use std::borrow::Cow;
 use user_core::domain::{
     DisplayName, Email, PasswordPolicy, Role, SessionKind, UserQuery, UserStatus, Username,
 };
-use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema as _, ToSchema as _};
 
 /// The characters of a username, first one apart ([`Username::parse`]).
 pub(crate) const USERNAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]*$";
@@ -197,4 +204,82 @@ pub(crate) fn health() -> Object {
         &["ok", "ready"],
         "`ok` from `/healthz`, `ready` from `/readyz`.",
     )
+}
+
+/// The JWKS document of `/.well-known/jwks.json` ([`user_core::auth::Jwks`], which cannot
+/// derive a schema: the core does not depend on utoipa).
+pub(crate) struct JwksSchema;
+
+impl utoipa::PartialSchema for JwksSchema {
+    fn schema() -> RefOr<Schema> {
+        let keys = ArrayBuilder::new()
+            .items(Ref::from_schema_name(JwkSchema::name()))
+            .description(Some("The keys, the signing key's first."));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("keys", keys)
+            .required("keys")
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+            .description(Some(
+                "The public keys that verify access tokens (RFC 7517). Only Ed25519 keys \
+                 appear; HS256 secrets are never published, so the set may be empty.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for JwksSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Jwks")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((JwkSchema::name().into_owned(), JwkSchema::schema()));
+    }
+}
+
+/// One Ed25519 public key ([`user_core::auth::Jwk`], RFC 8037).
+pub(crate) struct JwkSchema;
+
+/// A base64url encoding of 32 bytes, without padding.
+pub(crate) const ED25519_X_PATTERN: &str = "^[A-Za-z0-9_-]{43}$";
+
+impl utoipa::PartialSchema for JwkSchema {
+    fn schema() -> RefOr<Schema> {
+        let fields = [
+            ("use", one_of(&["sig"], "Always `sig`.")),
+            ("alg", one_of(&["EdDSA"], "Always `EdDSA`.")),
+            ("kty", one_of(&["OKP"], "Always `OKP`.")),
+            ("crv", one_of(&["Ed25519"], "Always `Ed25519`.")),
+            (
+                "kid",
+                string(false)
+                    .description(Some(
+                        "The key id that tokens signed by this key carry in their header.",
+                    ))
+                    .build(),
+            ),
+            (
+                "x",
+                string(false)
+                    .pattern(Some(ED25519_X_PATTERN))
+                    .description(Some("The 32-byte public key, base64url without padding."))
+                    .build(),
+            ),
+        ];
+        fields
+            .into_iter()
+            .fold(
+                ObjectBuilder::new().schema_type(Type::Object),
+                |object, (name, field)| object.property(name, field).required(name),
+            )
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for JwkSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Jwk")
+    }
 }

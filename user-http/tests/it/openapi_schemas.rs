@@ -9,7 +9,7 @@ use user_core::auth::AuthPolicy;
 use user_core::domain::{
     DisplayName, Email, PasswordPolicy, Role, UserQuery, UserStatus, Username,
 };
-use user_http::{HttpConfig, Templates};
+use user_http::{ErrorCode, HttpConfig, Templates};
 
 use crate::{PW, TestApp};
 
@@ -383,12 +383,15 @@ async fn required_fields_and_closed_bodies() {
         json!(["ok", "ready"])
     );
 
-    // And every error answer is an ErrorBody, which the document defines.
+    // And every error answer is an ErrorBody, which the document defines, except the
+    // timeout's, which has no body.
     assert_eq!(required(&doc, "ErrorBody"), ["code", "message"]);
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             for (status, r) in op["responses"].as_object().unwrap() {
-                if status.starts_with('4') || status.starts_with('5') {
+                if status == "408" {
+                    assert!(r.get("content").is_none(), "{method} {path} 408");
+                } else if status.starts_with('4') || status.starts_with('5') {
                     assert_eq!(
                         r["content"]["application/json"]["schema"]["$ref"],
                         "#/components/schemas/ErrorBody",
@@ -397,5 +400,108 @@ async fn required_fields_and_closed_bodies() {
                 }
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn error_codes_are_the_one_list() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let codes = property(&doc, "ErrorBody", "code");
+    let listed: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(codes["enum"], json!(listed));
+    for code in ["method_not_allowed", "cross_site", "validation_failed"] {
+        assert!(listed.contains(&code), "{code}");
+    }
+}
+
+/// Whether `value` conforms to `schema`, for the keywords the JWKS schemas use.
+fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return conforms(doc, self::schema(doc, name), value);
+    }
+    if let Some(values) = schema["enum"].as_array()
+        && !values.contains(value)
+    {
+        return Err(format!("{value} is not one of {values:?}"));
+    }
+    if let Some(re) = schema["pattern"].as_str()
+        && !Regex::new(re)
+            .unwrap()
+            .is_match(value.as_str().unwrap_or_default())
+    {
+        return Err(format!("{value} does not match {re}"));
+    }
+    match schema["type"].as_str() {
+        Some("string") if !value.is_string() => Err(format!("{value} is not a string")),
+        Some("array") => {
+            let items = value.as_array().ok_or(format!("{value} is not an array"))?;
+            items
+                .iter()
+                .try_for_each(|item| conforms(doc, &schema["items"], item))
+        }
+        Some("object") => {
+            let object = value
+                .as_object()
+                .ok_or(format!("{value} is not an object"))?;
+            let properties = schema["properties"].as_object().unwrap();
+            for field in schema["required"].as_array().unwrap() {
+                let field = field.as_str().unwrap();
+                if !object.contains_key(field) {
+                    return Err(format!("{value} lacks {field}"));
+                }
+            }
+            for (field, v) in object {
+                match properties.get(field) {
+                    Some(s) => conforms(doc, s, v).map_err(|e| format!("{field}: {e}"))?,
+                    None if schema["additionalProperties"] == false => {
+                        return Err(format!("{field} is not in the schema"));
+                    }
+                    None => {}
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn the_jwks_answer_matches_its_schema() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let ok = &doc["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"];
+    let schema = &ok["content"]["application/json"]["schema"];
+    assert_eq!(schema["$ref"], "#/components/schemas/Jwks");
+    let r = app
+        .json(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let jwks = r.json();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
+    conforms(&doc, schema, &jwks).unwrap();
+    // Every field of a key is required, and the schema refuses what a key is not.
+    let key = &jwks["keys"][0];
+    let jwk = self::schema(&doc, "Jwk");
+    let mut fields: Vec<&str> = key
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(required(&doc, "Jwk"), fields);
+    for (field, bad) in [
+        ("kty", json!("RSA")),
+        ("crv", json!("P-256")),
+        ("alg", json!("RS256")),
+        ("use", json!("enc")),
+        ("x", json!("too short")),
+        ("extra", json!(1)),
+    ] {
+        let mut key = key.clone();
+        key[field] = bad;
+        assert!(conforms(&doc, jwk, &key).is_err(), "{field}");
     }
 }

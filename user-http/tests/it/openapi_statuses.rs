@@ -2,20 +2,25 @@
 //! requests that provoke each failure a client can meet (no token, a bad token, a non-admin,
 //! broken JSON, a wrong content type, an oversized body, invalid values, unknown ids,
 //! conflicts, throttling, a database that does not answer), and each answer's status must be
-//! documented for that route and method. Then every documented status must have been seen,
-//! so the document promises nothing the server cannot do.
+//! documented for that route and method, with the body the document gives it (an `ErrorBody`
+//! whose `code` is in the schema's enum, or nothing). Wrong methods (405) and requests that
+//! outlive a short timeout (408: a body that never arrives, a store with no free
+//! connection) are walked too. Then every documented status and every code of the enum must
+//! have been seen, so the document promises nothing the server cannot do.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use user_core::auth::AuthPolicy;
-use user_http::{HttpConfig, Templates};
+use user_http::{ErrorCode, HttpConfig, Templates};
 
+use crate::page_errors::SaturableHasher;
 use crate::{PW, Reply, TestApp};
 
 const MISSING: &str = "00000000-0000-7000-8000-000000000000";
@@ -29,19 +34,31 @@ const NOT_PROVOKED: &[(&str, &str, u16)] = &[
     ("put", "/api/v1/me/password", 404),
 ];
 
+/// Error codes no request to a documented route can provoke: internal failures, and the
+/// refusal of a cookie from another site, which only a host's routes using `CurrentActor`
+/// give (tested in `security.rs`).
+const CODES_NOT_PROVOKED: &[ErrorCode] = &[ErrorCode::Internal, ErrorCode::CrossSite];
+
 /// What a request carries.
 #[derive(Clone)]
 enum Payload {
     None,
     Json(Value),
     Raw(Option<&'static str>, String),
+    /// A JSON body that never arrives.
+    Stalled,
 }
 
-/// The served document, and every (method, path template, status) answered so far.
+/// The served document, every (method, path template, status) and every error code answered
+/// so far.
 struct Walk {
     app: TestApp,
+    hasher: std::sync::Arc<SaturableHasher>,
     doc: Value,
     seen: BTreeSet<(String, String, u16)>,
+    codes: BTreeSet<String>,
+    /// The senders of stalled bodies, kept so the bodies stay open.
+    stalled: Vec<http_body_util::channel::Sender<Bytes>>,
 }
 
 impl Walk {
@@ -53,16 +70,37 @@ impl Walk {
             login_attempts_per_ip_per_minute: NonZeroU32::new(1),
             ..AuthPolicy::default()
         };
-        let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+        let hasher = std::sync::Arc::new(SaturableHasher::default());
+        let app = TestApp::with_hasher(
+            HttpConfig::default(),
+            Templates::default(),
+            policy,
+            hasher.clone(),
+        )
+        .await;
         let doc = app
             .json(Method::GET, "/api/v1/openapi.json", None, None)
             .await
             .json();
         Self {
             app,
+            hasher,
             doc,
             seen: BTreeSet::new(),
+            codes: BTreeSet::new(),
+            stalled: Vec::new(),
         }
+    }
+
+    /// The values of `ErrorBody.code`'s enum.
+    fn code_enum(&self) -> Vec<String> {
+        let codes = &self.doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"];
+        codes
+            .as_array()
+            .expect("ErrorBody.code has an enum")
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
     }
 
     fn documented(&self, method: &str, template: &str) -> Vec<u16> {
@@ -102,6 +140,12 @@ impl Walk {
                 }
                 Body::from(text)
             }
+            Payload::Stalled => {
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                let (sender, body) = http_body_util::channel::Channel::<Bytes>::new(1);
+                self.stalled.push(sender);
+                Body::new(body)
+            }
         };
         let mut request = b.body(body).unwrap();
         if let Some(ip) = client {
@@ -109,23 +153,39 @@ impl Walk {
             request.extensions_mut().insert(ConnectInfo(addr));
         }
         let r = self.app.send(request).await;
+        self.check(method, template, &r);
+        r
+    }
+
+    /// Checks that `r` is documented for `method template`, with its body, and records it.
+    fn check(&mut self, method: &str, template: &str, r: &Reply) {
         let status = r.status.as_u16();
         let documented = self.documented(method, template);
         assert!(
             documented.contains(&status),
-            "{method} {path} answered {status}, not documented (documented: {documented:?}): {}",
+            "{method} {template} answered {status}, not documented (documented: {documented:?}): {}",
             r.text
         );
-        if r.status.is_client_error() || r.status.is_server_error() {
+        let response = &self.doc["paths"][template][method]["responses"][status.to_string()];
+        let error_body = response["content"]["application/json"]["schema"]["$ref"]
+            == "#/components/schemas/ErrorBody";
+        if error_body {
+            let code = r.code();
             assert!(
-                !r.code().is_empty(),
-                "{method} {path}: not an ErrorBody: {}",
+                self.code_enum().contains(&code),
+                "{method} {template} {status}: code {code:?} is not in ErrorBody.code's enum: {}",
+                r.text
+            );
+            self.codes.insert(code);
+        } else if response.get("content").is_none() {
+            assert!(
+                r.text.is_empty(),
+                "{method} {template} {status}: documented without a body: {}",
                 r.text
             );
         }
         self.seen
             .insert((method.to_owned(), template.to_owned(), status));
-        r
     }
 
     /// [`Walk::send`], expecting `status`.
@@ -688,6 +748,123 @@ async fn admin_routes(w: &mut Walk, admin: &str, admin_id: &str) {
     .await;
 }
 
+/// A method a path does not have answers 405 with the API's error shape, and `Allow` lists
+/// the methods the document gives the path; the 405 of each of its operations is seen.
+async fn wrong_methods(w: &mut Walk) {
+    let paths: Vec<(String, Vec<String>)> = w.doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(template, item)| {
+            (
+                template.clone(),
+                item.as_object().unwrap().keys().cloned().collect(),
+            )
+        })
+        .collect();
+    for (template, methods) in paths {
+        let wrong = ["get", "post", "put", "patch", "delete"]
+            .into_iter()
+            .find(|m| !methods.iter().any(|d| d == m))
+            .unwrap();
+        let request = Request::builder()
+            .method(Method::from_bytes(wrong.to_uppercase().as_bytes()).unwrap())
+            .uri(template.replace("{id}", MISSING))
+            .body(Body::empty())
+            .unwrap();
+        let r = w.app.send(request).await;
+        assert_eq!(
+            r.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{wrong} {template}: {}",
+            r.text
+        );
+        assert_eq!(r.code(), "method_not_allowed");
+        let allow = r.headers[header::ALLOW].to_str().unwrap().to_lowercase();
+        let allow: Vec<&str> = allow.split(',').map(str::trim).collect();
+        for method in &methods {
+            assert!(
+                allow.contains(&method.as_str()),
+                "{template}: Allow {allow:?} lacks {method}"
+            );
+            w.check(method, &template, &r);
+        }
+    }
+}
+
+/// With a short timeout, a body that never arrives and a store without a free connection
+/// both end in 408; the routes that wait for nothing (JWKS, `/healthz`) still answer.
+async fn timeouts(w: &mut Walk, user: &str, admin: &str) {
+    let config = HttpConfig {
+        request_timeout: Duration::from_millis(50),
+        ..HttpConfig::default()
+    };
+    let impatient = user_http::router(w.app.state.clone().with_config(config));
+    let patient = std::mem::replace(&mut w.app.router, impatient);
+    let token = |auth| match auth {
+        Auth::Anyone => None,
+        Auth::SignedIn => Some(user),
+        Auth::Admin => Some(admin),
+    };
+    for Route { route, auth, body } in routes() {
+        if body.is_some() {
+            w.expect(
+                route,
+                MISSING,
+                token(auth),
+                Payload::Stalled,
+                StatusCode::REQUEST_TIMEOUT,
+            )
+            .await;
+        }
+    }
+    let pool = w.app.db.pool().clone();
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    for Route { route, auth, body } in routes() {
+        let expected = match route.1 {
+            "/.well-known/jwks.json" | "/healthz" => StatusCode::OK,
+            _ => StatusCode::REQUEST_TIMEOUT,
+        };
+        let payload = body.map_or(Payload::None, json);
+        w.expect(route, MISSING, token(auth), payload, expected)
+            .await;
+    }
+    drop(held);
+    w.app.router = patient;
+}
+
+/// With the password hasher saturated, every route that hashes or checks a password
+/// answers 503 `overloaded` with `Retry-After`.
+async fn overloaded(w: &mut Walk, user: &str) {
+    w.hasher.saturate();
+    let routes = [
+        (REGISTER, None, register_body("olga")),
+        (LOGIN, None, json!({"identifier": "alice", "password": PW})),
+        (
+            PASSWORD,
+            Some(user),
+            json!({"current_password": PW, "new_password": "a fresh new passphrase"}),
+        ),
+        (("delete", ME), Some(user), json!({"password": PW})),
+    ];
+    for (route, token, body) in routes {
+        let r = w
+            .expect(
+                route,
+                "",
+                token,
+                json(body),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await;
+        assert_eq!(r.code(), "overloaded", "{route:?}");
+        assert!(r.headers.contains_key(header::RETRY_AFTER), "{route:?}");
+    }
+}
+
 /// With the database closed, every route that needs it answers 503; the others still work.
 async fn database_down(w: &mut Walk, user_tokens: &Value, admin: &str) {
     let user = user_tokens["access_token"].as_str().unwrap();
@@ -738,7 +915,10 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
         w.expect(route, "", None, Payload::None, StatusCode::OK)
             .await;
     }
+    wrong_methods(&mut w).await;
+    timeouts(&mut w, &user, &admin).await;
     let alice = w.tokens("alice").await;
+    overloaded(&mut w, &user).await;
     database_down(&mut w, &alice, &admin).await;
 
     // Every documented status was met, apart from those no request can provoke.
@@ -760,4 +940,12 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
         missing.is_empty(),
         "documented but never answered: {missing:?}"
     );
+    // And every code of ErrorBody's enum was answered, apart from those no route can give.
+    let unseen: Vec<String> = w
+        .code_enum()
+        .into_iter()
+        .filter(|c| !w.codes.contains(c))
+        .filter(|c| !CODES_NOT_PROVOKED.iter().any(|n| n.as_str() == c))
+        .collect();
+    assert!(unseen.is_empty(), "codes never answered: {unseen:?}");
 }

@@ -19,13 +19,13 @@ use crate::{PW, TestApp};
 
 /// A fast hasher that can be switched to answer `Overloaded`, as a saturated pool does.
 #[derive(Default)]
-struct SaturableHasher {
+pub(crate) struct SaturableHasher {
     inner: FastHasher,
     saturated: AtomicBool,
 }
 
 impl SaturableHasher {
-    fn saturate(&self) {
+    pub(crate) fn saturate(&self) {
         self.saturated.store(true, Ordering::SeqCst);
     }
 
