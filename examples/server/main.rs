@@ -116,13 +116,7 @@ impl Server {
         };
         let grpc_routes = user_grpc::routes(GrpcState::from(&app.services), &grpc_config).await?;
         let grpc_layers = (user_grpc::trace::layer(), user_grpc::metrics::MetricsLayer);
-        let grpc_server = user_grpc::serve(
-            grpc,
-            grpc_routes,
-            &grpc_config,
-            grpc_layers,
-            signal(stopped.clone()),
-        );
+        let grpc_server = user_grpc::serve(grpc, grpc_routes, grpc_layers, signal(stopped.clone()));
         let http_layers = (user_http::trace::layer(), user_http::metrics::MetricsLayer);
         let http_server =
             user_http::serve(http, http_app(&app, &config), http_layers, signal(stopped));
