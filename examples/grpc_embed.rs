@@ -65,14 +65,7 @@ pub(crate) async fn run(
     let ours = user_grpc::routes(state.clone(), &config).await?;
     let theirs = RequireAuthLayer::new(state.auth).layer(InventoryServer::new(Shelf));
     let routes = ours.add_service(theirs);
-    user_grpc::serve(
-        listener,
-        routes,
-        &config,
-        user_grpc::trace::layer(),
-        shutdown,
-    )
-    .await?;
+    user_grpc::serve(listener, routes, user_grpc::trace::layer(), shutdown).await?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use user_core::auth::{AuthPolicy, LockoutPolicy, SigningKey, VerifyingKey, key_files};
 use user_core::domain::{PasswordPolicy, TrustedProxies};
 use user_core::password::{Argon2Params, HasherConfig};
+use user_sqlite::SqliteConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -238,27 +239,24 @@ impl Config {
         Ok((key_files::load_or_create_signing_key(&path)?, previous))
     }
 
-    /// The database file, from `--database-url` or the data folder.
-    pub(crate) fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
-        match &self.database_url {
-            None => Ok(self.data_dir.join("users.db")),
-            Some(url) => {
-                if let Some(path) = url
-                    .strip_prefix("sqlite://")
-                    .or_else(|| url.strip_prefix("sqlite:"))
-                {
-                    let path = path.split('?').next().unwrap_or_default();
-                    if path.is_empty() || path == ":memory:" {
-                        bail!("--database-url: give a file, e.g. sqlite:data/users.db");
-                    }
-                    Ok(PathBuf::from(path))
-                } else if url.starts_with("postgres") {
-                    bail!("--database-url: PostgreSQL is not supported yet; use a sqlite: URL");
-                } else {
-                    bail!("--database-url: expected a sqlite: URL, e.g. sqlite:data/users.db");
-                }
+    /// The SQLite settings: the file from `--database-url` or the data folder, and
+    /// `--sqlite-sync`.
+    pub(crate) fn sqlite(&self) -> anyhow::Result<SqliteConfig> {
+        let config = match &self.database_url {
+            None => SqliteConfig::new(self.data_dir.join("users.db")),
+            Some(url) if url.starts_with("postgres") => {
+                bail!("--database-url: PostgreSQL is not supported yet; use a sqlite: URL")
             }
-        }
+            Some(url) => SqliteConfig::from_url(url).context("--database-url")?,
+        };
+        let durability = match self.sqlite_sync {
+            Durability::Full => user_sqlite::Durability::Full,
+            Durability::Normal => user_sqlite::Durability::Normal,
+        };
+        Ok(SqliteConfig {
+            durability,
+            ..config
+        })
     }
 
     /// The trusted proxies with the header they write.
@@ -331,7 +329,7 @@ mod tests {
         let cli = Cli::try_parse_from(["server", "--database-url", "postgres://x"]).unwrap();
         assert!(
             cli.config
-                .sqlite_path()
+                .sqlite()
                 .unwrap_err()
                 .to_string()
                 .contains("--database-url")

@@ -28,7 +28,7 @@ use user_core::password::Argon2Hasher;
 use user_core::ports::SystemClock;
 use user_grpc::{GrpcConfig, GrpcState};
 use user_http::{AppState, HttpConfig};
-use user_sqlite::{SqliteConfig, SqliteDatabase};
+use user_sqlite::SqliteDatabase;
 
 use self::cli::{Cli, Command, Config};
 
@@ -42,15 +42,7 @@ pub(crate) struct App {
 pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     let policy = config.policy()?;
     user_core::auth::key_files::create_private_dir(&config.data_dir)?;
-    let path = config.sqlite_path()?;
-    let sqlite = SqliteConfig {
-        durability: match config.sqlite_sync {
-            cli::Durability::Full => user_sqlite::Durability::Full,
-            cli::Durability::Normal => user_sqlite::Durability::Normal,
-        },
-        ..SqliteConfig::new(&path)
-    };
-    let db = SqliteDatabase::open(&sqlite).await?;
+    let db = SqliteDatabase::open(&config.sqlite()?).await?;
     let hasher = Argon2Hasher::new(config.hasher()?)?;
     let (key, previous) = config.signing_keys()?;
     let services = Services::builder(db.storage())
@@ -116,13 +108,7 @@ impl Server {
         };
         let grpc_routes = user_grpc::routes(GrpcState::from(&app.services), &grpc_config).await?;
         let grpc_layers = (user_grpc::trace::layer(), user_grpc::metrics::MetricsLayer);
-        let grpc_server = user_grpc::serve(
-            grpc,
-            grpc_routes,
-            &grpc_config,
-            grpc_layers,
-            signal(stopped.clone()),
-        );
+        let grpc_server = user_grpc::serve(grpc, grpc_routes, grpc_layers, signal(stopped.clone()));
         let http_layers = (user_http::trace::layer(), user_http::metrics::MetricsLayer);
         let http_server =
             user_http::serve(http, http_app(&app, &config), http_layers, signal(stopped));
@@ -149,17 +135,13 @@ impl Server {
 
 /// The pages, the JSON API and `/metrics`.
 fn http_app(app: &App, config: &Config) -> axum::Router {
-    let db = app.db.clone();
     let state = AppState::from(&app.services)
         .with_config(HttpConfig {
             secure_cookies: config.cookie_secure,
             trusted_proxies: config.proxies(),
             ..HttpConfig::default()
         })
-        .with_readiness(Arc::new(move || {
-            let db = db.clone();
-            Box::pin(async move { db.ping().await.is_ok() })
-        }));
+        .with_readiness(Arc::new(app.db.readiness()));
     user_http::router(state).merge(observe::metrics_route(app.db.sessions()))
 }
 

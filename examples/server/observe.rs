@@ -40,17 +40,14 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
 
 /// `GET /metrics`: the Prometheus text format, with the active-session count read on scrape.
 pub(crate) fn metrics_route(sessions: user_sqlite::SqliteSessionStore) -> axum::Router {
-    use user_core::ports::{Clock as _, SessionStore as _};
     let handle = prometheus().clone();
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let (handle, sessions) = (handle.clone(), sessions.clone());
             async move {
-                let now = user_core::ports::SystemClock.now();
-                if let Ok(active) = sessions.count_active(now).await {
-                    metrics::gauge!(user_core::metrics::SESSIONS_ACTIVE).set(active as f64);
-                }
+                let clock = user_core::ports::SystemClock;
+                let _ = user_core::maintenance::record_active_sessions(&sessions, &clock).await;
                 handle.run_upkeep();
                 handle.render()
             }

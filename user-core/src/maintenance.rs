@@ -1,5 +1,7 @@
-//! Housekeeping a running service does in the background: [`purge_periodically`] deletes, at
-//! a fixed interval until shutdown, what no longer counts:
+//! Housekeeping a running service does: [`record_active_sessions`] sets the
+//! [`SESSIONS_ACTIVE`](crate::metrics::SESSIONS_ACTIVE) gauge (call it when metrics are
+//! scraped), and in the background [`purge_periodically`] deletes, at a fixed interval until
+//! shutdown, what no longer counts:
 //!
 //! - sessions that ended (expired or revoked) more than [`PurgePolicy::keep_ended`] ago, with
 //!   their secrets (a week by default: a user still sees recently ended sessions);
@@ -34,7 +36,7 @@ use time::OffsetDateTime;
 use crate::Storage;
 use crate::auth::AuthPolicy;
 use crate::error::{RepoError, report};
-use crate::ports::Clock;
+use crate::ports::{Clock, SessionStore};
 
 /// When and what [`purge_periodically`] deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,22 @@ pub async fn purge_periodically(
             }
         }
     }
+}
+
+/// Counts the sessions active now and sets the
+/// [`SESSIONS_ACTIVE`](crate::metrics::SESSIONS_ACTIVE) gauge through the `metrics` facade
+/// (to the application's recorder), for example on each scrape of a `/metrics` page. Returns
+/// the count.
+///
+/// # Errors
+/// [`RepoError::Unavailable`] when the store fails; the gauge then keeps its last value.
+pub async fn record_active_sessions(
+    sessions: &dyn SessionStore,
+    clock: &dyn Clock,
+) -> Result<u64, RepoError> {
+    let active = sessions.count_active(clock.now()).await?;
+    metrics::gauge!(crate::metrics::SESSIONS_ACTIVE).set(active as f64);
+    Ok(active)
 }
 
 #[cfg(test)]
@@ -234,6 +252,48 @@ mod tests {
         let mut devices = MockDeviceTokenStore::new();
         devices.expect_purge().returning(|_| Ok(0));
         storage(sessions, failures, devices)
+    }
+
+    /// Runs `record_active_sessions` under a recorder of its own; the rendered page.
+    fn record_with(sessions: MockSessionStore) -> (Result<u64, RepoError>, String) {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let result = metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(record_active_sessions(&sessions, &FixedClock::default()))
+        });
+        (result, handle.render())
+    }
+
+    #[test]
+    fn active_sessions_are_counted_now_and_set_the_gauge() {
+        let now = FixedClock::default().now();
+        let mut sessions = MockSessionStore::new();
+        sessions
+            .expect_count_active()
+            .withf(move |at| *at == now)
+            .times(1)
+            .returning(|_| Ok(7));
+        let (result, page) = record_with(sessions);
+        assert_eq!(result.unwrap(), 7);
+        assert!(
+            page.lines()
+                .any(|l| l == format!("{} 7", crate::metrics::SESSIONS_ACTIVE)),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn a_failed_count_sets_no_gauge() {
+        let mut sessions = MockSessionStore::new();
+        sessions
+            .expect_count_active()
+            .returning(|_| Err(RepoError::unavailable("disk on fire")));
+        let (result, page) = record_with(sessions);
+        assert!(matches!(result, Err(RepoError::Unavailable(_))));
+        assert!(!page.contains(crate::metrics::SESSIONS_ACTIVE), "{page}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -48,7 +48,8 @@ pub const HASH_WAIT_SECONDS: &str = "user_hash_wait_seconds";
 pub const HASH_REJECTED_TOTAL: &str = "user_hash_rejected_total";
 
 /// Gauge: sessions (browser and token) not ended, as counted by the session store when the
-/// application reads it (the server example does on each scrape of `/metrics`).
+/// application calls [`maintenance::record_active_sessions`](crate::maintenance::record_active_sessions)
+/// (the server example does on each scrape of `/metrics`).
 pub const SESSIONS_ACTIVE: &str = "user_sessions_active";
 
 /// Every name above, for checks that a name is ours.

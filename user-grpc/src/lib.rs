@@ -14,10 +14,13 @@
 //!   overload with `google.rpc.RetryInfo`).
 //! - [`authenticate`] and [`RequireAuthLayer`]: bearer-token checks, the layer for a host
 //!   application's own gRPC services.
-//! - [`routes`]: our services with health and reflection, to serve alone or beside the host's.
-//! - [`serve`]: runs routes on a listener the caller bound, with the caller's tower layers,
-//!   until a shutdown future completes (the same shape as `user_http::serve`).
-//! - [`trace`]: request ids and request logs, a caller's mistake logged below ERROR.
+//! - [`routes`]: our services with health and reflection and the server limits of a
+//!   [`GrpcConfig`], as [`GrpcRoutes`], to serve alone or beside the host's.
+//! - [`serve`]: runs the routes on a listener the caller bound, with the caller's tower
+//!   layers, until a shutdown future completes: `serve(listener, routes, layer, shutdown)`,
+//!   the same shape as `user_http::serve(listener, app, layer, shutdown)`.
+//! - [`trace`]: request ids and request logs at the levels of one table shared with
+//!   `user_http::trace`: a caller's mistake at INFO, overload and timeouts at WARN.
 //! - `metrics` (feature `metrics`): request counts and latencies by served method.
 //!
 //! # Example
@@ -28,7 +31,7 @@
 //! let routes = user_grpc::routes(state, &config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
 //! let shutdown = std::future::pending::<()>(); // e.g. a Ctrl-C future
-//! user_grpc::serve(listener, routes, &config, user_grpc::trace::layer(), shutdown).await?;
+//! user_grpc::serve(listener, routes, user_grpc::trace::layer(), shutdown).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -122,15 +125,77 @@ impl Default for GrpcConfig {
     }
 }
 
+/// What [`serve`] runs: our services (from [`routes`]) and any the host adds, with the
+/// server limits of the [`GrpcConfig`] they were built with (request timeout, concurrent
+/// requests per connection), so serving needs nothing else. The decoded message limit is set
+/// on each of our services.
+///
+/// It is itself a tower service, for calls in process (`tower::ServiceExt::oneshot`); the
+/// server limits apply only through [`serve`].
+#[derive(Debug, Clone)]
+pub struct GrpcRoutes {
+    routes: Routes,
+    request_timeout: Duration,
+    concurrency_limit_per_connection: usize,
+}
+
+impl GrpcRoutes {
+    /// Adds a service of the host (wrapped, for example, in [`RequireAuthLayer`]).
+    #[must_use]
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes = self.routes.add_service(service);
+        self
+    }
+
+    /// The services alone, for a host that builds its own tonic server (which then sets its
+    /// own limits).
+    pub fn into_routes(self) -> Routes {
+        self.routes
+    }
+}
+
+impl<B> Service<http::Request<B>> for GrpcRoutes
+where
+    Routes: Service<http::Request<B>>,
+{
+    type Response = <Routes as Service<http::Request<B>>>::Response;
+    type Error = <Routes as Service<http::Request<B>>>::Error;
+    type Future = <Routes as Service<http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        Service::<http::Request<B>>::poll_ready(&mut self.routes, cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.routes.call(request)
+    }
+}
+
 /// `user.UserService`, `user.AdminService`, gRPC health (both reported serving) and server
-/// reflection, ready to add to a tonic server.
+/// reflection, with `config`'s limits, ready for [`serve`]; the host may
+/// [add](GrpcRoutes::add_service) its own services.
 ///
 /// # Errors
 /// When the embedded descriptor set cannot be read (a build defect).
 pub async fn routes(
     state: GrpcState,
     config: &GrpcConfig,
-) -> Result<Routes, tonic_reflection::server::Error> {
+) -> Result<GrpcRoutes, tonic_reflection::server::Error> {
     use pb::admin_service_server::AdminServiceServer;
     use pb::user_service_server::UserServiceServer;
 
@@ -156,10 +221,14 @@ pub async fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    Ok(Routes::new(user)
-        .add_service(admin)
-        .add_service(health_service)
-        .add_service(reflection))
+    Ok(GrpcRoutes {
+        routes: Routes::new(user)
+            .add_service(admin)
+            .add_service(health_service)
+            .add_service(reflection),
+        request_timeout: config.request_timeout,
+        concurrency_limit_per_connection: config.concurrency_limit_per_connection,
+    })
 }
 
 /// The error type of the layered services [`serve`] accepts.
@@ -168,20 +237,21 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Serves `routes` (from [`routes`], plus any services of the host) on `listener` until
 /// `shutdown` completes, then stops accepting, lets in-flight requests finish and returns.
 ///
-/// `config` gives the server's limits (request timeout, concurrency per connection); `layer`
-/// wraps every call: [`trace::layer`] for request ids and logs, `metrics::MetricsLayer`
-/// (feature `metrics`), any tower layer of the host, several as a tuple, or `()` for none.
-/// Accepted sockets get `TCP_NODELAY`, so a response is never held back waiting for the
-/// client's delayed ACK.
+/// The server's limits (request timeout, concurrency per connection) come with `routes`,
+/// from the [`GrpcConfig`] given to [`routes`], as `user_http::router` carries the HTTP ones.
+/// `layer` wraps every call: [`trace::layer`] for request ids and logs,
+/// `metrics::MetricsLayer` (feature `metrics`), any tower layer of the host, several as a
+/// tuple, or `()` for none. Accepted sockets get `TCP_NODELAY`, so a response is never held
+/// back waiting for the client's delayed ACK.
 ///
-/// [`user_http::serve`](https://docs.rs/user-http) has the same shape.
+/// [`user_http::serve`](https://docs.rs/user-http) has the same shape:
+/// `serve(listener, what to serve, layer, shutdown)`.
 ///
 /// # Errors
 /// When the server fails (accepting connections, for example).
 pub fn serve<L, ResBody, F>(
     listener: TcpListener,
-    routes: Routes,
-    config: &GrpcConfig,
+    routes: GrpcRoutes,
     layer: L,
     shutdown: F,
 ) -> impl Future<Output = Result<(), tonic::transport::Error>> + use<L, ResBody, F>
@@ -197,12 +267,11 @@ where
     ResBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    // Built before the future, which so borrows nothing from `config`.
     let router = tonic::transport::Server::builder()
-        .timeout(config.request_timeout)
-        .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
+        .timeout(routes.request_timeout)
+        .concurrency_limit_per_connection(routes.concurrency_limit_per_connection)
         .layer(layer)
-        .add_routes(routes);
+        .add_routes(routes.routes);
     router.serve_with_incoming_shutdown(incoming(listener), shutdown)
 }
 

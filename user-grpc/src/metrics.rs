@@ -7,11 +7,10 @@
 //! grow the label set.
 //!
 //! ```no_run
-//! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run(routes: user_grpc::GrpcRoutes) -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
 //! let layers = (user_grpc::trace::layer(), user_grpc::metrics::MetricsLayer);
-//! let config = user_grpc::GrpcConfig::default();
-//! user_grpc::serve(listener, routes, &config, layers, std::future::pending()).await?;
+//! user_grpc::serve(listener, routes, layers, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 

@@ -1,18 +1,22 @@
 //! Request logs for the gRPC server: a request id and the client's address on every line of a
 //! call, one line per call, and a failed call logged at a level that says whose fault it is.
 //!
-//! A status the caller caused (a refused token, a bad argument, a missing user, a busy
-//! hasher, a method that does not exist...) is logged at INFO: it is the service working as
-//! designed. A status the server caused (`INTERNAL`, `UNAVAILABLE`, `UNKNOWN`,
-//! `DEADLINE_EXCEEDED`, `DATA_LOSS`) or a transport error is an ERROR. Tower-http's default
-//! for gRPC logs every non-OK status as an ERROR.
+//! The level follows one table, the same as `user_http::trace` (ARCHITECTURE.md, "Log
+//! levels"); see [`level`]:
+//!
+//! - INFO: the caller's mistake (a refused token, a bad argument, a missing user, a method
+//!   that does not exist...): the service working as designed.
+//! - WARN: overload, throttling and timeouts (`RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`,
+//!   `CANCELLED`): nobody's bug, but worth watching.
+//! - ERROR: the server's fault (`INTERNAL`, `UNAVAILABLE`, `UNKNOWN`, `DATA_LOSS`) or a
+//!   transport error.
+//!
+//! Tower-http's default for gRPC logs every non-OK status as an ERROR.
 //!
 //! ```no_run
-//! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run(routes: user_grpc::GrpcRoutes) -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
-//! let config = user_grpc::GrpcConfig::default();
-//! user_grpc::serve(listener, routes, &config, user_grpc::trace::layer(), std::future::pending())
-//!     .await?;
+//! user_grpc::serve(listener, routes, user_grpc::trace::layer(), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -80,7 +84,8 @@ impl<B> MakeSpan<B> for RequestSpan {
     }
 }
 
-/// Logs a failed call: INFO when [`caused_by_caller`], else ERROR.
+/// Logs a failed call at its [`level`]: "request refused" at INFO, "request failed" at WARN
+/// or ERROR.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogFailure;
 
@@ -90,10 +95,10 @@ impl OnFailure<GrpcFailureClass> for LogFailure {
         match failure {
             GrpcFailureClass::Status(status) => {
                 let code = Code::from(status.code_raw());
-                if caused_by_caller(code) {
-                    tracing::info!(code = ?code, latency_ms, "request refused");
-                } else {
-                    tracing::error!(code = ?code, latency_ms, "request failed");
+                match level(code) {
+                    Level::INFO => tracing::info!(code = ?code, latency_ms, "request refused"),
+                    Level::WARN => tracing::warn!(code = ?code, latency_ms, "request failed"),
+                    _ => tracing::error!(code = ?code, latency_ms, "request failed"),
                 }
             }
             GrpcFailureClass::Error(error) => {
@@ -104,29 +109,24 @@ impl OnFailure<GrpcFailureClass> for LogFailure {
     }
 }
 
-/// Whether a status is the caller's doing: the codes that google.rpc.Code maps to a 4xx,
-/// plus `UNIMPLEMENTED`, which our server answers only to a method it does not have. The
-/// others (`UNKNOWN`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`) are the
-/// server's.
-pub fn caused_by_caller(code: Code) -> bool {
+/// The level a call that ended with `code` is logged at (the table of the [module](self)):
+/// INFO for the caller's mistakes (the codes google.rpc.Code maps to a 4xx, plus
+/// `UNIMPLEMENTED`, which our server answers only to a method it does not have), WARN for
+/// overload, throttling and timeouts, ERROR for the server's faults.
+pub fn level(code: Code) -> Level {
     match code {
-        Code::Cancelled
+        Code::Ok
         | Code::InvalidArgument
         | Code::NotFound
         | Code::AlreadyExists
         | Code::PermissionDenied
-        | Code::ResourceExhausted
         | Code::FailedPrecondition
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unimplemented
-        | Code::Unauthenticated => true,
-        Code::Ok
-        | Code::Unknown
-        | Code::DeadlineExceeded
-        | Code::Internal
-        | Code::Unavailable
-        | Code::DataLoss => false,
+        | Code::Unauthenticated => Level::INFO,
+        Code::ResourceExhausted | Code::DeadlineExceeded | Code::Cancelled => Level::WARN,
+        Code::Unknown | Code::Internal | Code::Unavailable | Code::DataLoss => Level::ERROR,
     }
 }
 
@@ -135,7 +135,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_codes_are_the_callers_and_server_codes_are_not() {
+    fn caller_errors_are_info_overload_and_timeouts_warn_server_faults_error() {
         for code in [
             Code::InvalidArgument,
             Code::Unauthenticated,
@@ -143,19 +143,25 @@ mod tests {
             Code::NotFound,
             Code::AlreadyExists,
             Code::FailedPrecondition,
-            Code::ResourceExhausted,
+            Code::OutOfRange,
             Code::Unimplemented,
         ] {
-            assert!(caused_by_caller(code), "{code:?}");
+            assert_eq!(level(code), Level::INFO, "{code:?}");
+        }
+        for code in [
+            Code::ResourceExhausted,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+        ] {
+            assert_eq!(level(code), Level::WARN, "{code:?}");
         }
         for code in [
             Code::Internal,
             Code::Unavailable,
             Code::Unknown,
             Code::DataLoss,
-            Code::DeadlineExceeded,
         ] {
-            assert!(!caused_by_caller(code), "{code:?}");
+            assert_eq!(level(code), Level::ERROR, "{code:?}");
         }
     }
 }

@@ -17,7 +17,8 @@
 //! - [`ApiError`]: the one JSON error shape; one table from core's `ErrorKind` to statuses and
 //!   codes, per ARCHITECTURE.md. [`ErrorCode`] is the one list of codes (the schema's enum).
 //! - [`CurrentActor`] and [`AdminActor`]: extractors for a host application's own routes.
-//! - [`trace`]: request ids and request logs, a client error (4xx) logged below ERROR.
+//! - [`trace`]: request ids and request logs at the levels of one table shared with
+//!   `user_grpc::trace`: a client error (4xx) at INFO, overload and timeouts at WARN.
 //! - `metrics` (feature `metrics`): request counts and latencies by route template.
 //!
 //! # Example

@@ -14,6 +14,8 @@
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
 //!   failure to `RepoError::Unavailable` carrying the cause.
 //!
+//! - [`SqliteConfig::from_url`] reads a `sqlite:` URL (`USERS_DATABASE_URL`, say);
+//!   [`SqliteDatabase::readiness`] is the check behind an HTTP `/readyz`.
 //! - [`legacy`] imports the legacy Python deployment's `users.db` (bcrypt hashes kept, refused
 //!   rows reported, reruns idempotent) into any `UserRepository`.
 //!
@@ -41,7 +43,9 @@ mod rows;
 mod sessions;
 mod users;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +93,39 @@ impl SqliteConfig {
             max_connections: 8,
             busy_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+/// Why a database URL was refused by [`SqliteConfig::from_url`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a `sqlite:` URL.
+    #[error("expected a sqlite: URL, e.g. sqlite:data/users.db")]
+    NotSqlite,
+    /// A `sqlite:` URL without a file (or an in-memory database, which would lose every user
+    /// at exit).
+    #[error("give a file, e.g. sqlite:data/users.db")]
+    NoFile,
+}
+
+impl SqliteConfig {
+    /// Defaults for the file a `sqlite:` URL names: `sqlite:data/users.db`,
+    /// `sqlite://data/users.db` or `sqlite:///var/lib/users.db`; a query string
+    /// (`?mode=rwc`) is ignored, the settings being this type's fields.
+    ///
+    /// # Errors
+    /// [`UrlError::NotSqlite`] for another scheme; [`UrlError::NoFile`] when the URL names no
+    /// file, or `:memory:`.
+    pub fn from_url(url: &str) -> Result<Self, UrlError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or(UrlError::NotSqlite)?;
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(UrlError::NoFile);
+        }
+        Ok(Self::new(path))
     }
 }
 
@@ -200,6 +237,19 @@ impl SqliteDatabase {
             .map_err(map_db_err)
     }
 
+    /// The readiness check of this database, for `user_http::AppState::with_readiness` (as
+    /// `Arc::new(db.readiness())`): each call pings it ([`ping`](Self::ping)) and answers
+    /// whether it answered.
+    pub fn readiness(
+        &self,
+    ) -> impl Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static {
+        let db = self.clone();
+        move || {
+            let db = db.clone();
+            Box::pin(async move { db.ping().await.is_ok() })
+        }
+    }
+
     /// Waits for connections in use to return, then closes them all.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -284,6 +334,55 @@ mod tests {
             assert_eq!(mode(&file), "600", "{}", file.display());
         }
         db.close().await;
+    }
+
+    #[test]
+    fn a_sqlite_url_names_its_file() {
+        for (url, path) in [
+            ("sqlite:data/users.db", "data/users.db"),
+            ("sqlite://data/users.db", "data/users.db"),
+            ("sqlite:///var/lib/users.db", "/var/lib/users.db"),
+            ("sqlite:users.db?mode=rwc", "users.db"),
+        ] {
+            let config = SqliteConfig::from_url(url).unwrap();
+            assert_eq!(config, SqliteConfig::new(path), "{url}");
+        }
+    }
+
+    #[test]
+    fn other_urls_are_refused() {
+        for url in [
+            "sqlite:",
+            "sqlite://",
+            "sqlite::memory:",
+            "sqlite:?mode=rwc",
+        ] {
+            assert_eq!(SqliteConfig::from_url(url), Err(UrlError::NoFile), "{url}");
+        }
+        for url in [
+            "postgres://localhost/users",
+            "data/users.db",
+            "mysql://x",
+            "",
+        ] {
+            assert_eq!(
+                SqliteConfig::from_url(url),
+                Err(UrlError::NotSqlite),
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
+            .await
+            .unwrap();
+        let ready = db.readiness();
+        assert!(ready().await, "open: ready");
+        db.close().await;
+        assert!(!ready().await, "closed: not ready");
     }
 
     /// An existing file is the operator's: its mode is left alone.

@@ -98,3 +98,65 @@ async fn malformed_protobuf_gets_an_error_status() {
     still_answers(&mut app).await;
     app.stop().await;
 }
+
+/// A service whose calls never finish, to run into the request timeout.
+#[derive(Clone)]
+struct Stall;
+
+impl tonic::server::NamedService for Stall {
+    const NAME: &'static str = "test.Stall";
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Stall {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Pending<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::pending()
+    }
+}
+
+/// The request timeout travels with the routes: `serve` takes no config, yet a call that
+/// runs longer than `GrpcConfig::request_timeout` is cancelled.
+#[tokio::test]
+async fn the_routes_carry_the_request_timeout_to_serve() {
+    let (state, _clock, _db, _dir) = crate::services().await;
+    let config = GrpcConfig {
+        request_timeout: std::time::Duration::from_millis(200),
+        ..GrpcConfig::default()
+    };
+    let routes = user_grpc::routes(state, &config)
+        .await
+        .unwrap()
+        .add_service(Stall);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(user_grpc::serve(listener, routes, (), async {
+        stopped.await.ok();
+    }));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/test.Stall/Wait");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let status = client
+        .unary(Request::new(()), path, codec)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

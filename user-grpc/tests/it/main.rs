@@ -104,7 +104,7 @@ impl TestApp {
                 };
                 let routes = user_grpc::routes(state, &config).await.unwrap();
                 let layers = (user_grpc::trace::layer(), user_grpc::metrics::MetricsLayer);
-                user_grpc::serve(listener, routes, &config, layers, shutdown)
+                user_grpc::serve(listener, routes, layers, shutdown)
                     .await
                     .unwrap();
             }

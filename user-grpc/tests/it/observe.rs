@@ -1,6 +1,7 @@
 //! The request logs and metrics of `user_grpc::trace` and `user_grpc::metrics`: a caller's
-//! mistake is logged below ERROR and the server's at ERROR, every line of a call carries its
-//! request id and peer, and made-up methods cannot grow the metrics' label set.
+//! mistake is logged at INFO, overload and timeouts at WARN and the server's faults at ERROR,
+//! every line of a call carries its request id and peer, and made-up methods cannot grow the
+//! metrics' label set.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -70,9 +71,9 @@ async fn spawn(
         let trace = user_grpc::trace::layer();
         if metrics {
             let layers = (trace, user_grpc::metrics::MetricsLayer);
-            user_grpc::serve(listener, routes, &config, layers, stopped).await
+            user_grpc::serve(listener, routes, layers, stopped).await
         } else {
-            user_grpc::serve(listener, routes, &config, trace, stopped).await
+            user_grpc::serve(listener, routes, trace, stopped).await
         }
         .unwrap();
     });
@@ -96,19 +97,20 @@ async fn call(channel: &Channel, path: &str) -> Code {
     }
 }
 
-const CALLERS: [Code; 7] = [
+const CALLERS: [Code; 6] = [
     Code::InvalidArgument,
     Code::NotFound,
     Code::AlreadyExists,
     Code::PermissionDenied,
-    Code::ResourceExhausted,
     Code::FailedPrecondition,
     Code::Unauthenticated,
 ];
+/// Overload, throttling and timeouts.
+const BUSY: [Code; 2] = [Code::ResourceExhausted, Code::DeadlineExceeded];
 const SERVERS: [Code; 3] = [Code::Unknown, Code::Internal, Code::Unavailable];
 
 #[tokio::test]
-async fn caller_errors_log_below_error_and_server_errors_as_errors() {
+async fn caller_errors_log_at_info_overload_at_warn_and_server_errors_at_error() {
     captured_logs();
     let (channel, stop, server, _dir) = spawn(false).await;
 
@@ -121,7 +123,7 @@ async fn caller_errors_log_below_error_and_server_errors_as_errors() {
         .insert("x-request-id", id.parse().unwrap());
     let refused = users.get_user(request).await;
     assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
-    for code in CALLERS.into_iter().chain(SERVERS) {
+    for code in CALLERS.into_iter().chain(BUSY).chain(SERVERS) {
         let path = format!("/test.Fail/{}", code as i32);
         assert_eq!(call(&channel, &path).await, code, "{path}");
     }
@@ -153,6 +155,11 @@ async fn caller_errors_log_below_error_and_server_errors_as_errors() {
         assert_eq!(level(&line), "INFO", "{line}");
         assert!(line.contains(&format!("code={code:?}")), "{line}");
     }
+    for code in BUSY {
+        let line = failure_of(&format!("path=/test.Fail/{}}}", code as i32));
+        assert_eq!(level(&line), "WARN", "{line}");
+        assert!(line.contains(&format!("code={code:?}")), "{line}");
+    }
     for code in SERVERS {
         let line = failure_of(&format!("path=/test.Fail/{}}}", code as i32));
         assert_eq!(level(&line), "ERROR", "{line}");
@@ -165,7 +172,7 @@ async fn caller_errors_log_below_error_and_server_errors_as_errors() {
         .copied()
         .filter(|l| l.contains("path=/test.Fail/"))
         .collect();
-    assert!(in_calls.len() >= 2 * (CALLERS.len() + SERVERS.len()));
+    assert!(in_calls.len() >= 2 * (CALLERS.len() + BUSY.len() + SERVERS.len()));
     for line in in_calls {
         assert!(line.contains("peer=127.0.0.1"), "{line}");
         let id = line

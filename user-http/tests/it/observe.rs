@@ -1,5 +1,6 @@
 //! The request logs and metrics of `user_http::trace` and `user_http::metrics`: a client
-//! error is logged below ERROR and a server error at ERROR, every line of a request carries
+//! error is logged at INFO, overload and timeouts at WARN and a server error at ERROR, every
+//! line of a request carries
 //! its request id and peer, and made-up paths and methods cannot grow the metrics' label set.
 
 use axum::http::{Method, StatusCode};
@@ -9,14 +10,31 @@ use user_core::testing::observe::{captured_logs, level, prometheus, series};
 use crate::TestApp;
 use crate::agent::Agent;
 
-/// The adapter plus a host route that always fails with 500, served with the trace and
-/// metrics layers.
+/// The adapter plus host routes that always fail (500; 408, 429 and 503 with `Retry-After`
+/// as overload and timeouts; 503 without as unavailable), served with the trace and metrics
+/// layers.
 async fn spawn() -> (TestApp, String, tokio::sync::oneshot::Sender<()>) {
     let app = TestApp::new().await;
     let host = axum::Router::new()
         .route(
             "/observe/boom",
             get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/observe/timeout",
+            get(|| async { StatusCode::REQUEST_TIMEOUT }),
+        )
+        .route(
+            "/observe/throttled",
+            get(|| async { (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "60")]) }),
+        )
+        .route(
+            "/observe/busy",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]) }),
+        )
+        .route(
+            "/observe/down",
+            get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
         )
         .merge(app.router.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -34,7 +52,7 @@ async fn spawn() -> (TestApp, String, tokio::sync::oneshot::Sender<()>) {
 }
 
 #[tokio::test]
-async fn client_errors_log_below_error_and_server_errors_as_errors() {
+async fn client_errors_log_at_info_overload_at_warn_and_server_errors_at_error() {
     captured_logs();
     let (_app, base, stop) = spawn().await;
     let mut agent = Agent::new(&base);
@@ -48,6 +66,14 @@ async fn client_errors_log_below_error_and_server_errors_as_errors() {
     assert_eq!(boom.status, StatusCode::INTERNAL_SERVER_ERROR);
     let id = boom.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
+    let busy = ["/observe/timeout", "/observe/throttled", "/observe/busy"];
+    for (path, status) in busy
+        .into_iter()
+        .zip([408, 429, 503])
+        .chain([("/observe/down", 503)])
+    {
+        assert_eq!(agent.get(path).await.status.as_u16(), status, "{path}");
+    }
     stop.send(()).unwrap();
 
     let text = captured_logs();
@@ -68,13 +94,23 @@ async fn client_errors_log_below_error_and_server_errors_as_errors() {
             assert_ne!(level(line), "ERROR", "{line}");
         }
     }
+    let failed = |path: &str| -> Vec<&str> {
+        of(path)
+            .into_iter()
+            .filter(|l| l.contains("request failed"))
+            .collect()
+    };
+    for path in busy {
+        let lines = failed(path);
+        assert_eq!(lines.len(), 1, "{path}: {text}");
+        assert_eq!(level(lines[0]), "WARN", "{}", lines[0]);
+    }
+    for path in ["/observe/down", "/observe/boom"] {
+        let lines = failed(path);
+        assert_eq!(lines.len(), 1, "{path}: {text}");
+        assert_eq!(level(lines[0]), "ERROR", "{}", lines[0]);
+    }
     let lines = of("/observe/boom");
-    assert!(
-        lines
-            .iter()
-            .any(|l| level(l) == "ERROR" && l.contains("response failed")),
-        "{lines:#?}"
-    );
     // Every line of a request carries its id (the one returned to the client) and its peer.
     for line in lines {
         assert!(line.contains(&format!("request_id={id} ")), "{line}");
