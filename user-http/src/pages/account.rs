@@ -15,7 +15,7 @@ use user_core::error::{
 };
 use user_core::users::{ChangePassword, UpdateProfile};
 
-use super::error::{PageError, log_server_error, refused_fields, refused_form, status_of};
+use super::error::{PageError, Refusal, log_server_error, refused_fields, refused_form, status_of};
 use super::flash::Flash;
 use super::views::{UserView, date, field_errors, v};
 use super::web::{Posted, Web, local_path};
@@ -70,7 +70,7 @@ pub(crate) async fn login(
     let form = web.accept(form)?;
     let credentials = Credentials::new(form.identifier.clone(), SecretString::from(form.password))
         .with_device_token(web.device_token.clone().map(SecretString::from));
-    let (status, error) = match web
+    let refusal = match web
         .state
         .auth
         .login_browser(credentials, web.client.clone())
@@ -96,14 +96,14 @@ pub(crate) async fn login(
         Err(e) => refused_sign_in(e)?,
     };
     let next = local_path(&form.next).unwrap_or_default().to_owned();
-    let page = context! { identifier => form.identifier, next => next, error => error, title => "Sign in" };
-    Ok(web.render(status, "login.html", page))
+    let page = context! { identifier => form.identifier, next => next, error => &refusal.message, title => "Sign in" };
+    Ok(refusal.apply(web.render(refusal.status, "login.html", page)))
 }
 
 /// What the sign-in form says again after a refused sign-in, or the error page. Whatever
 /// is wrong with the identity (unknown, wrong password, disabled, unreadable), the form says
 /// the one generic thing of [`AuthError::InvalidCredentials`], with its status.
-fn refused_sign_in(e: AuthError) -> Result<(StatusCode, String), PageError> {
+fn refused_sign_in(e: AuthError) -> Result<Refusal, PageError> {
     match e.kind() {
         ErrorKind::Throttled { .. } | ErrorKind::Overloaded => Ok(refused_form(&e)),
         ErrorKind::InvalidCredentials | ErrorKind::InvalidInput | ErrorKind::Unauthenticated => {
@@ -177,14 +177,14 @@ pub(crate) async fn register(
             );
         }
         Err(e) if matches!(e.kind(), ErrorKind::Throttled { .. }) => {
-            let (status, error) = refused_form(&e);
+            let refusal = refused_form(&e);
             let page = context! {
                 form => v(&form),
-                error => error,
+                error => &refusal.message,
                 min_password => min_password(&web),
                 title => "Create account",
             };
-            return Ok(web.render(status, "register.html", page));
+            return Ok(refusal.apply(web.render(refusal.status, "register.html", page)));
         }
         Err(e) => refused_fields(e)?,
     };

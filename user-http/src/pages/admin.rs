@@ -171,11 +171,12 @@ async fn refused(web: Web, actor: &Actor, id: &str, e: UserError) -> Result<Resp
     if e.kind() != ErrorKind::LastAdmin {
         return Err(e.into());
     }
-    let (status, error) = refused_form(&e);
+    let refusal = refused_form(&e);
     let user = load(&web, actor, id).await?;
     let title = user.username.to_string();
-    let page = context! { user => v(&UserView::from(&user)), error => error, title => title };
-    Ok(web.render(status, "admin_user.html", page))
+    let page =
+        context! { user => v(&UserView::from(&user)), error => &refusal.message, title => title };
+    Ok(refusal.apply(web.render(refusal.status, "admin_user.html", page)))
 }
 
 pub(crate) async fn set_role(

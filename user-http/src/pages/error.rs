@@ -8,9 +8,10 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use user_core::error::{AuthError, ErrorKind, ServiceError, UserError, ValidationErrors};
@@ -31,6 +32,8 @@ pub(crate) enum PageError {
         status: StatusCode,
         heading: &'static str,
         message: Cow<'static, str>,
+        /// Sent as `Retry-After` (throttled, overloaded).
+        retry_after: Option<Duration>,
     },
 }
 
@@ -54,6 +57,7 @@ impl PageError {
                 status,
                 heading: heading(kind),
                 message: sentence(&e.message()).into(),
+                retry_after: kind.retry_after(),
             },
         }
     }
@@ -83,7 +87,8 @@ impl PageError {
                 status,
                 heading,
                 message,
-            } => web.render_error(*status, heading, message),
+                retry_after,
+            } => with_retry_after(web.render_error(*status, heading, message), *retry_after),
         }
     }
 }
@@ -155,9 +160,41 @@ pub(crate) fn sentence(message: &str) -> String {
 }
 
 /// What a form shows above its fields when the service refused it as a whole (throttled,
-/// busy, wrong credentials, last admin): the status of the table and core's message.
-pub(crate) fn refused_form(e: &dyn ServiceError) -> (StatusCode, String) {
-    (status_of(e.kind()), sentence(&e.message()))
+/// busy, wrong credentials, last admin): the status of the table, core's message, and how
+/// long to wait when the refusal says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    /// The form's page with the refusal's `Retry-After`, if any.
+    pub(crate) fn apply(&self, response: Response) -> Response {
+        with_retry_after(response, self.retry_after)
+    }
+}
+
+pub(crate) fn refused_form(e: &dyn ServiceError) -> Refusal {
+    let kind = e.kind();
+    Refusal {
+        status: status_of(kind),
+        message: sentence(&e.message()),
+        retry_after: kind.retry_after(),
+    }
+}
+
+/// Adds `Retry-After` (whole seconds, at least 1) to a 429 or 503 page that knows the wait,
+/// as the JSON API does.
+fn with_retry_after(mut response: Response, wait: Option<Duration>) -> Response {
+    if let Some(wait) = wait {
+        let seconds = wait.as_secs().max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 impl From<AuthError> for PageError {
@@ -327,14 +364,23 @@ mod tests {
         assert_eq!(sentence(""), "");
         assert_eq!(
             refused_form(&UserError::LastAdmin),
-            (
-                StatusCode::CONFLICT,
-                "The last active admin cannot be demoted, disabled or deleted.".to_owned()
-            )
+            Refusal {
+                status: StatusCode::CONFLICT,
+                message: "The last active admin cannot be demoted, disabled or deleted.".to_owned(),
+                retry_after: None,
+            }
         );
-        let PageError::Page { message, .. } = PageError::from(AuthError::Overloaded) else {
+        let PageError::Page {
+            message,
+            retry_after,
+            ..
+        } = PageError::from(AuthError::Overloaded)
+        else {
             panic!("a page of its own");
         };
-        assert_eq!(message, refused_form(&AuthError::Overloaded).1);
+        let busy = refused_form(&AuthError::Overloaded);
+        assert_eq!(message, busy.message);
+        assert_eq!(retry_after, busy.retry_after);
+        assert!(retry_after.is_some(), "an overload says when to come back");
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use secrecy::SecretString;
 use user_core::auth::AuthPolicy;
 use user_core::domain::{Password, PasswordHash};
@@ -89,6 +89,11 @@ async fn an_overloaded_hasher_answers_503_on_every_form_that_hashes() {
         "{}",
         r.text
     );
+    assert_eq!(
+        r.headers[header::RETRY_AFTER],
+        "1",
+        "an overload says when to retry"
+    );
 
     let mut stranger = Agent::new(&base);
     stranger.get("/register").await;
@@ -113,6 +118,7 @@ async fn an_overloaded_hasher_answers_503_on_every_form_that_hashes() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.headers[header::RETRY_AFTER], "1");
     assert!(r.text.contains(r#"value="alice""#), "the form again");
 }
 

@@ -1,6 +1,6 @@
 //! The web pages over a real socket: cookies, CSRF, redirects, forms, escaping, admin area.
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use user_http::{HttpConfig, Templates};
 
 use crate::agent::{Agent, location};
@@ -122,6 +122,12 @@ async fn a_failed_sign_in_is_generic_and_keeps_what_was_typed() {
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.text.contains("Too many attempts, try again in 1 minute."));
+    let wait: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
 }
 
 #[tokio::test]
