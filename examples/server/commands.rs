@@ -75,7 +75,9 @@ pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<Impor
     let app = open(config).await?;
     let file =
         std::fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
-    let summary = transfer::import_users(&app.db.users(), BufReader::new(file), report).await;
+    let ceiling = config.hasher()?.ceiling;
+    let summary =
+        transfer::import_users(&app.db.users(), &ceiling, BufReader::new(file), report).await;
     app.db.close().await;
     let summary = summary?;
     eprintln!("{summary}");
@@ -95,7 +97,12 @@ pub(crate) async fn import_legacy(config: &Config, from: &Path) -> anyhow::Resul
         from.display()
     );
     let summary = legacy
-        .import_into(&app.db.users(), OffsetDateTime::now_utc(), report)
+        .import_into(
+            &app.db.users(),
+            &config.hasher()?.ceiling,
+            OffsetDateTime::now_utc(),
+            report,
+        )
         .await;
     app.db.close().await;
     let summary = summary?;
