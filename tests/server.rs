@@ -681,3 +681,66 @@ async fn sigint_and_sigterm_stop_the_server_cleanly() {
         assert!(status.success(), "SIG{signal}: {status:?}");
     }
 }
+
+/// An export that fails mid-way (here a corrupt row) leaves no file, so a rerun can start
+/// again once the cause is fixed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_leaves_no_partial_file_behind() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    for name in ["root", "zed"] {
+        let email = format!("{name}@example.com");
+        let admin = [
+            "--data-dir",
+            data_arg,
+            "create-admin",
+            "--username",
+            name,
+            "--email",
+            &email,
+        ];
+        run_ok(dir.path(), &admin, &[("USERS_ADMIN_PASSWORD", PW)]);
+    }
+    let db = data.join("users.db");
+    let set_username = |from: &'static str, to: &'static str| {
+        let db = db.clone();
+        async move {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE users SET username = ? WHERE username = ?")
+                .bind(to)
+                .bind(from)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        }
+    };
+    // A user that no longer parses: the export fails once the file is open.
+    set_username("zed", "!!bad").await;
+    let file = dir.path().join("users.jsonl");
+    let export = [
+        "--data-dir",
+        data_arg,
+        "export",
+        "--to",
+        file.to_str().unwrap(),
+    ];
+    assert!(!run(dir.path(), &export, &[]).status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["data"], "nothing written beside the data folder");
+
+    set_username("!!bad", "zed").await;
+    let log = run_ok(dir.path(), &export, &[]);
+    assert!(log.contains("exported 2 users to"), "{log}");
+    assert_eq!(mode(&file), "600", "the export holds hashes");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+}

@@ -1,8 +1,9 @@
 //! The admin commands: `create-admin`, `export`, `import` and `import-legacy`, over the
 //! crates' `user_core::transfer` and `user_sqlite::legacy`.
 
+use std::fs::File;
 use std::io::{BufReader, BufWriter};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use secrecy::SecretString;
@@ -14,7 +15,7 @@ use user_core::transfer::{self, ImportEvent, ImportSummary};
 use user_sqlite::legacy::{LegacyError, LegacyUsers};
 
 use super::cli::{Config, secret};
-use super::open;
+use super::{App, open};
 
 /// The admin's password: `USERS_ADMIN_PASSWORD` (or `_FILE`), else asked twice without echo.
 pub(crate) fn admin_password() -> anyhow::Result<SecretString> {
@@ -59,15 +60,61 @@ pub(crate) async fn create_admin(
     }
 }
 
-/// `export`: every user with their hash, as JSON lines, into a new owner-only file.
+/// `export`: every user with their hash, as JSON lines, into a new owner-only file. The
+/// users are written to a temporary file beside it, flushed to disk, then linked into place,
+/// so a failure leaves no partial file behind (and a rerun can start again), and an existing
+/// file is never overwritten.
 pub(crate) async fn export(config: &Config, to: &Path) -> anyhow::Result<u64> {
+    if to.symlink_metadata().is_ok() {
+        bail!("{} already exists; nothing was written", to.display());
+    }
     let app = open(config).await?;
+    let partial = partial_path(to)?;
     // The hashes are sensitive: the file is created new, readable by its owner only.
-    let mut out = BufWriter::new(key_files::create_private_file(to)?);
-    let count = transfer::export_users(&app.db.users(), &mut out).await?;
+    let file = key_files::create_private_file(&partial)?;
+    let written = write_export(&app, file).await;
     app.db.close().await;
+    let count = written.and_then(|count| publish(&partial, to).map(|()| count));
+    if count.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    let count = count?;
     eprintln!("exported {count} users to {}", to.display());
     Ok(count)
+}
+
+/// `.NAME.partial`, in the folder of `to`.
+fn partial_path(to: &Path) -> anyhow::Result<PathBuf> {
+    let name = to
+        .file_name()
+        .with_context(|| format!("--to: {} names no file", to.display()))?;
+    let mut partial = std::ffi::OsString::from(".");
+    partial.push(name);
+    partial.push(".partial");
+    Ok(to.with_file_name(partial))
+}
+
+/// Exports every user into `file` and flushes it to disk.
+async fn write_export(app: &App, file: File) -> anyhow::Result<u64> {
+    let mut out = BufWriter::new(file);
+    let count = transfer::export_users(&app.db.users(), &mut out).await?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(count)
+}
+
+/// Gives the finished `partial` file its name `to`: a hard link, which fails rather than
+/// replace a file that appeared meanwhile, then the temporary name goes.
+fn publish(partial: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::hard_link(partial, to).with_context(|| format!("cannot create {}", to.display()))?;
+    std::fs::remove_file(partial)?;
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Makes the new name durable; not every platform can open a folder, so best effort.
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// `import`: users written by `export`; each refused line is reported.
@@ -75,7 +122,9 @@ pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<Impor
     let app = open(config).await?;
     let file =
         std::fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
-    let summary = transfer::import_users(&app.db.users(), BufReader::new(file), report).await;
+    let ceiling = config.hasher()?.ceiling;
+    let summary =
+        transfer::import_users(&app.db.users(), &ceiling, BufReader::new(file), report).await;
     app.db.close().await;
     let summary = summary?;
     eprintln!("{summary}");
@@ -95,7 +144,12 @@ pub(crate) async fn import_legacy(config: &Config, from: &Path) -> anyhow::Resul
         from.display()
     );
     let summary = legacy
-        .import_into(&app.db.users(), OffsetDateTime::now_utc(), report)
+        .import_into(
+            &app.db.users(),
+            &config.hasher()?.ceiling,
+            OffsetDateTime::now_utc(),
+            report,
+        )
         .await;
     app.db.close().await;
     let summary = summary?;

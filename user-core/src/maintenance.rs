@@ -41,7 +41,8 @@ use crate::ports::{Clock, SessionStore};
 /// When and what [`purge_periodically`] deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurgePolicy {
-    /// Time between two purges; the first runs at once.
+    /// Time between two purges; the first runs at once. Less than [`PurgePolicy::MIN_EVERY`]
+    /// (zero included) counts as that minimum.
     pub every: Duration,
     /// How long ended sessions are kept before they are deleted.
     pub keep_ended: Duration,
@@ -50,6 +51,9 @@ pub struct PurgePolicy {
 }
 
 impl PurgePolicy {
+    /// The shortest time between two purges: a shorter `every` is raised to it.
+    pub const MIN_EVERY: Duration = Duration::from_secs(1);
+
     /// Every hour, keeping ended sessions a week, forgetting failures after the policy's
     /// `lockout.forget_after`.
     pub fn new(policy: &AuthPolicy) -> Self {
@@ -96,7 +100,8 @@ pub async fn purge_once(
     })
 }
 
-/// Runs [`purge_once`] every `policy.every` (the first at once) until `shutdown` completes.
+/// Runs [`purge_once`] every `policy.every`, at least [`PurgePolicy::MIN_EVERY`] (the first
+/// at once) until `shutdown` completes.
 /// Each purge that deleted something is logged at INFO with its counts; a failed purge is
 /// logged at WARN and retried at the next interval.
 pub async fn purge_periodically(
@@ -105,7 +110,8 @@ pub async fn purge_periodically(
     policy: PurgePolicy,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut interval = tokio::time::interval(policy.every);
+    // `tokio::time::interval` panics on a zero period.
+    let mut interval = tokio::time::interval(policy.every.max(PurgePolicy::MIN_EVERY));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
@@ -324,5 +330,26 @@ mod tests {
         task.await.unwrap();
         tokio::time::sleep(3 * HOUR).await;
         assert_eq!(calls.load(Ordering::SeqCst), 3, "nothing after shutdown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_interval_purges_once_a_second_instead_of_panicking() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(purge_periodically(
+            counting_store(&calls),
+            Arc::new(FixedClock::default()),
+            PurgePolicy {
+                every: Duration::ZERO,
+                ..policy()
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "at once, then each second");
+        stop.send(()).unwrap();
+        task.await.unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! legacy import uses it too).
 //!
 //! An import is idempotent: a user whose id is already present is skipped, so a rerun
-//! imports nothing twice. A row that does not parse, or whose username or email collides
+//! imports nothing twice. A row that does not parse, whose password hash the hasher would
+//! refuse at sign-in ([`HashCeiling::check`]), or whose username or email collides
 //! case-insensitively with another user, is not dropped silently: it is reported through the
 //! caller's `on_event` with where it was and why, and the rest are imported.
 //!
@@ -15,7 +16,8 @@
 //!
 //! let mut file = Vec::new(); // an owner-only file: it holds password hashes
 //! let count = export_users(users, &mut file).await?;
-//! let summary = import_users(other, file.as_slice(), |event| eprintln!("{event}")).await?;
+//! let ceiling = user_core::password::HashCeiling::default(); // the hasher's
+//! let summary = import_users(other, &ceiling, file.as_slice(), |event| eprintln!("{event}")).await?;
 //! println!("{count} exported; {summary}");
 //! # Ok(()) }
 //! ```
@@ -30,11 +32,13 @@ use uuid::Uuid;
 use crate::domain::{
     DisplayName, Email, NewUser, PasswordHash, Role, User, UserId, UserQuery, UserStatus, Username,
 };
-use crate::error::{RepoError, UniqueField, ValidationError};
+use crate::error::{HashError, RepoError, UniqueField, ValidationError};
+use crate::password::HashCeiling;
 use crate::ports::UserRepository;
 
-/// One user in the export format: one JSON object per line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One user in the export format: one JSON object per line. Its `Debug` leaves the password
+/// hash out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     /// The user id.
     pub id: Uuid,
@@ -61,6 +65,23 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .field("email_verified_at", &self.email_verified_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("password_hash", &"[REDACTED]")
+            .finish()
+    }
+}
+
 impl UserRecord {
     /// The record of `user` and their stored hash.
     pub fn new(user: User, hash: &PasswordHash) -> Self {
@@ -78,11 +99,15 @@ impl UserRecord {
         }
     }
 
-    /// The user to insert, every field parsed by the domain's rules.
+    /// The user to insert, every field parsed by the domain's rules, and the password hash
+    /// checked as the hasher will check it at sign-in ([`importable_hash`]).
     ///
     /// # Errors
-    /// The first field that does not parse.
-    pub fn into_new_user(self) -> Result<NewUser, ValidationError> {
+    /// The first field that does not parse; field `password_hash` (code `refused_hash`) for
+    /// a hash the hasher would refuse.
+    pub fn into_new_user(self, ceiling: &HashCeiling) -> Result<NewUser, ValidationError> {
+        let password_hash = importable_hash(&self.password_hash, ceiling)
+            .map_err(|reason| ValidationError::new("password_hash", "refused_hash", reason))?;
         let user = User {
             id: UserId::from(self.id),
             username: Username::parse(&self.username)?,
@@ -99,8 +124,23 @@ impl UserRecord {
         };
         Ok(NewUser {
             user,
-            password_hash: PasswordHash::new(self.password_hash),
+            password_hash,
         })
+    }
+}
+
+/// The password hash an import may store: one the hasher configured with `ceiling` accepts
+/// at sign-in ([`HashCeiling::check`]). Every import checks its hashes here, so that no
+/// account is stored that could only ever be refused (such a login would skip the hash and
+/// answer faster than any other).
+///
+/// # Errors
+/// Why the hash is refused, safe to show: the reason never quotes the hash.
+pub fn importable_hash(hash: &str, ceiling: &HashCeiling) -> Result<PasswordHash, String> {
+    match ceiling.check(hash) {
+        Ok(()) => Ok(PasswordHash::new(hash)),
+        Err(HashError::Refused(reason)) => Err(format!("the password hash is refused: {reason}")),
+        Err(other) => Err(format!("the password hash is refused: {other}")),
     }
 }
 
@@ -253,14 +293,16 @@ pub async fn export_users(
 }
 
 /// Imports users written by [`export_users`], one per line (blank lines are skipped). Each
-/// line that does not parse, or collides with another user, is reported as
-/// `line N: rejected: reason` through `on_event`; users already present are skipped.
+/// line that does not parse, holds a password hash that the hasher configured with `ceiling`
+/// would refuse, or collides with another user, is reported as `line N: rejected: reason`
+/// through `on_event`; users already present are skipped.
 ///
 /// # Errors
 /// [`TransferError::Storage`] when the repository fails, [`TransferError::Io`] when reading
 /// fails. What was imported before stays imported; a rerun completes it.
 pub async fn import_users(
     users: &dyn UserRepository,
+    ceiling: &HashCeiling,
     input: impl BufRead,
     mut on_event: impl FnMut(ImportEvent<'_>),
 ) -> Result<ImportSummary, TransferError> {
@@ -273,7 +315,7 @@ pub async fn import_users(
         let at = format!("line {}", i + 1);
         let new = serde_json::from_str::<UserRecord>(&line)
             .map_err(|e| e.to_string())
-            .and_then(|record| record.into_new_user().map_err(|e| e.to_string()));
+            .and_then(|record| record.into_new_user(ceiling).map_err(|e| e.to_string()));
         match new {
             Ok(new) => summary
                 .insert_once(users, &new, &at, &mut on_event)

@@ -4,7 +4,7 @@
 //! Ids, usernames, emails and hashes are kept: those users sign in with their old passwords,
 //! and the hasher replaces the bcrypt hash by Argon2id at that sign-in. A row our rules
 //! refuse (an id that is not a UUID, a username or email that does not parse, a hash that is
-//! not bcrypt) or that collides case-insensitively with another user is reported with its row,
+//! not well-formed bcrypt within the hasher's cost ceiling) or that collides case-insensitively with another user is reported with its row,
 //! id and reason, and the rest are imported. A rerun imports nothing twice
 //! ([`ImportSummary::insert_once`]). Progress is reported every 1000 rows.
 //!
@@ -15,20 +15,25 @@
 //! let legacy = LegacyUsers::read("legacy/users.db".as_ref()).await?;
 //! eprintln!("importing {} legacy users", legacy.len());
 //! let now = time::OffsetDateTime::now_utc();
-//! let summary = legacy.import_into(&db.users(), now, |event| eprintln!("{event}")).await?;
+//! let ceiling = user_core::password::HashCeiling::default(); // the hasher's
+//! let summary = legacy
+//!     .import_into(&db.users(), &ceiling, now, |event| eprintln!("{event}"))
+//!     .await?;
 //! eprintln!("done: {summary}");
 //! # Ok(()) }
 //! ```
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnectOptions;
 use time::OffsetDateTime;
-use user_core::domain::{Email, NewUser, PasswordHash, Role, User, UserId, UserStatus, Username};
+use user_core::domain::{Email, NewUser, Role, User, UserId, UserStatus, Username};
 use user_core::error::RepoError;
+use user_core::password::HashCeiling;
 use user_core::ports::UserRepository;
-use user_core::transfer::{ImportEvent, ImportSummary};
+use user_core::transfer::{ImportEvent, ImportSummary, importable_hash};
 use uuid::Uuid;
 
 /// Rows read between two progress reports.
@@ -61,8 +66,8 @@ pub enum LegacyError {
     Read(#[source] sqlx::Error),
 }
 
-/// One row of the legacy `users` table, as stored.
-#[derive(Debug, Clone)]
+/// One row of the legacy `users` table, as stored. Its `Debug` leaves the hash out.
+#[derive(Clone)]
 struct LegacyRow {
     id: String,
     username: String,
@@ -70,7 +75,19 @@ struct LegacyRow {
     hash: Vec<u8>,
 }
 
+impl fmt::Debug for LegacyRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LegacyRow")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("hash", &"[REDACTED]")
+            .finish()
+    }
+}
+
 /// The rows of a legacy `users.db`, read in full (the file is opened read-only and closed).
+/// Its `Debug` shows the rows without their hashes.
 #[derive(Debug, Clone)]
 pub struct LegacyUsers {
     rows: Vec<LegacyRow>,
@@ -130,7 +147,8 @@ impl LegacyUsers {
     }
 
     /// Inserts every acceptable row into `users` (active users with role `user`, created
-    /// `now`), skipping ids already present. Each refused row is reported as
+    /// `now`), skipping ids already present. A hash must be bcrypt that the hasher configured
+    /// with `ceiling` accepts at sign-in ([`importable_hash`]). Each refused row is reported as
     /// `row N (id ID): rejected: reason`, and progress every 1000 rows, through `on_event`.
     ///
     /// # Errors
@@ -139,6 +157,7 @@ impl LegacyUsers {
     pub async fn import_into(
         self,
         users: &dyn UserRepository,
+        ceiling: &HashCeiling,
         now: OffsetDateTime,
         mut on_event: impl FnMut(ImportEvent<'_>),
     ) -> Result<ImportSummary, RepoError> {
@@ -153,7 +172,7 @@ impl LegacyUsers {
                 });
             }
             let at = format!("row {row} (id {})", legacy.id);
-            match check(&legacy, now) {
+            match check(&legacy, ceiling, now) {
                 Ok(new) => {
                     summary.insert_once(users, &new, &at, &mut on_event).await?;
                 }
@@ -165,7 +184,7 @@ impl LegacyUsers {
 }
 
 /// The user a legacy row becomes, or why it cannot.
-fn check(row: &LegacyRow, now: OffsetDateTime) -> Result<NewUser, String> {
+fn check(row: &LegacyRow, ceiling: &HashCeiling, now: OffsetDateTime) -> Result<NewUser, String> {
     let LegacyRow {
         id,
         username,
@@ -181,6 +200,7 @@ fn check(row: &LegacyRow, now: OffsetDateTime) -> Result<NewUser, String> {
         .map(str::trim)
         .filter(|h| h.starts_with("$2a$") || h.starts_with("$2b$") || h.starts_with("$2y$"))
         .ok_or("hashed_password is not a bcrypt hash")?;
+    let password_hash = importable_hash(hash, ceiling)?;
     Ok(NewUser {
         user: User {
             id: UserId::from(id),
@@ -193,6 +213,6 @@ fn check(row: &LegacyRow, now: OffsetDateTime) -> Result<NewUser, String> {
             created_at: now,
             updated_at: now,
         },
-        password_hash: PasswordHash::new(hash),
+        password_hash,
     })
 }

@@ -502,7 +502,8 @@ impl AuthService {
 
     /// Verifies against the stored hash, or against the dummy hash when there is no account,
     /// so both cost one verification. A stored hash the hasher refuses (corrupt, or above the
-    /// ceiling) denies the login and is logged.
+    /// ceiling) denies the login and is logged; the dummy hash is verified instead, so that
+    /// such an account answers no faster than any other.
     async fn verify(
         &self,
         password: &SecretString,
@@ -523,7 +524,11 @@ impl AuthService {
             Ok(verdict) => Ok(verdict),
             Err(HashError::Refused(cause)) => {
                 tracing::error!(error = %cause, "stored password hash refused; login denied");
-                Ok(Verification::Mismatch)
+                let dummy = self.dummy_hash().await?;
+                match self.ports.hasher.verify(password, dummy).await {
+                    Ok(_) | Err(HashError::Refused(_)) => Ok(Verification::Mismatch),
+                    Err(e) => Err(e.into()),
+                }
             }
             Err(e) => Err(e.into()),
         }

@@ -289,18 +289,43 @@ fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
 }
 
+/// The cost of a well-formed bcrypt hash within the ceiling: `$2a$`, `$2b$` or `$2y$`, a
+/// two-digit cost from 4 to the ceiling, `$`, then 53 characters of bcrypt's base64 (a
+/// 16-byte salt and a 23-byte digest). The same rules as `bcrypt::verify`, checked without
+/// hashing.
+fn parse_bcrypt(hash: &str, ceiling: &HashCeiling) -> Result<u32, HashError> {
+    use base64::Engine as _;
+    const MIN_COST: u32 = 4;
+    let malformed = || refused("malformed bcrypt hash");
+    if !is_bcrypt(hash) || hash.len() != 60 || hash.get(6..7) != Some("$") {
+        return Err(malformed());
+    }
+    let cost: u32 = hash
+        .get(4..6)
+        .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(malformed)?;
+    if cost < MIN_COST {
+        return Err(malformed());
+    }
+    if cost > ceiling.max_bcrypt_cost {
+        return Err(refused("bcrypt cost above the ceiling"));
+    }
+    let (salt, digest) = (hash.get(7..29), hash.get(29..));
+    let salt = salt.and_then(|s| bcrypt::BASE_64.decode(s).ok());
+    let digest = digest.and_then(|d| bcrypt::BASE_64.decode(d).ok());
+    match (salt, digest) {
+        (Some(salt), Some(digest)) if salt.len() == 16 && digest.len() == 23 => Ok(cost),
+        _ => Err(malformed()),
+    }
+}
+
 fn verify_bcrypt(
     candidate: &str,
     hash: &str,
     ceiling: &HashCeiling,
 ) -> Result<Verification, HashError> {
-    let cost: u32 = hash
-        .get(4..6)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| refused("malformed bcrypt hash"))?;
-    if cost > ceiling.max_bcrypt_cost {
-        return Err(refused("bcrypt cost above the ceiling"));
-    }
+    parse_bcrypt(hash, ceiling)?;
     match bcrypt::verify(candidate, hash) {
         Ok(true) => Ok(Verification::Match { needs_rehash: true }),
         Ok(false) => Ok(Verification::Mismatch),
@@ -309,20 +334,24 @@ fn verify_bcrypt(
     }
 }
 
-fn verify_argon2(
-    candidate: &str,
-    hash: &str,
-    current: &Params,
-    ceiling: &HashCeiling,
-    scratch: &mut Scratch,
-) -> Result<Verification, HashError> {
+/// A stored Argon2 hash, parsed and within the ceiling: everything needed to check it.
+struct StoredArgon2 {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    salt: Vec<u8>,
+    expected: Output,
+}
+
+/// Parses a PHC Argon2 string and checks it against the ceiling, without hashing.
+fn parse_argon2(hash: &str, ceiling: &HashCeiling) -> Result<StoredArgon2, HashError> {
     let phc = Phc::new(hash).map_err(|_| refused("malformed password hash"))?;
     let algorithm = Algorithm::try_from(phc.algorithm.as_str())
         .map_err(|_| refused("unknown password hash algorithm"))?;
-    let stored = Params::try_from(&phc).map_err(|_| refused("malformed argon2 parameters"))?;
-    if stored.m_cost() > ceiling.max_memory_kib
-        || stored.t_cost() > ceiling.max_iterations
-        || stored.p_cost() > ceiling.max_parallelism
+    let params = Params::try_from(&phc).map_err(|_| refused("malformed argon2 parameters"))?;
+    if params.m_cost() > ceiling.max_memory_kib
+        || params.t_cost() > ceiling.max_iterations
+        || params.p_cost() > ceiling.max_parallelism
     {
         return Err(refused("argon2 parameters above the ceiling"));
     }
@@ -333,18 +362,45 @@ fn verify_argon2(
     let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
         return Err(refused("argon2 hash without salt or output"));
     };
+    let salt: &[u8] = salt.as_ref();
+    if !(argon2::MIN_SALT_LEN..=argon2::MAX_SALT_LEN).contains(&salt.len()) {
+        return Err(refused("argon2 salt of a wrong length"));
+    }
+    Ok(StoredArgon2 {
+        algorithm,
+        version,
+        params,
+        salt: salt.to_vec(),
+        expected: *expected,
+    })
+}
+
+fn verify_argon2(
+    candidate: &str,
+    hash: &str,
+    current: &Params,
+    ceiling: &HashCeiling,
+    scratch: &mut Scratch,
+) -> Result<Verification, HashError> {
+    let StoredArgon2 {
+        algorithm,
+        version,
+        params: stored,
+        salt,
+        expected,
+    } = parse_argon2(hash, ceiling)?;
     let mut out = vec![0u8; expected.len()];
     Argon2::new(algorithm, version, stored.clone())
         .hash_password_into_with_memory(
             candidate.as_bytes(),
-            salt,
+            &salt,
             &mut out,
             scratch.blocks(stored.block_count()),
         )
         .map_err(|_| refused("argon2 hash could not be checked"))?;
     let computed = Output::new(&out).map_err(|_| refused("argon2 hash could not be checked"))?;
     // `Output`'s equality is constant-time.
-    if computed != *expected {
+    if computed != expected {
         return Ok(Verification::Mismatch);
     }
     Ok(Verification::Match {
@@ -356,6 +412,23 @@ fn verify_argon2(
             || stored.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
                 != current.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN),
     })
+}
+
+impl HashCeiling {
+    /// Checks a stored hash the way verification does, without hashing: a bcrypt hash
+    /// (`$2a$`, `$2b$`, `$2y$`, cost from 4 to `max_bcrypt_cost`, 53 characters of bcrypt
+    /// base64) or a PHC Argon2 string whose parameters are within this ceiling. Imports use
+    /// it so that no account is stored with a hash that the hasher would refuse at sign-in.
+    ///
+    /// # Errors
+    /// [`HashError::Refused`] with a reason safe to show (it never quotes the hash).
+    pub fn check(&self, hash: &str) -> Result<(), HashError> {
+        if hash.starts_with("$2") {
+            parse_bcrypt(hash, self).map(drop)
+        } else {
+            parse_argon2(hash, self).map(drop)
+        }
+    }
 }
 
 /// Verifies `candidate` against any supported stored hash. Shared by [`Argon2Hasher`] and the

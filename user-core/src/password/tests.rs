@@ -320,3 +320,57 @@ fn the_scratch_memory_is_reused_and_shrinks_back() {
         "back to today's size"
     );
 }
+
+#[tokio::test]
+async fn the_import_check_refuses_exactly_what_verification_refuses() {
+    let h = hasher(FAST, 1, 1);
+    let ceiling = HashCeiling::default();
+    let argon = h.hash(&password("tangerine-sky-42")).await.unwrap();
+    let argon = argon.as_str();
+    let bcrypt4 = bcrypt::hash("x", 4).unwrap();
+    let body = &bcrypt4[7..];
+    let (salt, digest) = body.split_at(22);
+    let mut cases: Vec<(String, bool)> = vec![
+        (argon.to_owned(), true),
+        (bcrypt4.clone(), true),
+        (bcrypt4.replacen("$2b$", "$2a$", 1), true),
+        (bcrypt4.replacen("$2b$", "$2y$", 1), true),
+        (format!("$2b$14${body}"), true),
+        (format!("$2b$15${body}"), false),
+        (format!("$2b$03${body}"), false),
+        (format!("$2b$+4${body}"), false),
+        (format!("$2x$04${body}"), false),
+        (format!("$2b$04$$${body}"), false),
+        (bcrypt4[..59].to_owned(), false),
+        (format!("{bcrypt4}A"), false),
+        (format!("$2b$04${}!{}", &salt[..21], digest), false),
+        // The last character of the salt carries 4 unused bits, which must be zero.
+        (format!("$2b$04${}{}{}", &salt[..21], "Z", digest), false),
+        ("$2b$04$short".to_owned(), false),
+        (argon.replace("m=64", "m=4194304"), false),
+        (argon.replace("p=1", "p=9"), false),
+        (argon.replacen("$v=19", "$v=7", 1), false),
+        (
+            "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
+            false,
+        ),
+        ("$argon2id$v=19$m=64,t=1,p=1$bm9zYWx0".to_owned(), false),
+        ("$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA".to_owned(), false),
+        ("plaintext".to_owned(), false),
+        (String::new(), false),
+    ];
+    cases.dedup();
+    for (hash, ok) in cases {
+        let checked = ceiling.check(&hash);
+        assert_eq!(checked.is_ok(), ok, "{hash:?}: {checked:?}");
+        let verified = h.verify(&secret("x"), &PasswordHash::new(&*hash)).await;
+        assert_eq!(
+            !matches!(verified, Err(HashError::Refused(_))),
+            ok,
+            "{hash:?}: {verified:?}"
+        );
+        if let Err(HashError::Refused(reason)) = checked {
+            assert!(hash.is_empty() || !reason.to_string().contains(&*hash));
+        }
+    }
+}

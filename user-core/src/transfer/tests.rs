@@ -6,9 +6,11 @@ use crate::testing::{FixedClock, Fixture, memory_ports};
 /// Runs an import and keeps what it reported, one line per event.
 async fn import(users: &dyn UserRepository, input: &str) -> (ImportSummary, Vec<String>) {
     let mut events = Vec::new();
-    let summary = import_users(users, input.as_bytes(), |e| events.push(e.to_string()))
-        .await
-        .unwrap();
+    let summary = import_users(users, &HashCeiling::default(), input.as_bytes(), |e| {
+        events.push(e.to_string())
+    })
+    .await
+    .unwrap();
     (summary, events)
 }
 
@@ -105,4 +107,60 @@ async fn bad_rows_are_reported_with_their_line_and_the_rest_imported() {
         summary.to_string(),
         "1 imported, 0 already present, 4 rejected"
     );
+}
+
+#[tokio::test]
+async fn a_record_prints_without_its_password_hash() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let record: UserRecord = serde_json::from_str(exported(&f).await.trim()).unwrap();
+    assert!(record.password_hash.starts_with("$argon2id$"));
+    for printed in [format!("{record:?}"), format!("{record:#?}")] {
+        assert!(!printed.contains(&record.password_hash), "{printed}");
+        assert!(printed.contains("alice") && printed.contains("[REDACTED]"));
+    }
+}
+
+#[tokio::test]
+async fn hashes_the_hasher_would_refuse_are_rejected_with_a_reason() {
+    let from = Fixture::in_memory();
+    from.register("alice").await;
+    let alice = exported(&from).await;
+    let mut record: UserRecord = serde_json::from_str(alice.trim()).unwrap();
+    let good = record.password_hash.clone();
+    let bcrypt = bcrypt::hash("hunter2", 4).unwrap();
+    let mut lines = Vec::new();
+    for (n, hash) in [
+        "plaintext".to_owned(),
+        format!("$2b$04${}", "A".repeat(10)),
+        format!("$2b$31${}", &bcrypt[7..]),
+        good.replace("m=8", "m=4194304"),
+        bcrypt.clone(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        record.id = Uuid::new_v4();
+        record.username = format!("user{n}");
+        record.email = format!("user{n}@example.com");
+        record.password_hash = hash;
+        lines.push(serde_json::to_string(&record).unwrap());
+    }
+    let to = Fixture::in_memory();
+    let (summary, events) = import(to.ports.users.as_ref(), &lines.join("\n")).await;
+    assert_eq!(
+        (summary.imported, summary.already_present, summary.rejected),
+        (1, 0, 4),
+        "{events:#?}"
+    );
+    for (event, line) in events.iter().zip(["line 1", "line 2", "line 3", "line 4"]) {
+        assert!(
+            event.starts_with(&format!("{line}: rejected: "))
+                && event.contains("the password hash is refused"),
+            "{event}"
+        );
+        assert!(!event.contains("AAAAAAAAAA") && !event.contains(&good));
+    }
+    assert!(to.login("user4", "hunter2").await.is_ok(), "bcrypt is kept");
+    assert!(to.ports.users.get(UserId::from(record.id)).await.is_ok());
 }

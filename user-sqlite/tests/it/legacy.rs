@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use sqlx::Connection as _;
+use user_core::password::HashCeiling;
 use user_core::ports::UserRepository as _;
 use user_core::testing::FixedClock;
 use user_core::transfer::{ImportEvent, ImportSummary};
@@ -52,9 +53,14 @@ async fn import(t: &TestDb, legacy: &Path) -> (ImportSummary, Vec<String>) {
     let summary = LegacyUsers::read(legacy)
         .await
         .unwrap()
-        .import_into(&t.db.users(), user_core::ports::Clock::now(&now), |e| {
-            events.push(e.to_string());
-        })
+        .import_into(
+            &t.db.users(),
+            &HashCeiling::default(),
+            user_core::ports::Clock::now(&now),
+            |e| {
+                events.push(e.to_string());
+            },
+        )
         .await
         .unwrap();
     (summary, events)
@@ -136,11 +142,16 @@ async fn progress_is_reported_every_thousand_rows() {
     assert_eq!(users.len(), 2001);
     let mut progress = Vec::new();
     let summary = users
-        .import_into(&t.db.users(), time::OffsetDateTime::UNIX_EPOCH, |e| {
-            if let ImportEvent::Progress { read, total, .. } = e {
-                progress.push((read, total, e.to_string()));
-            }
-        })
+        .import_into(
+            &t.db.users(),
+            &HashCeiling::default(),
+            time::OffsetDateTime::UNIX_EPOCH,
+            |e| {
+                if let ImportEvent::Progress { read, total, .. } = e {
+                    progress.push((read, total, e.to_string()));
+                }
+            },
+        )
         .await
         .unwrap();
     assert_eq!(summary.rejected, 2001);
@@ -184,4 +195,40 @@ async fn a_missing_file_or_table_is_an_error() {
     let err = LegacyUsers::read(&other).await.unwrap_err();
     assert!(matches!(err, LegacyError::NoUsersTable(_)), "{err:?}");
     assert_eq!(err.to_string(), "the legacy database has no users table");
+}
+
+#[tokio::test]
+async fn malformed_bcrypt_hashes_are_refused_and_never_printed() {
+    let t = TestDb::new().await;
+    let legacy = t.dir.path().join("legacy.db");
+    let good = bcrypt::hash("hunter2", 4).unwrap();
+    let truncated = good[..40].to_owned();
+    let too_costly = format!("$2b$31${}", &good[7..]);
+    let not_base64 = format!("{}!!!!!!!!!!", &good[..49]);
+    #[rustfmt::skip]
+    let rows = [
+        ("1a2b3c4d-0000-4000-8000-000000000001", "ann", "ann@example.com", truncated.clone().into_bytes(), true),
+        ("1a2b3c4d-0000-4000-8000-000000000002", "ben", "ben@example.com", too_costly.clone().into_bytes(), false),
+        ("1a2b3c4d-0000-4000-8000-000000000003", "cat", "cat@example.com", not_base64.clone().into_bytes(), true),
+        ("1a2b3c4d-0000-4000-8000-000000000004", "dan", "dan@example.com", good.clone().into_bytes(), true),
+    ];
+    legacy_db(&legacy, &rows).await;
+
+    let users = LegacyUsers::read(&legacy).await.unwrap();
+    let printed = format!("{users:?}{users:#?}");
+    for hash in [&truncated, &too_costly, &not_base64, &good] {
+        assert!(!printed.contains(hash.as_str()), "{printed}");
+    }
+    assert!(printed.contains("ann") && printed.contains("[REDACTED]"));
+
+    let (summary, events) = import(&t, &legacy).await;
+    assert_eq!((summary.imported, summary.rejected), (1, 3), "{events:#?}");
+    for (event, row) in events.iter().zip(["row 1", "row 2", "row 3"]) {
+        assert!(
+            event.starts_with(row) && event.contains("the password hash is refused"),
+            "{event}"
+        );
+        assert!(!event.contains(&good[7..20]), "{event}");
+    }
+    assert!(t.fixture().login("dan", "hunter2").await.is_ok());
 }

@@ -1,5 +1,6 @@
 //! Export and import of users as JSON lines between two real SQLite files.
 
+use user_core::password::HashCeiling;
 use user_core::testing::Fixture;
 use user_core::transfer::{export_users, import_users};
 
@@ -15,9 +16,14 @@ async fn users_move_between_databases_and_a_rerun_adds_nothing() {
     assert_eq!(export_users(&a.db.users(), &mut file).await.unwrap(), 2);
 
     let mut rejected = Vec::new();
-    let summary = import_users(&b.db.users(), file.as_slice(), |e| {
-        rejected.push(e.to_string());
-    })
+    let summary = import_users(
+        &b.db.users(),
+        &HashCeiling::default(),
+        file.as_slice(),
+        |e| {
+            rejected.push(e.to_string());
+        },
+    )
     .await
     .unwrap();
     assert_eq!(
@@ -25,9 +31,14 @@ async fn users_move_between_databases_and_a_rerun_adds_nothing() {
         "2 imported, 0 already present, 0 rejected"
     );
     assert!(rejected.is_empty(), "{rejected:?}");
-    let again = import_users(&b.db.users(), file.as_slice(), |_| {})
-        .await
-        .unwrap();
+    let again = import_users(
+        &b.db.users(),
+        &HashCeiling::default(),
+        file.as_slice(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!((again.imported, again.already_present), (0, 2));
 
     let to = b.fixture();

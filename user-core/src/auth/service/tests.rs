@@ -617,6 +617,59 @@ async fn a_refused_stored_hash_denies_login_without_an_internal_error() {
     ));
 }
 
+/// A [`FastHasher`] that counts the verifications it really ran (not refused unread).
+#[derive(Default)]
+struct CountingHasher {
+    inner: FastHasher,
+    ran: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::PasswordHasher for CountingHasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        self.inner.hash(password).await
+    }
+
+    async fn verify(
+        &self,
+        candidate: &SecretString,
+        hash: &PasswordHash,
+    ) -> Result<Verification, HashError> {
+        let verdict = self.inner.verify(candidate, hash).await;
+        if verdict.is_ok() {
+            self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        verdict
+    }
+}
+
+#[tokio::test]
+async fn a_refused_stored_hash_costs_one_verification_like_any_login() {
+    let hasher = Arc::new(CountingHasher::default());
+    let clock = Arc::new(FixedClock::default());
+    let ports = Ports::new(in_memory(), hasher.clone(), clock.clone());
+    let f = Fixture::with_ports(ports, clock);
+    let user = f.register("mallory").await;
+    let ran = || hasher.ran.load(std::sync::atomic::Ordering::SeqCst);
+    let before = ran();
+    assert!(f.login("mallory", "wrong password").await.is_err());
+    assert_eq!(ran() - before, 1, "a wrong password: one verification");
+    let broken = PasswordHash::new("$2b$04$not-a-bcrypt-hash");
+    f.ports
+        .users
+        .update_password_hash(user.id, &broken, f.clock.now())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let before = ran();
+        assert!(matches!(
+            f.login("mallory", PW).await,
+            Err(AuthError::InvalidCredentials)
+        ));
+        assert_eq!(ran() - before, 1, "the dummy hash is verified instead");
+    }
+}
+
 #[tokio::test]
 async fn a_password_change_ends_every_other_session() {
     let f = Fixture::in_memory();
