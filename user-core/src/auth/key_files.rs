@@ -1,15 +1,23 @@
 //! File storage of signing keys, and the owner-only data folder they live in.
 //!
-//! The one place in the core that touches the file system (std only, no adapter): a service
-//! keeps its Ed25519 signing key in a PKCS#8 PEM file so that tokens survive restarts.
+//! The one place in the core that touches the file system (std, and `rustix` on unix for
+//! what std lacks; no adapter): a service keeps its Ed25519 signing key in a PKCS#8 PEM file
+//! so that tokens survive restarts.
 //!
 //! - [`load_or_create_signing_key`] reads the key, or makes a new one when the file is
-//!   missing, written with mode 0600 (created new: an existing file is never overwritten).
+//!   missing: written whole to a temporary file (0600) beside it, flushed, then hard-linked
+//!   into place, so a failed write leaves no file, an existing file is never overwritten, and
+//!   of two processes starting together the second reads the first one's key.
+//! - A key file is opened once, without following a symbolic link (a link is refused), and
+//!   checked on that open handle before it is read from it: it must belong to the effective
+//!   user of the process ([`KeyFileError::NotOwned`]).
 //! - A private key file that group or others may read or write is refused
 //!   ([`KeyFileError::Shared`]): whoever reads it can forge tokens.
 //! - [`read_verifying_key`] reads a *previous* key for a rotation: its retired private key
-//!   file, or only its public half (`-----BEGIN PUBLIC KEY-----`). Its public key stays in
-//!   the JWKS and its tokens still verify; only the current key signs.
+//!   file (checked as above), or only its public half (`-----BEGIN PUBLIC KEY-----`), which
+//!   anyone may read but which is refused when group or others may write it
+//!   ([`KeyFileError::Writable`]): whoever writes it can swap in their own key. Its public
+//!   key stays in the JWKS and its tokens still verify; only the current key signs.
 //! - [`create_private_dir`] and [`create_private_file`] make the data folder (0700) and other
 //!   owner-only files (an export holding password hashes, 0600).
 //!
