@@ -543,7 +543,8 @@ pub enum KeyFileError {
     /// The file or folder could not be read, created or written.
     #[error("cannot {action} {}", path.display())]
     Io {
-        /// What was being done: `read the signing key`, `create`, `create the data folder`.
+        /// What was being done: `read the key`, `look for the signing key`, `create`,
+        /// `create the data folder`.
         action: &'static str,
         /// The file or folder.
         path: std::path::PathBuf,
@@ -563,6 +564,34 @@ pub enum KeyFileError {
         path: std::path::PathBuf,
         /// Its permission bits (`0o644`).
         mode: u32,
+    },
+    /// A key file, even a public one, that group or others may write: anyone who writes it
+    /// can swap in their own key and forge tokens.
+    #[error(
+        "the key file {path} can be written by group or others (mode {mode:03o}); \
+         make it writable by its owner only with `chmod go-w {path}` and start again",
+        path = path.display()
+    )]
+    Writable {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its permission bits (`0o666`).
+        mode: u32,
+    },
+    /// A key file that belongs to another user than the one the service runs as: that user
+    /// can change it, or its permissions, at any time.
+    #[error(
+        "the key file {path} belongs to uid {owner}, not to the service's user (uid {expected}); \
+         give it to that user with `chown` and start again",
+        path = path.display()
+    )]
+    NotOwned {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// The uid that owns it.
+        owner: u32,
+        /// The effective uid of the service.
+        expected: u32,
     },
     /// The file holds no key of the expected kind.
     #[error("{}: {reason}", path.display())]

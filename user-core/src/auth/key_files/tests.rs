@@ -198,3 +198,156 @@ async fn rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
     let dropped = auth(&ports, &new_key, vec![]);
     assert!(dropped.authenticate(&old_token).await.is_err());
 }
+
+fn public_pem_of(key: &SigningKey) -> String {
+    use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+    ed25519_dalek::SigningKey::from_pkcs8_pem(key.to_pem().unwrap().expose_secret())
+        .unwrap()
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_public_key_group_or_others_can_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate_ed25519().unwrap();
+    let path = key_path(&dir, "previous.pub.pem");
+    std::fs::write(&path, public_pem_of(&key)).unwrap();
+    for writable in [0o666, 0o646, 0o664, 0o620, 0o602] {
+        set_mode(&path, writable);
+        let err = read_verifying_key(&path).unwrap_err();
+        assert!(
+            matches!(err, KeyFileError::Writable { mode, .. } if mode == writable),
+            "{writable:03o}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("chmod go-w {}", path.display())),
+            "{message}"
+        );
+    }
+    set_mode(&path, 0o644);
+    assert_eq!(
+        read_verifying_key(&path).unwrap().kid(),
+        key.kid(),
+        "anyone may read it"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn key_files_are_not_read_through_symbolic_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = key_path(&dir, "real-key.pem");
+    let key = load_or_create_signing_key(&real).unwrap();
+    let public = key_path(&dir, "real.pub.pem");
+    std::fs::write(&public, public_pem_of(&key)).unwrap();
+    let link = key_path(&dir, "signing-key.pem");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let public_link = key_path(&dir, "previous.pub.pem");
+    std::os::unix::fs::symlink(&public, &public_link).unwrap();
+
+    for err in [
+        load_or_create_signing_key(&link).map(|_| ()).unwrap_err(),
+        read_signing_key(&link).map(|_| ()).unwrap_err(),
+        read_verifying_key(&link).map(|_| ()).unwrap_err(),
+        read_verifying_key(&public_link).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, KeyFileError::Invalid { reason, .. } if reason.contains("symbolic link")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        real,
+        "the link is left alone"
+    );
+
+    // A dangling link is not taken for a missing key either.
+    std::fs::remove_file(&real).unwrap();
+    assert!(load_or_create_signing_key(&link).is_err());
+    assert!(!real.exists(), "no key is written through the link");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_file_of_another_user_is_refused() {
+    let euid = rustix::process::geteuid().as_raw();
+    let dir = tempfile::tempdir().unwrap();
+    let private = key_path(&dir, "signing-key.pem");
+    load_or_create_signing_key(&private).unwrap();
+    let key = read_signing_key(&private).unwrap();
+    let public = key_path(&dir, "previous.pub.pem");
+    std::fs::write(&public, public_pem_of(&key)).unwrap();
+    let (private, public, other) = if euid == 0 {
+        // Root may give the files away.
+        let other = 65_534;
+        std::os::unix::fs::chown(&private, Some(other), None).unwrap();
+        std::os::unix::fs::chown(&public, Some(other), None).unwrap();
+        (private, public, other)
+    } else {
+        // Anyone else finds root's files, such as the root folder.
+        (PathBuf::from("/"), PathBuf::from("/"), 0)
+    };
+    for err in [
+        read_signing_key(&private).map(|_| ()).unwrap_err(),
+        read_verifying_key(&private).map(|_| ()).unwrap_err(),
+        read_verifying_key(&public).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, KeyFileError::NotOwned { owner, expected, .. } if owner == other && expected == euid),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn racing_starts_share_one_complete_key() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_path(&dir, "signing-key.pem");
+        let start = std::sync::Barrier::new(6);
+        let kids: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        load_or_create_signing_key(&path).map(|key| key.kid().to_owned())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap().unwrap())
+                .collect()
+        });
+        assert!(kids.iter().all(|kid| *kid == kids[0]), "{kids:?}");
+        assert_eq!(read_signing_key(&path).unwrap().kid(), kids[0]);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["signing-key.pem"], "no temporary file is left");
+    }
+}
+
+#[test]
+fn a_key_path_that_cannot_be_inspected_is_not_taken_for_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = key_path(&dir, "not-a-folder");
+    std::fs::write(&file, "").unwrap();
+    let err = load_or_create_signing_key(&file.join("signing-key.pem")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyFileError::Io {
+                action: "look for the signing key",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
