@@ -27,9 +27,21 @@ pub(crate) struct Agent {
 impl Agent {
     /// A client for the server at `base` (`http://127.0.0.1:PORT`).
     pub(crate) fn new(base: &str) -> Self {
+        Self::with_connector(base, HttpConnector::new())
+    }
+
+    /// A client whose connections leave from `source` (any 127.x.y.z is local on Linux), so
+    /// the server sees another client address.
+    pub(crate) fn from_address(base: &str, source: std::net::IpAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(source));
+        Self::with_connector(base, connector)
+    }
+
+    fn with_connector(base: &str, connector: HttpConnector) -> Self {
         Self {
             base: base.to_owned(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
             cookies: BTreeMap::new(),
             set_cookies: Vec::new(),
             user_agent: "test-agent".to_owned(),

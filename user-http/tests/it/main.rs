@@ -203,18 +203,23 @@ impl TestApp {
 
     /// Serves the router on 127.0.0.1:0; returns the base URL and a stop handle.
     pub async fn spawn(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let router = self.router.clone();
-        tokio::spawn(async move {
-            let layers = (user_http::trace::layer(), user_http::metrics::MetricsLayer);
-            user_http::serve(listener, router, layers, async {
-                rx.await.ok();
-            })
-            .await
-            .unwrap();
-        });
-        (base, tx)
+        spawn_router(self.router.clone()).await
     }
+}
+
+/// Serves `router` (the adapter's, or a host application's around it) through
+/// `user_http::serve` on 127.0.0.1:0; returns the base URL and a stop handle.
+pub async fn spawn_router(router: Router) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let layers = (user_http::trace::layer(), user_http::metrics::MetricsLayer);
+        user_http::serve(listener, router, layers, async {
+            rx.await.ok();
+        })
+        .await
+        .unwrap();
+    });
+    (base, tx)
 }

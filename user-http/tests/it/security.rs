@@ -2,12 +2,16 @@
 //! re-checks, the registration limit behind a trusted proxy, session-bound CSRF tokens on
 //! every form, cross-site requests to host routes, and caching headers.
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use user_core::auth::AuthPolicy;
@@ -138,7 +142,20 @@ async fn an_admin_unlocks_over_json() {
 
 /// A JSON POST over a real socket with extra headers.
 async fn post_json(base: &str, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    post_json_from(None, base, path, body, headers).await
+}
+
+/// [`post_json`] from the local address `source` (the kernel's choice when `None`).
+async fn post_json_from(
+    source: Option<IpAddr>,
+    base: &str,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(source);
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(format!("{base}{path}"))
@@ -169,6 +186,11 @@ async fn app_limiting_registrations(proxies: &str) -> TestApp {
         registrations_per_ip_per_hour: std::num::NonZeroU32::new(2),
         ..AuthPolicy::default()
     };
+    app_behind(proxies, policy).await
+}
+
+/// The adapter trusting `proxies` (a `--trusted-proxies` list), with `policy`.
+async fn app_behind(proxies: &str, policy: AuthPolicy) -> TestApp {
     let config = HttpConfig {
         trusted_proxies: TrustedProxies::parse(proxies).unwrap(),
         ..HttpConfig::default()
@@ -436,21 +458,26 @@ async fn csrf_tokens_are_bound_to_the_session_on_every_form() {
     );
 }
 
-#[tokio::test]
-async fn cookie_callers_of_host_routes_must_come_from_the_same_origin() {
-    let app = TestApp::new().await;
-    app.register("alice").await;
+/// A `Cookie` header with a fresh browser session of `name`, signed in through the core.
+async fn session_cookie(app: &TestApp, name: &str) -> String {
+    use secrecy::ExposeSecret as _;
     let login = app
         .state
         .auth
         .login_browser(
-            user_core::auth::Credentials::new("alice", secrecy::SecretString::from(PW)),
+            user_core::auth::Credentials::new(name, secrecy::SecretString::from(PW)),
             user_core::domain::ClientInfo::default(),
         )
         .await
         .unwrap();
-    use secrecy::ExposeSecret as _;
-    let cookie = format!("session={}", login.session_token.expose_secret());
+    format!("session={}", login.session_token.expose_secret())
+}
+
+#[tokio::test]
+async fn cookie_callers_of_host_routes_must_come_from_the_same_origin() {
+    let app = TestApp::new().await;
+    app.register("alice").await;
+    let cookie = session_cookie(&app, "alice").await;
     let host = axum::Router::new()
         .route(
             "/transfer",
@@ -586,4 +613,266 @@ async fn an_admin_sees_the_lock_and_unlocks_on_the_page() {
     let mut alice = signed_in(&base, "alice").await;
     let r = alice.post(&format!("/admin/users/{id}/unlock"), &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+const NEIGHBOUR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// Registers `name` on the page, from a fresh browser whose connections leave from `source`.
+async fn register_on_the_page(base: &str, source: IpAddr, name: &str) -> Reply {
+    let mut agent = Agent::from_address(base, source);
+    agent.get("/register").await;
+    let email = format!("{name}@example.com");
+    agent
+        .post(
+            "/register",
+            &[("username", name), ("email", &email), ("password", PW)],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_pages_limit_registrations_per_client_address() {
+    let app = app_limiting_registrations("").await;
+    let (base, _stop) = app.spawn().await;
+    for name in ["user1", "user2"] {
+        let r = register_on_the_page(&base, HERE, name).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    }
+    let r = register_on_the_page(&base, HERE, "user3").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    let wait: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((60..=3600).contains(&wait), "a wait in the hour: {wait}");
+    assert!(r.text.contains("Too many attempts"), "{}", r.text);
+    assert!(
+        !r.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("session=")),
+        "not signed in"
+    );
+    assert_eq!(
+        login(&app, "user3", PW, None).await.status,
+        StatusCode::UNAUTHORIZED,
+        "no account was made"
+    );
+
+    let r = register_on_the_page(&base, NEIGHBOUR, "user3").await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "another client: {}",
+        r.text
+    );
+    assert_eq!(location(&r), "/profile");
+}
+
+#[tokio::test]
+async fn over_http2_the_origin_is_checked_against_the_authority() {
+    let app = TestApp::new().await;
+    app.register("alice").await;
+    let cookie = session_cookie(&app, "alice").await;
+    let host = axum::Router::new()
+        .route(
+            "/transfer",
+            post(
+                |CurrentActor(_): CurrentActor, headers: axum::http::HeaderMap| async move {
+                    // The premise: HTTP/2 sends `:authority`, and no `Host` header.
+                    assert!(!headers.contains_key(header::HOST));
+                    "done"
+                },
+            ),
+        )
+        .with_state(app.state.clone());
+    let (base, _stop) = crate::spawn_router(host).await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let send = |origin: String| {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{base}/transfer"))
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, origin)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let response = client.request(request).await.unwrap();
+            assert_eq!(response.version(), axum::http::Version::HTTP_2);
+            response.status()
+        }
+    };
+    let port = base.rsplit_once(':').unwrap().1;
+    assert_eq!(send(base.clone()).await, StatusCode::OK, "our own origin");
+    assert_eq!(
+        send(base.to_uppercase()).await,
+        StatusCode::OK,
+        "host names ignore case"
+    );
+    for other in [
+        "http://evil.example".to_owned(),
+        format!("http://evil.example:{port}"),
+        format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() + 1),
+        "null".to_owned(),
+    ] {
+        assert_eq!(send(other.clone()).await, StatusCode::FORBIDDEN, "{other}");
+    }
+}
+
+#[tokio::test]
+async fn idle_browser_sessions_end_and_used_ones_stay() {
+    let app = TestApp::new().await;
+    app.register("alice").await;
+    let whoami = axum::Router::new()
+        .route(
+            "/whoami",
+            axum::routing::get(|CurrentActor(actor): CurrentActor| async move {
+                actor.user_id.to_string()
+            }),
+        )
+        .with_state(app.state.clone());
+    let (base, _stop) = crate::spawn_router(app.router.clone().merge(whoami)).await;
+    let mut used = signed_in(&base, "alice").await;
+    let mut idle = signed_in(&base, "alice").await;
+    let idle_timeout = app.state.auth.policy().browser_idle_timeout;
+    let step = idle_timeout * 2 / 3;
+
+    app.clock.advance(step);
+    assert_eq!(used.get("/profile").await.status, StatusCode::OK);
+    app.clock.advance(step);
+    // `used` was last used `step` ago, `idle` never since it signed in `2 * step` ago.
+    assert_eq!(used.get("/profile").await.status, StatusCode::OK);
+    assert_eq!(used.get("/whoami").await.status, StatusCode::OK);
+    let r = idle.get("/whoami").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = idle.get("/profile").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login"), "{}", location(&r));
+
+    // Unused for the whole timeout plus a second: gone too.
+    app.clock.advance(idle_timeout + Duration::from_secs(1));
+    assert_eq!(used.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(used.get("/profile").await.status, StatusCode::SEE_OTHER);
+}
+
+/// A sign-in attempt with a wrong password for a fresh unknown name (so no guess budget
+/// locks), over a real socket from `source`.
+async fn sign_in_from(source: IpAddr, base: &str, headers: &[(&str, &str)]) -> Reply {
+    let name = format!("nobody{}", uuid::Uuid::now_v7().simple());
+    let body = json!({ "identifier": name, "password": WRONG });
+    post_json_from(Some(source), base, "/api/v1/auth/login", &body, headers).await
+}
+
+async fn app_limiting_sign_ins(proxies: &str) -> TestApp {
+    let policy = AuthPolicy {
+        login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(2),
+        ..AuthPolicy::default()
+    };
+    app_behind(proxies, policy).await
+}
+
+/// The statuses of sign-in attempts, one per set of headers, all from `source`.
+async fn sign_in_statuses(
+    source: IpAddr,
+    base: &str,
+    attempts: &[&[(&str, &str)]],
+) -> Vec<StatusCode> {
+    let mut statuses = Vec::new();
+    for headers in attempts {
+        let r = sign_in_from(source, base, headers).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers.contains_key(header::RETRY_AFTER));
+        }
+        statuses.push(r.status);
+    }
+    statuses
+}
+
+const LIMITED: [StatusCode; 3] = [
+    StatusCode::UNAUTHORIZED,
+    StatusCode::UNAUTHORIZED,
+    StatusCode::TOO_MANY_REQUESTS,
+];
+
+#[tokio::test]
+async fn behind_a_proxy_one_ipv6_64_shares_one_sign_in_limit() {
+    let app = app_limiting_sign_ins("127.0.0.1").await;
+    let (base, _stop) = app.spawn().await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let statuses = sign_in_statuses(
+        HERE,
+        &base,
+        &[
+            &from("2001:db8:1:2::1"),
+            &from("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+            &from("2001:db8:1:2::99"),
+        ],
+    )
+    .await;
+    assert_eq!(statuses, LIMITED, "one /64");
+    let r = sign_in_from(HERE, &base, &from("2001:db8:1:3::1")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "another /64: {}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_trusted_for_x_forwarded_for_ignores_forwarded() {
+    let app = app_limiting_sign_ins("127.0.0.1").await;
+    let (base, _stop) = app.spawn().await;
+    let client = ("x-forwarded-for", "198.51.100.7");
+    let statuses = sign_in_statuses(
+        HERE,
+        &base,
+        &[
+            &[client, ("forwarded", "for=192.0.2.1")],
+            &[client, ("forwarded", "for=192.0.2.2")],
+            &[client, ("forwarded", "for=192.0.2.3")],
+        ],
+    )
+    .await;
+    assert_eq!(statuses, LIMITED, "counted on the X-Forwarded-For client");
+    let r = sign_in_from(
+        HERE,
+        &base,
+        &[
+            ("x-forwarded-for", "198.51.100.8"),
+            ("forwarded", "for=192.0.2.1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "not on the proxy: {}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let app = app_limiting_sign_ins("127.0.0.1").await;
+    let (base, _stop) = app.spawn().await;
+    let statuses = sign_in_statuses(
+        NEIGHBOUR,
+        &base,
+        &[
+            &[("x-forwarded-for", "198.51.100.1")],
+            &[("x-forwarded-for", "198.51.100.2")],
+            &[("x-forwarded-for", "198.51.100.3")],
+        ],
+    )
+    .await;
+    assert_eq!(statuses, LIMITED, "all counted on the peer 127.0.0.2");
+    // The same header from the trusted proxy names the client.
+    let r = sign_in_from(HERE, &base, &[("x-forwarded-for", "198.51.100.1")]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 }
