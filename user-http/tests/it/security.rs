@@ -1,6 +1,7 @@
 //! Attacks on the HTTP faces (issue 8): guess budgets and device tokens, throttled password
-//! re-checks, the registration limit behind a trusted proxy, session-bound CSRF tokens on
-//! every form, cross-site requests to host routes, and caching headers.
+//! re-checks, the registration limit behind a trusted proxy and on the pages, session-bound
+//! CSRF tokens on every form, cross-site requests to host routes (over HTTP/1.1 and h2c),
+//! the browser idle timeout, IPv6 /64 and forwarding headers, and caching headers.
 
 use std::net::IpAddr;
 use std::time::Duration;
