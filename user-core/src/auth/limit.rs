@@ -6,28 +6,26 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::clock::Clock as _;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock, Reference as _};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 
 use crate::domain::ClientInfo;
 use crate::error::AuthError;
 use crate::metrics as names;
 
-/// A per-client-address allowance (sign-ins or registrations), in memory.
-pub(crate) struct AddressLimit {
+/// A per-client-address allowance (sign-ins or registrations), in memory. The clock is the
+/// limiter's: governor's default outside tests, a fake one in them.
+pub(crate) struct AddressLimit<C: Clock = DefaultClock> {
     what: &'static str,
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    limiter: RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
     /// When idle addresses were last forgotten, in seconds since `started`.
     last_sweep: AtomicU64,
-    started: std::time::Instant,
+    started: C::Instant,
 }
 
 impl AddressLimit {
-    /// Idle addresses are forgotten when the table holds more than this...
-    const SWEEP_ABOVE: usize = 10_000;
-    /// ...at most this often, so a flood of addresses cannot make every request pay a scan.
-    const SWEEP_EVERY_SECS: u64 = 10;
-
     /// At most `n` a minute per client address.
     pub(crate) fn per_minute(what: &'static str, n: NonZeroU32) -> Self {
         Self::new(what, Quota::per_minute(n))
@@ -39,11 +37,23 @@ impl AddressLimit {
     }
 
     fn new(what: &'static str, quota: Quota) -> Self {
+        Self::with_clock(what, quota, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> AddressLimit<C> {
+    /// Idle addresses are forgotten when the table holds more than this...
+    const SWEEP_ABOVE: usize = 10_000;
+    /// ...at most this often, so a flood of addresses cannot make every request pay a scan.
+    const SWEEP_EVERY_SECS: u64 = 10;
+
+    fn with_clock(what: &'static str, quota: Quota, clock: C) -> Self {
+        let started = clock.now();
         Self {
             what,
-            limiter: RateLimiter::keyed(quota),
+            limiter: RateLimiter::dashmap_with_clock(quota, clock),
             last_sweep: AtomicU64::new(0),
-            started: std::time::Instant::now(),
+            started,
         }
     }
 
@@ -85,7 +95,7 @@ impl AddressLimit {
         if self.limiter.len() <= Self::SWEEP_ABOVE {
             return;
         }
-        let now = self.started.elapsed().as_secs();
+        let now = Duration::from(self.limiter.clock().now().duration_since(self.started)).as_secs();
         let last = self.last_sweep.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= Self::SWEEP_EVERY_SECS
             && self
@@ -95,5 +105,106 @@ impl AddressLimit {
         {
             self.limiter.retain_recent();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use governor::clock::FakeRelativeClock;
+
+    use super::*;
+
+    type Limit = AddressLimit<FakeRelativeClock>;
+
+    /// One sign-in a minute per address, on a clock the test moves.
+    fn one_a_minute() -> (Limit, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let quota = Quota::per_minute(NonZeroU32::MIN);
+        (Limit::with_clock("sign-in", quota, clock.clone()), clock)
+    }
+
+    fn client(ip: impl Into<IpAddr>) -> ClientInfo {
+        ClientInfo::new(None, Some(&ip.into().to_string()))
+    }
+
+    /// Checks `n` addresses never seen before, from `first` on; each is let through.
+    fn flood(limit: &Limit, first: u32, n: u32) {
+        for i in first..first + n {
+            limit
+                .check(&client(Ipv4Addr::from(i)))
+                .expect("a fresh address is let through");
+        }
+    }
+
+    fn refused(limit: &Limit, ip: Ipv4Addr) -> bool {
+        matches!(
+            limit.check(&client(ip)),
+            Err(AuthError::Throttled { retry_after }) if retry_after >= Duration::from_secs(1)
+        )
+    }
+
+    const FLOOD: u32 = Limit::SWEEP_ABOVE as u32 + 1;
+    const FIRST: u32 = 0x0a00_0000; // 10.0.0.0
+    const SECOND: u32 = 0x0b00_0000; // 11.0.0.0
+    const HOT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    #[test]
+    fn a_flood_of_addresses_is_swept_at_most_every_ten_seconds_and_spares_a_limited_one() {
+        let (limit, clock) = one_a_minute();
+        assert_eq!(Limit::SWEEP_EVERY_SECS, 10);
+
+        // 10,001 addresses at 0 s: none is idle yet, so nothing can be forgotten. An address
+        // used once at `u` is forgettable from `u + 2 min` (governor keeps a state until it
+        // is indistinguishable from a fresh one).
+        flood(&limit, FIRST, FLOOD);
+        assert_eq!(limit.limiter.len(), FLOOD as usize);
+
+        // 10,001 more at 115 s. A sweep runs (more than 10 s since the start) but forgets
+        // nobody: the first flood is forgettable only from 120 s.
+        clock.advance(Duration::from_secs(115));
+        flood(&limit, SECOND, FLOOD);
+        assert_eq!(limit.limiter.len(), 2 * FLOOD as usize);
+
+        // 121 s: the first flood is idle, and an address spends its allowance.
+        clock.advance(Duration::from_secs(6));
+        limit.check(&client(HOT)).expect("the first sign-in passes");
+        assert!(
+            refused(&limit, HOT),
+            "the second within a minute is refused"
+        );
+        // Only 6 s since the last sweep: the idle addresses are still there.
+        assert_eq!(limit.limiter.len(), 2 * FLOOD as usize + 1);
+
+        // 125 s, 10 s after the last sweep: the next request sweeps. The first flood is
+        // forgotten; the second flood and the limited address are not.
+        clock.advance(Duration::from_secs(4));
+        flood(&limit, 0x0c00_0000, 1);
+        assert_eq!(limit.limiter.len(), FLOOD as usize + 2);
+        assert!(
+            refused(&limit, HOT),
+            "a swept table still refuses the limited address"
+        );
+
+        // A forgotten address starts afresh, once; a remembered one is still limited.
+        limit
+            .check(&client(Ipv4Addr::from(FIRST)))
+            .expect("a forgotten address starts afresh");
+        assert!(refused(&limit, Ipv4Addr::from(FIRST)));
+        assert!(refused(&limit, Ipv4Addr::from(SECOND)));
+    }
+
+    #[test]
+    fn below_the_threshold_idle_addresses_are_kept() {
+        let (limit, clock) = one_a_minute();
+        flood(&limit, FIRST, FLOOD - 1);
+        clock.advance(Duration::from_secs(3600));
+        // A known address again: the table stays at 10,000 entries, so no sweep runs,
+        // however long they have been idle.
+        limit
+            .check(&client(Ipv4Addr::from(FIRST)))
+            .expect("an idle address is let through");
+        assert_eq!(limit.limiter.len(), FLOOD as usize - 1);
     }
 }

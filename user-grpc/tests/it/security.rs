@@ -370,3 +370,151 @@ async fn forwarded_for_from_a_trusted_proxy_names_the_client() {
         .unwrap();
     app.stop().await;
 }
+
+fn refresh(token: &str) -> pb::RefreshTokenRequest {
+    pb::RefreshTokenRequest {
+        refresh_token: token.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_token_left_idle_is_refused_before_the_session_expires() {
+    let hour = Duration::from_secs(3600);
+    let policy = AuthPolicy {
+        token_idle_timeout: hour,
+        ..AuthPolicy::default()
+    };
+    assert!(
+        policy.refresh_token_ttl > 3 * hour,
+        "far from the absolute lifetime"
+    );
+    let mut app = TestApp::spawn_configured(policy, GrpcConfig::default()).await;
+    app.register("alice").await;
+    let used = app.login("alice").await.refresh_token;
+    let idle = app.login("alice").await.refresh_token;
+
+    // Used within the idle timeout, twice in a row: it rotates each time, and each use
+    // starts the idle timeout again (two hours after sign-in, past one idle timeout).
+    let mut used = used;
+    for _ in 0..2 {
+        app.clock.advance(hour - Duration::from_secs(60));
+        let renewed = app
+            .users
+            .refresh_token(refresh(&used))
+            .await
+            .expect("a refresh token used within the idle timeout rotates")
+            .into_inner();
+        assert_ne!(renewed.refresh_token, used);
+        assert!(!renewed.token.is_empty());
+        used = renewed.refresh_token;
+    }
+
+    // The other session's token sat unused for 1 h 58 min: refused, though its
+    // session would last 30 days.
+    let status = expect_code(
+        app.users.refresh_token(refresh(&idle)).await,
+        Code::Unauthenticated,
+    );
+    assert!(!status.message().contains(&idle), "{status:?}");
+    // Refused for good, and without ending the session in use.
+    expect_code(
+        app.users.refresh_token(refresh(&idle)).await,
+        Code::Unauthenticated,
+    );
+    app.users
+        .refresh_token(refresh(&used))
+        .await
+        .expect("the session in use is not touched");
+    app.stop().await;
+}
+
+/// A policy allowing two sign-in attempts per client address per minute.
+fn two_sign_ins() -> AuthPolicy {
+    AuthPolicy {
+        login_attempts_per_ip_per_minute: NonZeroU32::new(2),
+        ..AuthPolicy::default()
+    }
+}
+
+/// A sign-in with a wrong password for an unknown name, sent as forwarded for `client`.
+/// Each uses its own name so that no per-identifier lock is involved.
+fn sign_in_from(name: &str, client: &str) -> Request<pb::LoginUserRequest> {
+    let mut request = Request::new(by_username(name, "wrong guess"));
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", MetadataValue::try_from(client).unwrap());
+    request
+}
+
+#[tokio::test]
+async fn ipv6_clients_behind_a_trusted_proxy_share_the_sign_in_limit_per_64() {
+    let config = GrpcConfig {
+        trusted_proxies: TrustedProxies::parse("127.0.0.1").unwrap(),
+        ..GrpcConfig::default()
+    };
+    let mut app = TestApp::spawn_configured(two_sign_ins(), config).await;
+    // Two addresses of one /64 spend one allowance...
+    let same_64 = ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe"];
+    for (i, client) in same_64.iter().enumerate() {
+        expect_code(
+            app.users
+                .login_user(sign_in_from(&format!("nobody{i}"), client))
+                .await,
+            Code::Unauthenticated,
+        );
+    }
+    for (i, client) in same_64.iter().enumerate() {
+        assert_locked(
+            app.users
+                .login_user(sign_in_from(&format!("other{i}"), client))
+                .await,
+        );
+    }
+    // ...while the next /64, and the proxy's own address, have their own.
+    for i in 0..2 {
+        expect_code(
+            app.users
+                .login_user(sign_in_from(&format!("next{i}"), "2001:db8:1:3::1"))
+                .await,
+            Code::Unauthenticated,
+        );
+    }
+    expect_code(
+        app.users
+            .login_user(by_username("nobody", "wrong guess"))
+            .await,
+        Code::Unauthenticated,
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_ipv6_from_an_untrusted_peer_does_not_escape_the_sign_in_limit() {
+    // A proxy is trusted, but not the peer these requests come from (127.0.0.1).
+    let config = GrpcConfig {
+        trusted_proxies: TrustedProxies::parse("192.0.2.0/24").unwrap(),
+        ..GrpcConfig::default()
+    };
+    let mut app = TestApp::spawn_configured(two_sign_ins(), config).await;
+    // Addresses in different /64s, all counted on the peer's address.
+    let clients = ["2001:db8:1:1::1", "2001:db8:2:2::2", "2001:db8:3:3::3"];
+    for (i, client) in clients[..2].iter().enumerate() {
+        expect_code(
+            app.users
+                .login_user(sign_in_from(&format!("nobody{i}"), client))
+                .await,
+            Code::Unauthenticated,
+        );
+    }
+    assert_locked(
+        app.users
+            .login_user(sign_in_from("nobody2", clients[2]))
+            .await,
+    );
+    assert_locked(
+        app.users
+            .login_user(by_username("nobody3", "wrong guess"))
+            .await,
+    );
+    app.stop().await;
+}
