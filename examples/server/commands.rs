@@ -147,7 +147,7 @@ pub(crate) async fn import_legacy(config: &Config, from: &Path) -> anyhow::Resul
         .import_into(
             &app.db.users(),
             &config.hasher()?.ceiling,
-            OffsetDateTime::now_utc(),
+            user_core::ports::Clock::now(&user_core::ports::SystemClock),
             report,
         )
         .await;

@@ -1,0 +1,1 @@
+//! PostgreSQL storage for user-management (work in progress).
