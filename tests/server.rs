@@ -18,6 +18,8 @@ use support::{Server, build_server, client, command, request};
 use tonic::metadata::MetadataValue;
 use user_grpc::pb;
 use user_grpc::pb::user_service_client::UserServiceClient;
+use user_postgres::testing::TestSchema;
+use secrecy::ExposeSecret as _;
 
 const PW: &str = "correct horse battery staple";
 
@@ -617,6 +619,8 @@ async fn the_readme_commands_run() {
         ("USERS_HTTP_ADDR", "127.0.0.1:0"),
         ("USERS_ADMIN_PASSWORD", PW),
     ];
+    // The PostgreSQL lines run against the test server, in a schema of their own.
+    let postgres = TestSchema::create().await;
     let mut seen = 0;
     for line in readme.lines() {
         // The key rotation's `mv`, done as the operator would.
@@ -632,12 +636,24 @@ async fn the_readme_commands_run() {
             continue;
         };
         let rest = rest.split('#').next().unwrap_or_default();
-        let args: Vec<&str> = rest
+        let mut args: Vec<String> = rest
             .trim()
             .strip_prefix("--")
             .unwrap_or_default()
             .split_whitespace()
+            .map(str::to_owned)
             .collect();
+        let mut env = env.map(|(k, v)| (k, v.to_owned())).to_vec();
+        if let Some(url) = args.iter_mut().find(|a| a.starts_with("postgres://")) {
+            let Some(schema) = &postgres else {
+                continue;
+            };
+            let config = schema.config();
+            *url = config.url.expose_secret().to_owned();
+            env.push(("USERS_POSTGRES_SCHEMA", config.schema.unwrap()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         seen += 1;
         let commands = [
             "create-admin",
@@ -649,7 +665,7 @@ async fn the_readme_commands_run() {
         let serves = !args.iter().any(|a| commands.contains(a));
         if serves {
             let mut serve = command(&build_server(), dir.path());
-            serve.args(&args).envs(env);
+            serve.args(&args).envs(env.iter().copied());
             let server = Server::spawn(serve)
                 .await
                 .unwrap_or_else(|log| panic!("README line {line:?} does not serve:\n{log}"));
@@ -743,4 +759,74 @@ async fn a_failed_export_leaves_no_partial_file_behind() {
     assert!(log.contains("exported 2 users to"), "{log}");
     assert_eq!(mode(&file), "600", "the export holds hashes");
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+}
+
+/// The server on PostgreSQL: the legacy import and create-admin write there, the served
+/// instance signs the legacy user in over the legacy gRPC call, and export/import move the
+/// users back to a SQLite data folder.
+#[tokio::test]
+async fn the_server_runs_on_postgres_and_moves_users_to_and_from_it() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let config = schema.config();
+    let url = config.url.expose_secret().to_owned();
+    let schema_name = config.schema.unwrap();
+    let pg = [
+        ("USERS_DATABASE_URL", url.as_str()),
+        ("USERS_POSTGRES_SCHEMA", schema_name.as_str()),
+        ("USERS_ADMIN_PASSWORD", PW),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("legacy.db");
+    let alice_id = "6f1c2c0e-3b7a-4d55-9a3e-0c2f7d6b9e11";
+    legacy_db(&legacy, &[(alice_id, "alice", "alice@example.com", "hunter2")]).await;
+
+    let log = run_ok(
+        dir.path(),
+        &["import-legacy", "--from", legacy.to_str().unwrap()],
+        &pg,
+    );
+    assert!(log.contains("done: 1 imported"), "{log}");
+    run_ok(
+        dir.path(),
+        &["create-admin", "--username", "root", "--email", "root@example.com"],
+        &pg,
+    );
+    assert!(
+        !dir.path().join("data/users.db").exists(),
+        "nothing was written to SQLite"
+    );
+
+    let server = start(
+        &dir.path().join("data"),
+        &["--database-url", &url, "--postgres-schema", &schema_name],
+    )
+    .await;
+    let token = grpc_login(&mut users(&server).await, "alice@example.com", "hunter2")
+        .await
+        .unwrap();
+    assert_eq!(me(&server, &token).await.unwrap().id, alice_id);
+    assert_eq!(http(server.http, "GET", "/readyz", None).await.0, 200);
+    server.kill();
+
+    let export = dir.path().join("users.jsonl");
+    let log = run_ok(
+        dir.path(),
+        &["export", "--to", export.to_str().unwrap()],
+        &pg,
+    );
+    assert!(log.contains("exported 2 users"), "{log}");
+    let log = run_ok(
+        dir.path(),
+        &["--data-dir", "sqlite-data", "import", "--from", export.to_str().unwrap()],
+        &[],
+    );
+    assert!(log.contains("2 imported"), "{log}");
+    let server = start(&dir.path().join("sqlite-data"), &[]).await;
+    let token = grpc_login(&mut users(&server).await, "alice@example.com", "hunter2")
+        .await
+        .unwrap();
+    assert_eq!(me(&server, &token).await.unwrap().id, alice_id);
+    server.kill();
 }

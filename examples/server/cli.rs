@@ -12,13 +12,16 @@ use secrecy::{ExposeSecret as _, SecretString};
 use user_core::auth::{AuthPolicy, LockoutPolicy, SigningKey, VerifyingKey, key_files};
 use user_core::domain::{PasswordPolicy, TrustedProxies};
 use user_core::password::{Argon2Params, HasherConfig};
+use user_postgres::PostgresConfig;
 use user_sqlite::SqliteConfig;
+
+use super::database::DatabaseConfig;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "server",
     version,
-    about = "The user-management service: gRPC and HTTP over SQLite."
+    about = "The user-management service: gRPC and HTTP over SQLite or PostgreSQL."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -90,9 +93,24 @@ pub(crate) struct Config {
     /// Folder for the database and the signing key; created if missing.
     #[arg(long, env = "USERS_DATA_DIR", default_value = "data", global = true)]
     pub(crate) data_dir: PathBuf,
-    /// Database URL: `sqlite:PATH` (default: sqlite:<data-dir>/users.db).
-    #[arg(long, env = "USERS_DATABASE_URL", global = true)]
+    /// Database URL: `sqlite:PATH` (default: sqlite:<data-dir>/users.db) or
+    /// `postgres://USER@HOST:PORT/DATABASE`. Give a password in USERS_DATABASE_URL or
+    /// USERS_DATABASE_PASSWORD (or _FILE), not on the command line.
+    #[arg(long, env = "USERS_DATABASE_URL", global = true, hide_env_values = true)]
     pub(crate) database_url: Option<String>,
+    /// Connections in the database pool (default: 8 for SQLite, 10 for PostgreSQL).
+    #[arg(long, env = "USERS_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub(crate) database_max_connections: Option<u32>,
+    /// PostgreSQL: the schema of our tables, created if missing (default: the server's
+    /// search_path, normally `public`).
+    #[arg(long, env = "USERS_POSTGRES_SCHEMA", global = true)]
+    pub(crate) postgres_schema: Option<String>,
+    /// PostgreSQL: longest wait for a connection from the pool (and to connect).
+    #[arg(long, env = "USERS_POSTGRES_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = duration, global = true)]
+    pub(crate) postgres_acquire_timeout: Duration,
+    /// PostgreSQL: longest run of one statement; 0s for no limit.
+    #[arg(long, env = "USERS_POSTGRES_STATEMENT_TIMEOUT", default_value = "10s", value_parser = duration, global = true)]
+    pub(crate) postgres_statement_timeout: Duration,
     /// gRPC listen address.
     #[arg(long, env = "USERS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub(crate) grpc_addr: SocketAddr,
@@ -239,24 +257,37 @@ impl Config {
         Ok((key_files::load_or_create_signing_key(&path)?, previous))
     }
 
-    /// The SQLite settings: the file from `--database-url` or the data folder, and
-    /// `--sqlite-sync`.
-    pub(crate) fn sqlite(&self) -> anyhow::Result<SqliteConfig> {
-        let config = match &self.database_url {
-            None => SqliteConfig::new(self.data_dir.join("users.db")),
-            Some(url) if url.starts_with("postgres") => {
-                bail!("--database-url: PostgreSQL is not supported yet; use a sqlite: URL")
+    /// The store: SQLite (the file from `--database-url` or the data folder, with
+    /// `--sqlite-sync`) or PostgreSQL (`--database-url postgres://...` and the `--postgres-*`
+    /// settings).
+    pub(crate) fn database(&self) -> anyhow::Result<DatabaseConfig> {
+        let url = self.database_url.as_deref();
+        if let Some(url) = url.filter(|u| u.starts_with("postgres")) {
+            let mut config = PostgresConfig::from_url(url).context("--database-url")?;
+            if let Some(password) = secret("USERS_DATABASE_PASSWORD")? {
+                config.password = Some(password);
             }
-            Some(url) => SqliteConfig::from_url(url).context("--database-url")?,
+            config.schema.clone_from(&self.postgres_schema);
+            config.acquire_timeout = self.postgres_acquire_timeout;
+            config.statement_timeout = self.postgres_statement_timeout;
+            if let Some(max) = self.database_max_connections {
+                config.max_connections = max;
+            }
+            return Ok(DatabaseConfig::Postgres(config));
+        }
+        let mut config = match url {
+            None => SqliteConfig::new(self.data_dir.join("users.db")),
+            Some(url) => SqliteConfig::from_url(url)
+                .context("--database-url (sqlite:PATH or postgres://USER@HOST/DATABASE)")?,
         };
-        let durability = match self.sqlite_sync {
+        config.durability = match self.sqlite_sync {
             Durability::Full => user_sqlite::Durability::Full,
             Durability::Normal => user_sqlite::Durability::Normal,
         };
-        Ok(SqliteConfig {
-            durability,
-            ..config
-        })
+        if let Some(max) = self.database_max_connections {
+            config.max_connections = max;
+        }
+        Ok(DatabaseConfig::Sqlite(config))
     }
 
     /// The trusted proxies with the header they write.
@@ -326,13 +357,51 @@ mod tests {
             err.to_string().starts_with("--password-min-length"),
             "{err}"
         );
-        let cli = Cli::try_parse_from(["server", "--database-url", "postgres://x"]).unwrap();
+        let cli = Cli::try_parse_from(["server", "--database-url", "mysql://x"]).unwrap();
         assert!(
             cli.config
-                .sqlite()
+                .database()
                 .unwrap_err()
                 .to_string()
                 .contains("--database-url")
         );
+    }
+
+    #[test]
+    fn the_database_url_picks_the_store() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["server"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap().config.database().unwrap()
+        };
+        match parse(&[]) {
+            DatabaseConfig::Sqlite(config) => {
+                assert_eq!(config.path, PathBuf::from("data/users.db"));
+            }
+            other => panic!("expected SQLite, got {other:?}"),
+        }
+        match parse(&[
+            "--database-url",
+            "postgres://users@db.internal:5433/users",
+            "--postgres-schema",
+            "accounts",
+            "--database-max-connections",
+            "20",
+            "--postgres-statement-timeout",
+            "3s",
+        ]) {
+            DatabaseConfig::Postgres(config) => {
+                assert_eq!(config.schema.as_deref(), Some("accounts"));
+                assert_eq!(config.max_connections, 20);
+                assert_eq!(config.statement_timeout, Duration::from_secs(3));
+            }
+            other => panic!("expected PostgreSQL, got {other:?}"),
+        }
+        let err = Cli::try_parse_from(["server", "--database-url", "postgres://x:y@[bad"])
+            .unwrap()
+            .config
+            .database()
+            .unwrap_err();
+        assert!(!format!("{err:#}").contains(":y@"), "{err:#}");
     }
 }

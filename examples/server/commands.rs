@@ -97,7 +97,7 @@ fn partial_path(to: &Path) -> anyhow::Result<PathBuf> {
 /// Exports every user into `file` and flushes it to disk.
 async fn write_export(app: &App, file: File) -> anyhow::Result<u64> {
     let mut out = BufWriter::new(file);
-    let count = transfer::export_users(&app.db.users(), &mut out).await?;
+    let count = transfer::export_users(&*app.db.storage().users, &mut out).await?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(count)
@@ -124,7 +124,7 @@ pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<Impor
         std::fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
     let ceiling = config.hasher()?.ceiling;
     let summary =
-        transfer::import_users(&app.db.users(), &ceiling, BufReader::new(file), report).await;
+        transfer::import_users(&*app.db.storage().users, &ceiling, BufReader::new(file), report).await;
     app.db.close().await;
     let summary = summary?;
     eprintln!("{summary}");
@@ -145,7 +145,7 @@ pub(crate) async fn import_legacy(config: &Config, from: &Path) -> anyhow::Resul
     );
     let summary = legacy
         .import_into(
-            &app.db.users(),
+            &*app.db.storage().users,
             &config.hasher()?.ceiling,
             user_core::ports::Clock::now(&user_core::ports::SystemClock),
             report,

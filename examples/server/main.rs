@@ -1,5 +1,7 @@
 //! The user-management service: gRPC on 127.0.0.1:50051, pages and JSON API on
 //! 127.0.0.1:8080, over SQLite in `./data/users.db`. Nothing else to install or configure.
+//! With `--database-url postgres://...` (or `USERS_DATABASE_URL`) it runs on PostgreSQL, where
+//! several instances can serve one database.
 //!
 //! ```sh
 //! cargo run --release --example server
@@ -12,6 +14,7 @@
 
 pub(crate) mod cli;
 pub(crate) mod commands;
+pub(crate) mod database;
 pub(crate) mod observe;
 
 use std::net::SocketAddr;
@@ -28,13 +31,12 @@ use user_core::password::Argon2Hasher;
 use user_core::ports::SystemClock;
 use user_grpc::{GrpcConfig, GrpcState};
 use user_http::{AppState, HttpConfig};
-use user_sqlite::SqliteDatabase;
-
 use self::cli::{Cli, Command, Config};
+use self::database::Database;
 
 /// The opened database and the services over it.
 pub(crate) struct App {
-    pub(crate) db: SqliteDatabase,
+    pub(crate) db: Database,
     pub(crate) services: Services,
 }
 
@@ -42,7 +44,7 @@ pub(crate) struct App {
 pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
     let policy = config.policy()?;
     user_core::auth::key_files::create_private_dir(&config.data_dir)?;
-    let db = SqliteDatabase::open(&config.sqlite()?).await?;
+    let db = Database::open(&config.database()?).await?;
     let hasher = Argon2Hasher::new(config.hasher()?)?;
     let (key, previous) = config.signing_keys()?;
     let services = Services::builder(db.storage())
@@ -106,7 +108,8 @@ impl Server {
             trusted_proxies: config.proxies(),
             ..GrpcConfig::default()
         };
-        let grpc_routes = user_grpc::routes(GrpcState::from(&app.services), &grpc_config).await?;
+        let grpc_state = GrpcState::from(&app.services).with_readiness(app.db.readiness());
+        let grpc_routes = user_grpc::routes(grpc_state, &grpc_config).await?;
         let grpc_layers = (user_grpc::trace::layer(), user_grpc::metrics::MetricsLayer);
         let grpc_server = user_grpc::serve(grpc, grpc_routes, grpc_layers, signal(stopped.clone()));
         let http_layers = (user_http::trace::layer(), user_http::metrics::MetricsLayer);
@@ -141,8 +144,8 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
             trusted_proxies: config.proxies(),
             ..HttpConfig::default()
         })
-        .with_readiness(Arc::new(app.db.readiness()));
-    user_http::router(state).merge(observe::metrics_route(app.db.sessions()))
+        .with_readiness(app.db.readiness());
+    user_http::router(state).merge(observe::metrics_route(app.db.storage().sessions))
 }
 
 /// A future that completes on Ctrl-C or SIGTERM. The handlers are installed here, before the

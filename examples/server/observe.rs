@@ -2,10 +2,11 @@
 //! and request metrics come from the adapters' layers (`user_http::trace`,
 //! `user_grpc::metrics`...); metric names and meanings are listed in `user_core::metrics`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
+use user_core::ports::SessionStore;
 
 use super::cli::LogFormat;
 
@@ -39,7 +40,7 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
 }
 
 /// `GET /metrics`: the Prometheus text format, with the active-session count read on scrape.
-pub(crate) fn metrics_route(sessions: user_sqlite::SqliteSessionStore) -> axum::Router {
+pub(crate) fn metrics_route(sessions: Arc<dyn SessionStore>) -> axum::Router {
     let handle = prometheus().clone();
     axum::Router::new().route(
         "/metrics",
@@ -47,7 +48,7 @@ pub(crate) fn metrics_route(sessions: user_sqlite::SqliteSessionStore) -> axum::
             let (handle, sessions) = (handle.clone(), sessions.clone());
             async move {
                 let clock = user_core::ports::SystemClock;
-                let _ = user_core::maintenance::record_active_sessions(&sessions, &clock).await;
+                let _ = user_core::maintenance::record_active_sessions(&*sessions, &clock).await;
                 handle.run_upkeep();
                 handle.render()
             }

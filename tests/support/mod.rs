@@ -345,9 +345,24 @@ pub(crate) async fn request(
     path: &str,
     json: Option<serde_json::Value>,
 ) -> anyhow::Result<(u16, String)> {
+    request_as(client, addr, None, method, path, json).await
+}
+
+/// [`request`] with `Authorization: Bearer TOKEN` when a token is given.
+pub(crate) async fn request_as(
+    client: &Client,
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    json: Option<serde_json::Value>,
+) -> anyhow::Result<(u16, String)> {
     let mut request = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
     let body = match json {
         Some(v) => {
             request = request.header("content-type", "application/json");
