@@ -134,10 +134,7 @@ struct Reply {
 }
 
 async fn call(world: &World, caller: Caller, method: &str, msg: Vec<u8>) -> Reply {
-    let state = GrpcState {
-        auth: world.auth.clone(),
-        users: world.users.clone(),
-    };
+    let state = GrpcState::new(world.auth.clone(), world.users.clone());
     let routes = user_grpc::routes(state, &GrpcConfig::default())
         .await
         .expect("routes");

@@ -62,6 +62,8 @@ pub mod testing;
 pub mod transfer;
 pub mod users;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 pub use services::{Services, ServicesBuilder};
@@ -69,6 +71,11 @@ pub use services::{Services, ServicesBuilder};
 use ports::{
     Clock, DeviceTokenStore, LoginFailureStore, PasswordHasher, SessionStore, UserRepository,
 };
+
+/// A readiness probe, e.g. a database ping: each call answers `true` when the service can
+/// do its work. Adapters report it (`user_http`'s `/readyz`, `user_grpc`'s health service);
+/// storage adapters provide one (`Arc::new(user_sqlite::SqliteDatabase::readiness())`).
+pub type Readiness = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// The storage ports, usually four views of one database (for example
 /// `user_sqlite::SqliteDatabase::storage()`).

@@ -16,6 +16,10 @@
 //!   application's own gRPC services.
 //! - [`routes`]: our services with health and reflection and the server limits of a
 //!   [`GrpcConfig`], as [`GrpcRoutes`], to serve alone or beside the host's.
+//! - `health.rs`: gRPC health (`grpc.health.v1.Health`). Given a readiness check
+//!   ([`GrpcState::with_readiness`], e.g. a database ping), it reports the whole server,
+//!   `user.UserService` and `user.AdminService` NOT_SERVING while the check fails, from a task
+//!   that runs the check every [`GrpcConfig::health_check_interval`] and ends with the routes.
 //! - [`serve`]: runs the routes on a listener the caller bound, with the caller's tower
 //!   layers, until a shutdown future completes: `serve(listener, routes, layer, shutdown)`,
 //!   the same shape as `user_http::serve(listener, app, layer, shutdown)`.
@@ -26,8 +30,13 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn run(state: user_grpc::GrpcState) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run(state: user_grpc::GrpcState, db: user_sqlite::SqliteDatabase)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
 //! let config = user_grpc::GrpcConfig::default();
+//! // Health reports NOT_SERVING while the database does not answer.
+//! let state = state.with_readiness(Arc::new(db.readiness()));
 //! let routes = user_grpc::routes(state, &config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
 //! let shutdown = std::future::pending::<()>(); // e.g. a Ctrl-C future
@@ -43,6 +52,7 @@
 mod admin_service;
 mod auth;
 mod convert;
+mod health;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod status;
@@ -57,6 +67,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tower::{Layer, Service};
+use user_core::Readiness;
 use user_core::auth::AuthService;
 use user_core::users::UserService;
 
@@ -72,27 +83,48 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("user_descriptor");
 }
 
-/// What the gRPC services need: the core services, never the ports.
+/// What the gRPC services need: the core services, never the ports, and optionally the
+/// readiness check gRPC health follows.
 #[derive(Clone)]
 pub struct GrpcState {
     /// Registration, login, tokens.
     pub auth: Arc<AuthService>,
     /// Profiles and administration.
     pub users: Arc<UserService>,
+    readiness: Option<Readiness>,
+}
+
+impl GrpcState {
+    /// State over the core services, without a readiness check (health always reports
+    /// SERVING).
+    pub fn new(auth: Arc<AuthService>, users: Arc<UserService>) -> Self {
+        Self {
+            auth,
+            users,
+            readiness: None,
+        }
+    }
+
+    /// Sets the readiness check (e.g. `Arc::new(db.readiness())`) that gRPC health follows:
+    /// see [`routes`].
+    #[must_use]
+    pub fn with_readiness(mut self, check: Readiness) -> Self {
+        self.readiness = Some(check);
+        self
+    }
 }
 
 impl From<&user_core::Services> for GrpcState {
     fn from(services: &user_core::Services) -> Self {
-        Self {
-            auth: Arc::clone(&services.auth),
-            users: Arc::clone(&services.users),
-        }
+        Self::new(Arc::clone(&services.auth), Arc::clone(&services.users))
     }
 }
 
 impl std::fmt::Debug for GrpcState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcState").finish_non_exhaustive()
+        f.debug_struct("GrpcState")
+            .field("readiness", &self.readiness.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,6 +143,9 @@ pub struct GrpcConfig {
     /// Reverse proxies whose forwarding metadata (`x-forwarded-for` by default) gives the
     /// client address (default: none, the TCP peer is the client).
     pub trusted_proxies: user_core::domain::TrustedProxies,
+    /// How often gRPC health runs the readiness check, when the state has one (default 5 s).
+    /// A check that takes longer counts as not ready.
+    pub health_check_interval: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -121,6 +156,7 @@ impl Default for GrpcConfig {
             concurrency_limit_per_connection: 64,
             list_all_users_cap: 1000,
             trusted_proxies: user_core::domain::TrustedProxies::none(),
+            health_check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -186,12 +222,23 @@ where
     }
 }
 
-/// `user.UserService`, `user.AdminService`, gRPC health (both reported serving) and server
-/// reflection, with `config`'s limits, ready for [`serve`]; the host may
-/// [add](GrpcRoutes::add_service) its own services.
+/// `user.UserService`, `user.AdminService`, gRPC health and server reflection, with
+/// `config`'s limits, ready for [`serve`]; the host may [add](GrpcRoutes::add_service) its
+/// own services.
+///
+/// Health reports the whole server (`""`), `user.UserService` and `user.AdminService`
+/// SERVING. When the state has a readiness check ([`GrpcState::with_readiness`]), one task
+/// runs it at once and then every [`GrpcConfig::health_check_interval`], and sets all three
+/// NOT_SERVING while it fails (or takes longer than the interval) and SERVING again once it
+/// passes, logging one WARN line when readiness is lost and one INFO line when it comes back.
+/// The task ends when the returned routes, every clone of them and any server running them
+/// are dropped: [`serve`] returning is enough.
 ///
 /// # Errors
 /// When the embedded descriptor set cannot be read (a build defect).
+///
+/// # Panics
+/// With a readiness check, outside a Tokio runtime (the task is spawned on it).
 pub async fn routes(
     state: GrpcState,
     config: &GrpcConfig,
@@ -205,6 +252,7 @@ pub async fn routes(
         trusted_proxies: config.trusted_proxies.clone(),
     })
     .max_decoding_message_size(config.max_message_size);
+    let readiness = state.readiness.clone();
     let admin = AdminServiceServer::new(admin_service::AdminApi { state })
         .max_decoding_message_size(config.max_message_size);
 
@@ -221,11 +269,19 @@ pub async fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let routes = Routes::new(user).add_service(admin).add_service(reflection);
+    let routes = match readiness {
+        Some(check) => routes.add_service(health::follow(
+            check,
+            config.health_check_interval,
+            health,
+            health_service,
+        )),
+        None => routes.add_service(health_service),
+    };
+
     Ok(GrpcRoutes {
-        routes: Routes::new(user)
-            .add_service(admin)
-            .add_service(health_service)
-            .add_service(reflection),
+        routes,
         request_timeout: config.request_timeout,
         concurrency_limit_per_connection: config.concurrency_limit_per_connection,
     })

@@ -54,7 +54,6 @@ pub mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,9 +76,7 @@ use user_core::users::UserService;
 pub use error::{ApiError, ErrorBody, ErrorCode, FieldError};
 pub use extract::{AdminActor, ApiJson, CurrentActor};
 pub use pages::{TemplateError, Templates};
-
-/// A readiness probe, e.g. a database ping: `true` when ready.
-pub type Readiness = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+pub use user_core::Readiness;
 
 /// Settings of the HTTP adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]

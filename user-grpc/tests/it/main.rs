@@ -72,10 +72,9 @@ pub async fn services_with(
     let clock = Arc::new(FixedClock::default());
     let ports = Ports::new(db.storage(), Arc::new(FastHasher::new()), clock.clone());
     let key = SigningKey::generate_ed25519().unwrap();
-    let state = GrpcState {
-        users: Arc::new(UserService::new(ports.clone(), &policy)),
-        auth: Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap()),
-    };
+    let users = Arc::new(UserService::new(ports.clone(), &policy));
+    let auth = Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap());
+    let state = GrpcState::new(auth, users);
     (state, clock, db, dir)
 }
 
