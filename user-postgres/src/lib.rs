@@ -70,8 +70,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection as _, PgConnection, PgPool};
 use user_core::Storage;
 use user_core::error::{RepoError, UniqueField};
 
@@ -300,24 +300,22 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, OpenErro
 /// timeout: waiting for another instance's migrations, or migrating a large table, may take
 /// longer than any query should.
 async fn migrate(options: &PgConnectOptions, config: &PostgresConfig) -> Result<(), OpenError> {
-    let connect = PgConnection::connect_with(options);
-    let mut conn = match tokio::time::timeout(config.acquire_timeout, connect).await {
-        Ok(conn) => conn.map_err(|source| OpenError::Connect { source })?,
-        Err(_) => {
-            return Err(OpenError::Connect {
-                source: sqlx::Error::PoolTimedOut,
-            });
-        }
-    };
+    // A pool of one rather than a bare connection: `Migrator::run` on a `&mut PgConnection`
+    // makes a future that cannot be spawned.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options.clone())
+        .await
+        .map_err(|source| OpenError::Connect { source })?;
     let mut migrator = sqlx::migrate!();
     if let Some(schema) = &config.schema {
         // Created under the migration lock, so concurrent first starts do not race. The name
         // was checked to be a plain identifier; the quotes keep keywords usable.
         migrator.create_schema(format!("\"{schema}\""));
     }
-    let migrated = migrator.run(&mut conn).await.map_err(OpenError::Migrate);
-    // Closing politely is best effort: the server ends the session when the socket closes.
-    let _ = conn.close().await;
+    let migrated = migrator.run(&pool).await.map_err(OpenError::Migrate);
+    pool.close().await;
     migrated
 }
 

@@ -6,14 +6,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod conformance;
+mod database;
+mod lost_database;
+mod races;
+mod services;
+mod transfer;
 
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
 use user_core::Ports;
 use user_core::testing::conformance::Stores;
 use user_core::testing::{FastHasher, FixedClock, Fixture};
-use user_postgres::PostgresDatabase;
 use user_postgres::testing::TestSchema;
+use user_postgres::{PostgresConfig, PostgresDatabase};
 
 /// A database in a fresh schema; the schema is dropped when this drops (after the pool).
 pub struct TestDb {
@@ -26,9 +32,38 @@ pub struct TestDb {
 impl TestDb {
     /// Opens a database in a new schema; `None` when the tests are skipped.
     pub async fn new() -> Option<Self> {
+        Self::with(|config| config).await
+    }
+
+    /// Opens a database in a new schema with the settings `change` makes of the schema's.
+    pub async fn with(change: impl FnOnce(PostgresConfig) -> PostgresConfig) -> Option<Self> {
         let schema = TestSchema::create().await?;
-        let db = schema.open().await;
+        let db = PostgresDatabase::open(&change(schema.config()))
+            .await
+            .unwrap();
         Some(Self { db, schema })
+    }
+
+    /// Opens a database in a new schema whose transactions all run at SERIALIZABLE
+    /// isolation, as CockroachDB's do: conflicts then fail with SQLSTATE 40001 and are
+    /// retried. `change` as for [`TestDb::with`].
+    pub async fn serializable_with(
+        change: impl FnOnce(PostgresConfig) -> PostgresConfig,
+    ) -> Option<Self> {
+        let t = Self::with(|c| {
+            change(with_url_option(
+                c,
+                "default_transaction_isolation",
+                "serializable",
+            ))
+        })
+        .await?;
+        let level: String = sqlx::query_scalar("SHOW transaction_isolation")
+            .fetch_one(t.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(level, "serializable");
+        Some(t)
     }
 
     /// Both core services over this database, with a fast hasher and a fixed clock.
@@ -51,4 +86,28 @@ pub async fn stores() -> Stores {
         Some(t) => Stores::new(t.db.storage(), t),
         None => Stores::new(user_core::testing::in_memory(), ()),
     }
+}
+
+/// `config` with a connection setting added to its URL (`options[name]=value`).
+pub fn with_url_option(config: PostgresConfig, name: &str, value: &str) -> PostgresConfig {
+    let url = config.url.expose_secret();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}options[{name}]={value}");
+    PostgresConfig {
+        url: url.into(),
+        ..config
+    }
+}
+
+/// How many migrations the crate ships.
+pub fn migrations() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let n = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    i64::try_from(n).unwrap()
 }
