@@ -396,3 +396,32 @@ async fn usernames_sort_and_page_in_byte_order_whatever_the_locale() {
     let listed: Vec<String> = page.users.iter().map(|u| u.username.to_string()).collect();
     assert_eq!(listed, sorted);
 }
+
+/// The test server trusts local connections, so a password in the URL is sent to no one:
+/// enough to check that nothing prints it.
+#[tokio::test]
+async fn debug_output_never_shows_the_password() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let config = schema.config();
+    let url = secrecy::ExposeSecret::expose_secret(&config.url);
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let Some((user, host)) = rest.split_once('@').filter(|(user, _)| !user.contains(':')) else {
+        return; // the URL has a password of its own, or no user
+    };
+    let config = PostgresConfig {
+        url: format!("{scheme}://{user}:s3cret-pw@{host}").into(),
+        ..config
+    };
+    let db = PostgresDatabase::open(&config).await.unwrap();
+    for debug in [
+        format!("{config:?}"),
+        format!("{db:?}"),
+        format!("{:?}", db.users()),
+        format!("{:?}", db.storage()),
+    ] {
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+    db.close().await;
+}

@@ -82,7 +82,16 @@ impl TestDb {
 /// skipped it hands out the in-memory fakes, which the suite's macro cannot skip: the check
 /// then says "skipped" and proves nothing about this crate.
 pub async fn stores() -> Stores {
-    match TestDb::new().await {
+    as_stores(TestDb::new().await)
+}
+
+/// The factory of the suite's run at SERIALIZABLE isolation.
+pub async fn serializable_stores() -> Stores {
+    as_stores(TestDb::serializable_with(|config| config).await)
+}
+
+fn as_stores(t: Option<TestDb>) -> Stores {
+    match t {
         Some(t) => Stores::new(t.db.storage(), t),
         None => Stores::new(user_core::testing::in_memory(), ()),
     }
