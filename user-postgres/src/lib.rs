@@ -15,6 +15,9 @@
 //! - `retry.rs` runs every port method: a statement or transaction that fails with a
 //!   serialization failure (SQLSTATE 40001) or a deadlock (40P01) is run again, a bounded
 //!   number of times ([`PostgresConfig::serialization_retries`]), after a short random wait.
+//! - Times are `timestamptz`, kept to the microsecond: `user_core`'s `SystemClock` counts
+//!   whole microseconds, so a time read back equals the time written (a finer one would be
+//!   truncated). A stored time beyond year 9999 (`infinity`, say) reads as an error.
 //! - Unique violations map to `RepoError::Conflict` naming the field (by constraint name); a
 //!   missing user behind a foreign key to `RepoError::NotFound`; every other database failure
 //!   to `RepoError::Unavailable` carrying the cause.
