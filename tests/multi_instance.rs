@@ -74,9 +74,8 @@ impl Instance {
             http_listener.local_addr().unwrap(),
             grpc_listener.local_addr().unwrap(),
         );
-        let app = user_http::router(
-            AppState::from(&services).with_readiness(Arc::new(db.readiness())),
-        );
+        let app =
+            user_http::router(AppState::from(&services).with_readiness(Arc::new(db.readiness())));
         tokio::spawn(user_http::serve(
             http_listener,
             app,
@@ -95,7 +94,13 @@ impl Instance {
         }
     }
 
-    async fn http(&self, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn http(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let (status, text) = request_as(&client(), self.http, token, method, path, body)
             .await
             .unwrap();
@@ -111,7 +116,10 @@ impl Instance {
     /// Signs in over JSON; the access and refresh tokens.
     async fn sign_in(&self, identifier: &str, password: &str) -> Result<(String, String), u16> {
         let body = json!({ "identifier": identifier, "password": password });
-        match self.http(None, "POST", "/api/v1/auth/login", Some(body)).await {
+        match self
+            .http(None, "POST", "/api/v1/auth/login", Some(body))
+            .await
+        {
             (200, tokens) => Ok((
                 tokens["access_token"].as_str().unwrap().to_owned(),
                 tokens["refresh_token"].as_str().unwrap().to_owned(),
@@ -151,7 +159,9 @@ async fn two_instances() -> Option<(TestSchema, tempfile::TempDir, Instance, Ins
 
 async fn register(on: &Instance, name: &str) -> String {
     let body = json!({ "username": name, "email": format!("{name}@example.com"), "password": PW });
-    let (status, user) = on.http(None, "POST", "/api/v1/auth/register", Some(body)).await;
+    let (status, user) = on
+        .http(None, "POST", "/api/v1/auth/register", Some(body))
+        .await;
     assert_eq!(status, 201, "register {name}: {user}");
     user["id"].as_str().unwrap().to_owned()
 }
@@ -177,11 +187,22 @@ async fn what_one_instance_does_the_other_sees_at_once() {
         .unwrap()
         .into_inner();
     assert_eq!(a.grpc_me(&login.token).await.unwrap().username, "ada");
-    assert_eq!(a.http(Some(&access), "GET", "/api/v1/me", None).await.0, 200);
+    assert_eq!(
+        a.http(Some(&access), "GET", "/api/v1/me", None).await.0,
+        200
+    );
 
     // Sign out on A: the access token is refused on B at once, over both protocols.
-    assert_eq!(a.http(Some(&access), "POST", "/api/v1/auth/logout", None).await.0, 204);
-    assert_eq!(b.http(Some(&access), "GET", "/api/v1/me", None).await.0, 401);
+    assert_eq!(
+        a.http(Some(&access), "POST", "/api/v1/auth/logout", None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        b.http(Some(&access), "GET", "/api/v1/me", None).await.0,
+        401
+    );
     assert_eq!(b.grpc_me(&access).await.unwrap_err(), Code::Unauthenticated);
     // The gRPC session is another session: it lives on.
     assert_eq!(b.grpc_me(&login.token).await.unwrap().username, "ada");
@@ -189,17 +210,35 @@ async fn what_one_instance_does_the_other_sees_at_once() {
     // A refresh token rotated on A is spent on B.
     let (_, refresh) = a.sign_in("ada", PW).await.unwrap();
     let (status, rotated) = a
-        .http(None, "POST", "/api/v1/auth/refresh", Some(json!({ "refresh_token": refresh })))
+        .http(
+            None,
+            "POST",
+            "/api/v1/auth/refresh",
+            Some(json!({ "refresh_token": refresh })),
+        )
         .await;
     assert_eq!(status, 200, "{rotated}");
     let (status, _) = b
-        .http(None, "POST", "/api/v1/auth/refresh", Some(json!({ "refresh_token": refresh })))
+        .http(
+            None,
+            "POST",
+            "/api/v1/auth/refresh",
+            Some(json!({ "refresh_token": refresh })),
+        )
         .await;
-    assert_eq!(status, 401, "a spent refresh token must be refused on the other instance");
+    assert_eq!(
+        status, 401,
+        "a spent refresh token must be refused on the other instance"
+    );
     // Presenting the spent token was reuse: the session it belonged to ended, on A too.
     let newer = rotated["refresh_token"].as_str().unwrap();
     let (status, _) = a
-        .http(None, "POST", "/api/v1/auth/refresh", Some(json!({ "refresh_token": newer })))
+        .http(
+            None,
+            "POST",
+            "/api/v1/auth/refresh",
+            Some(json!({ "refresh_token": newer })),
+        )
         .await;
     assert_eq!(status, 401, "reuse ends the whole session");
 
@@ -244,7 +283,10 @@ async fn an_admin_on_one_instance_ends_a_session_on_the_other() {
 
     assert_eq!(a.grpc_me(&bob).await.unwrap_err(), Code::Unauthenticated);
     assert_eq!(a.http(Some(&bob), "GET", "/api/v1/me", None).await.0, 401);
-    assert!(a.sign_in("bob", PW).await.is_err(), "a disabled user cannot sign in on A");
+    assert!(
+        a.sign_in("bob", PW).await.is_err(),
+        "a disabled user cannot sign in on A"
+    );
 
     a.stop().await;
     b.stop().await;
@@ -261,9 +303,15 @@ async fn wrong_guesses_on_both_instances_share_one_budget() {
 
     // One guess short of the threshold, spread over both: the right password still works.
     for i in 0..THRESHOLD - 1 {
-        assert_eq!(on(i).sign_in("carol", "wrong guess").await.unwrap_err(), 401);
+        assert_eq!(
+            on(i).sign_in("carol", "wrong guess").await.unwrap_err(),
+            401
+        );
     }
-    assert!(b.sign_in("carol", PW).await.is_ok(), "not locked before the threshold");
+    assert!(
+        b.sign_in("carol", PW).await.is_ok(),
+        "not locked before the threshold"
+    );
 
     // The threshold reached over both (3 on A, 2 on B, neither enough alone): locked on both.
     for i in 0..THRESHOLD {

@@ -14,12 +14,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
 
+use secrecy::ExposeSecret as _;
 use support::{Server, build_server, client, command, request};
 use tonic::metadata::MetadataValue;
 use user_grpc::pb;
 use user_grpc::pb::user_service_client::UserServiceClient;
 use user_postgres::testing::TestSchema;
-use secrecy::ExposeSecret as _;
 
 const PW: &str = "correct horse battery staple";
 
@@ -780,7 +780,11 @@ async fn the_server_runs_on_postgres_and_moves_users_to_and_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let legacy = dir.path().join("legacy.db");
     let alice_id = "6f1c2c0e-3b7a-4d55-9a3e-0c2f7d6b9e11";
-    legacy_db(&legacy, &[(alice_id, "alice", "alice@example.com", "hunter2")]).await;
+    legacy_db(
+        &legacy,
+        &[(alice_id, "alice", "alice@example.com", "hunter2")],
+    )
+    .await;
 
     let log = run_ok(
         dir.path(),
@@ -790,7 +794,13 @@ async fn the_server_runs_on_postgres_and_moves_users_to_and_from_it() {
     assert!(log.contains("done: 1 imported"), "{log}");
     run_ok(
         dir.path(),
-        &["create-admin", "--username", "root", "--email", "root@example.com"],
+        &[
+            "create-admin",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+        ],
         &pg,
     );
     assert!(
@@ -819,7 +829,13 @@ async fn the_server_runs_on_postgres_and_moves_users_to_and_from_it() {
     assert!(log.contains("exported 2 users"), "{log}");
     let log = run_ok(
         dir.path(),
-        &["--data-dir", "sqlite-data", "import", "--from", export.to_str().unwrap()],
+        &[
+            "--data-dir",
+            "sqlite-data",
+            "import",
+            "--from",
+            export.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(log.contains("2 imported"), "{log}");

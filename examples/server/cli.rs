@@ -96,7 +96,12 @@ pub(crate) struct Config {
     /// Database URL: `sqlite:PATH` (default: sqlite:<data-dir>/users.db) or
     /// `postgres://USER@HOST:PORT/DATABASE`. Give a password in USERS_DATABASE_URL or
     /// USERS_DATABASE_PASSWORD (or _FILE), not on the command line.
-    #[arg(long, env = "USERS_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "USERS_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub(crate) database_url: Option<String>,
     /// Connections in the database pool (default: 8 for SQLite, 10 for PostgreSQL).
     #[arg(long, env = "USERS_DATABASE_MAX_CONNECTIONS", global = true)]
@@ -372,7 +377,11 @@ mod tests {
         let parse = |args: &[&str]| {
             let mut argv = vec!["server"];
             argv.extend_from_slice(args);
-            Cli::try_parse_from(argv).unwrap().config.database().unwrap()
+            Cli::try_parse_from(argv)
+                .unwrap()
+                .config
+                .database()
+                .unwrap()
         };
         match parse(&[]) {
             DatabaseConfig::Sqlite(config) => {

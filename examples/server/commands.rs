@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use secrecy::SecretString;
-use time::OffsetDateTime;
 use user_core::auth::{RegisterUser, key_files};
 use user_core::domain::Role;
 use user_core::error::{AuthError, ServiceError as _};
@@ -123,8 +122,13 @@ pub(crate) async fn import(config: &Config, from: &Path) -> anyhow::Result<Impor
     let file =
         std::fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
     let ceiling = config.hasher()?.ceiling;
-    let summary =
-        transfer::import_users(&*app.db.storage().users, &ceiling, BufReader::new(file), report).await;
+    let summary = transfer::import_users(
+        &*app.db.storage().users,
+        &ceiling,
+        BufReader::new(file),
+        report,
+    )
+    .await;
     app.db.close().await;
     let summary = summary?;
     eprintln!("{summary}");

@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use self::cli::{Cli, Command, Config};
+use self::database::Database;
 use anyhow::Context as _;
 use clap::Parser as _;
 use tokio::net::TcpListener;
@@ -31,8 +33,6 @@ use user_core::password::Argon2Hasher;
 use user_core::ports::SystemClock;
 use user_grpc::{GrpcConfig, GrpcState};
 use user_http::{AppState, HttpConfig};
-use self::cli::{Cli, Command, Config};
-use self::database::Database;
 
 /// The opened database and the services over it.
 pub(crate) struct App {

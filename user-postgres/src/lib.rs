@@ -93,6 +93,9 @@ pub struct PostgresConfig {
     /// `postgresql://`). Query parameters such as `sslmode` or `options[name]=value` apply
     /// to every connection.
     pub url: SecretString,
+    /// The password, when it is kept apart from the URL (a secret file, say); it replaces
+    /// the URL's password. Default: none, the URL's (or none).
+    pub password: Option<SecretString>,
     /// The schema the tables live in, created if missing; `None`: the server's default
     /// `search_path` (normally `public`). A plain identifier: 1 to 63 lowercase letters,
     /// digits and underscores, not starting with a digit or `pg_`.
@@ -118,6 +121,7 @@ impl PostgresConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: SecretString::from(url.into()),
+            password: None,
             schema: None,
             max_connections: 10,
             min_connections: 0,
@@ -289,6 +293,9 @@ impl PostgresDatabase {
 /// The connection settings of `config`, without the statement timeout.
 fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, OpenError> {
     let mut options = parse_url(config.url.expose_secret())?;
+    if let Some(password) = &config.password {
+        options = options.password(password.expose_secret());
+    }
     if let Some(schema) = &config.schema {
         check_schema(schema)?;
         options = options.options([("search_path", schema)]);
