@@ -299,7 +299,7 @@ async fn wrong_guesses_on_both_instances_share_one_budget() {
     };
     register(&a, "carol").await;
     register(&a, "dave").await;
-    let on = |i: u32| if i % 2 == 0 { &a } else { &b };
+    let on = |i: u32| if i.is_multiple_of(2) { &a } else { &b };
 
     // One guess short of the threshold, spread over both: the right password still works.
     for i in 0..THRESHOLD - 1 {
