@@ -4,12 +4,13 @@
 //!
 //! Storage: [`UserRepository`], [`SessionStore`], [`LoginFailureStore`] (the guess budgets)
 //! and [`DeviceTokenStore`], usually four views of one database, gathered in
-//! [`crate::Storage`]. The rest: [`PasswordHasher`] and [`Clock`].
+//! [`crate::Storage`]. The rest: [`PasswordHasher`], [`Clock`] and [`Mailer`].
 
 mod clock;
 mod devices;
 mod hasher;
 mod login_failures;
+mod mailer;
 mod sessions;
 mod users;
 
@@ -17,6 +18,7 @@ pub use clock::{Clock, SystemClock};
 pub use devices::DeviceTokenStore;
 pub use hasher::{PasswordHasher, Verification};
 pub use login_failures::LoginFailureStore;
+pub use mailer::{Mail, MailError, Mailer};
 pub use sessions::SessionStore;
 pub use users::{Identifier, UserRepository};
 
@@ -26,6 +28,8 @@ pub use devices::MockDeviceTokenStore;
 pub use hasher::MockPasswordHasher;
 #[cfg(any(test, feature = "testing"))]
 pub use login_failures::MockLoginFailureStore;
+#[cfg(any(test, feature = "testing"))]
+pub use mailer::MockMailer;
 #[cfg(any(test, feature = "testing"))]
 pub use sessions::MockSessionStore;
 #[cfg(any(test, feature = "testing"))]
