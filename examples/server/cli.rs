@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::{ExposeSecret, SecretString};
 use user_core::auth::{AuthPolicy, LockoutPolicy, SigningKey, VerifyingKey, key_files};
 use user_core::domain::{PasswordPolicy, TrustedProxies};
 use user_core::password::{Argon2Params, HasherConfig};
@@ -100,9 +100,10 @@ pub(crate) struct Config {
         long,
         env = "USERS_DATABASE_URL",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_value
     )]
-    pub(crate) database_url: Option<String>,
+    pub(crate) database_url: Option<SecretString>,
     /// Connections in the database pool (default: 8 for SQLite, 10 for PostgreSQL).
     #[arg(long, env = "USERS_DATABASE_MAX_CONNECTIONS", global = true)]
     pub(crate) database_max_connections: Option<u32>,
@@ -199,6 +200,12 @@ fn proxies(s: &str) -> Result<TrustedProxies, String> {
     TrustedProxies::parse(s).map_err(|e| e.message.into_owned())
 }
 
+/// A value that may hold a password (a database URL): kept as a secret, so `Debug` of the
+/// settings never shows it.
+fn secret_value(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 90s, 15m, 12h, 30d)"))
 }
@@ -266,7 +273,7 @@ impl Config {
     /// `--sqlite-sync`) or PostgreSQL (`--database-url postgres://...` and the `--postgres-*`
     /// settings).
     pub(crate) fn database(&self) -> anyhow::Result<DatabaseConfig> {
-        let url = self.database_url.as_deref();
+        let url = self.database_url.as_ref().map(ExposeSecret::expose_secret);
         if let Some(url) = url.filter(|u| u.starts_with("postgres")) {
             let mut config = PostgresConfig::from_url(url).context("--database-url")?;
             if let Some(password) = secret("USERS_DATABASE_PASSWORD")? {
@@ -406,6 +413,13 @@ mod tests {
             }
             other => panic!("expected PostgreSQL, got {other:?}"),
         }
+        let cli = Cli::try_parse_from(["server", "--database-url", "postgres://u:s3cret@db/users"])
+            .unwrap();
+        assert!(!format!("{cli:?}").contains("s3cret"), "{cli:?}");
+        let DatabaseConfig::Postgres(config) = cli.config.database().unwrap() else {
+            panic!("expected PostgreSQL");
+        };
+        assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
         let err = Cli::try_parse_from(["server", "--database-url", "postgres://x:y@[bad"])
             .unwrap()
             .config
