@@ -115,17 +115,7 @@ impl Instance {
 
     /// Signs in over JSON; the access and refresh tokens.
     async fn sign_in(&self, identifier: &str, password: &str) -> Result<(String, String), u16> {
-        let body = json!({ "identifier": identifier, "password": password });
-        match self
-            .http(None, "POST", "/api/v1/auth/login", Some(body))
-            .await
-        {
-            (200, tokens) => Ok((
-                tokens["access_token"].as_str().unwrap().to_owned(),
-                tokens["refresh_token"].as_str().unwrap().to_owned(),
-            )),
-            (status, _) => Err(status),
-        }
+        sign_in_at(self.http, identifier, password).await
     }
 
     /// `GetUser` over gRPC with `token`.
@@ -145,6 +135,33 @@ impl Instance {
         let _ = self.stop.send(true);
         self.db.close().await;
     }
+}
+
+/// Signs in over JSON at `addr`; the access and refresh tokens, or the refusal's status.
+async fn sign_in_at(
+    addr: SocketAddr,
+    identifier: &str,
+    password: &str,
+) -> Result<(String, String), u16> {
+    let body = json!({ "identifier": identifier, "password": password });
+    let (status, text) = request_as(
+        &client(),
+        addr,
+        None,
+        "POST",
+        "/api/v1/auth/login",
+        Some(body),
+    )
+    .await
+    .unwrap();
+    if status != 200 {
+        return Err(status);
+    }
+    let tokens: Value = serde_json::from_str(&text).unwrap();
+    Ok((
+        tokens["access_token"].as_str().unwrap().to_owned(),
+        tokens["refresh_token"].as_str().unwrap().to_owned(),
+    ))
 }
 
 /// Two instances on one fresh schema, or `None` when PostgreSQL is not configured.
@@ -326,6 +343,75 @@ async fn wrong_guesses_on_both_instances_share_one_budget() {
         );
     }
 
+    a.stop().await;
+    b.stop().await;
+}
+
+/// One refresh token presented to both instances at the same moment: exactly one rotation
+/// succeeds, and presenting it twice is reuse, so the session ends on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_refresh_token_raced_on_both_instances_rotates_once() {
+    let Some((_schema, _dir, a, b)) = two_instances().await else {
+        return;
+    };
+    register(&a, "erin").await;
+    for round in 0..10 {
+        let (_, refresh) = a.sign_in("erin", PW).await.unwrap();
+        let body = || Some(json!({ "refresh_token": refresh }));
+        let (ra, rb) = tokio::join!(
+            a.http(None, "POST", "/api/v1/auth/refresh", body()),
+            b.http(None, "POST", "/api/v1/auth/refresh", body()),
+        );
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 401], "round {round}: {ra:?} {rb:?}");
+        // The winner's new refresh token died with the session when the loser reused the old.
+        let (_, won) = if ra.0 == 200 { ra } else { rb };
+        let newer = won["refresh_token"].as_str().unwrap();
+        let (status, _) = b
+            .http(
+                None,
+                "POST",
+                "/api/v1/auth/refresh",
+                Some(json!({ "refresh_token": newer })),
+            )
+            .await;
+        assert_eq!(status, 401, "round {round}: reuse ends the session");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Wrong guesses fired at both instances at once are all counted on one budget: of 20
+/// concurrent guesses, those beyond the threshold are refused as locked without a password
+/// check, and the account is locked on both afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_guesses_on_both_instances_never_pass_the_threshold() {
+    let Some((_schema, _dir, a, b)) = two_instances().await else {
+        return;
+    };
+    register(&a, "frank").await;
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..20u32 {
+        let addr = if i.is_multiple_of(2) { a.http } else { b.http };
+        guesses.spawn(sign_in_at(addr, "frank", "wrong guess"));
+    }
+    let statuses: Vec<u16> = guesses
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect_err("a wrong guess must be refused"))
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + locked, 20, "{statuses:?}");
+    assert!(
+        checked <= THRESHOLD as usize,
+        "at most {THRESHOLD} guesses are checked, over both instances: {statuses:?}"
+    );
+    for instance in [&a, &b] {
+        assert_eq!(instance.sign_in("frank", PW).await.unwrap_err(), 429);
+    }
     a.stop().await;
     b.stop().await;
 }

@@ -274,7 +274,11 @@ impl Config {
     /// settings).
     pub(crate) fn database(&self) -> anyhow::Result<DatabaseConfig> {
         let url = self.database_url.as_ref().map(ExposeSecret::expose_secret);
-        if let Some(url) = url.filter(|u| u.starts_with("postgres")) {
+        let postgres = |url: &&str| {
+            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+            scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+        };
+        if let Some(url) = url.filter(postgres) {
             let mut config = PostgresConfig::from_url(url).context("--database-url")?;
             if let Some(password) = secret("USERS_DATABASE_PASSWORD")? {
                 config.password = Some(password);
@@ -396,6 +400,10 @@ mod tests {
             }
             other => panic!("expected SQLite, got {other:?}"),
         }
+        assert!(matches!(
+            parse(&["--database-url", "PostgreSQL://users@db/users"]),
+            DatabaseConfig::Postgres(_)
+        ));
         match parse(&[
             "--database-url",
             "postgres://users@db.internal:5433/users",
