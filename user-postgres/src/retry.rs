@@ -1,0 +1,221 @@
+//! Bounded retries: every port method runs its statement or transaction through
+//! [`Db::run`], which runs it again after a serialization failure or a deadlock.
+//!
+//! At SERIALIZABLE isolation (CockroachDB's only level, or PostgreSQL's when configured) a
+//! transaction that conflicts with a concurrent one fails with SQLSTATE 40001 and must be
+//! retried from the start; at any level two transactions can deadlock (40P01). Both are
+//! transient: the whole operation is run again, a bounded number of times, after a short
+//! random wait so that the contenders do not collide again in step.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use user_core::error::RepoError;
+
+use crate::map_db_err;
+
+/// SQLSTATE `serialization_failure`.
+const SERIALIZATION_FAILURE: &str = "40001";
+/// SQLSTATE `deadlock_detected`.
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// The first wait before a retry; each retry waits up to twice as long as the one before.
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+/// The longest wait before a retry.
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The pool, and how its stores retry. Shared by every store of one database.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    /// The connection pool.
+    pub(crate) pool: PgPool,
+    /// Retries after the first attempt.
+    retries: u32,
+    /// Retries made so far, for [`crate::PostgresDatabase::conflict_retries`].
+    retried: Arc<AtomicU64>,
+}
+
+/// An operation that kept failing with serialization failures or deadlocks.
+#[derive(Debug, thiserror::Error)]
+#[error("gave up after {attempts} attempts, each a serialization failure or deadlock")]
+struct GaveUp {
+    attempts: u32,
+    #[source]
+    last: sqlx::Error,
+}
+
+impl Db {
+    pub(crate) fn new(pool: PgPool, retries: u32) -> Self {
+        Self {
+            pool,
+            retries,
+            retried: Arc::default(),
+        }
+    }
+
+    pub(crate) fn retries_so_far(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Runs `op` (a statement, or a whole transaction) and maps its error; runs it again
+    /// while it fails with a serialization failure or a deadlock, up to the configured number
+    /// of retries, then gives up with `RepoError::Unavailable`.
+    pub(crate) async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, RepoError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut retry = 0;
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(e) if is_retryable(&e) => {
+                    if retry >= self.retries {
+                        return Err(RepoError::unavailable(GaveUp {
+                            attempts: retry + 1,
+                            last: e,
+                        }));
+                    }
+                    retry += 1;
+                    self.retried.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(retry, "retrying after a serialization failure or deadlock");
+                    tokio::time::sleep(backoff(retry)).await;
+                }
+                Err(e) => return Err(map_db_err(e)),
+            }
+        }
+    }
+}
+
+/// Whether `e` is a serialization failure or a deadlock, after which the whole operation can
+/// be run again.
+pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code == SERIALIZATION_FAILURE || code == DEADLOCK_DETECTED),
+        _ => false,
+    }
+}
+
+/// The wait before retry number `retry` (from 1): a random time between half of and the
+/// whole of `FIRST_BACKOFF * 2^(retry-1)`, capped at `MAX_BACKOFF`.
+fn backoff(retry: u32) -> Duration {
+    let ceiling = FIRST_BACKOFF
+        .saturating_mul(1 << retry.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    let half = ceiling / 2;
+    // Any 64 random bits will do; a v4 UUID has them at hand.
+    let random = uuid::Uuid::new_v4().as_u64_pair().0;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
+    half + Duration::from_nanos(random % nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::error::ErrorKind;
+
+    use super::*;
+    use crate::tests::db_error;
+
+    #[test]
+    fn serialization_failures_and_deadlocks_are_retryable() {
+        assert!(is_retryable(&db_error("40001", None, ErrorKind::Other)));
+        assert!(is_retryable(&db_error("40P01", None, ErrorKind::Other)));
+    }
+
+    #[test]
+    fn other_failures_are_not_retried() {
+        for code in [
+            "23505", "23503", "57014", "40000", "40003", "08006", "XX000",
+        ] {
+            assert!(
+                !is_retryable(&db_error(code, None, ErrorKind::Other)),
+                "{code}"
+            );
+        }
+        assert!(!is_retryable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_retryable(&sqlx::Error::RowNotFound));
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!is_retryable(&sqlx::Error::Io(io)));
+    }
+
+    #[test]
+    fn backoff_grows_within_bounds() {
+        for retry in 1..40 {
+            let wait = backoff(retry);
+            assert!(wait >= FIRST_BACKOFF / 2, "{retry}: {wait:?}");
+            assert!(wait <= MAX_BACKOFF, "{retry}: {wait:?}");
+        }
+        assert!(backoff(1) <= FIRST_BACKOFF);
+        assert!(backoff(10) >= MAX_BACKOFF / 2);
+    }
+
+    /// The pool is never used here: the operation fails before touching it.
+    fn db(retries: u32) -> Db {
+        let options = sqlx::postgres::PgConnectOptions::new().port(1);
+        Db::new(PgPool::connect_lazy_with(options), retries)
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded_then_unavailable() {
+        let db = db(3);
+        let mut attempts = 0;
+        let got: Result<(), RepoError> = db
+            .run(|| {
+                attempts += 1;
+                async { Err(db_error("40001", None, ErrorKind::Other)) }
+            })
+            .await;
+        assert_eq!(attempts, 4, "the first attempt and three retries");
+        assert_eq!(db.retries_so_far(), 3);
+        let err = got.unwrap_err();
+        assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+        let report = user_core::error::report(&err);
+        assert!(report.contains("gave up after 4 attempts"), "{report}");
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_succeeds_returns_its_value() {
+        let db = db(5);
+        let mut attempts = 0;
+        let got = db
+            .run(|| {
+                attempts += 1;
+                let n = attempts;
+                async move {
+                    if n < 3 {
+                        Err(db_error("40P01", None, ErrorKind::Other))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(got.unwrap(), 3);
+        assert_eq!(db.retries_so_far(), 2);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_mapped_at_once() {
+        let db = db(5);
+        let mut attempts = 0;
+        let got: Result<(), RepoError> = db
+            .run(|| {
+                attempts += 1;
+                async {
+                    Err(db_error(
+                        "23505",
+                        Some("users_email_key"),
+                        ErrorKind::UniqueViolation,
+                    ))
+                }
+            })
+            .await;
+        assert_eq!(attempts, 1);
+        assert!(matches!(got, Err(RepoError::Conflict { .. })), "{got:?}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Row types. They never leave the crate: `TryFrom` turns each into a domain value and bad
+//! data into an error.
+
+use sqlx::postgres::{PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::{Decode, Postgres, Type};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use user_core::domain::{
+    ClientInfo, DisplayName, Email, PasswordHash, Role, Session, SessionKind, User, UserStatus,
+    Username,
+};
+use user_core::error::RepoError;
+use uuid::Uuid;
+
+/// A row that does not hold a valid domain value.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt {table} row: {reason}")]
+pub(crate) struct CorruptRow {
+    table: &'static str,
+    reason: String,
+}
+
+pub(crate) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> RepoError {
+    RepoError::unavailable(CorruptRow {
+        table,
+        reason: reason.to_string(),
+    })
+}
+
+/// A `timestamptz` as read from the database.
+///
+/// sqlx's own decoding of `OffsetDateTime` panics on a value beyond the `time` crate's range
+/// (after year 9999, or `infinity`), which PostgreSQL can store; this one fails instead, so a
+/// bad row is an error like any other. Values are written as `OffsetDateTime` directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DbTime(pub(crate) OffsetDateTime);
+
+/// Where PostgreSQL counts time from: its binary format is microseconds since then.
+const PG_EPOCH: OffsetDateTime = datetime!(2000-01-01 00:00 UTC);
+
+impl Type<Postgres> for DbTime {
+    fn type_info() -> PgTypeInfo {
+        <OffsetDateTime as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <OffsetDateTime as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for DbTime {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        match value.format() {
+            PgValueFormat::Binary => {
+                let micros = <i64 as Decode<Postgres>>::decode(value)?;
+                PG_EPOCH
+                    .checked_add(time::Duration::microseconds(micros))
+                    .map(DbTime)
+                    .ok_or_else(|| format!("timestamp out of range: {micros} µs after 2000").into())
+            }
+            // The text format is parsed, not added up: it cannot overflow.
+            PgValueFormat::Text => <OffsetDateTime as Decode<Postgres>>::decode(value).map(DbTime),
+        }
+    }
+}
+
+/// The columns of [`UserRow`], as a literal for `concat!`.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, display_name, role, status, email_verified_at, created_at, updated_at"
+    };
+}
+pub(crate) use user_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: Uuid,
+    username: String,
+    email: String,
+    display_name: Option<String>,
+    role: String,
+    status: String,
+    email_verified_at: Option<DbTime>,
+    created_at: DbTime,
+    updated_at: DbTime,
+}
+
+/// A user row with the password hash, for login only.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CredentialsRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+}
+
+impl TryFrom<CredentialsRow> for (User, PasswordHash) {
+    type Error = RepoError;
+
+    fn try_from(row: CredentialsRow) -> Result<Self, RepoError> {
+        Ok((
+            User::try_from(row.user)?,
+            PasswordHash::new(row.password_hash),
+        ))
+    }
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = RepoError;
+
+    fn try_from(row: UserRow) -> Result<Self, RepoError> {
+        const T: &str = "users";
+        Ok(User {
+            id: row.id.into(),
+            username: Username::parse(&row.username).map_err(|e| corrupt(T, e))?,
+            email: Email::parse(&row.email).map_err(|e| corrupt(T, e))?,
+            display_name: match row.display_name {
+                Some(d) => DisplayName::parse(&d).map_err(|e| corrupt(T, e))?,
+                None => None,
+            },
+            role: row.role.parse::<Role>().map_err(|e| corrupt(T, e))?,
+            status: row
+                .status
+                .parse::<UserStatus>()
+                .map_err(|e| corrupt(T, e))?,
+            email_verified_at: row.email_verified_at.map(|t| t.0),
+            created_at: row.created_at.0,
+            updated_at: row.updated_at.0,
+        })
+    }
+}
+
+/// The columns of [`SessionRow`], as a literal for `concat!`.
+macro_rules! session_columns {
+    () => {
+        "id, user_id, kind, user_agent, ip, created_at, last_used_at, expires_at, revoked_at"
+    };
+}
+pub(crate) use session_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    id: Uuid,
+    user_id: Uuid,
+    kind: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    created_at: DbTime,
+    last_used_at: DbTime,
+    expires_at: DbTime,
+    revoked_at: Option<DbTime>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = RepoError;
+
+    fn try_from(row: SessionRow) -> Result<Self, RepoError> {
+        const T: &str = "sessions";
+        Ok(Session {
+            id: row.id.into(),
+            user_id: row.user_id.into(),
+            kind: SessionKind::from_name(&row.kind)
+                .ok_or_else(|| corrupt(T, format!("unknown kind {:?}", row.kind)))?,
+            client: ClientInfo {
+                user_agent: row.user_agent,
+                ip: row.ip,
+            },
+            created_at: row.created_at.0,
+            last_used_at: row.last_used_at.0,
+            expires_at: row.expires_at.0,
+            revoked_at: row.revoked_at.map(|t| t.0),
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! Test support (feature `testing`): a fresh schema per test on the server that
+//! [`URL_VAR`] names, dropped when the test ends, so that tests run in parallel on one
+//! server and leave nothing behind.
+//!
+//! ```no_run
+//! # async fn run() {
+//! use user_postgres::testing::TestSchema;
+//!
+//! let Some(schema) = TestSchema::create().await else {
+//!     return; // skipped: the variable is unset outside CI
+//! };
+//! let db = schema.open().await;
+//! db.ping().await.unwrap();
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+
+use crate::{PostgresConfig, PostgresDatabase};
+
+/// The environment variable naming the test server, e.g.
+/// `postgres://postgres@127.0.0.1:5432/postgres`.
+pub const URL_VAR: &str = "USERS_TEST_POSTGRES_URL";
+
+/// How long creating or dropping a test schema may wait for the server.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A fresh, uniquely named schema on the test server, dropped (with everything in it) when
+/// the value drops.
+pub struct TestSchema {
+    url: SecretString,
+    name: String,
+}
+
+impl std::fmt::Debug for TestSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestSchema")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestSchema {
+    /// Creates a new schema on the server that [`URL_VAR`] names.
+    ///
+    /// Returns `None`, after saying so on stderr, when the variable is unset and `CI` is
+    /// unset too: the test is skipped.
+    ///
+    /// # Panics
+    /// When the variable is unset but `CI` is set (CI must run these tests), or when the
+    /// server cannot be reached or refuses to create the schema.
+    pub async fn create() -> Option<Self> {
+        let url = match std::env::var(URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ if std::env::var_os("CI").is_some() => panic!(
+                "{URL_VAR} is unset but CI is set: the PostgreSQL tests must run in CI. Set \
+                 {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres (.ci/run does)"
+            ),
+            _ => {
+                eprintln!(
+                    "*** skipped: set {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres to \
+                     run the PostgreSQL tests (.ci/run does) ***"
+                );
+                return None;
+            }
+        };
+        let name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
+        let created = async {
+            let mut conn = connect(&url).await?;
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        };
+        if let Err(e) = created.await {
+            panic!(
+                "cannot create a test schema on the PostgreSQL server that {URL_VAR} names \
+                 (is it running? `pg_ctlcluster 15 main start`): {}",
+                user_core::error::report(&e)
+            );
+        }
+        Some(Self {
+            url: SecretString::from(url),
+            name,
+        })
+    }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Settings for a database in this schema, with a small pool (4 connections).
+    pub fn config(&self) -> PostgresConfig {
+        PostgresConfig {
+            schema: Some(self.name.clone()),
+            max_connections: 4,
+            ..PostgresConfig::new(self.url.expose_secret())
+        }
+    }
+
+    /// Opens [`config`](Self::config): connects and migrates.
+    ///
+    /// # Panics
+    /// When the database cannot be opened.
+    pub async fn open(&self) -> PostgresDatabase {
+        match PostgresDatabase::open(&self.config()).await {
+            Ok(db) => db,
+            Err(e) => panic!(
+                "cannot open the test schema {}: {}",
+                self.name,
+                user_core::error::report(&e)
+            ),
+        }
+    }
+}
+
+impl Drop for TestSchema {
+    /// Drops the schema. `Drop` cannot await, and may run inside a runtime that must not
+    /// block: the work runs on a short-lived thread with a runtime and a connection of its
+    /// own, and this waits for it.
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(async {
+                    let mut conn = connect(url.expose_secret()).await?;
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                    )))
+                    .execute(&mut conn)
+                    .await?;
+                    conn.close().await
+                })
+                .map_err(|e| user_core::error::report(&e))
+        })
+        .join();
+        let failure = match dropped {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => "the thread panicked".to_owned(),
+        };
+        eprintln!(
+            "warning: cannot drop the test schema {}: {failure}",
+            self.name
+        );
+    }
+}
+
+/// One connection to the test server, waiting at most [`SERVER_TIMEOUT`], with a lock
+/// timeout so that a schema still in use cannot hang the test.
+async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    let options = options.options([("lock_timeout", "10s")]);
+    match tokio::time::timeout(SERVER_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Ok(conn) => conn,
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
+}

@@ -1,0 +1,400 @@
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use user_core::domain::{
+    Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage, UserQuery,
+    UserStatus, Username,
+};
+use user_core::error::RepoError;
+use user_core::ports::{Identifier, UserRepository};
+
+use crate::retry::Db;
+use crate::rows::{CredentialsRow, UserRow, user_columns};
+
+/// [`UserRepository`] on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresUserRepository {
+    db: Db,
+}
+
+impl PostgresUserRepository {
+    pub(crate) fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Whether a user with this id exists: tells `NotFound` from a refused guarded change.
+    async fn exists(&self, id: UserId) -> Result<bool, RepoError> {
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+                    .bind(id.as_uuid())
+                    .fetch_one(pool)
+                    .await
+            })
+            .await
+    }
+
+    /// The error for a guarded statement that touched no row.
+    async fn refused(&self, id: UserId) -> RepoError {
+        match self.exists(id).await {
+            Ok(true) => RepoError::LastActiveAdmin,
+            Ok(false) => RepoError::NotFound,
+            Err(e) => e,
+        }
+    }
+
+    /// Runs an `UPDATE ... RETURNING` that sets `$1` and `$2 = now` on row `$3` unless the
+    /// last-admin guard refuses it.
+    async fn guarded_update(
+        &self,
+        query: &'static str,
+        value: &str,
+        id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let pool = &self.db.pool;
+        let row = self
+            .db
+            .run(|| async move {
+                sqlx::query_as::<_, UserRow>(query)
+                    .bind(value)
+                    .bind(now)
+                    .bind(id.as_uuid())
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(self.refused(id).await),
+        }
+    }
+
+    /// The user `query` finds by the text `key`.
+    async fn fetch_one(&self, query: &'static str, key: &str) -> Result<User, RepoError> {
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_as::<_, UserRow>(query)
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+}
+
+/// A statement's condition that keeps at least one active admin: the row may change unless
+/// it is an active admin and the only one.
+///
+/// Under READ COMMITTED a plain count would see the snapshot taken when the statement began:
+/// two concurrent demotions of two different admins would each count two and both proceed.
+/// So the subquery locks the active admins, in id order (the same order for every caller,
+/// so two guards never deadlock), before counting them. A second guard waits for the first
+/// one's transaction; when it ends, PostgreSQL re-reads each locked row and drops those that
+/// are no longer active admins, and the count is the committed one. At SERIALIZABLE the
+/// wait ends in a serialization failure instead, and the statement is retried.
+macro_rules! keeps_an_admin {
+    () => {
+        "NOT (role = 'admin' AND status = 'active' AND \
+         (SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE role = 'admin' AND status = 'active' \
+          ORDER BY id FOR UPDATE) AS active_admins) <= 1)"
+    };
+}
+
+/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard.
+fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[async_trait]
+impl UserRepository for PostgresUserRepository {
+    async fn insert(&self, new: &NewUser) -> Result<(), RepoError> {
+        let pool = &self.db.pool;
+        let u = &new.user;
+        self.db
+            .run(|| async move {
+                sqlx::query(
+                    "INSERT INTO users (id, username, email, display_name, password_hash, role, \
+                     status, email_verified_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(u.id.as_uuid())
+                .bind(u.username.as_str())
+                .bind(u.email.as_str())
+                .bind(u.display_name.as_ref().map(|d| d.as_str()))
+                .bind(new.password_hash.as_str())
+                .bind(u.role.as_str())
+                .bind(u.status.as_str())
+                .bind(u.email_verified_at)
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .execute(pool)
+                .await
+            })
+            .await
+            .map(drop)
+    }
+
+    async fn get(&self, id: UserId) -> Result<User, RepoError> {
+        let pool = &self.db.pool;
+        let q = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+        self.db
+            .run(|| async move {
+                sqlx::query_as::<_, UserRow>(q)
+                    .bind(id.as_uuid())
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
+    async fn get_by_username(&self, username: &Username) -> Result<User, RepoError> {
+        let q = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        );
+        self.fetch_one(q, username.as_str()).await
+    }
+
+    async fn get_by_email(&self, email: &Email) -> Result<User, RepoError> {
+        let q = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
+        self.fetch_one(q, email.as_str()).await
+    }
+
+    async fn credentials(
+        &self,
+        identifier: &Identifier,
+    ) -> Result<(User, PasswordHash), RepoError> {
+        let (query, key) = match identifier {
+            Identifier::Username(u) => (
+                concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    ", password_hash FROM users WHERE username = $1"
+                ),
+                u.as_str(),
+            ),
+            Identifier::Email(e) => (
+                concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    ", password_hash FROM users WHERE email = $1"
+                ),
+                e.as_str(),
+            ),
+        };
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_as::<_, CredentialsRow>(query)
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<PasswordHash, RepoError> {
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_scalar::<_, String>("SELECT password_hash FROM users WHERE id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?
+            .map(PasswordHash::new)
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        changes: &ProfileChanges,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        // Every right-hand side sees the old row, so the email comparison uses the old email.
+        let q = concat!(
+            "UPDATE users SET \
+               username = COALESCE($2, username), \
+               email_verified_at = CASE WHEN $3 IS NOT NULL AND $3 <> email \
+                                   THEN NULL ELSE email_verified_at END, \
+               email = COALESCE($3, email), \
+               display_name = CASE WHEN $4 THEN $5 ELSE display_name END, \
+               updated_at = $6 \
+             WHERE id = $1 RETURNING ",
+            user_columns!()
+        );
+        let display_name = changes.display_name.as_ref();
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_as::<_, UserRow>(q)
+                    .bind(id.as_uuid())
+                    .bind(changes.username.as_ref().map(Username::as_str))
+                    .bind(changes.email.as_ref().map(Email::as_str))
+                    .bind(display_name.is_some())
+                    .bind(display_name.and_then(|d| d.as_ref()).map(|d| d.as_str()))
+                    .bind(now)
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
+    async fn update_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let pool = &self.db.pool;
+        let done = self
+            .db
+            .run(|| async move {
+                sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                    .bind(hash.as_str())
+                    .bind(now)
+                    .bind(id.as_uuid())
+                    .execute(pool)
+                    .await
+            })
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let q = concat!(
+            "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3 AND ($1 = 'admin' OR ",
+            keeps_an_admin!(),
+            ") RETURNING ",
+            user_columns!()
+        );
+        self.guarded_update(q, role.as_str(), id, now).await
+    }
+
+    async fn set_status(
+        &self,
+        id: UserId,
+        status: UserStatus,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let q = concat!(
+            "UPDATE users SET status = $1, updated_at = $2 WHERE id = $3 AND ($1 = 'active' OR ",
+            keeps_an_admin!(),
+            ") RETURNING ",
+            user_columns!()
+        );
+        self.guarded_update(q, status.as_str(), id, now).await
+    }
+
+    async fn delete(&self, id: UserId) -> Result<(), RepoError> {
+        // Sessions, their secrets and devices go with the user (ON DELETE CASCADE).
+        let q = concat!("DELETE FROM users WHERE id = $1 AND ", keeps_an_admin!());
+        let pool = &self.db.pool;
+        let done = self
+            .db
+            .run(|| async move { sqlx::query(q).bind(id.as_uuid()).execute(pool).await })
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(self.refused(id).await);
+        }
+        Ok(())
+    }
+
+    async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError> {
+        // `username` and `email` are COLLATE "C": byte order, and LIKE works on it.
+        let q = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users \
+             WHERE ($1::text IS NULL OR username > $1) \
+               AND ($2::text IS NULL OR username LIKE $2 ESCAPE '\\' \
+                    OR email LIKE $2 ESCAPE '\\') \
+               AND ($3::text IS NULL OR role = $3) \
+               AND ($4::text IS NULL OR status = $4) \
+             ORDER BY username LIMIT $5"
+        );
+        let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
+        let search = query.search.as_deref().map(like_prefix);
+        let search = search.as_deref();
+        let pool = &self.db.pool;
+        let rows = self
+            .db
+            .run(|| async move {
+                sqlx::query_as::<_, UserRow>(q)
+                    .bind(query.after.as_ref().map(Username::as_str))
+                    .bind(search)
+                    .bind(query.role.map(Role::as_str))
+                    .bind(query.status.map(UserStatus::as_str))
+                    .bind(i64::from(limit) + 1)
+                    .fetch_all(pool)
+                    .await
+            })
+            .await?;
+        let more = rows.len() > limit as usize;
+        let users = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(User::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            users.last().map(|u| u.username.clone())
+        } else {
+            None
+        };
+        Ok(UserPage { users, next })
+    }
+
+    async fn count_active_admins(&self) -> Result<u64, RepoError> {
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND status = 'active'",
+                )
+                .fetch_one(pool)
+                .await
+            })
+            .await
+            .map(|n| u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_prefix("al"), "al%");
+        assert_eq!(like_prefix("a_%\\"), "a\\_\\%\\\\%");
+    }
+}

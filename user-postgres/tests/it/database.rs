@@ -1,0 +1,427 @@
+//! Opening: schemas, concurrent starts, migrations applied once, connection settings; data
+//! survives reopening; times round-trip; bad rows are errors, not panics.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+use user_core::domain::{
+    ClientInfo, NewSession, NewUser, PasswordHash, Session, SessionId, SessionKind, TokenHash,
+};
+use user_core::error::RepoError;
+use user_core::ports::{SessionStore, UserRepository};
+use user_core::testing::conformance::user;
+use user_postgres::testing::TestSchema;
+use user_postgres::{PostgresConfig, PostgresDatabase};
+
+use crate::{TestDb, migrations, with_url_option};
+
+/// How many tables named `table` the schema holds.
+async fn tables_named(db: &PostgresDatabase, schema: &str, table: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_name = $2",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+async fn applied_migrations(db: &PostgresDatabase) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn insert(users: &dyn UserRepository, name: &str) -> user_core::domain::User {
+    let u = user(name);
+    users
+        .insert(&NewUser {
+            user: u.clone(),
+            password_hash: PasswordHash::new("$2b$04$abcdefghijklmnopqrstuu"),
+        })
+        .await
+        .unwrap();
+    u
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_instances_starting_at_once_create_the_schema_and_migrate_once() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    // Start from nothing: the instances must also create the schema.
+    let first = schema.open().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{}\" CASCADE",
+        schema.name()
+    )))
+    .execute(first.pool())
+    .await
+    .unwrap();
+    first.close().await;
+
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let config = schema.config();
+            tokio::spawn(async move { PostgresDatabase::open(&config).await })
+        })
+        .collect();
+    let mut dbs = Vec::new();
+    for open in opens {
+        dbs.push(open.await.unwrap().unwrap());
+    }
+    for table in [
+        "users",
+        "sessions",
+        "session_secrets",
+        "login_failures",
+        "devices",
+    ] {
+        assert_eq!(
+            tables_named(&dbs[0], schema.name(), table).await,
+            1,
+            "{table}"
+        );
+    }
+    assert_eq!(applied_migrations(&dbs[0]).await, migrations());
+    // Each instance works on the same tables.
+    for (i, db) in dbs.iter().enumerate() {
+        insert(&db.users(), &format!("user{i}")).await;
+    }
+    let page = dbs[3].users().list(&Default::default()).await.unwrap();
+    assert_eq!(page.users.len(), 4);
+    for db in dbs {
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn data_survives_closing_and_reopening() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let alice = insert(&t.db.users(), "alice").await;
+    t.db.close().await;
+
+    let reopened = t.schema.open().await;
+    assert_eq!(reopened.users().get(alice.id).await.unwrap(), alice);
+    assert_eq!(
+        reopened
+            .users()
+            .password_hash(alice.id)
+            .await
+            .unwrap()
+            .as_str(),
+        "$2b$04$abcdefghijklmnopqrstuu"
+    );
+    reopened.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn reopening_an_up_to_date_schema_runs_no_migration_again() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    for _ in 0..3 {
+        t.schema.open().await.close().await;
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, migrations(), "each applied once");
+}
+
+#[tokio::test]
+async fn the_tables_live_in_the_configured_schema_only() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let elsewhere: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_name = '_sqlx_migrations' AND table_schema = $1",
+    )
+    .bind(t.schema.name())
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(elsewhere, 1);
+    let path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(path, t.schema.name());
+}
+
+/// Without a schema the tables go where the server's `search_path` says, here set by the
+/// URL, as an operator could.
+#[tokio::test]
+async fn without_a_schema_the_search_path_decides() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let config = PostgresConfig {
+        schema: None,
+        ..with_url_option(schema.config(), "search_path", schema.name())
+    };
+    let db = PostgresDatabase::open(&config).await.unwrap();
+    assert_eq!(tables_named(&db, schema.name(), "users").await, 1);
+    insert(&db.users(), "alice").await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn every_connection_has_the_statement_timeout() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let show = |db: PostgresDatabase| async move {
+        let value: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        db.close().await;
+        value
+    };
+    assert_eq!(show(schema.open().await).await, "10s", "the default");
+    let short = PostgresConfig {
+        statement_timeout: Duration::from_millis(250),
+        ..schema.config()
+    };
+    let db = PostgresDatabase::open(&short).await.unwrap();
+    let slow = sqlx::query("SELECT pg_sleep(5)").execute(db.pool()).await;
+    let err = slow.unwrap_err();
+    let code = err.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("57014"), "query_canceled: {err}");
+    assert_eq!(show(db).await, "250ms");
+    let none = PostgresConfig {
+        statement_timeout: Duration::ZERO,
+        ..schema.config()
+    };
+    let db = PostgresDatabase::open(&none).await.unwrap();
+    assert_eq!(show(db).await, "0", "ZERO: no limit");
+}
+
+#[tokio::test]
+async fn a_wrong_database_name_is_a_connect_error() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let url = schema.config().url;
+    let url = secrecy::ExposeSecret::expose_secret(&url);
+    let (server, _database) = url.rsplit_once('/').unwrap();
+    let config = PostgresConfig::new(format!("{server}/no_such_database_here"));
+    let err = PostgresDatabase::open(&config).await.unwrap_err();
+    assert!(
+        matches!(err, user_postgres::OpenError::Connect { .. }),
+        "{err:?}"
+    );
+    let text = user_core::error::report(&err);
+    assert!(text.contains("no_such_database_here"), "{text}");
+}
+
+fn session_of(owner: &user_core::domain::User, created: OffsetDateTime) -> Session {
+    Session {
+        id: SessionId::new(),
+        user_id: owner.id,
+        kind: SessionKind::Token,
+        client: ClientInfo::default(),
+        created_at: created,
+        last_used_at: created,
+        expires_at: created,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn times_round_trip_to_the_microsecond_up_to_year_9999() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let mut u = user("alice");
+    u.created_at = datetime!(1970-01-01 00:00:00.000001 UTC);
+    u.updated_at = datetime!(2026-02-03 04:05:06.999999 UTC);
+    u.email_verified_at = Some(datetime!(1999-12-31 23:59:59.999999 UTC));
+    t.db.users()
+        .insert(&NewUser {
+            user: u.clone(),
+            password_hash: PasswordHash::new("h"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.db.users().get(u.id).await.unwrap(), u);
+
+    let mut forever = session_of(&u, datetime!(2026-01-01 00:00 UTC));
+    forever.expires_at = datetime!(9999-12-31 23:59:59.999999 UTC);
+    let sessions = t.db.sessions();
+    sessions
+        .create(&NewSession {
+            session: forever.clone(),
+            secret_hash: TokenHash::of("forever"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(sessions.get(forever.id).await.unwrap(), forever);
+    assert_eq!(
+        sessions
+            .list_active(u.id, datetime!(9999-12-31 23:59:59 UTC))
+            .await
+            .unwrap(),
+        [forever]
+    );
+}
+
+#[tokio::test]
+async fn times_the_server_cannot_store_are_refused_cleanly() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let owner = insert(&t.db.users(), "alice").await;
+    // Before 4713 BC: in `time`'s range, not in PostgreSQL's.
+    let ancient = session_of(&owner, datetime!(-9999-01-01 00:00 UTC));
+    let got =
+        t.db.sessions()
+            .create(&NewSession {
+                session: ancient.clone(),
+                secret_hash: TokenHash::of("ancient"),
+            })
+            .await;
+    assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
+    let got = t.db.sessions().get(ancient.id).await;
+    assert!(
+        matches!(got, Err(RepoError::NotFound)),
+        "nothing written: {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn times_beyond_year_9999_in_a_row_are_errors_not_panics() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let owner = insert(&t.db.users(), "alice").await;
+    let s = session_of(&owner, datetime!(2026-01-01 00:00 UTC));
+    t.db.sessions()
+        .create(&NewSession {
+            session: s.clone(),
+            secret_hash: TokenHash::of("s"),
+        })
+        .await
+        .unwrap();
+    // PostgreSQL stores these; the `time` crate cannot represent them.
+    for value in [
+        "infinity",
+        "10000-01-01 00:00:00+00",
+        "294276-12-31 00:00:00+00",
+    ] {
+        sqlx::query("UPDATE sessions SET expires_at = $1::timestamptz WHERE id = $2")
+            .bind(value)
+            .bind(s.id.as_uuid())
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+        let got = t.db.sessions().get(s.id).await;
+        assert!(
+            matches!(got, Err(RepoError::Unavailable(_))),
+            "{value}: {got:?}"
+        );
+        let listed = t.db.sessions().list_active(owner.id, s.created_at).await;
+        assert!(listed.is_err(), "{value}: {listed:?}");
+    }
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_unavailable_errors_not_panics() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let good = insert(&t.db.users(), "alice").await;
+    sqlx::query("UPDATE users SET username = 'not valid!' WHERE id = $1")
+        .bind(good.id.as_uuid())
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    let got = t.db.users().get(good.id).await;
+    assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
+    let msg = std::error::Error::source(&got.unwrap_err()).map(|e| e.to_string());
+    assert!(msg.unwrap_or_default().contains("corrupt users row"));
+
+    // CHECK constraints keep roles, statuses, kinds and hash sizes to known values.
+    for statement in [
+        "UPDATE users SET role = 'root'",
+        "UPDATE users SET status = 'gone'",
+        "INSERT INTO sessions (id, user_id, kind, created_at, last_used_at, expires_at) \
+         SELECT gen_random_uuid(), id, 'api', now(), now(), now() FROM users",
+        "INSERT INTO login_failures (key, count, last_failed_at) \
+         VALUES ('\\x00', 1, now())",
+        "INSERT INTO login_failures (key, count, last_failed_at) \
+         VALUES (sha256('k'), -1, now())",
+    ] {
+        let refused = sqlx::query(statement).execute(t.db.pool()).await;
+        let err = refused.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("23514"), "{statement}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn usernames_sort_and_page_in_byte_order_whatever_the_locale() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    // Byte order: '-' 0x2d < '.' 0x2e < '0' 0x30 < '_' 0x5f < 'c' 0x63. Linguistic
+    // collations (en_US, say) skip the punctuation at first and put "ab-c", "ab.c", "ab_c"
+    // next to "abc"; "C" compares bytes, as SQLite does.
+    let names = ["ab-c", "ab.c", "ab0", "ab_c", "abc", "bcd"];
+    let users = t.db.users();
+    for name in names.iter().rev() {
+        insert(&users, name).await;
+    }
+    let collation: String = sqlx::query_scalar(
+        "SELECT collation_name FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'users' AND column_name = 'username'",
+    )
+    .bind(t.schema.name())
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(collation, "C");
+    let mut sorted: Vec<&str> = names.to_vec();
+    sorted.sort_unstable();
+    let page = users.list(&Default::default()).await.unwrap();
+    let listed: Vec<String> = page.users.iter().map(|u| u.username.to_string()).collect();
+    assert_eq!(listed, sorted);
+}
+
+/// The test server trusts local connections, so a password in the URL is sent to no one:
+/// enough to check that nothing prints it.
+#[tokio::test]
+async fn debug_output_never_shows_the_password() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let config = schema.config();
+    let url = secrecy::ExposeSecret::expose_secret(&config.url);
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let Some((user, host)) = rest.split_once('@').filter(|(user, _)| !user.contains(':')) else {
+        return; // the URL has a password of its own, or no user
+    };
+    let config = PostgresConfig {
+        url: format!("{scheme}://{user}:s3cret-pw@{host}").into(),
+        ..config
+    };
+    let db = PostgresDatabase::open(&config).await.unwrap();
+    for debug in [
+        format!("{config:?}"),
+        format!("{db:?}"),
+        format!("{:?}", db.users()),
+        format!("{:?}", db.storage()),
+    ] {
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+    db.close().await;
+}

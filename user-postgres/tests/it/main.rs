@@ -1,0 +1,122 @@
+//! Integration tests of the PostgreSQL adapter: every test gets a fresh schema on the server
+//! that `USERS_TEST_POSTGRES_URL` names (see `user_postgres::testing`), dropped afterwards.
+//! Without the variable (and outside CI) each test says it is skipped and passes.
+
+// Test helpers panic on failure, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod conformance;
+mod database;
+mod lost_database;
+mod races;
+mod services;
+mod transfer;
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use user_core::Ports;
+use user_core::testing::conformance::Stores;
+use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_postgres::testing::TestSchema;
+use user_postgres::{PostgresConfig, PostgresDatabase};
+
+/// A database in a fresh schema; the schema is dropped when this drops (after the pool).
+pub struct TestDb {
+    /// The open database.
+    pub db: PostgresDatabase,
+    /// Its schema.
+    pub schema: TestSchema,
+}
+
+impl TestDb {
+    /// Opens a database in a new schema; `None` when the tests are skipped.
+    pub async fn new() -> Option<Self> {
+        Self::with(|config| config).await
+    }
+
+    /// Opens a database in a new schema with the settings `change` makes of the schema's.
+    pub async fn with(change: impl FnOnce(PostgresConfig) -> PostgresConfig) -> Option<Self> {
+        let schema = TestSchema::create().await?;
+        let db = PostgresDatabase::open(&change(schema.config()))
+            .await
+            .unwrap();
+        Some(Self { db, schema })
+    }
+
+    /// Opens a database in a new schema whose transactions all run at SERIALIZABLE
+    /// isolation, as CockroachDB's do: conflicts then fail with SQLSTATE 40001 and are
+    /// retried. `change` as for [`TestDb::with`].
+    pub async fn serializable_with(
+        change: impl FnOnce(PostgresConfig) -> PostgresConfig,
+    ) -> Option<Self> {
+        let t = Self::with(|c| {
+            change(with_url_option(
+                c,
+                "default_transaction_isolation",
+                "serializable",
+            ))
+        })
+        .await?;
+        let level: String = sqlx::query_scalar("SHOW transaction_isolation")
+            .fetch_one(t.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(level, "serializable");
+        Some(t)
+    }
+
+    /// Both core services over this database, with a fast hasher and a fixed clock.
+    pub fn fixture(&self) -> Fixture {
+        let clock = Arc::new(FixedClock::default());
+        let ports = Ports::new(
+            self.db.storage(),
+            Arc::new(FastHasher::new()),
+            clock.clone(),
+        );
+        Fixture::with_ports(ports, clock)
+    }
+}
+
+/// The factory the conformance suite calls for each check. When the PostgreSQL tests are
+/// skipped it hands out the in-memory fakes, which the suite's macro cannot skip: the check
+/// then says "skipped" and proves nothing about this crate.
+pub async fn stores() -> Stores {
+    as_stores(TestDb::new().await)
+}
+
+/// The factory of the suite's run at SERIALIZABLE isolation.
+pub async fn serializable_stores() -> Stores {
+    as_stores(TestDb::serializable_with(|config| config).await)
+}
+
+fn as_stores(t: Option<TestDb>) -> Stores {
+    match t {
+        Some(t) => Stores::new(t.db.storage(), t),
+        None => Stores::new(user_core::testing::in_memory(), ()),
+    }
+}
+
+/// `config` with a connection setting added to its URL (`options[name]=value`).
+pub fn with_url_option(config: PostgresConfig, name: &str, value: &str) -> PostgresConfig {
+    let url = config.url.expose_secret();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}options[{name}]={value}");
+    PostgresConfig {
+        url: url.into(),
+        ..config
+    }
+}
+
+/// How many migrations the crate ships.
+pub fn migrations() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let n = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    i64::try_from(n).unwrap()
+}
