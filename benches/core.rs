@@ -4,19 +4,22 @@
 //! - `hash_verify`: one Argon2id verification at OWASP parameters next to the test
 //!   parameters, and a legacy bcrypt (cost 12) verification, the cost of each login.
 //! - `authenticate`: checking an access token (EdDSA signature, claims, session and user
-//!   lookups) against SQLite, the cost every authenticated request pays.
+//!   lookups) against SQLite, the cost every authenticated request pays; and against
+//!   PostgreSQL, in a fresh schema dropped afterwards, when `USERS_TEST_POSTGRES_URL` names a
+//!   server (e.g. `postgres://postgres@127.0.0.1:5432/postgres`), skipped otherwise.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use secrecy::{ExposeSecret, SecretString};
-use user_core::Ports;
 use user_core::auth::{AuthPolicy, AuthService, Credentials, RegisterUser, SigningKey};
 use user_core::domain::{ClientInfo, Email, Password, PasswordHash, PasswordPolicy, Username};
 use user_core::password::{Argon2Hasher, Argon2Params, HasherConfig};
 use user_core::ports::{PasswordHasher, SystemClock};
 use user_core::testing::FastHasher;
+use user_core::{Ports, Storage};
+use user_postgres::testing::{TestSchema, URL_VAR};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -82,42 +85,64 @@ fn hash_verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// An auth service over `storage` with one registered user, and an access token of theirs.
+async fn signed_in(storage: Storage) -> (AuthService, String) {
+    let ports = Ports::new(storage, Arc::new(FastHasher::new()), Arc::new(SystemClock));
+    let key = SigningKey::generate_ed25519().unwrap_or_else(|e| panic!("{e}"));
+    let auth = AuthService::new(ports, AuthPolicy::default(), &key, vec![])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let password = SecretString::from("correct horse battery staple");
+    auth.register(
+        RegisterUser {
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            password: password.clone(),
+            display_name: None,
+        },
+        &ClientInfo::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tokens = auth
+        .login(Credentials::new("alice", password), ClientInfo::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (auth, tokens.access_token.expose_secret().to_owned())
+}
+
 fn authenticate(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (auth, token) = rt.block_on(async {
+    let (db, (auth, token)) = rt.block_on(async {
         let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("bench.db")))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let ports = Ports::new(
-            db.storage(),
-            Arc::new(FastHasher::new()),
-            Arc::new(SystemClock),
-        );
-        let key = SigningKey::generate_ed25519().unwrap_or_else(|e| panic!("{e}"));
-        let auth = AuthService::new(ports, AuthPolicy::default(), &key, vec![])
-            .unwrap_or_else(|e| panic!("{e}"));
-        let password = SecretString::from("correct horse battery staple");
-        auth.register(
-            RegisterUser {
-                username: "alice".into(),
-                email: "alice@example.com".into(),
-                password: password.clone(),
-                display_name: None,
-            },
-            &ClientInfo::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        let tokens = auth
-            .login(Credentials::new("alice", password), ClientInfo::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        (auth, tokens.access_token.expose_secret().to_owned())
+        let signed_in = signed_in(db.storage()).await;
+        (db, signed_in)
     });
     c.bench_function("authenticate/eddsa_token_sqlite", |b| {
         b.iter(|| rt.block_on(auth.authenticate(black_box(&token))).is_ok())
     });
+    rt.block_on(db.close());
+
+    // Only when a server is named: `TestSchema::create` insists on one when `CI` is set.
+    if std::env::var_os(URL_VAR).is_none() {
+        eprintln!("authenticate/eddsa_token_postgres skipped: {URL_VAR} is unset");
+        return;
+    }
+    let Some(schema) = rt.block_on(TestSchema::create()) else {
+        return;
+    };
+    let (db, (auth, token)) = rt.block_on(async {
+        let db = schema.open().await;
+        let signed_in = signed_in(db.storage()).await;
+        (db, signed_in)
+    });
+    c.bench_function("authenticate/eddsa_token_postgres", |b| {
+        b.iter(|| rt.block_on(auth.authenticate(black_box(&token))).is_ok())
+    });
+    // Close the pool before the schema drops with `schema`.
+    rt.block_on(db.close());
 }
 
 criterion_group!(benches, password_policy, hash_verify, authenticate);

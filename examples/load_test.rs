@@ -1,13 +1,17 @@
-//! A login flood against the real Argon2id hasher over SQLite, to see the bounded hash queue
-//! at work: throughput, how many sign-ins were turned away with "busy", and how far memory
-//! grew next to the bound of `hash slots x 19 MiB`.
+//! A login flood against the real Argon2id hasher, over a temporary SQLite file or on
+//! PostgreSQL, to see the bounded hash queue at work: throughput, how many sign-ins were
+//! turned away with "busy", and how far memory grew next to the bound of
+//! `hash slots x 19 MiB`.
 //!
 //! ```sh
 //! cargo run --release --example load_test                               # 400 sign-ins, 200 at once
 //! cargo run --release --example load_test -- --logins 2000 --concurrency 500
+//! cargo run --release --example load_test -- --database-url postgres://postgres@127.0.0.1:5432/postgres
 //! ```
 //!
-//! It reports ratios from one run; nothing here is a pass/fail timing.
+//! On PostgreSQL the accounts live in a fresh schema (`load_test_<random>`), dropped at the
+//! end, whether the flood succeeded or not. It reports ratios from one run; nothing here is a
+//! pass/fail timing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use secrecy::SecretString;
-use user_core::Services;
 use user_core::auth::{AuthPolicy, Credentials, RegisterUser};
 use user_core::domain::ClientInfo;
 use user_core::error::AuthError;
 use user_core::password::{Argon2Hasher, HasherConfig};
+use user_core::{Services, Storage};
+use user_postgres::{PostgresConfig, PostgresDatabase};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
 #[derive(Debug, Parser)]
@@ -30,11 +35,79 @@ struct Args {
     /// Sign-ins in flight at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// A `postgres://` URL: run on PostgreSQL, in a fresh schema dropped at the end. Without
+    /// it, a temporary SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// The database of one run, made for it and removed after it.
+enum Database {
+    /// A file in a temporary directory, deleted with it.
+    Sqlite {
+        db: SqliteDatabase,
+        _dir: tempfile::TempDir,
+    },
+    /// A schema of its own, dropped by [`Database::remove`].
+    Postgres {
+        db: PostgresDatabase,
+        schema: String,
+    },
+}
+
+impl Database {
+    /// A temporary SQLite file, or a fresh schema on the PostgreSQL server `url` names.
+    async fn create(url: Option<&str>) -> anyhow::Result<Self> {
+        let Some(url) = url else {
+            let dir = tempfile::tempdir()?;
+            let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("load.db"))).await?;
+            return Ok(Self::Sqlite { db, _dir: dir });
+        };
+        let schema = format!("load_test_{}", uuid::Uuid::new_v4().simple());
+        let config = PostgresConfig {
+            schema: Some(schema.clone()),
+            ..PostgresConfig::from_url(url)?
+        };
+        let db = PostgresDatabase::open(&config).await?;
+        Ok(Self::Postgres { db, schema })
+    }
+
+    fn storage(&self) -> Storage {
+        match self {
+            Self::Sqlite { db, .. } => db.storage(),
+            Self::Postgres { db, .. } => db.storage(),
+        }
+    }
+
+    /// Closes the database and removes what [`create`](Self::create) made; says what it was.
+    async fn remove(self) -> anyhow::Result<String> {
+        match self {
+            Self::Sqlite { db, _dir } => {
+                db.close().await;
+                Ok("SQLite, a temporary file (deleted)".to_owned())
+            }
+            Self::Postgres { db, schema } => {
+                let retries = db.conflict_retries();
+                let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA \"{schema}\" CASCADE"
+                )))
+                .execute(db.pool())
+                .await;
+                db.close().await;
+                dropped.map_err(|e| anyhow::anyhow!("cannot drop the schema {schema}: {e}"))?;
+                Ok(format!(
+                    "PostgreSQL, schema {schema} (dropped), {retries} serialization retries"
+                ))
+            }
+        }
+    }
 }
 
 /// What one run measured.
 #[derive(Debug)]
 pub(crate) struct Report {
+    /// Which database, as [`Database::remove`] describes it.
+    pub(crate) database: String,
     pub(crate) attempts: u64,
     pub(crate) signed_in: u64,
     pub(crate) busy: u64,
@@ -48,6 +121,7 @@ pub(crate) struct Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64();
+        writeln!(f, "database: {}", self.database)?;
         writeln!(
             f,
             "{} sign-ins in {secs:.2} s with {} hash slots:",
@@ -88,15 +162,30 @@ fn rss() -> Option<u64> {
     Some(pages * 4096)
 }
 
-pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
-    let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("load.db"))).await?;
+/// Floods a database made for the run (see [`Database::create`]) and removes it, whether the
+/// flood succeeded or not.
+pub(crate) async fn run(
+    logins: usize,
+    concurrency: usize,
+    database_url: Option<&str>,
+) -> anyhow::Result<Report> {
+    let db = Database::create(database_url).await?;
+    let flooded = flood(db.storage(), logins, concurrency).await;
+    let removed = db.remove().await;
+    let mut report = flooded?;
+    report.database = removed?;
+    Ok(report)
+}
+
+/// Creates one account per client on `storage`, then signs in `logins` times,
+/// `concurrency` at once.
+async fn flood(storage: Storage, logins: usize, concurrency: usize) -> anyhow::Result<Report> {
     let hasher = HasherConfig::default();
     let policy = AuthPolicy {
         login_attempts_per_ip_per_minute: None,
         ..AuthPolicy::default()
     };
-    let services = Services::builder(db.storage())
+    let services = Services::builder(storage)
         .hasher(Argon2Hasher::new(hasher)?)
         .policy(policy)
         .build()?;
@@ -168,7 +257,6 @@ pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Rep
     let elapsed = start.elapsed();
     sampling.store(false, Ordering::Relaxed);
     sampler.await?;
-    db.close().await;
 
     let (signed_in, busy, failed) = (
         signed_in.load(Ordering::Relaxed),
@@ -176,6 +264,7 @@ pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Rep
         failed.load(Ordering::Relaxed),
     );
     Ok(Report {
+        database: String::new(),
         attempts: signed_in + busy + failed,
         signed_in,
         busy,
@@ -189,7 +278,7 @@ pub(crate) async fn run(logins: usize, concurrency: usize) -> anyhow::Result<Rep
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let report = run(args.logins, args.concurrency).await?;
+    let report = run(args.logins, args.concurrency, args.database_url.as_deref()).await?;
     println!("{report}");
     Ok(())
 }
