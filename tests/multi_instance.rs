@@ -118,6 +118,13 @@ impl Instance {
         sign_in_at(self.http, identifier, password).await
     }
 
+    /// `POST /auth/refresh` with `refresh_token`: the status and the new tokens.
+    async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
+        let body = json!({ "refresh_token": refresh_token });
+        self.http(None, "POST", "/api/v1/auth/refresh", Some(body))
+            .await
+    }
+
     /// `GetUser` over gRPC with `token`.
     async fn grpc_me(&self, token: &str) -> Result<pb::User, Code> {
         let mut request = tonic::Request::new(pb::GetUserRequest::default());
@@ -226,37 +233,16 @@ async fn what_one_instance_does_the_other_sees_at_once() {
 
     // A refresh token rotated on A is spent on B.
     let (_, refresh) = a.sign_in("ada", PW).await.unwrap();
-    let (status, rotated) = a
-        .http(
-            None,
-            "POST",
-            "/api/v1/auth/refresh",
-            Some(json!({ "refresh_token": refresh })),
-        )
-        .await;
+    let (status, rotated) = a.refresh(&refresh).await;
     assert_eq!(status, 200, "{rotated}");
-    let (status, _) = b
-        .http(
-            None,
-            "POST",
-            "/api/v1/auth/refresh",
-            Some(json!({ "refresh_token": refresh })),
-        )
-        .await;
+    let (status, _) = b.refresh(&refresh).await;
     assert_eq!(
         status, 401,
         "a spent refresh token must be refused on the other instance"
     );
     // Presenting the spent token was reuse: the session it belonged to ended, on A too.
     let newer = rotated["refresh_token"].as_str().unwrap();
-    let (status, _) = a
-        .http(
-            None,
-            "POST",
-            "/api/v1/auth/refresh",
-            Some(json!({ "refresh_token": newer })),
-        )
-        .await;
+    let (status, _) = a.refresh(newer).await;
     assert_eq!(status, 401, "reuse ends the whole session");
 
     a.stop().await;
@@ -357,25 +343,14 @@ async fn one_refresh_token_raced_on_both_instances_rotates_once() {
     register(&a, "erin").await;
     for round in 0..10 {
         let (_, refresh) = a.sign_in("erin", PW).await.unwrap();
-        let body = || Some(json!({ "refresh_token": refresh }));
-        let (ra, rb) = tokio::join!(
-            a.http(None, "POST", "/api/v1/auth/refresh", body()),
-            b.http(None, "POST", "/api/v1/auth/refresh", body()),
-        );
+        let (ra, rb) = tokio::join!(a.refresh(&refresh), b.refresh(&refresh));
         let mut statuses = [ra.0, rb.0];
         statuses.sort_unstable();
         assert_eq!(statuses, [200, 401], "round {round}: {ra:?} {rb:?}");
         // The winner's new refresh token died with the session when the loser reused the old.
         let (_, won) = if ra.0 == 200 { ra } else { rb };
         let newer = won["refresh_token"].as_str().unwrap();
-        let (status, _) = b
-            .http(
-                None,
-                "POST",
-                "/api/v1/auth/refresh",
-                Some(json!({ "refresh_token": newer })),
-            )
-            .await;
+        let (status, _) = b.refresh(newer).await;
         assert_eq!(status, 401, "round {round}: reuse ends the session");
     }
     a.stop().await;
