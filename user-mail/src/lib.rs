@@ -6,7 +6,7 @@
 //!
 //! `user-core` owns the port (`Mailer`, `Mail`, `MailError`); this crate is an outbound
 //! adapter beside the storage adapters, and depends on `user-core` only. The services never
-//! send during a request: they queue mail, and a worker hands it to a [`Mailer`] from here.
+//! send during a request: they queue mail, and a worker hands it to a mailer from here.
 //!
 //! # Layout
 //!

@@ -109,6 +109,30 @@ async fn a_mail_without_html_is_plain_text_only() {
 }
 
 #[tokio::test]
+async fn text_in_any_script_arrives_intact() {
+    let relay = Relay::start(Behaviour::default()).await;
+    let mut mail = mail(Some(
+        "<p>エイダさん、こんにちは。リンクを開いてください。</p>\n",
+    ));
+    mail.subject = "アカウントの確認".to_owned();
+    mail.text = "エイダさん、こんにちは。\nリンクを開いてアドレスを確認してください。\n".repeat(3);
+
+    mailer(relay.addr).send(&mail).await.unwrap();
+
+    let data = relay.sessions()[0].data.clone().unwrap();
+    assert!(data.is_ascii(), "headers and bodies are transfer-encoded");
+    let message = Part::parse(&data);
+    assert_eq!(message.header("Subject").unwrap(), mail.subject);
+    let parts = message.parts();
+    assert_eq!(
+        parts[0].header("Content-Transfer-Encoding").unwrap(),
+        "base64"
+    );
+    assert_eq!(lines(&parts[0].text()), mail.text);
+    assert_eq!(lines(&parts[1].text()), mail.html.unwrap());
+}
+
+#[tokio::test]
 async fn a_dot_at_the_start_of_a_line_survives() {
     let relay = Relay::start(Behaviour::default()).await;
     let mut mail = mail(None);
