@@ -55,7 +55,8 @@
 //! # What is never logged
 //!
 //! Bodies (they carry single-use links), SMTP passwords and tokens. The outbox logs the file
-//! and the recipient; SMTP logs the message id and the relay's answer.
+//! and the recipient; SMTP logs the message id and the relay host (DEBUG); errors carry the
+//! relay's reply, never what was sent.
 
 mod config;
 mod file;
