@@ -7,8 +7,9 @@
 //!   [`domain::Email`], [`domain::Password`], ...), users and sessions.
 //! - [`ports`]: the traits adapters implement, one per capability ([`ports::UserRepository`],
 //!   [`ports::SessionStore`], [`ports::LoginFailureStore`], [`ports::DeviceTokenStore`],
-//!   [`ports::PasswordHasher`], [`ports::Clock`]); [`Storage`] gathers the four storage ports
-//!   of one database.
+//!   [`ports::OneTimeTokenStore`], [`ports::MailOutbox`], [`ports::PasswordHasher`],
+//!   [`ports::Clock`], [`ports::Mailer`]); [`Storage`] gathers the six storage ports of one
+//!   database.
 //! - [`password`]: [`password::Argon2Hasher`], Argon2id with bounded concurrency that also
 //!   verifies imported bcrypt hashes.
 //! - [`auth`]: [`auth::AuthPolicy`], signing keys and [`auth::AuthService`] (register, login,
@@ -18,8 +19,10 @@
 //! - [`users`]: [`users::UserService`] (profiles, password change, sessions, admin).
 //! - [`transfer`]: export and import of users with their hashes as JSON lines, and the
 //!   idempotent, reporting insert every import uses.
+//! - [`mail`]: [`mail::deliver_periodically`], the background worker that sends the mail
+//!   queued in the [`ports::MailOutbox`], with retries and backoff.
 //! - [`maintenance`]: [`maintenance::purge_periodically`], the background purge of ended
-//!   sessions, old guess counts and expired device tokens.
+//!   sessions, old guess counts, expired device and one-time tokens, and old dead letters.
 //! - [`metrics`]: the name and meaning of every metric the crates record.
 //! - [`error`]: one error family per layer; [`error::ServiceError`] gives every service error
 //!   its [`error::ErrorKind`], safe message and field problems, which each adapter maps once.
@@ -52,6 +55,7 @@
 pub mod auth;
 pub mod domain;
 pub mod error;
+pub mod mail;
 pub mod maintenance;
 pub mod metrics;
 pub mod password;
@@ -69,7 +73,8 @@ use std::sync::Arc;
 pub use services::{Services, ServicesBuilder};
 
 use ports::{
-    Clock, DeviceTokenStore, LoginFailureStore, PasswordHasher, SessionStore, UserRepository,
+    Clock, DeviceTokenStore, LoginFailureStore, MailOutbox, OneTimeTokenStore, PasswordHasher,
+    SessionStore, UserRepository,
 };
 
 /// A readiness probe, e.g. a database ping: each call answers `true` when the service can
@@ -77,7 +82,7 @@ use ports::{
 /// storage adapters provide one (`Arc::new(user_sqlite::SqliteDatabase::readiness())`).
 pub type Readiness = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
-/// The storage ports, usually four views of one database (for example
+/// The storage ports, usually six views of one database (for example
 /// `user_sqlite::SqliteDatabase::storage()`).
 #[derive(Clone)]
 pub struct Storage {
@@ -89,6 +94,11 @@ pub struct Storage {
     pub login_failures: Arc<dyn LoginFailureStore>,
     /// Device tokens.
     pub devices: Arc<dyn DeviceTokenStore>,
+    /// One-time tokens (email verification, password reset); issuing one queues its mail in
+    /// [`Storage::outbox`] in the same transaction.
+    pub tokens: Arc<dyn OneTimeTokenStore>,
+    /// The durable queue of outgoing mail.
+    pub outbox: Arc<dyn MailOutbox>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -109,6 +119,10 @@ pub struct Ports {
     pub login_failures: Arc<dyn LoginFailureStore>,
     /// Device tokens.
     pub devices: Arc<dyn DeviceTokenStore>,
+    /// One-time tokens.
+    pub tokens: Arc<dyn OneTimeTokenStore>,
+    /// The mail outbox.
+    pub outbox: Arc<dyn MailOutbox>,
     /// Password hashing.
     pub hasher: Arc<dyn PasswordHasher>,
     /// Time.
@@ -123,12 +137,16 @@ impl Ports {
             sessions,
             login_failures,
             devices,
+            tokens,
+            outbox,
         } = storage;
         Self {
             users,
             sessions,
             login_failures,
             devices,
+            tokens,
+            outbox,
             hasher,
             clock,
         }

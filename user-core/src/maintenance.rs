@@ -7,7 +7,8 @@
 //!   their secrets (a week by default: a user still sees recently ended sessions);
 //! - guess counts whose last failure is older than the lockout's `forget_after` (they count
 //!   no more);
-//! - expired device tokens.
+//! - expired device tokens and one-time tokens (email verification, password reset);
+//! - dead letters (mail the outbox gave up on) older than [`PurgePolicy::keep_dead_letters`].
 //!
 //! ```no_run
 //! # async fn run(storage: user_core::Storage) {
@@ -48,19 +49,22 @@ pub struct PurgePolicy {
     pub keep_ended: Duration,
     /// Guess counts whose last failure is older than this are deleted.
     pub forget_failures_after: Duration,
+    /// How long the record of a mail the outbox gave up on is kept for operators.
+    pub keep_dead_letters: Duration,
 }
 
 impl PurgePolicy {
     /// The shortest time between two purges: a shorter `every` is raised to it.
     pub const MIN_EVERY: Duration = Duration::from_secs(1);
 
-    /// Every hour, keeping ended sessions a week, forgetting failures after the policy's
-    /// `lockout.forget_after`.
+    /// Every hour, keeping ended sessions a week and dead letters 30 days, forgetting
+    /// failures after the policy's `lockout.forget_after`.
     pub fn new(policy: &AuthPolicy) -> Self {
         Self {
             every: Duration::from_secs(3600),
             keep_ended: Duration::from_secs(7 * 24 * 3600),
             forget_failures_after: policy.lockout.forget_after,
+            keep_dead_letters: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -74,6 +78,10 @@ pub struct Purged {
     pub guess_counts: u64,
     /// Expired device tokens.
     pub devices: u64,
+    /// Expired one-time tokens.
+    pub one_time_tokens: u64,
+    /// Old dead letters.
+    pub dead_letters: u64,
 }
 
 /// Deletes, once, what no longer counts at `now` (see the [module](self) docs).
@@ -97,6 +105,11 @@ pub async fn purge_once(
             .purge(before(policy.forget_failures_after))
             .await?,
         devices: storage.devices.purge(now).await?,
+        one_time_tokens: storage.tokens.purge(now).await?,
+        dead_letters: storage
+            .outbox
+            .purge(before(policy.keep_dead_letters))
+            .await?,
     })
 }
 
@@ -119,11 +132,13 @@ pub async fn purge_periodically(
             () = &mut shutdown => return,
             _ = interval.tick() => {
                 match purge_once(&storage, clock.now(), &policy).await {
-                    Ok(Purged { sessions: 0, guess_counts: 0, devices: 0 }) => {}
+                    Ok(n) if n == Purged::default() => {}
                     Ok(n) => tracing::info!(
                         sessions = n.sessions,
                         guess_counts = n.guess_counts,
                         devices = n.devices,
+                        one_time_tokens = n.one_time_tokens,
+                        dead_letters = n.dead_letters,
                         "purged"
                     ),
                     Err(e) => tracing::warn!(error = %report(&e), "purge failed"),
@@ -155,7 +170,8 @@ mod tests {
 
     use super::*;
     use crate::ports::{
-        MockDeviceTokenStore, MockLoginFailureStore, MockSessionStore, MockUserRepository,
+        MockDeviceTokenStore, MockLoginFailureStore, MockMailOutbox, MockOneTimeTokenStore,
+        MockSessionStore, MockUserRepository,
     };
     use crate::testing::FixedClock;
 
@@ -166,20 +182,38 @@ mod tests {
             every: HOUR,
             keep_ended: 7 * 24 * HOUR,
             forget_failures_after: 24 * HOUR,
+            keep_dead_letters: 30 * 24 * HOUR,
         }
     }
 
-    /// Storage over mocks: the users are never touched.
+    /// Storage over mocks: the users are never touched; one-time tokens and dead letters
+    /// purge nothing unless given.
     fn storage(
         sessions: MockSessionStore,
         login_failures: MockLoginFailureStore,
         devices: MockDeviceTokenStore,
+    ) -> Storage {
+        let mut tokens = MockOneTimeTokenStore::new();
+        tokens.expect_purge().returning(|_| Ok(0));
+        let mut outbox = MockMailOutbox::new();
+        outbox.expect_purge().returning(|_| Ok(0));
+        storage_with(sessions, login_failures, devices, tokens, outbox)
+    }
+
+    fn storage_with(
+        sessions: MockSessionStore,
+        login_failures: MockLoginFailureStore,
+        devices: MockDeviceTokenStore,
+        tokens: MockOneTimeTokenStore,
+        outbox: MockMailOutbox,
     ) -> Storage {
         Storage {
             users: Arc::new(MockUserRepository::new()),
             sessions: Arc::new(sessions),
             login_failures: Arc::new(login_failures),
             devices: Arc::new(devices),
+            tokens: Arc::new(tokens),
+            outbox: Arc::new(outbox),
         }
     }
 
@@ -205,14 +239,28 @@ mod tests {
             .withf(move |before| *before == now)
             .times(1)
             .returning(|_| Ok(1));
-        let store = storage(sessions, failures, devices);
+        let mut tokens = MockOneTimeTokenStore::new();
+        tokens
+            .expect_purge()
+            .withf(move |before| *before == now)
+            .times(1)
+            .returning(|_| Ok(4));
+        let mut outbox = MockMailOutbox::new();
+        outbox
+            .expect_purge()
+            .withf(move |before| *before == now - time::Duration::days(30))
+            .times(1)
+            .returning(|_| Ok(5));
+        let store = storage_with(sessions, failures, devices, tokens, outbox);
         let purged = purge_once(&store, now, &policy()).await.unwrap();
         assert_eq!(
             purged,
             Purged {
                 sessions: 3,
                 guess_counts: 2,
-                devices: 1
+                devices: 1,
+                one_time_tokens: 4,
+                dead_letters: 5,
             }
         );
     }

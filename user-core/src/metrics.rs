@@ -52,6 +52,17 @@ pub const HASH_REJECTED_TOTAL: &str = "user_hash_rejected_total";
 /// (the server example does on each scrape of `/metrics`).
 pub const SESSIONS_ACTIVE: &str = "user_sessions_active";
 
+/// Counter: mails the outbox worker settled, by `outcome`: `sent` (the relay accepted it),
+/// `retry` (a temporary failure: it is due again later), `gave_up` (refused for good, or out
+/// of attempts: it became a dead letter) or `lost` (its claim ran out before it was settled,
+/// so another worker may send it again).
+pub const MAIL_SENT_TOTAL: &str = "user_mail_sent_total";
+
+/// Gauge: mails due in the outbox and not being sent, as counted when the application calls
+/// [`mail::record_pending_mail`](crate::mail::record_pending_mail). A backlog that keeps
+/// growing means delivery falls behind or the relay is down.
+pub const MAIL_PENDING: &str = "user_mail_pending";
+
 /// Every name above, for checks that a name is ours.
 pub const ALL: &[&str] = &[
     HTTP_REQUESTS_TOTAL,
@@ -66,6 +77,8 @@ pub const ALL: &[&str] = &[
     HASH_WAIT_SECONDS,
     HASH_REJECTED_TOTAL,
     SESSIONS_ACTIVE,
+    MAIL_SENT_TOTAL,
+    MAIL_PENDING,
 ];
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod password;
 mod proxies;
 mod query;
 mod session;
+mod token;
 mod user;
 mod username;
 
@@ -17,5 +18,6 @@ pub use session::{
     Actor, ClientInfo, DeviceToken, LoginFailures, NewSession, Rotation, Session, SessionId,
     SessionKind, ThrottleKey, TokenHash,
 };
+pub use token::{OneTimeToken, TokenPurpose};
 pub use user::{DisplayName, NewUser, ProfileChanges, Role, User, UserId, UserStatus};
 pub use username::Username;

@@ -2,16 +2,19 @@
 //! implement them; each documented `# Errors` line is checked by
 //! [`crate::testing::conformance`].
 //!
-//! Storage: [`UserRepository`], [`SessionStore`], [`LoginFailureStore`] (the guess budgets)
-//! and [`DeviceTokenStore`], usually four views of one database, gathered in
-//! [`crate::Storage`]. The rest: [`PasswordHasher`], [`Clock`] and [`Mailer`].
+//! Storage: [`UserRepository`], [`SessionStore`], [`LoginFailureStore`] (the guess budgets),
+//! [`DeviceTokenStore`], [`OneTimeTokenStore`] and [`MailOutbox`], usually six views of one
+//! database, gathered in [`crate::Storage`]. The rest: [`PasswordHasher`], [`Clock`] and
+//! [`Mailer`].
 
 mod clock;
 mod devices;
 mod hasher;
 mod login_failures;
 mod mailer;
+mod outbox;
 mod sessions;
+mod tokens;
 mod users;
 
 pub use clock::{Clock, SystemClock};
@@ -19,7 +22,9 @@ pub use devices::DeviceTokenStore;
 pub use hasher::{PasswordHasher, Verification};
 pub use login_failures::LoginFailureStore;
 pub use mailer::{Mail, MailError, Mailer};
+pub use outbox::{ClaimedMail, DeadLetter, MailOutbox};
 pub use sessions::SessionStore;
+pub use tokens::OneTimeTokenStore;
 pub use users::{Identifier, UserRepository};
 
 #[cfg(any(test, feature = "testing"))]
@@ -31,6 +36,10 @@ pub use login_failures::MockLoginFailureStore;
 #[cfg(any(test, feature = "testing"))]
 pub use mailer::MockMailer;
 #[cfg(any(test, feature = "testing"))]
+pub use outbox::MockMailOutbox;
+#[cfg(any(test, feature = "testing"))]
 pub use sessions::MockSessionStore;
+#[cfg(any(test, feature = "testing"))]
+pub use tokens::MockOneTimeTokenStore;
 #[cfg(any(test, feature = "testing"))]
 pub use users::MockUserRepository;

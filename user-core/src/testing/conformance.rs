@@ -9,6 +9,7 @@
 //! ```
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -16,12 +17,15 @@ use time::macros::datetime;
 
 use crate::Storage;
 use crate::domain::{
-    ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser, PasswordHash,
-    ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User,
-    UserId, UserQuery, UserStatus, Username,
+    ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser, OneTimeToken,
+    PasswordHash, ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey,
+    TokenHash, TokenPurpose, User, UserId, UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
-use crate::ports::{DeviceTokenStore, Identifier, LoginFailureStore, SessionStore, UserRepository};
+use crate::ports::{
+    ClaimedMail, DeviceTokenStore, Identifier, LoginFailureStore, Mail, MailOutbox,
+    OneTimeTokenStore, SessionStore, UserRepository,
+};
 
 /// The stores under test, fresh for each check. `guard` keeps whatever backs them alive (a
 /// temporary directory, a database to drop) until the check ends.
@@ -34,6 +38,10 @@ pub struct Stores {
     pub login_failures: Arc<dyn LoginFailureStore>,
     /// The device tokens over the same database.
     pub devices: Arc<dyn DeviceTokenStore>,
+    /// The one-time tokens over the same database.
+    pub tokens: Arc<dyn OneTimeTokenStore>,
+    /// The mail outbox over the same database.
+    pub outbox: Arc<dyn MailOutbox>,
     /// Dropped when the check ends.
     pub guard: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -46,6 +54,8 @@ impl Stores {
             sessions: storage.sessions,
             login_failures: storage.login_failures,
             devices: storage.devices,
+            tokens: storage.tokens,
+            outbox: storage.outbox,
             guard: Some(Box::new(guard)),
         }
     }
@@ -84,6 +94,20 @@ macro_rules! conformance_tests {
             login_failures_swap_clear_and_purge,
             concurrent_swaps_of_login_failures_succeed_once,
             devices_are_stored_found_and_purged,
+            outbox_keeps_every_field_and_enqueue_is_idempotent,
+            outbox_claims_due_mail_oldest_first_for_a_lease,
+            outbox_concurrent_claims_never_share_a_mail,
+            outbox_expired_claims_are_claimed_again,
+            outbox_delivered_deletes_the_mail,
+            outbox_retry_later_counts_and_waits,
+            outbox_give_up_keeps_a_dead_letter_without_body,
+            tokens_are_issued_with_their_mail_and_consumed_once,
+            tokens_issue_kills_older_tokens_of_its_purpose_only,
+            tokens_consume_checks_purpose_and_expiry,
+            tokens_concurrent_consume_succeeds_once,
+            tokens_revoke_all_and_purge,
+            tokens_go_with_their_user,
+            tokens_issue_for_a_missing_user_writes_nothing,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {
@@ -1079,5 +1103,526 @@ pub async fn devices_are_stored_found_and_purged(s: Stores) {
     not_found(
         s.devices.find(&TokenHash::of("db")).await,
         "deleted with the user",
+    );
+}
+
+/// A mail to `to` with a recognizable subject and body.
+pub fn mail(to: &str, tag: &str) -> Mail {
+    Mail::new(
+        Email::parse(to).unwrap(),
+        format!("Subject {tag}"),
+        format!("Text {tag}"),
+        Some(format!("<p>HTML {tag}</p>")),
+    )
+}
+
+async fn enqueue(s: &Stores, m: &Mail, t: i64) {
+    s.outbox.enqueue(m, at(t)).await.unwrap();
+}
+
+async fn claim(s: &Stores, now: i64, lease: i64, limit: u32) -> Vec<ClaimedMail> {
+    s.outbox.claim(at(now), at(lease), limit).await.unwrap()
+}
+
+fn ids(claimed: &[ClaimedMail]) -> Vec<uuid::Uuid> {
+    claimed.iter().map(|c| c.mail.id).collect()
+}
+
+/// A mail comes back from a claim exactly as enqueued (with or without HTML); enqueuing the
+/// same id again changes nothing, even after a retry was recorded.
+pub async fn outbox_keeps_every_field_and_enqueue_is_idempotent(s: Stores) {
+    let with_html = Mail::new(
+        Email::parse("zoë@example.com").unwrap(),
+        "Bienvenue, Zoë 🐇",
+        "Ligne 1\nLigne 2 & <b>",
+        Some("<p>Zoë &amp; 🐇</p>".to_owned()),
+    );
+    let text_only = Mail {
+        html: None,
+        ..mail("bob@example.org", "plain")
+    };
+    enqueue(&s, &with_html, 0).await;
+    enqueue(&s, &text_only, 1).await;
+    let claimed = claim(&s, 1, 10, 10).await;
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    assert_eq!(claimed[0].mail, with_html);
+    assert_eq!(claimed[1].mail, text_only);
+    assert!(claimed.iter().all(|c| c.attempts == 0));
+    assert_ne!(claimed[0].claim, claimed[1].claim, "each claim is fresh");
+    let c = &claimed[0];
+    s.outbox
+        .retry_later(c.mail.id, c.claim, at(100), "busy")
+        .await
+        .unwrap();
+    s.outbox
+        .delivered(text_only.id, claimed[1].claim)
+        .await
+        .unwrap();
+    // Again, with other content and an earlier time: nothing changes.
+    let changed = Mail {
+        subject: "changed".to_owned(),
+        ..with_html.clone()
+    };
+    s.outbox.enqueue(&changed, at(2)).await.unwrap();
+    assert!(claim(&s, 99, 200, 10).await.is_empty(), "still waiting");
+    let again = claim(&s, 100, 200, 10).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].mail, with_html, "the first enqueue's content");
+    assert_eq!(again[0].attempts, 1, "the failed attempt is kept");
+}
+
+/// `claim` takes due mail oldest first, at most `limit`; what it took stays hidden from other
+/// claims until the lease ends; mail due later waits.
+pub async fn outbox_claims_due_mail_oldest_first_for_a_lease(s: Stores) {
+    let mails: Vec<Mail> = (0..5)
+        .map(|i| mail("a@example.com", &i.to_string()))
+        .collect();
+    // Enqueued newest first, so the order comes from the times, not the ids.
+    for (i, m) in mails.iter().enumerate().rev() {
+        enqueue(&s, m, i as i64).await;
+    }
+    assert_eq!(s.outbox.pending(at(2)).await.ok(), Some(3), "due at 2");
+    assert!(claim(&s, -1, 60, 10).await.is_empty(), "nothing due yet");
+    let first = claim(&s, 4, 60, 2).await;
+    assert_eq!(ids(&first), vec![mails[0].id, mails[1].id]);
+    assert_eq!(s.outbox.pending(at(4)).await.ok(), Some(3));
+    let second = claim(&s, 4, 60, 10).await;
+    assert_eq!(ids(&second), vec![mails[2].id, mails[3].id, mails[4].id]);
+    assert!(
+        claim(&s, 59, 120, 10).await.is_empty(),
+        "all leased until 60"
+    );
+    assert_eq!(s.outbox.pending(at(59)).await.ok(), Some(0));
+    assert_eq!(s.outbox.pending(at(60)).await.ok(), Some(5), "leases ended");
+    assert_eq!(claim(&s, 60, 120, 0).await.len(), 0, "limit 0 claims none");
+}
+
+/// Two tasks claiming 20 mails in small batches never get the same mail; together they get
+/// them all.
+pub async fn outbox_concurrent_claims_never_share_a_mail(s: Stores) {
+    let mails: Vec<Mail> = (0..20)
+        .map(|i| mail("a@example.com", &i.to_string()))
+        .collect();
+    for m in &mails {
+        enqueue(&s, m, 0).await;
+    }
+    let worker = || {
+        let outbox = Arc::clone(&s.outbox);
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = outbox.claim(at(1), at(600), 3).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|c| c.mail.id));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let (a, b) = (worker(), worker());
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let all: Vec<_> = a.iter().chain(&b).copied().collect();
+    let unique: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(all.len(), 20, "a: {}, b: {}", a.len(), b.len());
+    assert_eq!(unique, mails.iter().map(|m| m.id).collect::<HashSet<_>>());
+}
+
+/// Once a lease ends the mail is claimed again with a new claim; the old claim can no longer
+/// settle it (`NotFound`), the new one can.
+pub async fn outbox_expired_claims_are_claimed_again(s: Stores) {
+    let m = mail("a@example.com", "x");
+    enqueue(&s, &m, 0).await;
+    let old = claim(&s, 0, 60, 1).await.remove(0);
+    let new = claim(&s, 60, 120, 1).await;
+    assert_eq!(ids(&new), vec![m.id], "claimable when the lease ends");
+    let new = &new[0];
+    assert_ne!(new.claim, old.claim);
+    not_found(s.outbox.delivered(m.id, old.claim).await, "delivered, old");
+    not_found(
+        s.outbox.retry_later(m.id, old.claim, at(70), "x").await,
+        "retry_later, old",
+    );
+    not_found(
+        s.outbox.give_up(m.id, old.claim, at(70), "x").await,
+        "give_up, old",
+    );
+    assert!(s.outbox.delivered(m.id, new.claim).await.is_ok());
+    assert!(s.outbox.dead_letters(10).await.unwrap().is_empty());
+}
+
+/// `delivered` deletes the mail: it is never claimed again, and settling it again is
+/// `NotFound`, as is settling an unknown mail.
+pub async fn outbox_delivered_deletes_the_mail(s: Stores) {
+    let (m1, m2) = (mail("a@example.com", "1"), mail("b@example.com", "2"));
+    enqueue(&s, &m1, 0).await;
+    enqueue(&s, &m2, 0).await;
+    let claimed = claim(&s, 0, 60, 10).await;
+    assert_eq!(claimed.len(), 2);
+    let c1 = claimed.iter().find(|c| c.mail.id == m1.id).unwrap();
+    assert!(s.outbox.delivered(m1.id, c1.claim).await.is_ok());
+    not_found(s.outbox.delivered(m1.id, c1.claim).await, "twice");
+    not_found(
+        s.outbox.delivered(uuid::Uuid::new_v4(), c1.claim).await,
+        "unknown mail",
+    );
+    let c2 = claimed.iter().find(|c| c.mail.id == m2.id).unwrap();
+    not_found(
+        s.outbox.delivered(m2.id, c1.claim).await,
+        "another mail's claim",
+    );
+    assert_eq!(ids(&claim(&s, 3600, 7200, 10).await), vec![m2.id]);
+    not_found(
+        s.outbox.delivered(m2.id, c2.claim).await,
+        "a claim taken over",
+    );
+    assert_eq!(s.outbox.pending(at(9999)).await.ok(), Some(1));
+}
+
+/// `retry_later` counts the attempt, releases the claim and makes the mail due at `retry_at`,
+/// not before.
+pub async fn outbox_retry_later_counts_and_waits(s: Stores) {
+    let m = mail("a@example.com", "x");
+    enqueue(&s, &m, 0).await;
+    for attempt in 1..=3u32 {
+        let now = i64::from(attempt) * 100;
+        let c = claim(&s, now, now + 60, 1).await.remove(0);
+        assert_eq!(c.attempts, attempt - 1);
+        s.outbox
+            .retry_later(m.id, c.claim, at(now + 50), "451 try later")
+            .await
+            .unwrap();
+        not_found(
+            s.outbox.delivered(m.id, c.claim).await,
+            "the claim was released",
+        );
+        assert!(claim(&s, now + 49, now + 60, 1).await.is_empty(), "not yet");
+        assert_eq!(s.outbox.pending(at(now + 49)).await.ok(), Some(0));
+        assert_eq!(s.outbox.pending(at(now + 50)).await.ok(), Some(1));
+    }
+    let c = claim(&s, 400, 460, 1).await.remove(0);
+    assert_eq!(c.attempts, 3);
+}
+
+/// `give_up` drops the mail and keeps a dead letter without subject or body; dead letters
+/// are listed newest first and purged by age.
+pub async fn outbox_give_up_keeps_a_dead_letter_without_body(s: Stores) {
+    let (m1, m2) = (mail("a@example.com", "1"), mail("b@example.org", "2"));
+    enqueue(&s, &m1, 0).await;
+    enqueue(&s, &m2, 1).await;
+    let c = claim(&s, 1, 60, 2).await;
+    s.outbox
+        .retry_later(m1.id, c[0].claim, at(2), "busy")
+        .await
+        .unwrap();
+    let c1 = claim(&s, 2, 60, 1).await.remove(0);
+    s.outbox
+        .give_up(m1.id, c1.claim, at(10), "550 no such user")
+        .await
+        .unwrap();
+    s.outbox
+        .give_up(m2.id, c[1].claim, at(20), "554 rejected")
+        .await
+        .unwrap();
+    assert!(
+        claim(&s, 9999, 99999, 10).await.is_empty(),
+        "left the queue"
+    );
+    assert_eq!(s.outbox.pending(at(9999)).await.ok(), Some(0));
+    not_found(s.outbox.delivered(m1.id, c1.claim).await, "settled");
+    let dead = s.outbox.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(
+        (dead[0].id, dead[0].to.as_ref(), dead[0].attempts),
+        (m2.id, "b@example.org", 1)
+    );
+    assert_eq!(
+        (dead[0].error.as_str(), dead[0].failed_at),
+        ("554 rejected", at(20))
+    );
+    assert_eq!(
+        (dead[1].id, dead[1].attempts, dead[1].error.as_str()),
+        (m1.id, 2, "550 no such user")
+    );
+    assert_eq!(s.outbox.dead_letters(1).await.unwrap().len(), 1);
+    assert_eq!(s.outbox.purge(at(20)).await.ok(), Some(1));
+    let left = s.outbox.dead_letters(10).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), vec![m2.id]);
+}
+
+fn token(u: &User, purpose: TokenPurpose, created: i64, expires: i64) -> OneTimeToken {
+    OneTimeToken {
+        user_id: u.id,
+        purpose,
+        email: u.email.clone(),
+        created_at: at(created),
+        expires_at: at(expires),
+    }
+}
+
+async fn issue(s: &Stores, secret: &str, t: &OneTimeToken) -> Mail {
+    let m = mail(t.email.as_ref(), secret);
+    s.tokens.issue(&TokenHash::of(secret), t, &m).await.unwrap();
+    m
+}
+
+async fn consume(
+    s: &Stores,
+    secret: &str,
+    purpose: TokenPurpose,
+    now: i64,
+) -> Result<OneTimeToken, RepoError> {
+    s.tokens
+        .consume(&TokenHash::of(secret), purpose, at(now))
+        .await
+}
+
+/// `issue` stores the token and queues its mail, due at the token's creation; `consume`
+/// returns the token once, then `NotFound`.
+pub async fn tokens_are_issued_with_their_mail_and_consumed_once(s: Stores) {
+    let mut u = user("alice");
+    insert(&s, &u).await;
+    // The address it was sent to is kept, whatever the account's is now.
+    u.email = Email::parse("new-alice@example.org").unwrap();
+    let t = token(&u, TokenPurpose::VerifyEmail, 10, 100);
+    let m = issue(&s, "secret", &t).await;
+    assert!(claim(&s, 9, 60, 10).await.is_empty(), "due at issue time");
+    let queued = claim(&s, 10, 60, 10).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].mail, m);
+    not_found(
+        consume(&s, "other", TokenPurpose::VerifyEmail, 20).await,
+        "unknown",
+    );
+    assert_eq!(
+        consume(&s, "secret", TokenPurpose::VerifyEmail, 20)
+            .await
+            .ok(),
+        Some(t)
+    );
+    not_found(
+        consume(&s, "secret", TokenPurpose::VerifyEmail, 20).await,
+        "used",
+    );
+}
+
+/// A newer token kills the older ones of the same user and purpose; other purposes and
+/// other users keep theirs.
+pub async fn tokens_issue_kills_older_tokens_of_its_purpose_only(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    issue(
+        &s,
+        "a-verify-1",
+        &token(&a, TokenPurpose::VerifyEmail, 0, 100),
+    )
+    .await;
+    issue(
+        &s,
+        "a-verify-2",
+        &token(&a, TokenPurpose::VerifyEmail, 1, 100),
+    )
+    .await;
+    issue(
+        &s,
+        "a-reset",
+        &token(&a, TokenPurpose::ResetPassword, 2, 100),
+    )
+    .await;
+    issue(
+        &s,
+        "b-verify",
+        &token(&b, TokenPurpose::VerifyEmail, 3, 100),
+    )
+    .await;
+    let newest = token(&a, TokenPurpose::VerifyEmail, 4, 100);
+    issue(&s, "a-verify-3", &newest).await;
+    for old in ["a-verify-1", "a-verify-2"] {
+        not_found(consume(&s, old, TokenPurpose::VerifyEmail, 5).await, old);
+    }
+    assert_eq!(
+        consume(&s, "a-verify-3", TokenPurpose::VerifyEmail, 5)
+            .await
+            .ok(),
+        Some(newest)
+    );
+    assert!(
+        consume(&s, "a-reset", TokenPurpose::ResetPassword, 5)
+            .await
+            .is_ok()
+    );
+    assert!(
+        consume(&s, "b-verify", TokenPurpose::VerifyEmail, 5)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        claim(&s, 10, 60, 10).await.len(),
+        5,
+        "every mail stays queued"
+    );
+}
+
+/// `consume` refuses a token of another purpose (leaving it intact) and an expired one:
+/// it works while `now < expires_at`, not at `expires_at`.
+pub async fn tokens_consume_checks_purpose_and_expiry(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    issue(&s, "reset", &token(&u, TokenPurpose::ResetPassword, 0, 100)).await;
+    not_found(
+        consume(&s, "reset", TokenPurpose::VerifyEmail, 1).await,
+        "other purpose",
+    );
+    not_found(
+        consume(&s, "reset", TokenPurpose::ResetPassword, 100).await,
+        "at expiry",
+    );
+    let just_before = s
+        .tokens
+        .consume(
+            &TokenHash::of("reset"),
+            TokenPurpose::ResetPassword,
+            at(100) - time::Duration::microseconds(1),
+        )
+        .await;
+    assert!(just_before.is_ok(), "just before expiry: {just_before:?}");
+    issue(&s, "late", &token(&u, TokenPurpose::ResetPassword, 0, 100)).await;
+    not_found(
+        consume(&s, "late", TokenPurpose::ResetPassword, 1000).await,
+        "long expired",
+    );
+}
+
+/// Of concurrent consumes of one token, exactly one gets it.
+pub async fn tokens_concurrent_consume_succeeds_once(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    issue(&s, "once", &token(&u, TokenPurpose::ResetPassword, 0, 100)).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let tokens = Arc::clone(&s.tokens);
+            tokio::spawn(async move {
+                tokens
+                    .consume(&TokenHash::of("once"), TokenPurpose::ResetPassword, at(1))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(RepoError::NotFound) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+/// `revoke_all` deletes one user's tokens of one purpose and counts them; `purge` deletes
+/// tokens that expired before the cut-off.
+pub async fn tokens_revoke_all_and_purge(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    issue(
+        &s,
+        "a-reset",
+        &token(&a, TokenPurpose::ResetPassword, 0, 100),
+    )
+    .await;
+    issue(
+        &s,
+        "a-verify",
+        &token(&a, TokenPurpose::VerifyEmail, 0, 200),
+    )
+    .await;
+    issue(
+        &s,
+        "b-reset",
+        &token(&b, TokenPurpose::ResetPassword, 0, 300),
+    )
+    .await;
+    assert_eq!(
+        s.tokens
+            .revoke_all(a.id, TokenPurpose::ResetPassword)
+            .await
+            .ok(),
+        Some(1)
+    );
+    assert_eq!(
+        s.tokens
+            .revoke_all(a.id, TokenPurpose::ResetPassword)
+            .await
+            .ok(),
+        Some(0)
+    );
+    not_found(
+        consume(&s, "a-reset", TokenPurpose::ResetPassword, 1).await,
+        "revoked",
+    );
+    assert_eq!(
+        s.tokens.purge(at(200)).await.ok(),
+        Some(0),
+        "expires at 200"
+    );
+    assert_eq!(s.tokens.purge(at(201)).await.ok(), Some(1));
+    not_found(
+        consume(&s, "a-verify", TokenPurpose::VerifyEmail, 1).await,
+        "purged",
+    );
+    assert!(
+        consume(&s, "b-reset", TokenPurpose::ResetPassword, 1)
+            .await
+            .is_ok()
+    );
+}
+
+/// Deleting a user deletes their tokens.
+pub async fn tokens_go_with_their_user(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    issue(&s, "a", &token(&a, TokenPurpose::ResetPassword, 0, 100)).await;
+    issue(&s, "b", &token(&b, TokenPurpose::ResetPassword, 0, 100)).await;
+    s.users.delete(a.id).await.unwrap();
+    not_found(
+        consume(&s, "a", TokenPurpose::ResetPassword, 1).await,
+        "deleted user",
+    );
+    assert!(
+        consume(&s, "b", TokenPurpose::ResetPassword, 1)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        s.tokens
+            .revoke_all(a.id, TokenPurpose::ResetPassword)
+            .await
+            .ok(),
+        Some(0)
+    );
+}
+
+/// Issuing for a missing user is `NotFound` and writes nothing: no token, no mail, and the
+/// user's earlier tokens are untouched.
+pub async fn tokens_issue_for_a_missing_user_writes_nothing(s: Stores) {
+    let ghost = user("ghost");
+    let m = mail("ghost@example.com", "ghost");
+    let t = token(&ghost, TokenPurpose::VerifyEmail, 0, 100);
+    not_found(
+        s.tokens.issue(&TokenHash::of("ghost"), &t, &m).await,
+        "missing user",
+    );
+    assert_eq!(
+        s.outbox.pending(at(9999)).await.ok(),
+        Some(0),
+        "no mail queued"
+    );
+    assert!(claim(&s, 9999, 99999, 10).await.is_empty());
+    not_found(
+        consume(&s, "ghost", TokenPurpose::VerifyEmail, 1).await,
+        "no token",
     );
 }

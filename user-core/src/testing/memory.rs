@@ -5,15 +5,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::Storage;
 use crate::domain::{
-    DeviceToken, Email, LoginFailures, NewSession, NewUser, PasswordHash, ProfileChanges, Role,
-    Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserPage,
-    UserQuery, UserStatus, Username,
+    DeviceToken, Email, LoginFailures, NewSession, NewUser, OneTimeToken, PasswordHash,
+    ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash,
+    TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
-use crate::ports::{DeviceTokenStore, Identifier, LoginFailureStore, SessionStore, UserRepository};
+use crate::ports::{
+    ClaimedMail, DeadLetter, DeviceTokenStore, Identifier, LoginFailureStore, Mail, MailOutbox,
+    OneTimeTokenStore, SessionStore, UserRepository,
+};
 
 struct Secret {
     session: SessionId,
@@ -27,6 +31,30 @@ struct State {
     secrets: HashMap<[u8; 32], Secret>,
     failures: HashMap<ThrottleKey, LoginFailures>,
     devices: HashMap<[u8; 32], DeviceToken>,
+    tokens: HashMap<[u8; 32], OneTimeToken>,
+    outbox: HashMap<Uuid, Queued>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+/// A mail in the outbox.
+struct Queued {
+    mail: Mail,
+    attempts: u32,
+    enqueued_at: OffsetDateTime,
+    next_attempt_at: OffsetDateTime,
+    /// The claim holding it and when its lease ends.
+    claim: Option<(Uuid, OffsetDateTime)>,
+    last_error: Option<String>,
+}
+
+impl Queued {
+    fn due(&self, now: OffsetDateTime) -> bool {
+        self.next_attempt_at <= now && self.claim.is_none_or(|(_, until)| until <= now)
+    }
+
+    fn held_by(&self, claim: Uuid) -> bool {
+        self.claim.is_some_and(|(c, _)| c == claim)
+    }
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -51,14 +79,26 @@ pub struct InMemoryLoginFailureStore(Shared);
 #[derive(Clone, Default)]
 pub struct InMemoryDeviceTokenStore(Shared);
 
-/// The four storage ports over one shared state, as one database would be.
+/// In-memory [`OneTimeTokenStore`], sharing state with its [`InMemoryUserRepository`] and
+/// [`InMemoryMailOutbox`] (issuing a token queues its mail there).
+#[derive(Clone, Default)]
+pub struct InMemoryOneTimeTokenStore(Shared);
+
+/// In-memory [`MailOutbox`]. `InMemoryMailOutbox::default()` is an outbox of its own; the one
+/// from [`in_memory`] receives the mail of its token store.
+#[derive(Clone, Default)]
+pub struct InMemoryMailOutbox(Shared);
+
+/// The six storage ports over one shared state, as one database would be.
 pub fn in_memory() -> Storage {
     let state = Shared::default();
     Storage {
         users: Arc::new(InMemoryUserRepository(Arc::clone(&state))),
         sessions: Arc::new(InMemorySessionStore(Arc::clone(&state))),
         login_failures: Arc::new(InMemoryLoginFailureStore(Arc::clone(&state))),
-        devices: Arc::new(InMemoryDeviceTokenStore(state)),
+        devices: Arc::new(InMemoryDeviceTokenStore(Arc::clone(&state))),
+        tokens: Arc::new(InMemoryOneTimeTokenStore(Arc::clone(&state))),
+        outbox: Arc::new(InMemoryMailOutbox(state)),
     }
 }
 
@@ -243,6 +283,7 @@ impl UserRepository for InMemoryUserRepository {
         s.secrets
             .retain(|_, secret| !gone.contains(&secret.session));
         s.devices.retain(|_, d| d.user_id != id);
+        s.tokens.retain(|_, t| t.user_id != id);
         Ok(())
     }
 
@@ -495,5 +536,170 @@ impl DeviceTokenStore for InMemoryDeviceTokenStore {
         let n = s.devices.len();
         s.devices.retain(|_, d| d.expires_at >= before);
         Ok((n - s.devices.len()) as u64)
+    }
+}
+
+impl State {
+    fn enqueue(&mut self, mail: &Mail, now: OffsetDateTime) {
+        self.outbox.entry(mail.id).or_insert_with(|| Queued {
+            mail: mail.clone(),
+            attempts: 0,
+            enqueued_at: now,
+            next_attempt_at: now,
+            claim: None,
+            last_error: None,
+        });
+    }
+
+    fn held(&mut self, id: Uuid, claim: Uuid) -> Result<&mut Queued, RepoError> {
+        self.outbox
+            .get_mut(&id)
+            .filter(|q| q.held_by(claim))
+            .ok_or(RepoError::NotFound)
+    }
+}
+
+#[async_trait::async_trait]
+impl MailOutbox for InMemoryMailOutbox {
+    async fn enqueue(&self, mail: &Mail, now: OffsetDateTime) -> Result<(), RepoError> {
+        lock(&self.0).enqueue(mail, now);
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMail>, RepoError> {
+        let mut s = lock(&self.0);
+        let mut due: Vec<&mut Queued> = s.outbox.values_mut().filter(|q| q.due(now)).collect();
+        due.sort_by_key(|q| (q.enqueued_at, q.mail.id));
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|q| {
+                let claim = Uuid::new_v4();
+                q.claim = Some((claim, lease_until));
+                ClaimedMail {
+                    mail: q.mail.clone(),
+                    attempts: q.attempts,
+                    claim,
+                }
+            })
+            .collect())
+    }
+
+    async fn delivered(&self, id: Uuid, claim: Uuid) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        s.held(id, claim)?;
+        s.outbox.remove(&id);
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        id: Uuid,
+        claim: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        let q = s.held(id, claim)?;
+        q.attempts = q.attempts.saturating_add(1);
+        q.claim = None;
+        q.next_attempt_at = retry_at;
+        q.last_error = Some(error.to_owned());
+        Ok(())
+    }
+
+    async fn give_up(
+        &self,
+        id: Uuid,
+        claim: Uuid,
+        now: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        s.held(id, claim)?;
+        if let Some(q) = s.outbox.remove(&id) {
+            s.dead_letters.push(DeadLetter {
+                id,
+                to: q.mail.to,
+                attempts: q.attempts.saturating_add(1),
+                error: error.to_owned(),
+                failed_at: now,
+            });
+        }
+        Ok(())
+    }
+
+    async fn pending(&self, now: OffsetDateTime) -> Result<u64, RepoError> {
+        Ok(lock(&self.0).outbox.values().filter(|q| q.due(now)).count() as u64)
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, RepoError> {
+        let s = lock(&self.0);
+        let mut list = s.dead_letters.clone();
+        list.sort_by_key(|d| std::cmp::Reverse((d.failed_at, d.id)));
+        list.truncate(limit as usize);
+        Ok(list)
+    }
+
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let n = s.dead_letters.len();
+        s.dead_letters.retain(|d| d.failed_at >= before);
+        Ok((n - s.dead_letters.len()) as u64)
+    }
+}
+
+#[async_trait::async_trait]
+impl OneTimeTokenStore for InMemoryOneTimeTokenStore {
+    async fn issue(
+        &self,
+        hash: &TokenHash,
+        token: &OneTimeToken,
+        mail: &Mail,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        if !s.users.contains_key(&token.user_id) {
+            return Err(RepoError::NotFound);
+        }
+        s.tokens
+            .retain(|_, t| !(t.user_id == token.user_id && t.purpose == token.purpose));
+        s.tokens.insert(*hash.as_bytes(), token.clone());
+        s.enqueue(mail, token.created_at);
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<OneTimeToken, RepoError> {
+        let mut s = lock(&self.0);
+        match s.tokens.get(hash.as_bytes()) {
+            Some(t) if t.purpose == purpose && t.expires_at > now => {
+                s.tokens.remove(hash.as_bytes()).ok_or(RepoError::NotFound)
+            }
+            _ => Err(RepoError::NotFound),
+        }
+    }
+
+    async fn revoke_all(&self, user: UserId, purpose: TokenPurpose) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let n = s.tokens.len();
+        s.tokens
+            .retain(|_, t| !(t.user_id == user && t.purpose == purpose));
+        Ok((n - s.tokens.len()) as u64)
+    }
+
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let n = s.tokens.len();
+        s.tokens.retain(|_, t| t.expires_at >= before);
+        Ok((n - s.tokens.len()) as u64)
     }
 }

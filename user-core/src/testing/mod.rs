@@ -1,6 +1,6 @@
 //! Test doubles (feature `testing`): in-memory fakes of the storage ports, a fast hasher, a
-//! fixed clock, the mockall mocks, the [`conformance`] suite, and [`observe`]: captured logs
-//! and metrics.
+//! fixed clock and one that follows Tokio's, a scripted mailer, the mockall mocks, the
+//! [`conformance`] suite, and [`observe`]: captured logs and metrics.
 
 // Test support: a failed expectation panics, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +10,7 @@ mod memory;
 #[cfg(feature = "testing")]
 pub mod observe;
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,19 +19,19 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 pub use crate::ports::{
-    MockDeviceTokenStore, MockLoginFailureStore, MockPasswordHasher, MockSessionStore,
-    MockUserRepository,
+    MockDeviceTokenStore, MockLoginFailureStore, MockMailOutbox, MockMailer, MockOneTimeTokenStore,
+    MockPasswordHasher, MockSessionStore, MockUserRepository,
 };
 pub use memory::{
-    InMemoryDeviceTokenStore, InMemoryLoginFailureStore, InMemorySessionStore,
-    InMemoryUserRepository, in_memory,
+    InMemoryDeviceTokenStore, InMemoryLoginFailureStore, InMemoryMailOutbox,
+    InMemoryOneTimeTokenStore, InMemorySessionStore, InMemoryUserRepository, in_memory,
 };
 
 use crate::Ports;
 use crate::domain::{Password, PasswordHash};
 use crate::error::HashError;
 use crate::password::{HashCeiling, Scratch, hash_with, verify_any};
-use crate::ports::{Clock, PasswordHasher, Verification};
+use crate::ports::{Clock, Mail, MailError, Mailer, PasswordHasher, Verification};
 
 /// Real Argon2id (and bcrypt) with the cheapest parameters, inline: about 50 µs a hash.
 #[derive(Debug, Clone)]
@@ -110,6 +111,127 @@ impl Default for FixedClock {
 impl Clock for FixedClock {
     fn now(&self) -> OffsetDateTime {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A clock that follows Tokio's clock from `start`: under `tokio::time::pause` it moves
+/// with `sleep` and the timers a test lets fire, so time-based code sees one consistent time.
+#[derive(Debug)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+    start: OffsetDateTime,
+}
+
+impl TokioClock {
+    /// Reads `start` now, and later `start` plus the Tokio time elapsed since.
+    pub fn new(start: OffsetDateTime) -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+            start,
+        }
+    }
+}
+
+impl Default for TokioClock {
+    /// Starts at 2026-01-01 00:00 UTC.
+    fn default() -> Self {
+        Self::new(time::macros::datetime!(2026-01-01 00:00 UTC))
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> OffsetDateTime {
+        self.start + self.origin.elapsed()
+    }
+}
+
+/// One call to a [`RecordingMailer`].
+#[derive(Debug, Clone)]
+pub struct SendAttempt {
+    /// The mail it was asked to send.
+    pub mail: Mail,
+    /// When, on Tokio's clock.
+    pub at: tokio::time::Instant,
+    /// What it answered.
+    pub result: Result<(), MailError>,
+}
+
+/// A [`Mailer`] that answers from a script, then with a fixed answer, and records every
+/// call. It yields to the scheduler once per call, as a network call would.
+#[derive(Debug)]
+pub struct RecordingMailer {
+    script: Mutex<VecDeque<Result<(), MailError>>>,
+    otherwise: Result<(), MailError>,
+    attempts: Mutex<Vec<SendAttempt>>,
+    changed: tokio::sync::Notify,
+}
+
+impl RecordingMailer {
+    /// Accepts every mail.
+    pub fn accepting() -> Self {
+        Self::scripted([], Ok(()))
+    }
+
+    /// Answers the calls with `script` in order, then every later call with `otherwise`.
+    pub fn scripted(
+        script: impl IntoIterator<Item = Result<(), MailError>>,
+        otherwise: Result<(), MailError>,
+    ) -> Self {
+        Self {
+            script: Mutex::new(script.into_iter().collect()),
+            otherwise,
+            attempts: Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Every call so far, in order.
+    pub fn attempts(&self) -> Vec<SendAttempt> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    /// The ids of the mails it accepted, in order.
+    pub fn accepted(&self) -> Vec<uuid::Uuid> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.result.is_ok())
+            .map(|a| a.mail.id)
+            .collect()
+    }
+
+    /// Waits until it has answered `calls` calls.
+    pub async fn wait_for_calls(&self, calls: usize) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.attempts.lock().unwrap().len() >= calls {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Mailer for RecordingMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        tokio::task::yield_now().await;
+        let result = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| self.otherwise.clone());
+        self.attempts.lock().unwrap().push(SendAttempt {
+            mail: mail.clone(),
+            at: tokio::time::Instant::now(),
+            result: result.clone(),
+        });
+        self.changed.notify_waiters();
+        result
     }
 }
 
