@@ -1,6 +1,6 @@
 //! SQLite storage for user-management: [`SqliteUserRepository`], [`SqliteSessionStore`],
-//! [`SqliteLoginFailureStore`] and [`SqliteDeviceTokenStore`] implement `user-core`'s four
-//! storage ports on sqlx, over one file.
+//! [`SqliteLoginFailureStore`], [`SqliteDeviceTokenStore`], [`SqliteOneTimeTokenStore`] and
+//! [`SqliteMailOutbox`] implement `user-core`'s six storage ports on sqlx, over one file.
 //!
 //! # Layout
 //!
@@ -8,7 +8,8 @@
 //!   SQLite copies to the `-wal` and `-shm` files), applies the embedded migrations
 //!   (`migrations/`), and sets WAL journaling, `synchronous = FULL` (configurable), foreign
 //!   keys and a busy timeout on every connection.
-//! - `users.rs`, `sessions.rs`, `login_failures.rs` and `devices.rs` implement the ports;
+//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs` and
+//!   `outbox.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
@@ -19,7 +20,7 @@
 //! - [`legacy`] imports the legacy Python deployment's `users.db` (bcrypt hashes kept, refused
 //!   rows reported, reruns idempotent) into any `UserRepository`.
 //!
-//! All four stores pass `user_core::testing::conformance` against a real file.
+//! All six stores pass `user_core::testing::conformance` against a real file.
 //!
 //! # Example
 //!
@@ -29,7 +30,7 @@
 //! use user_sqlite::{SqliteConfig, SqliteDatabase};
 //!
 //! let db = SqliteDatabase::open(&SqliteConfig::new("data/users.db")).await?;
-//! let storage = db.storage(); // user_core::Storage: the four ports over this pool
+//! let storage = db.storage(); // user_core::Storage: the six ports over this pool
 //! let services = user_core::Services::builder(storage).build()?;
 //! # let _ = services;
 //! db.close().await;
@@ -39,8 +40,10 @@
 mod devices;
 pub mod legacy;
 mod login_failures;
+mod outbox;
 mod rows;
 mod sessions;
+mod tokens;
 mod users;
 
 use std::future::Future;
@@ -56,7 +59,9 @@ use user_core::error::{RepoError, UniqueField};
 
 pub use devices::SqliteDeviceTokenStore;
 pub use login_failures::SqliteLoginFailureStore;
+pub use outbox::SqliteMailOutbox;
 pub use sessions::SqliteSessionStore;
+pub use tokens::SqliteOneTimeTokenStore;
 pub use users::SqliteUserRepository;
 
 /// How durable each commit is.
@@ -210,13 +215,25 @@ impl SqliteDatabase {
         SqliteDeviceTokenStore::new(self.pool.clone())
     }
 
-    /// All four storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
+    /// The one-time tokens (email verification, password reset).
+    pub fn tokens(&self) -> SqliteOneTimeTokenStore {
+        SqliteOneTimeTokenStore::new(self.pool.clone())
+    }
+
+    /// The mail outbox.
+    pub fn outbox(&self) -> SqliteMailOutbox {
+        SqliteMailOutbox::new(self.pool.clone())
+    }
+
+    /// All six storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
     pub fn storage(&self) -> Storage {
         Storage {
             users: Arc::new(self.users()),
             sessions: Arc::new(self.sessions()),
             login_failures: Arc::new(self.login_failures()),
             devices: Arc::new(self.devices()),
+            tokens: Arc::new(self.tokens()),
+            outbox: Arc::new(self.outbox()),
         }
     }
 

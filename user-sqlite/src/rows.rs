@@ -17,7 +17,7 @@ pub(crate) struct CorruptRow {
     reason: String,
 }
 
-fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> RepoError {
+pub(crate) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> RepoError {
     RepoError::unavailable(CorruptRow {
         table,
         reason: reason.to_string(),

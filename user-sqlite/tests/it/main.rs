@@ -6,6 +6,7 @@
 mod conformance;
 mod durability;
 mod legacy;
+mod mail;
 mod races;
 mod services;
 mod transfer;
@@ -57,4 +58,16 @@ impl TestDb {
 pub async fn stores() -> Stores {
     let t = TestDb::new().await;
     Stores::new(t.db.storage(), t)
+}
+
+/// Inserts `user` with a placeholder hash.
+pub async fn insert_user(db: &SqliteDatabase, user: &user_core::domain::User) {
+    use user_core::ports::UserRepository as _;
+    db.users()
+        .insert(&user_core::domain::NewUser {
+            user: user.clone(),
+            password_hash: user_core::domain::PasswordHash::new("$2b$04$abcdefghijklmnopqrstuu"),
+        })
+        .await
+        .unwrap();
 }
