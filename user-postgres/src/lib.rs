@@ -109,6 +109,11 @@ pub struct PostgresConfig {
     pub acquire_timeout: Duration,
     /// The longest a statement may run, the session's `statement_timeout` (default 10 s);
     /// `Duration::ZERO`: no limit. Migrations run without it.
+    ///
+    /// The client keeps a deadline too, for a server that stops answering without closing
+    /// its connections: each attempt of a call (a statement or a transaction, with the wait
+    /// for a connection) fails as unavailable after `statement_timeout + acquire_timeout +
+    /// 2 s`, or `acquire_timeout + 60 s` when `statement_timeout` is zero.
     pub statement_timeout: Duration,
     /// How many times an operation that hit a serialization failure (SQLSTATE 40001) or a
     /// deadlock (40P01) is run again before the call fails as unavailable (default 5).
@@ -213,7 +218,7 @@ impl PostgresDatabase {
             .map_err(|source| OpenError::Connect { source })?;
         migrate(&options, config).await?;
         Ok(Self {
-            db: Db::new(pool, config.serialization_retries),
+            db: Db::new(pool, config.serialization_retries, attempt_deadline(config)),
         })
     }
 
@@ -264,11 +269,11 @@ impl PostgresDatabase {
     /// # Errors
     /// [`RepoError::Unavailable`] when it does not.
     pub async fn ping(&self) -> Result<(), RepoError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.db.pool)
-            .await
-            .map(drop)
-            .map_err(map_db_err)
+        let ping = sqlx::query("SELECT 1").execute(&self.db.pool);
+        match tokio::time::timeout(self.db.deadline, ping).await {
+            Ok(answer) => answer.map(drop).map_err(map_db_err),
+            Err(_) => Err(RepoError::unavailable(retry::NoAnswer(self.db.deadline))),
+        }
     }
 
     /// The readiness check of this database, for `user_http::AppState::with_readiness` (as
@@ -288,6 +293,25 @@ impl PostgresDatabase {
     pub async fn close(&self) {
         self.db.pool.close().await;
     }
+}
+
+/// How much longer than the statement timeout and the wait for a connection an attempt may
+/// take before it is abandoned: time on the wire, and a transaction's few statements.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The deadline of an attempt when statements have no time limit.
+const UNLIMITED_STATEMENT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The longest one attempt of a store's operation (or a ping) may take: the server's own
+/// limits plus a margin, so that a server that stopped answering without closing its
+/// connections fails the call instead of hanging it.
+fn attempt_deadline(config: &PostgresConfig) -> Duration {
+    let statement = if config.statement_timeout.is_zero() {
+        UNLIMITED_STATEMENT_DEADLINE
+    } else {
+        config.statement_timeout.saturating_add(DEADLINE_MARGIN)
+    };
+    statement.saturating_add(config.acquire_timeout)
 }
 
 /// The connection settings of `config`, without the statement timeout.

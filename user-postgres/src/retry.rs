@@ -34,9 +34,18 @@ pub(crate) struct Db {
     pub(crate) pool: PgPool,
     /// Retries after the first attempt.
     retries: u32,
+    /// The longest one attempt (a statement or a transaction, with waiting for a
+    /// connection) may take before it fails as unavailable: a server that vanished without
+    /// closing its connections never answers, and no server-side timeout fires.
+    pub(crate) deadline: Duration,
     /// Retries made so far, for [`crate::PostgresDatabase::conflict_retries`].
     retried: Arc<AtomicU64>,
 }
+
+/// An attempt that did not finish within [`Db::deadline`].
+#[derive(Debug, thiserror::Error)]
+#[error("the database did not answer within {0:?}")]
+pub(crate) struct NoAnswer(pub(crate) Duration);
 
 /// An operation that kept failing with serialization failures or deadlocks.
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +57,11 @@ struct GaveUp {
 }
 
 impl Db {
-    pub(crate) fn new(pool: PgPool, retries: u32) -> Self {
+    pub(crate) fn new(pool: PgPool, retries: u32, deadline: Duration) -> Self {
         Self {
             pool,
             retries,
+            deadline,
             retried: Arc::default(),
         }
     }
@@ -62,7 +72,8 @@ impl Db {
 
     /// Runs `op` (a statement, or a whole transaction) and maps its error; runs it again
     /// while it fails with a serialization failure or a deadlock, up to the configured number
-    /// of retries, then gives up with `RepoError::Unavailable`.
+    /// of retries, then gives up with `RepoError::Unavailable`. An attempt that takes longer
+    /// than the deadline is abandoned and fails as unavailable, without a retry.
     pub(crate) async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, RepoError>
     where
         F: FnMut() -> Fut,
@@ -70,7 +81,10 @@ impl Db {
     {
         let mut retry = 0;
         loop {
-            match op().await {
+            let Ok(attempt) = tokio::time::timeout(self.deadline, op()).await else {
+                return Err(RepoError::unavailable(NoAnswer(self.deadline)));
+            };
+            match attempt {
                 Ok(value) => return Ok(value),
                 Err(e) if is_retryable(&e) => {
                     if retry >= self.retries {
@@ -157,7 +171,11 @@ mod tests {
     /// The pool is never used here: the operation fails before touching it.
     fn db(retries: u32) -> Db {
         let options = sqlx::postgres::PgConnectOptions::new().port(1);
-        Db::new(PgPool::connect_lazy_with(options), retries)
+        Db::new(
+            PgPool::connect_lazy_with(options),
+            retries,
+            Duration::from_secs(5),
+        )
     }
 
     #[tokio::test]
@@ -197,6 +215,19 @@ mod tests {
             .await;
         assert_eq!(got.unwrap(), 3);
         assert_eq!(db.retries_so_far(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_never_answers_fails_at_the_deadline() {
+        let db = db(5);
+        let started = tokio::time::Instant::now();
+        let got: Result<(), RepoError> = db.run(std::future::pending).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        let err = got.unwrap_err();
+        assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+        let report = user_core::error::report(&err);
+        assert!(report.contains("did not answer within 5s"), "{report}");
+        assert_eq!(db.retries_so_far(), 0, "a silent server is not retried");
     }
 
     #[tokio::test]
