@@ -7,8 +7,11 @@
 //!
 //! - [`PostgresDatabase::open`] connects, creates the configured schema if it is missing and
 //!   applies the embedded migrations (`migrations/`) under sqlx's migration lock, so that
-//!   several instances may start at once. Every connection gets the session's
-//!   `statement_timeout` and, with a schema, its `search_path`.
+//!   several instances may start at once; a migration waits at most 10 s for a table lock,
+//!   and opening at most a minute for the migrations. Migrations the binary does not know
+//!   (a newer release applied them) are ignored, so that a rolling deploy can run two
+//!   releases side by side: migrations must be expand/contract. Every connection gets the
+//!   session's `statement_timeout` and, with a schema, its `search_path`.
 //! - `users.rs`, `sessions.rs`, `login_failures.rs` and `devices.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
@@ -183,6 +186,10 @@ pub enum OpenError {
     /// A migration failed; the database is left at the last one that succeeded.
     #[error("cannot migrate the PostgreSQL database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The migrations did not finish in time: another instance held the migration lock, or
+    /// a long transaction held a lock that a migration needed.
+    #[error("the PostgreSQL migrations did not finish within {0:?}")]
+    MigrateTimedOut(Duration),
 }
 
 /// An open PostgreSQL database: hands out the port implementations, which share its pool.
@@ -199,7 +206,8 @@ impl PostgresDatabase {
     /// # Errors
     /// [`OpenError::Url`] or [`OpenError::Schema`] for a bad setting; [`OpenError::Connect`]
     /// when the server cannot be reached within `acquire_timeout` or refuses the login;
-    /// [`OpenError::Migrate`] when a migration fails.
+    /// [`OpenError::Migrate`] when a migration fails; [`OpenError::MigrateTimedOut`] when the
+    /// migrations take longer than a minute (waiting for another instance's included).
     pub async fn open(config: &PostgresConfig) -> Result<Self, OpenError> {
         let options = connect_options(config)?;
         let mut session = options.clone();
@@ -330,25 +338,44 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, OpenErro
     Ok(options)
 }
 
+/// How long a migration statement waits for a lock (a table another transaction uses)
+/// before it fails, rather than queueing every other query on that table behind it.
+const MIGRATION_LOCK_TIMEOUT: &str = "10s";
+
+/// How long opening may spend migrating, waiting for other instances' migrations included.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Applies the embedded migrations on a connection of its own, without the statement
-/// timeout: waiting for another instance's migrations, or migrating a large table, may take
-/// longer than any query should.
+/// timeout (migrating a large table may take longer than any query should) but with a lock
+/// timeout, all within [`MIGRATION_TIMEOUT`], so that opening never waits forever.
 async fn migrate(options: &PgConnectOptions, config: &PostgresConfig) -> Result<(), OpenError> {
+    let options = options.clone().options([
+        ("statement_timeout", "0"),
+        ("lock_timeout", MIGRATION_LOCK_TIMEOUT),
+    ]);
     // A pool of one rather than a bare connection: `Migrator::run` on a `&mut PgConnection`
     // makes a future that cannot be spawned.
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(config.acquire_timeout)
-        .connect_with(options.clone())
+        .connect_with(options)
         .await
         .map_err(|source| OpenError::Connect { source })?;
     let mut migrator = sqlx::migrate!();
+    // A binary older than the database (a rolling deploy, or a rollback) still starts: the
+    // migrations it does not know are ignored. So every migration must be expand/contract:
+    // add what the new version needs while the old one keeps working, and remove what only
+    // the old one used in a later release.
+    migrator.set_ignore_missing(true);
     if let Some(schema) = &config.schema {
         // Created under the migration lock, so concurrent first starts do not race. The name
         // was checked to be a plain identifier; the quotes keep keywords usable.
         migrator.create_schema(format!("\"{schema}\""));
     }
-    let migrated = migrator.run(&pool).await.map_err(OpenError::Migrate);
+    let migrated = match tokio::time::timeout(MIGRATION_TIMEOUT, migrator.run(&pool)).await {
+        Ok(done) => done.map_err(OpenError::Migrate),
+        Err(_) => Err(OpenError::MigrateTimedOut(MIGRATION_TIMEOUT)),
+    };
     pool.close().await;
     migrated
 }

@@ -425,3 +425,43 @@ async fn debug_output_never_shows_the_password() {
     }
     db.close().await;
 }
+
+/// Migrations run without the statement timeout, however short it is.
+#[tokio::test]
+async fn a_one_millisecond_statement_timeout_still_migrates() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let config = PostgresConfig {
+        statement_timeout: Duration::from_millis(1),
+        ..schema.config()
+    };
+    let db = PostgresDatabase::open(&config).await.unwrap();
+    db.close().await;
+    // Checked with the default timeout: any query may take a millisecond.
+    let db = schema.open().await;
+    assert_eq!(tables_named(&db, schema.name(), "users").await, 1);
+    assert_eq!(applied_migrations(&db).await, migrations());
+    db.close().await;
+}
+
+/// A rolling deploy: a newer binary applied a migration this one does not know; this one
+/// still opens the database.
+#[tokio::test]
+async fn an_older_binary_opens_a_database_a_newer_one_migrated() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from a newer release', true, '\\x00', 1)",
+    )
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let reopened = t.schema.open().await;
+    reopened.ping().await.unwrap();
+    assert_eq!(applied_migrations(&reopened).await, migrations() + 1);
+    reopened.close().await;
+}
