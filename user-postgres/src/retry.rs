@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use user_core::error::RepoError;
 
 use crate::map_db_err;
@@ -99,6 +100,42 @@ impl Db {
                     tokio::time::sleep(backoff(retry)).await;
                 }
                 Err(e) => return Err(map_db_err(e)),
+            }
+        }
+    }
+}
+
+/// The most rows one statement of a purge deletes: each batch is a short transaction of
+/// its own, so a purge of a large backlog neither holds locks for long nor bloats one
+/// transaction.
+pub(crate) const PURGE_BATCH: u64 = 5000;
+
+impl Db {
+    /// Runs `sql`, a `DELETE` of at most `$2` rows that are stale at `$1`, again and again
+    /// until a batch deletes fewer than [`PURGE_BATCH`] rows, each batch an operation of its
+    /// own (see [`Db::run`]); returns how many rows were deleted in all.
+    pub(crate) async fn purge_in_batches(
+        &self,
+        sql: &'static str,
+        before: OffsetDateTime,
+    ) -> Result<u64, RepoError> {
+        let pool = &self.pool;
+        let batch = i64::try_from(PURGE_BATCH).unwrap_or(i64::MAX);
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .run(|| async move {
+                    sqlx::query(sql)
+                        .bind(before)
+                        .bind(batch)
+                        .execute(pool)
+                        .await
+                })
+                .await?
+                .rows_affected();
+            total += deleted;
+            if deleted < PURGE_BATCH {
+                return Ok(total);
             }
         }
     }
