@@ -26,7 +26,8 @@
 //!   to `RepoError::Unavailable` carrying the cause.
 //!
 //! The guarantees are the SQLite adapter's, under concurrency: the last-admin guard locks the
-//! active admins (in id order) before counting them, in the same statement as the change; a
+//! first two active admins (in id order, `FOR NO KEY UPDATE`) before counting them, in the
+//! same statement as the change; a
 //! refresh token is rotated in a transaction that locks its row, so that of concurrent
 //! rotations one rotates and the others see it spent; the guess budget's compare-and-set is
 //! one statement. All four stores pass `user_core::testing::conformance` against a real

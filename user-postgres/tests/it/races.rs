@@ -228,6 +228,150 @@ admin_races!(Isolation::Serializable;
     serializable_a_disable_racing_a_delete_of_the_last_two_admins_leaves_one: Disable vs Delete,
 );
 
+/// Five active admins, five concurrent demotions: exactly four succeed, the fifth gets
+/// `LastActiveAdmin`, and one active admin is left.
+async fn demote_five_admins_at_once(isolation: Isolation) {
+    let Some(t) = isolation
+        .open_with(|config| PostgresConfig {
+            max_connections: 6,
+            // Five-way contention at SERIALIZABLE: room for the losers' retries.
+            serialization_retries: 20,
+            ..config
+        })
+        .await
+    else {
+        return;
+    };
+    let users: Arc<dyn UserRepository> = Arc::new(t.db.users());
+    for round in 0..10 {
+        // Start from no admin at all: the previous round's survivor is a plain user again.
+        sqlx::query("UPDATE users SET role = 'user'")
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+        let mut admins = Vec::new();
+        for i in 0..5 {
+            admins.push(insert_admin(&*users, &format!("admin-{round}-{i}")).await);
+        }
+        let start = Arc::new(Barrier::new(admins.len()));
+        let tasks: Vec<_> = admins
+            .iter()
+            .map(|&id| {
+                let (users, start) = (Arc::clone(&users), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    Step::Demote.apply(&*users, id).await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(RepoError::LastActiveAdmin)))
+            .count();
+        assert_eq!(
+            (ok, refused),
+            (4, 1),
+            "{isolation:?} round {round}: {results:?}"
+        );
+        assert_eq!(users.count_active_admins().await.unwrap(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_concurrent_demotions_of_five_admins_leave_one() {
+    demote_five_admins_at_once(Isolation::ReadCommitted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serializable_five_concurrent_demotions_of_five_admins_leave_one() {
+    demote_five_admins_at_once(Isolation::Serializable).await;
+}
+
+/// The last two admins are demoted while a user is promoted: the guard of a demotion that
+/// waited for the other one's lock re-reads the locked rows. Whatever the order, an active
+/// admin is always left, the promotion always succeeds, and the admins left are exactly
+/// those that the successful calls say.
+async fn promote_while_demoting_the_last_two(isolation: Isolation) {
+    let Some(t) = isolation.open().await else {
+        return;
+    };
+    let users: Arc<dyn UserRepository> = Arc::new(t.db.users());
+    for round in 0..ROUNDS {
+        // Start from no admin at all: the previous round's are plain users again.
+        sqlx::query("UPDATE users SET role = 'user'")
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+        let a = insert_admin(&*users, &format!("admin-a-{round}")).await;
+        let b = insert_admin(&*users, &format!("admin-b-{round}")).await;
+        let c = user(&format!("user-c-{round}"));
+        let c_id = c.id;
+        users
+            .insert(&NewUser {
+                user: c,
+                password_hash: PasswordHash::new("h"),
+            })
+            .await
+            .unwrap();
+        let start = Arc::new(Barrier::new(3));
+        let change = |id: UserId, role: Role| {
+            let (users, start) = (Arc::clone(&users), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                users.set_role(id, role, NOW).await.map(drop)
+            })
+        };
+        let tasks = [
+            change(a, Role::User),
+            change(b, Role::User),
+            change(c_id, Role::Admin),
+        ];
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        assert!(results[2].is_ok(), "the promotion: {results:?}");
+        for r in &results[..2] {
+            assert!(
+                matches!(r, Ok(()) | Err(RepoError::LastActiveAdmin)),
+                "{isolation:?} round {round}: {results:?}"
+            );
+        }
+        let demoted = results[..2].iter().filter(|r| r.is_ok()).count();
+        assert!(
+            demoted >= 1,
+            "one of the last two always steps down: {results:?}"
+        );
+        let left = users.count_active_admins().await.unwrap();
+        assert_eq!(
+            left,
+            3 - demoted as u64,
+            "{isolation:?} round {round}: {results:?}"
+        );
+        for (id, r) in [a, b].into_iter().zip(&results) {
+            let role = users.get(id).await.unwrap().role;
+            let expected = if r.is_ok() { Role::User } else { Role::Admin };
+            assert_eq!(role, expected, "round {round}");
+        }
+        assert_eq!(users.get(c_id).await.unwrap().role, Role::Admin);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promotion_racing_demotions_of_the_last_two_admins_keeps_one() {
+    promote_while_demoting_the_last_two(Isolation::ReadCommitted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serializable_a_promotion_racing_demotions_of_the_last_two_admins_keeps_one() {
+    promote_while_demoting_the_last_two(Isolation::Serializable).await;
+}
+
 /// How many rotations of one refresh token race at once.
 const ROTATIONS: usize = 20;
 
