@@ -109,10 +109,11 @@ pub struct PostgresConfig {
     /// Connections the pool keeps open when idle (default 0).
     pub min_connections: u32,
     /// How long a call waits for a connection, including connecting, before failing
-    /// (default 5 s).
+    /// (default 5 s; must be more than zero).
     pub acquire_timeout: Duration,
     /// The longest a statement may run, the session's `statement_timeout` (default 10 s);
-    /// `Duration::ZERO`: no limit. Migrations run without it.
+    /// `Duration::ZERO`: no limit; below 24 days (the server's 32-bit milliseconds).
+    /// Migrations run without it.
     ///
     /// The client keeps a deadline too, for a server that stops answering without closing
     /// its connections: each attempt of a call (a statement or a transaction, with the wait
@@ -120,7 +121,8 @@ pub struct PostgresConfig {
     /// 2 s`, or `acquire_timeout + 60 s` when `statement_timeout` is zero.
     pub statement_timeout: Duration,
     /// How many times an operation that hit a serialization failure (SQLSTATE 40001) or a
-    /// deadlock (40P01) is run again before the call fails as unavailable (default 5).
+    /// deadlock (40P01) is run again before the call fails as unavailable (default 5, at
+    /// most 20).
     pub serialization_retries: u32,
 }
 
@@ -171,6 +173,14 @@ pub enum OpenError {
     /// The URL is not a valid PostgreSQL URL.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// A setting of [`PostgresConfig`] is out of range; the message names it.
+    #[error("invalid PostgreSQL setting {setting}: {reason}")]
+    Setting {
+        /// The field of [`PostgresConfig`], e.g. `serialization_retries`.
+        setting: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
     /// The schema name is not a plain identifier.
     #[error(
         "invalid schema name {0:?}: use 1 to 63 lowercase letters, digits and underscores, \
@@ -205,11 +215,12 @@ impl PostgresDatabase {
     /// one instance at a time, under sqlx's advisory lock, and apply once.
     ///
     /// # Errors
-    /// [`OpenError::Url`] or [`OpenError::Schema`] for a bad setting; [`OpenError::Connect`]
+    /// [`OpenError::Url`], [`OpenError::Setting`] or [`OpenError::Schema`] for a bad setting; [`OpenError::Connect`]
     /// when the server cannot be reached within `acquire_timeout` or refuses the login;
     /// [`OpenError::Migrate`] when a migration fails; [`OpenError::MigrateTimedOut`] when the
     /// migrations take longer than a minute (waiting for another instance's included).
     pub async fn open(config: &PostgresConfig) -> Result<Self, OpenError> {
+        check_settings(config)?;
         let options = connect_options(config)?;
         let mut session = options.clone();
         if !config.statement_timeout.is_zero() {
@@ -302,6 +313,29 @@ impl PostgresDatabase {
     pub async fn close(&self) {
         self.db.pool.close().await;
     }
+}
+
+/// The most retries [`PostgresConfig::serialization_retries`] may ask for: more would only
+/// hold a caller longer under contention that retries do not resolve.
+const MAX_SERIALIZATION_RETRIES: u32 = 20;
+
+/// Checks the settings that PostgreSQL or the pool would misread: a `statement_timeout` is a
+/// 32-bit count of milliseconds on the server, and a zero `acquire_timeout` fails every call.
+fn check_settings(config: &PostgresConfig) -> Result<(), OpenError> {
+    let refuse = |setting, reason| Err(OpenError::Setting { setting, reason });
+    if config.serialization_retries > MAX_SERIALIZATION_RETRIES {
+        return refuse("serialization_retries", "at most 20");
+    }
+    if config.statement_timeout.as_millis() > i32::MAX.unsigned_abs().into() {
+        return refuse(
+            "statement_timeout",
+            "below 24 days (PostgreSQL counts it in 32-bit milliseconds); zero for no limit",
+        );
+    }
+    if config.acquire_timeout.is_zero() {
+        return refuse("acquire_timeout", "more than zero");
+    }
+    Ok(())
 }
 
 /// How much longer than the statement timeout and the wait for a connection an attempt may
@@ -603,6 +637,72 @@ mod tests {
             assert!(matches!(err, OpenError::Schema(ref n) if n == bad), "{bad}");
             assert!(err.to_string().contains("invalid schema name"), "{err}");
         }
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        let ok = PostgresConfig::new("postgres://nobody@127.0.0.1:1/none");
+        assert!(check_settings(&ok).is_ok());
+        let edge = PostgresConfig {
+            serialization_retries: 20,
+            statement_timeout: Duration::from_millis(2_147_483_647),
+            acquire_timeout: Duration::from_millis(1),
+            ..ok.clone()
+        };
+        assert!(check_settings(&edge).is_ok());
+        let no_limit = PostgresConfig {
+            statement_timeout: Duration::ZERO,
+            serialization_retries: 0,
+            ..ok.clone()
+        };
+        assert!(check_settings(&no_limit).is_ok());
+        for (bad, name) in [
+            (
+                PostgresConfig {
+                    serialization_retries: 21,
+                    ..ok.clone()
+                },
+                "serialization_retries",
+            ),
+            (
+                PostgresConfig {
+                    statement_timeout: Duration::from_millis(2_147_483_648),
+                    ..ok.clone()
+                },
+                "statement_timeout",
+            ),
+            (
+                PostgresConfig {
+                    statement_timeout: Duration::from_secs(30 * 24 * 3600),
+                    ..ok.clone()
+                },
+                "statement_timeout",
+            ),
+            (
+                PostgresConfig {
+                    acquire_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "acquire_timeout",
+            ),
+        ] {
+            let err = check_settings(&bad).unwrap_err();
+            assert!(
+                matches!(err, OpenError::Setting { setting, .. } if setting == name),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn open_refuses_bad_settings_before_connecting() {
+        let config = PostgresConfig {
+            serialization_retries: 1000,
+            ..PostgresConfig::new("postgres://nobody@127.0.0.1:1/none")
+        };
+        let err = PostgresDatabase::open(&config).await.unwrap_err();
+        assert!(matches!(err, OpenError::Setting { .. }), "{err:?}");
     }
 
     #[tokio::test]
