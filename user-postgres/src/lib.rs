@@ -36,6 +36,13 @@
 //! - [`PostgresConfig::from_url`] reads a `postgres://` URL (`USERS_DATABASE_URL`, say);
 //!   connection settings in the URL apply to every connection, e.g.
 //!   `?options[default_transaction_isolation]=serializable`.
+//! - TLS (rustls, with the Mozilla roots of `webpki-roots`) follows the URL's `sslmode`.
+//!   A database reached over any network you do not control should use
+//!   `?sslmode=verify-full`: encrypted, and the server's certificate checked against the
+//!   roots and the host name (`&sslrootcert=/path/ca.pem` for a private CA). The default,
+//!   `prefer`, encrypts when the server offers TLS but checks no certificate and falls back
+//!   to plain text, so it protects only against passive eavesdroppers; `require` insists on
+//!   TLS, still without checking the certificate.
 //! - [`PostgresDatabase::readiness`] is the check behind an HTTP `/readyz`; the pool tests a
 //!   connection before handing it out, so a database that went away and came back is used
 //!   again without a restart.

@@ -11,6 +11,7 @@ mod lost_database;
 mod purge;
 mod races;
 mod services;
+mod tls;
 mod transfer;
 
 use std::sync::Arc;
