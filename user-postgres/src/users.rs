@@ -109,10 +109,12 @@ macro_rules! keeps_an_admin {
     };
 }
 
-/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard.
+/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard. The
+/// prefix is lowercased: usernames and emails are stored lowercase, and SQLite's `LIKE`
+/// ignores ASCII case where PostgreSQL's does not, so `AL` finds `alice` on both.
 fn like_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
+    for c in prefix.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -401,5 +403,6 @@ mod tests {
     fn like_wildcards_are_escaped() {
         assert_eq!(like_prefix("al"), "al%");
         assert_eq!(like_prefix("a_%\\"), "a\\_\\%\\\\%");
+        assert_eq!(like_prefix("AL"), "al%");
     }
 }
