@@ -84,8 +84,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use user_core::Storage;
 use user_core::error::{RepoError, UniqueField};
 
@@ -306,16 +306,36 @@ impl PostgresDatabase {
     /// The readiness check of this database, for `user_http::AppState::with_readiness` (as
     /// `Arc::new(db.readiness())`): each call pings it ([`ping`](Self::ping)) and answers
     /// whether it answered.
+    ///
+    /// Busy is not down: when the ping finds every connection of the pool in use, the
+    /// server is asked over a connection of its own, outside the pool, and the answer
+    /// decides. (Connections can also be "in use" because the server stopped answering
+    /// them; that check then fails too, within the same deadline.)
     pub fn readiness(
         &self,
     ) -> impl Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static {
         let db = self.clone();
         move || {
             let db = db.clone();
-            Box::pin(async move { db.ping().await.is_ok() })
+            Box::pin(async move { db.is_ready().await })
         }
     }
 
+    /// Whether the database answers a ping through the pool or, when every connection of the
+    /// pool is in use, over a connection of its own.
+    async fn is_ready(&self) -> bool {
+        let pool = &self.db.pool;
+        let ping = sqlx::query("SELECT 1").execute(pool);
+        match tokio::time::timeout(self.db.deadline, ping).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(sqlx::Error::PoolTimedOut)) if all_in_use(pool) => {
+                tokio::time::timeout(self.db.deadline, answers_outside(pool))
+                    .await
+                    .is_ok_and(|answered| answered)
+            }
+            Ok(Err(_)) | Err(_) => false,
+        }
+    }
     /// Waits for connections in use to return, then closes them all.
     pub async fn close(&self) {
         self.db.pool.close().await;
@@ -343,6 +363,21 @@ fn check_settings(config: &PostgresConfig) -> Result<(), OpenError> {
         return refuse("acquire_timeout", "more than zero");
     }
     Ok(())
+}
+
+/// Whether every connection the pool may open is open and in use.
+fn all_in_use(pool: &PgPool) -> bool {
+    pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0
+}
+
+/// Whether the server answers `SELECT 1` on a new connection with the pool's settings.
+async fn answers_outside(pool: &PgPool) -> bool {
+    let Ok(mut conn) = PgConnection::connect_with(&pool.connect_options()).await else {
+        return false;
+    };
+    let answered = sqlx::query("SELECT 1").execute(&mut conn).await.is_ok();
+    let _ = conn.close().await;
+    answered
 }
 
 /// How much longer than the statement timeout and the wait for a connection an attempt may

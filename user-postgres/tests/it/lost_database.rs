@@ -321,3 +321,58 @@ fn with_url_option_raw(config: PostgresConfig, name: &str, value: &str) -> Postg
         ..config
     }
 }
+
+/// Busy is not down: with every connection of the pool in use, a ping through the pool
+/// times out, but readiness asks the server over a connection of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_pool_is_still_ready() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let config = PostgresConfig {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(500),
+        ..schema.config()
+    };
+    let db = PostgresDatabase::open(&config).await.unwrap();
+    let ready = db.readiness();
+    assert!(ready().await, "idle: ready");
+
+    let held = db.pool().acquire().await.unwrap();
+    assert_eq!((db.pool().size(), db.pool().num_idle()), (1, 0));
+    let ping = db.ping().await;
+    assert!(matches!(ping, Err(RepoError::Unavailable(_))), "{ping:?}");
+    assert!(ready().await, "every connection in use: still ready");
+    drop(held);
+
+    assert!(ready().await, "released: ready");
+    db.close().await;
+}
+
+/// A pool whose only connection waits on a server that stopped answering is not "busy":
+/// the check over a connection of its own fails too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_stuck_on_a_silent_server_is_not_ready() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let forwarder = forwarder_to(&schema).await;
+    let direct = schema.config();
+    let config = PostgresConfig {
+        url: via(direct.url.expose_secret(), forwarder.addr).into(),
+        acquire_timeout: Duration::from_millis(500),
+        // The deadline of the check: 1 s + 0.5 s + the 2 s margin.
+        statement_timeout: Duration::from_secs(1),
+        max_connections: 1,
+        ..direct
+    };
+    let db = PostgresDatabase::open(&config).await.unwrap();
+    let ready = db.readiness();
+    let held = db.pool().acquire().await.unwrap();
+    forwarder.hang();
+    assert!(!ready().await, "silent and full: not ready");
+    forwarder.restore();
+    assert!(ready().await, "answering and full: ready");
+    drop(held);
+    db.close().await;
+}
