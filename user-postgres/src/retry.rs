@@ -1,11 +1,12 @@
 //! Bounded retries: every port method runs its statement or transaction through
 //! [`Db::run`], which runs it again after a serialization failure or a deadlock.
 //!
-//! At SERIALIZABLE isolation (CockroachDB's only level, or PostgreSQL's when configured) a
-//! transaction that conflicts with a concurrent one fails with SQLSTATE 40001 and must be
-//! retried from the start; at any level two transactions can deadlock (40P01). Both are
-//! transient: the whole operation is run again, a bounded number of times, after a short
-//! random wait so that the contenders do not collide again in step.
+//! At SERIALIZABLE isolation (PostgreSQL's when configured, and the default of some
+//! PostgreSQL-compatible databases, which we do not claim to support yet) a transaction
+//! that conflicts with a concurrent one fails with SQLSTATE 40001 and must be retried from
+//! the start; at any level two transactions can deadlock (40P01). Both are transient: the
+//! whole operation is run again, a bounded number of times, after a short random wait so
+//! that the contenders do not collide again in step.
 
 use std::future::Future;
 use std::sync::Arc;
