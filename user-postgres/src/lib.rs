@@ -775,7 +775,29 @@ mod tests {
         assert!(matches!(err, OpenError::Connect { .. }), "{err:?}");
         let text = user_core::error::report(&err);
         assert!(!text.contains("s3cret"), "{text}");
-        assert!(!format!("{err:?}").contains("s3cret"));
+        // Every error of the chain, as Display and as Debug.
+        let mut next: Option<&dyn StdError> = Some(&err);
+        while let Some(e) = next {
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(!text.contains("s3cret"), "{text}");
+            }
+            next = e.source();
+        }
+    }
+
+    /// There is no getter for the password; `PgConnectOptions`'s `Debug` shows it.
+    #[test]
+    fn the_configured_password_replaces_the_urls() {
+        let config = PostgresConfig {
+            password: Some(SecretString::from("from-a-file")),
+            ..PostgresConfig::new("postgres://alice:in-the-url@db.example.com/app")
+        };
+        let options = format!("{:?}", connect_options(&config).unwrap());
+        assert!(options.contains("from-a-file"), "{options}");
+        assert!(!options.contains("in-the-url"), "{options}");
+        let without = PostgresConfig::new("postgres://alice:in-the-url@db.example.com/app");
+        let options = format!("{:?}", connect_options(&without).unwrap());
+        assert!(options.contains("in-the-url"), "{options}");
     }
 
     /// A database error with a given SQLSTATE and constraint, as the server would send it.

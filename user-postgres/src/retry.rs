@@ -268,6 +268,78 @@ mod tests {
         assert_eq!(db.retries_so_far(), 0, "a silent server is not retried");
     }
 
+    /// Two SERIALIZABLE transactions made to conflict (write skew: each reads what the other
+    /// writes) on a real server: the one that commits second fails with 40001, and
+    /// [`Db::run`] runs it again, alone this time, successfully.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_real_serialization_failure_is_retried() {
+        let Ok(url) = std::env::var("USERS_TEST_POSTGRES_URL") else {
+            assert!(std::env::var_os("CI").is_none(), "CI must run this test");
+            eprintln!("*** skipped: USERS_TEST_POSTGRES_URL is unset ***");
+            return;
+        };
+        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let table = format!("retry_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {table} (k text NOT NULL)"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let db = Db::new(pool.clone(), 5, Duration::from_secs(30));
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let (pool, table, attempts) = (&pool, table.as_str(), &attempts);
+        let serializable = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE";
+        let read = |k: &str| format!("SELECT COUNT(*) FROM {table} WHERE k = '{k}'");
+        let write = |k: &str| format!("INSERT INTO {table} (k) VALUES ('{k}')");
+        let got = db
+            .run(|| async move {
+                let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut tx = pool.begin().await?;
+                sqlx::query(serializable).execute(&mut *tx).await?;
+                sqlx::query(sqlx::AssertSqlSafe(read("b")))
+                    .execute(&mut *tx)
+                    .await?;
+                if attempt == 1 {
+                    // The other transaction reads what this one will write, writes what
+                    // this one read, and commits first.
+                    let mut other = pool.begin().await?;
+                    sqlx::query(serializable).execute(&mut *other).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(read("a")))
+                        .execute(&mut *other)
+                        .await?;
+                    sqlx::query(sqlx::AssertSqlSafe(write("b")))
+                        .execute(&mut *other)
+                        .await?;
+                    other.commit().await?;
+                }
+                sqlx::query(sqlx::AssertSqlSafe(write("a")))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(attempt)
+            })
+            .await;
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT k FROM {table} ORDER BY k"
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+            .execute(pool)
+            .await
+            .unwrap();
+        assert_eq!(got.unwrap(), 2, "the second attempt succeeded");
+        assert_eq!(db.retries_so_far(), 1);
+        assert_eq!(rows, ["a", "b"], "each transaction wrote once");
+    }
+
     #[tokio::test]
     async fn other_errors_are_mapped_at_once() {
         let db = db(5);

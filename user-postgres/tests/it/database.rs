@@ -188,6 +188,23 @@ async fn every_connection_has_the_statement_timeout() {
         value
     };
     assert_eq!(show(schema.open().await).await, "10s", "the default");
+    // Two connections at once: each new one gets the setting, not only the first.
+    let db = schema.open().await;
+    let mut first = db.pool().acquire().await.unwrap();
+    let mut second = db.pool().acquire().await.unwrap();
+    let mut backends = Vec::new();
+    for conn in [&mut first, &mut second] {
+        let (value, pid): (String, i32) =
+            sqlx::query_as("SELECT current_setting('statement_timeout'), pg_backend_pid()")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+        assert_eq!(value, "10s");
+        backends.push(pid);
+    }
+    assert_ne!(backends[0], backends[1], "two server sessions");
+    drop((first, second));
+    db.close().await;
     let short = PostgresConfig {
         statement_timeout: Duration::from_millis(250),
         ..schema.config()
@@ -407,9 +424,10 @@ async fn debug_output_never_shows_the_password() {
     let config = schema.config();
     let url = secrecy::ExposeSecret::expose_secret(&config.url);
     let (scheme, rest) = url.split_once("://").unwrap();
-    let Some((user, host)) = rest.split_once('@').filter(|(user, _)| !user.contains(':')) else {
-        return; // the URL has a password of its own, or no user
-    };
+    // Whatever the URL says, the password is ours: with one, it is replaced; without a user,
+    // `postgres` is assumed (the test server's superuser).
+    let (user, host) = rest.rsplit_once('@').unwrap_or(("postgres", rest));
+    let user = user.split_once(':').map_or(user, |(user, _)| user);
     let config = PostgresConfig {
         url: format!("{scheme}://{user}:s3cret-pw@{host}").into(),
         ..config
