@@ -46,7 +46,7 @@
 //! - [`PostgresDatabase::readiness`] is the check behind an HTTP `/readyz`; the pool tests a
 //!   connection before handing it out, so a database that went away and came back is used
 //!   again without a restart.
-//! - Feature `testing`: [`testing::TestSchema`], a fresh schema per test on the server named
+//! - Feature `testing`: `testing::TestSchema`, a fresh schema per test on the server named
 //!   by `USERS_TEST_POSTGRES_URL`, dropped afterwards.
 //!
 //! # Example
