@@ -1,8 +1,11 @@
 -- Users, sessions with their hashed secrets, the guess budgets and device tokens.
 --
--- Portable on purpose, so that CockroachDB or YugabyteDB is a matter of configuration: UUID
--- keys, timestamptz (microseconds, UTC), bytea for hashes, text with CHECK constraints for
--- enumerations, named constraints, and no function that only PostgreSQL has.
+-- Written to move to other PostgreSQL-compatible databases: UUID keys, timestamptz
+-- (microseconds, UTC), bytea for hashes, text with CHECK constraints for enumerations, named
+-- constraints, and no function that only PostgreSQL has. We do not claim CockroachDB or
+-- YugabyteDB yet (see the README): each would need its own CI run and a check of sqlx's
+-- advisory-lock migrations, the COLLATE "C" comparisons below, and the FOR NO KEY UPDATE of
+-- the last-admin guard.
 
 CREATE TABLE users (
     id                uuid PRIMARY KEY,

@@ -99,15 +99,12 @@ impl DeviceTokenStore for PostgresDeviceTokenStore {
     }
 
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
-        let pool = &self.db.pool;
         self.db
-            .run(|| async move {
-                sqlx::query("DELETE FROM devices WHERE expires_at < $1")
-                    .bind(before)
-                    .execute(pool)
-                    .await
-            })
+            .purge_in_batches(
+                "DELETE FROM devices WHERE hash IN (SELECT hash FROM devices \
+                 WHERE expires_at < $1 LIMIT $2)",
+                before,
+            )
             .await
-            .map(|done| done.rows_affected())
     }
 }

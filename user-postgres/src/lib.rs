@@ -7,8 +7,11 @@
 //!
 //! - [`PostgresDatabase::open`] connects, creates the configured schema if it is missing and
 //!   applies the embedded migrations (`migrations/`) under sqlx's migration lock, so that
-//!   several instances may start at once. Every connection gets the session's
-//!   `statement_timeout` and, with a schema, its `search_path`.
+//!   several instances may start at once; a migration waits at most 10 s for a table lock,
+//!   and opening at most a minute for the migrations. Migrations the binary does not know
+//!   (a newer release applied them) are ignored, so that a rolling deploy can run two
+//!   releases side by side: migrations must be expand/contract. Every connection gets the
+//!   session's `statement_timeout` and, with a schema, its `search_path`.
 //! - `users.rs`, `sessions.rs`, `login_failures.rs` and `devices.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
@@ -23,7 +26,8 @@
 //!   to `RepoError::Unavailable` carrying the cause.
 //!
 //! The guarantees are the SQLite adapter's, under concurrency: the last-admin guard locks the
-//! active admins (in id order) before counting them, in the same statement as the change; a
+//! first two active admins (in id order, `FOR NO KEY UPDATE`) before counting them, in the
+//! same statement as the change; a
 //! refresh token is rotated in a transaction that locks its row, so that of concurrent
 //! rotations one rotates and the others see it spent; the guess budget's compare-and-set is
 //! one statement. All four stores pass `user_core::testing::conformance` against a real
@@ -32,10 +36,17 @@
 //! - [`PostgresConfig::from_url`] reads a `postgres://` URL (`USERS_DATABASE_URL`, say);
 //!   connection settings in the URL apply to every connection, e.g.
 //!   `?options[default_transaction_isolation]=serializable`.
+//! - TLS (rustls, with the Mozilla roots of `webpki-roots`) follows the URL's `sslmode`.
+//!   A database reached over any network you do not control should use
+//!   `?sslmode=verify-full`: encrypted, and the server's certificate checked against the
+//!   roots and the host name (`&sslrootcert=/path/ca.pem` for a private CA). The default,
+//!   `prefer`, encrypts when the server offers TLS but checks no certificate and falls back
+//!   to plain text, so it protects only against passive eavesdroppers; `require` insists on
+//!   TLS, still without checking the certificate.
 //! - [`PostgresDatabase::readiness`] is the check behind an HTTP `/readyz`; the pool tests a
 //!   connection before handing it out, so a database that went away and came back is used
 //!   again without a restart.
-//! - Feature `testing`: [`testing::TestSchema`], a fresh schema per test on the server named
+//! - Feature `testing`: `testing::TestSchema`, a fresh schema per test on the server named
 //!   by `USERS_TEST_POSTGRES_URL`, dropped afterwards.
 //!
 //! # Example
@@ -73,8 +84,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use user_core::Storage;
 use user_core::error::{RepoError, UniqueField};
 
@@ -105,13 +116,20 @@ pub struct PostgresConfig {
     /// Connections the pool keeps open when idle (default 0).
     pub min_connections: u32,
     /// How long a call waits for a connection, including connecting, before failing
-    /// (default 5 s).
+    /// (default 5 s; must be more than zero).
     pub acquire_timeout: Duration,
     /// The longest a statement may run, the session's `statement_timeout` (default 10 s);
-    /// `Duration::ZERO`: no limit. Migrations run without it.
+    /// `Duration::ZERO`: no limit; below 24 days (the server's 32-bit milliseconds).
+    /// Migrations run without it.
+    ///
+    /// The client keeps a deadline too, for a server that stops answering without closing
+    /// its connections: each attempt of a call (a statement or a transaction, with the wait
+    /// for a connection) fails as unavailable after `statement_timeout + acquire_timeout +
+    /// 2 s`, or `acquire_timeout + 60 s` when `statement_timeout` is zero.
     pub statement_timeout: Duration,
     /// How many times an operation that hit a serialization failure (SQLSTATE 40001) or a
-    /// deadlock (40P01) is run again before the call fails as unavailable (default 5).
+    /// deadlock (40P01) is run again before the call fails as unavailable (default 5, at
+    /// most 20).
     pub serialization_retries: u32,
 }
 
@@ -162,6 +180,14 @@ pub enum OpenError {
     /// The URL is not a valid PostgreSQL URL.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// A setting of [`PostgresConfig`] is out of range; the message names it.
+    #[error("invalid PostgreSQL setting {setting}: {reason}")]
+    Setting {
+        /// The field of [`PostgresConfig`], e.g. `serialization_retries`.
+        setting: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
     /// The schema name is not a plain identifier.
     #[error(
         "invalid schema name {0:?}: use 1 to 63 lowercase letters, digits and underscores, \
@@ -178,6 +204,10 @@ pub enum OpenError {
     /// A migration failed; the database is left at the last one that succeeded.
     #[error("cannot migrate the PostgreSQL database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The migrations did not finish in time: another instance held the migration lock, or
+    /// a long transaction held a lock that a migration needed.
+    #[error("the PostgreSQL migrations did not finish within {0:?}")]
+    MigrateTimedOut(Duration),
 }
 
 /// An open PostgreSQL database: hands out the port implementations, which share its pool.
@@ -192,10 +222,12 @@ impl PostgresDatabase {
     /// one instance at a time, under sqlx's advisory lock, and apply once.
     ///
     /// # Errors
-    /// [`OpenError::Url`] or [`OpenError::Schema`] for a bad setting; [`OpenError::Connect`]
+    /// [`OpenError::Url`], [`OpenError::Setting`] or [`OpenError::Schema`] for a bad setting; [`OpenError::Connect`]
     /// when the server cannot be reached within `acquire_timeout` or refuses the login;
-    /// [`OpenError::Migrate`] when a migration fails.
+    /// [`OpenError::Migrate`] when a migration fails; [`OpenError::MigrateTimedOut`] when the
+    /// migrations take longer than a minute (waiting for another instance's included).
     pub async fn open(config: &PostgresConfig) -> Result<Self, OpenError> {
+        check_settings(config)?;
         let options = connect_options(config)?;
         let mut session = options.clone();
         if !config.statement_timeout.is_zero() {
@@ -213,7 +245,7 @@ impl PostgresDatabase {
             .map_err(|source| OpenError::Connect { source })?;
         migrate(&options, config).await?;
         Ok(Self {
-            db: Db::new(pool, config.serialization_retries),
+            db: Db::new(pool, config.serialization_retries, attempt_deadline(config)),
         })
     }
 
@@ -264,30 +296,107 @@ impl PostgresDatabase {
     /// # Errors
     /// [`RepoError::Unavailable`] when it does not.
     pub async fn ping(&self) -> Result<(), RepoError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.db.pool)
-            .await
-            .map(drop)
-            .map_err(map_db_err)
+        let ping = sqlx::query("SELECT 1").execute(&self.db.pool);
+        match tokio::time::timeout(self.db.deadline, ping).await {
+            Ok(answer) => answer.map(drop).map_err(map_db_err),
+            Err(_) => Err(RepoError::unavailable(retry::NoAnswer(self.db.deadline))),
+        }
     }
 
     /// The readiness check of this database, for `user_http::AppState::with_readiness` (as
     /// `Arc::new(db.readiness())`): each call pings it ([`ping`](Self::ping)) and answers
     /// whether it answered.
+    ///
+    /// Busy is not down: when the ping finds every connection of the pool in use, the
+    /// server is asked over a connection of its own, outside the pool, and the answer
+    /// decides. (Connections can also be "in use" because the server stopped answering
+    /// them; that check then fails too, within the same deadline.)
     pub fn readiness(
         &self,
     ) -> impl Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static {
         let db = self.clone();
         move || {
             let db = db.clone();
-            Box::pin(async move { db.ping().await.is_ok() })
+            Box::pin(async move { db.is_ready().await })
         }
     }
 
+    /// Whether the database answers a ping through the pool or, when every connection of the
+    /// pool is in use, over a connection of its own.
+    async fn is_ready(&self) -> bool {
+        let pool = &self.db.pool;
+        let ping = sqlx::query("SELECT 1").execute(pool);
+        match tokio::time::timeout(self.db.deadline, ping).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(sqlx::Error::PoolTimedOut)) if all_in_use(pool) => {
+                tokio::time::timeout(self.db.deadline, answers_outside(pool))
+                    .await
+                    .is_ok_and(|answered| answered)
+            }
+            Ok(Err(_)) | Err(_) => false,
+        }
+    }
     /// Waits for connections in use to return, then closes them all.
     pub async fn close(&self) {
         self.db.pool.close().await;
     }
+}
+
+/// The most retries [`PostgresConfig::serialization_retries`] may ask for: more would only
+/// hold a caller longer under contention that retries do not resolve.
+const MAX_SERIALIZATION_RETRIES: u32 = 20;
+
+/// Checks the settings that PostgreSQL or the pool would misread: a `statement_timeout` is a
+/// 32-bit count of milliseconds on the server, and a zero `acquire_timeout` fails every call.
+fn check_settings(config: &PostgresConfig) -> Result<(), OpenError> {
+    let refuse = |setting, reason| Err(OpenError::Setting { setting, reason });
+    if config.serialization_retries > MAX_SERIALIZATION_RETRIES {
+        return refuse("serialization_retries", "at most 20");
+    }
+    if config.statement_timeout.as_millis() > i32::MAX.unsigned_abs().into() {
+        return refuse(
+            "statement_timeout",
+            "below 24 days (PostgreSQL counts it in 32-bit milliseconds); zero for no limit",
+        );
+    }
+    if config.acquire_timeout.is_zero() {
+        return refuse("acquire_timeout", "more than zero");
+    }
+    Ok(())
+}
+
+/// Whether every connection the pool may open is open and in use.
+fn all_in_use(pool: &PgPool) -> bool {
+    pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0
+}
+
+/// Whether the server answers `SELECT 1` on a new connection with the pool's settings.
+async fn answers_outside(pool: &PgPool) -> bool {
+    let Ok(mut conn) = PgConnection::connect_with(&pool.connect_options()).await else {
+        return false;
+    };
+    let answered = sqlx::query("SELECT 1").execute(&mut conn).await.is_ok();
+    let _ = conn.close().await;
+    answered
+}
+
+/// How much longer than the statement timeout and the wait for a connection an attempt may
+/// take before it is abandoned: time on the wire, and a transaction's few statements.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The deadline of an attempt when statements have no time limit.
+const UNLIMITED_STATEMENT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The longest one attempt of a store's operation (or a ping) may take: the server's own
+/// limits plus a margin, so that a server that stopped answering without closing its
+/// connections fails the call instead of hanging it.
+fn attempt_deadline(config: &PostgresConfig) -> Duration {
+    let statement = if config.statement_timeout.is_zero() {
+        UNLIMITED_STATEMENT_DEADLINE
+    } else {
+        config.statement_timeout.saturating_add(DEADLINE_MARGIN)
+    };
+    statement.saturating_add(config.acquire_timeout)
 }
 
 /// The connection settings of `config`, without the statement timeout.
@@ -306,25 +415,44 @@ fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, OpenErro
     Ok(options)
 }
 
+/// How long a migration statement waits for a lock (a table another transaction uses)
+/// before it fails, rather than queueing every other query on that table behind it.
+const MIGRATION_LOCK_TIMEOUT: &str = "10s";
+
+/// How long opening may spend migrating, waiting for other instances' migrations included.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Applies the embedded migrations on a connection of its own, without the statement
-/// timeout: waiting for another instance's migrations, or migrating a large table, may take
-/// longer than any query should.
+/// timeout (migrating a large table may take longer than any query should) but with a lock
+/// timeout, all within [`MIGRATION_TIMEOUT`], so that opening never waits forever.
 async fn migrate(options: &PgConnectOptions, config: &PostgresConfig) -> Result<(), OpenError> {
+    let options = options.clone().options([
+        ("statement_timeout", "0"),
+        ("lock_timeout", MIGRATION_LOCK_TIMEOUT),
+    ]);
     // A pool of one rather than a bare connection: `Migrator::run` on a `&mut PgConnection`
     // makes a future that cannot be spawned.
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(config.acquire_timeout)
-        .connect_with(options.clone())
+        .connect_with(options)
         .await
         .map_err(|source| OpenError::Connect { source })?;
     let mut migrator = sqlx::migrate!();
+    // A binary older than the database (a rolling deploy, or a rollback) still starts: the
+    // migrations it does not know are ignored. So every migration must be expand/contract:
+    // add what the new version needs while the old one keeps working, and remove what only
+    // the old one used in a later release.
+    migrator.set_ignore_missing(true);
     if let Some(schema) = &config.schema {
         // Created under the migration lock, so concurrent first starts do not race. The name
         // was checked to be a plain identifier; the quotes keep keywords usable.
         migrator.create_schema(format!("\"{schema}\""));
     }
-    let migrated = migrator.run(&pool).await.map_err(OpenError::Migrate);
+    let migrated = match tokio::time::timeout(MIGRATION_TIMEOUT, migrator.run(&pool)).await {
+        Ok(done) => done.map_err(OpenError::Migrate),
+        Err(_) => Err(OpenError::MigrateTimedOut(MIGRATION_TIMEOUT)),
+    };
     pool.close().await;
     migrated
 }
@@ -553,6 +681,72 @@ mod tests {
         }
     }
 
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        let ok = PostgresConfig::new("postgres://nobody@127.0.0.1:1/none");
+        assert!(check_settings(&ok).is_ok());
+        let edge = PostgresConfig {
+            serialization_retries: 20,
+            statement_timeout: Duration::from_millis(2_147_483_647),
+            acquire_timeout: Duration::from_millis(1),
+            ..ok.clone()
+        };
+        assert!(check_settings(&edge).is_ok());
+        let no_limit = PostgresConfig {
+            statement_timeout: Duration::ZERO,
+            serialization_retries: 0,
+            ..ok.clone()
+        };
+        assert!(check_settings(&no_limit).is_ok());
+        for (bad, name) in [
+            (
+                PostgresConfig {
+                    serialization_retries: 21,
+                    ..ok.clone()
+                },
+                "serialization_retries",
+            ),
+            (
+                PostgresConfig {
+                    statement_timeout: Duration::from_millis(2_147_483_648),
+                    ..ok.clone()
+                },
+                "statement_timeout",
+            ),
+            (
+                PostgresConfig {
+                    statement_timeout: Duration::from_secs(30 * 24 * 3600),
+                    ..ok.clone()
+                },
+                "statement_timeout",
+            ),
+            (
+                PostgresConfig {
+                    acquire_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "acquire_timeout",
+            ),
+        ] {
+            let err = check_settings(&bad).unwrap_err();
+            assert!(
+                matches!(err, OpenError::Setting { setting, .. } if setting == name),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn open_refuses_bad_settings_before_connecting() {
+        let config = PostgresConfig {
+            serialization_retries: 1000,
+            ..PostgresConfig::new("postgres://nobody@127.0.0.1:1/none")
+        };
+        let err = PostgresDatabase::open(&config).await.unwrap_err();
+        assert!(matches!(err, OpenError::Setting { .. }), "{err:?}");
+    }
+
     #[tokio::test]
     async fn open_refuses_a_bad_schema_before_connecting() {
         let config = PostgresConfig {
@@ -581,7 +775,29 @@ mod tests {
         assert!(matches!(err, OpenError::Connect { .. }), "{err:?}");
         let text = user_core::error::report(&err);
         assert!(!text.contains("s3cret"), "{text}");
-        assert!(!format!("{err:?}").contains("s3cret"));
+        // Every error of the chain, as Display and as Debug.
+        let mut next: Option<&dyn StdError> = Some(&err);
+        while let Some(e) = next {
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(!text.contains("s3cret"), "{text}");
+            }
+            next = e.source();
+        }
+    }
+
+    /// There is no getter for the password; `PgConnectOptions`'s `Debug` shows it.
+    #[test]
+    fn the_configured_password_replaces_the_urls() {
+        let config = PostgresConfig {
+            password: Some(SecretString::from("from-a-file")),
+            ..PostgresConfig::new("postgres://alice:in-the-url@db.example.com/app")
+        };
+        let options = format!("{:?}", connect_options(&config).unwrap());
+        assert!(options.contains("from-a-file"), "{options}");
+        assert!(!options.contains("in-the-url"), "{options}");
+        let without = PostgresConfig::new("postgres://alice:in-the-url@db.example.com/app");
+        let options = format!("{:?}", connect_options(&without).unwrap());
+        assert!(options.contains("in-the-url"), "{options}");
     }
 
     /// A database error with a given SQLSTATE and constraint, as the server would send it.

@@ -93,15 +93,12 @@ impl LoginFailureStore for PostgresLoginFailureStore {
     }
 
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
-        let pool = &self.db.pool;
         self.db
-            .run(|| async move {
-                sqlx::query("DELETE FROM login_failures WHERE last_failed_at < $1")
-                    .bind(before)
-                    .execute(pool)
-                    .await
-            })
+            .purge_in_batches(
+                "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
+                 WHERE last_failed_at < $1 LIMIT $2)",
+                before,
+            )
             .await
-            .map(|done| done.rows_affected())
     }
 }

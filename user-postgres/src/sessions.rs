@@ -301,15 +301,12 @@ impl SessionStore for PostgresSessionStore {
     }
 
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
-        let pool = &self.db.pool;
         self.db
-            .run(|| async move {
-                sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1")
-                    .bind(before)
-                    .execute(pool)
-                    .await
-            })
+            .purge_in_batches(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                 WHERE expires_at < $1 OR revoked_at < $1 LIMIT $2)",
+                before,
+            )
             .await
-            .map(|done| done.rows_affected())
     }
 }

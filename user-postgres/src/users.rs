@@ -91,23 +91,30 @@ impl PostgresUserRepository {
 ///
 /// Under READ COMMITTED a plain count would see the snapshot taken when the statement began:
 /// two concurrent demotions of two different admins would each count two and both proceed.
-/// So the subquery locks the active admins, in id order (the same order for every caller,
-/// so two guards never deadlock), before counting them. A second guard waits for the first
-/// one's transaction; when it ends, PostgreSQL re-reads each locked row and drops those that
-/// are no longer active admins, and the count is the committed one. At SERIALIZABLE the
-/// wait ends in a serialization failure instead, and the statement is retried.
+/// So the subquery locks active admins, in id order (the same order for every caller, so
+/// two guards never deadlock), before counting them; two are enough to decide. A second
+/// guard waits for the first one's transaction; when it ends, PostgreSQL re-reads each
+/// locked row, drops those that are no longer active admins and locks the next ones, and
+/// the count is the committed one. At SERIALIZABLE the wait ends in a serialization failure
+/// instead, and the statement is retried.
+///
+/// `FOR NO KEY UPDATE` conflicts with itself and with `FOR UPDATE`, but not with the
+/// `FOR KEY SHARE` locks that foreign-key checks take: an admin signing in (a session
+/// insert that refers to their row) does not wait for a demotion.
 macro_rules! keeps_an_admin {
     () => {
         "NOT (role = 'admin' AND status = 'active' AND \
          (SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE role = 'admin' AND status = 'active' \
-          ORDER BY id FOR UPDATE) AS active_admins) <= 1)"
+          ORDER BY id FOR NO KEY UPDATE LIMIT 2) AS active_admins) <= 1)"
     };
 }
 
-/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard.
+/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard. The
+/// prefix is lowercased: usernames and emails are stored lowercase, and SQLite's `LIKE`
+/// ignores ASCII case where PostgreSQL's does not, so `AL` finds `alice` on both.
 fn like_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
+    for c in prefix.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -396,5 +403,6 @@ mod tests {
     fn like_wildcards_are_escaped() {
         assert_eq!(like_prefix("al"), "al%");
         assert_eq!(like_prefix("a_%\\"), "a\\_\\%\\\\%");
+        assert_eq!(like_prefix("AL"), "al%");
     }
 }

@@ -188,6 +188,23 @@ async fn every_connection_has_the_statement_timeout() {
         value
     };
     assert_eq!(show(schema.open().await).await, "10s", "the default");
+    // Two connections at once: each new one gets the setting, not only the first.
+    let db = schema.open().await;
+    let mut first = db.pool().acquire().await.unwrap();
+    let mut second = db.pool().acquire().await.unwrap();
+    let mut backends = Vec::new();
+    for conn in [&mut first, &mut second] {
+        let (value, pid): (String, i32) =
+            sqlx::query_as("SELECT current_setting('statement_timeout'), pg_backend_pid()")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+        assert_eq!(value, "10s");
+        backends.push(pid);
+    }
+    assert_ne!(backends[0], backends[1], "two server sessions");
+    drop((first, second));
+    db.close().await;
     let short = PostgresConfig {
         statement_timeout: Duration::from_millis(250),
         ..schema.config()
@@ -407,9 +424,10 @@ async fn debug_output_never_shows_the_password() {
     let config = schema.config();
     let url = secrecy::ExposeSecret::expose_secret(&config.url);
     let (scheme, rest) = url.split_once("://").unwrap();
-    let Some((user, host)) = rest.split_once('@').filter(|(user, _)| !user.contains(':')) else {
-        return; // the URL has a password of its own, or no user
-    };
+    // Whatever the URL says, the password is ours: with one, it is replaced; without a user,
+    // `postgres` is assumed (the test server's superuser).
+    let (user, host) = rest.rsplit_once('@').unwrap_or(("postgres", rest));
+    let user = user.split_once(':').map_or(user, |(user, _)| user);
     let config = PostgresConfig {
         url: format!("{scheme}://{user}:s3cret-pw@{host}").into(),
         ..config
@@ -424,4 +442,44 @@ async fn debug_output_never_shows_the_password() {
         assert!(!debug.contains("s3cret"), "{debug}");
     }
     db.close().await;
+}
+
+/// Migrations run without the statement timeout, however short it is.
+#[tokio::test]
+async fn a_one_millisecond_statement_timeout_still_migrates() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let config = PostgresConfig {
+        statement_timeout: Duration::from_millis(1),
+        ..schema.config()
+    };
+    let db = PostgresDatabase::open(&config).await.unwrap();
+    db.close().await;
+    // Checked with the default timeout: any query may take a millisecond.
+    let db = schema.open().await;
+    assert_eq!(tables_named(&db, schema.name(), "users").await, 1);
+    assert_eq!(applied_migrations(&db).await, migrations());
+    db.close().await;
+}
+
+/// A rolling deploy: a newer binary applied a migration this one does not know; this one
+/// still opens the database.
+#[tokio::test]
+async fn an_older_binary_opens_a_database_a_newer_one_migrated() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from a newer release', true, '\\x00', 1)",
+    )
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let reopened = t.schema.open().await;
+    reopened.ping().await.unwrap();
+    assert_eq!(applied_migrations(&reopened).await, migrations() + 1);
+    reopened.close().await;
 }

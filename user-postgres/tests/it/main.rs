@@ -8,8 +8,10 @@
 mod conformance;
 mod database;
 mod lost_database;
+mod purge;
 mod races;
 mod services;
+mod tls;
 mod transfer;
 
 use std::sync::Arc;
@@ -45,8 +47,7 @@ impl TestDb {
     }
 
     /// Opens a database in a new schema whose transactions all run at SERIALIZABLE
-    /// isolation, as CockroachDB's do: conflicts then fail with SQLSTATE 40001 and are
-    /// retried. `change` as for [`TestDb::with`].
+    /// isolation: conflicts then fail with SQLSTATE 40001 and are retried. `change` as for [`TestDb::with`].
     pub async fn serializable_with(
         change: impl FnOnce(PostgresConfig) -> PostgresConfig,
     ) -> Option<Self> {
