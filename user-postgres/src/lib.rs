@@ -1,6 +1,7 @@
 //! PostgreSQL storage for user-management: [`PostgresUserRepository`],
-//! [`PostgresSessionStore`], [`PostgresLoginFailureStore`] and [`PostgresDeviceTokenStore`]
-//! implement `user-core`'s four storage ports on sqlx, over one connection pool that several
+//! [`PostgresSessionStore`], [`PostgresLoginFailureStore`], [`PostgresDeviceTokenStore`],
+//! [`PostgresOneTimeTokenStore`] and [`PostgresMailOutbox`] implement `user-core`'s six
+//! storage ports on sqlx, over one connection pool that several
 //! instances of the service may share.
 //!
 //! # Layout
@@ -12,7 +13,8 @@
 //!   (a newer release applied them) are ignored, so that a rolling deploy can run two
 //!   releases side by side: migrations must be expand/contract. Every connection gets the
 //!   session's `statement_timeout` and, with a schema, its `search_path`.
-//! - `users.rs`, `sessions.rs`, `login_failures.rs` and `devices.rs` implement the ports;
+//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs` and
+//!   `outbox.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - `retry.rs` runs every port method: a statement or transaction that fails with a
@@ -30,7 +32,7 @@
 //! same statement as the change; a
 //! refresh token is rotated in a transaction that locks its row, so that of concurrent
 //! rotations one rotates and the others see it spent; the guess budget's compare-and-set is
-//! one statement. All four stores pass `user_core::testing::conformance` against a real
+//! one statement. All six stores pass `user_core::testing::conformance` against a real
 //! server, at READ COMMITTED and at SERIALIZABLE isolation.
 //!
 //! - [`PostgresConfig::from_url`] reads a `postgres://` URL (`USERS_DATABASE_URL`, say);
@@ -60,7 +62,7 @@
 //!     ..PostgresConfig::from_url("postgres://users:secret@localhost:5432/app")?
 //! };
 //! let db = PostgresDatabase::open(&config).await?;
-//! let storage = db.storage(); // user_core::Storage: the four ports over this pool
+//! let storage = db.storage(); // user_core::Storage: the six ports over this pool
 //! let services = user_core::Services::builder(storage).build()?;
 //! # let _ = services;
 //! db.close().await;
@@ -69,9 +71,11 @@
 
 mod devices;
 mod login_failures;
+mod outbox;
 mod retry;
 mod rows;
 mod sessions;
+mod tokens;
 mod users;
 
 #[cfg(feature = "testing")]
@@ -91,7 +95,9 @@ use user_core::error::{RepoError, UniqueField};
 
 pub use devices::PostgresDeviceTokenStore;
 pub use login_failures::PostgresLoginFailureStore;
+pub use outbox::PostgresMailOutbox;
 pub use sessions::PostgresSessionStore;
+pub use tokens::PostgresOneTimeTokenStore;
 pub use users::PostgresUserRepository;
 
 use retry::Db;
@@ -269,13 +275,25 @@ impl PostgresDatabase {
         PostgresDeviceTokenStore::new(self.db.clone())
     }
 
-    /// All four storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
+    /// The one-time tokens (email verification, password reset).
+    pub fn tokens(&self) -> PostgresOneTimeTokenStore {
+        PostgresOneTimeTokenStore::new(self.db.clone())
+    }
+
+    /// The mail outbox.
+    pub fn outbox(&self) -> PostgresMailOutbox {
+        PostgresMailOutbox::new(self.db.clone())
+    }
+
+    /// All six storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
     pub fn storage(&self) -> Storage {
         Storage {
             users: Arc::new(self.users()),
             sessions: Arc::new(self.sessions()),
             login_failures: Arc::new(self.login_failures()),
             devices: Arc::new(self.devices()),
+            tokens: Arc::new(self.tokens()),
+            outbox: Arc::new(self.outbox()),
         }
     }
 
