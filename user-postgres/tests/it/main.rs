@@ -8,6 +8,7 @@
 mod conformance;
 mod database;
 mod lost_database;
+mod mail;
 mod purge;
 mod races;
 mod services;
