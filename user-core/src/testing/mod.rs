@@ -7,7 +7,7 @@
 
 pub mod conformance;
 mod memory;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod observe;
 
 use std::collections::VecDeque;

@@ -1064,35 +1064,17 @@ async fn token_sessions_end_when_the_refresh_token_sits_idle() {
     ));
 }
 
-/// A log sink for one test.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn failed_sign_ins_are_logged_with_address_and_outcome_never_what_was_typed() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    // The process-wide capture: a thread-local subscriber would miss events whose callsites
+    // another test registered first (tracing caches callsite interest globally).
+    crate::testing::observe::captured_logs();
     let f = Fixture::in_memory();
     f.register("alice").await;
     let guess = "hunter2 secret guess";
     let attempt = |identifier: &'static str| creds(identifier, guess);
-    let client = with_ip("203.0.113.5");
+    // An address no other test uses, to find this test's lines.
+    let client = with_ip("198.51.100.77");
     for identifier in ["alice@example.com", "ghost-typed-name"] {
         let r = f.auth.login(attempt(identifier), client.clone()).await;
         assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
@@ -1100,10 +1082,14 @@ async fn failed_sign_ins_are_logged_with_address_and_outcome_never_what_was_type
     for _ in 0..5 {
         let _ = f.auth.login(attempt("alice"), client.clone()).await;
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let all = crate::testing::observe::captured_logs();
+    let text: String = all
+        .lines()
+        .filter(|line| line.contains("client_ip=\"198.51.100.77\""))
+        .collect::<Vec<_>>()
+        .join("\n");
     for expected in [
         "sign-in failed",
-        "client_ip=\"203.0.113.5\"",
         "outcome=\"wrong_password\"",
         "outcome=\"unknown_identifier\"",
         "outcome=\"locked\"",
@@ -1112,7 +1098,7 @@ async fn failed_sign_ins_are_logged_with_address_and_outcome_never_what_was_type
         assert!(text.contains(expected), "{expected} missing in:\n{text}");
     }
     for secret in [guess, "ghost-typed-name", "alice@example.com"] {
-        assert!(!text.contains(secret), "{secret} logged:\n{text}");
+        assert!(!all.contains(secret), "{secret} logged:\n{text}");
     }
 }
 
