@@ -846,3 +846,75 @@ async fn the_server_runs_on_postgres_and_moves_users_to_and_from_it() {
     assert_eq!(me(&server, &token).await.unwrap().id, alice_id);
     server.kill();
 }
+
+/// Mail queued in the database is delivered by the running server: without `--smtp-host`,
+/// into the `.eml` outbox in the data folder, owner-only, and taken off the queue.
+#[tokio::test]
+async fn queued_mail_is_delivered_to_the_outbox_folder() {
+    use user_core::domain::Email;
+    use user_core::ports::{Clock as _, Mail, SystemClock};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data)
+            .unwrap();
+    }
+    // A first start makes the database.
+    start(&data, &[]).await.kill();
+    let db =
+        user_sqlite::SqliteDatabase::open(&user_sqlite::SqliteConfig::new(data.join("users.db")))
+            .await
+            .unwrap();
+    let mail = Mail::new(
+        Email::parse("ada@example.com").unwrap(),
+        "Queued before the start",
+        "The body of the queued mail.",
+        None,
+    );
+    let outbox = db.storage().outbox;
+    outbox.enqueue(&mail, SystemClock.now()).await.unwrap();
+
+    let server = start(&data, &[]).await;
+    let folder = data.join("outbox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let file = loop {
+        let found = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "eml"));
+        if let Some(file) = found {
+            break file;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no .eml in {} after 15 s:\n{}",
+            folder.display(),
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("Subject: Queued before the start"), "{text}");
+    assert!(
+        text.contains(&mail.id.to_string()),
+        "the Message-ID carries the mail id: {text}"
+    );
+    assert_eq!(mode(&file), "600");
+    // Delivered mail leaves the queue.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while outbox.pending(SystemClock.now()).await.unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail stays queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.kill();
+    db.close().await;
+}

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -12,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use user_core::auth::{AuthPolicy, LockoutPolicy, SigningKey, VerifyingKey, key_files};
 use user_core::domain::{PasswordPolicy, TrustedProxies};
 use user_core::password::{Argon2Params, HasherConfig};
+use user_core::ports::Mailer;
+use user_mail::{FileMailer, SmtpConfig, SmtpMailer};
 use user_postgres::PostgresConfig;
 use user_sqlite::SqliteConfig;
 
@@ -77,6 +80,16 @@ pub(crate) enum Forwarding {
     XForwardedFor,
     /// `Forwarded` (RFC 7239).
     Forwarded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SmtpSecurity {
+    /// STARTTLS on the submission port (587).
+    Starttls,
+    /// Implicit TLS (465).
+    Tls,
+    /// No TLS: a relay on this machine only.
+    Plain,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,6 +192,28 @@ pub(crate) struct Config {
     /// SQLite commit durability.
     #[arg(long, env = "USERS_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
     pub(crate) sqlite_sync: Durability,
+    /// The sender of every mail, e.g. "Acme <no-reply@acme.example>"; required with
+    /// --smtp-host (the outbox folder uses a placeholder without it).
+    #[arg(long, env = "USERS_MAIL_FROM", global = true)]
+    pub(crate) mail_from: Option<String>,
+    /// SMTP relay; without it, mail is written as .eml files to --outbox-dir.
+    #[arg(long, env = "USERS_SMTP_HOST", global = true)]
+    pub(crate) smtp_host: Option<String>,
+    /// SMTP port (default: 587 for starttls, 465 for tls, 25 for plain).
+    #[arg(long, env = "USERS_SMTP_PORT", global = true)]
+    pub(crate) smtp_port: Option<u16>,
+    /// SMTP transport security.
+    #[arg(long, env = "USERS_SMTP_SECURITY", value_enum, default_value_t = SmtpSecurity::Starttls, global = true)]
+    pub(crate) smtp_security: SmtpSecurity,
+    /// SMTP user name; the password comes from USERS_SMTP_PASSWORD (or _FILE).
+    #[arg(long, env = "USERS_SMTP_USERNAME", global = true)]
+    pub(crate) smtp_username: Option<String>,
+    /// Longest SMTP delivery attempt.
+    #[arg(long, env = "USERS_SMTP_TIMEOUT", default_value = "10s", value_parser = duration, global = true)]
+    pub(crate) smtp_timeout: Duration,
+    /// The development outbox: each mail as an .eml file (default <data-dir>/outbox).
+    #[arg(long, env = "USERS_OUTBOX_DIR", global = true)]
+    pub(crate) outbox_dir: Option<PathBuf>,
     /// Ed25519 signing key (PKCS#8 PEM); default <data-dir>/signing-key.pem, made on first start.
     #[arg(long, env = "USERS_SIGNING_KEY_FILE", global = true)]
     pub(crate) signing_key_file: Option<PathBuf>,
@@ -306,6 +341,44 @@ impl Config {
         Ok(DatabaseConfig::Sqlite(config))
     }
 
+    /// The mail transport: SMTP when `--smtp-host` is set, else the `.eml` outbox folder.
+    pub(crate) fn mailer(&self) -> anyhow::Result<Arc<dyn Mailer>> {
+        let Some(host) = &self.smtp_host else {
+            let dir = self
+                .outbox_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("outbox"));
+            let from = self
+                .mail_from
+                .as_deref()
+                .unwrap_or("user-management <no-reply@example.invalid>");
+            let outbox = FileMailer::new(dir, from).context("--mail-from or --outbox-dir")?;
+            return Ok(Arc::new(outbox));
+        };
+        let from = self.mail_from.as_deref().context(
+            "--smtp-host needs --mail-from (the sender, e.g. \"Acme <no-reply@acme.example>\")",
+        )?;
+        let security = match self.smtp_security {
+            SmtpSecurity::Starttls => user_mail::SmtpSecurity::StartTls,
+            SmtpSecurity::Tls => user_mail::SmtpSecurity::Tls,
+            SmtpSecurity::Plain => user_mail::SmtpSecurity::Plain,
+        };
+        let mut config = SmtpConfig::new(host, from).with_security(security);
+        if let Some(port) = self.smtp_port {
+            config.port = port;
+        }
+        config.timeout = self.smtp_timeout;
+        if let Some(user) = &self.smtp_username {
+            let password = secret("USERS_SMTP_PASSWORD")?.context(
+                "--smtp-username needs USERS_SMTP_PASSWORD (or USERS_SMTP_PASSWORD_FILE)",
+            )?;
+            config.credentials = Some((user.clone(), password));
+        }
+        Ok(Arc::new(
+            SmtpMailer::new(config).context("--smtp-host or --mail-from")?,
+        ))
+    }
+
     /// The trusted proxies with the header they write.
     pub(crate) fn proxies(&self) -> TrustedProxies {
         let header = match self.forwarded_header {
@@ -380,6 +453,51 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("--database-url")
+        );
+    }
+
+    #[test]
+    fn smtp_needs_a_sender_and_a_password_for_its_user() {
+        let config = |args: &[&str]| {
+            let mut argv = vec!["server"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap().config
+        };
+        let err = config(&["--smtp-host", "smtp.example.com"])
+            .mailer()
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("--mail-from"), "{err:#}");
+        let err = config(&["--mail-from", "nobody"]).mailer().err().unwrap();
+        assert!(format!("{err:#}").contains("not a mailbox"), "{err:#}");
+        if std::env::var_os("USERS_SMTP_PASSWORD").is_none()
+            && std::env::var_os("USERS_SMTP_PASSWORD_FILE").is_none()
+        {
+            let err = config(&[
+                "--smtp-host",
+                "smtp.example.com",
+                "--mail-from",
+                "Acme <no-reply@acme.example>",
+                "--smtp-username",
+                "acme",
+            ])
+            .mailer()
+            .err()
+            .unwrap();
+            assert!(
+                format!("{err:#}").contains("USERS_SMTP_PASSWORD"),
+                "{err:#}"
+            );
+        }
+        assert!(
+            config(&[
+                "--smtp-host",
+                "smtp.example.com",
+                "--mail-from",
+                "Acme <no-reply@acme.example>",
+            ])
+            .mailer()
+            .is_ok()
         );
     }
 

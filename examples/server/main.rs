@@ -28,9 +28,10 @@ use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use user_core::Services;
+use user_core::mail::DeliveryPolicy;
 use user_core::maintenance::{self, PurgePolicy};
 use user_core::password::Argon2Hasher;
-use user_core::ports::SystemClock;
+use user_core::ports::{Mailer, SystemClock};
 use user_grpc::{GrpcConfig, GrpcState};
 use user_http::{AppState, HttpConfig};
 
@@ -59,6 +60,7 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
 /// The service, bound and ready to run.
 pub(crate) struct Server {
     app: App,
+    mailer: Arc<dyn Mailer>,
     grpc: TcpListener,
     http: TcpListener,
     config: Config,
@@ -68,6 +70,7 @@ impl Server {
     /// Opens everything and binds both listeners.
     pub(crate) async fn bind(config: Config) -> anyhow::Result<Self> {
         let app = open(&config).await?;
+        let mailer = config.mailer()?;
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("--grpc-addr: cannot listen on {}", config.grpc_addr))?;
@@ -76,6 +79,7 @@ impl Server {
             .with_context(|| format!("--http-addr: cannot listen on {}", config.http_addr))?;
         Ok(Self {
             app,
+            mailer,
             grpc,
             http,
             config,
@@ -95,6 +99,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let Self {
             app,
+            mailer,
             grpc,
             http,
             config,
@@ -118,6 +123,13 @@ impl Server {
 
         let grpc_task = tokio::spawn(grpc_server);
         let http_task = tokio::spawn(http_server);
+        let mail_task = tokio::spawn(user_core::mail::deliver_periodically(
+            app.db.storage().outbox,
+            mailer,
+            Arc::new(SystemClock),
+            DeliveryPolicy::default(),
+            signal(stop.subscribe()),
+        ));
         let purge_task = tokio::spawn(maintenance::purge_periodically(
             app.db.storage(),
             Arc::new(SystemClock),
@@ -130,6 +142,7 @@ impl Server {
         grpc_task.await?.context("gRPC server failed")?;
         http_task.await?.context("HTTP server failed")?;
         purge_task.await?;
+        mail_task.await?;
         app.db.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -145,7 +158,7 @@ fn http_app(app: &App, config: &Config) -> axum::Router {
             ..HttpConfig::default()
         })
         .with_readiness(app.db.readiness());
-    user_http::router(state).merge(observe::metrics_route(app.db.storage().sessions))
+    user_http::router(state).merge(observe::metrics_route(app.db.storage()))
 }
 
 /// A future that completes on Ctrl-C or SIGTERM. The handlers are installed here, before the

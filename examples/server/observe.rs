@@ -2,11 +2,11 @@
 //! and request metrics come from the adapters' layers (`user_http::trace`,
 //! `user_grpc::metrics`...); metric names and meanings are listed in `user_core::metrics`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
-use user_core::ports::SessionStore;
+use user_core::Storage;
 
 use super::cli::LogFormat;
 
@@ -39,16 +39,19 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// `GET /metrics`: the Prometheus text format, with the active-session count read on scrape.
-pub(crate) fn metrics_route(sessions: Arc<dyn SessionStore>) -> axum::Router {
+/// `GET /metrics`: the Prometheus text format, with the active sessions and the mail waiting
+/// in the outbox counted on scrape.
+pub(crate) fn metrics_route(storage: Storage) -> axum::Router {
     let handle = prometheus().clone();
+    let (sessions, outbox) = (storage.sessions, storage.outbox);
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let (handle, sessions) = (handle.clone(), sessions.clone());
+            let (handle, sessions, outbox) = (handle.clone(), sessions.clone(), outbox.clone());
             async move {
                 let clock = user_core::ports::SystemClock;
                 let _ = user_core::maintenance::record_active_sessions(&*sessions, &clock).await;
+                let _ = user_core::mail::record_pending_mail(&*outbox, &clock).await;
                 handle.run_upkeep();
                 handle.render()
             }
