@@ -91,6 +91,26 @@ pub async fn serializable_stores() -> Option<Stores> {
     as_stores(TestDb::serializable_with(|config| config).await)
 }
 
+/// The factory of the race suite: a pool that runs a dozen contenders together and room
+/// for twenty retries of a loser at SERIALIZABLE (the worst race has twenty writers on one
+/// row).
+pub async fn race_stores() -> Option<Stores> {
+    as_stores(TestDb::with(for_races).await)
+}
+
+/// The factory of the race suite's run at SERIALIZABLE isolation.
+pub async fn serializable_race_stores() -> Option<Stores> {
+    as_stores(TestDb::serializable_with(for_races).await)
+}
+
+fn for_races(config: PostgresConfig) -> PostgresConfig {
+    PostgresConfig {
+        max_connections: 12,
+        serialization_retries: 20,
+        ..config
+    }
+}
+
 fn as_stores(t: Option<TestDb>) -> Option<Stores> {
     t.map(|t| Stores::new(t.db.storage(), t))
 }
