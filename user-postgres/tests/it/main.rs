@@ -8,19 +8,15 @@
 mod conformance;
 mod database;
 mod lost_database;
-mod mail;
 mod purge;
 mod races;
 mod services;
 mod tls;
-mod transfer;
-
-use std::sync::Arc;
 
 use secrecy::ExposeSecret;
-use user_core::Ports;
+use user_core::Storage;
 use user_core::testing::conformance::Stores;
-use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_core::testing::services::TestDatabase;
 use user_postgres::testing::TestSchema;
 use user_postgres::{PostgresConfig, PostgresDatabase};
 
@@ -67,16 +63,16 @@ impl TestDb {
         assert_eq!(level, "serializable");
         Some(t)
     }
+}
 
-    /// Both core services over this database, with a fast hasher and a fixed clock.
-    pub fn fixture(&self) -> Fixture {
-        let clock = Arc::new(FixedClock::default());
-        let ports = Ports::new(
-            self.db.storage(),
-            Arc::new(FastHasher::new()),
-            clock.clone(),
-        );
-        Fixture::with_ports(ports, clock)
+#[async_trait::async_trait]
+impl TestDatabase for TestDb {
+    fn storage(&self) -> Storage {
+        self.db.storage()
+    }
+
+    async fn reopen(&self) -> Storage {
+        self.schema.open().await.storage()
     }
 }
 
