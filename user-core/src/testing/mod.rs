@@ -9,6 +9,8 @@ pub mod conformance;
 mod memory;
 #[cfg(any(test, feature = "testing"))]
 pub mod observe;
+pub mod races;
+pub mod services;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -8,19 +8,15 @@
 mod conformance;
 mod database;
 mod lost_database;
-mod mail;
 mod purge;
 mod races;
 mod services;
 mod tls;
-mod transfer;
-
-use std::sync::Arc;
 
 use secrecy::ExposeSecret;
-use user_core::Ports;
+use user_core::Storage;
 use user_core::testing::conformance::Stores;
-use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_core::testing::services::TestDatabase;
 use user_postgres::testing::TestSchema;
 use user_postgres::{PostgresConfig, PostgresDatabase};
 
@@ -67,16 +63,16 @@ impl TestDb {
         assert_eq!(level, "serializable");
         Some(t)
     }
+}
 
-    /// Both core services over this database, with a fast hasher and a fixed clock.
-    pub fn fixture(&self) -> Fixture {
-        let clock = Arc::new(FixedClock::default());
-        let ports = Ports::new(
-            self.db.storage(),
-            Arc::new(FastHasher::new()),
-            clock.clone(),
-        );
-        Fixture::with_ports(ports, clock)
+#[async_trait::async_trait]
+impl TestDatabase for TestDb {
+    fn storage(&self) -> Storage {
+        self.db.storage()
+    }
+
+    async fn reopen(&self) -> Storage {
+        self.schema.open().await.storage()
     }
 }
 
@@ -89,6 +85,26 @@ pub async fn stores() -> Option<Stores> {
 /// The factory of the suite's run at SERIALIZABLE isolation.
 pub async fn serializable_stores() -> Option<Stores> {
     as_stores(TestDb::serializable_with(|config| config).await)
+}
+
+/// The factory of the race suite: a pool that runs a dozen contenders together and room
+/// for twenty retries of a loser at SERIALIZABLE (the worst race has twenty writers on one
+/// row).
+pub async fn race_stores() -> Option<Stores> {
+    as_stores(TestDb::with(for_races).await)
+}
+
+/// The factory of the race suite's run at SERIALIZABLE isolation.
+pub async fn serializable_race_stores() -> Option<Stores> {
+    as_stores(TestDb::serializable_with(for_races).await)
+}
+
+fn for_races(config: PostgresConfig) -> PostgresConfig {
+    PostgresConfig {
+        max_connections: 12,
+        serialization_retries: 20,
+        ..config
+    }
 }
 
 fn as_stores(t: Option<TestDb>) -> Option<Stores> {

@@ -9,14 +9,14 @@ mod legacy;
 mod mail;
 mod races;
 mod services;
-mod transfer;
 
 use std::sync::Arc;
 
 use tempfile::TempDir;
-use user_core::Ports;
 use user_core::testing::conformance::Stores;
+use user_core::testing::services::TestDatabase;
 use user_core::testing::{FastHasher, FixedClock, Fixture};
+use user_core::{Ports, Storage};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
 /// A fresh database file in its own temporary directory, removed when the guard drops.
@@ -51,6 +51,20 @@ impl TestDb {
             clock.clone(),
         );
         Fixture::with_ports(ports, clock)
+    }
+}
+
+#[async_trait::async_trait]
+impl TestDatabase for TestDb {
+    fn storage(&self) -> Storage {
+        self.db.storage()
+    }
+
+    async fn reopen(&self) -> Storage {
+        SqliteDatabase::open(&SqliteConfig::new(self.path()))
+            .await
+            .unwrap()
+            .storage()
     }
 }
 
