@@ -45,6 +45,12 @@ pub const TOO_MANY_ATTEMPTS: &str = "too many attempts, try again later";
 /// Why the last active admin keeps their role, status and account.
 pub const LAST_ADMIN: &str = "the last active admin cannot be demoted, disabled or deleted";
 
+/// Why a single-use link is refused: unknown, expired, superseded or already used alike.
+pub const INVALID_TOKEN: &str = "the link is invalid, has expired or was already used";
+
+/// Why a flow that mails the user cannot run.
+pub const MAIL_NOT_CONFIGURED: &str = "mail is not configured";
+
 /// What a failure of the server says: nothing about its cause.
 pub const INTERNAL: &str = "internal error";
 
@@ -282,6 +288,24 @@ pub enum AuthError {
     /// The username or email is taken.
     #[error("{0} {taken}", taken = TAKEN)]
     Conflict(UniqueField),
+    /// A single-use link (password reset, email verification) that does not work: unknown,
+    /// expired, superseded by a newer one, already used, or its account gone or disabled;
+    /// deliberately one error. Its kind is [`ErrorKind::InvalidInput`] with the problem on
+    /// field `token` (code `invalid_token`), so faces show it beside the form: JSON 422,
+    /// the page again with 422, gRPC `InvalidArgument`.
+    #[error("{}", INVALID_TOKEN)]
+    InvalidToken,
+    /// The password was right, but the policy requires a verified email before sign-in and
+    /// this account's is not. Only a caller who knows the password learns it. Kind
+    /// [`ErrorKind::Forbidden`]: JSON 403, a page that offers to resend the link, gRPC
+    /// `PermissionDenied`.
+    #[error("confirm your email address before signing in")]
+    EmailNotVerified,
+    /// The flow needs to mail the user and no [`MailComposer`](crate::ports::MailComposer)
+    /// is configured. Kind [`ErrorKind::Internal`] (a server fault worth a log line), with
+    /// this safe message.
+    #[error("{}", MAIL_NOT_CONFIGURED)]
+    MailNotConfigured,
     /// Password hashing is saturated; try again shortly.
     #[error("{}", BUSY)]
     Overloaded,
@@ -320,6 +344,10 @@ pub enum UserError {
     /// The change would leave no active admin.
     #[error("{}", LAST_ADMIN)]
     LastAdmin,
+    /// The operation mails the user and no [`MailComposer`](crate::ports::MailComposer) is
+    /// configured. Kind [`ErrorKind::Internal`], with this safe message.
+    #[error("{}", MAIL_NOT_CONFIGURED)]
+    MailNotConfigured,
     /// Password hashing is saturated; try again shortly.
     #[error("{}", BUSY)]
     Overloaded,
@@ -432,9 +460,11 @@ impl ServiceError for AuthError {
                 retry_after: *retry_after,
             },
             Self::Conflict(field) => ErrorKind::Conflict(*field),
+            Self::InvalidToken => ErrorKind::InvalidInput,
+            Self::EmailNotVerified => ErrorKind::Forbidden,
             Self::Overloaded => ErrorKind::Overloaded,
             Self::Unavailable(_) => ErrorKind::Unavailable,
-            Self::Internal(_) => ErrorKind::Internal,
+            Self::MailNotConfigured | Self::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -442,6 +472,17 @@ impl ServiceError for AuthError {
         match self {
             Self::Invalid(errors) => Some(errors),
             _ => None,
+        }
+    }
+
+    fn fields(&self) -> ValidationErrors {
+        match self {
+            Self::Invalid(errors) => errors.clone(),
+            Self::Conflict(field) => field.taken().into(),
+            Self::InvalidToken => {
+                ValidationError::new("token", "invalid_token", INVALID_TOKEN).into()
+            }
+            _ => ValidationErrors::new(),
         }
     }
 }
@@ -460,7 +501,7 @@ impl ServiceError for UserError {
             Self::LastAdmin => ErrorKind::LastAdmin,
             Self::Overloaded => ErrorKind::Overloaded,
             Self::Unavailable(_) => ErrorKind::Unavailable,
-            Self::Internal(_) => ErrorKind::Internal,
+            Self::MailNotConfigured | Self::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -716,5 +757,24 @@ mod tests {
             [("username", "taken", "is already taken".to_owned())]
         );
         assert!(UserError::NotFound.fields().is_empty());
+    }
+
+    #[test]
+    fn a_refused_link_is_invalid_input_on_the_token_field() {
+        let e = AuthError::InvalidToken;
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let fields: Vec<_> = e.fields().into_iter().map(|f| (f.field, f.code)).collect();
+        assert_eq!(fields, [("token", "invalid_token")]);
+        assert_eq!(e.message(), format!("token: {INVALID_TOKEN}"));
+        assert_eq!(AuthError::EmailNotVerified.kind(), ErrorKind::Forbidden);
+        assert_eq!(AuthError::MailNotConfigured.kind(), ErrorKind::Internal);
+        assert_eq!(
+            AuthError::MailNotConfigured.message(),
+            UserError::MailNotConfigured.message()
+        );
+        assert_eq!(
+            UserError::MailNotConfigured.message(),
+            "mail is not configured"
+        );
     }
 }

@@ -52,6 +52,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod account;
 pub mod auth;
 pub mod domain;
 pub mod error;

@@ -1,22 +1,25 @@
-//! [`Services`]: both services from the storage ports with safe defaults, for the few lines
+//! [`Services`]: the three services from the storage ports with safe defaults, for the few lines
 //! of wiring an embedding application writes.
 
 use std::sync::Arc;
 
+use crate::account::AccountService;
 use crate::auth::{AuthPolicy, AuthService, SigningKey, VerifyingKey};
 use crate::error::ConfigError;
 use crate::password::{Argon2Hasher, HasherConfig};
-use crate::ports::{Clock, PasswordHasher, SystemClock};
+use crate::ports::{Clock, MailComposer, PasswordHasher, SystemClock};
 use crate::users::UserService;
 use crate::{Ports, Storage};
 
-/// The two core services, ready to hand to the adapters.
+/// The core services, ready to hand to the adapters.
 #[derive(Debug, Clone)]
 pub struct Services {
     /// Registration, login, tokens.
     pub auth: Arc<AuthService>,
     /// Profiles and administration.
     pub users: Arc<UserService>,
+    /// Password reset and email verification.
+    pub account: Arc<AccountService>,
 }
 
 impl Services {
@@ -29,6 +32,7 @@ impl Services {
             policy: AuthPolicy::default(),
             signing_key: None,
             previous_keys: Vec::new(),
+            composer: None,
         }
     }
 }
@@ -45,6 +49,7 @@ pub struct ServicesBuilder {
     policy: AuthPolicy,
     signing_key: Option<SigningKey>,
     previous_keys: Vec<VerifyingKey>,
+    composer: Option<Arc<dyn MailComposer>>,
 }
 
 impl std::fmt::Debug for ServicesBuilder {
@@ -85,6 +90,16 @@ impl ServicesBuilder {
         self
     }
 
+    /// Mails users through `composer`: verification links, password resets and security
+    /// notices, queued in the storage's outbox. Without it, mail flows answer
+    /// [`AuthError::MailNotConfigured`](crate::error::AuthError::MailNotConfigured) and
+    /// notices are skipped.
+    #[must_use]
+    pub fn mail_composer(mut self, composer: Arc<dyn MailComposer>) -> Self {
+        self.composer = Some(composer);
+        self
+    }
+
     /// Builds the services.
     ///
     /// # Errors
@@ -100,11 +115,18 @@ impl ServicesBuilder {
             Some(key) => key,
             None => SigningKey::generate_ed25519()?,
         };
-        let users = UserService::new(ports.clone(), &self.policy);
-        let auth = AuthService::new(ports, self.policy, &key, self.previous_keys)?;
+        let mut users = UserService::new(ports.clone(), &self.policy);
+        let mut account = AccountService::new(ports.clone(), &self.policy);
+        let mut auth = AuthService::new(ports, self.policy, &key, self.previous_keys)?;
+        if let Some(composer) = self.composer {
+            users = users.with_mail_composer(Arc::clone(&composer));
+            account = account.with_mail_composer(Arc::clone(&composer));
+            auth = auth.with_mail_composer(composer);
+        }
         Ok(Services {
             auth: Arc::new(auth),
             users: Arc::new(users),
+            account: Arc::new(account),
         })
     }
 }

@@ -17,6 +17,9 @@
 //!   would send) and logs where it went. For development and for tests that read mail.
 //! - [`MailTemplates`] with [`MailSettings`]: minijinja, the default messages embedded, each
 //!   overridable by name from a string or a folder. The kinds are listed in [`KINDS`].
+//!   `MailTemplates` is also the core's [`MailComposer`](user_core::ports::MailComposer): each
+//!   [`Notice`](user_core::ports::Notice) becomes its kind, links pointing at
+//!   [`VERIFY_EMAIL_PATH`] and [`RESET_PASSWORD_PATH`] below the public base URL.
 //!
 //! # Wiring
 //!
@@ -58,6 +61,7 @@
 //! and the recipient; SMTP logs the message id and the relay host (DEBUG); errors carry the
 //! relay's reply, never what was sent.
 
+mod composer;
 mod config;
 mod file;
 mod message;
@@ -65,6 +69,7 @@ mod settings;
 mod smtp;
 mod templates;
 
+pub use composer::{RESET_PASSWORD_PATH, VERIFY_EMAIL_PATH};
 pub use config::ConfigError;
 pub use file::FileMailer;
 pub use settings::MailSettings;

@@ -102,6 +102,31 @@ impl OneTimeTokenStore for PostgresOneTimeTokenStore {
         Ok(())
     }
 
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<OneTimeToken, RepoError> {
+        let pool = &self.db.pool;
+        let row: Option<TokenRow> = self
+            .db
+            .run(|| async move {
+                sqlx::query_as(
+                    "SELECT user_id, purpose, email, created_at, expires_at \
+                     FROM one_time_tokens \
+                     WHERE hash = $1 AND purpose = $2 AND expires_at > $3",
+                )
+                .bind(hash.as_bytes().as_slice())
+                .bind(purpose.as_str())
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+            })
+            .await?;
+        row.ok_or(RepoError::NotFound)?.try_into()
+    }
+
     async fn consume(
         &self,
         hash: &TokenHash,

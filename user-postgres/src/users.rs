@@ -268,6 +268,32 @@ impl UserRepository for PostgresUserRepository {
             .try_into()
     }
 
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        email: &Email,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let q = concat!(
+            "UPDATE users SET email_verified_at = $1, updated_at = $1 \
+             WHERE id = $2 AND email = $3 RETURNING ",
+            user_columns!()
+        );
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_as::<_, UserRow>(q)
+                    .bind(now)
+                    .bind(id.as_uuid())
+                    .bind(email.as_str())
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
     async fn update_password_hash(
         &self,
         id: UserId,

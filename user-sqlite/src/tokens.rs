@@ -87,6 +87,25 @@ impl OneTimeTokenStore for SqliteOneTimeTokenStore {
         tx.commit().await.map_err(map_db_err)
     }
 
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<OneTimeToken, RepoError> {
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT user_id, purpose, email, created_at, expires_at FROM one_time_tokens \
+             WHERE hash = ? AND purpose = ? AND expires_at > ?",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .bind(purpose.as_str())
+        .bind(to_db(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_db_err)?;
+        row.ok_or(RepoError::NotFound)?.try_into()
+    }
+
     async fn consume(
         &self,
         hash: &TokenHash,

@@ -209,6 +209,28 @@ impl UserRepository for SqliteUserRepository {
             .try_into()
     }
 
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        email: &Email,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let q = concat!(
+            "UPDATE users SET email_verified_at = ?1, updated_at = ?1 \
+             WHERE id = ?2 AND email = ?3 RETURNING ",
+            user_columns!()
+        );
+        sqlx::query_as::<_, UserRow>(q)
+            .bind(to_db(now))
+            .bind(id.to_string())
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
     async fn update_password_hash(
         &self,
         id: UserId,

@@ -1,5 +1,6 @@
-//! Per-client-address rate limits (sign-ins, registrations), in memory: each instance counts
-//! its own clients. Configured by [`super::AuthPolicy`]; the limiter crate stays private.
+//! Per-client-address rate limits (sign-ins, registrations, reset requests), and per-key ones
+//! (an email address, an account), in memory: each instance counts its own clients.
+//! Configured by [`super::AuthPolicy`]; the limiter crate stays private.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock, Reference as _};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest as _, Sha256};
 
 use crate::domain::ClientInfo;
 use crate::error::AuthError;
@@ -105,6 +107,50 @@ impl<C: Clock> AddressLimit<C> {
         {
             self.limiter.retain_recent();
         }
+    }
+}
+
+/// A per-key allowance (an email address's reset requests, an account's verification
+/// resends), in memory. Keys are kept as SHA-256 digests, so the table never holds an address.
+pub(crate) struct KeyLimit {
+    what: &'static str,
+    limiter: DefaultKeyedRateLimiter<[u8; 32]>,
+    checks: AtomicU64,
+}
+
+impl KeyLimit {
+    /// Forget idle keys when the table holds more than this, every 1,024 checks.
+    const SWEEP_ABOVE: usize = 10_000;
+
+    /// At most `n` an hour per key (bursts of `n`).
+    pub(crate) fn per_hour(what: &'static str, n: NonZeroU32) -> Self {
+        Self {
+            what,
+            limiter: RateLimiter::dashmap(Quota::per_hour(n)),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Refuses `key` once it used up its allowance.
+    pub(crate) fn check(&self, key: &str) -> Result<(), AuthError> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
+            && self.limiter.len() > Self::SWEEP_ABOVE
+        {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&digest).map_err(|not_until| {
+            let what = self.what;
+            metrics::counter!(names::RATE_LIMITED_TOTAL, "what" => what).increment(1);
+            tracing::warn!(what, "rate limited");
+            let retry_after = not_until.wait_time_from(self.limiter.clock().now());
+            AuthError::Throttled {
+                retry_after: retry_after.max(Duration::from_secs(1)),
+            }
+        })
     }
 }
 

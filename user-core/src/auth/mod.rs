@@ -9,9 +9,11 @@ mod policy;
 mod service;
 
 pub use bearer::bearer_token;
-pub(crate) use budget::GuessBudget;
+pub(crate) use budget::{GuessBudget, std_to_time};
 pub use keys::{
     AccessClaims, Jwk, Jwks, KeyAlgorithm, SigningKey, TokenError, TokenKeys, VerifyingKey,
 };
-pub use policy::{AuthPolicy, LockoutPolicy};
+pub(crate) use limit::{AddressLimit, KeyLimit};
+pub use policy::{AccountPolicy, AuthPolicy, LockoutPolicy};
+pub(crate) use service::new_secret;
 pub use service::{AuthService, BrowserLogin, Credentials, RegisterUser, TokenPair};

@@ -1,3 +1,4 @@
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -47,6 +48,41 @@ impl LockoutPolicy {
     }
 }
 
+/// Password reset and email verification: link lifetimes and how often they may be asked
+/// for. The rate limits are counted in memory, per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountPolicy {
+    /// How long a password-reset link works (default 30 min).
+    pub reset_token_ttl: Duration,
+    /// How long an email-verification link works (default 24 h).
+    pub verify_token_ttl: Duration,
+    /// Password-reset requests per email address per hour, whether or not it names an
+    /// account (default 5); `None` turns the limit off.
+    pub reset_requests_per_address_per_hour: Option<NonZeroU32>,
+    /// Password-reset requests per client address per hour (default 20); `None` turns the
+    /// limit off.
+    pub reset_requests_per_ip_per_hour: Option<NonZeroU32>,
+    /// Verification mails a signed-in user may ask for again per hour (default 5); `None`
+    /// turns the limit off.
+    pub verification_resends_per_account_per_hour: Option<NonZeroU32>,
+    /// Verification resends per client address per hour (default 20); `None` turns the
+    /// limit off.
+    pub verification_resends_per_ip_per_hour: Option<NonZeroU32>,
+}
+
+impl Default for AccountPolicy {
+    fn default() -> Self {
+        Self {
+            reset_token_ttl: Duration::from_secs(30 * 60),
+            verify_token_ttl: Duration::from_secs(24 * 3600),
+            reset_requests_per_address_per_hour: NonZeroU32::new(5),
+            reset_requests_per_ip_per_hour: NonZeroU32::new(20),
+            verification_resends_per_account_per_hour: NonZeroU32::new(5),
+            verification_resends_per_ip_per_hour: NonZeroU32::new(20),
+        }
+    }
+}
+
 /// Everything the auth services decide by policy rather than by code. Pure data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthPolicy {
@@ -82,6 +118,12 @@ pub struct AuthPolicy {
     /// Registrations allowed per client address per hour (default 20, with bursts of that
     /// size); `None` turns the limit off. Each costs a password hash.
     pub registrations_per_ip_per_hour: Option<std::num::NonZeroU32>,
+    /// Refuse sign-in with [`AuthError::EmailNotVerified`](crate::error::AuthError) until the
+    /// account's email is verified (default `false`). Checked after the password, so only
+    /// someone who knows it learns that the address is unverified.
+    pub require_verified_email: bool,
+    /// Password reset and email verification.
+    pub account: AccountPolicy,
 }
 
 impl Default for AuthPolicy {
@@ -100,6 +142,8 @@ impl Default for AuthPolicy {
             leeway: Duration::from_secs(5),
             login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(30),
             registrations_per_ip_per_hour: std::num::NonZeroU32::new(20),
+            require_verified_email: false,
+            account: AccountPolicy::default(),
         }
     }
 }
@@ -134,6 +178,8 @@ impl AuthPolicy {
         positive("lockout.base_delay", self.lockout.base_delay)?;
         positive("lockout.max_delay", self.lockout.max_delay)?;
         positive("lockout.forget_after", self.lockout.forget_after)?;
+        positive("account.reset_token_ttl", self.account.reset_token_ttl)?;
+        positive("account.verify_token_ttl", self.account.verify_token_ttl)?;
         if self.browser_idle_timeout < Duration::from_secs(60) {
             // Uses are recorded at most once a minute.
             return Err(ConfigError::new(

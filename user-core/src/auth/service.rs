@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -11,14 +12,15 @@ use super::keys::{Jwks, SigningKey, TokenKeys, VerifyingKey};
 use super::limit::AddressLimit;
 use super::policy::AuthPolicy;
 use crate::Ports;
+use crate::account::{Notices, greeting};
 use crate::domain::{
-    Actor, ClientInfo, DeviceToken, DisplayName, Email, NewSession, NewUser, Password,
-    PasswordHash, PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey,
-    TokenHash, User, UserId, UserStatus, Username,
+    Actor, ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser,
+    Password, PasswordHash, PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind,
+    ThrottleKey, TokenHash, User, UserId, UserStatus, Username,
 };
 use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
 use crate::metrics as names;
-use crate::ports::{Identifier, Verification};
+use crate::ports::{Identifier, MailComposer, Notice, Verification};
 
 /// A registration form.
 #[derive(Debug, Clone)]
@@ -108,6 +110,8 @@ pub struct AuthService {
     login_limit: Option<AddressLimit>,
     /// Registrations per client address, in memory (per process).
     register_limit: Option<AddressLimit>,
+    /// Verification links and lockout notices.
+    notices: Notices,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -120,7 +124,7 @@ impl std::fmt::Debug for AuthService {
 }
 
 /// 256 random bits, base64url: a session cookie or a refresh token.
-fn new_secret() -> Result<SecretString, AuthError> {
+pub(crate) fn new_secret() -> Result<SecretString, AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| AuthError::Internal(e.to_string().into()))?;
     Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
@@ -157,7 +161,9 @@ impl AuthService {
             .registrations_per_ip_per_hour
             .map(|n| AddressLimit::per_hour("registration", n));
         let budget = GuessBudget::new(ports.login_failures.clone(), policy.lockout);
+        let notices = Notices::new(ports.clone(), policy.account);
         Ok(Self {
+            notices,
             ports,
             policy,
             keys,
@@ -166,6 +172,14 @@ impl AuthService {
             login_limit,
             register_limit,
         })
+    }
+
+    /// Mails through `composer`: a verification link at registration, a notice when a
+    /// lockout starts on an account.
+    #[must_use]
+    pub fn with_mail_composer(mut self, composer: Arc<dyn MailComposer>) -> Self {
+        self.notices.set_composer(composer);
+        self
     }
 
     /// The policy in force.
@@ -197,7 +211,8 @@ impl AuthService {
     }
 
     /// Creates a user with any role. A trusted operation for the composition root (an admin
-    /// CLI, for example): it takes no actor.
+    /// CLI, for example): it takes no actor. With mail configured, the new address is sent a
+    /// verification link (a failure to queue it is logged: the user can ask again).
     ///
     /// # Errors
     /// As [`AuthService::register`].
@@ -241,6 +256,7 @@ impl AuthService {
             })
             .await?;
         tracing::info!(user_id = %user.id, role = %role, "user registered");
+        self.notices.send_verification(&user).await;
         Ok(user)
     }
 
@@ -363,7 +379,9 @@ impl AuthService {
 
     /// Checks credentials against the guess budget and with the equal-cost rule: whatever
     /// is wrong, it costs one hash verification and ends in the same error. Returns the user
-    /// and the client's device token for the account.
+    /// and the client's device token for the account. With
+    /// [`AuthPolicy::require_verified_email`], a right password for an unverified address is
+    /// refused with [`AuthError::EmailNotVerified`], after the check.
     ///
     /// The guess is counted before the hash is checked, on one budget: the device's, when the
     /// client presents a valid device token for the account; else the account's, when the
@@ -412,6 +430,12 @@ impl AuthService {
                 if user.status == UserStatus::Active =>
             {
                 self.budget.clear(&key).await?;
+                if self.policy.require_verified_email && user.email_verified_at.is_none() {
+                    tracing::info!(client_ip = ip, user_id = %user.id, outcome = "email_not_verified", "sign-in refused");
+                    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "email_not_verified")
+                        .increment(1);
+                    return Err(AuthError::EmailNotVerified);
+                }
                 if needs_rehash {
                     self.rehash(&user, &credentials.password, now).await;
                 }
@@ -439,6 +463,12 @@ impl AuthService {
                 if self.budget.locks(&reserved.failures) {
                     metrics::counter!(names::LOCKOUTS_TOTAL).increment(1);
                 }
+                if budget == "account"
+                    && reserved.failures.count == self.policy.lockout.threshold
+                    && let Some((user, _)) = &account
+                {
+                    self.lockout_started(user, &reserved.failures, now).await;
+                }
                 tracing::warn!(
                     client_ip = ip,
                     user_id = %known,
@@ -451,6 +481,19 @@ impl AuthService {
                     .increment(1);
                 Err(AuthError::InvalidCredentials)
             }
+        }
+    }
+
+    /// Tells the owner that failed guesses locked their account's sign-in. Once per streak
+    /// of failures (when the count reaches the threshold), not at every doubling of the
+    /// lock, so that a stranger cannot flood the owner's inbox.
+    async fn lockout_started(&self, user: &User, failures: &LoginFailures, now: OffsetDateTime) {
+        if let Some(wait) = self.policy.lockout.retry_after(failures, now) {
+            let notice = Notice::LockoutStarted {
+                name: greeting(user),
+                until: now + std_to_time(wait),
+            };
+            self.notices.send(user, notice, &user.email).await;
         }
     }
 

@@ -4,10 +4,11 @@
 //!
 //! Storage: [`UserRepository`], [`SessionStore`], [`LoginFailureStore`] (the guess budgets),
 //! [`DeviceTokenStore`], [`OneTimeTokenStore`] and [`MailOutbox`], usually six views of one
-//! database, gathered in [`crate::Storage`]. The rest: [`PasswordHasher`], [`Clock`] and
-//! [`Mailer`].
+//! database, gathered in [`crate::Storage`]. The rest: [`PasswordHasher`], [`Clock`],
+//! [`Mailer`] and [`MailComposer`].
 
 mod clock;
+mod composer;
 mod devices;
 mod hasher;
 mod login_failures;
@@ -18,6 +19,7 @@ mod tokens;
 mod users;
 
 pub use clock::{Clock, SystemClock};
+pub use composer::{ComposeError, MailComposer, Notice};
 pub use devices::DeviceTokenStore;
 pub use hasher::{PasswordHasher, Verification};
 pub use login_failures::LoginFailureStore;
@@ -27,6 +29,8 @@ pub use sessions::SessionStore;
 pub use tokens::OneTimeTokenStore;
 pub use users::{Identifier, UserRepository};
 
+#[cfg(any(test, feature = "testing"))]
+pub use composer::MockMailComposer;
 #[cfg(any(test, feature = "testing"))]
 pub use devices::MockDeviceTokenStore;
 #[cfg(any(test, feature = "testing"))]

@@ -25,6 +25,20 @@ pub trait OneTimeTokenStore: Send + Sync + 'static {
         mail: &Mail,
     ) -> Result<(), RepoError>;
 
+    /// Returns the token stored under `hash` when it serves `purpose` and has not expired
+    /// (`expires_at > now`), leaving it in place: to check a link before the work that spends
+    /// it (a new password the policy may refuse), then [`consume`](Self::consume) it.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when no such token works now, as for `consume`.
+    /// - [`RepoError::Unavailable`] when the store fails.
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<OneTimeToken, RepoError>;
+
     /// Deletes and returns the token stored under `hash`, when it serves `purpose` and has
     /// not expired (`expires_at > now`), in one atomic step: of concurrent calls with one
     /// token, exactly one gets it.

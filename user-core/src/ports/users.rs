@@ -88,6 +88,23 @@ pub trait UserRepository: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<User, RepoError>;
 
+    /// Marks the user's email verified at `now`, only while it is still `email` (the address
+    /// a verification token was mailed to), and returns the updated user. One atomic step, so
+    /// a concurrent email change either comes before (and the address no longer matches) or
+    /// after (and clears the verification again). Already verified: `email_verified_at`
+    /// becomes `now`.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when there is no such user, or their email is no longer
+    ///   `email`; nothing is written.
+    /// - [`RepoError::Unavailable`] when the store fails.
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        email: &Email,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError>;
+
     /// Replaces a user's password hash.
     ///
     /// # Errors

@@ -108,6 +108,8 @@ macro_rules! conformance_tests {
             tokens_revoke_all_and_purge,
             tokens_go_with_their_user,
             tokens_issue_for_a_missing_user_writes_nothing,
+            tokens_find_checks_without_spending,
+            mark_email_verified_only_for_the_current_email,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {
@@ -1624,5 +1626,99 @@ pub async fn tokens_issue_for_a_missing_user_writes_nothing(s: Stores) {
     not_found(
         consume(&s, "ghost", TokenPurpose::VerifyEmail, 1).await,
         "no token",
+    );
+}
+
+/// `find` returns a working token without spending it, and refuses as `consume` does: an
+/// unknown hash, another purpose, at or after expiry, once consumed.
+pub async fn tokens_find_checks_without_spending(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let t = token(&u, TokenPurpose::ResetPassword, 0, 100);
+    issue(&s, "reset", &t).await;
+    let find = |secret: &'static str, purpose, now| {
+        let tokens = Arc::clone(&s.tokens);
+        async move { tokens.find(&TokenHash::of(secret), purpose, at(now)).await }
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            find("reset", TokenPurpose::ResetPassword, 99).await.ok(),
+            Some(t.clone()),
+            "found, and found again"
+        );
+    }
+    not_found(
+        find("other", TokenPurpose::ResetPassword, 1).await,
+        "unknown",
+    );
+    not_found(
+        find("reset", TokenPurpose::VerifyEmail, 1).await,
+        "other purpose",
+    );
+    not_found(
+        find("reset", TokenPurpose::ResetPassword, 100).await,
+        "at expiry",
+    );
+    assert_eq!(
+        consume(&s, "reset", TokenPurpose::ResetPassword, 1)
+            .await
+            .ok(),
+        Some(t),
+        "finding spent nothing"
+    );
+    not_found(
+        find("reset", TokenPurpose::ResetPassword, 1).await,
+        "consumed",
+    );
+}
+
+/// `mark_email_verified` sets `email_verified_at` while the email is still the given one,
+/// and is `NotFound` (writing nothing) once it changed or for a missing user.
+pub async fn mark_email_verified_only_for_the_current_email(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let old = u.email.clone();
+    let verified = s
+        .users
+        .mark_email_verified(u.id, &old, at(10))
+        .await
+        .unwrap();
+    assert_eq!(verified.email_verified_at, Some(at(10)));
+    assert_eq!(verified.updated_at, at(10));
+    assert_eq!(s.users.get(u.id).await.unwrap(), verified);
+
+    let new = Email::parse("alice@example.org").unwrap();
+    let changes = ProfileChanges {
+        email: Some(new.clone()),
+        ..ProfileChanges::default()
+    };
+    s.users
+        .update_profile(u.id, &changes, at(20))
+        .await
+        .unwrap();
+    not_found(
+        s.users.mark_email_verified(u.id, &old, at(30)).await,
+        "the old address",
+    );
+    let after = s.users.get(u.id).await.unwrap();
+    assert_eq!(
+        (after.email_verified_at, after.updated_at),
+        (None, at(20)),
+        "nothing written"
+    );
+    not_found(
+        s.users
+            .mark_email_verified(UserId::new(), &new, at(30))
+            .await,
+        "a missing user",
+    );
+    let verified = s
+        .users
+        .mark_email_verified(u.id, &new, at(40))
+        .await
+        .unwrap();
+    assert_eq!(
+        (verified.email, verified.email_verified_at),
+        (new, Some(at(40)))
     );
 }

@@ -228,6 +228,22 @@ impl UserRepository for InMemoryUserRepository {
         Ok(user.clone())
     }
 
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        email: &Email,
+        now: OffsetDateTime,
+    ) -> Result<User, RepoError> {
+        let mut s = lock(&self.0);
+        let user = s.user(id)?;
+        if &user.email != email {
+            return Err(RepoError::NotFound);
+        }
+        user.email_verified_at = Some(now);
+        user.updated_at = now;
+        Ok(user.clone())
+    }
+
     async fn update_password_hash(
         &self,
         id: UserId,
@@ -671,6 +687,20 @@ impl OneTimeTokenStore for InMemoryOneTimeTokenStore {
         s.tokens.insert(*hash.as_bytes(), token.clone());
         s.enqueue(mail, token.created_at);
         Ok(())
+    }
+
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<OneTimeToken, RepoError> {
+        lock(&self.0)
+            .tokens
+            .get(hash.as_bytes())
+            .filter(|t| t.purpose == purpose && t.expires_at > now)
+            .cloned()
+            .ok_or(RepoError::NotFound)
     }
 
     async fn consume(

@@ -1,17 +1,19 @@
 //! [`UserService`]: profiles, password changes, sessions, self-deletion and administration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use crate::Ports;
+use crate::account::{Notices, greeting};
 use crate::auth::{AuthPolicy, GuessBudget};
 use crate::domain::{
     Actor, DisplayName, Email, Password, PasswordPolicy, ProfileChanges, Role, Session, SessionId,
     SessionKind, ThrottleKey, User, UserId, UserPage, UserQuery, UserStatus, Username,
 };
 use crate::error::{AuthError, UserError, ValidationErrors};
-use crate::ports::Verification;
+use crate::ports::{MailComposer, Notice, Verification};
 
 /// A profile edit as it arrives from an adapter. `None` leaves a field unchanged; an empty
 /// `display_name` removes it.
@@ -58,6 +60,7 @@ pub struct UserService {
     browser_idle_timeout: Duration,
     token_idle_timeout: Duration,
     budget: GuessBudget,
+    notices: Notices,
 }
 
 impl std::fmt::Debug for UserService {
@@ -74,12 +77,21 @@ impl UserService {
     pub fn new(ports: Ports, policy: &AuthPolicy) -> Self {
         let budget = GuessBudget::new(ports.login_failures.clone(), policy.lockout);
         Self {
+            notices: Notices::new(ports.clone(), policy.account),
             ports,
             password_policy: policy.password,
             browser_idle_timeout: policy.browser_idle_timeout,
             token_idle_timeout: policy.token_idle_timeout,
             budget,
         }
+    }
+
+    /// Mails through `composer`: a notice when a password or an email changes, and a
+    /// verification link to a new address.
+    #[must_use]
+    pub fn with_mail_composer(mut self, composer: Arc<dyn MailComposer>) -> Self {
+        self.notices.set_composer(composer);
+        self
     }
 
     fn may_access(actor: &Actor, id: UserId) -> Result<(), UserError> {
@@ -101,7 +113,8 @@ impl UserService {
     }
 
     /// Edits a profile: one's own, or anyone's for an admin. Changing the email clears its
-    /// verification.
+    /// verification; with mail configured, both the old and the new address are told, and
+    /// the new one is sent a verification link.
     ///
     /// # Errors
     /// [`UserError::Forbidden`], [`UserError::Invalid`] listing every field problem,
@@ -115,9 +128,24 @@ impl UserService {
     ) -> Result<User, UserError> {
         Self::may_access(actor, id)?;
         let changes = edit.parse()?;
+        // The old address, to tell it about a change (read only when one may happen).
+        let before = match &changes.email {
+            Some(_) if self.notices.configured() => Some(self.ports.users.get(id).await?.email),
+            _ => None,
+        };
         let now = self.ports.clock.now();
         let user = self.ports.users.update_profile(id, &changes, now).await?;
         tracing::info!(user_id = %id, actor = %actor.user_id, "profile updated");
+        if let Some(old) = before.filter(|old| old != &user.email) {
+            let notice = Notice::EmailChanged {
+                name: greeting(&user),
+                old: old.clone(),
+                new: user.email.clone(),
+            };
+            self.notices.send(&user, notice.clone(), &old).await;
+            self.notices.send(&user, notice, &user.email).await;
+            self.notices.send_verification(&user).await;
+        }
         Ok(user)
     }
 
@@ -209,6 +237,10 @@ impl UserService {
         // Devices that knew the old password are strangers now.
         self.ports.devices.delete_for_user(user.id).await?;
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
+        let notice = Notice::PasswordChanged {
+            name: greeting(&user),
+        };
+        self.notices.send(&user, notice, &user.email).await;
         Ok(())
     }
 
