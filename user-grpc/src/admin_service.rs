@@ -153,4 +153,18 @@ impl AdminService for AdminApi {
         admin.unlock(id).await.or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))
     }
+
+    async fn send_password_reset(
+        &self,
+        request: Request<pb::AdminUserRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let id = convert::user_id("user_id", &request.get_ref().user_id).or_status()?;
+        self.state
+            .account
+            .send_password_reset(&actor, id)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
 }

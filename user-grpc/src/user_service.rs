@@ -264,4 +264,56 @@ impl UserService for UserApi {
             .or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))
     }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let client = client_info(&request, &self.trusted_proxies);
+        let email = request.into_inner().email;
+        self.state
+            .account
+            .request_password_reset(&email, &client)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let r = request.into_inner();
+        let token = SecretString::from(r.token);
+        let user = self
+            .state
+            .account
+            .reset_password(&token, SecretString::from(r.new_password))
+            .await
+            .or_status()?;
+        Ok(Response::new(user.into()))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<pb::VerifyEmailRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        let token = SecretString::from(request.into_inner().token);
+        let user = self.state.account.verify_email(&token).await.or_status()?;
+        Ok(Response::new(user.into()))
+    }
+
+    async fn resend_verification(
+        &self,
+        request: Request<pb::EmptyRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = authenticate(&self.state.auth, &request).await?;
+        let client = client_info(&request, &self.trusted_proxies);
+        self.state
+            .account
+            .resend_verification(&actor, &client)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
 }

@@ -4,6 +4,7 @@
 // Test helpers panic on failure, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account;
 mod admin;
 mod guard;
 mod health;
@@ -24,7 +25,9 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use user_core::Ports;
+use user_core::account::AccountService;
 use user_core::auth::{AuthPolicy, AuthService, SigningKey};
+use user_core::ports::MailComposer;
 use user_core::testing::{FastHasher, FixedClock, Fixture};
 use user_core::users::UserService;
 use user_grpc::pb::admin_service_client::AdminServiceClient;
@@ -65,6 +68,14 @@ pub async fn services() -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir)
 pub async fn services_with(
     policy: AuthPolicy,
 ) -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
+    services_mailing(policy, None).await
+}
+
+/// As [`services_with`], mailing through `composer` when there is one.
+pub async fn services_mailing(
+    policy: AuthPolicy,
+    composer: Option<Arc<dyn MailComposer>>,
+) -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
         .await
@@ -72,9 +83,15 @@ pub async fn services_with(
     let clock = Arc::new(FixedClock::default());
     let ports = Ports::new(db.storage(), Arc::new(FastHasher::new()), clock.clone());
     let key = SigningKey::generate_ed25519().unwrap();
-    let users = Arc::new(UserService::new(ports.clone(), &policy));
-    let auth = Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap());
-    let state = GrpcState::new(auth, users);
+    let mut users = UserService::new(ports.clone(), &policy);
+    let mut account = AccountService::new(ports.clone(), &policy);
+    let mut auth = AuthService::new(ports, policy, &key, vec![]).unwrap();
+    if let Some(composer) = composer {
+        users = users.with_mail_composer(Arc::clone(&composer));
+        account = account.with_mail_composer(Arc::clone(&composer));
+        auth = auth.with_mail_composer(composer);
+    }
+    let state = GrpcState::new(Arc::new(auth), Arc::new(users), Arc::new(account));
     (state, clock, db, dir)
 }
 
@@ -91,7 +108,29 @@ impl TestApp {
 
     /// Starts a server with the given auth policy and limits.
     pub async fn spawn_configured(policy: AuthPolicy, config: GrpcConfig) -> Self {
-        let (state, clock, db, dir) = services_with(policy).await;
+        Self::spawn_full(policy, config, None).await
+    }
+
+    /// Starts a server that mails through `user_mail`'s templates (links below
+    /// `https://users.example.com`), queued in the outbox, where the account tests read them.
+    pub async fn spawn_mailing() -> Self {
+        Self::spawn_mailing_with(AuthPolicy::default(), GrpcConfig::default()).await
+    }
+
+    /// As [`TestApp::spawn_mailing`], with the given auth policy and limits.
+    pub async fn spawn_mailing_with(policy: AuthPolicy, config: GrpcConfig) -> Self {
+        let settings =
+            user_mail::MailSettings::new("Example", "https://users.example.com").unwrap();
+        let composer: Arc<dyn MailComposer> = Arc::new(user_mail::MailTemplates::new(settings));
+        Self::spawn_full(policy, config, Some(composer)).await
+    }
+
+    async fn spawn_full(
+        policy: AuthPolicy,
+        config: GrpcConfig,
+        composer: Option<Arc<dyn MailComposer>>,
+    ) -> Self {
+        let (state, clock, db, dir) = services_mailing(policy, composer).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
