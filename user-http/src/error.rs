@@ -338,6 +338,26 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
             ),
+            (
+                AuthError::InvalidToken.into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            ),
+            (
+                AuthError::EmailNotVerified.into(),
+                StatusCode::FORBIDDEN,
+                "forbidden",
+            ),
+            (
+                AuthError::MailNotConfigured.into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                UserError::MailNotConfigured.into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
         ];
         for (e, status, code) in cases {
             assert_eq!((e.status(), e.body().code.as_str()), (status, code));
@@ -390,6 +410,18 @@ mod tests {
         assert_eq!(fields, ["username", "email"]);
         let e = ApiError::from(AuthError::Internal("secret cause".into()));
         assert_eq!(e.body().message, "internal error");
+    }
+
+    #[test]
+    fn an_invalid_token_is_a_problem_of_field_token() {
+        let e = ApiError::from(AuthError::InvalidToken);
+        let fields: Vec<_> = e
+            .body()
+            .fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.code.as_str()))
+            .collect();
+        assert_eq!(fields, [("token", "invalid_token")]);
     }
 
     #[test]

@@ -69,6 +69,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+use user_core::account::AccountService;
 use user_core::auth::AuthService;
 use user_core::domain::TrustedProxies;
 use user_core::users::UserService;
@@ -136,6 +137,9 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     /// Profiles and administration.
     pub users: Arc<UserService>,
+    /// Password reset and email verification; without it those routes answer 500
+    /// (mail is not configured).
+    pub(crate) account: Option<Arc<AccountService>>,
     pub(crate) config: Arc<HttpConfig>,
     pub(crate) templates: Arc<Templates>,
     pub(crate) readiness: Option<Readiness>,
@@ -152,6 +156,7 @@ impl std::fmt::Debug for AppState {
 impl From<&user_core::Services> for AppState {
     fn from(services: &user_core::Services) -> Self {
         Self::new(Arc::clone(&services.auth), Arc::clone(&services.users))
+            .with_account(Arc::clone(&services.account))
     }
 }
 
@@ -161,6 +166,7 @@ impl AppState {
         Self {
             auth,
             users,
+            account: None,
             config: Arc::new(HttpConfig::default()),
             templates: Arc::new(Templates::default()),
             readiness: None,
@@ -178,6 +184,14 @@ impl AppState {
     #[must_use]
     pub fn with_templates(mut self, templates: Templates) -> Self {
         self.templates = Arc::new(templates);
+        self
+    }
+
+    /// Serves password reset and email verification through `account` (set already when
+    /// the state is built from [`user_core::Services`]).
+    #[must_use]
+    pub fn with_account(mut self, account: Arc<AccountService>) -> Self {
+        self.account = Some(account);
         self
     }
 

@@ -74,7 +74,7 @@ impl ListQuery {
     }
 }
 
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
+pub(super) fn user_id(raw: &str) -> Result<UserId, ApiError> {
     raw.parse::<UserId>()
         .map_err(|e| ApiError::from(ValidationErrors::from(e)))
 }

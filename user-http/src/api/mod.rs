@@ -4,6 +4,7 @@
 //! `responses.rs` that apply to it, then its own answers; `schema.rs` builds the field
 //! schemas from user-core's constants. `tests/it/openapi_*.rs` hold it to the server.
 
+mod account;
 mod admin;
 mod auth;
 mod me;
@@ -34,7 +35,8 @@ use responses::{OtherMethod, Timeout};
 #[openapi(
     info(
         title = "user-management",
-        description = "Registration, login, tokens, profiles and administration.\n\n\
+        description = "Registration, login, tokens, password reset and email verification, \
+            profiles and administration.\n\n\
             Each operation lists every status it answers with, including 405 for a method \
             its path does not have and 408 (empty body) when it runs longer than the \
             server's timeout (30 s by default); error bodies are `ErrorBody`. A path the API \
@@ -42,10 +44,11 @@ use responses::{OtherMethod, Timeout};
     ),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
+        account::request_password_reset, account::reset_password, account::verify_email,
         me::get_me, me::update_me, me::change_password, me::delete_me, me::sessions,
-        me::revoke_session,
+        me::revoke_session, account::resend_verification,
         admin::list, admin::get, admin::update, admin::set_role, admin::set_status,
-        admin::delete, admin::unlock,
+        admin::delete, admin::unlock, account::send_password_reset,
         jwks, healthz, readyz,
     ),
     components(schemas(ErrorBody, FieldError, schema::JwksSchema)),
@@ -74,7 +77,7 @@ impl ApiDoc {
         for (name, entry) in schemas {
             let field = match name.as_str() {
                 "RegisterBody" => "password",
-                "ChangePasswordBody" => "new_password",
+                "ChangePasswordBody" | "ResetPasswordBody" => "new_password",
                 _ => continue,
             };
             if let RefOr::T(Schema::Object(object)) = entry {
@@ -187,12 +190,22 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
         .route(
+            "/auth/password-reset",
+            post(account::request_password_reset),
+        )
+        .route(
+            "/auth/password-reset/confirm",
+            post(account::reset_password),
+        )
+        .route("/auth/verify-email", post(account::verify_email))
+        .route(
             "/me",
             get(me::get_me).patch(me::update_me).delete(me::delete_me),
         )
         .route("/me/password", put(me::change_password))
         .route("/me/sessions", get(me::sessions))
         .route("/me/sessions/{id}", delete(me::revoke_session))
+        .route("/me/verification", post(account::resend_verification))
         .route("/admin/users", get(admin::list))
         .route(
             "/admin/users/{id}",
@@ -201,6 +214,10 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/admin/users/{id}/role", put(admin::set_role))
         .route("/admin/users/{id}/status", put(admin::set_status))
         .route("/admin/users/{id}/unlock", post(admin::unlock))
+        .route(
+            "/admin/users/{id}/password-reset",
+            post(account::send_password_reset),
+        )
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(crate::pages::api_docs))
         .fallback(not_found)

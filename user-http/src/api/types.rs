@@ -310,3 +310,33 @@ pub struct StatusBody {
     /// `active` or `disabled`.
     pub status: StatusName,
 }
+
+/// A request for a password-reset link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetBody {
+    /// The email address of the account.
+    #[schema(schema_with = schema::email)]
+    pub email: String,
+}
+
+/// A new password, set with the token of a password-reset link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordBody {
+    /// The `token` of the link mailed to the user.
+    #[schema(schema_with = schema::token)]
+    pub token: SecretString,
+    /// The new password.
+    #[schema(schema_with = schema::new_password)]
+    pub new_password: SecretString,
+}
+
+/// The token of an email-verification link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailBody {
+    /// The `token` of the link mailed to the user.
+    #[schema(schema_with = schema::token)]
+    pub token: SecretString,
+}

@@ -5,6 +5,7 @@
 // Test helpers panic on failure, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account;
 mod agent;
 mod api;
 mod browser;
@@ -27,12 +28,14 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower::ServiceExt as _;
 use user_core::Ports;
+use user_core::account::AccountService;
 use user_core::auth::{AuthPolicy, AuthService, RegisterUser, SigningKey};
 use user_core::domain::Role;
-use user_core::ports::PasswordHasher;
+use user_core::ports::{Clock as _, MailComposer, MailOutbox as _, PasswordHasher};
 use user_core::testing::{FastHasher, FixedClock, Fixture};
 use user_core::users::UserService;
 use user_http::{AppState, HttpConfig, Templates};
+use user_mail::{MailSettings, MailTemplates};
 use user_sqlite::{SqliteConfig, SqliteDatabase};
 
 /// The password every helper uses.
@@ -48,6 +51,8 @@ pub struct TestApp {
     pub clock: Arc<FixedClock>,
     /// The database.
     pub db: SqliteDatabase,
+    /// Password reset and email verification, with mail composed by `user_mail`.
+    pub account: Arc<AccountService>,
     _dir: TempDir,
 }
 
@@ -103,10 +108,24 @@ impl TestApp {
         let clock = Arc::new(FixedClock::default());
         let ports = Ports::new(db.storage(), hasher, clock.clone());
         let key = SigningKey::generate_ed25519().unwrap();
-        let users = Arc::new(UserService::new(ports.clone(), &policy));
-        let auth = Arc::new(AuthService::new(ports, policy, &key, vec![]).unwrap());
+        // Mail is composed as in production and left queued in the outbox, where tests read
+        // the links.
+        let settings = MailSettings::new("Test site", "https://example.com/accounts").unwrap();
+        let composer: Arc<dyn MailComposer> = Arc::new(MailTemplates::new(settings));
+        let users = Arc::new(
+            UserService::new(ports.clone(), &policy).with_mail_composer(Arc::clone(&composer)),
+        );
+        let account = Arc::new(
+            AccountService::new(ports.clone(), &policy).with_mail_composer(Arc::clone(&composer)),
+        );
+        let auth = Arc::new(
+            AuthService::new(ports, policy, &key, vec![])
+                .unwrap()
+                .with_mail_composer(composer),
+        );
         let ping_db = db.clone();
         let state = AppState::new(auth, users)
+            .with_account(Arc::clone(&account))
             .with_config(config)
             .with_templates(templates)
             .with_readiness(Arc::new(move || {
@@ -118,6 +137,7 @@ impl TestApp {
             state,
             clock,
             db,
+            account,
             _dir: dir,
         }
     }
@@ -199,6 +219,40 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// The links to `path` (`/reset-password`, `/verify-email`) in the mails queued since
+    /// the last call, as (recipient, token), oldest first. Waits for the reset requests
+    /// accepted so far; claims every queued mail, so each mail is read once.
+    pub async fn links(&self, path: &str) -> Vec<(String, String)> {
+        self.account.settled().await;
+        let far = time::macros::datetime!(2100-01-01 00:00 UTC);
+        let claimed = self
+            .db
+            .outbox()
+            .claim(self.clock.now(), far, 1000)
+            .await
+            .unwrap();
+        let link = regex::Regex::new(&format!(
+            r"https://example\.com/accounts{}\?token=([A-Za-z0-9_-]+)",
+            regex::escape(path)
+        ))
+        .unwrap();
+        claimed
+            .into_iter()
+            .filter_map(|c| {
+                let token = link.captures(&c.mail.text)?[1].to_owned();
+                Some((c.mail.to.to_string(), token))
+            })
+            .collect()
+    }
+
+    /// The token of the one link to `path` queued since the last call, mailed to `to`.
+    pub async fn link_token(&self, path: &str, to: &str) -> String {
+        let links = self.links(path).await;
+        assert_eq!(links.len(), 1, "one {path} link: {links:?}");
+        assert_eq!(links[0].0, to);
+        links[0].1.clone()
     }
 
     /// Serves the router on 127.0.0.1:0; returns the base URL and a stop handle.

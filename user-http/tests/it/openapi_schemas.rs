@@ -67,9 +67,13 @@ async fn lengths_are_the_core_constants() {
         let display = property(&doc, body, "display_name");
         assert_eq!(number(display, "maxLength"), DisplayName::MAX_LEN as u64);
     }
+    let email = property(&doc, "PasswordResetBody", "email");
+    assert_eq!(number(email, "maxLength"), Email::MAX_LEN as u64);
+    assert_eq!(email["format"], "idn-email");
     for (body, field) in [
         ("RegisterBody", "password"),
         ("ChangePasswordBody", "new_password"),
+        ("ResetPasswordBody", "new_password"),
     ] {
         let password = property(&doc, body, field);
         assert_eq!(
@@ -151,6 +155,13 @@ async fn the_served_minimum_is_the_configured_one() {
     assert_eq!(
         number(
             property(&doc, "ChangePasswordBody", "new_password"),
+            "minLength"
+        ),
+        16
+    );
+    assert_eq!(
+        number(
+            property(&doc, "ResetPasswordBody", "new_password"),
             "minLength"
         ),
         16
@@ -353,6 +364,12 @@ async fn required_fields_and_closed_bodies() {
     assert!(required(&doc, "UpdateProfileBody").is_empty());
     assert_eq!(required(&doc, "RoleBody"), ["role"]);
     assert_eq!(required(&doc, "StatusBody"), ["status"]);
+    assert_eq!(required(&doc, "PasswordResetBody"), ["email"]);
+    assert_eq!(
+        required(&doc, "ResetPasswordBody"),
+        ["new_password", "token"]
+    );
+    assert_eq!(required(&doc, "VerifyEmailBody"), ["token"]);
     // Every request body refuses unknown fields, as the server does (422).
     for (_, item) in doc["paths"].as_object().unwrap() {
         for (_, op) in item.as_object().unwrap() {
