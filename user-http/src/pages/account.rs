@@ -40,7 +40,7 @@ pub(crate) async fn login_form(web: Web, Query(q): Query<NextQuery>) -> Response
         return web.redirect("/profile", None);
     }
     let next = local_path(&q.next).unwrap_or_default().to_owned();
-    let page = context! { identifier => "", next => next, title => "Sign in" };
+    let page = context! { identifier => "", next => next, mail => web.state.account.is_some(), title => "Sign in" };
     web.render(StatusCode::OK, "login.html", page)
 }
 
@@ -96,7 +96,13 @@ pub(crate) async fn login(
         Err(e) => refused_sign_in(e)?,
     };
     let next = local_path(&form.next).unwrap_or_default().to_owned();
-    let page = context! { identifier => form.identifier, next => next, error => &refusal.message, title => "Sign in" };
+    let page = context! {
+        identifier => form.identifier,
+        next => next,
+        error => &refusal.message,
+        mail => web.state.account.is_some(),
+        title => "Sign in",
+    };
     Ok(refusal.apply(web.render(refusal.status, "login.html", page)))
 }
 
@@ -226,10 +232,11 @@ pub(crate) async fn logout(
 
 pub(crate) async fn profile(web: Web) -> Result<Response, PageError> {
     let me = UserView::from(&web.require()?.user);
+    let mail = web.state.account.is_some();
     Ok(web.render(
         StatusCode::OK,
         "profile.html",
-        context! { user => v(&me), title => "Profile" },
+        context! { user => v(&me), mail => mail, title => "Profile" },
     ))
 }
 

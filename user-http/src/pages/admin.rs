@@ -85,10 +85,16 @@ pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Result<Response, P
         .await?;
     let title = user.username.to_string();
     let locked_for = lock.map(user_core::error::wait_in_minutes);
+    let mail = web.state.account.is_some();
     Ok(web.render(
         StatusCode::OK,
         "admin_user.html",
-        context! { user => v(&UserView::from(&user)), locked_for => locked_for, title => title },
+        context! {
+            user => v(&UserView::from(&user)),
+            locked_for => locked_for,
+            mail => mail,
+            title => title,
+        },
     ))
 }
 
@@ -102,6 +108,24 @@ pub(crate) async fn unlock(
     let user_id = user_id(&id)?;
     web.state.users.as_admin(&actor)?.unlock(user_id).await?;
     Ok(web.redirect(&format!("/admin/users/{id}"), Some(Flash::Unlocked)))
+}
+
+/// Mails the user a password-reset link; the admin never sees it.
+pub(crate) async fn send_password_reset(
+    web: Web,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    web.accept(form)?;
+    let user_id = user_id(&id)?;
+    let account = web
+        .state
+        .account
+        .as_ref()
+        .ok_or(UserError::MailNotConfigured)?;
+    account.send_password_reset(&actor, user_id).await?;
+    Ok(web.redirect(&format!("/admin/users/{id}"), Some(Flash::ResetLinkSent)))
 }
 
 pub(crate) async fn edit_form(web: Web, Path(id): Path<String>) -> Result<Response, PageError> {
@@ -174,8 +198,12 @@ async fn refused(web: Web, actor: &Actor, id: &str, e: UserError) -> Result<Resp
     let refusal = refused_form(&e);
     let user = load(&web, actor, id).await?;
     let title = user.username.to_string();
-    let page =
-        context! { user => v(&UserView::from(&user)), error => &refusal.message, title => title };
+    let page = context! {
+        user => v(&UserView::from(&user)),
+        error => &refusal.message,
+        mail => web.state.account.is_some(),
+        title => title,
+    };
     Ok(refusal.apply(web.render(refusal.status, "admin_user.html", page)))
 }
 

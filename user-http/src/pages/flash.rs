@@ -13,10 +13,14 @@ pub(crate) enum Flash {
     UserSaved,
     UserDeleted,
     Unlocked,
+    PasswordReset,
+    EmailVerified,
+    VerificationSent,
+    ResetLinkSent,
 }
 
 impl Flash {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 14] = [
         Self::Welcome,
         Self::SignedOut,
         Self::ProfileSaved,
@@ -27,6 +31,10 @@ impl Flash {
         Self::UserSaved,
         Self::UserDeleted,
         Self::Unlocked,
+        Self::PasswordReset,
+        Self::EmailVerified,
+        Self::VerificationSent,
+        Self::ResetLinkSent,
     ];
 
     /// The name of the cookie that carries the code.
@@ -45,6 +53,10 @@ impl Flash {
             Self::UserSaved => "user-saved",
             Self::UserDeleted => "user-deleted",
             Self::Unlocked => "unlocked",
+            Self::PasswordReset => "password-reset",
+            Self::EmailVerified => "email-verified",
+            Self::VerificationSent => "verification-sent",
+            Self::ResetLinkSent => "reset-link-sent",
         }
     }
 
@@ -68,6 +80,12 @@ impl Flash {
             Self::UserSaved => "The profile was saved.",
             Self::UserDeleted => "The user was deleted.",
             Self::Unlocked => "Sign-in was unlocked.",
+            Self::PasswordReset => "Your password was changed. Sign in with your new password.",
+            Self::EmailVerified => "Your email address is verified.",
+            Self::VerificationSent => {
+                "We sent a new confirmation link to your email address. It replaces older links."
+            }
+            Self::ResetLinkSent => "A password reset link was sent to the user's email address.",
         }
     }
 }

@@ -6,13 +6,14 @@
 //! - `flash`: the one-time messages after a redirect;
 //! - `views`: what templates see, and rendering;
 //! - `error`: [`PageError`](error::PageError), the pages column of the error table;
-//! - `account`, `admin`, `docs`: the handlers; `templates`: [`Templates`].
+//! - `account`, `admin`, `links` (the flows of mailed links), `docs`: the handlers; `templates`: [`Templates`].
 
 mod account;
 mod admin;
 mod docs;
 mod error;
 mod flash;
+mod links;
 mod routes;
 mod templates;
 mod views;

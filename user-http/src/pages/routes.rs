@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 
 use super::error::{PageError, render_error_pages};
 use super::web::Web;
-use super::{account, admin};
+use super::{account, admin, links};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -20,6 +20,13 @@ pub(crate) fn routes() -> Router<AppState> {
             get(account::register_form).post(account::register),
         )
         .route("/logout", post(account::logout))
+        .route(
+            "/forgot-password",
+            get(links::forgot_form).post(links::forgot),
+        )
+        .route("/reset-password", get(links::reset_form).post(links::reset))
+        .route("/verify-email", get(links::verify_form).post(links::verify))
+        .route("/profile/verification", post(links::resend_verification))
         .route("/profile", get(account::profile))
         .route("/profile/edit", get(account::edit_form).post(account::edit))
         .route(
@@ -40,6 +47,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/users/{id}/role", post(admin::set_role))
         .route("/admin/users/{id}/status", post(admin::set_status))
         .route("/admin/users/{id}/unlock", post(admin::unlock))
+        .route(
+            "/admin/users/{id}/password-reset",
+            post(admin::send_password_reset),
+        )
         .route(
             "/admin/users/{id}/delete",
             get(admin::confirm_delete).post(admin::delete),

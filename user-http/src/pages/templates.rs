@@ -39,6 +39,26 @@ const DEFAULTS: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("../../templates/error.html")),
     (
+        "forgot_password.html",
+        include_str!("../../templates/forgot_password.html"),
+    ),
+    (
+        "forgot_password_sent.html",
+        include_str!("../../templates/forgot_password_sent.html"),
+    ),
+    (
+        "reset_password.html",
+        include_str!("../../templates/reset_password.html"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("../../templates/verify_email.html"),
+    ),
+    (
+        "link_invalid.html",
+        include_str!("../../templates/link_invalid.html"),
+    ),
+    (
         "api_docs.html",
         include_str!("../../templates/api_docs.html"),
     ),

@@ -16,6 +16,7 @@ mod openapi_schemas;
 mod openapi_statuses;
 mod page_errors;
 mod pages;
+mod pages_account;
 mod security;
 
 use std::sync::Arc;
