@@ -229,9 +229,11 @@ async fn a_person_registers_edits_changes_password_and_signs_out() {
     fill(&b, "email", "alice@example.com").await;
     fill(&b, "password", "short").await;
     submit(&b, "/register").await;
-    wait_heading(&b, "Create account").await;
+    // The heading is the same before and after the submit: wait for the error itself.
     let error = b
-        .find(Locator::Css("#password-error"))
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#password-error"))
         .await
         .unwrap()
         .text()
@@ -396,5 +398,70 @@ async fn a_script_in_a_display_name_renders_as_text() {
     b.wait().for_element(Locator::Css(".flash")).await.unwrap();
     assert_eq!(heading(&b).await, payload, "shown as text");
     assert!(b.get_alert_text().await.is_err(), "no script ran");
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_resets_a_forgotten_password_from_the_mailed_link() {
+    let Some(driver) =
+        Driver::start("a_person_resets_a_forgotten_password_from_the_mailed_link").await
+    else {
+        return;
+    };
+    let app = browser_app().await;
+    app.register("alice").await;
+    let (base, _stop) = app.spawn().await;
+    let new_password = "a fresh new passphrase";
+
+    // A session from before the reset, in another browser.
+    let old = driver.browser("old").await;
+    sign_in(&old, &base, "alice", PW).await;
+    wait_heading(&old, "alice").await;
+
+    let b = driver.browser("alice").await;
+    b.goto(&format!("{base}/login")).await.unwrap();
+    wait_heading(&b, "Sign in").await;
+    b.find(Locator::LinkText("Forgot your password?"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&b, "Forgot your password?").await;
+    fill(&b, "email", "alice@example.com").await;
+    submit(&b, "/forgot-password").await;
+    wait_heading(&b, "Check your email").await;
+
+    // The mail client opens the link.
+    let token = app.link_token("/reset-password", "alice@example.com").await;
+    let link = format!("{base}/reset-password?token={token}");
+    b.goto(&link).await.unwrap();
+    wait_heading(&b, "Choose a new password").await;
+    screenshot(&b, "reset-password").await;
+    fill(&b, "new_password", new_password).await;
+    submit(&b, "/reset-password").await;
+    wait_heading(&b, "Sign in").await;
+    let flash = b
+        .find(Locator::Css(".flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(flash.contains("Your password was changed"), "{flash}");
+
+    // The old session is gone; the new password signs in.
+    old.goto(&format!("{base}/profile")).await.unwrap();
+    wait_heading(&old, "Sign in").await;
+    sign_in(&b, &base, "alice", new_password).await;
+    wait_heading(&b, "alice").await;
+
+    // The same link twice is refused.
+    b.goto(&link).await.unwrap();
+    wait_heading(&b, "Choose a new password").await;
+    fill(&b, "new_password", "yet another passphrase").await;
+    submit(&b, "/reset-password").await;
+    wait_heading(&b, "This reset link is invalid or expired").await;
+    old.close().await.unwrap();
     b.close().await.unwrap();
 }
