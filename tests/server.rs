@@ -879,26 +879,7 @@ async fn queued_mail_is_delivered_to_the_outbox_folder() {
     outbox.enqueue(&mail, SystemClock.now()).await.unwrap();
 
     let server = start(&data, &[]).await;
-    let folder = data.join("outbox");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let file = loop {
-        let found = std::fs::read_dir(&folder)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "eml"));
-        if let Some(file) = found {
-            break file;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no .eml in {} after 15 s:\n{}",
-            folder.display(),
-            server.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let file = wait_for_mail(&data.join("outbox"), "Queued before the start", &server).await;
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("Subject: Queued before the start"), "{text}");
     assert!(
@@ -917,4 +898,92 @@ async fn queued_mail_is_delivered_to_the_outbox_folder() {
     }
     server.kill();
     db.close().await;
+}
+
+/// The first `.eml` in `folder` whose text contains `needle`, waiting up to 15 s.
+async fn wait_for_mail(
+    folder: &Path,
+    needle: &str,
+    server: &support::Server,
+) -> std::path::PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let found = std::fs::read_dir(folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(needle)));
+        if let Some(file) = found {
+            return file;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mail with {needle:?} in {} after 15 s:\n{}",
+            folder.display(),
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Registration mails a verification link to the configured public address; the token in it
+/// verifies the address through the JSON API, once.
+#[tokio::test]
+async fn a_registration_mails_a_link_that_verifies_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data)
+            .unwrap();
+    }
+    let server = start(
+        &data,
+        &[
+            "--public-base-url",
+            "https://accounts.example.com",
+            "--site-name",
+            "Acme",
+        ],
+    )
+    .await;
+    register(&server, "vera").await;
+    let file = wait_for_mail(&data.join("outbox"), "vera@example.com", &server).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("Acme"),
+        "the site name is in the mail: {text}"
+    );
+    // The text body is quoted-printable: join its soft line breaks, then decode `=3D`.
+    let unfolded = text
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = unfolded
+        .find("https://accounts.example.com/verify-email?token=")
+        .unwrap_or_else(|| panic!("no verification link in {unfolded}"));
+    let token: String = unfolded[start..]
+        .trim_start_matches("https://accounts.example.com/verify-email?token=")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(token.len() >= 43, "a 256-bit token: {token:?}");
+
+    let body = serde_json::json!({ "token": token });
+    let (status, user) = http(
+        server.http,
+        "POST",
+        "/api/v1/auth/verify-email",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert!(user.contains("\"email_verified\":true"), "{user}");
+    let (status, _) = http(server.http, "POST", "/api/v1/auth/verify-email", Some(body)).await;
+    assert_eq!(status, 422, "a link works once");
+    server.kill();
 }

@@ -14,7 +14,7 @@ use user_core::auth::{AuthPolicy, LockoutPolicy, SigningKey, VerifyingKey, key_f
 use user_core::domain::{PasswordPolicy, TrustedProxies};
 use user_core::password::{Argon2Params, HasherConfig};
 use user_core::ports::Mailer;
-use user_mail::{FileMailer, SmtpConfig, SmtpMailer};
+use user_mail::{FileMailer, MailSettings, MailTemplates, SmtpConfig, SmtpMailer};
 use user_postgres::PostgresConfig;
 use user_sqlite::SqliteConfig;
 
@@ -192,6 +192,22 @@ pub(crate) struct Config {
     /// SQLite commit durability.
     #[arg(long, env = "USERS_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
     pub(crate) sqlite_sync: Durability,
+    /// The address people use to reach the pages, for the links in mail (default:
+    /// http://<http-addr>).
+    #[arg(long, env = "USERS_PUBLIC_BASE_URL", global = true)]
+    pub(crate) public_base_url: Option<String>,
+    /// The name in the subject and greeting of every mail.
+    #[arg(
+        long,
+        env = "USERS_SITE_NAME",
+        default_value = "user-management",
+        global = true
+    )]
+    pub(crate) site_name: String,
+    /// A folder of mail templates replacing the defaults by name
+    /// (`<kind>.subject.txt`, `<kind>.txt`, `<kind>.html`).
+    #[arg(long, env = "USERS_MAIL_TEMPLATES_DIR", global = true)]
+    pub(crate) mail_templates_dir: Option<PathBuf>,
     /// The sender of every mail, e.g. "Acme <no-reply@acme.example>"; required with
     /// --smtp-host (the outbox folder uses a placeholder without it).
     #[arg(long, env = "USERS_MAIL_FROM", global = true)]
@@ -377,6 +393,22 @@ impl Config {
         Ok(Arc::new(
             SmtpMailer::new(config).context("--smtp-host or --mail-from")?,
         ))
+    }
+
+    /// The messages: the default templates (or `--mail-templates-dir`), with links to
+    /// `--public-base-url` and `--site-name` in the subject.
+    pub(crate) fn mail_templates(&self) -> anyhow::Result<MailTemplates> {
+        let base = self
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.http_addr));
+        let settings = MailSettings::new(&self.site_name, &base)
+            .context("--public-base-url or --site-name")?;
+        let templates = MailTemplates::new(settings);
+        match &self.mail_templates_dir {
+            Some(dir) => templates.with_dir(dir).context("--mail-templates-dir"),
+            None => Ok(templates),
+        }
     }
 
     /// The trusted proxies with the header they write.

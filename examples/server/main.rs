@@ -52,6 +52,7 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
         .policy(policy)
         .hasher(hasher)
         .signing_key(key, previous)
+        .mail_composer(Arc::new(config.mail_templates()?))
         .build()
         .map_err(|e| anyhow::anyhow!("{}: {}", cli::flag(e.setting), e.reason))?;
     Ok(App { db, services })
@@ -142,6 +143,8 @@ impl Server {
         grpc_task.await?.context("gRPC server failed")?;
         http_task.await?.context("HTTP server failed")?;
         purge_task.await?;
+        // Reset requests answered before the stop finish making their links and mail.
+        app.services.account.settled().await;
         mail_task.await?;
         app.db.close().await;
         tracing::info!("stopped");
