@@ -398,10 +398,14 @@ impl Config {
     /// The messages: the default templates (or `--mail-templates-dir`), with links to
     /// `--public-base-url` and `--site-name` in the subject.
     pub(crate) fn mail_templates(&self) -> anyhow::Result<MailTemplates> {
-        let base = self
-            .public_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.http_addr));
+        let base = match (&self.public_base_url, &self.smtp_host) {
+            (Some(base), _) => base.clone(),
+            // Real mail must link to where people reach the pages, not to a listen address.
+            (None, Some(_)) => bail!(
+                "--smtp-host needs --public-base-url (where people open the pages, e.g. https://accounts.example.com)"
+            ),
+            (None, None) => format!("http://{}", self.http_addr),
+        };
         let settings = MailSettings::new(&self.site_name, &base)
             .context("--public-base-url or --site-name")?;
         let templates = MailTemplates::new(settings);
@@ -521,16 +525,15 @@ mod tests {
                 "{err:#}"
             );
         }
-        assert!(
-            config(&[
-                "--smtp-host",
-                "smtp.example.com",
-                "--mail-from",
-                "Acme <no-reply@acme.example>",
-            ])
-            .mailer()
-            .is_ok()
-        );
+        let smtp = config(&[
+            "--smtp-host",
+            "smtp.example.com",
+            "--mail-from",
+            "Acme <no-reply@acme.example>",
+        ]);
+        assert!(smtp.mailer().is_ok());
+        let err = smtp.mail_templates().err().unwrap();
+        assert!(format!("{err:#}").contains("--public-base-url"), "{err:#}");
     }
 
     #[test]

@@ -134,7 +134,11 @@ struct Reply {
 }
 
 async fn call(world: &World, caller: Caller, method: &str, msg: Vec<u8>) -> Reply {
-    let state = GrpcState::new(world.auth.clone(), world.users.clone());
+    let state = GrpcState::new(
+        world.auth.clone(),
+        world.users.clone(),
+        world.account.clone(),
+    );
     let routes = user_grpc::routes(state, &GrpcConfig::default())
         .await
         .expect("routes");

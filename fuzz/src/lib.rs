@@ -10,7 +10,8 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 
 use secrecy::{ExposeSecret, SecretString};
-use user_core::auth::{AuthService, Credentials};
+use user_core::account::AccountService;
+use user_core::auth::{AuthPolicy, AuthService, Credentials};
 use user_core::domain::{ClientInfo, User};
 use user_core::testing::Fixture;
 use user_core::users::UserService;
@@ -44,6 +45,8 @@ pub struct World {
     pub auth: Arc<AuthService>,
     /// The user service.
     pub users: Arc<UserService>,
+    /// The account flows (reset, verification), without mail.
+    pub account: Arc<AccountService>,
     /// `root`, an admin.
     pub admin: Account,
     /// `alice`, a plain user.
@@ -76,9 +79,11 @@ impl World {
         let user = fx.register("alice").await;
         let admin = sign_in(&fx, admin).await;
         let user = sign_in(&fx, user).await;
+        let account = AccountService::new(fx.ports.clone(), &AuthPolicy::default());
         Self {
             auth: Arc::new(fx.auth),
             users: Arc::new(fx.users),
+            account: Arc::new(account),
             admin,
             user,
         }

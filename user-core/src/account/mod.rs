@@ -22,7 +22,7 @@ use crate::domain::{
     Actor, ClientInfo, Email, Password, PasswordPolicy, ThrottleKey, TokenHash, TokenPurpose, User,
     UserId, UserStatus,
 };
-use crate::error::{AuthError, RepoError, UserError, report};
+use crate::error::{AuthError, RepoError, UserError, ValidationError, ValidationErrors, report};
 use crate::ports::{MailComposer, Notice};
 
 pub(crate) use notices::{Notices, greeting};
@@ -205,6 +205,11 @@ impl AccountService {
             Err(e) => return Err(e.into()),
         };
         let user = self.active_user(found.user_id).await?;
+        // The link was sent to an address; after an email change it no longer reaches the
+        // owner, so it no longer resets the password.
+        if found.email != user.email {
+            return Err(AuthError::InvalidToken);
+        }
         let password = Password::parse(
             new_password,
             &self.password_policy,
@@ -232,13 +237,20 @@ impl AccountService {
             Err(RepoError::NotFound) => return Err(AuthError::InvalidToken),
             Err(e) => return Err(e.into()),
         }
-        let ended = self.ports.sessions.revoke_all(user.id, None, now).await?;
-        self.ports.devices.delete_for_user(user.id).await?;
-        self.ports
+        // The password is changed: every step that locks out whoever knew the old one runs,
+        // even when an earlier one failed, and the first failure is reported after all ran.
+        let sessions = self.ports.sessions.revoke_all(user.id, None, now).await;
+        let devices = self.ports.devices.delete_for_user(user.id).await;
+        let links = self
+            .ports
             .tokens
             .revoke_all(user.id, TokenPurpose::ResetPassword)
-            .await?;
-        self.budget.clear(&ThrottleKey::account(user.id)).await?;
+            .await;
+        let budget = self.budget.clear(&ThrottleKey::account(user.id)).await;
+        let ended = sessions?;
+        devices?;
+        links?;
+        budget?;
         tracing::info!(user_id = %user.id, sessions_ended = ended, "password reset");
         let name = greeting(&user);
         self.notices
@@ -265,6 +277,16 @@ impl AccountService {
             return Err(UserError::MailNotConfigured);
         }
         let user = self.ports.users.get(id).await?;
+        if user.status != UserStatus::Active {
+            // A disabled account's link would be refused anyway; mailing it helps nobody.
+            let mut errors = ValidationErrors::new();
+            errors.push(ValidationError::new(
+                "user_id",
+                "disabled",
+                "the account is disabled; enable it first",
+            ));
+            return Err(UserError::Invalid(errors));
+        }
         self.notices
             .issue(&user, TokenPurpose::ResetPassword)
             .await

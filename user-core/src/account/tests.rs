@@ -643,3 +643,115 @@ async fn a_reset_clears_the_lockout() {
         .await
         .expect("the lock is lifted");
 }
+
+/// A user whose role is admin, signed in.
+async fn admin(env: &Env, name: &str) -> Actor {
+    let user = env.register(name).await;
+    env.ports
+        .users
+        .set_role(user.id, Role::Admin, env.clock.now())
+        .await
+        .unwrap();
+    env.actor(name).await
+}
+
+#[tokio::test]
+async fn a_reset_link_dies_with_the_address_it_was_sent_to() {
+    let env = Env::new();
+    let alice = env.register("alice").await;
+    // Changed behind the service's back: the link is refused by the address check.
+    let token = env.reset_token("alice@example.com").await;
+    let changes = ProfileChanges {
+        email: Some(Email::parse("alice@example.org").unwrap()),
+        ..ProfileChanges::default()
+    };
+    env.ports
+        .users
+        .update_profile(alice.id, &changes, env.clock.now())
+        .await
+        .unwrap();
+    invalid_token(
+        env.reset(&token, NEW_PASSWORD).await,
+        "sent to the old address",
+    );
+
+    // Changed through the service: the link is revoked as well.
+    let token = env.reset_token("alice@example.org").await;
+    let actor = env.actor("alice").await;
+    let edit = UpdateProfile {
+        email: Some("alice@example.net".to_owned()),
+        ..UpdateProfile::default()
+    };
+    env.users
+        .update_profile(&actor, alice.id, edit)
+        .await
+        .unwrap();
+    let stored = env
+        .ports
+        .tokens
+        .find(
+            &TokenHash::of(token.expose_secret()),
+            TokenPurpose::ResetPassword,
+            env.clock.now(),
+        )
+        .await;
+    assert!(
+        matches!(stored, Err(RepoError::NotFound)),
+        "revoked in the store: {stored:?}"
+    );
+    invalid_token(env.reset(&token, NEW_PASSWORD).await, "revoked");
+}
+
+#[tokio::test]
+async fn a_password_change_kills_outstanding_reset_links() {
+    let env = Env::new();
+    env.register("alice").await;
+    let token = env.reset_token("alice@example.com").await;
+    let actor = env.actor("alice").await;
+    env.users
+        .change_password(
+            &actor,
+            ChangePassword {
+                current_password: SecretString::from(Fixture::PASSWORD),
+                new_password: SecretString::from(NEW_PASSWORD),
+            },
+        )
+        .await
+        .unwrap();
+    invalid_token(
+        env.reset(&token, "yet another passphrase here").await,
+        "a link asked for before the change",
+    );
+}
+
+#[tokio::test]
+async fn disabling_kills_links_so_enabling_again_does_not_revive_them() {
+    let env = Env::new();
+    let root = admin(&env, "root").await;
+    env.mails().await;
+    let alice = env.register("alice").await;
+    let verify = env.token("verify_email").await;
+    let reset = env.reset_token("alice@example.com").await;
+    let admin = env.users.as_admin(&root).unwrap();
+    admin
+        .set_status(alice.id, UserStatus::Disabled)
+        .await
+        .unwrap();
+    admin
+        .set_status(alice.id, UserStatus::Active)
+        .await
+        .unwrap();
+    invalid_token(env.reset(&reset, NEW_PASSWORD).await, "reset link");
+    invalid_token(env.account.verify_email(&verify).await, "verification link");
+    // And an admin cannot mail a disabled account a link.
+    admin
+        .set_status(alice.id, UserStatus::Disabled)
+        .await
+        .unwrap();
+    let r = env.account.send_password_reset(&root, alice.id).await;
+    let Err(UserError::Invalid(errors)) = r else {
+        panic!("expected a refusal: {r:?}");
+    };
+    assert!(errors.field("user_id").next().is_some(), "{errors}");
+    assert!(env.mails().await.is_empty(), "nothing queued");
+}

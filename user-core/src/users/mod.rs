@@ -10,7 +10,8 @@ use crate::account::{Notices, greeting};
 use crate::auth::{AuthPolicy, GuessBudget};
 use crate::domain::{
     Actor, DisplayName, Email, Password, PasswordPolicy, ProfileChanges, Role, Session, SessionId,
-    SessionKind, ThrottleKey, User, UserId, UserPage, UserQuery, UserStatus, Username,
+    SessionKind, ThrottleKey, TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus,
+    Username,
 };
 use crate::error::{AuthError, UserError, ValidationErrors};
 use crate::ports::{MailComposer, Notice, Verification};
@@ -136,6 +137,14 @@ impl UserService {
         let now = self.ports.clock.now();
         let user = self.ports.users.update_profile(id, &changes, now).await?;
         tracing::info!(user_id = %id, actor = %actor.user_id, "profile updated");
+        if changes.email.is_some() {
+            // Reset links went to the address before; they die with it (reset_password also
+            // checks the address, this keeps none waiting).
+            self.ports
+                .tokens
+                .revoke_all(id, TokenPurpose::ResetPassword)
+                .await?;
+        }
         if let Some(old) = before.filter(|old| old != &user.email) {
             let notice = Notice::EmailChanged {
                 name: greeting(&user),
@@ -236,6 +245,11 @@ impl UserService {
             .await?;
         // Devices that knew the old password are strangers now.
         self.ports.devices.delete_for_user(user.id).await?;
+        // A reset link asked for before would undo the new password.
+        self.ports
+            .tokens
+            .revoke_all(user.id, TokenPurpose::ResetPassword)
+            .await?;
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
         let notice = Notice::PasswordChanged {
             name: greeting(&user),
@@ -364,6 +378,10 @@ impl AdminUsers<'_> {
         if status == UserStatus::Disabled {
             ports.sessions.revoke_all(id, None, now).await?;
             ports.devices.delete_for_user(id).await?;
+            // Links mailed before must not work again if the account is enabled soon after.
+            for purpose in TokenPurpose::ALL {
+                ports.tokens.revoke_all(id, purpose).await?;
+            }
         }
         tracing::info!(user_id = %id, actor = %self.actor.user_id, status = %status, "status changed");
         Ok(user)
