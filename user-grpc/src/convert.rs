@@ -45,6 +45,7 @@ impl From<User> for pb::User {
             email_verified: u.email_verified_at.is_some(),
             created_at: Some(timestamp(u.created_at)),
             updated_at: Some(timestamp(u.updated_at)),
+            email_verified_at: u.email_verified_at.map(timestamp),
         }
     }
 }

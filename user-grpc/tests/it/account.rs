@@ -2,6 +2,9 @@
 //! verification and its resend. Tokens come from the mails the server queued in the outbox,
 //! as a user would read them from the link.
 
+use std::time::Duration;
+
+use time::OffsetDateTime;
 use time::macros::datetime;
 use tonic::Code;
 use user_core::ports::Clock as _;
@@ -10,6 +13,14 @@ use user_grpc::pb;
 use crate::{PW, TestApp, authed, expect_code};
 
 const NEW_PASSWORD: &str = "an entirely new passphrase";
+
+/// `t` as the wire writes it.
+fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: t.nanosecond().try_into().unwrap(),
+    }
+}
 
 /// A queued mail: its recipient and the token of its link to `path`, if it has one.
 #[derive(Debug)]
@@ -265,7 +276,9 @@ async fn a_verification_link_marks_the_email_verified() {
     let mut app = TestApp::spawn_mailing().await;
     app.register("alice").await;
     let tokens = app.login("alice").await;
-    assert!(!app.me(&tokens.token).await.unwrap().email_verified);
+    let me = app.me(&tokens.token).await.unwrap();
+    assert!(!me.email_verified);
+    assert_eq!(me.email_verified_at, None);
     app.mails().await;
 
     app.users
@@ -276,9 +289,16 @@ async fn a_verification_link_marks_the_email_verified() {
         .token(user_mail::VERIFY_EMAIL_PATH, "alice@example.com")
         .await;
 
+    // Verified a minute after registering: the time is the verification's, not the account's.
+    app.clock.advance(Duration::from_secs(60));
+    let verified_at = Some(timestamp(app.clock.now()));
     let user = app.verify(&token).await.unwrap();
     assert!(user.email_verified);
-    assert!(app.me(&tokens.token).await.unwrap().email_verified);
+    assert_eq!(user.email_verified_at, verified_at);
+    assert_ne!(user.email_verified_at, user.created_at);
+    let me = app.me(&tokens.token).await.unwrap();
+    assert!(me.email_verified);
+    assert_eq!(me.email_verified_at, verified_at);
 
     // The link is spent, and a verified address gets no new one.
     expect_field(app.verify(&token).await, "token");

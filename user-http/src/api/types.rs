@@ -86,6 +86,10 @@ pub struct UserBody {
     pub status: StatusName,
     /// Whether the email address was verified.
     pub email_verified: bool,
+    /// When the current email address was verified (RFC 3339), or `null` while it is not.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub email_verified_at: Option<OffsetDateTime>,
     /// Creation time (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -106,6 +110,7 @@ impl From<User> for UserBody {
             role: u.role.into(),
             status: u.status.into(),
             email_verified: u.email_verified_at.is_some(),
+            email_verified_at: u.email_verified_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }

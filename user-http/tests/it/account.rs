@@ -2,6 +2,7 @@
 //! tokens come out of the mails queued in the outbox, as a user's mail client would see them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use bytes::Bytes;
@@ -10,7 +11,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use user_core::auth::AuthPolicy;
+use user_core::ports::Clock as _;
 use user_http::{AppState, HttpConfig, Templates};
 
 use crate::{PW, Reply, TestApp, spawn_router};
@@ -135,6 +139,12 @@ fn assert_invalid_token(r: &Reply, token: &str) {
     assert!(token.is_empty() || !r.text.contains(token), "{}", r.text);
 }
 
+/// A JSON RFC 3339 time.
+fn rfc3339(v: &Value) -> OffsetDateTime {
+    let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a string"));
+    OffsetDateTime::parse(s, &Rfc3339).unwrap()
+}
+
 /// Headers that may differ between two identical answers.
 fn stable(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
@@ -234,7 +244,9 @@ async fn a_verification_link_verifies_the_address_once() {
     let api = Api::serve(&app).await;
     app.register("bob").await;
     let access = app.token("bob").await;
-    assert_eq!(api.me(&access).await.json()["email_verified"], false);
+    let me = api.me(&access).await.json();
+    assert_eq!(me["email_verified"], false);
+    assert_eq!(me.get("email_verified_at"), Some(&Value::Null));
 
     // Registration mailed a first link; a resend kills it.
     let first = app.link_token(VERIFY, "bob@example.com").await;
@@ -256,13 +268,20 @@ async fn a_verification_link_verifies_the_address_once() {
             .await,
         &first,
     );
+    // Verified a minute after registering: the time is the verification's, not the account's.
+    app.clock.advance(Duration::from_secs(60));
+    let verified_at = app.clock.now();
     let r = api
         .post("/auth/verify-email", json!({ "token": token }))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["email_verified"], true);
+    assert_eq!(rfc3339(&r.json()["email_verified_at"]), verified_at);
     assert!(!r.text.contains(&token));
-    assert_eq!(api.me(&access).await.json()["email_verified"], true);
+    let me = api.me(&access).await.json();
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(rfc3339(&me["email_verified_at"]), verified_at);
+    assert_ne!(me["email_verified_at"], me["created_at"]);
 
     assert_invalid_token(
         &api.post("/auth/verify-email", json!({ "token": token }))

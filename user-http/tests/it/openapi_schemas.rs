@@ -395,6 +395,11 @@ async fn required_fields_and_closed_bodies() {
         json!(["Bearer"])
     );
     assert_eq!(property(&doc, "UserBody", "id")["format"], "uuid");
+    // The verification time is always written: a time, or null while unverified.
+    let verified_at = property(&doc, "UserBody", "email_verified_at");
+    assert_eq!(verified_at["type"], json!(["string", "null"]));
+    assert_eq!(verified_at["format"], "date-time");
+    assert!(required(&doc, "UserBody").contains(&"email_verified_at".to_owned()));
     assert_eq!(
         property(&doc, "HealthBody", "status")["enum"],
         json!(["ok", "ready"])
