@@ -35,7 +35,7 @@ impl Database {
         })
     }
 
-    /// The four storage ports.
+    /// The storage ports.
     pub(crate) fn storage(&self) -> Storage {
         match self {
             Self::Sqlite(db) => db.storage(),

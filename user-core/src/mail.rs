@@ -48,6 +48,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::std_to_time;
 use crate::error::{RepoError, report};
 use crate::metrics::{MAIL_PENDING, MAIL_SENT_TOTAL};
 use crate::ports::{ClaimedMail, Clock, MailError, MailOutbox, Mailer};
@@ -219,9 +220,7 @@ async fn deliver_batch<F: Future<Output = ()>>(
     shutdown: &mut Pin<&mut F>,
 ) -> Result<(Delivery, Stop), RepoError> {
     let now = clock.now();
-    let lease_until = now
-        .checked_add(time::Duration::try_from(policy.lease).unwrap_or(time::Duration::MAX))
-        .unwrap_or(now);
+    let lease_until = now.checked_add(std_to_time(policy.lease)).unwrap_or(now);
     let claimed = outbox.claim(now, lease_until, policy.batch.max(1)).await?;
     let mut done = Delivery::default();
     for mail in claimed {
@@ -284,8 +283,7 @@ async fn deliver(
     let (settled, outcome) = match &sent {
         Ok(()) => (outbox.delivered(mail.id, *claim).await, Outcome::Sent),
         Err(MailError::Transient(_)) if failed < policy.max_attempts => {
-            let wait =
-                time::Duration::try_from(policy.backoff(failed)).unwrap_or(time::Duration::MAX);
+            let wait = std_to_time(policy.backoff(failed));
             let now = clock.now();
             let retry_at = now.checked_add(wait).unwrap_or(now);
             let error = short(&sent);

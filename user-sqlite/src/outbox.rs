@@ -7,7 +7,7 @@ use user_core::ports::{ClaimedMail, DeadLetter, Mail, MailOutbox};
 use uuid::Uuid;
 
 use crate::map_db_err;
-use crate::rows::{corrupt, from_db, to_db};
+use crate::rows::{corrupt, from_db, to_db, uuid};
 
 /// [`MailOutbox`] on SQLite: the `mail_outbox` and `mail_dead_letters` tables. SQLite runs
 /// one writer at a time, so a claim (one `UPDATE ... RETURNING`) never races another.
@@ -71,14 +71,14 @@ impl TryFrom<ClaimedRow> for ClaimedMail {
         let table = "mail_outbox";
         Ok(Self {
             mail: Mail {
-                id: Uuid::parse_str(&row.id).map_err(|e| corrupt(table, e))?,
+                id: uuid(table, &row.id)?,
                 to: Email::parse(&row.recipient).map_err(|e| corrupt(table, e))?,
                 subject: row.subject,
                 text: row.body_text,
                 html: row.body_html,
             },
             attempts: u32::try_from(row.attempts).map_err(|e| corrupt(table, e))?,
-            claim: Uuid::parse_str(&row.claim_id).map_err(|e| corrupt(table, e))?,
+            claim: uuid(table, &row.claim_id)?,
         })
     }
 }
@@ -98,7 +98,7 @@ impl TryFrom<DeadLetterRow> for DeadLetter {
     fn try_from(row: DeadLetterRow) -> Result<Self, RepoError> {
         let table = "mail_dead_letters";
         Ok(Self {
-            id: Uuid::parse_str(&row.id).map_err(|e| corrupt(table, e))?,
+            id: uuid(table, &row.id)?,
             to: Email::parse(&row.recipient).map_err(|e| corrupt(table, e))?,
             attempts: u32::try_from(row.attempts).map_err(|e| corrupt(table, e))?,
             error: row.error,

@@ -33,7 +33,7 @@ pub(crate) fn from_db(table: &'static str, nanos: i64) -> Result<OffsetDateTime,
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|e| corrupt(table, e))
 }
 
-fn uuid(table: &'static str, s: &str) -> Result<Uuid, RepoError> {
+pub(crate) fn uuid(table: &'static str, s: &str) -> Result<Uuid, RepoError> {
     Uuid::parse_str(s).map_err(|e| corrupt(table, e))
 }
 

@@ -7,7 +7,7 @@ use user_core::ports::{Mail, OneTimeTokenStore};
 
 use crate::map_db_err;
 use crate::outbox::enqueue;
-use crate::rows::{corrupt, from_db, to_db};
+use crate::rows::{corrupt, from_db, to_db, uuid};
 
 /// [`OneTimeTokenStore`] on SQLite: the `one_time_tokens` table, deleted with their user by
 /// `ON DELETE CASCADE`. Issuing a token queues its mail in `mail_outbox` in the same
@@ -38,9 +38,7 @@ impl TryFrom<TokenRow> for OneTimeToken {
     fn try_from(row: TokenRow) -> Result<Self, RepoError> {
         let table = "one_time_tokens";
         Ok(Self {
-            user_id: UserId::from(
-                uuid::Uuid::parse_str(&row.user_id).map_err(|e| corrupt(table, e))?,
-            ),
+            user_id: UserId::from(uuid(table, &row.user_id)?),
             purpose: TokenPurpose::from_name(&row.purpose)
                 .ok_or_else(|| corrupt(table, format!("unknown purpose {:?}", row.purpose)))?,
             email: Email::parse(&row.email).map_err(|e| corrupt(table, e))?,

@@ -292,7 +292,6 @@ impl AccountService {
             .await
             .map_err(|e| match e {
                 AuthError::Unavailable(cause) => UserError::Unavailable(cause),
-                AuthError::MailNotConfigured => UserError::MailNotConfigured,
                 other => UserError::Internal(Box::new(other)),
             })?;
         tracing::info!(user_id = %id, actor = %admin.user_id, "reset link sent by an admin");

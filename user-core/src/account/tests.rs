@@ -137,6 +137,20 @@ impl Env {
             .await
     }
 
+    /// Changes the user's email in the store, behind the services' back (no new link, no
+    /// revocation), as another instance or an operator might.
+    async fn change_email_in_store(&self, id: crate::domain::UserId, email: &str) {
+        let changes = ProfileChanges {
+            email: Some(Email::parse(email).unwrap()),
+            ..ProfileChanges::default()
+        };
+        self.ports
+            .users
+            .update_profile(id, &changes, self.clock.now())
+            .await
+            .unwrap();
+    }
+
     async fn reset_token(&self, email: &str) -> SecretString {
         self.request_reset(email).await.unwrap();
         self.token("reset_password").await
@@ -416,15 +430,8 @@ async fn a_verification_link_fails_once_the_email_changed() {
     let alice = env.register("alice").await;
     let token = env.token("verify_email").await;
     // Changed behind the service's back, so the old link is not superseded by a new one.
-    let changes = ProfileChanges {
-        email: Some(Email::parse("alice@example.org").unwrap()),
-        ..ProfileChanges::default()
-    };
-    env.ports
-        .users
-        .update_profile(alice.id, &changes, env.clock.now())
-        .await
-        .unwrap();
+    env.change_email_in_store(alice.id, "alice@example.org")
+        .await;
     invalid_token(env.account.verify_email(&token).await, "address changed");
     assert_eq!(
         env.ports
@@ -461,15 +468,8 @@ async fn resend_sends_a_new_link_limited_per_account_and_none_once_verified() {
     invalid_token(env.account.verify_email(&first).await, "superseded");
     // The latest link is the one that works.
     env.account.verify_email(&second).await.unwrap();
-    let unverified = ProfileChanges {
-        email: Some(Email::parse("alice@example.org").unwrap()),
-        ..ProfileChanges::default()
-    };
-    env.ports
-        .users
-        .update_profile(actor.user_id, &unverified, env.clock.now())
-        .await
-        .unwrap();
+    env.change_email_in_store(actor.user_id, "alice@example.org")
+        .await;
     for _ in 0..4 {
         env.account
             .resend_verification(&actor, &client)
@@ -661,15 +661,8 @@ async fn a_reset_link_dies_with_the_address_it_was_sent_to() {
     let alice = env.register("alice").await;
     // Changed behind the service's back: the link is refused by the address check.
     let token = env.reset_token("alice@example.com").await;
-    let changes = ProfileChanges {
-        email: Some(Email::parse("alice@example.org").unwrap()),
-        ..ProfileChanges::default()
-    };
-    env.ports
-        .users
-        .update_profile(alice.id, &changes, env.clock.now())
-        .await
-        .unwrap();
+    env.change_email_in_store(alice.id, "alice@example.org")
+        .await;
     invalid_token(
         env.reset(&token, NEW_PASSWORD).await,
         "sent to the old address",

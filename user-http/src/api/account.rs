@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use user_core::account::AccountService;
-use user_core::error::{AuthError, UserError};
+use user_core::error::AuthError;
 
 use super::PathId;
 use super::admin::user_id;
@@ -119,7 +119,8 @@ pub(crate) async fn send_password_reset(
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     state.users.as_admin(&actor)?;
-    let account = state.account.as_ref().ok_or(UserError::MailNotConfigured)?;
-    account.send_password_reset(&actor, user_id(&id)?).await?;
+    account(&state)?
+        .send_password_reset(&actor, user_id(&id)?)
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }

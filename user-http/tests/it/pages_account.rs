@@ -10,8 +10,8 @@ use crate::agent::{Agent, location};
 use crate::pages::signed_in;
 use crate::{PW, TestApp, spawn_router};
 
-const RESET: &str = "/reset-password";
-const VERIFY: &str = "/verify-email";
+const RESET: &str = user_mail::RESET_PASSWORD_PATH;
+const VERIFY: &str = user_mail::VERIFY_EMAIL_PATH;
 const NEW_PW: &str = "a fresh new passphrase";
 const INVALID_RESET: &str = "This reset link is invalid or expired";
 const INVALID_VERIFY: &str = "This confirmation link is invalid or expired";
