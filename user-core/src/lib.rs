@@ -53,6 +53,7 @@
 //! ```
 
 pub mod account;
+mod audit;
 pub mod auth;
 pub mod domain;
 pub mod error;
@@ -74,8 +75,8 @@ use std::sync::Arc;
 pub use services::{Services, ServicesBuilder};
 
 use ports::{
-    Clock, DeviceTokenStore, LoginFailureStore, MailOutbox, OneTimeTokenStore, PasswordHasher,
-    SessionStore, UserRepository,
+    AuditLog, Clock, DeviceTokenStore, LoginFailureStore, MailOutbox, OneTimeTokenStore,
+    PasswordHasher, SessionStore, UserRepository,
 };
 
 /// A readiness probe, e.g. a database ping: each call answers `true` when the service can
@@ -83,7 +84,7 @@ use ports::{
 /// storage adapters provide one (`Arc::new(user_sqlite::SqliteDatabase::readiness())`).
 pub type Readiness = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
-/// The storage ports, usually six views of one database (for example
+/// The storage ports, usually seven views of one database (for example
 /// `user_sqlite::SqliteDatabase::storage()`).
 #[derive(Clone)]
 pub struct Storage {
@@ -100,6 +101,8 @@ pub struct Storage {
     pub tokens: Arc<dyn OneTimeTokenStore>,
     /// The durable queue of outgoing mail.
     pub outbox: Arc<dyn MailOutbox>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -124,6 +127,8 @@ pub struct Ports {
     pub tokens: Arc<dyn OneTimeTokenStore>,
     /// The mail outbox.
     pub outbox: Arc<dyn MailOutbox>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
     /// Password hashing.
     pub hasher: Arc<dyn PasswordHasher>,
     /// Time.
@@ -140,6 +145,7 @@ impl Ports {
             devices,
             tokens,
             outbox,
+            audit,
         } = storage;
         Self {
             users,
@@ -148,6 +154,7 @@ impl Ports {
             devices,
             tokens,
             outbox,
+            audit,
             hasher,
             clock,
         }

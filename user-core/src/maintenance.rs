@@ -8,7 +8,8 @@
 //! - guess counts whose last failure is older than the lockout's `forget_after` (they count
 //!   no more);
 //! - expired device tokens and one-time tokens (email verification, password reset);
-//! - dead letters (mail the outbox gave up on) older than [`PurgePolicy::keep_dead_letters`].
+//! - dead letters (mail the outbox gave up on) older than [`PurgePolicy::keep_dead_letters`];
+//! - audit events older than [`PurgePolicy::keep_audit_events`] (the retention).
 //!
 //! ```no_run
 //! # async fn run(storage: user_core::Storage) {
@@ -51,20 +52,25 @@ pub struct PurgePolicy {
     pub forget_failures_after: Duration,
     /// How long the record of a mail the outbox gave up on is kept for operators.
     pub keep_dead_letters: Duration,
+    /// How long audit events are kept (the audit log's retention).
+    pub keep_audit_events: Duration,
 }
 
 impl PurgePolicy {
     /// The shortest time between two purges: a shorter `every` is raised to it.
     pub const MIN_EVERY: Duration = Duration::from_secs(1);
+    /// How long audit events are kept by default: a year.
+    pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 
-    /// Every hour, keeping ended sessions a week and dead letters 30 days, forgetting
-    /// failures after the policy's `lockout.forget_after`.
+    /// Every hour, keeping ended sessions a week, dead letters 30 days and audit events 365
+    /// days, forgetting failures after the policy's `lockout.forget_after`.
     pub fn new(policy: &AuthPolicy) -> Self {
         Self {
             every: Duration::from_secs(3600),
             keep_ended: Duration::from_secs(7 * 24 * 3600),
             forget_failures_after: policy.lockout.forget_after,
             keep_dead_letters: Duration::from_secs(30 * 24 * 3600),
+            keep_audit_events: Self::DEFAULT_AUDIT_RETENTION,
         }
     }
 }
@@ -82,6 +88,8 @@ pub struct Purged {
     pub one_time_tokens: u64,
     /// Old dead letters.
     pub dead_letters: u64,
+    /// Audit events past the retention.
+    pub audit_events: u64,
 }
 
 /// Deletes, once, what no longer counts at `now` (see the [module](self) docs).
@@ -109,6 +117,10 @@ pub async fn purge_once(
         dead_letters: storage
             .outbox
             .purge(before(policy.keep_dead_letters))
+            .await?,
+        audit_events: storage
+            .audit
+            .purge(before(policy.keep_audit_events))
             .await?,
     })
 }
@@ -139,6 +151,7 @@ pub async fn purge_periodically(
                         devices = n.devices,
                         one_time_tokens = n.one_time_tokens,
                         dead_letters = n.dead_letters,
+                        audit_events = n.audit_events,
                         "purged"
                     ),
                     Err(e) => tracing::warn!(error = %report(&e), "purge failed"),
@@ -170,8 +183,8 @@ mod tests {
 
     use super::*;
     use crate::ports::{
-        MockDeviceTokenStore, MockLoginFailureStore, MockMailOutbox, MockOneTimeTokenStore,
-        MockSessionStore, MockUserRepository,
+        MockAuditLog, MockDeviceTokenStore, MockLoginFailureStore, MockMailOutbox,
+        MockOneTimeTokenStore, MockSessionStore, MockUserRepository,
     };
     use crate::testing::FixedClock;
 
@@ -183,6 +196,7 @@ mod tests {
             keep_ended: 7 * 24 * HOUR,
             forget_failures_after: 24 * HOUR,
             keep_dead_letters: 30 * 24 * HOUR,
+            keep_audit_events: 90 * 24 * HOUR,
         }
     }
 
@@ -197,7 +211,9 @@ mod tests {
         tokens.expect_purge().returning(|_| Ok(0));
         let mut outbox = MockMailOutbox::new();
         outbox.expect_purge().returning(|_| Ok(0));
-        storage_with(sessions, login_failures, devices, tokens, outbox)
+        let mut audit = MockAuditLog::new();
+        audit.expect_purge().returning(|_| Ok(0));
+        storage_with(sessions, login_failures, devices, tokens, outbox, audit)
     }
 
     fn storage_with(
@@ -206,6 +222,7 @@ mod tests {
         devices: MockDeviceTokenStore,
         tokens: MockOneTimeTokenStore,
         outbox: MockMailOutbox,
+        audit: MockAuditLog,
     ) -> Storage {
         Storage {
             users: Arc::new(MockUserRepository::new()),
@@ -214,6 +231,7 @@ mod tests {
             devices: Arc::new(devices),
             tokens: Arc::new(tokens),
             outbox: Arc::new(outbox),
+            audit: Arc::new(audit),
         }
     }
 
@@ -251,7 +269,13 @@ mod tests {
             .withf(move |before| *before == now - time::Duration::days(30))
             .times(1)
             .returning(|_| Ok(5));
-        let store = storage_with(sessions, failures, devices, tokens, outbox);
+        let mut audit = MockAuditLog::new();
+        audit
+            .expect_purge()
+            .withf(move |before| *before == now - time::Duration::days(90))
+            .times(1)
+            .returning(|_| Ok(6));
+        let store = storage_with(sessions, failures, devices, tokens, outbox, audit);
         let purged = purge_once(&store, now, &policy()).await.unwrap();
         assert_eq!(
             purged,
@@ -261,6 +285,7 @@ mod tests {
                 devices: 1,
                 one_time_tokens: 4,
                 dead_letters: 5,
+                audit_events: 6,
             }
         );
     }

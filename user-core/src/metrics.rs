@@ -63,6 +63,10 @@ pub const MAIL_SENT_TOTAL: &str = "user_mail_sent_total";
 /// growing means delivery falls behind or the relay is down.
 pub const MAIL_PENDING: &str = "user_mail_pending";
 
+/// Counter: audit events the store refused; each is logged at ERROR with its kind. Any
+/// increase is a gap in the audit log.
+pub const AUDIT_WRITE_FAILURES_TOTAL: &str = "user_audit_write_failures_total";
+
 /// Every name above, for checks that a name is ours.
 pub const ALL: &[&str] = &[
     HTTP_REQUESTS_TOTAL,
@@ -79,6 +83,7 @@ pub const ALL: &[&str] = &[
     SESSIONS_ACTIVE,
     MAIL_SENT_TOTAL,
     MAIL_PENDING,
+    AUDIT_WRITE_FAILURES_TOTAL,
 ];
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 use crate::Ports;
 use crate::auth::{AccountPolicy, AddressLimit, AuthPolicy, GuessBudget, KeyLimit};
 use crate::domain::{
-    Actor, ClientInfo, Email, Password, PasswordPolicy, ThrottleKey, TokenHash, TokenPurpose, User,
-    UserId, UserStatus,
+    Actor, AuditEvent, AuditKind, ClientInfo, Email, Password, PasswordPolicy, ThrottleKey,
+    TokenHash, TokenPurpose, User, UserId, UserStatus,
 };
 use crate::error::{AuthError, RepoError, UserError, ValidationError, ValidationErrors, report};
 use crate::ports::{MailComposer, Notice};
@@ -191,6 +191,7 @@ impl AccountService {
         &self,
         token: &SecretString,
         new_password: SecretString,
+        client: &ClientInfo,
     ) -> Result<User, AuthError> {
         let hash = TokenHash::of(token.expose_secret());
         let now = self.ports.clock.now();
@@ -252,6 +253,11 @@ impl AccountService {
         links?;
         budget?;
         tracing::info!(user_id = %user.id, sessions_ended = ended, "password reset");
+        let event = AuditEvent::new(AuditKind::PasswordReset, now)
+            .on(user.id)
+            .from_client(client)
+            .detail(format!("{ended} sessions ended"));
+        self.ports.audit(event).await;
         let name = greeting(&user);
         self.notices
             .send(&user, Notice::PasswordChanged { name }, &user.email)
@@ -295,6 +301,8 @@ impl AccountService {
                 other => UserError::Internal(Box::new(other)),
             })?;
         tracing::info!(user_id = %id, actor = %admin.user_id, "reset link sent by an admin");
+        let event = self.ports.event(AuditKind::PasswordResetSent).by(admin);
+        self.ports.audit(event.on(id)).await;
         Ok(())
     }
 
@@ -335,7 +343,11 @@ impl AccountService {
     /// # Errors
     /// [`AuthError::InvalidToken`] for an unknown, expired, superseded or used token, or
     /// when the account is gone or its email changed since.
-    pub async fn verify_email(&self, token: &SecretString) -> Result<User, AuthError> {
+    pub async fn verify_email(
+        &self,
+        token: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<User, AuthError> {
         let hash = TokenHash::of(token.expose_secret());
         let now = self.ports.clock.now();
         let spent = match self
@@ -356,6 +368,8 @@ impl AccountService {
         {
             Ok(user) => {
                 tracing::info!(user_id = %user.id, "email verified");
+                let event = AuditEvent::new(AuditKind::EmailVerified, now).on(user.id);
+                self.ports.audit(event.from_client(client)).await;
                 Ok(user)
             }
             Err(RepoError::NotFound) => Err(AuthError::InvalidToken),

@@ -133,7 +133,7 @@ impl Env {
 
     async fn reset(&self, token: &SecretString, password: &str) -> Result<User, AuthError> {
         self.account
-            .reset_password(token, SecretString::from(password))
+            .reset_password(token, SecretString::from(password), &ClientInfo::default())
             .await
     }
 
@@ -184,7 +184,10 @@ async fn a_reset_ends_old_sessions_and_the_new_password_signs_in() {
         matches!(access, Err(AuthError::Unauthenticated)),
         "{access:?}"
     );
-    let refresh = env.auth.refresh(&old.refresh_token).await;
+    let refresh = env
+        .auth
+        .refresh(&old.refresh_token, &ClientInfo::default())
+        .await;
     assert!(
         matches!(refresh, Err(AuthError::Unauthenticated)),
         "{refresh:?}"
@@ -410,7 +413,11 @@ async fn registration_mails_a_link_that_verifies_the_address() {
     );
     let token = SecretString::from(mails[0].2.clone());
     env.clock.advance(Duration::from_secs(60));
-    let verified = env.account.verify_email(&token).await.unwrap();
+    let verified = env
+        .account
+        .verify_email(&token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_eq!(verified.email_verified_at, Some(env.clock.now()));
     assert_eq!(
         env.ports
@@ -421,7 +428,12 @@ async fn registration_mails_a_link_that_verifies_the_address() {
             .email_verified_at,
         Some(env.clock.now())
     );
-    invalid_token(env.account.verify_email(&token).await, "used");
+    invalid_token(
+        env.account
+            .verify_email(&token, &ClientInfo::default())
+            .await,
+        "used",
+    );
 }
 
 #[tokio::test]
@@ -432,7 +444,12 @@ async fn a_verification_link_fails_once_the_email_changed() {
     // Changed behind the service's back, so the old link is not superseded by a new one.
     env.change_email_in_store(alice.id, "alice@example.org")
         .await;
-    invalid_token(env.account.verify_email(&token).await, "address changed");
+    invalid_token(
+        env.account
+            .verify_email(&token, &ClientInfo::default())
+            .await,
+        "address changed",
+    );
     assert_eq!(
         env.ports
             .users
@@ -450,7 +467,12 @@ async fn a_verification_link_expires_after_a_day() {
     env.register("alice").await;
     let token = env.token("verify_email").await;
     env.clock.advance(Duration::from_secs(24 * 3600));
-    invalid_token(env.account.verify_email(&token).await, "expired");
+    invalid_token(
+        env.account
+            .verify_email(&token, &ClientInfo::default())
+            .await,
+        "expired",
+    );
 }
 
 #[tokio::test]
@@ -465,9 +487,17 @@ async fn resend_sends_a_new_link_limited_per_account_and_none_once_verified() {
         .await
         .unwrap();
     let second = env.token("verify_email").await;
-    invalid_token(env.account.verify_email(&first).await, "superseded");
+    invalid_token(
+        env.account
+            .verify_email(&first, &ClientInfo::default())
+            .await,
+        "superseded",
+    );
     // The latest link is the one that works.
-    env.account.verify_email(&second).await.unwrap();
+    env.account
+        .verify_email(&second, &ClientInfo::default())
+        .await
+        .unwrap();
     env.change_email_in_store(actor.user_id, "alice@example.org")
         .await;
     for _ in 0..4 {
@@ -486,7 +516,10 @@ async fn resend_sends_a_new_link_limited_per_account_and_none_once_verified() {
     let env = Env::new();
     env.register("alice").await;
     let token = env.token("verify_email").await;
-    env.account.verify_email(&token).await.unwrap();
+    env.account
+        .verify_email(&token, &ClientInfo::default())
+        .await
+        .unwrap();
     let actor = env.actor("alice").await;
     env.account
         .resend_verification(&actor, &client)
@@ -515,7 +548,10 @@ async fn the_policy_can_require_a_verified_email_to_sign_in() {
         env.login("alice", "not the password at all").await,
         Err(AuthError::InvalidCredentials)
     ));
-    env.account.verify_email(&token).await.unwrap();
+    env.account
+        .verify_email(&token, &ClientInfo::default())
+        .await
+        .unwrap();
     env.login("alice", Fixture::PASSWORD)
         .await
         .expect("verified: signed in");
@@ -574,7 +610,11 @@ async fn an_email_change_tells_both_addresses_and_verifies_the_new_one() {
     );
     assert_eq!(mails[0].2, "alice@example.com -> alice@example.org");
     let token = SecretString::from(mails[2].2.clone());
-    let verified = env.account.verify_email(&token).await.unwrap();
+    let verified = env
+        .account
+        .verify_email(&token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_eq!(verified.email.as_str(), "alice@example.org");
     assert!(verified.email_verified_at.is_some());
 
@@ -735,7 +775,12 @@ async fn disabling_kills_links_so_enabling_again_does_not_revive_them() {
         .await
         .unwrap();
     invalid_token(env.reset(&reset, NEW_PASSWORD).await, "reset link");
-    invalid_token(env.account.verify_email(&verify).await, "verification link");
+    invalid_token(
+        env.account
+            .verify_email(&verify, &ClientInfo::default())
+            .await,
+        "verification link",
+    );
     // And an admin cannot mail a disabled account a link.
     admin
         .set_status(alice.id, UserStatus::Disabled)

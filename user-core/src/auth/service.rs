@@ -14,9 +14,9 @@ use super::policy::AuthPolicy;
 use crate::Ports;
 use crate::account::{Notices, greeting};
 use crate::domain::{
-    Actor, ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser,
-    Password, PasswordHash, PasswordPolicy, Role, Rotation, Session, SessionId, SessionKind,
-    ThrottleKey, TokenHash, User, UserId, UserStatus, Username,
+    Actor, AuditEvent, AuditKind, ClientInfo, DeviceToken, DisplayName, Email, LoginFailures,
+    NewSession, NewUser, Password, PasswordHash, PasswordPolicy, Role, Rotation, Session,
+    SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserStatus, Username,
 };
 use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
 use crate::metrics as names;
@@ -207,7 +207,12 @@ impl AuthService {
         if let Some(limit) = &self.register_limit {
             limit.check(client)?;
         }
-        self.create_user(form, Role::User).await
+        let user = self.create(form, Role::User).await?;
+        let event = self.ports.event(AuditKind::Registered).on(user.id);
+        self.ports
+            .audit(event.from_client(client).by_user(user.id))
+            .await;
+        Ok(user)
     }
 
     /// Creates a user with any role. A trusted operation for the composition root (an admin
@@ -217,6 +222,13 @@ impl AuthService {
     /// # Errors
     /// As [`AuthService::register`].
     pub async fn create_user(&self, form: RegisterUser, role: Role) -> Result<User, AuthError> {
+        let user = self.create(form, role).await?;
+        let event = self.ports.event(AuditKind::Registered).on(user.id);
+        self.ports.audit(event.detail(format!("role {role}"))).await;
+        Ok(user)
+    }
+
+    async fn create(&self, form: RegisterUser, role: Role) -> Result<User, AuthError> {
         let mut errors = ValidationErrors::new();
         let username = errors.collect(Username::parse(&form.username));
         let email = errors.collect(Email::parse(&form.email));
@@ -412,6 +424,8 @@ impl AuthService {
                 if matches!(e, AuthError::Throttled { .. }) {
                     metrics::counter!(names::LOGINS_TOTAL, "outcome" => "throttled").increment(1);
                     tracing::warn!(client_ip = ip, user_id = %known, budget, outcome = "locked", "sign-in refused");
+                    self.sign_in_failed(credentials, client, user_id, "locked", now)
+                        .await;
                 }
                 return Err(e);
             }
@@ -434,6 +448,8 @@ impl AuthService {
                     tracing::info!(client_ip = ip, user_id = %user.id, outcome = "email_not_verified", "sign-in refused");
                     metrics::counter!(names::LOGINS_TOTAL, "outcome" => "email_not_verified")
                         .increment(1);
+                    self.sign_in_failed(credentials, client, user_id, "email_not_verified", now)
+                        .await;
                     return Err(AuthError::EmailNotVerified);
                 }
                 if needs_rehash {
@@ -452,6 +468,13 @@ impl AuthService {
                     }
                 };
                 metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
+                let event = AuditEvent::new(AuditKind::SignIn, now)
+                    .on(user.id)
+                    .by_user(user.id)
+                    .from_client(client)
+                    .identifier(&credentials.identifier)
+                    .detail(budget);
+                self.ports.audit(event).await;
                 Ok((user, device_token))
             }
             (account, verdict) => {
@@ -468,6 +491,11 @@ impl AuthService {
                     && let Some((user, _)) = &account
                 {
                     self.lockout_started(user, &reserved.failures, now).await;
+                    let event = AuditEvent::new(AuditKind::LockoutStarted, now)
+                        .on(user.id)
+                        .from_client(client)
+                        .detail(format!("after {} failures", reserved.failures.count));
+                    self.ports.audit(event).await;
                 }
                 tracing::warn!(
                     client_ip = ip,
@@ -479,9 +507,31 @@ impl AuthService {
                 );
                 metrics::counter!(names::LOGINS_TOTAL, "outcome" => "invalid_credentials")
                     .increment(1);
+                self.sign_in_failed(credentials, client, user_id, outcome, now)
+                    .await;
                 Err(AuthError::InvalidCredentials)
             }
         }
+    }
+
+    /// Audits a refused sign-in: the identifier as typed only when it names an account
+    /// (`user`), since a stranger's typo may be their password.
+    async fn sign_in_failed(
+        &self,
+        credentials: &Credentials,
+        client: &ClientInfo,
+        user: Option<UserId>,
+        why: &str,
+        now: OffsetDateTime,
+    ) {
+        let mut event = AuditEvent::new(AuditKind::SignIn, now)
+            .failed()
+            .from_client(client)
+            .detail(why);
+        if let Some(user) = user {
+            event = event.on(user).identifier(&credentials.identifier);
+        }
+        self.ports.audit(event).await;
     }
 
     /// Tells the owner that failed guesses locked their account's sign-in. Once per streak
@@ -611,7 +661,11 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::Unauthenticated`] for an unknown, spent or expired token, a revoked
     /// session or a disabled user.
-    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, AuthError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
         let presented = TokenHash::of(refresh_token.expose_secret());
         let next = new_secret()?;
         let now = self.ports.clock.now();
@@ -630,6 +684,14 @@ impl AuthService {
             Ok(Rotation::Rotated(session)) => session,
             Ok(Rotation::Reused(id)) => {
                 tracing::warn!(session_id = %id, "spent refresh token reused; session revoked");
+                let mut event = AuditEvent::new(AuditKind::RefreshReuse, now)
+                    .failed()
+                    .from_client(client)
+                    .detail(format!("session {id} ended"));
+                if let Ok(session) = self.ports.sessions.get(id).await {
+                    event = event.on(session.user_id);
+                }
+                self.ports.audit(event).await;
                 return Err(AuthError::Unauthenticated);
             }
             Ok(Rotation::Inactive(_)) | Err(RepoError::NotFound) => {
@@ -676,6 +738,7 @@ impl AuthService {
             user_id,
             role: user.role,
             session_id,
+            client: ClientInfo::default(),
         })
     }
 
@@ -728,6 +791,7 @@ impl AuthService {
             user_id: user.id,
             role: user.role,
             session_id: session.id,
+            client: ClientInfo::default(),
         })
     }
 
@@ -742,7 +806,12 @@ impl AuthService {
             .revoke(actor.session_id, self.ports.clock.now())
             .await
         {
-            Ok(()) | Err(RepoError::NotFound) => Ok(()),
+            Ok(()) => {
+                let event = self.ports.event(AuditKind::Logout).by_self(actor);
+                self.ports.audit(event).await;
+                Ok(())
+            }
+            Err(RepoError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -760,6 +829,10 @@ impl AuthService {
         // Whoever signed in must prove the password again to be a known device.
         self.ports.devices.delete_for_user(actor.user_id).await?;
         tracing::info!(user_id = %actor.user_id, sessions = n, "signed out everywhere");
+        let event = self.ports.event(AuditKind::LogoutEverywhere).by_self(actor);
+        self.ports
+            .audit(event.detail(format!("{n} sessions ended")))
+            .await;
         Ok(n)
     }
 }

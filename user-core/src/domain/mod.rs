@@ -1,6 +1,7 @@
 //! Domain values. A value that exists is valid: each has a private field and a `parse`
 //! constructor that names every problem it finds.
 
+mod audit;
 mod email;
 mod password;
 mod proxies;
@@ -10,6 +11,10 @@ mod token;
 mod user;
 mod username;
 
+pub use audit::{
+    AuditCursor, AuditEvent, AuditEventId, AuditFilter, AuditKind, AuditOutcome, AuditPage,
+    AuditQuery,
+};
 pub use email::Email;
 pub use password::{Password, PasswordHash, PasswordPolicy};
 pub use proxies::{ForwardedHeader, TrustedProxies};

@@ -300,7 +300,7 @@ pub struct LoginFailures {
 }
 
 /// The authenticated caller of a privileged operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// The caller's user id.
     pub user_id: UserId,
@@ -308,9 +308,20 @@ pub struct Actor {
     pub role: Role,
     /// The session the caller used.
     pub session_id: SessionId,
+    /// Where this request came from, for the audit log: empty from
+    /// [`AuthService::authenticate`](crate::auth::AuthService::authenticate); adapters add it
+    /// with [`Actor::with_client`].
+    pub client: ClientInfo,
 }
 
 impl Actor {
+    /// The same caller, at `client`.
+    #[must_use]
+    pub fn with_client(mut self, client: ClientInfo) -> Self {
+        self.client = client;
+        self
+    }
+
     /// Whether the actor is an admin.
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin

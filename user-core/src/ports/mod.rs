@@ -3,10 +3,11 @@
 //! [`crate::testing::conformance`].
 //!
 //! Storage: [`UserRepository`], [`SessionStore`], [`LoginFailureStore`] (the guess budgets),
-//! [`DeviceTokenStore`], [`OneTimeTokenStore`] and [`MailOutbox`], usually six views of one
+//! [`DeviceTokenStore`], [`OneTimeTokenStore`], [`MailOutbox`] and [`AuditLog`], usually seven views of one
 //! database, gathered in [`crate::Storage`]. The rest: [`PasswordHasher`], [`Clock`],
 //! [`Mailer`] and [`MailComposer`].
 
+mod audit;
 mod clock;
 mod composer;
 mod devices;
@@ -18,6 +19,7 @@ mod sessions;
 mod tokens;
 mod users;
 
+pub use audit::AuditLog;
 pub use clock::{Clock, SystemClock};
 pub use composer::{ComposeError, MailComposer, Notice};
 pub use devices::DeviceTokenStore;
@@ -29,6 +31,8 @@ pub use sessions::SessionStore;
 pub use tokens::OneTimeTokenStore;
 pub use users::{Identifier, UserRepository};
 
+#[cfg(any(test, feature = "testing"))]
+pub use audit::MockAuditLog;
 #[cfg(any(test, feature = "testing"))]
 pub use composer::MockMailComposer;
 #[cfg(any(test, feature = "testing"))]

@@ -17,13 +17,14 @@ use time::macros::datetime;
 
 use crate::Storage;
 use crate::domain::{
-    ClientInfo, DeviceToken, DisplayName, Email, LoginFailures, NewSession, NewUser, OneTimeToken,
-    PasswordHash, ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey,
-    TokenHash, TokenPurpose, User, UserId, UserQuery, UserStatus, Username,
+    AuditEvent, AuditKind, AuditOutcome, AuditQuery, ClientInfo, DeviceToken, DisplayName, Email,
+    LoginFailures, NewSession, NewUser, OneTimeToken, PasswordHash, ProfileChanges, Role, Rotation,
+    Session, SessionId, SessionKind, ThrottleKey, TokenHash, TokenPurpose, User, UserId, UserQuery,
+    UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{
-    ClaimedMail, DeviceTokenStore, Identifier, LoginFailureStore, Mail, MailOutbox,
+    AuditLog, ClaimedMail, DeviceTokenStore, Identifier, LoginFailureStore, Mail, MailOutbox,
     OneTimeTokenStore, SessionStore, UserRepository,
 };
 
@@ -42,6 +43,8 @@ pub struct Stores {
     pub tokens: Arc<dyn OneTimeTokenStore>,
     /// The mail outbox over the same database.
     pub outbox: Arc<dyn MailOutbox>,
+    /// The audit log over the same database.
+    pub audit: Arc<dyn AuditLog>,
     /// Dropped when the check ends.
     pub guard: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -56,6 +59,7 @@ impl Stores {
             devices: storage.devices,
             tokens: storage.tokens,
             outbox: storage.outbox,
+            audit: storage.audit,
             guard: Some(Box::new(guard)),
         }
     }
@@ -110,6 +114,12 @@ macro_rules! conformance_tests {
             tokens_issue_for_a_missing_user_writes_nothing,
             tokens_find_checks_without_spending,
             mark_email_verified_only_for_the_current_email,
+            audit_keeps_every_field,
+            audit_pages_newest_first_by_time_then_id,
+            audit_filters_combine,
+            audit_purge_deletes_only_older_events,
+            audit_anonymize_strips_what_names_the_user,
+            audit_outlives_its_users,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {
@@ -1721,4 +1731,223 @@ pub async fn mark_email_verified_only_for_the_current_email(s: Stores) {
         (verified.email, verified.email_verified_at),
         (new, Some(at(40)))
     );
+}
+
+fn audit_event(kind: AuditKind, secs: i64) -> AuditEvent {
+    AuditEvent::new(kind, at(secs))
+}
+
+async fn record(s: &Stores, event: &AuditEvent) {
+    s.audit.record(event).await.unwrap();
+}
+
+async fn audit_page(s: &Stores, query: &AuditQuery) -> crate::domain::AuditPage {
+    s.audit.list(query).await.unwrap()
+}
+
+/// `record` keeps every field as given, `list` returns it whole.
+pub async fn audit_keeps_every_field(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    let full = audit_event(AuditKind::SignIn, 0)
+        .on(a.id)
+        .by_user(b.id)
+        .failed()
+        .identifier("Alice@Example.com")
+        .from_client(&ClientInfo::new(
+            Some("Mozilla/5.0 ünïcode"),
+            Some("2001:db8::1"),
+        ))
+        .detail("wrong_password");
+    let bare = audit_event(AuditKind::Registered, 1);
+    record(&s, &full).await;
+    record(&s, &bare).await;
+    let page = audit_page(&s, &AuditQuery::default()).await;
+    assert_eq!(page.events, [bare, full]);
+    assert_eq!(page.next, None);
+}
+
+/// Newest first by time, ties by id; `before` continues strictly after the cursor; `next` is
+/// set exactly when more events match.
+pub async fn audit_pages_newest_first_by_time_then_id(s: Stores) {
+    let mut events: Vec<AuditEvent> = (0..5)
+        .map(|i| audit_event(AuditKind::Logout, i / 2))
+        .collect();
+    for e in &events {
+        record(&s, e).await;
+    }
+    events.sort_by(|x, y| (y.at, y.id).cmp(&(x.at, x.id)));
+    let mut query = AuditQuery {
+        limit: 2,
+        ..AuditQuery::default()
+    };
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = audit_page(&s, &query).await;
+        pages += 1;
+        assert!(page.events.len() <= 2);
+        seen.extend(page.events.clone());
+        match page.next {
+            Some(next) => {
+                assert_eq!(Some(next), page.events.last().map(AuditEvent::cursor));
+                query.before = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, events);
+    assert_eq!(
+        pages, 3,
+        "5 events in pages of 2, the last one without next"
+    );
+    let exact = audit_page(
+        &s,
+        &AuditQuery {
+            limit: 5,
+            ..AuditQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(exact.events.len(), 5);
+    assert_eq!(exact.next, None, "no next page when nothing more matches");
+}
+
+/// Each filter narrows the list; together they all hold.
+pub async fn audit_filters_combine(s: Stores) {
+    let (a, b) = (UserId::new(), UserId::new());
+    let events = [
+        audit_event(AuditKind::SignIn, 0).on(a).by_user(a),
+        audit_event(AuditKind::SignIn, 1).on(a).failed(),
+        audit_event(AuditKind::RoleChanged, 2).on(a).by_user(b),
+        audit_event(AuditKind::SignIn, 3).on(b).by_user(b),
+    ];
+    for e in &events {
+        record(&s, e).await;
+    }
+    let ids =
+        |page: crate::domain::AuditPage| -> Vec<_> { page.events.iter().map(|e| e.id).collect() };
+    let by_subject = AuditQuery {
+        subject: Some(a),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        ids(audit_page(&s, &by_subject).await),
+        [events[2].id, events[1].id, events[0].id]
+    );
+    let by_actor = AuditQuery {
+        actor: Some(b),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        ids(audit_page(&s, &by_actor).await),
+        [events[3].id, events[2].id]
+    );
+    let by_kind = AuditQuery {
+        kind: Some(AuditKind::SignIn),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        ids(audit_page(&s, &by_kind).await),
+        [events[3].id, events[1].id, events[0].id]
+    );
+    let failures = AuditQuery {
+        outcome: Some(AuditOutcome::Failure),
+        ..AuditQuery::default()
+    };
+    assert_eq!(ids(audit_page(&s, &failures).await), [events[1].id]);
+    let all = AuditQuery {
+        subject: Some(a),
+        kind: Some(AuditKind::SignIn),
+        outcome: Some(AuditOutcome::Success),
+        ..AuditQuery::default()
+    };
+    assert_eq!(ids(audit_page(&s, &all).await), [events[0].id]);
+    let nobody = AuditQuery {
+        actor: Some(UserId::new()),
+        ..AuditQuery::default()
+    };
+    assert!(audit_page(&s, &nobody).await.events.is_empty());
+}
+
+/// `purge` deletes the events older than the cut-off, none at or after it.
+pub async fn audit_purge_deletes_only_older_events(s: Stores) {
+    for secs in [0, 10, 20] {
+        record(&s, &audit_event(AuditKind::Logout, secs)).await;
+    }
+    assert_eq!(s.audit.purge(at(10)).await.ok(), Some(1));
+    assert_eq!(s.audit.purge(at(10)).await.ok(), Some(0));
+    let left: Vec<_> = audit_page(&s, &AuditQuery::default())
+        .await
+        .events
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(left, [at(20), at(10)]);
+}
+
+/// `anonymize` clears the identifier on the user's events, the client on events they did and
+/// on anonymous events about them, and leaves everyone else's events alone.
+pub async fn audit_anonymize_strips_what_names_the_user(s: Stores) {
+    let (gone, admin) = (UserId::new(), UserId::new());
+    let client = ClientInfo::new(Some("Browser"), Some("192.0.2.7"));
+    let own = audit_event(AuditKind::SignIn, 0)
+        .on(gone)
+        .by_user(gone)
+        .identifier("gone")
+        .from_client(&client);
+    let stranger = audit_event(AuditKind::SignIn, 1)
+        .on(gone)
+        .failed()
+        .identifier("gone@example.com")
+        .from_client(&client);
+    let by_admin = audit_event(AuditKind::RoleChanged, 2)
+        .on(gone)
+        .by_user(admin)
+        .from_client(&client)
+        .detail("admin");
+    let done_elsewhere = audit_event(AuditKind::RoleChanged, 3)
+        .on(admin)
+        .by_user(gone)
+        .from_client(&client);
+    let unrelated = audit_event(AuditKind::SignIn, 4)
+        .on(admin)
+        .by_user(admin)
+        .identifier("admin")
+        .from_client(&client);
+    for e in [&own, &stranger, &by_admin, &done_elsewhere, &unrelated] {
+        record(&s, e).await;
+    }
+    assert_eq!(s.audit.anonymize(gone).await.ok(), Some(3));
+    let events = audit_page(&s, &AuditQuery::default()).await.events;
+    let find = |id| events.iter().find(|e| e.id == id).unwrap().clone();
+    let stripped = |e: &AuditEvent, keep_client: bool| AuditEvent {
+        identifier: None,
+        client: if keep_client {
+            e.client.clone()
+        } else {
+            ClientInfo::default()
+        },
+        ..e.clone()
+    };
+    assert_eq!(find(own.id), stripped(&own, false));
+    assert_eq!(find(stranger.id), stripped(&stranger, false));
+    assert_eq!(find(by_admin.id), by_admin, "the admin's own address stays");
+    assert_eq!(find(done_elsewhere.id), stripped(&done_elsewhere, false));
+    assert_eq!(find(unrelated.id), unrelated);
+    assert_eq!(
+        s.audit.anonymize(gone).await.ok(),
+        Some(0),
+        "nothing left to strip"
+    );
+}
+
+/// Events stay when their users are deleted, and may name users that never existed here.
+pub async fn audit_outlives_its_users(s: Stores) {
+    let a = user("alice");
+    insert(&s, &a).await;
+    let event = audit_event(AuditKind::Deleted, 0).on(a.id).by_user(a.id);
+    record(&s, &event).await;
+    s.users.delete(a.id).await.unwrap();
+    assert_eq!(audit_page(&s, &AuditQuery::default()).await.events, [event]);
 }

@@ -9,14 +9,14 @@ use uuid::Uuid;
 
 use crate::Storage;
 use crate::domain::{
-    DeviceToken, Email, LoginFailures, NewSession, NewUser, OneTimeToken, PasswordHash,
-    ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, ThrottleKey, TokenHash,
-    TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus, Username,
+    AuditEvent, AuditPage, AuditQuery, DeviceToken, Email, LoginFailures, NewSession, NewUser,
+    OneTimeToken, PasswordHash, ProfileChanges, Role, Rotation, Session, SessionId, SessionKind,
+    ThrottleKey, TokenHash, TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{
-    ClaimedMail, DeadLetter, DeviceTokenStore, Identifier, LoginFailureStore, Mail, MailOutbox,
-    OneTimeTokenStore, SessionStore, UserRepository,
+    AuditLog, ClaimedMail, DeadLetter, DeviceTokenStore, Identifier, LoginFailureStore, Mail,
+    MailOutbox, OneTimeTokenStore, SessionStore, UserRepository,
 };
 
 struct Secret {
@@ -34,6 +34,7 @@ struct State {
     tokens: HashMap<[u8; 32], OneTimeToken>,
     outbox: HashMap<Uuid, Queued>,
     dead_letters: Vec<DeadLetter>,
+    audit: Vec<AuditEvent>,
 }
 
 /// A mail in the outbox.
@@ -89,7 +90,11 @@ pub struct InMemoryOneTimeTokenStore(Shared);
 #[derive(Clone, Default)]
 pub struct InMemoryMailOutbox(Shared);
 
-/// The six storage ports over one shared state, as one database would be.
+/// In-memory [`AuditLog`]. `InMemoryAuditLog::default()` is a log of its own.
+#[derive(Clone, Default)]
+pub struct InMemoryAuditLog(Shared);
+
+/// The seven storage ports over one shared state, as one database would be.
 pub fn in_memory() -> Storage {
     let state = Shared::default();
     Storage {
@@ -98,7 +103,8 @@ pub fn in_memory() -> Storage {
         login_failures: Arc::new(InMemoryLoginFailureStore(Arc::clone(&state))),
         devices: Arc::new(InMemoryDeviceTokenStore(Arc::clone(&state))),
         tokens: Arc::new(InMemoryOneTimeTokenStore(Arc::clone(&state))),
-        outbox: Arc::new(InMemoryMailOutbox(state)),
+        outbox: Arc::new(InMemoryMailOutbox(Arc::clone(&state))),
+        audit: Arc::new(InMemoryAuditLog(state)),
     }
 }
 
@@ -731,5 +737,53 @@ impl OneTimeTokenStore for InMemoryOneTimeTokenStore {
         let n = s.tokens.len();
         s.tokens.retain(|_, t| t.expires_at >= before);
         Ok((n - s.tokens.len()) as u64)
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditLog for InMemoryAuditLog {
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepoError> {
+        lock(&self.0).audit.push(event.clone());
+        Ok(())
+    }
+
+    async fn list(&self, query: &AuditQuery) -> Result<AuditPage, RepoError> {
+        let mut events: Vec<AuditEvent> = lock(&self.0)
+            .audit
+            .iter()
+            .filter(|e| query.matches(e))
+            .cloned()
+            .collect();
+        events.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        events.truncate(
+            usize::try_from(query.limit)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
+        Ok(AuditPage::from_overfetch(events, query.limit))
+    }
+
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
+        let mut state = lock(&self.0);
+        let len = state.audit.len();
+        state.audit.retain(|e| e.at >= before);
+        Ok((len - state.audit.len()) as u64)
+    }
+
+    async fn anonymize(&self, user: UserId) -> Result<u64, RepoError> {
+        let mut changed = 0;
+        for event in &mut lock(&self.0).audit {
+            let before = event.clone();
+            if event.subject == Some(user) {
+                event.identifier = None;
+            }
+            if event.actor == Some(user) || (event.subject == Some(user) && event.actor.is_none()) {
+                event.client = crate::domain::ClientInfo::default();
+            }
+            if *event != before {
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 }

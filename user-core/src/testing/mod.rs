@@ -25,7 +25,7 @@ pub use crate::ports::{
     MockPasswordHasher, MockSessionStore, MockUserRepository,
 };
 pub use memory::{
-    InMemoryDeviceTokenStore, InMemoryLoginFailureStore, InMemoryMailOutbox,
+    InMemoryAuditLog, InMemoryDeviceTokenStore, InMemoryLoginFailureStore, InMemoryMailOutbox,
     InMemoryOneTimeTokenStore, InMemorySessionStore, InMemoryUserRepository, in_memory,
 };
 

@@ -135,7 +135,11 @@ pub async fn register_login_refresh_reuse_and_logout(db: &dyn TestDatabase) {
     let alice = f.register("alice").await;
     let first = f.login("Alice@Example.com", PW).await.unwrap();
     assert_eq!(first.user, alice);
-    let second = f.auth.refresh(&first.refresh_token).await.unwrap();
+    let second = f
+        .auth
+        .refresh(&first.refresh_token, &crate::domain::ClientInfo::default())
+        .await
+        .unwrap();
     let actor = f
         .auth
         .authenticate(second.access_token.expose_secret())
@@ -144,7 +148,9 @@ pub async fn register_login_refresh_reuse_and_logout(db: &dyn TestDatabase) {
     assert_eq!(actor.user_id, alice.id);
     // Reuse of the spent token revokes the session for everybody.
     assert!(matches!(
-        f.auth.refresh(&first.refresh_token).await,
+        f.auth
+            .refresh(&first.refresh_token, &crate::domain::ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
     assert!(
@@ -218,7 +224,15 @@ pub async fn disabling_a_user_ends_their_sessions_in_the_database(db: &dyn TestD
             .await
             .is_err()
     );
-    assert!(f.auth.refresh(&bob_tokens.refresh_token).await.is_err());
+    assert!(
+        f.auth
+            .refresh(
+                &bob_tokens.refresh_token,
+                &crate::domain::ClientInfo::default()
+            )
+            .await
+            .is_err()
+    );
 }
 
 /// Users exported from one database as JSON lines import into another, field for field,

@@ -9,9 +9,9 @@ use crate::Ports;
 use crate::account::{Notices, greeting};
 use crate::auth::{AuthPolicy, GuessBudget};
 use crate::domain::{
-    Actor, DisplayName, Email, Password, PasswordPolicy, ProfileChanges, Role, Session, SessionId,
-    SessionKind, ThrottleKey, TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus,
-    Username,
+    Actor, AuditEvent, AuditKind, AuditPage, AuditQuery, DisplayName, Email, Password,
+    PasswordPolicy, ProfileChanges, Role, Session, SessionId, SessionKind, ThrottleKey,
+    TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus, Username,
 };
 use crate::error::{AuthError, UserError, ValidationErrors};
 use crate::ports::{MailComposer, Notice, Verification};
@@ -51,6 +51,18 @@ pub struct ChangePassword {
     pub current_password: SecretString,
     /// The new password, checked against the policy.
     pub new_password: SecretString,
+}
+
+/// What [`UserService::export_own_data`] returns: everything stored about one user, except
+/// secrets (no password hash, no token).
+#[derive(Debug, Clone)]
+pub struct PersonalData {
+    /// The profile.
+    pub user: User,
+    /// The active sessions.
+    pub sessions: Vec<Session>,
+    /// Every audit event concerning the account, newest first.
+    pub events: Vec<AuditEvent>,
 }
 
 /// Profiles and administration. Every operation takes the acting [`Actor`].
@@ -137,6 +149,7 @@ impl UserService {
         let now = self.ports.clock.now();
         let user = self.ports.users.update_profile(id, &changes, now).await?;
         tracing::info!(user_id = %id, actor = %actor.user_id, "profile updated");
+        self.audit_profile_update(actor, id, &changes).await;
         if changes.email.is_some() {
             // Reset links went to the address before; they die with it (reset_password also
             // checks the address, this keeps none waiting).
@@ -158,6 +171,26 @@ impl UserService {
         Ok(user)
     }
 
+    async fn audit_profile_update(&self, actor: &Actor, id: UserId, changes: &ProfileChanges) {
+        if changes.email.is_some() {
+            let event = self.ports.event(AuditKind::EmailChanged).by(actor);
+            self.ports.audit(event.on(id)).await;
+        }
+        let fields: Vec<&str> = [
+            changes.username.as_ref().map(|_| "username"),
+            changes.display_name.as_ref().map(|_| "display_name"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !fields.is_empty() {
+            let event = self.ports.event(AuditKind::ProfileUpdated).by(actor);
+            self.ports
+                .audit(event.on(id).detail(fields.join(", ")))
+                .await;
+        }
+    }
+
     /// Checks the password of a signed-in user. The check spends a guess of the session's
     /// own budget, reserved before the hash runs, so a stolen session cannot try passwords
     /// faster than a stranger at the sign-in form; a wrong password also counts on the
@@ -167,6 +200,7 @@ impl UserService {
         &self,
         actor: &Actor,
         password: &SecretString,
+        purpose: AuditKind,
     ) -> Result<(), UserError> {
         let id = actor.user_id;
         let hash = self.ports.users.password_hash(id).await?;
@@ -203,6 +237,8 @@ impl UserService {
                     outcome = "wrong_password",
                     "password re-check failed"
                 );
+                let event = AuditEvent::new(purpose, now).by_self(actor).failed();
+                self.ports.audit(event.detail("wrong_password")).await;
                 Err(UserError::InvalidCredentials)
             }
         }
@@ -230,7 +266,7 @@ impl UserService {
             Some(&user.email),
         )
         .map_err(|errors| UserError::Invalid(errors.renamed("password", "new_password")))?;
-        self.confirm_password(actor, &change.current_password)
+        self.confirm_password(actor, &change.current_password, AuditKind::PasswordChanged)
             .await?;
         let hash = self.ports.hasher.hash(&new).await?;
         let now = self.ports.clock.now();
@@ -251,6 +287,10 @@ impl UserService {
             .revoke_all(user.id, TokenPurpose::ResetPassword)
             .await?;
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
+        let event = AuditEvent::new(AuditKind::PasswordChanged, now).by_self(actor);
+        self.ports
+            .audit(event.detail(format!("{ended} other sessions ended")))
+            .await;
         let notice = Notice::PasswordChanged {
             name: greeting(&user),
         };
@@ -269,10 +309,75 @@ impl UserService {
         actor: &Actor,
         password: &SecretString,
     ) -> Result<(), UserError> {
-        self.confirm_password(actor, password).await?;
+        self.confirm_password(actor, password, AuditKind::Deleted)
+            .await?;
         self.ports.users.delete(actor.user_id).await?;
         tracing::info!(user_id = %actor.user_id, "account deleted by its owner");
+        self.forget(actor.user_id).await;
+        // The record that the account was deleted by its owner, without where from.
+        let event = self.ports.event(AuditKind::Deleted).on(actor.user_id);
+        self.ports
+            .audit(event.by_user(actor.user_id).detail("by its owner"))
+            .await;
         Ok(())
+    }
+
+    /// Anonymizes the audit trail of a deleted user (a failure is logged: the account is
+    /// gone either way, and the next deletion of nothing cannot retry it).
+    async fn forget(&self, id: UserId) {
+        if let Err(e) = self.ports.audit.anonymize(id).await {
+            metrics::counter!(crate::metrics::AUDIT_WRITE_FAILURES_TOTAL).increment(1);
+            tracing::error!(user_id = %id, error = %crate::error::report(&e), "audit trail of a deleted user not anonymized");
+        }
+    }
+
+    /// The actor's most recent security events (those concerning their account), newest
+    /// first, at most `limit` (1 to [`AuditQuery::MAX_LIMIT`]).
+    ///
+    /// # Errors
+    /// [`UserError::Unavailable`] when the store fails.
+    pub async fn recent_events(
+        &self,
+        actor: &Actor,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, UserError> {
+        let query = AuditQuery {
+            subject: Some(actor.user_id),
+            limit: limit.clamp(1, AuditQuery::MAX_LIMIT),
+            ..AuditQuery::default()
+        };
+        Ok(self.ports.audit.list(&query).await?.events)
+    }
+
+    /// Everything stored about the actor, for them to download: the profile, the active
+    /// sessions, and every audit event concerning their account. The export is audited.
+    ///
+    /// # Errors
+    /// [`UserError::NotFound`] when the account is gone; [`UserError::Unavailable`].
+    pub async fn export_own_data(&self, actor: &Actor) -> Result<PersonalData, UserError> {
+        let user = self.ports.users.get(actor.user_id).await?;
+        let sessions = self.sessions(actor).await?;
+        let mut events = Vec::new();
+        let mut query = AuditQuery {
+            subject: Some(actor.user_id),
+            limit: AuditQuery::MAX_LIMIT,
+            ..AuditQuery::default()
+        };
+        loop {
+            let page = self.ports.audit.list(&query).await?;
+            events.extend(page.events);
+            match page.next {
+                Some(next) => query.before = Some(next),
+                None => break,
+            }
+        }
+        let event = self.ports.event(AuditKind::DataExported).by_self(actor);
+        self.ports.audit(event).await;
+        Ok(PersonalData {
+            user,
+            sessions,
+            events,
+        })
     }
 
     /// The actor's active sessions, newest first.
@@ -301,11 +406,15 @@ impl UserService {
         if session.user_id != actor.user_id {
             return Err(UserError::NotFound);
         }
-        Ok(self
-            .ports
+        self.ports
             .sessions
             .revoke(id, self.ports.clock.now())
-            .await?)
+            .await?;
+        let event = self.ports.event(AuditKind::SessionRevoked).by_self(actor);
+        self.ports
+            .audit(event.detail(format!("session {id}")))
+            .await;
+        Ok(())
     }
 
     /// The admin operations, if the actor is an admin.
@@ -340,6 +449,14 @@ impl AdminUsers<'_> {
         Ok(self.service.ports.users.list(query).await?)
     }
 
+    /// One page of the audit log, newest first.
+    ///
+    /// # Errors
+    /// [`UserError::Unavailable`] when the store fails.
+    pub async fn audit_log(&self, query: &AuditQuery) -> Result<AuditPage, UserError> {
+        Ok(self.service.ports.audit.list(query).await?)
+    }
+
     /// Any user's profile.
     ///
     /// # Errors
@@ -364,6 +481,8 @@ impl AdminUsers<'_> {
         let ports = &self.service.ports;
         let user = ports.users.set_role(id, role, ports.clock.now()).await?;
         tracing::info!(user_id = %id, actor = %self.actor.user_id, role = %role, "role changed");
+        let event = ports.event(AuditKind::RoleChanged).by(self.actor).on(id);
+        ports.audit(event.detail(role.to_string())).await;
         Ok(user)
     }
 
@@ -384,6 +503,11 @@ impl AdminUsers<'_> {
             }
         }
         tracing::info!(user_id = %id, actor = %self.actor.user_id, status = %status, "status changed");
+        let kind = match status {
+            UserStatus::Active => AuditKind::Enabled,
+            UserStatus::Disabled => AuditKind::Disabled,
+        };
+        ports.audit(ports.event(kind).by(self.actor).on(id)).await;
         Ok(user)
     }
 
@@ -411,6 +535,10 @@ impl AdminUsers<'_> {
         self.service.ports.users.get(id).await?;
         self.service.budget.clear(&ThrottleKey::account(id)).await?;
         tracing::info!(user_id = %id, actor = %self.actor.user_id, "sign-in unlocked by an admin");
+        let ports = &self.service.ports;
+        ports
+            .audit(ports.event(AuditKind::Unlocked).by(self.actor).on(id))
+            .await;
         Ok(())
     }
 
@@ -419,8 +547,12 @@ impl AdminUsers<'_> {
     /// # Errors
     /// [`UserError::NotFound`]; [`UserError::LastAdmin`] when deleting the last active admin.
     pub async fn delete(&self, id: UserId) -> Result<(), UserError> {
-        self.service.ports.users.delete(id).await?;
+        let ports = &self.service.ports;
+        ports.users.delete(id).await?;
         tracing::info!(user_id = %id, actor = %self.actor.user_id, "user deleted by an admin");
+        self.service.forget(id).await;
+        let event = ports.event(AuditKind::Deleted).by(self.actor).on(id);
+        ports.audit(event.detail("by an admin")).await;
         Ok(())
     }
 }

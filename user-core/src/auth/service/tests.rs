@@ -5,7 +5,7 @@ use secrecy::ExposeSecret;
 
 use super::*;
 use crate::auth::policy::LockoutPolicy;
-use crate::domain::{LoginFailures, SessionKind};
+use crate::domain::{AuditOutcome, AuditQuery, LoginFailures, SessionKind};
 use crate::error::{HashError, UserError};
 use crate::ports::{Clock, PasswordHasher as _};
 use crate::testing::{
@@ -338,7 +338,11 @@ async fn access_tokens_expire_by_the_clock_and_refresh_renews_them() {
         Err(AuthError::Unauthenticated)
     ));
 
-    let next = f.auth.refresh(&tokens.refresh_token).await.unwrap();
+    let next = f
+        .auth
+        .refresh(&tokens.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_eq!(next.session_id, tokens.session_id);
     assert_ne!(
         next.refresh_token.expose_secret(),
@@ -357,15 +361,23 @@ async fn a_reused_refresh_token_revokes_the_whole_session() {
     let f = Fixture::in_memory();
     f.register("alice").await;
     let first = f.login("alice", PW).await.unwrap();
-    let second = f.auth.refresh(&first.refresh_token).await.unwrap();
+    let second = f
+        .auth
+        .refresh(&first.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     // An attacker replays the spent token.
     assert!(matches!(
-        f.auth.refresh(&first.refresh_token).await,
+        f.auth
+            .refresh(&first.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
     // Now the legitimate holder is out too: the session is revoked.
     assert!(matches!(
-        f.auth.refresh(&second.refresh_token).await,
+        f.auth
+            .refresh(&second.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
     let access = second.access_token.expose_secret();
@@ -375,7 +387,9 @@ async fn a_reused_refresh_token_revokes_the_whole_session() {
     ));
     // Garbage is refused the same way.
     assert!(matches!(
-        f.auth.refresh(&SecretString::from("garbage")).await,
+        f.auth
+            .refresh(&SecretString::from("garbage"), &ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
 }
@@ -394,6 +408,24 @@ async fn reuse_is_decided_by_the_store_and_stops_there() {
         )
         .times(1)
         .returning(move |_, _, _, _| Ok(Rotation::Reused(sid)));
+    // Read only to name the owner in the audit log.
+    let owner = UserId::new();
+    sessions
+        .expect_get()
+        .with(mockall::predicate::eq(sid))
+        .times(1)
+        .returning(move |id| {
+            Ok(Session {
+                id,
+                user_id: owner,
+                kind: SessionKind::Token,
+                client: ClientInfo::default(),
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                last_used_at: OffsetDateTime::UNIX_EPOCH,
+                expires_at: OffsetDateTime::UNIX_EPOCH,
+                revoked_at: None,
+            })
+        });
     let mut users = MockUserRepository::new();
     users.expect_get().never();
     let ports = Ports {
@@ -401,6 +433,7 @@ async fn reuse_is_decided_by_the_store_and_stops_there() {
         sessions: Arc::new(sessions),
         ..crate::testing::memory_ports(Arc::new(FixedClock::default()))
     };
+    let audit = Arc::clone(&ports.audit);
     let auth = AuthService::new(
         ports,
         AuthPolicy::default(),
@@ -408,8 +441,21 @@ async fn reuse_is_decided_by_the_store_and_stops_there() {
         vec![],
     )
     .unwrap();
-    let r = auth.refresh(&SecretString::from("spent")).await;
+    let thief = ClientInfo::new(Some("curl"), Some("198.51.100.9"));
+    let r = auth.refresh(&SecretString::from("spent"), &thief).await;
     assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
+    let events = audit.list(&AuditQuery::default()).await.unwrap().events;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(
+        (event.kind, event.outcome, event.subject, &event.client),
+        (
+            AuditKind::RefreshReuse,
+            AuditOutcome::Failure,
+            Some(owner),
+            &thief
+        )
+    );
 }
 
 #[tokio::test]
@@ -420,7 +466,9 @@ async fn refresh_stops_at_the_session_lifetime_and_for_disabled_users() {
     let tokens = f.login("bob", PW).await.unwrap();
     f.clock.advance(secs(30 * 24 * 3600));
     assert!(matches!(
-        f.auth.refresh(&tokens.refresh_token).await,
+        f.auth
+            .refresh(&tokens.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
 
@@ -433,7 +481,9 @@ async fn refresh_stops_at_the_session_lifetime_and_for_disabled_users() {
         .await
         .unwrap();
     assert!(matches!(
-        f.auth.refresh(&tokens.refresh_token).await,
+        f.auth
+            .refresh(&tokens.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
 }
@@ -463,7 +513,9 @@ async fn logout_and_disable_take_effect_at_once() {
         "only that session"
     );
     assert!(matches!(
-        f.auth.refresh(&one.refresh_token).await,
+        f.auth
+            .refresh(&one.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
 
@@ -854,7 +906,10 @@ async fn each_sign_in_without_a_device_token_gets_a_new_one() {
     assert_eq!(a.expose_secret().len(), 43, "256 bits, base64url");
     let refreshed = f
         .auth
-        .refresh(&f.login("alice", PW).await.unwrap().refresh_token)
+        .refresh(
+            &f.login("alice", PW).await.unwrap().refresh_token,
+            &ClientInfo::default(),
+        )
         .await;
     assert!(
         refreshed.unwrap().device_token.is_none(),
@@ -1056,10 +1111,16 @@ async fn token_sessions_end_when_the_refresh_token_sits_idle() {
     f.register("alice").await;
     let pair = f.login("alice", PW).await.unwrap();
     f.clock.advance(secs(13 * 24 * 3600));
-    let pair = f.auth.refresh(&pair.refresh_token).await.unwrap();
+    let pair = f
+        .auth
+        .refresh(&pair.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     f.clock.advance(secs(14 * 24 * 3600 + 1));
     assert!(matches!(
-        f.auth.refresh(&pair.refresh_token).await,
+        f.auth
+            .refresh(&pair.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::Unauthenticated)
     ));
 }
