@@ -6,7 +6,7 @@ use user_core::error::{ValidationError, ValidationErrors};
 use user_core::users::{AdminUsers, UpdateProfile};
 
 use crate::GrpcState;
-use crate::auth::authenticate;
+use crate::auth::caller;
 use crate::convert::{self, non_empty};
 use crate::pb::{self, admin_service_server::AdminService};
 use crate::status::OrStatus;
@@ -14,11 +14,12 @@ use crate::status::OrStatus;
 /// The implementation of `user.AdminService`.
 pub(crate) struct AdminApi {
     pub(crate) state: GrpcState,
+    pub(crate) trusted_proxies: user_core::domain::TrustedProxies,
 }
 
 impl AdminApi {
     async fn actor<T>(&self, request: &Request<T>) -> Result<Actor, Status> {
-        authenticate(&self.state.auth, request).await
+        caller(&self.state.auth, request, &self.trusted_proxies).await
     }
 
     fn admin<'a>(&'a self, actor: &'a Actor) -> Result<AdminUsers<'a>, Status> {

@@ -31,6 +31,17 @@ pub async fn authenticate<T>(auth: &AuthService, request: &Request<T>) -> Result
     auth.authenticate(token).await.map_err(ToStatus::to_status)
 }
 
+/// [`authenticate`], with the client's address and user agent on the actor (see
+/// [`client_info`]) for the audit log.
+pub(crate) async fn caller<T>(
+    auth: &AuthService,
+    request: &Request<T>,
+    proxies: &TrustedProxies,
+) -> Result<Actor, Status> {
+    let actor = authenticate(auth, request).await?;
+    Ok(actor.with_client(client_info(request, proxies)))
+}
+
 /// The client's user agent and address, recorded with a new session; rate limits count on
 /// the address. It is the TCP peer's, or, when the peer is one of `proxies`, the one its
 /// forwarding metadata (`x-forwarded-for` by default) gives.

@@ -267,8 +267,11 @@ pub async fn routes(
     })
     .max_decoding_message_size(config.max_message_size);
     let readiness = state.readiness.clone();
-    let admin = AdminServiceServer::new(admin_service::AdminApi { state })
-        .max_decoding_message_size(config.max_message_size);
+    let admin = AdminServiceServer::new(admin_service::AdminApi {
+        state,
+        trusted_proxies: config.trusted_proxies.clone(),
+    })
+    .max_decoding_message_size(config.max_message_size);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health

@@ -9,7 +9,7 @@ use user_core::error::{ValidationError, ValidationErrors};
 use user_core::users::{ChangePassword, UpdateProfile};
 
 use crate::GrpcState;
-use crate::auth::{authenticate, client_info};
+use crate::auth::{caller, client_info};
 use crate::convert::{self, non_empty};
 use crate::pb::{self, user_service_server::UserService};
 use crate::status::{OrStatus, ToStatus};
@@ -48,7 +48,7 @@ impl UserApi {
         request: &Request<T>,
         user_id: &str,
     ) -> Result<(user_core::domain::Actor, user_core::domain::UserId), Status> {
-        let actor = authenticate(&self.state.auth, request).await?;
+        let actor = caller(&self.state.auth, request, &self.trusted_proxies).await?;
         let id = if user_id.trim().is_empty() {
             actor.user_id
         } else {
@@ -137,7 +137,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::EmptyRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let admin = self.state.users.as_admin(&actor).or_status()?;
         let mut users = Vec::new();
         let mut query = UserQuery {
@@ -161,12 +161,13 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::LoginUserResponse>, Status> {
+        let client = client_info(&request, &self.trusted_proxies);
         let r = request.into_inner();
         let mut errors = ValidationErrors::new();
         required("refresh_token", &r.refresh_token, &mut errors);
         errors.into_result().or_status()?;
         let token = SecretString::from(r.refresh_token);
-        let tokens = self.state.auth.refresh(&token).await.or_status()?;
+        let tokens = self.state.auth.refresh(&token, &client).await.or_status()?;
         Ok(Response::new(login_response(tokens)))
     }
 
@@ -174,7 +175,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::EmptyRequest>,
     ) -> Result<Response<pb::EmptyResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         self.state.auth.logout(&actor).await.or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))
     }
@@ -183,7 +184,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::EmptyRequest>,
     ) -> Result<Response<pb::LogoutEverywhereResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let sessions_ended = self
             .state
             .auth
@@ -199,7 +200,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::EmptyResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let r = request.into_inner();
         let mut errors = ValidationErrors::new();
         required("current_password", &r.current_password, &mut errors);
@@ -220,7 +221,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::EmptyResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let r = request.into_inner();
         let mut errors = ValidationErrors::new();
         required("password", &r.password, &mut errors);
@@ -238,7 +239,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::EmptyRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let sessions = self.state.users.sessions(&actor).await.or_status()?;
         let sessions = sessions
             .into_iter()
@@ -251,7 +252,7 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::EmptyResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let id = request
             .get_ref()
             .session_id
@@ -283,12 +284,13 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::ResetPasswordRequest>,
     ) -> Result<Response<pb::UserResponse>, Status> {
+        let client = client_info(&request, &self.trusted_proxies);
         let r = request.into_inner();
         let token = SecretString::from(r.token);
         let user = self
             .state
             .account
-            .reset_password(&token, SecretString::from(r.new_password))
+            .reset_password(&token, SecretString::from(r.new_password), &client)
             .await
             .or_status()?;
         Ok(Response::new(user.into()))
@@ -298,8 +300,14 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::VerifyEmailRequest>,
     ) -> Result<Response<pb::UserResponse>, Status> {
+        let client = client_info(&request, &self.trusted_proxies);
         let token = SecretString::from(request.into_inner().token);
-        let user = self.state.account.verify_email(&token).await.or_status()?;
+        let user = self
+            .state
+            .account
+            .verify_email(&token, &client)
+            .await
+            .or_status()?;
         Ok(Response::new(user.into()))
     }
 
@@ -307,11 +315,10 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::EmptyRequest>,
     ) -> Result<Response<pb::EmptyResponse>, Status> {
-        let actor = authenticate(&self.state.auth, &request).await?;
-        let client = client_info(&request, &self.trusted_proxies);
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         self.state
             .account
-            .resend_verification(&actor, &client)
+            .resend_verification(&actor, &actor.client)
             .await
             .or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))

@@ -93,7 +93,7 @@ pub(crate) fn payload_too_large() -> ApiError {
 /// Router::new().route("/dashboard", get(dashboard)).with_state(state)
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CurrentActor(pub Actor);
 
 impl<S> FromRequestParts<S> for CurrentActor
@@ -107,7 +107,7 @@ where
         let state = AppState::from_ref(state);
         if let Some(token) = bearer(parts) {
             return match state.auth.authenticate(token).await {
-                Ok(actor) => Ok(Self(actor)),
+                Ok(actor) => Ok(Self(actor.with_client(client_info(parts, &state)))),
                 Err(e) => Err(e.into()),
             };
         }
@@ -122,7 +122,7 @@ where
                 .auth
                 .authenticate_browser(cookie.value())
                 .await
-                .map(Self)
+                .map(|actor| Self(actor.with_client(client_info(parts, &state))))
                 .map_err(ApiError::from),
             None => Err(ApiError::unauthenticated()),
         }
@@ -156,7 +156,7 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// Like [`CurrentActor`], and an admin: rejects with 401, or 403 for anyone else.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AdminActor(pub Actor);
 
 impl<S> FromRequestParts<S> for AdminActor
@@ -178,7 +178,7 @@ where
 
 /// The caller of our own JSON API: bearer tokens only, so a browser's cookie can never be
 /// used to act through the API from another site.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct BearerActor(pub(crate) Actor);
 
 impl FromRequestParts<AppState> for BearerActor {
@@ -189,7 +189,8 @@ impl FromRequestParts<AppState> for BearerActor {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
-        Ok(Self(state.auth.authenticate(token).await?))
+        let actor = state.auth.authenticate(token).await?;
+        Ok(Self(actor.with_client(client_info(parts, state))))
     }
 }
 
@@ -207,29 +208,30 @@ where
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        let proxies = &state.config.trusted_proxies;
-        let forwarded: Vec<&str> = parts
-            .headers
-            .get_all(proxies.header().name())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| {
-                proxies
-                    .client_addr(c.0.ip(), forwarded.into_iter())
-                    .to_string()
-            });
-        Ok(Self(user_core::domain::ClientInfo::new(
-            agent,
-            ip.as_deref(),
-        )))
+        Ok(Self(client_info(parts, &AppState::from_ref(state))))
     }
+}
+
+/// See [`Client`]; the actor extractors put it on the [`Actor`] for the audit log.
+pub(crate) fn client_info(parts: &Parts, state: &AppState) -> user_core::domain::ClientInfo {
+    let agent = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let proxies = &state.config.trusted_proxies;
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all(proxies.header().name())
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| {
+            proxies
+                .client_addr(c.0.ip(), forwarded.into_iter())
+                .to_string()
+        });
+    user_core::domain::ClientInfo::new(agent, ip.as_deref())
 }

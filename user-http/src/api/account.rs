@@ -58,10 +58,11 @@ pub(crate) async fn request_password_reset(
     ))]
 pub(crate) async fn reset_password(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<ResetPasswordBody>,
 ) -> Result<Json<UserBody>, ApiError> {
     let user = account(&state)?
-        .reset_password(&body.token, body.new_password)
+        .reset_password(&body.token, body.new_password, &client)
         .await?;
     Ok(Json(user.into()))
 }
@@ -76,11 +77,11 @@ pub(crate) async fn reset_password(
     ))]
 pub(crate) async fn verify_email(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<VerifyEmailBody>,
 ) -> Result<Json<UserBody>, ApiError> {
-    Ok(Json(
-        account(&state)?.verify_email(&body.token).await?.into(),
-    ))
+    let user = account(&state)?.verify_email(&body.token, &client).await?;
+    Ok(Json(user.into()))
 }
 
 /// Mail the caller a new verification link for their email (the older link stops working).

@@ -77,9 +77,11 @@ pub(crate) async fn login(
     ))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Json<TokensBody>, ApiError> {
-    Ok(Json(state.auth.refresh(&body.refresh_token).await?.into()))
+    let tokens = state.auth.refresh(&body.refresh_token, &client).await?;
+    Ok(Json(tokens.into()))
 }
 
 /// End this session.

@@ -314,7 +314,7 @@ pub(crate) async fn edit(
     web: Web,
     form: Result<Form<EditForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let actor = web.require()?.actor;
+    let actor = web.require()?.actor.clone();
     let form = web.accept(form)?;
     match web
         .state
@@ -358,7 +358,7 @@ pub(crate) async fn password(
     web: Web,
     form: Result<Form<PasswordForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let actor = web.require()?.actor;
+    let actor = web.require()?.actor.clone();
     let form = web.accept(form)?;
     let change = ChangePassword {
         current_password: SecretString::from(form.current_password),
@@ -398,7 +398,7 @@ struct SessionView {
 }
 
 pub(crate) async fn sessions(web: Web) -> Result<Response, PageError> {
-    let actor = web.require()?.actor;
+    let actor = web.require()?.actor.clone();
     let list = web.state.users.sessions(&actor).await?;
     let views: Vec<SessionView> = list
         .into_iter()
@@ -424,7 +424,7 @@ pub(crate) async fn revoke_session(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let actor = web.require()?.actor;
+    let actor = web.require()?.actor.clone();
     web.accept(form)?;
     let id = id
         .parse::<SessionId>()

@@ -21,7 +21,7 @@ use super::web::{Posted, Web};
 fn admin(web: &Web) -> Result<Actor, PageError> {
     let me = web.require()?;
     if me.actor.is_admin() {
-        Ok(me.actor)
+        Ok(me.actor.clone())
     } else {
         Err(UserError::Forbidden.into())
     }

@@ -173,7 +173,7 @@ pub(crate) async fn reset(
     let form = web.accept(form)?;
     let token = SecretString::from(form.token.clone());
     let (status, errors) = match account
-        .reset_password(&token, SecretString::from(form.new_password))
+        .reset_password(&token, SecretString::from(form.new_password), &web.client)
         .await
     {
         Ok(user) => {
@@ -237,7 +237,10 @@ pub(crate) async fn verify(
 ) -> Result<Response, PageError> {
     let account = account(&web)?;
     let form = web.accept(form)?;
-    match account.verify_email(&SecretString::from(form.token)).await {
+    match account
+        .verify_email(&SecretString::from(form.token), &web.client)
+        .await
+    {
         Ok(_) => {
             let to = if web.me.is_some() {
                 "/profile"
@@ -256,7 +259,7 @@ pub(crate) async fn resend_verification(
     web: Web,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let actor = web.require()?.actor;
+    let actor = web.require()?.actor.clone();
     web.accept(form)?;
     account(&web)?
         .resend_verification(&actor, &web.client)

@@ -116,6 +116,7 @@ impl FromRequestParts<AppState> for Web {
             jar = jar.remove(removal(config, Flash::COOKIE));
         }
 
+        let Ok(Client(client)) = Client::from_request_parts(parts, state).await;
         let mut me = None;
         let mut session = None;
         let session_name = config.session_cookie_name();
@@ -123,6 +124,7 @@ impl FromRequestParts<AppState> for Web {
             match state.auth.authenticate_browser(&cookie).await {
                 Ok(actor) => match state.users.get(&actor, actor.user_id).await {
                     Ok(user) => {
+                        let actor = actor.with_client(client.clone());
                         me = Some(PageActor { actor, user });
                         session = Some(cookie);
                     }
@@ -152,7 +154,6 @@ impl FromRequestParts<AppState> for Web {
             .map(|c| c.value().to_owned())
             .filter(|t| t.len() <= 64);
 
-        let Ok(Client(client)) = Client::from_request_parts(parts, state).await;
         let web = Self {
             state: state.clone(),
             jar,
