@@ -1,7 +1,7 @@
 //! `user.AdminService`: administration, for admins only.
 
 use tonic::{Request, Response, Status};
-use user_core::domain::{Actor, UserId, UserQuery};
+use user_core::domain::{Actor, AuditFilter, AuditQuery, UserId, UserQuery};
 use user_core::error::{ValidationError, ValidationErrors};
 use user_core::users::{AdminUsers, UpdateProfile};
 
@@ -167,5 +167,33 @@ impl AdminService for AdminApi {
             .await
             .or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let r = request.get_ref();
+        let query = AuditQuery::parse(&AuditFilter {
+            subject: Some(&r.subject_id),
+            actor: Some(&r.actor_id),
+            kind: Some(&r.kind),
+            outcome: Some(&r.outcome),
+            limit: Some(r.page_size),
+            page_token: Some(&r.page_token),
+        })
+        .map_err(|errors| {
+            errors
+                .renamed("subject", "subject_id")
+                .renamed("actor", "actor_id")
+        })
+        .or_status()?;
+        let page = admin.audit_log(&query).await.or_status()?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            next_page_token: page.next_page_token().unwrap_or_default(),
+            events: page.events.into_iter().map(pb::AuditEvent::from).collect(),
+        }))
     }
 }

@@ -2,7 +2,7 @@
 //! parse function returning a field violation, domain to wire is `From`.
 
 use time::OffsetDateTime;
-use user_core::domain::{Role, Session, SessionId, User, UserId, UserStatus};
+use user_core::domain::{AuditEvent, Role, Session, SessionId, User, UserId, UserStatus};
 use user_core::error::{ValidationError, ValidationErrors};
 
 use crate::pb;
@@ -69,6 +69,25 @@ pub(crate) fn session(s: Session, current: SessionId) -> pb::Session {
         last_used_at: Some(timestamp(s.last_used_at)),
         expires_at: Some(timestamp(s.expires_at)),
         current: s.id == current,
+    }
+}
+
+/// An audit event as the wire shows it: absent values are empty strings.
+impl From<AuditEvent> for pb::AuditEvent {
+    fn from(e: AuditEvent) -> Self {
+        let id = |u: Option<UserId>| u.map(|u| u.to_string()).unwrap_or_default();
+        Self {
+            id: e.id.to_string(),
+            at: Some(timestamp(e.at)),
+            kind: e.kind.as_str().to_owned(),
+            outcome: e.outcome.as_str().to_owned(),
+            actor_id: id(e.actor),
+            subject_id: id(e.subject),
+            identifier: e.identifier.unwrap_or_default(),
+            ip: e.client.ip.unwrap_or_default(),
+            user_agent: e.client.user_agent.unwrap_or_default(),
+            detail: e.detail.unwrap_or_default(),
+        }
     }
 }
 
@@ -144,6 +163,38 @@ mod tests {
         );
         let id = UserId::new();
         assert_eq!(user_id("user_id", &id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn audit_events_show_absent_values_as_empty_strings() {
+        use user_core::domain::{AuditKind, ClientInfo};
+
+        let at = time::macros::datetime!(2026-01-02 03:04:05 UTC);
+        let subject = UserId::new();
+        let event = AuditEvent::new(AuditKind::SignIn, at)
+            .failed()
+            .on(subject)
+            .from_client(&ClientInfo::new(None, Some("192.0.2.7")))
+            .detail("wrong_password");
+        let wire = pb::AuditEvent::from(event.clone());
+        assert_eq!(wire.id, event.id.to_string());
+        assert_eq!(wire.at, Some(timestamp(at)));
+        assert_eq!(
+            (wire.kind.as_str(), wire.outcome.as_str()),
+            ("sign_in", "failure")
+        );
+        assert_eq!(
+            (wire.actor_id.as_str(), wire.subject_id),
+            ("", subject.to_string())
+        );
+        assert_eq!(
+            (wire.ip.as_str(), wire.user_agent.as_str()),
+            ("192.0.2.7", "")
+        );
+        assert_eq!(
+            (wire.identifier.as_str(), wire.detail.as_str()),
+            ("", "wrong_password")
+        );
     }
 
     #[test]

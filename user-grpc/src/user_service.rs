@@ -4,7 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use tonic::{Request, Response, Status};
 use user_core::auth::{Credentials, RegisterUser, TokenPair};
-use user_core::domain::{SessionId, UserQuery};
+use user_core::domain::{AuditQuery, SessionId, UserQuery};
 use user_core::error::{ValidationError, ValidationErrors};
 use user_core::users::{ChangePassword, UpdateProfile};
 
@@ -32,6 +32,25 @@ fn login_response(t: TokenPair) -> pb::LoginUserResponse {
             .device_token
             .map(|d| d.expose_secret().to_owned())
             .unwrap_or_default(),
+    }
+}
+
+/// Events ListMyEvents returns when the request asks for none.
+const DEFAULT_MY_EVENTS: u32 = 20;
+
+/// ListMyEvents' `limit`: 0 means [`DEFAULT_MY_EVENTS`], at most [`AuditQuery::MAX_LIMIT`].
+fn my_events_limit(limit: u32) -> Result<u32, ValidationError> {
+    match limit {
+        0 => Ok(DEFAULT_MY_EVENTS),
+        n if n <= AuditQuery::MAX_LIMIT => Ok(n),
+        _ => Err(ValidationError::new(
+            "limit",
+            "out_of_range",
+            format!(
+                "must be at most {} (0 means {DEFAULT_MY_EVENTS})",
+                AuditQuery::MAX_LIMIT
+            ),
+        )),
     }
 }
 
@@ -322,5 +341,55 @@ impl UserService for UserApi {
             .await
             .or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))
+    }
+
+    async fn list_my_events(
+        &self,
+        request: Request<pb::ListMyEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
+        let limit = my_events_limit(request.get_ref().limit)
+            .map_err(|e| ValidationErrors::from(e).to_status())?;
+        let events = self
+            .state
+            .users
+            .recent_events(&actor, limit)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events.into_iter().map(pb::AuditEvent::from).collect(),
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn export_my_data(
+        &self,
+        request: Request<pb::EmptyRequest>,
+    ) -> Result<Response<pb::ExportMyDataResponse>, Status> {
+        let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
+        let data = self.state.users.export_own_data(&actor).await.or_status()?;
+        Ok(Response::new(pb::ExportMyDataResponse {
+            user: Some(data.user.into()),
+            sessions: data
+                .sessions
+                .into_iter()
+                .map(|s| convert::session(s, actor.session_id))
+                .collect(),
+            events: data.events.into_iter().map(pb::AuditEvent::from).collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn my_events_limit_defaults_and_caps() {
+        assert_eq!(my_events_limit(0).unwrap(), DEFAULT_MY_EVENTS);
+        assert_eq!(my_events_limit(1).unwrap(), 1);
+        assert_eq!(my_events_limit(200).unwrap(), 200);
+        let e = my_events_limit(201).unwrap_err();
+        assert_eq!((e.field, e.code), ("limit", "out_of_range"));
     }
 }
