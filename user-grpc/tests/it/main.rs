@@ -6,6 +6,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod guard;
 mod health;
 mod legacy;
