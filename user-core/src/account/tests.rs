@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::auth::{AuthService, Credentials, SigningKey};
-use crate::domain::{ProfileChanges, Role};
+use crate::domain::{AuditKind, ProfileChanges, Role};
 use crate::error::ErrorKind;
 use crate::error::ServiceError as _;
 use crate::ports::{Clock as _, ComposeError, Mail};
@@ -792,4 +792,92 @@ async fn disabling_kills_links_so_enabling_again_does_not_revive_them() {
     };
     assert!(errors.field("user_id").next().is_some(), "{errors}");
     assert!(env.mails().await.is_empty(), "nothing queued");
+}
+
+/// The audit events of `subject`, oldest first, as (kind, outcome, actor, ip).
+async fn audited(
+    env: &Env,
+    subject: crate::domain::UserId,
+) -> Vec<(
+    AuditKind,
+    crate::domain::AuditOutcome,
+    Option<crate::domain::UserId>,
+    Option<String>,
+)> {
+    let query = crate::domain::AuditQuery {
+        subject: Some(subject),
+        ..crate::domain::AuditQuery::default()
+    };
+    let mut events = env.ports.audit.list(&query).await.unwrap().events;
+    events.reverse();
+    events
+        .into_iter()
+        .map(|e| (e.kind, e.outcome, e.actor, e.client.ip))
+        .collect()
+}
+
+#[tokio::test]
+async fn verification_admin_reset_links_and_resets_are_audited_with_their_client() {
+    use crate::domain::AuditOutcome::Success;
+    let env = Env::new();
+    let root = admin(&env, "root").await.with_client(from_ip("10.0.0.1"));
+    env.mails().await;
+    let alice = env.register("alice").await;
+    let token = env.token("verify_email").await;
+    env.clock.advance(Duration::from_secs(1));
+    env.account
+        .verify_email(&token, &from_ip("10.0.0.2"))
+        .await
+        .unwrap();
+    env.clock.advance(Duration::from_secs(1));
+    env.account
+        .send_password_reset(&root, alice.id)
+        .await
+        .unwrap();
+    let token = env.token("reset_password").await;
+    env.clock.advance(Duration::from_secs(1));
+    env.account
+        .reset_password(
+            &token,
+            SecretString::from(NEW_PASSWORD),
+            &from_ip("10.0.0.3"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        audited(&env, alice.id).await,
+        [
+            (AuditKind::Registered, Success, Some(alice.id), None),
+            (
+                AuditKind::EmailVerified,
+                Success,
+                None,
+                Some("10.0.0.2".into())
+            ),
+            (
+                AuditKind::PasswordResetSent,
+                Success,
+                Some(root.user_id),
+                Some("10.0.0.1".into())
+            ),
+            (
+                AuditKind::PasswordReset,
+                Success,
+                None,
+                Some("10.0.0.3".into())
+            ),
+        ]
+    );
+    // A link refused leaves no success behind.
+    invalid_token(
+        env.account
+            .reset_password(
+                &token,
+                SecretString::from(NEW_PASSWORD),
+                &from_ip("10.0.0.4"),
+            )
+            .await,
+        "used",
+    );
+    assert_eq!(audited(&env, alice.id).await.len(), 4);
 }
