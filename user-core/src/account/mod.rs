@@ -38,9 +38,14 @@ struct InFlight {
 struct Running(Arc<InFlight>);
 
 impl InFlight {
-    fn enter(self: &Arc<Self>) -> Running {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        Running(Arc::clone(self))
+    /// Counts one more task, unless `limit` are running already.
+    fn try_enter(self: &Arc<Self>, limit: usize) -> Option<Running> {
+        self.running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Running(Arc::clone(self)))
     }
 }
 
@@ -66,6 +71,7 @@ pub struct AccountService {
     resend_per_ip: Option<AddressLimit>,
     resend_per_account: Option<KeyLimit>,
     in_flight: Arc<InFlight>,
+    max_pending_resets: usize,
 }
 
 impl std::fmt::Debug for AccountService {
@@ -86,6 +92,7 @@ impl AccountService {
             reset_requests_per_ip_per_hour,
             verification_resends_per_account_per_hour,
             verification_resends_per_ip_per_hour,
+            max_pending_resets,
             ..
         } = policy.account;
         Self {
@@ -102,6 +109,7 @@ impl AccountService {
             resend_per_account: verification_resends_per_account_per_hour
                 .map(|n| KeyLimit::per_hour("verification-resend", n)),
             in_flight: Arc::default(),
+            max_pending_resets,
         }
     }
 
@@ -125,7 +133,9 @@ impl AccountService {
     /// # Errors
     /// [`AuthError::MailNotConfigured`]; [`AuthError::Invalid`] on field `email` when it is
     /// no address; [`AuthError::Throttled`] when the client address or the email address
-    /// asked too often (known or not alike).
+    /// asked too often (known or not alike); [`AuthError::Overloaded`] while
+    /// [`AccountPolicy::max_pending_resets`](crate::auth::AccountPolicy::max_pending_resets)
+    /// requests are still being handled.
     pub async fn request_password_reset(
         &self,
         email: &str,
@@ -139,7 +149,12 @@ impl AccountService {
         if let Some(limit) = &self.reset_per_address {
             limit.check(email.as_str())?;
         }
-        let running = self.in_flight.enter();
+        // Bounded, so that a flood cannot pile up tasks; the refusal does not depend on the
+        // address, so it tells nothing about accounts.
+        let running = self
+            .in_flight
+            .try_enter(self.max_pending_resets)
+            .ok_or(AuthError::Overloaded)?;
         let users = Arc::clone(&self.ports.users);
         let notices = self.notices.clone();
         tokio::spawn(async move {

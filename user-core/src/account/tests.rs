@@ -881,3 +881,48 @@ async fn verification_admin_reset_links_and_resets_are_audited_with_their_client
     );
     assert_eq!(audited(&env, alice.id).await.len(), 4);
 }
+
+/// Holds every composition until the test opens the gate.
+struct GatedComposer(Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>);
+
+impl MailComposer for GatedComposer {
+    fn compose(&self, notice: &Notice, to: &Email) -> Result<Mail, ComposeError> {
+        let gate = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = gate.recv();
+        PlainComposer.compose(notice, to)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_requests_in_progress_are_bounded_whatever_the_address() {
+    let policy = AuthPolicy {
+        account: crate::auth::AccountPolicy {
+            max_pending_resets: 1,
+            ..crate::auth::AccountPolicy::default()
+        },
+        ..AuthPolicy::default()
+    };
+    let env = Env::with(policy.clone(), true);
+    env.register("alice").await;
+    let (open, gate) = std::sync::mpsc::channel();
+    let account = AccountService::new(env.ports.clone(), &policy)
+        .with_mail_composer(Arc::new(GatedComposer(Arc::new(std::sync::Mutex::new(gate)))));
+    let client = from_ip("10.0.0.1");
+    account
+        .request_password_reset("alice@example.com", &client)
+        .await
+        .unwrap();
+    // The first is held in composition: known and unknown addresses alike are refused.
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let r = account.request_password_reset(email, &client).await;
+        assert!(matches!(r, Err(AuthError::Overloaded)), "{email}: {r:?}");
+    }
+    open.send(()).unwrap();
+    account.settled().await;
+    drop(open);
+    account
+        .request_password_reset("nobody@example.com", &client)
+        .await
+        .unwrap();
+    account.settled().await;
+}
