@@ -149,29 +149,70 @@ impl AccountService {
         if let Some(limit) = &self.reset_per_address {
             limit.check(email.as_str())?;
         }
-        // Bounded, so that a flood cannot pile up tasks; the refusal does not depend on the
-        // address, so it tells nothing about accounts.
+        self.spawn_for_address(email, TokenPurpose::ResetPassword)
+    }
+
+    /// Mails a new verification link to `email`, for a person who cannot sign in because
+    /// [`AuthPolicy::require_verified_email`](crate::auth::AuthPolicy::require_verified_email)
+    /// refuses an unverified address. Like [`AccountService::request_password_reset`], the
+    /// answer and its timing are the same whether or not an account has that address; a
+    /// link goes only to an active account whose address is not verified yet.
+    ///
+    /// # Errors
+    /// [`AuthError::MailNotConfigured`]; [`AuthError::Invalid`] on field `email`;
+    /// [`AuthError::Throttled`] when the client address or the email address asked too often
+    /// (the verification resend limits); [`AuthError::Overloaded`] as for a reset request.
+    pub async fn request_verification(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        self.notices.composer()?;
+        let email = Email::parse(email).map_err(|e| AuthError::Invalid(e.on("email").into()))?;
+        if let Some(limit) = &self.resend_per_ip {
+            limit.check(client)?;
+        }
+        if let Some(limit) = &self.resend_per_account {
+            limit.check(email.as_str())?;
+        }
+        self.spawn_for_address(email, TokenPurpose::VerifyEmail)
+    }
+
+    /// Looks up the account of `email` and mails it a `purpose` link, on a spawned task, so
+    /// that the caller's answer is the same for known and unknown addresses. Bounded, so
+    /// that a flood cannot pile up tasks; the refusal does not depend on the address.
+    fn spawn_for_address(&self, email: Email, purpose: TokenPurpose) -> Result<(), AuthError> {
         let running = self
             .in_flight
             .try_enter(self.max_pending_resets)
             .ok_or(AuthError::Overloaded)?;
         let users = Arc::clone(&self.ports.users);
         let notices = self.notices.clone();
+        let what = purpose.as_str();
         tokio::spawn(async move {
             let _running = running;
             match users.get_by_email(&email).await {
-                Ok(user) if user.status == UserStatus::Active => {
-                    if let Err(e) = notices.issue(&user, TokenPurpose::ResetPassword).await {
-                        tracing::warn!(user_id = %user.id, error = %report(&e), "reset link not mailed");
+                Ok(user)
+                    if user.status == UserStatus::Active
+                        && (purpose == TokenPurpose::ResetPassword
+                            || user.email_verified_at.is_none()) =>
+                {
+                    if let Err(e) = notices.issue(&user, purpose).await {
+                        tracing::warn!(user_id = %user.id, purpose = what, error = %report(&e), "link not mailed");
                     }
                 }
                 Ok(user) => {
-                    tracing::info!(user_id = %user.id, "reset asked for a disabled account; nothing sent")
+                    tracing::info!(user_id = %user.id, purpose = what, "link asked for a disabled or verified account; nothing sent");
                 }
                 Err(RepoError::NotFound) => {
-                    tracing::info!("reset asked for an address without an account; nothing sent");
+                    tracing::info!(
+                        purpose = what,
+                        "link asked for an address without an account; nothing sent"
+                    );
                 }
-                Err(e) => tracing::warn!(error = %report(&e), "reset request not handled"),
+                Err(e) => {
+                    tracing::warn!(purpose = what, error = %report(&e), "link request not handled")
+                }
             }
         });
         Ok(())

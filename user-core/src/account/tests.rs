@@ -887,7 +887,10 @@ struct GatedComposer(Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>);
 
 impl MailComposer for GatedComposer {
     fn compose(&self, notice: &Notice, to: &Email) -> Result<Mail, ComposeError> {
-        let gate = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let gate = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = gate.recv();
         PlainComposer.compose(notice, to)
     }
@@ -905,8 +908,9 @@ async fn reset_requests_in_progress_are_bounded_whatever_the_address() {
     let env = Env::with(policy.clone(), true);
     env.register("alice").await;
     let (open, gate) = std::sync::mpsc::channel();
-    let account = AccountService::new(env.ports.clone(), &policy)
-        .with_mail_composer(Arc::new(GatedComposer(Arc::new(std::sync::Mutex::new(gate)))));
+    let account = AccountService::new(env.ports.clone(), &policy).with_mail_composer(Arc::new(
+        GatedComposer(Arc::new(std::sync::Mutex::new(gate))),
+    ));
     let client = from_ip("10.0.0.1");
     account
         .request_password_reset("alice@example.com", &client)
@@ -925,4 +929,60 @@ async fn reset_requests_in_progress_are_bounded_whatever_the_address() {
         .await
         .unwrap();
     account.settled().await;
+}
+
+#[tokio::test]
+async fn a_signed_out_person_gets_a_new_verification_link_only_for_an_unverified_account() {
+    let env = Env::new();
+    let alice = env.register("alice").await;
+    // The first link is lost.
+    let first = env.token("verify_email").await;
+    let client = from_ip("10.0.0.9");
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let r = env.account.request_verification(email, &client).await;
+        assert!(r.is_ok(), "{email}: {r:?}");
+    }
+    let mails = env.mails().await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(
+        (mails[0].0.as_str(), mails[0].1.as_str()),
+        ("alice@example.com", "verify_email")
+    );
+    // The new link verifies; the one before it died.
+    invalid_token(
+        env.account.verify_email(&first, &client).await,
+        "superseded",
+    );
+    let token = SecretString::from(mails[0].2.clone());
+    let verified = env.account.verify_email(&token, &client).await.unwrap();
+    assert_eq!(verified.id, alice.id);
+    // A verified address gets nothing, with the same answer.
+    env.account
+        .request_verification("alice@example.com", &client)
+        .await
+        .unwrap();
+    assert_eq!(env.mails().await, [], "nothing for a verified address");
+    let bad = env
+        .account
+        .request_verification("not an address", &client)
+        .await;
+    assert!(matches!(bad, Err(AuthError::Invalid(_))), "{bad:?}");
+}
+
+#[tokio::test]
+async fn verification_requests_by_address_are_limited_per_address() {
+    let env = Env::new();
+    env.register("alice").await;
+    env.mails().await;
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let client = from_ip(&format!("10.0.1.{i}"));
+        answers.push(
+            env.account
+                .request_verification("alice@example.com", &client)
+                .await
+                .is_ok(),
+        );
+    }
+    assert_eq!(answers, [true, true, true, true, true, false]);
 }

@@ -68,8 +68,9 @@ pub struct AccountPolicy {
     /// Verification resends per client address per hour (default 20); `None` turns the
     /// limit off.
     pub verification_resends_per_ip_per_hour: Option<NonZeroU32>,
-    /// Reset requests whose lookup and mail may be in progress at once (default 256); beyond
-    /// it, requests are refused as overloaded whatever the address, until some finish.
+    /// Reset and verification requests by address whose lookup and mail may be in progress
+    /// at once (default 256); beyond it, requests are refused as overloaded whatever the
+    /// address, until some finish.
     pub max_pending_resets: usize,
 }
 
