@@ -23,7 +23,7 @@ impl SqliteAuditLog {
 }
 
 /// The `SELECT` of one page of `query`: only the filters it sets, so that the planner can
-/// pick the subject or actor index; `limit` rows plus one, which says whether a next page
+/// pick the subject or actor index; a page plus one row, which says whether a next page
 /// exists.
 fn page_query(query: &AuditQuery) -> QueryBuilder<Sqlite> {
     let mut q = QueryBuilder::new(concat!("SELECT ", audit_columns!(), " FROM audit_events"));
@@ -60,8 +60,14 @@ fn page_query(query: &AuditQuery) -> QueryBuilder<Sqlite> {
             .push(")");
     }
     q.push(" ORDER BY at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(query.limit) + 1);
+        .push_bind(i64::from(page_size(query)) + 1);
     q
+}
+
+/// The page size, kept within the documented 1 to [`AuditQuery::MAX_LIMIT`] whatever the
+/// caller built.
+fn page_size(query: &AuditQuery) -> u32 {
+    query.limit.clamp(1, AuditQuery::MAX_LIMIT)
 }
 
 #[async_trait]
@@ -98,7 +104,7 @@ impl AuditLog for SqliteAuditLog {
             .into_iter()
             .map(AuditEvent::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(AuditPage::from_overfetch(events, query.limit))
+        Ok(AuditPage::from_overfetch(events, page_size(query)))
     }
 
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
@@ -166,5 +172,16 @@ mod tests {
             " FROM audit_events WHERE subject = ? AND actor = ? AND kind = ? AND outcome = ? \
              AND (at, id) < (?, ?) ORDER BY at DESC, id DESC LIMIT ?"
         ));
+    }
+
+    #[test]
+    fn page_sizes_stay_within_the_documented_range() {
+        for (asked, got) in [(0, 1), (1, 1), (50, 50), (200, 200), (10_000, 200)] {
+            let query = AuditQuery {
+                limit: asked,
+                ..AuditQuery::default()
+            };
+            assert_eq!(page_size(&query), got, "{asked}");
+        }
     }
 }
