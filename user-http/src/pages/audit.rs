@@ -8,6 +8,7 @@ use axum::response::Response;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use user_core::domain::{AuditEvent, AuditFilter, AuditKind, AuditOutcome, AuditQuery, UserId};
+use user_core::error::ValidationErrors;
 
 use super::admin::admin;
 use super::error::PageError;
@@ -92,9 +93,15 @@ impl EventView {
     }
 
     /// An event of `owner`'s account on their profile: what an admin did shows without the
-    /// admin's address and user agent.
+    /// admin's address and user agent, and the detail in words (`wrong password`), but for
+    /// a sign-in's, which names the guess budget it counted on.
     pub(crate) fn owned(e: AuditEvent, owner: UserId) -> Self {
-        Self::new(owners_view(e, owner), Some(owner))
+        let mut view = Self::new(owners_view(e, owner), Some(owner));
+        view.detail = match (view.kind, view.failed) {
+            ("sign_in", false) => None,
+            _ => view.detail.map(|d| d.replace('_', " ")),
+        };
+        view
     }
 }
 
@@ -145,6 +152,21 @@ impl AuditPageQuery {
     }
 }
 
+/// What the page says above the filters it refused: the fields show their own problems; a
+/// page token has no field, so the sentence says what to do.
+fn refused_filters(errors: &ValidationErrors) -> String {
+    let bad_token = errors.field("page_token").next().is_some();
+    let bad_fields = errors.iter().any(|e| e.field != "page_token");
+    let mut sentences = Vec::new();
+    if bad_fields {
+        sentences.push("Please correct the highlighted filters.");
+    }
+    if bad_token {
+        sentences.push("The link to older events is invalid: start again from the newest events.");
+    }
+    sentences.join(" ")
+}
+
 /// A kind as the filter's select offers it.
 #[derive(Debug, Serialize)]
 struct KindOption {
@@ -167,25 +189,27 @@ pub(crate) async fn audit_log(
             label: kind_label(*k),
         })
         .collect();
-    let (status, events, next_url, errors) = match AuditQuery::parse(&q.filter()) {
+    let (status, events, next_url, errors, error) = match AuditQuery::parse(&q.filter()) {
         Ok(query) => {
             let page = web.state.users.as_admin(&actor)?.audit_log(&query).await?;
             let next_url = page
                 .next_page_token()
                 .map(|token| q.next_url(&web.base, &token));
             let events: Vec<EventView> = page.events.into_iter().map(EventView::logged).collect();
-            (StatusCode::OK, events, next_url, None)
+            (StatusCode::OK, events, next_url, None, None)
         }
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Vec::new(),
-            None,
-            Some(field_errors(&errors)),
-        ),
+        Err(errors) => {
+            let error = refused_filters(&errors);
+            let errors = field_errors(&errors);
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Vec::new(),
+                None,
+                Some(errors),
+                Some(error),
+            )
+        }
     };
-    let error = errors
-        .is_some()
-        .then_some("Please correct the highlighted filters.");
     let page = context! {
         filters => v(&q),
         kinds => v(&kinds),
@@ -207,6 +231,25 @@ mod tests {
         let labels: std::collections::BTreeSet<_> =
             AuditKind::ALL.iter().map(|k| kind_label(*k)).collect();
         assert_eq!(labels.len(), AuditKind::ALL.len());
+    }
+
+    #[test]
+    fn the_owner_reads_details_in_words() {
+        let owner = UserId::new();
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let failed = AuditEvent::new(AuditKind::SignIn, at)
+            .on(owner)
+            .failed()
+            .detail("wrong_password");
+        assert_eq!(
+            EventView::owned(failed, owner).detail.as_deref(),
+            Some("wrong password")
+        );
+        let signed_in = AuditEvent::new(AuditKind::SignIn, at)
+            .on(owner)
+            .by_user(owner)
+            .detail("device");
+        assert_eq!(EventView::owned(signed_in, owner).detail, None);
     }
 
     #[test]
