@@ -189,6 +189,9 @@ pub(crate) struct Config {
     /// Mark cookies `Secure` with the `__Host-` prefix (serve behind HTTPS).
     #[arg(long, env = "USERS_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set)]
     pub(crate) cookie_secure: bool,
+    /// How long audit events are kept before they are purged (the audit log's retention).
+    #[arg(long, env = "USERS_AUDIT_RETENTION", default_value = "365d", value_parser = duration)]
+    pub(crate) audit_retention: Duration,
     /// SQLite commit durability.
     #[arg(long, env = "USERS_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
     pub(crate) sqlite_sync: Durability,

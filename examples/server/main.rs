@@ -134,7 +134,10 @@ impl Server {
         let purge_task = tokio::spawn(maintenance::purge_periodically(
             app.db.storage(),
             Arc::new(SystemClock),
-            PurgePolicy::new(app.services.auth.policy()),
+            PurgePolicy {
+                keep_audit_events: config.audit_retention,
+                ..PurgePolicy::new(app.services.auth.policy())
+            },
             signal(stop.subscribe()),
         ));
         shutdown.await;

@@ -6,8 +6,8 @@ use sqlx::{Decode, Postgres, Type};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use user_core::domain::{
-    ClientInfo, DisplayName, Email, PasswordHash, Role, Session, SessionKind, User, UserStatus,
-    Username,
+    AuditEvent, AuditKind, AuditOutcome, ClientInfo, DisplayName, Email, PasswordHash, Role,
+    Session, SessionKind, User, UserStatus, Username,
 };
 use user_core::error::RepoError;
 use uuid::Uuid;
@@ -168,6 +168,56 @@ impl TryFrom<SessionRow> for Session {
             last_used_at: row.last_used_at.0,
             expires_at: row.expires_at.0,
             revoked_at: row.revoked_at.map(|t| t.0),
+        })
+    }
+}
+
+/// The columns of [`AuditRow`], as a literal for `concat!`.
+macro_rules! audit_columns {
+    () => {
+        "id, at, kind, outcome, actor, subject, identifier, ip, user_agent, detail"
+    };
+}
+pub(crate) use audit_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: Uuid,
+    at: DbTime,
+    kind: String,
+    outcome: String,
+    actor: Option<Uuid>,
+    subject: Option<Uuid>,
+    identifier: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    detail: Option<String>,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = RepoError;
+
+    fn try_from(row: AuditRow) -> Result<Self, RepoError> {
+        const T: &str = "audit_events";
+        Ok(AuditEvent {
+            id: row.id.into(),
+            at: row.at.0,
+            kind: row
+                .kind
+                .parse::<AuditKind>()
+                .map_err(|_| corrupt(T, format!("unknown kind {:?}", row.kind)))?,
+            outcome: row
+                .outcome
+                .parse::<AuditOutcome>()
+                .map_err(|_| corrupt(T, format!("unknown outcome {:?}", row.outcome)))?,
+            actor: row.actor.map(Into::into),
+            subject: row.subject.map(Into::into),
+            identifier: row.identifier,
+            client: ClientInfo {
+                user_agent: row.user_agent,
+                ip: row.ip,
+            },
+            detail: row.detail,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! SQLite storage for user-management: [`SqliteUserRepository`], [`SqliteSessionStore`],
-//! [`SqliteLoginFailureStore`], [`SqliteDeviceTokenStore`], [`SqliteOneTimeTokenStore`] and
-//! [`SqliteMailOutbox`] implement `user-core`'s six storage ports on sqlx, over one file.
+//! [`SqliteLoginFailureStore`], [`SqliteDeviceTokenStore`], [`SqliteOneTimeTokenStore`],
+//! [`SqliteMailOutbox`] and [`SqliteAuditLog`] implement `user-core`'s seven storage ports on
+//! sqlx, over one file.
 //!
 //! # Layout
 //!
@@ -8,8 +9,8 @@
 //!   SQLite copies to the `-wal` and `-shm` files), applies the embedded migrations
 //!   (`migrations/`), and sets WAL journaling, `synchronous = FULL` (configurable), foreign
 //!   keys and a busy timeout on every connection.
-//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs` and
-//!   `outbox.rs` implement the ports;
+//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`
+//!   and `audit.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
@@ -20,7 +21,7 @@
 //! - [`legacy`] imports the legacy Python deployment's `users.db` (bcrypt hashes kept, refused
 //!   rows reported, reruns idempotent) into any `UserRepository`.
 //!
-//! All six stores pass `user_core::testing::conformance` against a real file.
+//! All seven stores pass `user_core::testing::conformance` against a real file.
 //!
 //! # Example
 //!
@@ -30,13 +31,14 @@
 //! use user_sqlite::{SqliteConfig, SqliteDatabase};
 //!
 //! let db = SqliteDatabase::open(&SqliteConfig::new("data/users.db")).await?;
-//! let storage = db.storage(); // user_core::Storage: the six ports over this pool
+//! let storage = db.storage(); // user_core::Storage: the seven ports over this pool
 //! let services = user_core::Services::builder(storage).build()?;
 //! # let _ = services;
 //! db.close().await;
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod devices;
 pub mod legacy;
 mod login_failures;
@@ -57,6 +59,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use user_core::Storage;
 use user_core::error::{RepoError, UniqueField};
 
+pub use audit::SqliteAuditLog;
 pub use devices::SqliteDeviceTokenStore;
 pub use login_failures::SqliteLoginFailureStore;
 pub use outbox::SqliteMailOutbox;
@@ -225,7 +228,12 @@ impl SqliteDatabase {
         SqliteMailOutbox::new(self.pool.clone())
     }
 
-    /// All six storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
+    /// The audit log.
+    pub fn audit(&self) -> SqliteAuditLog {
+        SqliteAuditLog::new(self.pool.clone())
+    }
+
+    /// All seven storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
     pub fn storage(&self) -> Storage {
         Storage {
             users: Arc::new(self.users()),
@@ -234,6 +242,7 @@ impl SqliteDatabase {
             devices: Arc::new(self.devices()),
             tokens: Arc::new(self.tokens()),
             outbox: Arc::new(self.outbox()),
+            audit: Arc::new(self.audit()),
         }
     }
 

@@ -3,8 +3,8 @@
 
 use time::OffsetDateTime;
 use user_core::domain::{
-    ClientInfo, DisplayName, Email, PasswordHash, Role, Session, SessionKind, User, UserId,
-    UserStatus, Username,
+    AuditEvent, AuditKind, AuditOutcome, ClientInfo, DisplayName, Email, PasswordHash, Role,
+    Session, SessionKind, User, UserId, UserStatus, Username,
 };
 use user_core::error::RepoError;
 use uuid::Uuid;
@@ -141,6 +141,59 @@ impl TryFrom<SessionRow> for Session {
             last_used_at: from_db(T, row.last_used_at)?,
             expires_at: from_db(T, row.expires_at)?,
             revoked_at: row.revoked_at.map(|t| from_db(T, t)).transpose()?,
+        })
+    }
+}
+
+/// The columns of [`AuditRow`], as a literal for `concat!`.
+macro_rules! audit_columns {
+    () => {
+        "id, at, kind, outcome, actor, subject, identifier, ip, user_agent, detail"
+    };
+}
+pub(crate) use audit_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: String,
+    at: i64,
+    kind: String,
+    outcome: String,
+    actor: Option<String>,
+    subject: Option<String>,
+    identifier: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    detail: Option<String>,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = RepoError;
+
+    fn try_from(row: AuditRow) -> Result<Self, RepoError> {
+        const T: &str = "audit_events";
+        let user = |id: Option<String>| -> Result<Option<UserId>, RepoError> {
+            id.map(|id| uuid(T, &id).map(UserId::from)).transpose()
+        };
+        Ok(AuditEvent {
+            id: uuid(T, &row.id)?.into(),
+            at: from_db(T, row.at)?,
+            kind: row
+                .kind
+                .parse::<AuditKind>()
+                .map_err(|_| corrupt(T, format!("unknown kind {:?}", row.kind)))?,
+            outcome: row
+                .outcome
+                .parse::<AuditOutcome>()
+                .map_err(|_| corrupt(T, format!("unknown outcome {:?}", row.outcome)))?,
+            actor: user(row.actor)?,
+            subject: user(row.subject)?,
+            identifier: row.identifier,
+            client: ClientInfo {
+                user_agent: row.user_agent,
+                ip: row.ip,
+            },
+            detail: row.detail,
         })
     }
 }

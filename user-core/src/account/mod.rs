@@ -38,9 +38,14 @@ struct InFlight {
 struct Running(Arc<InFlight>);
 
 impl InFlight {
-    fn enter(self: &Arc<Self>) -> Running {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        Running(Arc::clone(self))
+    /// Counts one more task, unless `limit` are running already.
+    fn try_enter(self: &Arc<Self>, limit: usize) -> Option<Running> {
+        self.running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Running(Arc::clone(self)))
     }
 }
 
@@ -66,6 +71,7 @@ pub struct AccountService {
     resend_per_ip: Option<AddressLimit>,
     resend_per_account: Option<KeyLimit>,
     in_flight: Arc<InFlight>,
+    max_pending_resets: usize,
 }
 
 impl std::fmt::Debug for AccountService {
@@ -86,6 +92,7 @@ impl AccountService {
             reset_requests_per_ip_per_hour,
             verification_resends_per_account_per_hour,
             verification_resends_per_ip_per_hour,
+            max_pending_resets,
             ..
         } = policy.account;
         Self {
@@ -102,6 +109,7 @@ impl AccountService {
             resend_per_account: verification_resends_per_account_per_hour
                 .map(|n| KeyLimit::per_hour("verification-resend", n)),
             in_flight: Arc::default(),
+            max_pending_resets,
         }
     }
 
@@ -125,7 +133,9 @@ impl AccountService {
     /// # Errors
     /// [`AuthError::MailNotConfigured`]; [`AuthError::Invalid`] on field `email` when it is
     /// no address; [`AuthError::Throttled`] when the client address or the email address
-    /// asked too often (known or not alike).
+    /// asked too often (known or not alike); [`AuthError::Overloaded`] while
+    /// [`AccountPolicy::max_pending_resets`](crate::auth::AccountPolicy::max_pending_resets)
+    /// requests are still being handled.
     pub async fn request_password_reset(
         &self,
         email: &str,
@@ -139,24 +149,70 @@ impl AccountService {
         if let Some(limit) = &self.reset_per_address {
             limit.check(email.as_str())?;
         }
-        let running = self.in_flight.enter();
+        self.spawn_for_address(email, TokenPurpose::ResetPassword)
+    }
+
+    /// Mails a new verification link to `email`, for a person who cannot sign in because
+    /// [`AuthPolicy::require_verified_email`](crate::auth::AuthPolicy::require_verified_email)
+    /// refuses an unverified address. Like [`AccountService::request_password_reset`], the
+    /// answer and its timing are the same whether or not an account has that address; a
+    /// link goes only to an active account whose address is not verified yet.
+    ///
+    /// # Errors
+    /// [`AuthError::MailNotConfigured`]; [`AuthError::Invalid`] on field `email`;
+    /// [`AuthError::Throttled`] when the client address or the email address asked too often
+    /// (the verification resend limits); [`AuthError::Overloaded`] as for a reset request.
+    pub async fn request_verification(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        self.notices.composer()?;
+        let email = Email::parse(email).map_err(|e| AuthError::Invalid(e.on("email").into()))?;
+        if let Some(limit) = &self.resend_per_ip {
+            limit.check(client)?;
+        }
+        if let Some(limit) = &self.resend_per_account {
+            limit.check(email.as_str())?;
+        }
+        self.spawn_for_address(email, TokenPurpose::VerifyEmail)
+    }
+
+    /// Looks up the account of `email` and mails it a `purpose` link, on a spawned task, so
+    /// that the caller's answer is the same for known and unknown addresses. Bounded, so
+    /// that a flood cannot pile up tasks; the refusal does not depend on the address.
+    fn spawn_for_address(&self, email: Email, purpose: TokenPurpose) -> Result<(), AuthError> {
+        let running = self
+            .in_flight
+            .try_enter(self.max_pending_resets)
+            .ok_or(AuthError::Overloaded)?;
         let users = Arc::clone(&self.ports.users);
         let notices = self.notices.clone();
+        let what = purpose.as_str();
         tokio::spawn(async move {
             let _running = running;
             match users.get_by_email(&email).await {
-                Ok(user) if user.status == UserStatus::Active => {
-                    if let Err(e) = notices.issue(&user, TokenPurpose::ResetPassword).await {
-                        tracing::warn!(user_id = %user.id, error = %report(&e), "reset link not mailed");
+                Ok(user)
+                    if user.status == UserStatus::Active
+                        && (purpose == TokenPurpose::ResetPassword
+                            || user.email_verified_at.is_none()) =>
+                {
+                    if let Err(e) = notices.issue(&user, purpose).await {
+                        tracing::warn!(user_id = %user.id, purpose = what, error = %report(&e), "link not mailed");
                     }
                 }
                 Ok(user) => {
-                    tracing::info!(user_id = %user.id, "reset asked for a disabled account; nothing sent")
+                    tracing::info!(user_id = %user.id, purpose = what, "link asked for a disabled or verified account; nothing sent");
                 }
                 Err(RepoError::NotFound) => {
-                    tracing::info!("reset asked for an address without an account; nothing sent");
+                    tracing::info!(
+                        purpose = what,
+                        "link asked for an address without an account; nothing sent"
+                    );
                 }
-                Err(e) => tracing::warn!(error = %report(&e), "reset request not handled"),
+                Err(e) => {
+                    tracing::warn!(purpose = what, error = %report(&e), "link request not handled")
+                }
             }
         });
         Ok(())

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::auth::{AuthService, Credentials, SigningKey};
-use crate::domain::{ProfileChanges, Role};
+use crate::domain::{AuditKind, ProfileChanges, Role};
 use crate::error::ErrorKind;
 use crate::error::ServiceError as _;
 use crate::ports::{Clock as _, ComposeError, Mail};
@@ -792,4 +792,197 @@ async fn disabling_kills_links_so_enabling_again_does_not_revive_them() {
     };
     assert!(errors.field("user_id").next().is_some(), "{errors}");
     assert!(env.mails().await.is_empty(), "nothing queued");
+}
+
+/// The audit events of `subject`, oldest first, as (kind, outcome, actor, ip).
+async fn audited(
+    env: &Env,
+    subject: crate::domain::UserId,
+) -> Vec<(
+    AuditKind,
+    crate::domain::AuditOutcome,
+    Option<crate::domain::UserId>,
+    Option<String>,
+)> {
+    let query = crate::domain::AuditQuery {
+        subject: Some(subject),
+        ..crate::domain::AuditQuery::default()
+    };
+    let mut events = env.ports.audit.list(&query).await.unwrap().events;
+    events.reverse();
+    events
+        .into_iter()
+        .map(|e| (e.kind, e.outcome, e.actor, e.client.ip))
+        .collect()
+}
+
+#[tokio::test]
+async fn verification_admin_reset_links_and_resets_are_audited_with_their_client() {
+    use crate::domain::AuditOutcome::Success;
+    let env = Env::new();
+    let root = admin(&env, "root").await.with_client(from_ip("10.0.0.1"));
+    env.mails().await;
+    let alice = env.register("alice").await;
+    let token = env.token("verify_email").await;
+    env.clock.advance(Duration::from_secs(1));
+    env.account
+        .verify_email(&token, &from_ip("10.0.0.2"))
+        .await
+        .unwrap();
+    env.clock.advance(Duration::from_secs(1));
+    env.account
+        .send_password_reset(&root, alice.id)
+        .await
+        .unwrap();
+    let token = env.token("reset_password").await;
+    env.clock.advance(Duration::from_secs(1));
+    env.account
+        .reset_password(
+            &token,
+            SecretString::from(NEW_PASSWORD),
+            &from_ip("10.0.0.3"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        audited(&env, alice.id).await,
+        [
+            (AuditKind::Registered, Success, Some(alice.id), None),
+            (
+                AuditKind::EmailVerified,
+                Success,
+                None,
+                Some("10.0.0.2".into())
+            ),
+            (
+                AuditKind::PasswordResetSent,
+                Success,
+                Some(root.user_id),
+                Some("10.0.0.1".into())
+            ),
+            (
+                AuditKind::PasswordReset,
+                Success,
+                None,
+                Some("10.0.0.3".into())
+            ),
+        ]
+    );
+    // A link refused leaves no success behind.
+    invalid_token(
+        env.account
+            .reset_password(
+                &token,
+                SecretString::from(NEW_PASSWORD),
+                &from_ip("10.0.0.4"),
+            )
+            .await,
+        "used",
+    );
+    assert_eq!(audited(&env, alice.id).await.len(), 4);
+}
+
+/// Holds every composition until the test opens the gate.
+struct GatedComposer(Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>);
+
+impl MailComposer for GatedComposer {
+    fn compose(&self, notice: &Notice, to: &Email) -> Result<Mail, ComposeError> {
+        let gate = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = gate.recv();
+        PlainComposer.compose(notice, to)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_requests_in_progress_are_bounded_whatever_the_address() {
+    let policy = AuthPolicy {
+        account: crate::auth::AccountPolicy {
+            max_pending_resets: 1,
+            ..crate::auth::AccountPolicy::default()
+        },
+        ..AuthPolicy::default()
+    };
+    let env = Env::with(policy.clone(), true);
+    env.register("alice").await;
+    let (open, gate) = std::sync::mpsc::channel();
+    let account = AccountService::new(env.ports.clone(), &policy).with_mail_composer(Arc::new(
+        GatedComposer(Arc::new(std::sync::Mutex::new(gate))),
+    ));
+    let client = from_ip("10.0.0.1");
+    account
+        .request_password_reset("alice@example.com", &client)
+        .await
+        .unwrap();
+    // The first is held in composition: known and unknown addresses alike are refused.
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let r = account.request_password_reset(email, &client).await;
+        assert!(matches!(r, Err(AuthError::Overloaded)), "{email}: {r:?}");
+    }
+    open.send(()).unwrap();
+    account.settled().await;
+    drop(open);
+    account
+        .request_password_reset("nobody@example.com", &client)
+        .await
+        .unwrap();
+    account.settled().await;
+}
+
+#[tokio::test]
+async fn a_signed_out_person_gets_a_new_verification_link_only_for_an_unverified_account() {
+    let env = Env::new();
+    let alice = env.register("alice").await;
+    // The first link is lost.
+    let first = env.token("verify_email").await;
+    let client = from_ip("10.0.0.9");
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let r = env.account.request_verification(email, &client).await;
+        assert!(r.is_ok(), "{email}: {r:?}");
+    }
+    let mails = env.mails().await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(
+        (mails[0].0.as_str(), mails[0].1.as_str()),
+        ("alice@example.com", "verify_email")
+    );
+    // The new link verifies; the one before it died.
+    invalid_token(
+        env.account.verify_email(&first, &client).await,
+        "superseded",
+    );
+    let token = SecretString::from(mails[0].2.clone());
+    let verified = env.account.verify_email(&token, &client).await.unwrap();
+    assert_eq!(verified.id, alice.id);
+    // A verified address gets nothing, with the same answer.
+    env.account
+        .request_verification("alice@example.com", &client)
+        .await
+        .unwrap();
+    assert_eq!(env.mails().await, [], "nothing for a verified address");
+    let bad = env
+        .account
+        .request_verification("not an address", &client)
+        .await;
+    assert!(matches!(bad, Err(AuthError::Invalid(_))), "{bad:?}");
+}
+
+#[tokio::test]
+async fn verification_requests_by_address_are_limited_per_address() {
+    let env = Env::new();
+    env.register("alice").await;
+    env.mails().await;
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let client = from_ip(&format!("10.0.1.{i}"));
+        answers.push(
+            env.account
+                .request_verification("alice@example.com", &client)
+                .await
+                .is_ok(),
+        );
+    }
+    assert_eq!(answers, [true, true, true, true, true, false]);
 }

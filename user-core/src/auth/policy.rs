@@ -68,6 +68,10 @@ pub struct AccountPolicy {
     /// Verification resends per client address per hour (default 20); `None` turns the
     /// limit off.
     pub verification_resends_per_ip_per_hour: Option<NonZeroU32>,
+    /// Reset and verification requests by address whose lookup and mail may be in progress
+    /// at once (default 256); beyond it, requests are refused as overloaded whatever the
+    /// address, until some finish.
+    pub max_pending_resets: usize,
 }
 
 impl Default for AccountPolicy {
@@ -79,6 +83,7 @@ impl Default for AccountPolicy {
             reset_requests_per_ip_per_hour: NonZeroU32::new(20),
             verification_resends_per_account_per_hour: NonZeroU32::new(5),
             verification_resends_per_ip_per_hour: NonZeroU32::new(20),
+            max_pending_resets: 256,
         }
     }
 }

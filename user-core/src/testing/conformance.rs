@@ -1776,7 +1776,7 @@ pub async fn audit_pages_newest_first_by_time_then_id(s: Stores) {
     for e in &events {
         record(&s, e).await;
     }
-    events.sort_by(|x, y| (y.at, y.id).cmp(&(x.at, x.id)));
+    events.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
     let mut query = AuditQuery {
         limit: 2,
         ..AuditQuery::default()

@@ -754,7 +754,7 @@ impl AuditLog for InMemoryAuditLog {
             .filter(|e| query.matches(e))
             .cloned()
             .collect();
-        events.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        events.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
         events.truncate(
             usize::try_from(query.limit)
                 .unwrap_or(usize::MAX)

@@ -354,4 +354,25 @@ mod tests {
     }
 
     crate::conformance_tests!(memory_stores);
+
+    /// One in-memory database; "reopening" it hands out the same state, as a second
+    /// handle on one database would see it.
+    struct MemoryDatabase(crate::Storage);
+
+    #[async_trait::async_trait]
+    impl super::services::TestDatabase for MemoryDatabase {
+        fn storage(&self) -> crate::Storage {
+            self.0.clone()
+        }
+
+        async fn reopen(&self) -> crate::Storage {
+            self.0.clone()
+        }
+    }
+
+    async fn memory_database() -> MemoryDatabase {
+        MemoryDatabase(super::in_memory())
+    }
+
+    crate::service_tests!(memory_database);
 }

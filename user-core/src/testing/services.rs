@@ -14,16 +14,20 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::conformance::mail;
 use super::{FastHasher, FixedClock, Fixture, RecordingMailer};
-use crate::domain::{PasswordHash, Role, UserStatus};
+use crate::auth::{Credentials, RegisterUser};
+use crate::domain::{
+    AuditKind, AuditOutcome, AuditQuery, ClientInfo, PasswordHash, Role, UserStatus,
+};
 use crate::error::AuthError;
 use crate::mail::{DeliveryPolicy, deliver_periodically};
 use crate::password::HashCeiling;
 use crate::ports::{Clock, Mail, MailOutbox, Mailer, SystemClock};
 use crate::transfer::{export_users, import_users};
+use crate::users::{ChangePassword, UpdateProfile};
 use crate::{Ports, Storage};
 
 /// A fresh database under test, which can be opened a second time as another instance of
@@ -76,6 +80,7 @@ macro_rules! service_tests {
             imported_bcrypt_hashes_upgrade_in_the_database,
             disabling_a_user_ends_their_sessions_in_the_database,
             two_instances_deliver_each_of_50_mails_exactly_once,
+            an_accounts_life_is_audited_and_its_end_anonymized,
         );
         $crate::service_tests!(@two $factory;
             users_move_between_databases_and_a_rerun_adds_nothing,
@@ -331,4 +336,196 @@ pub async fn two_instances_deliver_each_of_50_mails_exactly_once(db: &dyn TestDa
     assert_eq!(unique, mails.iter().map(|m| m.id).collect::<HashSet<_>>());
     let later = SystemClock.now() + Duration::from_secs(3600);
     assert_eq!(one.outbox.pending(later).await.unwrap(), 0, "all deleted");
+}
+
+fn from_ip(ip: &str) -> ClientInfo {
+    ClientInfo::new(Some("test-agent/1.0"), Some(ip))
+}
+
+async fn sign_in(
+    f: &Fixture,
+    identifier: &str,
+    password: &str,
+    ip: &str,
+) -> Result<crate::auth::TokenPair, AuthError> {
+    f.auth
+        .login(
+            Credentials::new(identifier, SecretString::from(password)),
+            from_ip(ip),
+        )
+        .await
+}
+
+/// Every step of an account's life leaves its event, with who did it and from where; the
+/// owner's deletion strips their addresses and typed identifiers and leaves a `deleted`
+/// record, while an admin's own address on what they did stays.
+pub async fn an_accounts_life_is_audited_and_its_end_anonymized(db: &dyn TestDatabase) {
+    use AuditKind as K;
+    use AuditOutcome::{Failure as F, Success as S};
+    let f = instance(db.storage());
+    let tick = || f.clock.advance(Duration::from_secs(1));
+    f.register_admin("root").await;
+    let root = f.actor("root").await.with_client(from_ip("10.0.0.1"));
+    let admin = f.users.as_admin(&root).unwrap();
+    let alice = f
+        .auth
+        .register(
+            RegisterUser {
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                password: SecretString::from(PW),
+                display_name: None,
+            },
+            &from_ip("10.1.0.1"),
+        )
+        .await
+        .unwrap();
+    tick();
+    assert!(sign_in(&f, "nobody", "x", "10.9.9.9").await.is_err());
+    assert!(
+        sign_in(&f, "Alice", "wrong guess", "10.9.9.9")
+            .await
+            .is_err()
+    );
+    tick();
+    let tokens = sign_in(&f, "alice", PW, "10.1.0.2").await.unwrap();
+    let me = f
+        .auth
+        .authenticate(tokens.access_token.expose_secret())
+        .await
+        .unwrap()
+        .with_client(from_ip("10.1.0.2"));
+    tick();
+    let change = |current: &str| ChangePassword {
+        current_password: SecretString::from(current),
+        new_password: SecretString::from("a brand new passphrase"),
+    };
+    assert!(f.users.change_password(&me, change("wrong")).await.is_err());
+    f.users.change_password(&me, change(PW)).await.unwrap();
+    tick();
+    let edit = UpdateProfile {
+        email: Some("alice@example.org".into()),
+        display_name: Some("Alice".into()),
+        ..UpdateProfile::default()
+    };
+    f.users.update_profile(&me, alice.id, edit).await.unwrap();
+    tick();
+    admin.set_role(alice.id, Role::Admin).await.unwrap();
+    admin.set_role(alice.id, Role::User).await.unwrap();
+    tick();
+    admin
+        .set_status(alice.id, UserStatus::Disabled)
+        .await
+        .unwrap();
+    admin
+        .set_status(alice.id, UserStatus::Active)
+        .await
+        .unwrap();
+    admin.unlock(alice.id).await.unwrap();
+    tick();
+    let tokens = sign_in(&f, "alice", "a brand new passphrase", "10.1.0.3")
+        .await
+        .unwrap();
+    let me = f
+        .auth
+        .authenticate(tokens.access_token.expose_secret())
+        .await
+        .unwrap()
+        .with_client(from_ip("10.1.0.3"));
+    let data = f.users.export_own_data(&me).await.unwrap();
+    assert_eq!(data.user.id, alice.id);
+    assert_eq!(data.sessions.len(), 1, "only the session in use is active");
+    assert!(
+        data.events.iter().all(|e| e.subject == Some(alice.id)),
+        "only alice's events"
+    );
+    tick();
+    f.auth.logout(&me).await.unwrap();
+
+    let query = AuditQuery {
+        subject: Some(alice.id),
+        limit: AuditQuery::MAX_LIMIT,
+        ..AuditQuery::default()
+    };
+    let mut events = f.ports.audit.list(&query).await.unwrap().events;
+    events.reverse();
+    let (a, r) = (Some(alice.id), Some(root.user_id));
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.outcome,
+                e.actor,
+                e.client.ip.as_deref(),
+                e.identifier.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (K::Registered, S, a, Some("10.1.0.1"), None),
+            (K::SignIn, F, None, Some("10.9.9.9"), Some("Alice")),
+            (K::SignIn, S, a, Some("10.1.0.2"), Some("alice")),
+            (K::PasswordChanged, F, a, Some("10.1.0.2"), None),
+            (K::PasswordChanged, S, a, Some("10.1.0.2"), None),
+            (K::EmailChanged, S, a, Some("10.1.0.2"), None),
+            (K::ProfileUpdated, S, a, Some("10.1.0.2"), None),
+            (K::RoleChanged, S, r, Some("10.0.0.1"), None),
+            (K::RoleChanged, S, r, Some("10.0.0.1"), None),
+            (K::Disabled, S, r, Some("10.0.0.1"), None),
+            (K::Enabled, S, r, Some("10.0.0.1"), None),
+            (K::Unlocked, S, r, Some("10.0.0.1"), None),
+            (K::SignIn, S, a, Some("10.1.0.3"), Some("alice")),
+            (K::DataExported, S, a, Some("10.1.0.3"), None),
+            (K::Logout, S, a, Some("10.1.0.3"), None),
+        ]
+    );
+    let details: Vec<_> = events.iter().map(|e| e.detail.as_deref()).collect();
+    assert_eq!(details[1], Some("wrong_password"));
+    assert_eq!(details[6], Some("display_name"));
+    assert_eq!(details[7], Some("admin"));
+    // The unknown identifier left an event naming nobody and keeping no typed text.
+    let anonymous = AuditQuery {
+        kind: Some(K::SignIn),
+        outcome: Some(F),
+        ..AuditQuery::default()
+    };
+    let failures = f.ports.audit.list(&anonymous).await.unwrap().events;
+    let stranger = failures.iter().find(|e| e.subject.is_none()).unwrap();
+    assert_eq!(
+        (stranger.identifier.as_deref(), stranger.detail.as_deref()),
+        (None, Some("unknown_identifier"))
+    );
+
+    // The owner leaves: their addresses and typed identifiers go, the admin's stay.
+    let tokens = sign_in(&f, "alice", "a brand new passphrase", "10.1.0.4")
+        .await
+        .unwrap();
+    let me = f
+        .auth
+        .authenticate(tokens.access_token.expose_secret())
+        .await
+        .unwrap()
+        .with_client(from_ip("10.1.0.4"));
+    tick();
+    f.users
+        .delete_own_account(&me, &SecretString::from("a brand new passphrase"))
+        .await
+        .unwrap();
+    let events = f.ports.audit.list(&query).await.unwrap().events;
+    let last = &events[0];
+    assert_eq!(
+        (last.kind, last.outcome, last.actor, &last.client),
+        (K::Deleted, S, a, &ClientInfo::default())
+    );
+    for e in &events {
+        assert_eq!(e.identifier, None, "{e:?}");
+        if e.actor == r {
+            assert_eq!(e.client.ip.as_deref(), Some("10.0.0.1"), "{e:?}");
+        } else {
+            assert_eq!(e.client, ClientInfo::default(), "{e:?}");
+        }
+    }
 }

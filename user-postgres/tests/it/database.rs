@@ -6,10 +6,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::datetime;
 use user_core::domain::{
-    ClientInfo, NewSession, NewUser, PasswordHash, Session, SessionId, SessionKind, TokenHash,
+    AuditEvent, AuditKind, AuditQuery, ClientInfo, NewSession, NewUser, PasswordHash, Session,
+    SessionId, SessionKind, TokenHash,
 };
 use user_core::error::RepoError;
-use user_core::ports::{SessionStore, UserRepository};
+use user_core::ports::{AuditLog as _, SessionStore, UserRepository};
 use user_core::testing::conformance::user;
 use user_postgres::testing::TestSchema;
 use user_postgres::{PostgresConfig, PostgresDatabase};
@@ -377,6 +378,8 @@ async fn corrupt_rows_are_unavailable_errors_not_panics() {
          VALUES ('\\x00', 1, now())",
         "INSERT INTO login_failures (key, count, last_failed_at) \
          VALUES (sha256('k'), -1, now())",
+        "INSERT INTO audit_events (id, at, kind, outcome) \
+         VALUES (gen_random_uuid(), now(), 'sign_in', 'maybe')",
     ] {
         let refused = sqlx::query(statement).execute(t.db.pool()).await;
         let err = refused.unwrap_err();
@@ -482,4 +485,134 @@ async fn an_older_binary_opens_a_database_a_newer_one_migrated() {
     reopened.ping().await.unwrap();
     assert_eq!(applied_migrations(&reopened).await, migrations() + 1);
     reopened.close().await;
+}
+
+/// An audit row of a kind this release does not know (a newer release wrote it, during a
+/// rolling deploy) is an error naming the kind, not a panic.
+#[tokio::test]
+async fn an_unknown_audit_kind_is_an_unavailable_error() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, kind, outcome) \
+         VALUES (gen_random_uuid(), now(), 'nap', 'success')",
+    )
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let got = t.db.audit().list(&AuditQuery::default()).await;
+    assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
+    let report = user_core::error::report(&got.unwrap_err());
+    assert!(report.contains("unknown kind \"nap\""), "{report}");
+}
+
+/// A schema migrated before the audit log (0001 and 0002) gains it on opening, its data
+/// kept.
+#[tokio::test]
+async fn a_schema_from_before_the_audit_log_gains_it_on_opening() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let alice = insert(&t.db.users(), "alice").await;
+    // Back to where 0002 left the schema.
+    sqlx::query("DROP TABLE audit_events")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    t.db.close().await;
+
+    let reopened = t.schema.open().await;
+    assert_eq!(reopened.users().get(alice.id).await.unwrap(), alice);
+    assert_eq!(applied_migrations(&reopened).await, migrations());
+    let event = AuditEvent::new(AuditKind::Registered, alice.created_at).on(alice.id);
+    reopened.audit().record(&event).await.unwrap();
+    let page = reopened.audit().list(&AuditQuery::default()).await.unwrap();
+    assert_eq!(page.events, [event]);
+    reopened.close().await;
+}
+
+/// On a log of some size, the audit pages and anonymizing read an index, not the whole
+/// table; the unfiltered page walks the time order without sorting. (A filtered page may
+/// sort the rows of one subject or actor, when the planner finds that cheaper; the purge's
+/// plan depends on how much of the log is stale, as the other purges' do.)
+#[tokio::test]
+async fn audit_queries_use_the_indexes() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    // 20000 events of 20 users over about three days.
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, kind, outcome, actor, subject) \
+         SELECT gen_random_uuid(), $1 - i * interval '13 seconds', \
+                CASE WHEN i % 3 = 0 THEN 'logout' ELSE 'sign_in' END, \
+                CASE WHEN i % 7 = 0 THEN 'failure' ELSE 'success' END, \
+                u.id, u.id \
+         FROM generate_series(1, 20000) AS i \
+         JOIN (SELECT n, gen_random_uuid() AS id FROM generate_series(0, 19) AS n) AS u \
+           ON u.n = i % 20",
+    )
+    .bind(datetime!(2026-03-01 12:00 UTC))
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE audit_events")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    let (at, id, user): (OffsetDateTime, uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT at, id, subject FROM audit_events ORDER BY at DESC, id DESC OFFSET 5000 LIMIT 1",
+    )
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap();
+    let cursor = "$1::timestamptz IS NOT NULL AND $2::uuid IS NOT NULL";
+    for (sql, index, sorts) in [
+        (
+            "SELECT * FROM audit_events WHERE (at, id) < ($1, $2) AND $3::uuid IS NOT NULL \
+             ORDER BY at DESC, id DESC LIMIT 51"
+                .to_owned(),
+            "audit_events_at",
+            false,
+        ),
+        (
+            "SELECT * FROM audit_events WHERE subject = $3 AND kind = 'sign_in' \
+             AND (at, id) < ($1, $2) ORDER BY at DESC, id DESC LIMIT 51"
+                .to_owned(),
+            "audit_events_subject",
+            true,
+        ),
+        (
+            format!(
+                "SELECT * FROM audit_events WHERE actor = $3 AND outcome = 'failure' \
+                 AND {cursor} ORDER BY at DESC, id DESC LIMIT 51"
+            ),
+            "audit_events_actor",
+            true,
+        ),
+        (
+            format!(
+                "UPDATE audit_events SET ip = NULL WHERE (subject = $3 OR actor = $3) \
+                 AND (identifier IS NOT NULL OR ip IS NOT NULL) AND {cursor}"
+            ),
+            "audit_events_actor",
+            false,
+        ),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .bind(at)
+            .bind(id)
+            .bind(user)
+            .fetch_all(t.db.pool())
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{sql}:\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");
+        assert!(sorts || !plan.contains("Sort"), "{sql}:\n{plan}");
+    }
 }

@@ -4,7 +4,9 @@
 use time::OffsetDateTime;
 use time::macros::datetime;
 use user_core::domain::{NewUser, PasswordHash};
-use user_core::ports::{DeviceTokenStore, LoginFailureStore, SessionStore, UserRepository};
+use user_core::ports::{
+    AuditLog, DeviceTokenStore, LoginFailureStore, SessionStore, UserRepository,
+};
 use user_core::testing::conformance::user;
 
 use crate::TestDb;
@@ -121,8 +123,31 @@ async fn purges_of_several_batches_remove_exactly_the_stale_rows() {
         1000
     );
 
+    // 11000 audit events, 10001 before T: two full batches and one of a single event.
+    // Events name users that no longer exist (no foreign key), here the owner's id.
+    execute(
+        &t,
+        "INSERT INTO audit_events (id, at, kind, outcome, subject) \
+         SELECT gen_random_uuid(), \
+                CASE WHEN i <= 10001 THEN $1 - i * interval '1 microsecond' ELSE $1 END, \
+                'sign_in', 'success', $2 \
+         FROM generate_series(1, 11000) AS i",
+        owner,
+    )
+    .await;
+    assert_eq!(t.db.audit().purge(T).await.unwrap(), 10_001);
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM audit_events WHERE at = $1").await,
+        999
+    );
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM audit_events WHERE $1 IS NOT NULL").await,
+        999
+    );
+
     // Nothing stale is left: a second purge deletes nothing.
     assert_eq!(t.db.sessions().purge(T).await.unwrap(), 0);
     assert_eq!(t.db.login_failures().purge(T).await.unwrap(), 0);
     assert_eq!(t.db.devices().purge(T).await.unwrap(), 0);
+    assert_eq!(t.db.audit().purge(T).await.unwrap(), 0);
 }

@@ -1,8 +1,8 @@
 //! Data survives reopening; migrations apply once; bad rows are errors, not panics.
 
-use user_core::domain::{NewUser, PasswordHash};
+use user_core::domain::{AuditEvent, AuditKind, AuditQuery, NewUser, PasswordHash};
 use user_core::error::RepoError;
-use user_core::ports::UserRepository;
+use user_core::ports::{AuditLog as _, UserRepository};
 use user_core::testing::conformance::user;
 use user_sqlite::{Durability, SqliteConfig, SqliteDatabase};
 
@@ -135,6 +135,112 @@ async fn corrupt_rows_are_unavailable_errors_not_panics() {
         .execute(t.db.pool())
         .await;
     assert!(bad_role.is_err());
+}
+
+/// An audit row of a kind this release does not know (a newer one wrote it) is an error
+/// naming the kind, not a panic.
+#[tokio::test]
+async fn an_unknown_audit_kind_is_an_unavailable_error() {
+    let t = TestDb::new().await;
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, kind, outcome) \
+         VALUES ('0190c6d2-8a3e-7000-8000-000000000001', 0, 'nap', 'success')",
+    )
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let got = t.db.audit().list(&AuditQuery::default()).await;
+    assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
+    let report = user_core::error::report(&got.unwrap_err());
+    assert!(report.contains("unknown kind \"nap\""), "{report}");
+}
+
+/// A file migrated before the audit log (0001 to 0003) gains it on opening, its data kept.
+#[tokio::test]
+async fn a_database_from_before_the_audit_log_gains_it_on_opening() {
+    let t = TestDb::new().await;
+    let alice = user("alice");
+    t.db.users()
+        .insert(&NewUser {
+            user: alice.clone(),
+            password_hash: PasswordHash::new("h"),
+        })
+        .await
+        .unwrap();
+    // Back to where 0003 left the file.
+    sqlx::query("DROP TABLE audit_events")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 4")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    t.db.close().await;
+
+    let reopened = SqliteDatabase::open(&SqliteConfig::new(t.path()))
+        .await
+        .unwrap();
+    assert_eq!(reopened.users().get(alice.id).await.unwrap(), alice);
+    let event = AuditEvent::new(AuditKind::Registered, alice.created_at).on(alice.id);
+    reopened.audit().record(&event).await.unwrap();
+    let page = reopened.audit().list(&AuditQuery::default()).await.unwrap();
+    assert_eq!(page.events, [event]);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(reopened.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, migrations());
+}
+
+/// The audit log's pages and purge walk an index, filtered by subject or actor or not.
+#[tokio::test]
+async fn audit_queries_use_the_indexes() {
+    let t = TestDb::new().await;
+    for (sql, index) in [
+        (
+            "SELECT id FROM audit_events WHERE (at, id) < (?, ?) \
+             ORDER BY at DESC, id DESC LIMIT 51",
+            "audit_events_at",
+        ),
+        (
+            "SELECT id FROM audit_events WHERE subject = ? AND kind = ? \
+             AND (at, id) < (?, ?) ORDER BY at DESC, id DESC LIMIT 51",
+            "audit_events_subject",
+        ),
+        (
+            "SELECT id FROM audit_events WHERE actor = ? AND outcome = ? \
+             ORDER BY at DESC, id DESC LIMIT 51",
+            "audit_events_actor",
+        ),
+        ("DELETE FROM audit_events WHERE at < ?", "audit_events_at"),
+        (
+            // The shape of `anonymize`: both indexes, one for each side of the OR.
+            "UPDATE audit_events SET ip = NULL WHERE (subject = ?1 OR actor = ?1) \
+             AND (identifier IS NOT NULL OR ip IS NOT NULL)",
+            "audit_events_subject",
+        ),
+        (
+            "UPDATE audit_events SET ip = NULL WHERE (subject = ?1 OR actor = ?1) \
+             AND (identifier IS NOT NULL OR ip IS NOT NULL)",
+            "audit_events_actor",
+        ),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(t.db.pool())
+                .await
+                .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            plan.iter().any(|step| step.contains(index)),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{sql} sorts: {plan:?}"
+        );
+    }
 }
 
 /// How many migrations the crate ships.
