@@ -1,14 +1,23 @@
 //! `/api/v1/me*`: the caller's own account.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use user_core::domain::SessionId;
-use user_core::users::ChangePassword;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use user_core::domain::{AuditQuery, SessionId};
+use user_core::error::ValidationErrors;
+use user_core::users::{ChangePassword, PersonalData};
+use utoipa::IntoParams;
 
 use super::PathId;
+use super::audit::page_size;
 use super::responses::{Hashing, JsonBody, OtherMethod, SignedIn};
-use super::types::{ChangePasswordBody, PasswordBody, SessionBody, UpdateProfileBody, UserBody};
+use super::schema;
+use super::types::{
+    AuditEventBody, ChangePasswordBody, EventsBody, PasswordBody, PersonalDataBody, SessionBody,
+    UpdateProfileBody, UserBody, owners_view,
+};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, BearerActor};
@@ -136,4 +145,76 @@ pub(crate) async fn revoke_session(
         .map_err(|e| ApiError::from(user_core::error::ValidationErrors::from(e)))?;
     state.users.revoke_session(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How many of the caller's events to list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// How many events.
+    #[param(schema_with = schema::recent_events_limit)]
+    limit: Option<String>,
+}
+
+/// The caller's recent security events (sign-ins, password and email changes, sessions
+/// ended, what admins did to the account), newest first.
+#[utoipa::path(get, path = "/api/v1/me/events", tag = "me", security(("bearer" = [])),
+    params(EventsQuery),
+    responses(
+        OtherMethod, SignedIn,
+        (status = 200, description = "Events concerning the caller's account", body = EventsBody),
+        (status = 400, description = "`malformed_request`: the query string could not be read", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: `limit` is not between 1 and 200", body = ErrorBody),
+    ))]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    BearerActor(actor): BearerActor,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventsBody>, ApiError> {
+    let Query(query) =
+        query.map_err(|_| ApiError::malformed("the query string could not be read"))?;
+    let limit = page_size(query.limit.as_deref(), "limit", AuditQuery::MAX_LIMIT)
+        .map_err(ValidationErrors::from)?
+        .unwrap_or(schema::RECENT_EVENTS_DEFAULT);
+    let events = state.users.recent_events(&actor, limit).await?;
+    Ok(Json(EventsBody {
+        events: events
+            .into_iter()
+            .map(|e| AuditEventBody::from(owners_view(e, actor.user_id)))
+            .collect(),
+    }))
+}
+
+/// The name of the file a data export is saved as.
+pub(crate) const EXPORT_FILE_NAME: &str = "my-data.json";
+
+/// A data export as a JSON file to save: `Content-Disposition: attachment`, never cached.
+pub(crate) fn export_attachment(data: PersonalData, current: SessionId) -> Response {
+    let disposition = format!("attachment; filename=\"{EXPORT_FILE_NAME}\"");
+    (
+        [
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Json(PersonalDataBody::new(data, current)),
+    )
+        .into_response()
+}
+
+/// Download everything stored about the caller: the profile, the active sessions and the
+/// security events concerning the account (never a password hash or a token). The download
+/// is itself recorded (`data_exported`).
+#[utoipa::path(get, path = "/api/v1/me/export", tag = "me", security(("bearer" = [])),
+    responses(
+        OtherMethod, SignedIn,
+        (status = 200, description = "The caller's data, as a file to save", body = PersonalDataBody,
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"my-data.json\"`"))),
+        (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
+    ))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    BearerActor(actor): BearerActor,
+) -> Result<Response, ApiError> {
+    let data = state.users.export_own_data(&actor).await?;
+    Ok(export_attachment(data, actor.session_id))
 }

@@ -6,6 +6,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod auth;
 mod me;
 mod responses;
@@ -30,6 +31,8 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
 use responses::{OtherMethod, Timeout};
 
+pub(crate) use me::export_attachment;
+
 /// The OpenAPI 3.1 document of the JSON API, generated from the handlers.
 #[derive(OpenApi)]
 #[openapi(
@@ -46,9 +49,9 @@ use responses::{OtherMethod, Timeout};
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
         account::request_password_reset, account::reset_password, account::verify_email,
         me::get_me, me::update_me, me::change_password, me::delete_me, me::sessions,
-        me::revoke_session, account::resend_verification,
+        me::revoke_session, me::events, me::export, account::resend_verification,
         admin::list, admin::get, admin::update, admin::set_role, admin::set_status,
-        admin::delete, admin::unlock, account::send_password_reset,
+        admin::delete, admin::unlock, account::send_password_reset, audit::list,
         jwks, healthz, readyz,
     ),
     components(schemas(ErrorBody, FieldError, schema::JwksSchema)),
@@ -206,6 +209,8 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/me/sessions", get(me::sessions))
         .route("/me/sessions/{id}", delete(me::revoke_session))
         .route("/me/verification", post(account::resend_verification))
+        .route("/me/events", get(me::events))
+        .route("/me/export", get(me::export))
         .route("/admin/users", get(admin::list))
         .route(
             "/admin/users/{id}",
@@ -218,6 +223,7 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
             "/admin/users/{id}/password-reset",
             post(account::send_password_reset),
         )
+        .route("/admin/audit", get(audit::list))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(crate::pages::api_docs))
         .fallback(not_found)

@@ -7,7 +7,8 @@
 
 use std::borrow::Cow;
 use user_core::domain::{
-    DisplayName, Email, PasswordPolicy, Role, SessionKind, UserQuery, UserStatus, Username,
+    AuditKind, AuditOutcome, AuditQuery, DisplayName, Email, PasswordPolicy, Role, SessionKind,
+    UserQuery, UserStatus, Username,
 };
 
 use utoipa::openapi::schema::{
@@ -136,6 +137,16 @@ pub(crate) fn uuid() -> Object {
     string(false).format(format(KnownFormat::Uuid)).build()
 }
 
+/// An id, or `null`.
+pub(crate) fn uuid_or_null() -> Object {
+    string(true).format(format(KnownFormat::Uuid)).build()
+}
+
+/// A time (RFC 3339).
+pub(crate) fn date_time() -> Object {
+    string(false).format(format(KnownFormat::DateTime)).build()
+}
+
 /// The `search` query parameter.
 pub(crate) fn search() -> Object {
     string(false)
@@ -158,6 +169,38 @@ pub(crate) fn limit() -> Object {
             "Page size, 1 to {} (default {}).",
             UserQuery::MAX_LIMIT,
             UserQuery::DEFAULT_LIMIT
+        )))
+        .build()
+}
+
+/// The `page_size` query parameter of the audit log.
+pub(crate) fn audit_page_size() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(AuditQuery::MAX_LIMIT))
+        .default(Some(AuditQuery::DEFAULT_LIMIT.into()))
+        .description(Some(format!(
+            "Page size, 1 to {} (default {}).",
+            AuditQuery::MAX_LIMIT,
+            AuditQuery::DEFAULT_LIMIT
+        )))
+        .build()
+}
+
+/// How many of the caller's recent events `/me/events` lists by default.
+pub(crate) const RECENT_EVENTS_DEFAULT: u32 = 20;
+
+/// The `limit` query parameter of `/me/events`.
+pub(crate) fn recent_events_limit() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(AuditQuery::MAX_LIMIT))
+        .default(Some(RECENT_EVENTS_DEFAULT.into()))
+        .description(Some(format!(
+            "How many events, 1 to {} (default {RECENT_EVENTS_DEFAULT}).",
+            AuditQuery::MAX_LIMIT
         )))
         .build()
 }
@@ -191,6 +234,62 @@ pub(crate) fn session_kind() -> Object {
         &[SessionKind::Browser.as_str(), SessionKind::Token.as_str()],
         "`browser` (a session cookie of the pages) or `token` (an API or gRPC client).",
     )
+}
+
+fn audit_kinds() -> Vec<&'static str> {
+    AuditKind::ALL.iter().map(|k| k.as_str()).collect()
+}
+
+/// An audit event's kind.
+pub(crate) fn audit_kind() -> Object {
+    let names: Vec<String> = audit_kinds().iter().map(|k| format!("`{k}`")).collect();
+    one_of(
+        &audit_kinds(),
+        &format!("What happened: one of {}.", names.join(", ")),
+    )
+}
+
+/// The `kind` query parameter of the audit log.
+pub(crate) fn audit_kind_filter() -> Object {
+    one_of(&audit_kinds(), "Only events of this kind.")
+}
+
+fn audit_outcomes() -> [&'static str; 2] {
+    [
+        AuditOutcome::Success.as_str(),
+        AuditOutcome::Failure.as_str(),
+    ]
+}
+
+/// An audit event's outcome.
+pub(crate) fn audit_outcome() -> Object {
+    one_of(
+        &audit_outcomes(),
+        "`success` (it was done) or `failure` (it was refused).",
+    )
+}
+
+/// The `outcome` query parameter of the audit log.
+pub(crate) fn audit_outcome_filter() -> Object {
+    one_of(&audit_outcomes(), "Only events with this outcome.")
+}
+
+/// A user id as a filter of the audit log.
+pub(crate) fn audit_user(description: &'static str) -> Object {
+    string(false)
+        .format(format(KnownFormat::Uuid))
+        .description(Some(description))
+        .build()
+}
+
+/// The `subject` query parameter of the audit log.
+pub(crate) fn audit_subject() -> Object {
+    audit_user("A user id: only events concerning that account.")
+}
+
+/// The `actor` query parameter of the audit log.
+pub(crate) fn audit_actor() -> Object {
+    audit_user("A user id: only events done by that user.")
 }
 
 /// The `token_type` of a token answer.

@@ -4,7 +4,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use user_core::auth::TokenPair;
-use user_core::domain::{Role, Session, SessionId, User, UserStatus};
+use user_core::domain::{AuditEvent, Role, Session, SessionId, User, UserId, UserStatus};
+use user_core::users::PersonalData;
 use utoipa::ToSchema;
 
 use super::schema;
@@ -344,4 +345,116 @@ pub struct VerifyEmailBody {
     /// The `token` of the link mailed to the user.
     #[schema(schema_with = schema::token)]
     pub token: SecretString,
+}
+
+/// One audited security event. Never holds a password, a token or a hash.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEventBody {
+    /// Event id (a time-ordered UUID).
+    #[schema(schema_with = schema::uuid)]
+    pub id: String,
+    /// When it happened (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(schema_with = schema::date_time)]
+    pub at: OffsetDateTime,
+    /// What happened.
+    #[schema(schema_with = schema::audit_kind)]
+    pub kind: &'static str,
+    /// How it ended.
+    #[schema(schema_with = schema::audit_outcome)]
+    pub outcome: &'static str,
+    /// Who did it, or `null` for an anonymous caller (a sign-in, a mailed link) or a tool.
+    #[schema(schema_with = schema::uuid_or_null, required = true)]
+    pub actor_id: Option<String>,
+    /// Whose account it concerns, or `null` when no account is known.
+    #[schema(schema_with = schema::uuid_or_null, required = true)]
+    pub subject_id: Option<String>,
+    /// The identifier typed at a sign-in, kept only when it names an account.
+    #[schema(required = true)]
+    pub identifier: Option<String>,
+    /// The client's address, if known (removed when its owner's account is deleted).
+    #[schema(required = true)]
+    pub ip: Option<String>,
+    /// The client's user agent, if known (removed when its owner's account is deleted).
+    #[schema(required = true)]
+    pub user_agent: Option<String>,
+    /// A short detail: the new role, the fields changed, why a sign-in failed.
+    #[schema(required = true)]
+    pub detail: Option<String>,
+}
+
+impl From<AuditEvent> for AuditEventBody {
+    fn from(e: AuditEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at: e.at,
+            kind: e.kind.as_str(),
+            outcome: e.outcome.as_str(),
+            actor_id: e.actor.map(|a| a.to_string()),
+            subject_id: e.subject.map(|s| s.to_string()),
+            identifier: e.identifier,
+            ip: e.client.ip,
+            user_agent: e.client.user_agent,
+            detail: e.detail,
+        }
+    }
+}
+
+/// An event of `owner`'s account as its owner sees it: what someone else did (an admin) keeps
+/// its time, kind and detail, without that person's address and user agent.
+pub(crate) fn owners_view(mut event: AuditEvent, owner: UserId) -> AuditEvent {
+    if event.actor.is_some_and(|actor| actor != owner) {
+        event.client = user_core::domain::ClientInfo::default();
+    }
+    event
+}
+
+/// One page of the audit log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditLogPage {
+    /// Events, newest first.
+    pub events: Vec<AuditEventBody>,
+    /// Pass as `page_token` for the next page (same filters); `null` on the last page.
+    #[schema(required = true)]
+    pub next_page_token: Option<String>,
+}
+
+/// The caller's recent security events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsBody {
+    /// Events concerning the caller's account, newest first. What an admin did shows without
+    /// the admin's address and user agent.
+    pub events: Vec<AuditEventBody>,
+}
+
+/// Everything stored about the caller, except secrets (no password hash, no token).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonalDataBody {
+    /// The profile.
+    pub user: UserBody,
+    /// The active sessions, as `GET /api/v1/me/sessions` lists them.
+    pub sessions: Vec<SessionBody>,
+    /// Every security event concerning the account, newest first; what an admin did shows
+    /// without the admin's address and user agent.
+    pub events: Vec<AuditEventBody>,
+}
+
+impl PersonalDataBody {
+    /// The export of `data`, made from the session `current`.
+    pub(crate) fn new(data: PersonalData, current: SessionId) -> Self {
+        let owner = data.user.id;
+        Self {
+            user: data.user.into(),
+            sessions: data
+                .sessions
+                .into_iter()
+                .map(|s| SessionBody::new(s, current))
+                .collect(),
+            events: data
+                .events
+                .into_iter()
+                .map(|e| owners_view(e, owner).into())
+                .collect(),
+        }
+    }
 }

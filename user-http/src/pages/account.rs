@@ -15,6 +15,7 @@ use user_core::error::{
 };
 use user_core::users::{ChangePassword, UpdateProfile};
 
+use super::audit::{EventView, PROFILE_EVENTS};
 use super::error::{PageError, Refusal, log_server_error, refused_fields, refused_form, status_of};
 use super::flash::Flash;
 use super::views::{UserView, date, field_errors, v};
@@ -230,13 +231,24 @@ pub(crate) async fn logout(
     Ok(web.redirect("/login", Some(Flash::SignedOut)))
 }
 
+/// The profile, with the account's recent security activity.
 pub(crate) async fn profile(web: Web) -> Result<Response, PageError> {
-    let me = UserView::from(&web.require()?.user);
+    let me = web.require()?;
+    let user = UserView::from(&me.user);
+    let actor = me.actor.clone();
+    let events: Vec<EventView> = web
+        .state
+        .users
+        .recent_events(&actor, PROFILE_EVENTS)
+        .await?
+        .into_iter()
+        .map(|e| EventView::owned(e, actor.user_id))
+        .collect();
     let mail = web.state.account.is_some();
     Ok(web.render(
         StatusCode::OK,
         "profile.html",
-        context! { user => v(&me), mail => mail, title => "Profile" },
+        context! { user => v(&user), events => v(&events), mail => mail, title => "Profile" },
     ))
 }
 

@@ -18,7 +18,7 @@ use super::views::{UserView, v};
 use super::web::{Posted, Web};
 
 /// The admin acting, or the sign-in redirect, or 403.
-fn admin(web: &Web) -> Result<Actor, PageError> {
+pub(super) fn admin(web: &Web) -> Result<Actor, PageError> {
     let me = web.require()?;
     if me.actor.is_admin() {
         Ok(me.actor.clone())

@@ -17,10 +17,11 @@ pub(crate) enum Flash {
     EmailVerified,
     VerificationSent,
     ResetLinkSent,
+    AccountDeleted,
 }
 
 impl Flash {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 15] = [
         Self::Welcome,
         Self::SignedOut,
         Self::ProfileSaved,
@@ -35,6 +36,7 @@ impl Flash {
         Self::EmailVerified,
         Self::VerificationSent,
         Self::ResetLinkSent,
+        Self::AccountDeleted,
     ];
 
     /// The name of the cookie that carries the code.
@@ -57,6 +59,7 @@ impl Flash {
             Self::EmailVerified => "email-verified",
             Self::VerificationSent => "verification-sent",
             Self::ResetLinkSent => "reset-link-sent",
+            Self::AccountDeleted => "account-deleted",
         }
     }
 
@@ -86,6 +89,7 @@ impl Flash {
                 "We sent a new confirmation link to your email address. It replaces older links."
             }
             Self::ResetLinkSent => "A password reset link was sent to the user's email address.",
+            Self::AccountDeleted => "Your account was deleted.",
         }
     }
 }

@@ -6,14 +6,18 @@
 //! - `flash`: the one-time messages after a redirect;
 //! - `views`: what templates see, and rendering;
 //! - `error`: [`PageError`](error::PageError), the pages column of the error table;
-//! - `account`, `admin`, `links` (the flows of mailed links), `docs`: the handlers; `templates`: [`Templates`].
+//! - `account`, `admin`, `audit` (the admin's audit log, the profile's recent activity),
+//!   `privacy` (download my data, delete my account), `links` (the flows of mailed links),
+//!   `docs`: the handlers; `templates`: [`Templates`].
 
 mod account;
 mod admin;
+mod audit;
 mod docs;
 mod error;
 mod flash;
 mod links;
+mod privacy;
 mod routes;
 mod templates;
 mod views;

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 
 use super::error::{PageError, render_error_pages};
 use super::web::Web;
-use super::{account, admin, links};
+use super::{account, admin, audit, links, privacy};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -38,6 +38,12 @@ pub(crate) fn routes() -> Router<AppState> {
             "/profile/sessions/{id}/revoke",
             post(account::revoke_session),
         )
+        .route("/profile/export", post(privacy::export))
+        .route(
+            "/profile/delete",
+            get(privacy::delete_form).post(privacy::delete),
+        )
+        .route("/admin/audit", get(audit::audit_log))
         .route("/admin/users", get(admin::users))
         .route("/admin/users/{id}", get(admin::user))
         .route(

@@ -34,6 +34,14 @@ const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/admin_user.html"),
     ),
     (
+        "admin_audit.html",
+        include_str!("../../templates/admin_audit.html"),
+    ),
+    (
+        "delete_account.html",
+        include_str!("../../templates/delete_account.html"),
+    ),
+    (
         "confirm_delete.html",
         include_str!("../../templates/confirm_delete.html"),
     ),

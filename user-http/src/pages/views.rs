@@ -50,6 +50,14 @@ pub(crate) fn date(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// A time a person reads, to the second: `2026-01-02 15:04:05 UTC`.
+pub(crate) fn time(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
 /// A serializable value for a template context.
 pub(crate) fn v<T: Serialize + ?Sized>(value: &T) -> Value {
     Value::from(minijinja::value::Serde(value))

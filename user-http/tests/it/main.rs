@@ -8,6 +8,7 @@
 mod account;
 mod agent;
 mod api;
+mod audit;
 mod browser;
 mod limits;
 mod observe;
@@ -17,6 +18,7 @@ mod openapi_statuses;
 mod page_errors;
 mod pages;
 mod pages_account;
+mod pages_audit;
 mod security;
 
 use std::sync::Arc;

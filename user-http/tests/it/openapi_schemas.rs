@@ -7,7 +7,8 @@ use regex::Regex;
 use serde_json::{Value, json};
 use user_core::auth::AuthPolicy;
 use user_core::domain::{
-    DisplayName, Email, PasswordPolicy, Role, UserQuery, UserStatus, Username,
+    AuditKind, AuditOutcome, AuditQuery, DisplayName, Email, PasswordPolicy, Role, UserQuery,
+    UserStatus, Username,
 };
 use user_http::{ErrorCode, HttpConfig, Templates};
 
@@ -525,5 +526,177 @@ async fn the_jwks_answer_matches_its_schema() {
         let mut key = key.clone();
         key[field] = bad;
         assert!(conforms(&doc, jwk, &key).is_err(), "{field}");
+    }
+}
+
+/// The parameters of one operation, by name.
+fn parameters(doc: &Value, method: &str, path: &str) -> Vec<Value> {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no parameters for {method} {path}"))
+        .clone()
+}
+
+fn parameter(params: &[Value], name: &str) -> Value {
+    params
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no parameter {name}"))["schema"]
+        .clone()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn audit_schemas_are_the_core_s_kinds_outcomes_and_limits() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let kinds: Vec<&str> = AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+    let outcomes = [
+        AuditOutcome::Success.as_str(),
+        AuditOutcome::Failure.as_str(),
+    ];
+    assert_eq!(
+        strings(&property(&doc, "AuditEventBody", "kind")["enum"]),
+        kinds
+    );
+    assert_eq!(
+        strings(&property(&doc, "AuditEventBody", "outcome")["enum"]),
+        outcomes
+    );
+    // Every field is written, the optional ones as null.
+    assert_eq!(
+        required(&doc, "AuditEventBody"),
+        [
+            "actor_id",
+            "at",
+            "detail",
+            "id",
+            "identifier",
+            "ip",
+            "kind",
+            "outcome",
+            "subject_id",
+            "user_agent"
+        ]
+    );
+    for field in [
+        "actor_id",
+        "subject_id",
+        "identifier",
+        "ip",
+        "user_agent",
+        "detail",
+    ] {
+        let p = property(&doc, "AuditEventBody", field);
+        assert_eq!(p["type"], json!(["string", "null"]), "{field}");
+    }
+    for field in ["id", "actor_id", "subject_id"] {
+        assert_eq!(property(&doc, "AuditEventBody", field)["format"], "uuid");
+    }
+    assert_eq!(
+        property(&doc, "AuditEventBody", "at")["format"],
+        "date-time"
+    );
+    assert_eq!(
+        required(&doc, "AuditLogPage"),
+        ["events", "next_page_token"]
+    );
+    assert_eq!(required(&doc, "EventsBody"), ["events"]);
+    assert_eq!(
+        required(&doc, "PersonalDataBody"),
+        ["events", "sessions", "user"]
+    );
+    assert_eq!(
+        property(&doc, "PersonalDataBody", "sessions")["items"]["$ref"],
+        "#/components/schemas/SessionBody"
+    );
+
+    let params = parameters(&doc, "get", "/api/v1/admin/audit");
+    assert_eq!(strings(&parameter(&params, "kind")["enum"]), kinds);
+    assert_eq!(strings(&parameter(&params, "outcome")["enum"]), outcomes);
+    for name in ["subject", "actor"] {
+        assert_eq!(parameter(&params, name)["format"], "uuid");
+    }
+    let size = parameter(&params, "page_size");
+    assert_eq!(number(&size, "minimum"), 1);
+    assert_eq!(number(&size, "maximum"), u64::from(AuditQuery::MAX_LIMIT));
+    assert_eq!(
+        number(&size, "default"),
+        u64::from(AuditQuery::DEFAULT_LIMIT)
+    );
+    assert!(params.iter().any(|p| p["name"] == "page_token"));
+    let limit = parameter(&parameters(&doc, "get", "/api/v1/me/events"), "limit");
+    assert_eq!(number(&limit, "minimum"), 1);
+    assert_eq!(number(&limit, "maximum"), u64::from(AuditQuery::MAX_LIMIT));
+    assert_eq!(number(&limit, "default"), 20);
+    let export = &doc["paths"]["/api/v1/me/export"]["get"]["responses"]["200"];
+    assert!(
+        export["headers"]["Content-Disposition"].is_object(),
+        "{export}"
+    );
+
+    // Each documented kind and outcome is accepted as a filter, and the page sizes at the
+    // documented ends too; one beyond either end is refused.
+    app.create_admin("root").await;
+    let token = app.token("root").await;
+    let get = |path: String| {
+        let (app, token) = (&app, token.clone());
+        async move { app.json(Method::GET, &path, None, Some(&token)).await }
+    };
+    for kind in &kinds {
+        let r = get(format!("/api/v1/admin/audit?kind={kind}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}: {}", r.text);
+    }
+    for outcome in outcomes {
+        let r = get(format!("/api/v1/admin/audit?outcome={outcome}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{outcome}");
+    }
+    let max = AuditQuery::MAX_LIMIT;
+    for (path, param) in [
+        ("/api/v1/admin/audit", "page_size"),
+        ("/api/v1/me/events", "limit"),
+    ] {
+        for (n, status) in [
+            (0, StatusCode::UNPROCESSABLE_ENTITY),
+            (1, StatusCode::OK),
+            (max, StatusCode::OK),
+            (max + 1, StatusCode::UNPROCESSABLE_ENTITY),
+        ] {
+            let r = get(format!("{path}?{param}={n}")).await;
+            assert_eq!(r.status, status, "{path}?{param}={n}: {}", r.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn audit_and_export_answers_match_their_schemas() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    app.create_admin("root").await;
+    app.register("alice").await;
+    let body = json!({"identifier": "alice", "password": "wrong"});
+    app.json(Method::POST, "/api/v1/auth/login", Some(body), None)
+        .await;
+    let admin = app.token("root").await;
+    let alice = app.token("alice").await;
+    for (path, token) in [
+        ("/api/v1/admin/audit?page_size=2", &admin),
+        ("/api/v1/me/events", &alice),
+        ("/api/v1/me/export", &alice),
+    ] {
+        let template = path.split('?').next().unwrap();
+        let ok = &doc["paths"][template]["get"]["responses"]["200"];
+        let schema = &ok["content"]["application/json"]["schema"];
+        let r = app.json(Method::GET, path, None, Some(token)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        conforms(&doc, schema, &r.json()).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(!r.json()["events"].as_array().unwrap().is_empty(), "{path}");
     }
 }

@@ -32,6 +32,7 @@ const NOT_PROVOKED: &[(&str, &str, u16)] = &[
     ("patch", "/api/v1/me", 404),
     ("delete", "/api/v1/me", 404),
     ("put", "/api/v1/me/password", 404),
+    ("get", "/api/v1/me/export", 404),
 ];
 
 /// Error codes no request to a documented route can provoke: internal failures, and the
@@ -303,6 +304,9 @@ fn routes() -> Vec<Route> {
             ),
         ),
         r("get", "/api/v1/me/sessions", Auth::SignedIn, None),
+        r("get", "/api/v1/me/events", Auth::SignedIn, None),
+        r("get", "/api/v1/me/export", Auth::SignedIn, None),
+        r("get", "/api/v1/admin/audit", Auth::Admin, None),
         r("delete", "/api/v1/me/sessions/{id}", Auth::SignedIn, None),
         r("get", "/api/v1/admin/users", Auth::Admin, None),
         r("get", "/api/v1/admin/users/{id}", Auth::Admin, None),
@@ -777,6 +781,48 @@ async fn admin_routes(w: &mut Walk, admin: &str, admin_id: &str) {
     .await;
 }
 
+/// The audit log, the caller's events and the export: pages, filters that do not parse, and
+/// query strings that cannot be read.
+async fn audit_routes(w: &mut Walk, user: &str, admin: &str) {
+    let audit = ("get", "/api/v1/admin/audit");
+    let events = ("get", "/api/v1/me/events");
+    let export = ("get", "/api/v1/me/export");
+    let r = w
+        .expect(audit, "", Some(admin), Payload::None, StatusCode::OK)
+        .await;
+    assert!(!r.json()["events"].as_array().unwrap().is_empty());
+    w.expect(events, "", Some(user), Payload::None, StatusCode::OK)
+        .await;
+    let r = w
+        .expect(export, "", Some(user), Payload::None, StatusCode::OK)
+        .await;
+    assert!(r.headers.contains_key(header::CONTENT_DISPOSITION));
+    let cases = [
+        (audit, admin, "?kind=nap", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            audit,
+            admin,
+            "?page_size=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            audit,
+            admin,
+            "?page_token=%25",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (audit, admin, "?kind=a&kind=b", StatusCode::BAD_REQUEST),
+        (events, user, "?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        (events, user, "?limit=1&limit=2", StatusCode::BAD_REQUEST),
+    ];
+    for (route, token, query, status) in cases {
+        let path = format!("{}{query}", route.1);
+        let r = w.app.json(Method::GET, &path, None, Some(token)).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        w.check(route.0, route.1, &r);
+    }
+}
+
 /// Password reset and email verification, with the tokens from the queued mails.
 async fn account_routes(w: &mut Walk, admin: &str) {
     let reset = ("post", RESET_REQUEST);
@@ -1060,6 +1106,7 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
     auth_routes(&mut w).await;
     me_routes(&mut w, &admin).await;
     admin_routes(&mut w, &admin, &admin_id).await;
+    audit_routes(&mut w, &user, &admin).await;
     account_routes(&mut w, &admin).await;
     unverified_sign_in(&mut w).await;
     for route in [

@@ -337,6 +337,11 @@ fn forms(alice: &str, session: &str) -> Vec<(String, Vec<(&'static str, String)>
             ],
         ),
         (format!("/profile/sessions/{session}/revoke"), vec![]),
+        ("/profile/export".to_owned(), vec![]),
+        (
+            "/profile/delete".to_owned(),
+            vec![("password", PW.to_owned())],
+        ),
         (
             format!("/admin/users/{alice}/edit"),
             vec![
