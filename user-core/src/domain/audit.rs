@@ -273,6 +273,17 @@ impl AuditEvent {
         self
     }
 
+    /// The event as `owner`, whose account it concerns, is shown it: what someone else did
+    /// (an admin) keeps its time, kind and detail, without that person's address and user
+    /// agent, which are theirs, not the owner's.
+    #[must_use]
+    pub fn owners_view(mut self, owner: UserId) -> Self {
+        if self.actor.is_some_and(|actor| actor != owner) {
+            self.client = ClientInfo::default();
+        }
+        self
+    }
+
     /// Where a page that ends with this event continues.
     pub fn cursor(&self) -> AuditCursor {
         AuditCursor {
@@ -532,6 +543,33 @@ mod tests {
         })
         .unwrap();
         assert_eq!(blank, AuditQuery::default());
+    }
+
+    #[test]
+    fn the_owner_sees_what_others_did_without_their_address() {
+        let (owner, admin) = (UserId::new(), UserId::new());
+        let client = ClientInfo::new(Some("agent"), Some("192.0.2.1"));
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let by_admin = AuditEvent::new(AuditKind::Disabled, at)
+            .on(owner)
+            .by_user(admin)
+            .from_client(&client);
+        let seen = by_admin.clone().owners_view(owner);
+        assert_eq!(seen.client, ClientInfo::default());
+        assert_eq!((seen.actor, seen.kind), (Some(admin), AuditKind::Disabled));
+        for own in [
+            AuditEvent::new(AuditKind::SignIn, at)
+                .on(owner)
+                .by_user(owner),
+            AuditEvent::new(AuditKind::SignIn, at).on(owner).failed(),
+        ] {
+            let own = own.from_client(&client);
+            assert_eq!(
+                own.clone().owners_view(owner),
+                own,
+                "the owner's own and anonymous attempts"
+            );
+        }
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub struct PersonalData {
     pub user: User,
     /// The active sessions.
     pub sessions: Vec<Session>,
-    /// Every audit event concerning the account, newest first.
+    /// Every audit event concerning the account, newest first, as its owner sees them.
     pub events: Vec<AuditEvent>,
 }
 
@@ -332,7 +332,8 @@ impl UserService {
     }
 
     /// The actor's most recent security events (those concerning their account), newest
-    /// first, at most `limit` (1 to [`AuditQuery::MAX_LIMIT`]).
+    /// first, at most `limit` (1 to [`AuditQuery::MAX_LIMIT`]), as
+    /// [`AuditEvent::owners_view`] shows them.
     ///
     /// # Errors
     /// [`UserError::Unavailable`] when the store fails.
@@ -346,11 +347,16 @@ impl UserService {
             limit: limit.clamp(1, AuditQuery::MAX_LIMIT),
             ..AuditQuery::default()
         };
-        Ok(self.ports.audit.list(&query).await?.events)
+        let events = self.ports.audit.list(&query).await?.events;
+        Ok(events
+            .into_iter()
+            .map(|e| e.owners_view(actor.user_id))
+            .collect())
     }
 
     /// Everything stored about the actor, for them to download: the profile, the active
-    /// sessions, and every audit event concerning their account. The export is audited.
+    /// sessions, and every audit event concerning their account (as
+    /// [`AuditEvent::owners_view`] shows them). The export is audited.
     ///
     /// # Errors
     /// [`UserError::NotFound`] when the account is gone; [`UserError::Unavailable`].
@@ -365,7 +371,11 @@ impl UserService {
         };
         loop {
             let page = self.ports.audit.list(&query).await?;
-            events.extend(page.events);
+            events.extend(
+                page.events
+                    .into_iter()
+                    .map(|e| e.owners_view(actor.user_id)),
+            );
             match page.next {
                 Some(next) => query.before = Some(next),
                 None => break,

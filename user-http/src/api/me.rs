@@ -16,7 +16,7 @@ use super::responses::{Hashing, JsonBody, OtherMethod, SignedIn};
 use super::schema;
 use super::types::{
     AuditEventBody, ChangePasswordBody, EventsBody, PasswordBody, PersonalDataBody, SessionBody,
-    UpdateProfileBody, UserBody, owners_view,
+    UpdateProfileBody, UserBody,
 };
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -178,10 +178,7 @@ pub(crate) async fn events(
         .unwrap_or(schema::RECENT_EVENTS_DEFAULT);
     let events = state.users.recent_events(&actor, limit).await?;
     Ok(Json(EventsBody {
-        events: events
-            .into_iter()
-            .map(|e| AuditEventBody::from(owners_view(e, actor.user_id)))
-            .collect(),
+        events: events.into_iter().map(AuditEventBody::from).collect(),
     }))
 }
 

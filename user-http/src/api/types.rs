@@ -4,7 +4,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use user_core::auth::TokenPair;
-use user_core::domain::{AuditEvent, Role, Session, SessionId, User, UserId, UserStatus};
+use user_core::domain::{AuditEvent, Role, Session, SessionId, User, UserStatus};
 use user_core::users::PersonalData;
 use utoipa::ToSchema;
 
@@ -400,15 +400,6 @@ impl From<AuditEvent> for AuditEventBody {
     }
 }
 
-/// An event of `owner`'s account as its owner sees it: what someone else did (an admin) keeps
-/// its time, kind and detail, without that person's address and user agent.
-pub(crate) fn owners_view(mut event: AuditEvent, owner: UserId) -> AuditEvent {
-    if event.actor.is_some_and(|actor| actor != owner) {
-        event.client = user_core::domain::ClientInfo::default();
-    }
-    event
-}
-
 /// One page of the audit log.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditLogPage {
@@ -442,7 +433,6 @@ pub struct PersonalDataBody {
 impl PersonalDataBody {
     /// The export of `data`, made from the session `current`.
     pub(crate) fn new(data: PersonalData, current: SessionId) -> Self {
-        let owner = data.user.id;
         Self {
             user: data.user.into(),
             sessions: data
@@ -450,11 +440,7 @@ impl PersonalDataBody {
                 .into_iter()
                 .map(|s| SessionBody::new(s, current))
                 .collect(),
-            events: data
-                .events
-                .into_iter()
-                .map(|e| owners_view(e, owner).into())
-                .collect(),
+            events: data.events.into_iter().map(AuditEventBody::from).collect(),
         }
     }
 }

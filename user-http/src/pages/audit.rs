@@ -14,7 +14,6 @@ use super::admin::admin;
 use super::error::PageError;
 use super::views::{field_errors, time, v};
 use super::web::Web;
-use crate::api::types::owners_view;
 
 /// What a person reads for a kind of event.
 pub(crate) fn kind_label(kind: AuditKind) -> &'static str {
@@ -96,7 +95,7 @@ impl EventView {
     /// admin's address and user agent, and the detail in words (`wrong password`), but for
     /// a sign-in's, which names the guess budget it counted on.
     pub(crate) fn owned(e: AuditEvent, owner: UserId) -> Self {
-        let mut view = Self::new(owners_view(e, owner), Some(owner));
+        let mut view = Self::new(e, Some(owner));
         view.detail = match (view.kind, view.failed) {
             ("sign_in", false) => None,
             _ => view.detail.map(|d| d.replace('_', " ")),
