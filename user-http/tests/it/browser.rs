@@ -465,3 +465,119 @@ async fn a_person_resets_a_forgotten_password_from_the_mailed_link() {
     old.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// Waits for an element matching `xpath`: for a page whose heading stays the same after a
+/// submit, so waiting for the heading could read the old page.
+async fn wait_xpath(client: &Client, xpath: &str) {
+    let found = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(xpath))
+        .await;
+    if let Err(e) = found {
+        let source = client.source().await.unwrap_or_default();
+        panic!("nothing matches {xpath:?}: {e}\n{source:.2000}");
+    }
+}
+
+async fn flash(client: &Client) -> String {
+    client
+        .find(Locator::Css(".flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_confirms_their_address_then_deletes_their_account_and_an_admin_sees_it() {
+    let Some(driver) = Driver::start(
+        "a_person_confirms_their_address_then_deletes_their_account_and_an_admin_sees_it",
+    )
+    .await
+    else {
+        return;
+    };
+    let app = browser_app().await;
+    app.create_admin("root").await;
+    app.links("/verify-email").await;
+    app.register("carol").await;
+    let (base, _stop) = app.spawn().await;
+
+    let b = driver.browser("carol").await;
+    sign_in(&b, &base, "carol", PW).await;
+    wait_heading(&b, "carol").await;
+    let email = "//dt[.=\"Email\"]/following-sibling::dd[1]";
+    wait_xpath(&b, &format!("{email}[contains(., \"(not verified)\")]")).await;
+
+    // The mail client opens the link: a page that confirms with one click, so that a
+    // scanner fetching the link confirms nothing.
+    let token = app.link_token("/verify-email", "carol@example.com").await;
+    let link = format!("{base}/verify-email?token={token}");
+    b.goto(&link).await.unwrap();
+    wait_heading(&b, "Confirm your email address").await;
+    screenshot(&b, "verify-email").await;
+    submit(&b, "/verify-email").await;
+    wait_heading(&b, "carol").await;
+    assert!(flash(&b).await.contains("Your email address is verified"));
+    wait_xpath(
+        &b,
+        &format!("{email}[contains(., \"(verified)\") and not(contains(., \"not verified\"))]"),
+    )
+    .await;
+    // Recent activity on the profile names it.
+    wait_xpath(&b, "//td[contains(., \"Email address verified\")]").await;
+
+    // The same link a second time is refused.
+    b.goto(&link).await.unwrap();
+    wait_heading(&b, "Confirm your email address").await;
+    submit(&b, "/verify-email").await;
+    wait_heading(&b, "This confirmation link is invalid or expired").await;
+
+    // Deletion asks for the password; a wrong one keeps the account.
+    b.goto(&format!("{base}/profile")).await.unwrap();
+    wait_heading(&b, "carol").await;
+    b.find(Locator::LinkText("Delete my account…"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&b, "Delete your account?").await;
+    fill(&b, "password", "not my password").await;
+    submit(&b, "/profile/delete").await;
+    wait_xpath(&b, "//p[@id=\"password-error\"]").await;
+    screenshot(&b, "delete-account-wrong-password").await;
+    fill(&b, "password", PW).await;
+    submit(&b, "/profile/delete").await;
+    wait_heading(&b, "Sign in").await;
+    assert!(flash(&b).await.contains("Your account was deleted"));
+    sign_in(&b, &base, "carol", PW).await;
+    wait_xpath(&b, "//*[@role=\"alert\"]").await;
+    assert_eq!(heading(&b).await, "Sign in", "the account is gone");
+
+    // The admin's log keeps an anonymized record.
+    let admin = driver.browser("root").await;
+    sign_in(&admin, &base, "root", PW).await;
+    wait_heading(&admin, "root").await;
+    admin
+        .goto(&format!("{base}/admin/audit?kind=deleted"))
+        .await
+        .unwrap();
+    wait_heading(&admin, "Audit log").await;
+    screenshot(&admin, "admin-audit").await;
+    let rows = admin.find_all(Locator::Css("tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 2, "the wrong password and the deletion");
+    let text = rows[0].text().await.unwrap();
+    assert!(
+        text.contains("Account deletion") && text.contains("Succeeded"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("127.0.0.1"),
+        "no address on the owner's own deletion: {text}"
+    );
+    b.close().await.unwrap();
+    admin.close().await.unwrap();
+}
