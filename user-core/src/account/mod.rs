@@ -141,15 +141,8 @@ impl AccountService {
         email: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        self.notices.composer()?;
-        let email = Email::parse(email).map_err(|e| AuthError::Invalid(e.on("email").into()))?;
-        if let Some(limit) = &self.reset_per_ip {
-            limit.check(client)?;
-        }
-        if let Some(limit) = &self.reset_per_address {
-            limit.check(email.as_str())?;
-        }
-        self.spawn_for_address(email, TokenPurpose::ResetPassword)
+        let limits = (self.reset_per_ip.as_ref(), self.reset_per_address.as_ref());
+        self.request_link(email, client, limits, TokenPurpose::ResetPassword)
     }
 
     /// Mails a new verification link to `email`, for a person who cannot sign in because
@@ -167,15 +160,31 @@ impl AccountService {
         email: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
+        let limits = (
+            self.resend_per_ip.as_ref(),
+            self.resend_per_account.as_ref(),
+        );
+        self.request_link(email, client, limits, TokenPurpose::VerifyEmail)
+    }
+
+    /// A link asked for by address: checks mail is configured, the address, and the limits
+    /// per client and per address, then hands the lookup to [`Self::spawn_for_address`].
+    fn request_link(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        (per_ip, per_address): (Option<&AddressLimit>, Option<&KeyLimit>),
+        purpose: TokenPurpose,
+    ) -> Result<(), AuthError> {
         self.notices.composer()?;
         let email = Email::parse(email).map_err(|e| AuthError::Invalid(e.on("email").into()))?;
-        if let Some(limit) = &self.resend_per_ip {
+        if let Some(limit) = per_ip {
             limit.check(client)?;
         }
-        if let Some(limit) = &self.resend_per_account {
+        if let Some(limit) = per_address {
             limit.check(email.as_str())?;
         }
-        self.spawn_for_address(email, TokenPurpose::VerifyEmail)
+        self.spawn_for_address(email, purpose)
     }
 
     /// Looks up the account of `email` and mails it a `purpose` link, on a spawned task, so

@@ -356,6 +356,16 @@ async fn sign_in(
         .await
 }
 
+/// Signs `name` in from `ip` and returns the actor of that session, at that address.
+async fn signed_in(f: &Fixture, name: &str, password: &str, ip: &str) -> crate::domain::Actor {
+    let tokens = sign_in(f, name, password, ip).await.unwrap();
+    f.auth
+        .authenticate(tokens.access_token.expose_secret())
+        .await
+        .unwrap()
+        .with_client(from_ip(ip))
+}
+
 /// Every step of an account's life leaves its event, with who did it and from where; the
 /// owner's deletion strips their addresses and typed identifiers and leaves a `deleted`
 /// record, while an admin's own address on what they did stays.
@@ -388,13 +398,7 @@ pub async fn an_accounts_life_is_audited_and_its_end_anonymized(db: &dyn TestDat
             .is_err()
     );
     tick();
-    let tokens = sign_in(&f, "alice", PW, "10.1.0.2").await.unwrap();
-    let me = f
-        .auth
-        .authenticate(tokens.access_token.expose_secret())
-        .await
-        .unwrap()
-        .with_client(from_ip("10.1.0.2"));
+    let me = signed_in(&f, "alice", PW, "10.1.0.2").await;
     tick();
     let change = |current: &str| ChangePassword {
         current_password: SecretString::from(current),
@@ -423,15 +427,7 @@ pub async fn an_accounts_life_is_audited_and_its_end_anonymized(db: &dyn TestDat
         .unwrap();
     admin.unlock(alice.id).await.unwrap();
     tick();
-    let tokens = sign_in(&f, "alice", "a brand new passphrase", "10.1.0.3")
-        .await
-        .unwrap();
-    let me = f
-        .auth
-        .authenticate(tokens.access_token.expose_secret())
-        .await
-        .unwrap()
-        .with_client(from_ip("10.1.0.3"));
+    let me = signed_in(&f, "alice", "a brand new passphrase", "10.1.0.3").await;
     let data = f.users.export_own_data(&me).await.unwrap();
     assert_eq!(data.user.id, alice.id);
     assert_eq!(data.sessions.len(), 1, "only the session in use is active");
@@ -500,15 +496,7 @@ pub async fn an_accounts_life_is_audited_and_its_end_anonymized(db: &dyn TestDat
     );
 
     // The owner leaves: their addresses and typed identifiers go, the admin's stay.
-    let tokens = sign_in(&f, "alice", "a brand new passphrase", "10.1.0.4")
-        .await
-        .unwrap();
-    let me = f
-        .auth
-        .authenticate(tokens.access_token.expose_secret())
-        .await
-        .unwrap()
-        .with_client(from_ip("10.1.0.4"));
+    let me = signed_in(&f, "alice", "a brand new passphrase", "10.1.0.4").await;
     tick();
     f.users
         .delete_own_account(&me, &SecretString::from("a brand new passphrase"))
