@@ -495,7 +495,10 @@ async fn a_signed_out_person_gets_a_new_verification_link_by_address() {
 
     // No token: the address is all it takes. Known and unknown addresses look alike.
     let known = app.request_verification("Alice@Example.com").await.unwrap();
-    let unknown = app.request_verification("nobody@example.com").await.unwrap();
+    let unknown = app
+        .request_verification("nobody@example.com")
+        .await
+        .unwrap();
     assert_eq!(known, unknown);
     let token = app
         .token(user_mail::VERIFY_EMAIL_PATH, "alice@example.com")
@@ -559,8 +562,15 @@ async fn with_too_many_link_requests_in_progress_both_requests_are_refused_as_bu
         ] {
             let status = expect_code(result, Code::ResourceExhausted);
             assert_eq!(status.message(), AuthError::Overloaded.to_string());
-            let retry = status.get_error_details().retry_info().map(|r| r.retry_delay);
-            assert_eq!(retry, Some(Some(user_core::error::OVERLOAD_RETRY)), "{email}");
+            let retry = status
+                .get_error_details()
+                .retry_info()
+                .map(|r| r.retry_delay);
+            assert_eq!(
+                retry,
+                Some(Some(user_core::error::OVERLOAD_RETRY)),
+                "{email}"
+            );
         }
     }
     // A malformed address is still a field problem, before any work is queued.

@@ -103,7 +103,10 @@ fn link_request_refused(
     template: &str,
     title: &str,
 ) -> Result<Response, PageError> {
-    if matches!(e.kind(), ErrorKind::Throttled { .. } | ErrorKind::Overloaded) {
+    if matches!(
+        e.kind(),
+        ErrorKind::Throttled { .. } | ErrorKind::Overloaded
+    ) {
         let refusal = refused_form(&e);
         let page = context! { email => email, error => &refusal.message, title => title };
         return Ok(refusal.apply(web.render(refusal.status, template, page)));
@@ -157,13 +160,9 @@ pub(crate) async fn resend_by_address(
     let form = web.accept(form)?;
     match account.request_verification(&form.email, &web.client).await {
         Ok(()) => Ok(web.redirect("/login", Some(Flash::VerificationRequested))),
-        Err(e) => link_request_refused(
-            web,
-            e,
-            form.email,
-            "verify_email_resend.html",
-            RESEND_TITLE,
-        ),
+        Err(e) => {
+            link_request_refused(web, e, form.email, "verify_email_resend.html", RESEND_TITLE)
+        }
     }
 }
 

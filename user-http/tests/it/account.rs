@@ -498,7 +498,9 @@ async fn a_signed_out_person_asks_for_a_new_link_by_address_and_then_signs_in() 
     assert_ne!(token, lost);
 
     // The new link replaces the lost one, verifies, and sign-in works.
-    let r = api.post("/auth/verify-email", json!({ "token": lost })).await;
+    let r = api
+        .post("/auth/verify-email", json!({ "token": lost }))
+        .await;
     assert_invalid_token(&r, &lost);
     let r = api
         .post("/auth/verify-email", json!({ "token": token }))
@@ -533,7 +535,12 @@ async fn verification_requests_by_address_need_an_address_and_are_limited() {
             assert_eq!(r.status, StatusCode::ACCEPTED, "{email}: {}", r.text);
         }
         let r = api.request_verification(email).await;
-        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{email}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{email}: {}",
+            r.text
+        );
         assert_eq!(r.code(), "throttled");
         assert!(r.headers.contains_key(header::RETRY_AFTER));
     }
@@ -555,7 +562,12 @@ async fn with_too_many_link_requests_in_progress_both_requests_answer_503() {
             api.request_reset(email).await,
             api.request_verification(email).await,
         ] {
-            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{email}: {}", r.text);
+            assert_eq!(
+                r.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{email}: {}",
+                r.text
+            );
             assert_eq!(r.code(), "overloaded");
             assert_eq!(r.headers[header::RETRY_AFTER], "1");
         }

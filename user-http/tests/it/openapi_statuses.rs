@@ -991,7 +991,12 @@ async fn link_requests_refused(w: &mut Walk) {
     for path in [RESET_REQUEST, VERIFY_REQUEST] {
         let body = Some(json!({ "email": "kim@example.com" }));
         let r = busy.json(Method::POST, path, body.clone(), None).await;
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.text
+        );
         assert_eq!(r.code(), "overloaded", "{path}");
         assert!(r.headers.contains_key(header::RETRY_AFTER), "{path}");
         w.check("post", path, &r);
@@ -999,7 +1004,12 @@ async fn link_requests_refused(w: &mut Walk) {
         let patient = std::mem::replace(&mut w.app.router, without_mail.clone());
         let r = w.app.json(Method::POST, path, body, None).await;
         w.app.router = patient;
-        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{path}: {}",
+            r.text
+        );
         assert_eq!(r.code(), "internal", "{path}");
         w.check("post", path, &r);
     }

@@ -441,11 +441,19 @@ async fn a_sign_in_refused_for_an_unconfirmed_address_offers_a_new_link() {
 
     // Signed in with the address: the form to ask again, with that address.
     visitor.get("/login").await;
-    let fields = [("identifier", "Uma@Example.com"), ("password", PW), ("next", "")];
+    let fields = [
+        ("identifier", "Uma@Example.com"),
+        ("password", PW),
+        ("next", ""),
+    ];
     let r = visitor.post("/login", &fields).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert!(r.text.contains(SIGN_IN_REFUSED), "{}", r.text);
-    assert!(r.text.contains(r#"action="/verify-email/resend""#), "{}", r.text);
+    assert!(
+        r.text.contains(r#"action="/verify-email/resend""#),
+        "{}",
+        r.text
+    );
     assert_eq!(email_field(&r.text), Some("Uma@Example.com"));
     assert!(visitor.session().is_none(), "not signed in");
 
@@ -458,7 +466,11 @@ async fn a_sign_in_refused_for_an_unconfirmed_address_offers_a_new_link() {
     assert!(!r.text.contains("uma@example.com"), "{}", r.text);
 
     // A wrong password learns nothing about the address.
-    let fields = [("identifier", "uma"), ("password", "wrong password"), ("next", "")];
+    let fields = [
+        ("identifier", "uma"),
+        ("password", "wrong password"),
+        ("next", ""),
+    ];
     let r = visitor.post("/login", &fields).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert!(!r.text.contains(SIGN_IN_REFUSED));
@@ -469,7 +481,9 @@ async fn a_sign_in_refused_for_an_unconfirmed_address_offers_a_new_link() {
     assert_eq!(known.status, StatusCode::SEE_OTHER, "{}", known.text);
     assert_eq!(location(&known), "/login");
     let known_cookies = visitor.set_cookies.clone();
-    let unknown = visitor.post(RESEND, &[("email", "nobody@example.com")]).await;
+    let unknown = visitor
+        .post(RESEND, &[("email", "nobody@example.com")])
+        .await;
     assert_eq!(
         (unknown.status, location(&unknown), &visitor.set_cookies),
         (known.status, location(&known), &known_cookies)
@@ -483,12 +497,19 @@ async fn a_sign_in_refused_for_an_unconfirmed_address_offers_a_new_link() {
     // The new link confirms the address (the lost one no longer does); sign-in works.
     let r = visitor.post(VERIFY, &[("token", &lost)]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert!(r.text.contains(r#"href="/verify-email/resend""#), "{}", r.text);
+    assert!(
+        r.text.contains(r#"href="/verify-email/resend""#),
+        "{}",
+        r.text
+    );
     let r = visitor.post(VERIFY, &[("token", &links[0].1)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), "/login");
     let r = visitor
-        .post("/login", &[("identifier", "uma"), ("password", PW), ("next", "")])
+        .post(
+            "/login",
+            &[("identifier", "uma"), ("password", PW), ("next", "")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), "/profile");
@@ -502,7 +523,11 @@ async fn the_sign_in_page_leads_to_the_new_link_form() {
     let (base, _stop) = app.spawn().await;
     let mut visitor = Agent::new(&base);
     let login = visitor.get("/login").await;
-    assert!(login.text.contains(r#"href="/verify-email/resend""#), "{}", login.text);
+    assert!(
+        login.text.contains(r#"href="/verify-email/resend""#),
+        "{}",
+        login.text
+    );
     assert!(login.text.contains("Didn't get the confirmation mail?"));
     let form = visitor.get(RESEND).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.text);
@@ -520,20 +545,31 @@ async fn the_sign_in_page_leads_to_the_new_link_form() {
     let r = visitor
         .post(
             RESEND,
-            &[("email", "alice@example.com"), ("csrf_token", &other.csrf())],
+            &[
+                ("email", "alice@example.com"),
+                ("csrf_token", &other.csrf()),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
 
     // Five an hour per address (by default); then the wait, on the form.
     for _ in 0..5 {
-        let r = visitor.post(RESEND, &[("email", "alice@example.com")]).await;
+        let r = visitor
+            .post(RESEND, &[("email", "alice@example.com")])
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     }
-    let r = visitor.post(RESEND, &[("email", "alice@example.com")]).await;
+    let r = visitor
+        .post(RESEND, &[("email", "alice@example.com")])
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
-    assert!(r.text.contains("Too many attempts, try again in"), "{}", r.text);
+    assert!(
+        r.text.contains("Too many attempts, try again in"),
+        "{}",
+        r.text
+    );
     assert_eq!(email_field(&r.text), Some("alice@example.com"));
     assert_eq!(app.links(VERIFY).await.len(), 5);
 }
@@ -548,7 +584,12 @@ async fn with_too_many_link_requests_in_progress_the_forms_say_busy() {
     visitor.get("/login").await;
     for path in ["/forgot-password", RESEND] {
         let r = visitor.post(path, &[("email", "alice@example.com")]).await;
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.text
+        );
         assert_eq!(r.headers[header::RETRY_AFTER], "1", "{path}");
         assert!(r.text.contains("busy"), "{path}: {}", r.text);
         assert_eq!(email_field(&r.text), Some("alice@example.com"), "{path}");
@@ -577,7 +618,11 @@ async fn the_forgot_password_page_limits_requests_per_client_address() {
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
-    assert!(r.text.contains("Too many attempts, try again in"), "{}", r.text);
+    assert!(
+        r.text.contains("Too many attempts, try again in"),
+        "{}",
+        r.text
+    );
     assert_eq!(email_field(&r.text), Some("someone@example.com"));
 
     // Another client address still gets its link.
