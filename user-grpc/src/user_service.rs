@@ -343,6 +343,20 @@ impl UserService for UserApi {
         Ok(Response::new(pb::EmptyResponse {}))
     }
 
+    async fn request_verification(
+        &self,
+        request: Request<pb::RequestVerificationRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let client = client_info(&request, &self.trusted_proxies);
+        let email = request.into_inner().email;
+        self.state
+            .account
+            .request_verification(&email, &client)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
+
     async fn list_my_events(
         &self,
         request: Request<pb::ListMyEventsRequest>,

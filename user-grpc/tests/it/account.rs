@@ -7,6 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::datetime;
 use tonic::Code;
+use user_core::error::AuthError;
 use user_core::ports::Clock as _;
 use user_grpc::pb;
 
@@ -86,6 +87,18 @@ impl TestApp {
     async fn request_reset(&mut self, email: &str) -> Result<pb::EmptyResponse, tonic::Status> {
         self.users
             .request_password_reset(pb::RequestPasswordResetRequest {
+                email: email.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn request_verification(
+        &mut self,
+        email: &str,
+    ) -> Result<pb::EmptyResponse, tonic::Status> {
+        self.users
+            .request_verification(pb::RequestVerificationRequest {
                 email: email.into(),
             })
             .await
@@ -403,6 +416,11 @@ async fn without_mail_the_flows_answer_internal() {
     let tokens = app.login("alice").await;
     let status = expect_code(app.request_reset("alice@example.com").await, Code::Internal);
     assert_eq!(status.message(), "mail is not configured");
+    let status = expect_code(
+        app.request_verification("alice@example.com").await,
+        Code::Internal,
+    );
+    assert_eq!(status.message(), "mail is not configured");
     let resend = app
         .users
         .resend_verification(authed(pb::EmptyRequest {}, &tokens.token))
@@ -460,5 +478,103 @@ async fn reset_requests_are_limited_per_client_address_behind_a_trusted_proxy() 
         .unwrap();
     let mails = app.mails().await;
     assert_eq!(mails.len(), 2, "{mails:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_out_person_gets_a_new_verification_link_by_address() {
+    let policy = user_core::auth::AuthPolicy {
+        require_verified_email: true,
+        ..Default::default()
+    };
+    let mut app = TestApp::spawn_mailing_with(policy, user_grpc::GrpcConfig::default()).await;
+    app.register("alice").await;
+    app.mails().await;
+    let refused = app.sign_in("alice", PW).await;
+    expect_code(refused, Code::PermissionDenied);
+
+    // No token: the address is all it takes. Known and unknown addresses look alike.
+    let known = app.request_verification("Alice@Example.com").await.unwrap();
+    let unknown = app
+        .request_verification("nobody@example.com")
+        .await
+        .unwrap();
+    assert_eq!(known, unknown);
+    let token = app
+        .token(user_mail::VERIFY_EMAIL_PATH, "alice@example.com")
+        .await;
+    assert!(app.verify(&token).await.unwrap().email_verified);
+    app.sign_in("alice", PW).await.unwrap();
+
+    // A confirmed address gets nothing more, with the same answer.
+    app.request_verification("alice@example.com").await.unwrap();
+    assert!(app.mails().await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_verification_request_needs_an_address() {
+    let mut app = TestApp::spawn_mailing().await;
+    expect_field(app.request_verification("not an address").await, "email");
+    expect_field(app.request_verification("").await, "email");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn verification_requests_are_limited_per_address() {
+    use tonic_types::StatusExt as _;
+
+    let mut app = TestApp::spawn_mailing().await;
+    app.register("alice").await;
+    app.mails().await;
+    // Five an hour per address by default, known or not alike.
+    for email in ["alice@example.com", "nobody@example.com"] {
+        for _ in 0..5 {
+            app.request_verification(email).await.unwrap();
+        }
+        let status = expect_code(
+            app.request_verification(email).await,
+            Code::ResourceExhausted,
+        );
+        assert!(status.get_error_details().retry_info().is_some(), "{email}");
+    }
+    // Another address still has its own budget.
+    app.request_verification("carol@example.com").await.unwrap();
+    let mails = app.mails().await;
+    assert_eq!(mails.len(), 5, "alice's five links: {mails:?}");
+    assert!(mails.iter().all(|m| m.to == "alice@example.com"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_too_many_link_requests_in_progress_both_requests_are_refused_as_busy() {
+    use tonic_types::StatusExt as _;
+
+    let mut policy = user_core::auth::AuthPolicy::default();
+    policy.account.max_pending_resets = 0;
+    let mut app = TestApp::spawn_mailing_with(policy, user_grpc::GrpcConfig::default()).await;
+    app.register("alice").await;
+    app.mails().await;
+    for email in ["alice@example.com", "nobody@example.com"] {
+        for result in [
+            app.request_reset(email).await,
+            app.request_verification(email).await,
+        ] {
+            let status = expect_code(result, Code::ResourceExhausted);
+            assert_eq!(status.message(), AuthError::Overloaded.to_string());
+            let retry = status
+                .get_error_details()
+                .retry_info()
+                .map(|r| r.retry_delay);
+            assert_eq!(
+                retry,
+                Some(Some(user_core::error::OVERLOAD_RETRY)),
+                "{email}"
+            );
+        }
+    }
+    // A malformed address is still a field problem, before any work is queued.
+    expect_field(app.request_verification("not an address").await, "email");
+    assert!(app.mails().await.is_empty());
     app.stop().await;
 }

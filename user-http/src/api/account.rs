@@ -1,5 +1,5 @@
 //! Password reset and email verification: `/api/v1/auth/password-reset*`,
-//! `/api/v1/auth/verify-email`, `/api/v1/me/verification` and
+//! `/api/v1/auth/verify-email*`, `/api/v1/me/verification` and
 //! `/api/v1/admin/users/{id}/password-reset`. Tokens travel in bodies only, and are never
 //! logged or echoed.
 
@@ -14,7 +14,9 @@ use user_core::error::AuthError;
 use super::PathId;
 use super::admin::user_id;
 use super::responses::{AdminOnly, Hashing, JsonBody, OtherMethod, SignedIn, Store};
-use super::types::{PasswordResetBody, ResetPasswordBody, UserBody, VerifyEmailBody};
+use super::types::{
+    PasswordResetBody, RequestVerificationBody, ResetPasswordBody, UserBody, VerifyEmailBody,
+};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, BearerActor, Client};
@@ -34,6 +36,8 @@ fn account(state: &AppState) -> Result<&Arc<AccountService>, AuthError> {
         (status = 422, description = "`validation_failed`: the body does not match the schema, or `email` is not an email address (`fields`)", body = ErrorBody),
         (status = 500, description = "`internal`: mail is not configured, or an unexpected failure, logged by the server", body = ErrorBody),
         (status = 429, description = "`throttled`: too many requests for this address or from this client address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`overloaded`: too many reset and verification requests are being handled; try again after `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn request_password_reset(
@@ -65,6 +69,34 @@ pub(crate) async fn reset_password(
         .reset_password(&body.token, body.new_password, &client)
         .await?;
     Ok(Json(user.into()))
+}
+
+/// Ask for a new email-verification link by address, when sign-in is refused because the
+/// address is not confirmed yet (403 `forbidden` from `POST /api/v1/auth/login`). The answer
+/// is the same whether or not an account has that address; the link (valid 24 hours by
+/// default, older links stop working) goes only to an active account whose address is not
+/// verified yet.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", tag = "auth",
+    request_body = RequestVerificationBody,
+    responses(
+        OtherMethod, JsonBody,
+        (status = 202, description = "Accepted: a link is mailed if an active account with an unverified address has this address"),
+        (status = 422, description = "`validation_failed`: the body does not match the schema, or `email` is not an email address (`fields`)", body = ErrorBody),
+        (status = 500, description = "`internal`: mail is not configured, or an unexpected failure, logged by the server", body = ErrorBody),
+        (status = 429, description = "`throttled`: too many links asked for this address or from this client address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`overloaded`: too many reset and verification requests are being handled; try again after `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub(crate) async fn request_verification(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<RequestVerificationBody>,
+) -> Result<StatusCode, ApiError> {
+    account(&state)?
+        .request_verification(&body.email, &client)
+        .await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Confirm an email address with the token of a verification link.

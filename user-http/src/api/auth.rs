@@ -51,7 +51,7 @@ pub(crate) async fn register(
         (status = 200, description = "Signed in", body = TokensBody),
         (status = 401, description = "`invalid_credentials`: unknown identifier, wrong password or disabled account (one answer for every cause)", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
-        (status = 403, description = "`forbidden`: the password is right, but this deployment requires a verified email address before sign-in and the account's is not verified (the link mailed at registration verifies it)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the password is right, but this deployment requires a verified email address before sign-in and the account's is not verified (the link mailed at registration verifies it; `POST /api/v1/auth/verify-email/resend` mails a new one)", body = ErrorBody),
         (status = 429, description = "`throttled`: the identifier (or this device) is locked after failed attempts, or too many sign-ins from this client address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]

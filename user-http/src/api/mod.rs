@@ -48,6 +48,7 @@ pub(crate) use me::export_attachment;
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
         account::request_password_reset, account::reset_password, account::verify_email,
+        account::request_verification,
         me::get_me, me::update_me, me::change_password, me::delete_me, me::sessions,
         me::revoke_session, me::events, me::export, account::resend_verification,
         admin::list, admin::get, admin::update, admin::set_role, admin::set_status,
@@ -201,6 +202,10 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
             post(account::reset_password),
         )
         .route("/auth/verify-email", post(account::verify_email))
+        .route(
+            "/auth/verify-email/resend",
+            post(account::request_verification),
+        )
         .route(
             "/me",
             get(me::get_me).patch(me::update_me).delete(me::delete_me),

@@ -326,6 +326,16 @@ pub struct PasswordResetBody {
     pub email: String,
 }
 
+/// A request for a new email-verification link, by address, from someone who cannot sign in
+/// while the address is not confirmed.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestVerificationBody {
+    /// The email address of the account.
+    #[schema(schema_with = schema::email)]
+    pub email: String,
+}
+
 /// A new password, set with the token of a password-reset link.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

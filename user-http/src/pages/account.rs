@@ -9,7 +9,7 @@ use minijinja::context;
 use secrecy::SecretString;
 use serde::Deserialize;
 use user_core::auth::{Credentials, RegisterUser};
-use user_core::domain::SessionId;
+use user_core::domain::{Email, SessionId};
 use user_core::error::{
     AuthError, ErrorKind, ServiceError as _, UserError, ValidationError, ValidationErrors,
 };
@@ -71,7 +71,7 @@ pub(crate) async fn login(
     let form = web.accept(form)?;
     let credentials = Credentials::new(form.identifier.clone(), SecretString::from(form.password))
         .with_device_token(web.device_token.clone().map(SecretString::from));
-    let refusal = match web
+    let (refusal, unverified) = match web
         .state
         .auth
         .login_browser(credentials, web.client.clone())
@@ -94,14 +94,26 @@ pub(crate) async fn login(
                 .unwrap_or(next);
             return Ok(web.redirect(&next, None));
         }
-        Err(e) => refused_sign_in(e)?,
+        // Only a caller who knows the password gets here: the page says so, and offers
+        // a new confirmation link.
+        Err(e @ AuthError::EmailNotVerified) => (refused_form(&e), true),
+        Err(e) => (refused_sign_in(e)?, false),
     };
     let next = local_path(&form.next).unwrap_or_default().to_owned();
+    // The link form is prefilled only with an address the person typed, never with one
+    // looked up from a username.
+    let resend_email = if unverified && Email::parse(&form.identifier).is_ok() {
+        form.identifier.trim()
+    } else {
+        ""
+    };
     let page = context! {
-        identifier => form.identifier,
+        identifier => &form.identifier,
         next => next,
         error => &refusal.message,
         mail => web.state.account.is_some(),
+        unverified => unverified,
+        resend_email => resend_email,
         title => "Sign in",
     };
     Ok(refusal.apply(web.render(refusal.status, "login.html", page)))

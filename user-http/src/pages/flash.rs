@@ -16,12 +16,13 @@ pub(crate) enum Flash {
     PasswordReset,
     EmailVerified,
     VerificationSent,
+    VerificationRequested,
     ResetLinkSent,
     AccountDeleted,
 }
 
 impl Flash {
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 16] = [
         Self::Welcome,
         Self::SignedOut,
         Self::ProfileSaved,
@@ -35,6 +36,7 @@ impl Flash {
         Self::PasswordReset,
         Self::EmailVerified,
         Self::VerificationSent,
+        Self::VerificationRequested,
         Self::ResetLinkSent,
         Self::AccountDeleted,
     ];
@@ -58,6 +60,7 @@ impl Flash {
             Self::PasswordReset => "password-reset",
             Self::EmailVerified => "email-verified",
             Self::VerificationSent => "verification-sent",
+            Self::VerificationRequested => "verification-requested",
             Self::ResetLinkSent => "reset-link-sent",
             Self::AccountDeleted => "account-deleted",
         }
@@ -87,6 +90,10 @@ impl Flash {
             Self::EmailVerified => "Your email address is verified.",
             Self::VerificationSent => {
                 "We sent a new confirmation link to your email address. It replaces older links."
+            }
+            Self::VerificationRequested => {
+                "If an unconfirmed account has this address, a new link is on its way. \
+                 It replaces older links."
             }
             Self::ResetLinkSent => "A password reset link was sent to the user's email address.",
             Self::AccountDeleted => "Your account was deleted.",

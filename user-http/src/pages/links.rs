@@ -1,6 +1,7 @@
 //! The account flows that go through a mailed link: asking for a password reset
 //! (`/forgot-password`), the pages the links open (`/reset-password?token=...`,
-//! `/verify-email?token=...`), and asking for a new confirmation link from the profile.
+//! `/verify-email?token=...`), and asking for a new confirmation link, by address while
+//! signed out (`/verify-email/resend`) or from the profile.
 //!
 //! A link's page is a form that posts the token back: a mail scanner that fetches the link
 //! changes nothing. These pages send `Referrer-Policy: no-referrer`, so the token in their
@@ -69,33 +70,65 @@ pub(crate) struct TokenQuery {
 
 pub(crate) async fn forgot_form(web: Web) -> Result<Response, PageError> {
     account(&web)?;
-    let page = context! { email => "", title => "Forgot your password?" };
+    let page = context! { email => "", title => FORGOT_TITLE };
     Ok(web.render(StatusCode::OK, "forgot_password.html", page))
 }
 
+const FORGOT_TITLE: &str = "Forgot your password?";
+const RESEND_TITLE: &str = "Get a new confirmation link";
+
+/// An email address typed into a form that asks for a mailed link: a password reset, or a
+/// new confirmation link.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct ForgotForm {
+pub(crate) struct AddressForm {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
     email: String,
 }
 
-impl Posted for ForgotForm {
+impl Posted for AddressForm {
     fn csrf_token(&self) -> &str {
         &self.csrf_token
     }
+}
+
+/// The form that asked for a link, again after the service refused it: the wait above it
+/// when throttled or busy (with its status and `Retry-After`), the problem beside the
+/// `email` field when it is no address, or the error page for anything else.
+fn link_request_refused(
+    web: Web,
+    e: AuthError,
+    email: String,
+    template: &str,
+    title: &str,
+) -> Result<Response, PageError> {
+    if matches!(
+        e.kind(),
+        ErrorKind::Throttled { .. } | ErrorKind::Overloaded
+    ) {
+        let refusal = refused_form(&e);
+        let page = context! { email => email, error => &refusal.message, title => title };
+        return Ok(refusal.apply(web.render(refusal.status, template, page)));
+    }
+    let (status, errors) = refused_fields(e)?;
+    let page = context! {
+        email => email,
+        errors => v(&field_errors(&errors)),
+        error => "Please correct the highlighted fields.",
+        title => title,
+    };
+    Ok(web.render(status, template, page))
 }
 
 /// The answer is the same page for every address, known or not: the page does not say
 /// which address was typed, and the service answers before it looks the address up.
 pub(crate) async fn forgot(
     web: Web,
-    form: Result<Form<ForgotForm>, FormRejection>,
+    form: Result<Form<AddressForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let account = account(&web)?;
     let form = web.accept(form)?;
-    let title = "Forgot your password?";
     match account
         .request_password_reset(&form.email, &web.client)
         .await
@@ -104,20 +137,31 @@ pub(crate) async fn forgot(
             let page = context! { title => "Check your email" };
             Ok(web.render(StatusCode::OK, "forgot_password_sent.html", page))
         }
-        Err(e) if matches!(e.kind(), ErrorKind::Throttled { .. }) => {
-            let refusal = refused_form(&e);
-            let page = context! { email => form.email, error => &refusal.message, title => title };
-            Ok(refusal.apply(web.render(refusal.status, "forgot_password.html", page)))
-        }
+        Err(e) => link_request_refused(web, e, form.email, "forgot_password.html", FORGOT_TITLE),
+    }
+}
+
+/// The form that asks for a new confirmation link by address, for a person who cannot sign
+/// in until their address is confirmed (the sign-in page offers it then, prefilled).
+pub(crate) async fn resend_by_address_form(web: Web) -> Result<Response, PageError> {
+    account(&web)?;
+    let page = context! { email => "", title => RESEND_TITLE };
+    Ok(web.render(StatusCode::OK, "verify_email_resend.html", page))
+}
+
+/// Mails a new confirmation link to the account of the typed address, if it has one that
+/// is not confirmed yet. The answer is the same redirect to the sign-in page for every
+/// address, known or not, confirmed or not.
+pub(crate) async fn resend_by_address(
+    web: Web,
+    form: Result<Form<AddressForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let account = account(&web)?;
+    let form = web.accept(form)?;
+    match account.request_verification(&form.email, &web.client).await {
+        Ok(()) => Ok(web.redirect("/login", Some(Flash::VerificationRequested))),
         Err(e) => {
-            let (status, errors) = refused_fields(e)?;
-            let page = context! {
-                email => form.email,
-                errors => v(&field_errors(&errors)),
-                error => "Please correct the highlighted fields.",
-                title => title,
-            };
-            Ok(web.render(status, "forgot_password.html", page))
+            link_request_refused(web, e, form.email, "verify_email_resend.html", RESEND_TITLE)
         }
     }
 }

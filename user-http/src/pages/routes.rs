@@ -26,6 +26,10 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/reset-password", get(links::reset_form).post(links::reset))
         .route("/verify-email", get(links::verify_form).post(links::verify))
+        .route(
+            "/verify-email/resend",
+            get(links::resend_by_address_form).post(links::resend_by_address),
+        )
         .route("/profile/verification", post(links::resend_verification))
         .route("/profile", get(account::profile))
         .route("/profile/edit", get(account::edit_form).post(account::edit))

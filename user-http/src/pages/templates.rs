@@ -63,6 +63,10 @@ const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/verify_email.html"),
     ),
     (
+        "verify_email_resend.html",
+        include_str!("../../templates/verify_email_resend.html"),
+    ),
+    (
         "link_invalid.html",
         include_str!("../../templates/link_invalid.html"),
     ),

@@ -1,6 +1,8 @@
 //! Password reset and email verification through the JSON API, over a real socket: the
 //! tokens come out of the mails queued in the outbox, as a user's mail client would see them.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +84,34 @@ impl Api {
 
     async fn post(&self, path: &str, body: Value) -> Reply {
         self.call(Method::POST, path, Some(body), None).await
+    }
+
+    /// [`Api::post`] over a connection from the local address `source` (any 127.x.y.z is
+    /// local on Linux), so the server sees another client address.
+    async fn post_from(&self, source: IpAddr, path: &str, body: Value) -> Reply {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(source));
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/api/v1{path}", self.base))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn request_verification(&self, email: &str) -> Reply {
+        self.post("/auth/verify-email/resend", json!({ "email": email }))
+            .await
     }
 
     async fn request_reset(&self, email: &str) -> Reply {
@@ -428,6 +458,7 @@ async fn without_mail_the_flows_answer_internal() {
         api.confirm("whatever", NEW_PW).await,
         api.post("/auth/verify-email", json!({ "token": "whatever" }))
             .await,
+        api.request_verification("alice@example.com").await,
         api.call(Method::POST, "/me/verification", None, Some(&access))
             .await,
         api.call(Method::POST, &admin_reset, None, Some(&admin))
@@ -437,4 +468,149 @@ async fn without_mail_the_flows_answer_internal() {
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
         assert_eq!(r.code(), "internal");
     }
+}
+
+#[tokio::test]
+async fn a_signed_out_person_asks_for_a_new_link_by_address_and_then_signs_in() {
+    let policy = AuthPolicy {
+        require_verified_email: true,
+        ..AuthPolicy::default()
+    };
+    let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    let api = Api::serve(&app).await;
+    app.register("uma").await;
+    // Registration mailed a first link, which the person lost.
+    let lost = app.link_token(VERIFY, "uma@example.com").await;
+    let r = api.login("uma", PW).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.code(), "forbidden");
+
+    // No token needed; known and unknown addresses get the same empty 202.
+    let known = api.request_verification("Uma@Example.com").await;
+    assert_eq!(known.status, StatusCode::ACCEPTED, "{}", known.text);
+    assert!(known.text.is_empty(), "{}", known.text);
+    let unknown = api.request_verification("nobody@example.com").await;
+    assert_eq!(
+        (unknown.status, stable(&unknown.headers), &unknown.text),
+        (known.status, stable(&known.headers), &known.text)
+    );
+    let token = app.link_token(VERIFY, "uma@example.com").await;
+    assert_ne!(token, lost);
+
+    // The new link replaces the lost one, verifies, and sign-in works.
+    let r = api
+        .post("/auth/verify-email", json!({ "token": lost }))
+        .await;
+    assert_invalid_token(&r, &lost);
+    let r = api
+        .post("/auth/verify-email", json!({ "token": token }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["email_verified"], true);
+    let r = api.login("uma", PW).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // A confirmed address gets no more links, with the same answer.
+    let r = api.request_verification("uma@example.com").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(app.links(VERIFY).await.is_empty());
+}
+
+#[tokio::test]
+async fn verification_requests_by_address_need_an_address_and_are_limited() {
+    let app = TestApp::new().await;
+    let api = Api::serve(&app).await;
+    let r = api.request_verification("not an address").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(fields(&r), [("email".to_owned(), "invalid".to_owned())]);
+    let r = api.post("/auth/verify-email/resend", json!({})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+
+    // Five an hour per address (by default), known or not alike; others keep their own.
+    app.register("vic").await;
+    app.links(VERIFY).await;
+    for email in ["vic@example.com", "nobody@example.com"] {
+        for _ in 0..5 {
+            let r = api.request_verification(email).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{email}: {}", r.text);
+        }
+        let r = api.request_verification(email).await;
+        assert_eq!(
+            r.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{email}: {}",
+            r.text
+        );
+        assert_eq!(r.code(), "throttled");
+        assert!(r.headers.contains_key(header::RETRY_AFTER));
+    }
+    let r = api.request_verification("wes@example.com").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(app.links(VERIFY).await.len(), 5, "vic's five links");
+}
+
+#[tokio::test]
+async fn with_too_many_link_requests_in_progress_both_requests_answer_503() {
+    let mut policy = AuthPolicy::default();
+    policy.account.max_pending_resets = 0;
+    let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    let api = Api::serve(&app).await;
+    app.register("alice").await;
+    app.links(VERIFY).await;
+    for email in ["alice@example.com", "nobody@example.com"] {
+        for r in [
+            api.request_reset(email).await,
+            api.request_verification(email).await,
+        ] {
+            assert_eq!(
+                r.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{email}: {}",
+                r.text
+            );
+            assert_eq!(r.code(), "overloaded");
+            assert_eq!(r.headers[header::RETRY_AFTER], "1");
+        }
+    }
+    assert!(app.links(RESET).await.is_empty());
+}
+
+#[tokio::test]
+async fn reset_requests_are_limited_per_client_address() {
+    let mut policy = AuthPolicy::default();
+    policy.account.reset_requests_per_ip_per_hour = NonZeroU32::new(2);
+    let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    let api = Api::serve(&app).await;
+    app.register("alice").await;
+    let noisy = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let reset = |source, email: &str| {
+        let body = json!({ "email": email });
+        let api = &api;
+        async move { api.post_from(source, "/auth/password-reset", body).await }
+    };
+
+    // Known and unknown addresses count alike against the client address.
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let r = reset(noisy, email).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{email}: {}", r.text);
+    }
+    let r = reset(noisy, "someone@example.com").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.code(), "throttled");
+    let wait: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&wait), "a wait within the hour: {wait}");
+
+    // Another client address still gets its answer, for the same account.
+    let r = reset(other, "alice@example.com").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = reset(noisy, "alice@example.com").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "still limited");
+    let links = app.links(RESET).await;
+    let to: Vec<&str> = links.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(to, ["alice@example.com", "alice@example.com"]);
 }

@@ -68,9 +68,11 @@ async fn lengths_are_the_core_constants() {
         let display = property(&doc, body, "display_name");
         assert_eq!(number(display, "maxLength"), DisplayName::MAX_LEN as u64);
     }
-    let email = property(&doc, "PasswordResetBody", "email");
-    assert_eq!(number(email, "maxLength"), Email::MAX_LEN as u64);
-    assert_eq!(email["format"], "idn-email");
+    for body in ["PasswordResetBody", "RequestVerificationBody"] {
+        let email = property(&doc, body, "email");
+        assert_eq!(number(email, "maxLength"), Email::MAX_LEN as u64);
+        assert_eq!(email["format"], "idn-email");
+    }
     for (body, field) in [
         ("RegisterBody", "password"),
         ("ChangePasswordBody", "new_password"),
@@ -366,6 +368,7 @@ async fn required_fields_and_closed_bodies() {
     assert_eq!(required(&doc, "RoleBody"), ["role"]);
     assert_eq!(required(&doc, "StatusBody"), ["status"]);
     assert_eq!(required(&doc, "PasswordResetBody"), ["email"]);
+    assert_eq!(required(&doc, "RequestVerificationBody"), ["email"]);
     assert_eq!(
         required(&doc, "ResetPasswordBody"),
         ["new_password", "token"]

@@ -273,6 +273,12 @@ fn routes() -> Vec<Route> {
             Auth::Anyone,
             Some(json!({"token": "x"})),
         ),
+        r(
+            "post",
+            VERIFY_REQUEST,
+            Auth::Anyone,
+            Some(json!({"email": "nobody@example.com"})),
+        ),
         r("post", "/api/v1/me/verification", Auth::SignedIn, None),
         r(
             "post",
@@ -403,6 +409,7 @@ const PASSWORD: (&str, &str) = ("put", "/api/v1/me/password");
 const USERS: (&str, &str) = ("get", "/api/v1/admin/users");
 const USER: &str = "/api/v1/admin/users/{id}";
 const RESET_REQUEST: &str = "/api/v1/auth/password-reset";
+const VERIFY_REQUEST: &str = "/api/v1/auth/verify-email/resend";
 const RESET_CONFIRM: (&str, &str) = ("post", "/api/v1/auth/password-reset/confirm");
 const VERIFY_EMAIL: (&str, &str) = ("post", "/api/v1/auth/verify-email");
 const RESEND: (&str, &str) = ("post", "/api/v1/me/verification");
@@ -926,6 +933,86 @@ async fn account_routes(w: &mut Walk, admin: &str) {
     )
     .await;
     w.app.link_token("/reset-password", "kim@example.com").await;
+
+    // A new verification link by address: accepted for every address, five an hour each.
+    let verify_request = ("post", VERIFY_REQUEST);
+    w.app.register("max").await;
+    w.app.link_token("/verify-email", "max@example.com").await;
+    w.expect(
+        verify_request,
+        "",
+        None,
+        email("max@example.com"),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    w.app.link_token("/verify-email", "max@example.com").await;
+    w.expect(
+        verify_request,
+        "",
+        None,
+        email("no address"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    for _ in 0..5 {
+        w.expect(
+            verify_request,
+            "",
+            None,
+            email("ned@example.com"),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    }
+    let r = w
+        .expect(
+            verify_request,
+            "",
+            None,
+            email("ned@example.com"),
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
+
+/// The requests for a link by address, refused as a whole: 503 `overloaded` while too many
+/// are in progress (a bound of 0 refuses every one), and 500 `internal` from a deployment
+/// without mail.
+async fn link_requests_refused(w: &mut Walk) {
+    let mut policy = AuthPolicy::default();
+    policy.account.max_pending_resets = 0;
+    let busy = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    let without_mail = user_http::router(user_http::AppState::new(
+        std::sync::Arc::clone(&w.app.state.auth),
+        std::sync::Arc::clone(&w.app.state.users),
+    ));
+    for path in [RESET_REQUEST, VERIFY_REQUEST] {
+        let body = Some(json!({ "email": "kim@example.com" }));
+        let r = busy.json(Method::POST, path, body.clone(), None).await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.text
+        );
+        assert_eq!(r.code(), "overloaded", "{path}");
+        assert!(r.headers.contains_key(header::RETRY_AFTER), "{path}");
+        w.check("post", path, &r);
+
+        let patient = std::mem::replace(&mut w.app.router, without_mail.clone());
+        let r = w.app.json(Method::POST, path, body, None).await;
+        w.app.router = patient;
+        assert_eq!(
+            r.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{path}: {}",
+            r.text
+        );
+        assert_eq!(r.code(), "internal", "{path}");
+        w.check("post", path, &r);
+    }
 }
 
 /// With a policy that requires a verified email, a right password for an unverified
@@ -1023,7 +1110,7 @@ async fn timeouts(w: &mut Walk, user: &str, admin: &str) {
         let expected = match route.1 {
             "/.well-known/jwks.json" | "/healthz" => StatusCode::OK,
             // Accepted at once: the lookup runs after the answer.
-            RESET_REQUEST => StatusCode::ACCEPTED,
+            RESET_REQUEST | VERIFY_REQUEST => StatusCode::ACCEPTED,
             _ => StatusCode::REQUEST_TIMEOUT,
         };
         let payload = body.map_or(Payload::None, json);
@@ -1085,7 +1172,7 @@ async fn database_down(w: &mut Walk, user_tokens: &Value, admin: &str) {
         let r = w.send(route, MISSING, token, payload, None).await;
         let expected = match route.1 {
             "/.well-known/jwks.json" | "/healthz" => StatusCode::OK,
-            RESET_REQUEST => StatusCode::ACCEPTED,
+            RESET_REQUEST | VERIFY_REQUEST => StatusCode::ACCEPTED,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         assert_eq!(r.status, expected, "{route:?}: {}", r.text);
@@ -1108,6 +1195,7 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
     admin_routes(&mut w, &admin, &admin_id).await;
     audit_routes(&mut w, &user, &admin).await;
     account_routes(&mut w, &admin).await;
+    link_requests_refused(&mut w).await;
     unverified_sign_in(&mut w).await;
     for route in [
         ("get", "/.well-known/jwks.json"),

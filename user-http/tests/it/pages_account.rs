@@ -1,10 +1,13 @@
 //! The pages of password reset and email verification over a real socket: the tokens come
 //! out of the mails queued in the outbox, as a person's mail client would see them.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode, header};
-use user_http::AppState;
+use user_core::auth::AuthPolicy;
+use user_http::{AppState, HttpConfig, Templates};
 
 use crate::agent::{Agent, location};
 use crate::pages::signed_in;
@@ -397,8 +400,238 @@ async fn without_mail_the_pages_offer_no_links_and_answer_500() {
     let mut visitor = Agent::new(&base);
     let login = visitor.get("/login").await;
     assert!(!login.text.contains("/forgot-password"));
-    for path in ["/forgot-password", "/reset-password?token=x"] {
+    assert!(!login.text.contains("/verify-email/resend"));
+    for path in [
+        "/forgot-password",
+        "/reset-password?token=x",
+        "/verify-email/resend",
+    ] {
         let r = visitor.get(path).await;
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
     }
+}
+
+const RESEND: &str = "/verify-email/resend";
+const ON_ITS_WAY: &str = "If an unconfirmed account has this address, a new link is on its way.";
+const SIGN_IN_REFUSED: &str = "Confirm your email address before signing in.";
+
+/// An app whose sign-in needs a confirmed address.
+async fn requiring_verified_email() -> TestApp {
+    let policy = AuthPolicy {
+        require_verified_email: true,
+        ..AuthPolicy::default()
+    };
+    TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await
+}
+
+/// The value of the `email` field of the page's form, or `None` without one.
+fn email_field(page: &str) -> Option<&str> {
+    let start = page.find(r#"name="email" type="email" value=""#)?;
+    let rest = &page[start + r#"name="email" type="email" value=""#.len()..];
+    rest.split('"').next()
+}
+
+#[tokio::test]
+async fn a_sign_in_refused_for_an_unconfirmed_address_offers_a_new_link() {
+    let app = requiring_verified_email().await;
+    app.register("uma").await;
+    let lost = app.link_token(VERIFY, "uma@example.com").await;
+    let (base, _stop) = app.spawn().await;
+    let mut visitor = Agent::new(&base);
+
+    // Signed in with the address: the form to ask again, with that address.
+    visitor.get("/login").await;
+    let fields = [
+        ("identifier", "Uma@Example.com"),
+        ("password", PW),
+        ("next", ""),
+    ];
+    let r = visitor.post("/login", &fields).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains(SIGN_IN_REFUSED), "{}", r.text);
+    assert!(
+        r.text.contains(r#"action="/verify-email/resend""#),
+        "{}",
+        r.text
+    );
+    assert_eq!(email_field(&r.text), Some("Uma@Example.com"));
+    assert!(visitor.session().is_none(), "not signed in");
+
+    // With the username: the same offer, the address left for the person to type.
+    let fields = [("identifier", "uma"), ("password", PW), ("next", "")];
+    let r = visitor.post("/login", &fields).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains(SIGN_IN_REFUSED));
+    assert_eq!(email_field(&r.text), Some(""));
+    assert!(!r.text.contains("uma@example.com"), "{}", r.text);
+
+    // A wrong password learns nothing about the address.
+    let fields = [
+        ("identifier", "uma"),
+        ("password", "wrong password"),
+        ("next", ""),
+    ];
+    let r = visitor.post("/login", &fields).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(!r.text.contains(SIGN_IN_REFUSED));
+    assert_eq!(email_field(&r.text), None);
+
+    // The form's answer is the same for a known and an unknown address.
+    let known = visitor.post(RESEND, &[("email", "uma@example.com")]).await;
+    assert_eq!(known.status, StatusCode::SEE_OTHER, "{}", known.text);
+    assert_eq!(location(&known), "/login");
+    let known_cookies = visitor.set_cookies.clone();
+    let unknown = visitor
+        .post(RESEND, &[("email", "nobody@example.com")])
+        .await;
+    assert_eq!(
+        (unknown.status, location(&unknown), &visitor.set_cookies),
+        (known.status, location(&known), &known_cookies)
+    );
+    let r = visitor.get("/login").await;
+    assert!(r.text.contains(ON_ITS_WAY), "{}", r.text);
+    let links = app.links(VERIFY).await;
+    let to: Vec<&str> = links.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(to, ["uma@example.com"]);
+
+    // The new link confirms the address (the lost one no longer does); sign-in works.
+    let r = visitor.post(VERIFY, &[("token", &lost)]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains(r#"href="/verify-email/resend""#),
+        "{}",
+        r.text
+    );
+    let r = visitor.post(VERIFY, &[("token", &links[0].1)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(location(&r), "/login");
+    let r = visitor
+        .post(
+            "/login",
+            &[("identifier", "uma"), ("password", PW), ("next", "")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(location(&r), "/profile");
+}
+
+#[tokio::test]
+async fn the_sign_in_page_leads_to_the_new_link_form() {
+    let app = TestApp::new().await;
+    app.register("alice").await;
+    app.links(VERIFY).await;
+    let (base, _stop) = app.spawn().await;
+    let mut visitor = Agent::new(&base);
+    let login = visitor.get("/login").await;
+    assert!(
+        login.text.contains(r#"href="/verify-email/resend""#),
+        "{}",
+        login.text
+    );
+    assert!(login.text.contains("Didn't get the confirmation mail?"));
+    let form = visitor.get(RESEND).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+    assert!(form.text.contains(r#"action="/verify-email/resend""#));
+    assert_eq!(email_field(&form.text), Some(""));
+
+    // No address at all: the form again with the problem by its field, what was typed kept.
+    let r = visitor.post(RESEND, &[("email", "not an address")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains(r#"id="email-error""#), "{}", r.text);
+    assert_eq!(email_field(&r.text), Some("not an address"));
+
+    // A form from another session is refused.
+    let other = signed_in(&base, "alice").await;
+    let r = visitor
+        .post(
+            RESEND,
+            &[
+                ("email", "alice@example.com"),
+                ("csrf_token", &other.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+
+    // Five an hour per address (by default); then the wait, on the form.
+    for _ in 0..5 {
+        let r = visitor
+            .post(RESEND, &[("email", "alice@example.com")])
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    }
+    let r = visitor
+        .post(RESEND, &[("email", "alice@example.com")])
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        r.text.contains("Too many attempts, try again in"),
+        "{}",
+        r.text
+    );
+    assert_eq!(email_field(&r.text), Some("alice@example.com"));
+    assert_eq!(app.links(VERIFY).await.len(), 5);
+}
+
+#[tokio::test]
+async fn with_too_many_link_requests_in_progress_the_forms_say_busy() {
+    let mut policy = AuthPolicy::default();
+    policy.account.max_pending_resets = 0;
+    let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    let (base, _stop) = app.spawn().await;
+    let mut visitor = Agent::new(&base);
+    visitor.get("/login").await;
+    for path in ["/forgot-password", RESEND] {
+        let r = visitor.post(path, &[("email", "alice@example.com")]).await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.text
+        );
+        assert_eq!(r.headers[header::RETRY_AFTER], "1", "{path}");
+        assert!(r.text.contains("busy"), "{path}: {}", r.text);
+        assert_eq!(email_field(&r.text), Some("alice@example.com"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_forgot_password_page_limits_requests_per_client_address() {
+    let mut policy = AuthPolicy::default();
+    policy.account.reset_requests_per_ip_per_hour = NonZeroU32::new(2);
+    let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    app.register("alice").await;
+    let (base, _stop) = app.spawn().await;
+    let mut noisy = Agent::from_address(&base, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let mut other = Agent::from_address(&base, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    noisy.get("/forgot-password").await;
+    other.get("/forgot-password").await;
+
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let r = noisy.post("/forgot-password", &[("email", email)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{email}: {}", r.text);
+        assert!(r.text.contains("Check your email"));
+    }
+    let r = noisy
+        .post("/forgot-password", &[("email", "someone@example.com")])
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        r.text.contains("Too many attempts, try again in"),
+        "{}",
+        r.text
+    );
+    assert_eq!(email_field(&r.text), Some("someone@example.com"));
+
+    // Another client address still gets its link.
+    let r = other
+        .post("/forgot-password", &[("email", "alice@example.com")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Check your email"));
+    let links = app.links(RESET).await;
+    let to: Vec<&str> = links.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(to, ["alice@example.com", "alice@example.com"]);
 }
