@@ -190,7 +190,7 @@ pub(crate) struct Config {
     #[arg(long, env = "USERS_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set)]
     pub(crate) cookie_secure: bool,
     /// How long audit events are kept before they are purged (the audit log's retention).
-    #[arg(long, env = "USERS_AUDIT_RETENTION", default_value = "365d", value_parser = duration)]
+    #[arg(long, env = "USERS_AUDIT_RETENTION", default_value = "365d", value_parser = retention)]
     pub(crate) audit_retention: Duration,
     /// SQLite commit durability.
     #[arg(long, env = "USERS_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
@@ -262,6 +262,16 @@ fn secret_value(s: &str) -> Result<SecretString, std::convert::Infallible> {
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 90s, 15m, 12h, 30d)"))
+}
+
+/// The audit log's retention: a duration of at least a day, so that a typo (`0s`, `30m`)
+/// cannot empty the log at every purge.
+fn retention(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_secs(24 * 3600) {
+        return Err("must be at least 1d: audit events older than this are deleted".to_owned());
+    }
+    Ok(d)
 }
 
 /// A secret from `NAME`, or from the file named by `NAME_FILE` (trailing newline removed).
@@ -479,6 +489,13 @@ mod tests {
         assert!(err.to_string().contains("--grpc-addr"), "{err}");
         let err = Cli::try_parse_from(["server", "--access-token-ttl", "soon"]).unwrap_err();
         assert!(err.to_string().contains("--access-token-ttl"), "{err}");
+        let err = Cli::try_parse_from(["server", "--audit-retention", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("at least 1d"), "{err}");
+        let cli = Cli::try_parse_from(["server", "--audit-retention", "90d"]).unwrap();
+        assert_eq!(
+            cli.config.audit_retention,
+            Duration::from_secs(90 * 24 * 3600)
+        );
         let cli = Cli::try_parse_from(["server", "--password-min-length", "4"]).unwrap();
         let err = cli.config.policy().unwrap_err();
         assert!(

@@ -35,20 +35,18 @@ fn login_response(t: TokenPair) -> pb::LoginUserResponse {
     }
 }
 
-/// Events ListMyEvents returns when the request asks for none.
-const DEFAULT_MY_EVENTS: u32 = 20;
-
-/// ListMyEvents' `limit`: 0 means [`DEFAULT_MY_EVENTS`], at most [`AuditQuery::MAX_LIMIT`].
+/// ListMyEvents' `limit`: 0 means [`AuditQuery::RECENT_DEFAULT`], at most [`AuditQuery::MAX_LIMIT`].
 fn my_events_limit(limit: u32) -> Result<u32, ValidationError> {
     match limit {
-        0 => Ok(DEFAULT_MY_EVENTS),
+        0 => Ok(AuditQuery::RECENT_DEFAULT),
         n if n <= AuditQuery::MAX_LIMIT => Ok(n),
         _ => Err(ValidationError::new(
             "limit",
             "out_of_range",
             format!(
-                "must be at most {} (0 means {DEFAULT_MY_EVENTS})",
-                AuditQuery::MAX_LIMIT
+                "must be at most {} (0 means {})",
+                AuditQuery::MAX_LIMIT,
+                AuditQuery::RECENT_DEFAULT
             ),
         )),
     }
@@ -400,7 +398,7 @@ mod tests {
 
     #[test]
     fn my_events_limit_defaults_and_caps() {
-        assert_eq!(my_events_limit(0).unwrap(), DEFAULT_MY_EVENTS);
+        assert_eq!(my_events_limit(0).unwrap(), AuditQuery::RECENT_DEFAULT);
         assert_eq!(my_events_limit(1).unwrap(), 1);
         assert_eq!(my_events_limit(200).unwrap(), 200);
         let e = my_events_limit(201).unwrap_err();

@@ -69,9 +69,9 @@ pub struct AccountService {
     reset_per_ip: Option<AddressLimit>,
     reset_per_address: Option<KeyLimit>,
     resend_per_ip: Option<AddressLimit>,
-    resend_per_account: Option<KeyLimit>,
+    resend_per_address: Option<KeyLimit>,
     in_flight: Arc<InFlight>,
-    max_pending_resets: usize,
+    max_pending_link_requests: usize,
 }
 
 impl std::fmt::Debug for AccountService {
@@ -90,9 +90,9 @@ impl AccountService {
         let AccountPolicy {
             reset_requests_per_address_per_hour,
             reset_requests_per_ip_per_hour,
-            verification_resends_per_account_per_hour,
+            verification_resends_per_address_per_hour,
             verification_resends_per_ip_per_hour,
-            max_pending_resets,
+            max_pending_link_requests,
             ..
         } = policy.account;
         Self {
@@ -106,10 +106,10 @@ impl AccountService {
                 .map(|n| KeyLimit::per_hour("password-reset", n)),
             resend_per_ip: verification_resends_per_ip_per_hour
                 .map(|n| AddressLimit::per_hour("verification-resend", n)),
-            resend_per_account: verification_resends_per_account_per_hour
+            resend_per_address: verification_resends_per_address_per_hour
                 .map(|n| KeyLimit::per_hour("verification-resend", n)),
             in_flight: Arc::default(),
-            max_pending_resets,
+            max_pending_link_requests,
         }
     }
 
@@ -134,7 +134,7 @@ impl AccountService {
     /// [`AuthError::MailNotConfigured`]; [`AuthError::Invalid`] on field `email` when it is
     /// no address; [`AuthError::Throttled`] when the client address or the email address
     /// asked too often (known or not alike); [`AuthError::Overloaded`] while
-    /// [`AccountPolicy::max_pending_resets`](crate::auth::AccountPolicy::max_pending_resets)
+    /// [`AccountPolicy::max_pending_link_requests`](crate::auth::AccountPolicy::max_pending_link_requests)
     /// requests are still being handled.
     pub async fn request_password_reset(
         &self,
@@ -162,7 +162,7 @@ impl AccountService {
     ) -> Result<(), AuthError> {
         let limits = (
             self.resend_per_ip.as_ref(),
-            self.resend_per_account.as_ref(),
+            self.resend_per_address.as_ref(),
         );
         self.request_link(email, client, limits, TokenPurpose::VerifyEmail)
     }
@@ -193,7 +193,7 @@ impl AccountService {
     fn spawn_for_address(&self, email: Email, purpose: TokenPurpose) -> Result<(), AuthError> {
         let running = self
             .in_flight
-            .try_enter(self.max_pending_resets)
+            .try_enter(self.max_pending_link_requests)
             .ok_or(AuthError::Overloaded)?;
         let users = Arc::clone(&self.ports.users);
         let notices = self.notices.clone();
@@ -372,7 +372,8 @@ impl AccountService {
     }
 
     /// Mails the actor a new verification link for their current email (the older link
-    /// dies). Rate limited per account and per client address. An address verified already
+    /// dies). Rate limited per email address (the budget [`Self::request_verification`]
+    /// spends too) and per client address. An address verified already
     /// gets nothing, and the answer is the same `Ok(())`.
     ///
     /// # Errors
@@ -387,14 +388,15 @@ impl AccountService {
         if let Some(limit) = &self.resend_per_ip {
             limit.check(client)?;
         }
-        if let Some(limit) = &self.resend_per_account {
-            limit.check(&actor.user_id.to_string())?;
-        }
         let user = match self.ports.users.get(actor.user_id).await {
             Ok(user) if user.status == UserStatus::Active => user,
             Ok(_) | Err(RepoError::NotFound) => return Err(AuthError::Unauthenticated),
             Err(e) => return Err(e.into()),
         };
+        // One budget per address, shared with the signed-out request by address.
+        if let Some(limit) = &self.resend_per_address {
+            limit.check(user.email.as_str())?;
+        }
         if user.email_verified_at.is_some() {
             return Ok(());
         }

@@ -476,7 +476,7 @@ async fn a_verification_link_expires_after_a_day() {
 }
 
 #[tokio::test]
-async fn resend_sends_a_new_link_limited_per_account_and_none_once_verified() {
+async fn resend_sends_a_new_link_limited_per_address_and_none_once_verified() {
     let env = Env::new();
     env.register("alice").await;
     let first = env.token("verify_email").await;
@@ -498,6 +498,7 @@ async fn resend_sends_a_new_link_limited_per_account_and_none_once_verified() {
         .verify_email(&second, &ClientInfo::default())
         .await
         .unwrap();
+    // A new address has a budget of its own, which asking by address spends too.
     env.change_email_in_store(actor.user_id, "alice@example.org")
         .await;
     for _ in 0..4 {
@@ -506,12 +507,24 @@ async fn resend_sends_a_new_link_limited_per_account_and_none_once_verified() {
             .await
             .unwrap();
     }
+    env.account
+        .request_verification("alice@example.org", &from_ip("10.0.0.7"))
+        .await
+        .unwrap();
     let sixth = env.account.resend_verification(&actor, &client).await;
     assert!(
         matches!(sixth, Err(AuthError::Throttled { .. })),
         "{sixth:?}"
     );
-    assert_eq!(env.mails().await.len(), 4, "one mail per accepted resend");
+    let by_address = env
+        .account
+        .request_verification("alice@example.org", &from_ip("10.0.0.8"))
+        .await;
+    assert!(
+        matches!(by_address, Err(AuthError::Throttled { .. })),
+        "{by_address:?}"
+    );
+    assert_eq!(env.mails().await.len(), 5, "one mail per accepted request");
 
     let env = Env::new();
     env.register("alice").await;
@@ -900,7 +913,7 @@ impl MailComposer for GatedComposer {
 async fn reset_requests_in_progress_are_bounded_whatever_the_address() {
     let policy = AuthPolicy {
         account: crate::auth::AccountPolicy {
-            max_pending_resets: 1,
+            max_pending_link_requests: 1,
             ..crate::auth::AccountPolicy::default()
         },
         ..AuthPolicy::default()

@@ -62,16 +62,16 @@ pub struct AccountPolicy {
     /// Password-reset requests per client address per hour (default 20); `None` turns the
     /// limit off.
     pub reset_requests_per_ip_per_hour: Option<NonZeroU32>,
-    /// Verification mails a signed-in user may ask for again per hour (default 5); `None`
-    /// turns the limit off.
-    pub verification_resends_per_account_per_hour: Option<NonZeroU32>,
+    /// Verification links asked for again per email address per hour, signed in or by
+    /// address (default 5); `None` turns the limit off.
+    pub verification_resends_per_address_per_hour: Option<NonZeroU32>,
     /// Verification resends per client address per hour (default 20); `None` turns the
     /// limit off.
     pub verification_resends_per_ip_per_hour: Option<NonZeroU32>,
     /// Reset and verification requests by address whose lookup and mail may be in progress
     /// at once (default 256); beyond it, requests are refused as overloaded whatever the
     /// address, until some finish.
-    pub max_pending_resets: usize,
+    pub max_pending_link_requests: usize,
 }
 
 impl Default for AccountPolicy {
@@ -81,9 +81,9 @@ impl Default for AccountPolicy {
             verify_token_ttl: Duration::from_secs(24 * 3600),
             reset_requests_per_address_per_hour: NonZeroU32::new(5),
             reset_requests_per_ip_per_hour: NonZeroU32::new(20),
-            verification_resends_per_account_per_hour: NonZeroU32::new(5),
+            verification_resends_per_address_per_hour: NonZeroU32::new(5),
             verification_resends_per_ip_per_hour: NonZeroU32::new(20),
-            max_pending_resets: 256,
+            max_pending_link_requests: 256,
         }
     }
 }

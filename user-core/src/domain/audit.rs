@@ -304,6 +304,9 @@ pub struct AuditCursor {
 }
 
 impl AuditCursor {
+    /// The end of the times a page token may carry (exclusive).
+    const LATEST: OffsetDateTime = time::macros::datetime!(2200-01-01 00:00 UTC);
+
     /// The opaque page token.
     pub fn to_token(&self) -> String {
         let mut bytes = Vec::with_capacity(32);
@@ -323,6 +326,10 @@ impl AuditCursor {
         let nanos = i128::from_be_bytes(nanos.try_into().map_err(|_| invalid())?);
         let id = Uuid::from_slice(id).map_err(|_| invalid())?;
         let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
+        // Every store can compare times in this range; a token from here never holds others.
+        if !(OffsetDateTime::UNIX_EPOCH..Self::LATEST).contains(&at) {
+            return Err(invalid());
+        }
         Ok(Self {
             at,
             id: AuditEventId(id),
@@ -382,6 +389,8 @@ impl AuditQuery {
     pub const DEFAULT_LIMIT: u32 = 50;
     /// Largest page size.
     pub const MAX_LIMIT: u32 = 200;
+    /// How many of a user's recent events the faces show when none is asked for.
+    pub const RECENT_DEFAULT: u32 = 20;
 
     /// Builds a query from wire values, empty strings counting as absent.
     ///
@@ -429,6 +438,11 @@ impl AuditQuery {
             before,
             limit,
         })
+    }
+
+    /// The page size stores serve: `limit` within 1 to [`AuditQuery::MAX_LIMIT`].
+    pub fn page_size(&self) -> u32 {
+        self.limit.clamp(1, Self::MAX_LIMIT)
     }
 
     /// Whether `event` passes the filters (the cursor and limit aside).
@@ -503,7 +517,20 @@ mod tests {
         })
         .unwrap();
         assert_eq!(parsed.before, Some(event.cursor()));
-        for junk in ["%%%", "AAAA", &URL_SAFE_NO_PAD.encode([0u8; 31])] {
+        let far = |at: OffsetDateTime| {
+            let mut bytes = at.unix_timestamp_nanos().to_be_bytes().to_vec();
+            bytes.extend_from_slice(Uuid::nil().as_bytes());
+            URL_SAFE_NO_PAD.encode(bytes)
+        };
+        let before_1970 = far(datetime!(1969-12-31 23:59:59 UTC));
+        let after_2200 = far(datetime!(2200-01-01 00:00 UTC));
+        for junk in [
+            "%%%",
+            "AAAA",
+            &URL_SAFE_NO_PAD.encode([0u8; 31]),
+            &before_1970,
+            &after_2200,
+        ] {
             assert_eq!(
                 AuditCursor::from_token(junk).unwrap_err().field,
                 "page_token",
@@ -569,6 +596,17 @@ mod tests {
                 own,
                 "the owner's own and anonymous attempts"
             );
+        }
+    }
+
+    #[test]
+    fn page_sizes_stay_within_the_documented_range() {
+        for (asked, got) in [(0, 1), (1, 1), (50, 50), (200, 200), (10_000, 200)] {
+            let query = AuditQuery {
+                limit: asked,
+                ..AuditQuery::default()
+            };
+            assert_eq!(query.page_size(), got, "{asked}");
         }
     }
 

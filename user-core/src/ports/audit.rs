@@ -8,14 +8,16 @@ use crate::error::RepoError;
 #[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait::async_trait]
 pub trait AuditLog: Send + Sync + 'static {
-    /// Appends `event`, every field as given (times at microsecond precision).
+    /// Appends `event`, every field as given (times to the microsecond at least: the
+    /// services' clock gives whole microseconds).
     ///
     /// # Errors
     /// [`RepoError::Unavailable`] when the store fails; nothing is written.
     async fn record(&self, event: &AuditEvent) -> Result<(), RepoError>;
 
-    /// One page of the events that pass `query`'s filters, newest first (by time, then id),
-    /// strictly older than `query.before`; `next` is set exactly when more events match.
+    /// One page of at most [`AuditQuery::page_size`] events that pass `query`'s filters,
+    /// newest first (by time, then id), strictly older than `query.before`; `next` is set
+    /// exactly when more events match.
     ///
     /// # Errors
     /// [`RepoError::Unavailable`] when the store fails.

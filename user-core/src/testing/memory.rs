@@ -755,12 +755,13 @@ impl AuditLog for InMemoryAuditLog {
             .cloned()
             .collect();
         events.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
+        let size = query.page_size();
         events.truncate(
-            usize::try_from(query.limit)
+            usize::try_from(size)
                 .unwrap_or(usize::MAX)
                 .saturating_add(1),
         );
-        Ok(AuditPage::from_overfetch(events, query.limit))
+        Ok(AuditPage::from_overfetch(events, size))
     }
 
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {

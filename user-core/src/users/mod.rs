@@ -61,8 +61,15 @@ pub struct PersonalData {
     pub user: User,
     /// The active sessions.
     pub sessions: Vec<Session>,
-    /// Every audit event concerning the account, newest first, as its owner sees them.
+    /// The audit events concerning the account, newest first, as its owner sees them: all
+    /// of them, up to [`PersonalData::MAX_EVENTS`].
     pub events: Vec<AuditEvent>,
+}
+
+impl PersonalData {
+    /// The most events one export holds: strangers' failed sign-ins can fill an account's
+    /// log, and an export must not grow with them.
+    pub const MAX_EVENTS: usize = 10_000;
 }
 
 /// Profiles and administration. Every operation takes the acting [`Actor`].
@@ -355,7 +362,8 @@ impl UserService {
     }
 
     /// Everything stored about the actor, for them to download: the profile, the active
-    /// sessions, and every audit event concerning their account (as
+    /// sessions, and the audit events concerning their account (up to
+    /// [`PersonalData::MAX_EVENTS`], newest first, as
     /// [`AuditEvent::owners_view`] shows them). The export is audited.
     ///
     /// # Errors
@@ -369,18 +377,19 @@ impl UserService {
             limit: AuditQuery::MAX_LIMIT,
             ..AuditQuery::default()
         };
-        loop {
+        while events.len() < PersonalData::MAX_EVENTS {
             let page = self.ports.audit.list(&query).await?;
-            events.extend(
-                page.events
-                    .into_iter()
-                    .map(|e| e.owners_view(actor.user_id)),
-            );
+            let owned = page
+                .events
+                .into_iter()
+                .map(|e| e.owners_view(actor.user_id));
+            events.extend(owned);
             match page.next {
                 Some(next) => query.before = Some(next),
                 None => break,
             }
         }
+        events.truncate(PersonalData::MAX_EVENTS);
         let event = self.ports.event(AuditKind::DataExported).by_self(actor);
         self.ports.audit(event).await;
         Ok(PersonalData {

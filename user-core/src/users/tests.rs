@@ -295,3 +295,38 @@ async fn people_see_and_end_their_own_sessions_only() {
     assert_eq!(f.users.sessions(&a).await.unwrap().len(), 1);
     assert_eq!(f.users.sessions(&b).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_export_holds_the_newest_events_up_to_its_bound_and_is_audited() {
+    let f = Fixture::in_memory();
+    let alice = f.register("alice").await;
+    let stranger = crate::domain::ClientInfo::new(None, Some("203.0.113.9"));
+    let start = crate::ports::Clock::now(f.clock.as_ref());
+    let flood = PersonalData::MAX_EVENTS + 50;
+    for i in 0..flood {
+        let at = start + time::Duration::seconds(i64::try_from(i).unwrap() + 1);
+        let event = AuditEvent::new(AuditKind::SignIn, at)
+            .on(alice.id)
+            .failed()
+            .from_client(&stranger);
+        f.ports.audit.record(&event).await.unwrap();
+    }
+    f.clock.advance(std::time::Duration::from_secs(86_400));
+    let actor = f.actor("alice").await;
+    let data = f.users.export_own_data(&actor).await.unwrap();
+    assert_eq!(data.events.len(), PersonalData::MAX_EVENTS);
+    // Newest first: the sign-in just now, then the flood from its newest down.
+    assert_eq!(data.events[0].kind, AuditKind::SignIn);
+    assert_eq!(data.events[0].outcome, crate::domain::AuditOutcome::Success);
+    assert!(
+        data.events
+            .windows(2)
+            .all(|w| (w[0].at, w[0].id) > (w[1].at, w[1].id))
+    );
+    let exported = AuditQuery {
+        subject: Some(alice.id),
+        kind: Some(AuditKind::DataExported),
+        ..AuditQuery::default()
+    };
+    assert_eq!(f.ports.audit.list(&exported).await.unwrap().events.len(), 1);
+}

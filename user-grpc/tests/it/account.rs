@@ -551,7 +551,7 @@ async fn with_too_many_link_requests_in_progress_both_requests_are_refused_as_bu
     use tonic_types::StatusExt as _;
 
     let mut policy = user_core::auth::AuthPolicy::default();
-    policy.account.max_pending_resets = 0;
+    policy.account.max_pending_link_requests = 0;
     let mut app = TestApp::spawn_mailing_with(policy, user_grpc::GrpcConfig::default()).await;
     app.register("alice").await;
     app.mails().await;

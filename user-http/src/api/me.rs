@@ -175,7 +175,7 @@ pub(crate) async fn events(
         query.map_err(|_| ApiError::malformed("the query string could not be read"))?;
     let limit = page_size(query.limit.as_deref(), "limit", AuditQuery::MAX_LIMIT)
         .map_err(ValidationErrors::from)?
-        .unwrap_or(schema::RECENT_EVENTS_DEFAULT);
+        .unwrap_or(AuditQuery::RECENT_DEFAULT);
     let events = state.users.recent_events(&actor, limit).await?;
     Ok(Json(EventsBody {
         events: events.into_iter().map(AuditEventBody::from).collect(),

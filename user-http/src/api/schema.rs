@@ -188,19 +188,17 @@ pub(crate) fn audit_page_size() -> Object {
         .build()
 }
 
-/// How many of the caller's recent events `/me/events` lists by default.
-pub(crate) const RECENT_EVENTS_DEFAULT: u32 = 20;
-
 /// The `limit` query parameter of `/me/events`.
 pub(crate) fn recent_events_limit() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(1))
         .maximum(Some(AuditQuery::MAX_LIMIT))
-        .default(Some(RECENT_EVENTS_DEFAULT.into()))
+        .default(Some(AuditQuery::RECENT_DEFAULT.into()))
         .description(Some(format!(
-            "How many events, 1 to {} (default {RECENT_EVENTS_DEFAULT}).",
-            AuditQuery::MAX_LIMIT
+            "How many events, 1 to {} (default {}).",
+            AuditQuery::MAX_LIMIT,
+            AuditQuery::RECENT_DEFAULT
         )))
         .build()
 }

@@ -248,14 +248,20 @@ pub(crate) async fn profile(web: Web) -> Result<Response, PageError> {
     let me = web.require()?;
     let user = UserView::from(&me.user);
     let actor = me.actor.clone();
-    let events: Vec<EventView> = web
-        .state
-        .users
-        .recent_events(&actor, PROFILE_EVENTS)
-        .await?
-        .into_iter()
-        .map(|e| EventView::owned(e, actor.user_id))
-        .collect();
+    // The profile stays usable when the audit log cannot be read: the table is left out.
+    let events: Option<Vec<EventView>> =
+        match web.state.users.recent_events(&actor, PROFILE_EVENTS).await {
+            Ok(events) => Some(
+                events
+                    .into_iter()
+                    .map(|e| EventView::owned(e, actor.user_id))
+                    .collect(),
+            ),
+            Err(e) => {
+                log_server_error(&e);
+                None
+            }
+        };
     let mail = web.state.account.is_some();
     Ok(web.render(
         StatusCode::OK,

@@ -552,7 +552,7 @@ async fn verification_requests_by_address_need_an_address_and_are_limited() {
 #[tokio::test]
 async fn with_too_many_link_requests_in_progress_both_requests_answer_503() {
     let mut policy = AuthPolicy::default();
-    policy.account.max_pending_resets = 0;
+    policy.account.max_pending_link_requests = 0;
     let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
     let api = Api::serve(&app).await;
     app.register("alice").await;

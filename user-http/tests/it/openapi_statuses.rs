@@ -982,7 +982,7 @@ async fn account_routes(w: &mut Walk, admin: &str) {
 /// without mail.
 async fn link_requests_refused(w: &mut Walk) {
     let mut policy = AuthPolicy::default();
-    policy.account.max_pending_resets = 0;
+    policy.account.max_pending_link_requests = 0;
     let busy = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
     let without_mail = user_http::router(user_http::AppState::new(
         std::sync::Arc::clone(&w.app.state.auth),

@@ -577,7 +577,7 @@ async fn the_sign_in_page_leads_to_the_new_link_form() {
 #[tokio::test]
 async fn with_too_many_link_requests_in_progress_the_forms_say_busy() {
     let mut policy = AuthPolicy::default();
-    policy.account.max_pending_resets = 0;
+    policy.account.max_pending_link_requests = 0;
     let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
     let (base, _stop) = app.spawn().await;
     let mut visitor = Agent::new(&base);
