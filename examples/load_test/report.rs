@@ -218,7 +218,7 @@ impl Report {
                 out.push(Ratio::new(
                     format!("{call} / {health} throughput, {} clients", c.reads),
                     div(Some(read.throughput()), Some(trivial.throughput())),
-                    Target::Report,
+                    Target::AtLeast(0.5),
                 ));
                 out.push(Ratio::new(
                     format!("{call} / {health} p50, {} clients", c.reads),
@@ -242,7 +242,7 @@ impl Report {
                         self.hash_threads, c.sign_in_few
                     ),
                     div(Some(few.throughput()), capacity),
-                    Target::Report,
+                    Target::AtLeast(0.95),
                 ));
             }
             if let Some(many) = many {
@@ -262,7 +262,7 @@ impl Report {
                         c.sign_in_many, c.sign_in_few
                     ),
                     div(Some(many.throughput()), Some(few.throughput())),
-                    Target::Report,
+                    Target::AtLeast(0.95),
                 ));
             }
         }
