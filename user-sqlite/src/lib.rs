@@ -185,6 +185,10 @@ impl SqliteDatabase {
             .busy_timeout(config.busy_timeout);
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
+            // A connection to a local file does not go away: pinging it before each use
+            // (sqlx's default) would only add a round trip to its worker thread, as long as
+            // the query itself.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|source| OpenError::Connect {
