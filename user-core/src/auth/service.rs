@@ -723,6 +723,21 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::Unauthenticated`] whatever the reason.
     pub async fn authenticate(&self, access_token: &str) -> Result<Actor, AuthError> {
+        self.authenticate_with_user(access_token)
+            .await
+            .map(|(actor, _)| actor)
+    }
+
+    /// [`authenticate`](Self::authenticate), also returning the user as read with the
+    /// session, so that a request about the caller's own account (`GET /me`) needs no second
+    /// read.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] whatever the reason.
+    pub async fn authenticate_with_user(
+        &self,
+        access_token: &str,
+    ) -> Result<(Actor, User), AuthError> {
         let now = self.ports.clock.now();
         let claims = self.keys.verify_cached(access_token, now).map_err(|e| {
             tracing::debug!(reason = %e, "access token refused");
@@ -746,12 +761,7 @@ impl AuthService {
         {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Actor {
-            user_id,
-            role: user.role,
-            session_id,
-            client: ClientInfo::default(),
-        })
+        Ok((actor(&session, &user), user))
     }
 
     /// Checks a browser session cookie: the session and its user in one read, and a use
@@ -760,6 +770,20 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::Unauthenticated`] whatever the reason.
     pub async fn authenticate_browser(&self, session_token: &str) -> Result<Actor, AuthError> {
+        self.authenticate_browser_with_user(session_token)
+            .await
+            .map(|(actor, _)| actor)
+    }
+
+    /// [`authenticate_browser`](Self::authenticate_browser), also returning the user as read
+    /// with the session (see [`authenticate_with_user`](Self::authenticate_with_user)).
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] whatever the reason.
+    pub async fn authenticate_browser_with_user(
+        &self,
+        session_token: &str,
+    ) -> Result<(Actor, User), AuthError> {
         let now = self.ports.clock.now();
         let found = self
             .ports
@@ -784,12 +808,7 @@ impl AuthService {
         {
             tracing::warn!(error = %crate::error::report(&e), "session use not recorded");
         }
-        Ok(Actor {
-            user_id: user.id,
-            role: user.role,
-            session_id: session.id,
-            client: ClientInfo::default(),
-        })
+        Ok((actor(&session, &user), user))
     }
 
     async fn active_user(&self, id: UserId) -> Result<User, AuthError> {
@@ -839,6 +858,16 @@ impl AuthService {
             .audit(event.detail(format!("{n} sessions ended")))
             .await;
         Ok(n)
+    }
+}
+
+/// The actor of a checked session: the user's current role.
+fn actor(session: &Session, user: &User) -> Actor {
+    Actor {
+        user_id: user.id,
+        role: user.role,
+        session_id: session.id,
+        client: ClientInfo::default(),
     }
 }
 
