@@ -172,6 +172,52 @@ impl TryFrom<SessionRow> for Session {
     }
 }
 
+/// The columns of [`SessionUserRow`] for a query over `sessions s JOIN users u`, as a literal
+/// for `concat!`: the session's, then the user's but its id (the session's `user_id`) and
+/// with its times renamed.
+macro_rules! session_user_columns {
+    () => {
+        "s.id, s.user_id, s.kind, s.user_agent, s.ip, s.created_at, s.last_used_at, \
+         s.expires_at, s.revoked_at, u.username, u.email, u.display_name, u.role, u.status, \
+         u.email_verified_at, u.created_at AS user_created_at, u.updated_at AS user_updated_at"
+    };
+}
+pub(crate) use session_user_columns;
+
+/// A session and its user, read in one query.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionUserRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    username: String,
+    email: String,
+    display_name: Option<String>,
+    role: String,
+    status: String,
+    email_verified_at: Option<DbTime>,
+    user_created_at: DbTime,
+    user_updated_at: DbTime,
+}
+
+impl TryFrom<SessionUserRow> for (Session, User) {
+    type Error = RepoError;
+
+    fn try_from(row: SessionUserRow) -> Result<Self, RepoError> {
+        let user = UserRow {
+            id: row.session.user_id,
+            username: row.username,
+            email: row.email,
+            display_name: row.display_name,
+            role: row.role,
+            status: row.status,
+            email_verified_at: row.email_verified_at,
+            created_at: row.user_created_at,
+            updated_at: row.user_updated_at,
+        };
+        Ok((Session::try_from(row.session)?, User::try_from(user)?))
+    }
+}
+
 /// The columns of [`AuditRow`], as a literal for `concat!`.
 macro_rules! audit_columns {
     () => {

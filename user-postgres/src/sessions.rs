@@ -1,12 +1,12 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use user_core::domain::{NewSession, Rotation, Session, SessionId, TokenHash, UserId};
+use user_core::domain::{NewSession, Rotation, Session, SessionId, TokenHash, User, UserId};
 use user_core::error::RepoError;
 use user_core::ports::SessionStore;
 use uuid::Uuid;
 
 use crate::retry::Db;
-use crate::rows::{SessionRow, session_columns};
+use crate::rows::{SessionRow, SessionUserRow, session_columns, session_user_columns};
 
 /// [`SessionStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -44,6 +44,28 @@ impl PostgresSessionStore {
         Ok(())
     }
 
+    /// The session and user `query` finds by the value `key`.
+    async fn fetch_with_user<K>(
+        &self,
+        query: &'static str,
+        key: K,
+    ) -> Result<(Session, User), RepoError>
+    where
+        K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Copy + Send,
+    {
+        let pool = &self.db.pool;
+        self.db
+            .run(|| async move {
+                sqlx::query_as::<_, SessionUserRow>(query)
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await
+            })
+            .await?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
     /// The session `query` finds by the value `key`.
     async fn fetch_one<K>(&self, query: &'static str, key: K) -> Result<Session, RepoError>
     where
@@ -76,14 +98,19 @@ impl SessionStore for PostgresSessionStore {
     async fn create(&self, new: &NewSession) -> Result<(), RepoError> {
         let s = &new.session;
         let pool = &self.db.pool;
-        let created = self
+        // One statement, so one round trip and atomic without a transaction: the session is
+        // inserted only if its user exists, and its secret with it. (The foreign keys are
+        // checked at the end of the statement, when the session row is there.)
+        let inserted = self
             .db
             .run(|| async move {
-                let mut tx = pool.begin().await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO sessions (id, user_id, kind, user_agent, ip, created_at, \
-                     last_used_at, expires_at, revoked_at) \
-                     SELECT $1, id, $2, $3, $4, $5, $6, $7, $8 FROM users WHERE id = $9",
+                sqlx::query(
+                    "WITH session AS ( \
+                       INSERT INTO sessions (id, user_id, kind, user_agent, ip, created_at, \
+                         last_used_at, expires_at, revoked_at) \
+                       SELECT $1, id, $2, $3, $4, $5, $6, $7, $8 FROM users WHERE id = $9 \
+                       RETURNING id) \
+                     INSERT INTO session_secrets (hash, session_id) SELECT $10, id FROM session",
                 )
                 .bind(s.id.as_uuid())
                 .bind(s.kind.as_str())
@@ -94,22 +121,12 @@ impl SessionStore for PostgresSessionStore {
                 .bind(s.expires_at)
                 .bind(s.revoked_at)
                 .bind(s.user_id.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                sqlx::query("INSERT INTO session_secrets (hash, session_id) VALUES ($1, $2)")
-                    .bind(new.secret_hash.as_bytes().as_slice())
-                    .bind(s.id.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(true)
+                .bind(new.secret_hash.as_bytes().as_slice())
+                .execute(pool)
+                .await
             })
             .await?;
-        if !created {
+        if inserted.rows_affected() == 0 {
             return Err(RepoError::NotFound);
         }
         Ok(())
@@ -132,6 +149,28 @@ impl SessionStore for PostgresSessionStore {
              AND id = (SELECT session_id FROM session_secrets WHERE hash = $1)"
         );
         self.fetch_one(q, hash.as_bytes().as_slice()).await
+    }
+
+    async fn get_with_user(&self, id: SessionId) -> Result<(Session, User), RepoError> {
+        let q = concat!(
+            "SELECT ",
+            session_user_columns!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        );
+        self.fetch_with_user(q, id.as_uuid()).await
+    }
+
+    async fn find_by_cookie_with_user(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<(Session, User), RepoError> {
+        let q = concat!(
+            "SELECT ",
+            session_user_columns!(),
+            " FROM session_secrets t JOIN sessions s ON s.id = t.session_id \
+             JOIN users u ON u.id = s.user_id WHERE t.hash = $1 AND s.kind = 'browser'"
+        );
+        self.fetch_with_user(q, hash.as_bytes().as_slice()).await
     }
 
     async fn rotate_refresh_token(

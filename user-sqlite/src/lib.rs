@@ -8,7 +8,9 @@
 //! - [`SqliteDatabase::open`] creates the file if needed (owner-only, mode 0600 on Unix, which
 //!   SQLite copies to the `-wal` and `-shm` files), applies the embedded migrations
 //!   (`migrations/`), and sets WAL journaling, `synchronous = FULL` (configurable), foreign
-//!   keys and a busy timeout on every connection.
+//!   keys and a busy timeout on every connection. Connections are not pinged before each use
+//!   (sqlx's default): a local file does not go away, and the ping cost a round trip to the
+//!   connection's thread, as much as the query.
 //! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`
 //!   and `audit.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
@@ -185,6 +187,10 @@ impl SqliteDatabase {
             .busy_timeout(config.busy_timeout);
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
+            // A connection to a local file does not go away: pinging it before each use
+            // (sqlx's default) would only add a round trip to its worker thread, as long as
+            // the query itself.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|source| OpenError::Connect {

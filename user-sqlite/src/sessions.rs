@@ -1,12 +1,12 @@
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
-use user_core::domain::{NewSession, Rotation, Session, SessionId, TokenHash, UserId};
+use user_core::domain::{NewSession, Rotation, Session, SessionId, TokenHash, User, UserId};
 use user_core::error::RepoError;
 use user_core::ports::SessionStore;
 
 use crate::map_db_err;
-use crate::rows::{SessionRow, session_columns, to_db};
+use crate::rows::{SessionRow, SessionUserRow, session_columns, session_user_columns, to_db};
 
 /// [`SessionStore`] on SQLite.
 #[derive(Debug, Clone)]
@@ -103,6 +103,40 @@ impl SessionStore for SqliteSessionStore {
             .await
             .map_err(map_db_err)?;
         to_session(row)
+    }
+
+    async fn get_with_user(&self, id: SessionId) -> Result<(Session, User), RepoError> {
+        let q = concat!(
+            "SELECT ",
+            session_user_columns!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
+        );
+        sqlx::query_as::<_, SessionUserRow>(q)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
+    }
+
+    async fn find_by_cookie_with_user(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<(Session, User), RepoError> {
+        let q = concat!(
+            "SELECT ",
+            session_user_columns!(),
+            " FROM session_secrets t JOIN sessions s ON s.id = t.session_id \
+             JOIN users u ON u.id = s.user_id WHERE t.hash = ? AND s.kind = 'browser'"
+        );
+        sqlx::query_as::<_, SessionUserRow>(q)
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_err)?
+            .ok_or(RepoError::NotFound)?
+            .try_into()
     }
 
     async fn rotate_refresh_token(

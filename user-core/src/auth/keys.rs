@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::verified::{self, VerifiedTokens};
 use crate::domain::{Role, SessionId, UserId};
 use crate::error::ConfigError;
 
@@ -319,7 +321,9 @@ pub enum TokenError {
 
 /// The keys that sign and verify access tokens, and the checks applied on decode: one pinned
 /// algorithm, required `exp`/`iss`/`aud`/`sub`, a leeway of at most 5 s, `exp` checked against
-/// the injected clock.
+/// the injected clock. Tokens that passed these checks are remembered, a bounded number of
+/// them, so that the same token presented again is not verified again (see the `verified`
+/// module for why that is safe).
 pub struct TokenKeys {
     kid: String,
     algorithm: KeyAlgorithm,
@@ -330,6 +334,7 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     leeway: Duration,
+    verified: VerifiedTokens,
 }
 
 impl fmt::Debug for TokenKeys {
@@ -338,6 +343,7 @@ impl fmt::Debug for TokenKeys {
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm)
             .field("verifying", &self.verifying.keys().collect::<Vec<_>>())
+            .field("remembered", &self.verified.len())
             .finish_non_exhaustive()
     }
 }
@@ -391,6 +397,7 @@ impl TokenKeys {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway,
+            verified: VerifiedTokens::new(),
         })
     }
 
@@ -440,11 +447,46 @@ impl TokenKeys {
             .ok_or(TokenError::Invalid)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(0);
-        if data.claims.exp.saturating_add(leeway) <= now.unix_timestamp() {
+        if self.expired(data.claims.exp, now) {
             return Err(TokenError::Expired);
         }
         Ok(data.claims)
+    }
+
+    fn expired(&self, exp: i64, now: OffsetDateTime) -> bool {
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(0);
+        verified::expired(exp, leeway, now)
+    }
+
+    /// [`verify`](Self::verify), remembering the tokens that pass: a token byte-identical to
+    /// one verified before is accepted without checking its signature again, until it
+    /// expires (by `verify`'s rule). Anything else is verified in full. Revocation is not
+    /// this method's business: the caller still checks the session in the store.
+    pub(crate) fn verify_cached(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Arc<AccessClaims>, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let digest: verified::Digest = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&digest) {
+            if self.expired(claims.exp, now) {
+                self.verified.remove(&digest);
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify(token, now)?);
+        self.verified.insert(digest, Arc::clone(&claims));
+        Ok(claims)
+    }
+
+    /// How many verified tokens are remembered.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.verified.len()
     }
 }
 

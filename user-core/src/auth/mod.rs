@@ -7,6 +7,7 @@ mod keys;
 mod limit;
 mod policy;
 mod service;
+mod verified;
 
 pub use bearer::bearer_token;
 pub(crate) use budget::{GuessBudget, std_to_time};

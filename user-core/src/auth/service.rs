@@ -714,11 +714,32 @@ impl AuthService {
     /// Checks an access token: signature and claims, then that its session is still active
     /// and its user still active. The returned actor carries the user's current role.
     ///
+    /// The signature of a token already verified is not checked again (a bounded memory of
+    /// verified tokens, keyed by the token's SHA-256: only the very same bytes hit, and expiry
+    /// is checked on every call). The session and the user are read from the store on every
+    /// call, in one read, so a revocation or a disabled account takes effect at once, on
+    /// every instance.
+    ///
     /// # Errors
     /// [`AuthError::Unauthenticated`] whatever the reason.
     pub async fn authenticate(&self, access_token: &str) -> Result<Actor, AuthError> {
+        self.authenticate_with_user(access_token)
+            .await
+            .map(|(actor, _)| actor)
+    }
+
+    /// [`authenticate`](Self::authenticate), also returning the user as read with the
+    /// session, so that a request about the caller's own account (`GET /me`) needs no second
+    /// read.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] whatever the reason.
+    pub async fn authenticate_with_user(
+        &self,
+        access_token: &str,
+    ) -> Result<(Actor, User), AuthError> {
         let now = self.ports.clock.now();
-        let claims = self.keys.verify(access_token, now).map_err(|e| {
+        let claims = self.keys.verify_cached(access_token, now).map_err(|e| {
             tracing::debug!(reason = %e, "access token refused");
             AuthError::Unauthenticated
         })?;
@@ -728,37 +749,58 @@ impl AuthService {
         ) else {
             return Err(AuthError::Unauthenticated);
         };
-        // Both ids are in the token: read the session and the user at the same time.
-        let (session, user) =
-            tokio::try_join!(self.session(session_id), self.active_user(user_id))?;
-        if session.user_id != user_id || !session.is_usable(now, self.policy.token_idle_timeout) {
+        let (session, user) = match self.ports.sessions.get_with_user(session_id).await {
+            Ok(found) => found,
+            Err(RepoError::NotFound) => return Err(AuthError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        };
+        if session.user_id != user_id
+            || user.id != user_id
+            || user.status != UserStatus::Active
+            || !session.is_usable(now, self.policy.token_idle_timeout)
+        {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Actor {
-            user_id,
-            role: user.role,
-            session_id,
-            client: ClientInfo::default(),
-        })
+        Ok((actor(&session, &user), user))
     }
 
-    /// Checks a browser session cookie.
+    /// Checks a browser session cookie: the session and its user in one read, and a use
+    /// recorded at most once a minute.
     ///
     /// # Errors
     /// [`AuthError::Unauthenticated`] whatever the reason.
     pub async fn authenticate_browser(&self, session_token: &str) -> Result<Actor, AuthError> {
+        self.authenticate_browser_with_user(session_token)
+            .await
+            .map(|(actor, _)| actor)
+    }
+
+    /// [`authenticate_browser`](Self::authenticate_browser), also returning the user as read
+    /// with the session (see [`authenticate_with_user`](Self::authenticate_with_user)).
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] whatever the reason.
+    pub async fn authenticate_browser_with_user(
+        &self,
+        session_token: &str,
+    ) -> Result<(Actor, User), AuthError> {
         let now = self.ports.clock.now();
-        let session = match self
+        let found = self
             .ports
             .sessions
-            .find_by_cookie(&TokenHash::of(session_token))
-            .await
-        {
-            Ok(s) if s.is_usable(now, self.policy.browser_idle_timeout) => s,
+            .find_by_cookie_with_user(&TokenHash::of(session_token))
+            .await;
+        let (session, user) = match found {
+            Ok((s, u))
+                if s.is_usable(now, self.policy.browser_idle_timeout)
+                    && u.id == s.user_id
+                    && u.status == UserStatus::Active =>
+            {
+                (s, u)
+            }
             Ok(_) | Err(RepoError::NotFound) => return Err(AuthError::Unauthenticated),
             Err(e) => return Err(e.into()),
         };
-        let actor = self.actor(&session).await?;
         // Record the use for the idle timeout, at most once a minute per session so that
         // reads stay reads.
         if now - session.last_used_at >= time::Duration::MINUTE
@@ -766,15 +808,7 @@ impl AuthService {
         {
             tracing::warn!(error = %crate::error::report(&e), "session use not recorded");
         }
-        Ok(actor)
-    }
-
-    async fn session(&self, id: SessionId) -> Result<Session, AuthError> {
-        match self.ports.sessions.get(id).await {
-            Ok(s) => Ok(s),
-            Err(RepoError::NotFound) => Err(AuthError::Unauthenticated),
-            Err(e) => Err(e.into()),
-        }
+        Ok((actor(&session, &user), user))
     }
 
     async fn active_user(&self, id: UserId) -> Result<User, AuthError> {
@@ -783,16 +817,6 @@ impl AuthService {
             Ok(_) | Err(RepoError::NotFound) => Err(AuthError::Unauthenticated),
             Err(e) => Err(e.into()),
         }
-    }
-
-    async fn actor(&self, session: &Session) -> Result<Actor, AuthError> {
-        let user = self.active_user(session.user_id).await?;
-        Ok(Actor {
-            user_id: user.id,
-            role: user.role,
-            session_id: session.id,
-            client: ClientInfo::default(),
-        })
     }
 
     /// Ends the actor's current session.
@@ -834,6 +858,16 @@ impl AuthService {
             .audit(event.detail(format!("{n} sessions ended")))
             .await;
         Ok(n)
+    }
+}
+
+/// The actor of a checked session: the user's current role.
+fn actor(session: &Session, user: &User) -> Actor {
+    Actor {
+        user_id: user.id,
+        role: user.role,
+        session_id: session.id,
+        client: ClientInfo::default(),
     }
 }
 

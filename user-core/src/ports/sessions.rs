@@ -1,6 +1,6 @@
 use time::OffsetDateTime;
 
-use crate::domain::{NewSession, Rotation, Session, SessionId, TokenHash, UserId};
+use crate::domain::{NewSession, Rotation, Session, SessionId, TokenHash, User, UserId};
 use crate::error::RepoError;
 
 /// Sessions and their secrets.
@@ -29,6 +29,27 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     /// [`RepoError::NotFound`] when no browser session has that secret.
     async fn find_by_cookie(&self, hash: &TokenHash) -> Result<Session, RepoError>;
+
+    /// Fetches a session by id, active or not, with its user, whatever the user's status, in
+    /// one read: what every authenticated request needs, so a store should answer it in one
+    /// round trip (a join).
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when there is no such session.
+    /// - [`RepoError::Unavailable`] when the store fails.
+    async fn get_with_user(&self, id: SessionId) -> Result<(Session, User), RepoError>;
+
+    /// Finds the browser session whose cookie hashes to `hash`, active or not, with its
+    /// user, whatever the user's status, in one read (see [`SessionStore::get_with_user`]).
+    /// Refresh tokens never match.
+    ///
+    /// # Errors
+    /// - [`RepoError::NotFound`] when no browser session has that secret.
+    /// - [`RepoError::Unavailable`] when the store fails.
+    async fn find_by_cookie_with_user(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<(Session, User), RepoError>;
 
     /// Spends a refresh token and makes `replacement` current, in one atomic step:
     /// - the current token of an active session last used after `idle_since`:

@@ -87,6 +87,8 @@ macro_rules! conformance_tests {
             count_active_admins,
             create_and_get_session,
             find_by_cookie_matches_browser_sessions_only,
+            get_with_user_reads_the_session_and_its_user,
+            find_by_cookie_with_user_matches_browser_sessions_only,
             refresh_rotation_and_reuse,
             concurrent_rotation_rotates_once,
             revoke_one_and_all,
@@ -712,6 +714,135 @@ pub async fn find_by_cookie_matches_browser_sessions_only(s: Stores) {
     assert!(s.sessions.revoke(browser.id, at(1)).await.is_ok());
     let found = s.sessions.find_by_cookie(&TokenHash::of("cookie")).await;
     assert_eq!(found.ok().and_then(|x| x.revoked_at), Some(at(1)));
+}
+
+/// A user with every optional field set, so that a join that drops or mixes up a column
+/// shows.
+fn full_user(name: &str) -> User {
+    User {
+        display_name: DisplayName::parse("Alice <b>Liddell</b> 🐇").unwrap(),
+        email_verified_at: Some(at(10)),
+        updated_at: at(20),
+        ..user(name)
+    }
+}
+
+/// `get_with_user` returns the session, active or not, with its user as `get` returns
+/// them, whatever the user's status, and the user's current role and status; an unknown
+/// session, or one whose user was deleted, is `NotFound`.
+pub async fn get_with_user_reads_the_session_and_its_user(s: Stores) {
+    let (a, b) = (full_user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let token = session(&a, SessionKind::Token, 0);
+    let browser = session(&a, SessionKind::Browser, 5);
+    let bobs = session(&b, SessionKind::Token, 0);
+    create(&s, &token, "r1").await;
+    create(&s, &browser, "c1").await;
+    create(&s, &bobs, "r2").await;
+    assert_eq!(
+        s.sessions.get_with_user(token.id).await.ok(),
+        Some((token.clone(), a.clone()))
+    );
+    assert_eq!(
+        s.sessions.get_with_user(browser.id).await.ok(),
+        Some((browser.clone(), a.clone()))
+    );
+    assert_eq!(
+        s.sessions.get_with_user(bobs.id).await.ok(),
+        Some((bobs.clone(), b.clone())),
+        "each session with its own user"
+    );
+
+    // Revoked: still found, and reported revoked.
+    assert!(s.sessions.revoke(token.id, at(30)).await.is_ok());
+    let (got, _) = s.sessions.get_with_user(token.id).await.unwrap();
+    assert_eq!(got.revoked_at, Some(at(30)));
+    assert_eq!(s.sessions.get(token.id).await.ok(), Some(got));
+
+    // The user as stored now: a disabled user is returned, disabled; a new role shows.
+    assert!(
+        s.users
+            .set_status(a.id, UserStatus::Disabled, at(40))
+            .await
+            .is_ok()
+    );
+    assert!(s.users.set_role(a.id, Role::Admin, at(41)).await.is_ok());
+    let (_, got) = s.sessions.get_with_user(browser.id).await.unwrap();
+    assert_eq!(Some(got.clone()), s.users.get(a.id).await.ok());
+    assert_eq!((got.status, got.role), (UserStatus::Disabled, Role::Admin));
+
+    not_found(
+        s.sessions.get_with_user(SessionId::new()).await,
+        "unknown session",
+    );
+    assert!(s.users.delete(a.id).await.is_ok());
+    not_found(
+        s.sessions.get_with_user(browser.id).await,
+        "the session of a deleted user",
+    );
+    assert_eq!(
+        s.sessions.get_with_user(bobs.id).await.ok(),
+        Some((bobs, b)),
+        "others keep theirs"
+    );
+}
+
+/// `find_by_cookie_with_user` finds browser sessions by their secret with their user, as
+/// `find_by_cookie` and `get` return them, never a token session; a revoked session is found
+/// and reported revoked; the user's current status shows; a deleted user's cookie is
+/// `NotFound`.
+pub async fn find_by_cookie_with_user_matches_browser_sessions_only(s: Stores) {
+    let (a, b) = (full_user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let browser = session(&a, SessionKind::Browser, 0);
+    let token = session(&a, SessionKind::Token, 0);
+    let bobs = session(&b, SessionKind::Browser, 1);
+    create(&s, &browser, "cookie").await;
+    create(&s, &token, "refresh").await;
+    create(&s, &bobs, "bob-cookie").await;
+    let by_cookie = |secret: &'static str| {
+        let sessions = Arc::clone(&s.sessions);
+        async move {
+            sessions
+                .find_by_cookie_with_user(&TokenHash::of(secret))
+                .await
+        }
+    };
+    assert_eq!(
+        by_cookie("cookie").await.ok(),
+        Some((browser.clone(), a.clone()))
+    );
+    assert_eq!(
+        by_cookie("bob-cookie").await.ok(),
+        Some((bobs.clone(), b.clone()))
+    );
+    not_found(by_cookie("refresh").await, "refresh token");
+    not_found(by_cookie("nope").await, "unknown");
+
+    assert!(s.sessions.revoke(browser.id, at(1)).await.is_ok());
+    assert!(
+        s.users
+            .set_status(a.id, UserStatus::Disabled, at(2))
+            .await
+            .is_ok()
+    );
+    let (got, user) = by_cookie("cookie").await.unwrap();
+    assert_eq!(got.revoked_at, Some(at(1)), "revoked, still found");
+    assert_eq!(
+        s.sessions
+            .find_by_cookie(&TokenHash::of("cookie"))
+            .await
+            .ok(),
+        Some(got)
+    );
+    assert_eq!(user.status, UserStatus::Disabled);
+    assert_eq!(Some(user), s.users.get(a.id).await.ok());
+
+    assert!(s.users.delete(a.id).await.is_ok());
+    not_found(by_cookie("cookie").await, "the cookie of a deleted user");
+    assert_eq!(by_cookie("bob-cookie").await.ok(), Some((bobs, b)));
 }
 
 /// Rotation spends the token; a spent token revokes the session; an inactive session does

@@ -109,6 +109,16 @@ pub fn in_memory() -> Storage {
 }
 
 impl State {
+    /// `session` and its user, as a join finds them: a session whose user is gone (which a
+    /// database's cascade never leaves behind) is not found.
+    fn with_user(&self, session: &Session) -> Result<(Session, User), RepoError> {
+        let (user, _) = self
+            .users
+            .get(&session.user_id)
+            .ok_or(RepoError::NotFound)?;
+        Ok((session.clone(), user.clone()))
+    }
+
     fn user(&mut self, id: UserId) -> Result<&mut User, RepoError> {
         self.users
             .get_mut(&id)
@@ -378,6 +388,26 @@ impl SessionStore for InMemorySessionStore {
             .filter(|session| session.kind == SessionKind::Browser)
             .cloned()
             .ok_or(RepoError::NotFound)
+    }
+
+    async fn get_with_user(&self, id: SessionId) -> Result<(Session, User), RepoError> {
+        let s = lock(&self.0);
+        let session = s.sessions.get(&id).ok_or(RepoError::NotFound)?;
+        s.with_user(session)
+    }
+
+    async fn find_by_cookie_with_user(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<(Session, User), RepoError> {
+        let s = lock(&self.0);
+        let session = s
+            .secrets
+            .get(hash.as_bytes())
+            .and_then(|secret| s.sessions.get(&secret.session))
+            .filter(|session| session.kind == SessionKind::Browser)
+            .ok_or(RepoError::NotFound)?;
+        s.with_user(session)
     }
 
     async fn rotate_refresh_token(

@@ -242,3 +242,108 @@ fn each_key_names_its_algorithm_as_jwt_headers_do() {
         assert_eq!(key.algorithm().to_string(), key.algorithm().as_str());
     }
 }
+
+#[test]
+fn a_remembered_token_gives_the_same_claims_without_a_second_check() {
+    let k = keys(&SigningKey::generate_ed25519().unwrap(), vec![]);
+    let token = issue(&k);
+    let first = k.verify_cached(&token, NOW).unwrap();
+    assert_eq!(*first, k.verify(&token, NOW).unwrap());
+    let again = k
+        .verify_cached(&token, NOW + time::Duration::seconds(60))
+        .unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "served from memory");
+    assert_eq!(k.remembered(), 1);
+}
+
+#[test]
+fn a_remembered_token_expires_by_the_same_rule() {
+    let k = keys(&SigningKey::generate_ed25519().unwrap(), vec![]);
+    let token = issue(&k);
+    let at = |secs: i64| NOW + time::Duration::seconds(secs);
+    let first = k.verify_cached(&token, NOW).unwrap();
+    let hit = k.verify_cached(&token, at(904)).unwrap();
+    assert!(Arc::ptr_eq(&first, &hit), "within 5 s of leeway");
+    assert!(matches!(
+        k.verify_cached(&token, at(905)),
+        Err(TokenError::Expired)
+    ));
+    assert_eq!(k.remembered(), 0, "an expired token is forgotten");
+    assert!(matches!(
+        k.verify_cached(&token, at(100_000)),
+        Err(TokenError::Expired)
+    ));
+    assert_eq!(k.remembered(), 0, "nor remembered again");
+}
+
+#[test]
+fn only_a_byte_identical_token_is_served_from_memory() {
+    let signing = SigningKey::generate_ed25519().unwrap();
+    let k = keys(&signing, vec![]);
+    let token = issue(&k);
+    k.verify_cached(&token, NOW).unwrap();
+    let (head, rest) = token.split_once('.').unwrap();
+    let (claims, signature) = rest.split_once('.').unwrap();
+    let flip = |s: &str, i: usize| {
+        let mut b = s.as_bytes().to_vec();
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let forged_claims = serde_json::json!({
+        "sub": UserId::new().to_string(), "sid": SessionId::new().to_string(),
+        "role": "admin", "iat": 0, "jti": "j", "exp": NOW.unix_timestamp() + 60,
+        "iss": "iss-a", "aud": "aud-a",
+    });
+    let other = keys(&SigningKey::generate_ed25519().unwrap(), vec![]);
+    for bad in [
+        flip(&token, token.len() - 1),
+        format!("{head}.{}.{signature}", flip(claims, 5)),
+        format!(
+            "{head}.{}.{signature}",
+            URL_SAFE_NO_PAD.encode(forged_claims.to_string())
+        ),
+        format!("{token}A"),
+        format!(" {token}"),
+        format!("{head}.{claims}."),
+        sign_raw(
+            &other,
+            forged_claims.clone(),
+            Algorithm::EdDSA,
+            signing.kid(),
+        ),
+    ] {
+        assert!(
+            matches!(k.verify_cached(&bad, NOW), Err(TokenError::Invalid)),
+            "{bad:.60}"
+        );
+    }
+    assert_eq!(k.remembered(), 1, "refused tokens are not remembered");
+    assert!(k.verify_cached(&token, NOW).is_ok());
+}
+
+#[test]
+fn memory_belongs_to_one_key_set() {
+    let (old, new) = (
+        SigningKey::generate_ed25519().unwrap(),
+        SigningKey::generate_ed25519().unwrap(),
+    );
+    let token = issue(&keys(&old, vec![]));
+    let rotating = keys(&new, vec![old.verifying_key()]);
+    assert!(rotating.verify_cached(&token, NOW).is_ok());
+    let rotated = keys(&new, vec![]);
+    assert!(matches!(
+        rotated.verify_cached(&token, NOW),
+        Err(TokenError::Invalid)
+    ));
+}
+
+#[test]
+fn memory_is_bounded() {
+    // HS256: cheap to check, so many tokens fit in a unit test.
+    let k = keys(&SigningKey::hs256("h1", &[7u8; 32]).unwrap(), vec![]);
+    for _ in 0..VerifiedTokens::CAPACITY + 1000 {
+        k.verify_cached(&issue(&k), NOW).unwrap();
+        assert!(k.remembered() <= VerifiedTokens::CAPACITY);
+    }
+    assert!(k.remembered() >= VerifiedTokens::CAPACITY / 2);
+}

@@ -1215,3 +1215,134 @@ async fn a_device_in_use_stays_known_and_a_password_change_forgets_devices() {
     let r = f.auth.login(attempt, ClientInfo::default()).await;
     assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
 }
+
+/// A token remembered as verified still meets the store on every call: a revoked session,
+/// a new role and a disabled account take effect at the next request.
+#[tokio::test]
+async fn a_remembered_token_still_sees_revocation_role_and_status_at_once() {
+    let f = Fixture::in_memory();
+    let alice = f.register("alice").await;
+    let (one, two) = (
+        f.login("alice", PW).await.unwrap(),
+        f.login("alice", PW).await.unwrap(),
+    );
+    let (one, two) = (
+        one.access_token.expose_secret(),
+        two.access_token.expose_secret(),
+    );
+    let (actor, user) = f.auth.authenticate_with_user(one).await.unwrap();
+    assert_eq!((actor.user_id, actor.role), (alice.id, Role::User));
+    assert_eq!(user, alice);
+    assert!(f.auth.authenticate(two).await.is_ok());
+
+    f.auth.logout(&actor).await.unwrap();
+    assert!(matches!(
+        f.auth.authenticate(one).await,
+        Err(AuthError::Unauthenticated)
+    ));
+
+    let now = f.clock.now();
+    // Another admin, so that alice may be disabled once promoted.
+    let bob = f.register("bob").await;
+    f.ports
+        .users
+        .set_role(bob.id, Role::Admin, now)
+        .await
+        .unwrap();
+    f.ports
+        .users
+        .set_role(alice.id, Role::Admin, now)
+        .await
+        .unwrap();
+    let (actor, user) = f.auth.authenticate_with_user(two).await.unwrap();
+    assert_eq!((actor.role, user.role), (Role::Admin, Role::Admin));
+
+    f.ports
+        .users
+        .set_status(alice.id, UserStatus::Disabled, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.auth.authenticate(two).await,
+        Err(AuthError::Unauthenticated)
+    ));
+}
+
+/// Each check of an access token is one read of the store (the session with its user), and
+/// a token past its expiry is refused before the store is asked, remembered or not.
+#[tokio::test]
+async fn an_access_token_costs_one_store_read() {
+    let clock = Arc::new(FixedClock::default());
+    let user = crate::testing::conformance::user("alice");
+    let session = Session {
+        id: SessionId::new(),
+        user_id: user.id,
+        kind: SessionKind::Token,
+        client: ClientInfo::default(),
+        created_at: clock.now(),
+        last_used_at: clock.now(),
+        expires_at: clock.now() + time::Duration::days(1),
+        revoked_at: None,
+    };
+    let mut sessions = MockSessionStore::new();
+    let found = (session.clone(), user.clone());
+    sessions
+        .expect_get_with_user()
+        .with(mockall::predicate::eq(session.id))
+        .times(3)
+        .returning(move |_| Ok(found.clone()));
+    sessions.expect_get().never();
+    let mut users = MockUserRepository::new();
+    users.expect_get().never();
+    let ports = Ports {
+        users: Arc::new(users),
+        sessions: Arc::new(sessions),
+        ..crate::testing::memory_ports(Arc::clone(&clock))
+    };
+    let auth = AuthService::new(
+        ports,
+        AuthPolicy::default(),
+        &SigningKey::generate_ed25519().unwrap(),
+        vec![],
+    )
+    .unwrap();
+    let (token, _) = auth
+        .keys
+        .issue(user.id, session.id, user.role, clock.now(), secs(900))
+        .unwrap();
+    for _ in 0..3 {
+        let (actor, got) = auth.authenticate_with_user(&token).await.unwrap();
+        assert_eq!((actor.user_id, actor.session_id), (user.id, session.id));
+        assert_eq!(got, user);
+    }
+    clock.advance(secs(900 + 5));
+    assert!(matches!(
+        auth.authenticate(&token).await,
+        Err(AuthError::Unauthenticated)
+    ));
+}
+
+/// A cookie check returns the user as stored with the session, and sees a disabled account
+/// at once.
+#[tokio::test]
+async fn a_cookie_check_returns_the_user_as_stored() {
+    let f = Fixture::in_memory();
+    let alice = f.register("alice").await;
+    let login = f
+        .auth
+        .login_browser(creds("alice", PW), ClientInfo::default())
+        .await
+        .unwrap();
+    let cookie = login.session_token.expose_secret();
+    let (actor, user) = f.auth.authenticate_browser_with_user(cookie).await.unwrap();
+    assert_eq!((actor.session_id, user), (login.session_id, alice.clone()));
+    f.ports
+        .users
+        .set_status(alice.id, UserStatus::Disabled, f.clock.now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.auth.authenticate_browser(cookie).await,
+        Err(AuthError::Unauthenticated)
+    ));
+}
