@@ -8,7 +8,7 @@ use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 use tonic::{Request, Status};
 use user_core::auth::{AuthService, bearer_token};
-use user_core::domain::{Actor, ClientInfo, TrustedProxies};
+use user_core::domain::{Actor, ClientInfo, TrustedProxies, User};
 use user_core::error::AuthError;
 
 use crate::status::ToStatus;
@@ -40,6 +40,21 @@ pub(crate) async fn caller<T>(
 ) -> Result<Actor, Status> {
     let actor = authenticate(auth, request).await?;
     Ok(actor.with_client(client_info(request, proxies)))
+}
+
+/// [`caller`], also returning the caller's user record as read with their session (one
+/// store read), for requests about the caller's own account.
+pub(crate) async fn caller_with_user<T>(
+    auth: &AuthService,
+    request: &Request<T>,
+    proxies: &TrustedProxies,
+) -> Result<(Actor, User), Status> {
+    let token = token(request.metadata()).ok_or(AuthError::Unauthenticated.to_status())?;
+    let (actor, user) = auth
+        .authenticate_with_user(token)
+        .await
+        .map_err(ToStatus::to_status)?;
+    Ok((actor.with_client(client_info(request, proxies)), user))
 }
 
 /// The client's user agent and address, recorded with a new session; rate limits count on

@@ -9,7 +9,7 @@ use user_core::error::{ValidationError, ValidationErrors};
 use user_core::users::{ChangePassword, UpdateProfile};
 
 use crate::GrpcState;
-use crate::auth::{caller, client_info};
+use crate::auth::{caller, caller_with_user, client_info};
 use crate::convert::{self, non_empty};
 use crate::pb::{self, user_service_server::UserService};
 use crate::status::{OrStatus, ToStatus};
@@ -125,7 +125,18 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::UserResponse>, Status> {
-        let (actor, id) = self.target(&request, &request.get_ref().user_id).await?;
+        // The caller's own record comes with the session check: one store read.
+        let (actor, me) =
+            caller_with_user(&self.state.auth, &request, &self.trusted_proxies).await?;
+        let requested = request.get_ref().user_id.trim();
+        let id = if requested.is_empty() {
+            actor.user_id
+        } else {
+            convert::user_id("user_id", requested).or_status()?
+        };
+        if id == actor.user_id {
+            return Ok(Response::new(me.into()));
+        }
         let user = self.state.users.get(&actor, id).await.or_status()?;
         Ok(Response::new(user.into()))
     }

@@ -194,6 +194,25 @@ impl FromRequestParts<AppState> for BearerActor {
     }
 }
 
+/// The caller of our own JSON API (bearer tokens only, as [`BearerActor`]) as their user
+/// record, read with their session in one store read: for reads of the caller's own account
+/// that act on nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct BearerUser(pub(crate) user_core::domain::User);
+
+impl FromRequestParts<AppState> for BearerUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
+        let (_, user) = state.auth.authenticate_with_user(token).await?;
+        Ok(Self(user))
+    }
+}
+
 /// The client's user agent and address, recorded with a new session; rate limits count on
 /// the address. It is the TCP peer's, or, when the peer is a trusted proxy
 /// ([`crate::HttpConfig::trusted_proxies`]), the one its forwarding header gives.

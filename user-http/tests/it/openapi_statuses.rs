@@ -28,7 +28,6 @@ const MISSING: &str = "00000000-0000-7000-8000-000000000000";
 /// Documented statuses no request can provoke here: internal failures, and a signed-in
 /// caller's account deleted while their own request runs.
 const NOT_PROVOKED: &[(&str, &str, u16)] = &[
-    ("get", "/api/v1/me", 404),
     ("patch", "/api/v1/me", 404),
     ("delete", "/api/v1/me", 404),
     ("put", "/api/v1/me/password", 404),
