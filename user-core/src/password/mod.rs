@@ -265,8 +265,28 @@ impl Drop for Running<'_> {
     }
 }
 
+/// How much nicer than the rest of the process the hash workers run (Linux nice value).
+/// When the cores are saturated by a sign-in flood, the scheduler serves the async workers
+/// first, so authenticated reads and health checks keep their latency while hashes queue;
+/// on an idle machine it changes nothing.
+pub const WORKER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority by [`WORKER_NICENESS`]: on Linux the nice value is
+/// per thread. Elsewhere `setpriority` would change the whole process, so it is left alone.
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let me = rustix::thread::gettid();
+        let now = rustix::process::getpriority_process(Some(me)).unwrap_or(0);
+        if let Err(e) = rustix::process::setpriority_process(Some(me), now + WORKER_NICENESS) {
+            tracing::debug!(error = %e, "hash worker priority left as it is");
+        }
+    }
+}
+
 /// A worker thread: takes jobs until every handle is gone.
 fn worker(queue: &Mutex<mpsc::Receiver<Job>>, params: &Params, ceiling: &HashCeiling) {
+    lower_own_priority();
     let mut scratch = Scratch::default();
     loop {
         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();

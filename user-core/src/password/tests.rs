@@ -374,3 +374,18 @@ async fn the_import_check_refuses_exactly_what_verification_refuses() {
         }
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_hash_worker_lowers_only_its_own_priority() {
+    let mine = rustix::process::getpriority_process(None).unwrap();
+    let worker = std::thread::spawn(|| {
+        lower_own_priority();
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(worker, (mine + WORKER_NICENESS).min(19));
+    let after = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+    assert_eq!(after, mine, "the calling thread keeps its own");
+}
