@@ -44,37 +44,18 @@ impl PostgresSessionStore {
         Ok(())
     }
 
-    /// The session and user `query` finds by the value `key`.
-    async fn fetch_with_user<K>(
-        &self,
-        query: &'static str,
-        key: K,
-    ) -> Result<(Session, User), RepoError>
+    /// What `query` finds by the value `key`, read as an `R` row and made a `T` (a session,
+    /// or a session with its user).
+    async fn fetch<R, T, K>(&self, query: &'static str, key: K) -> Result<T, RepoError>
     where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + TryInto<T, Error = RepoError>,
+        R: Send + Unpin,
         K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Copy + Send,
     {
         let pool = &self.db.pool;
         self.db
             .run(|| async move {
-                sqlx::query_as::<_, SessionUserRow>(query)
-                    .bind(key)
-                    .fetch_optional(pool)
-                    .await
-            })
-            .await?
-            .ok_or(RepoError::NotFound)?
-            .try_into()
-    }
-
-    /// The session `query` finds by the value `key`.
-    async fn fetch_one<K>(&self, query: &'static str, key: K) -> Result<Session, RepoError>
-    where
-        K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Copy + Send,
-    {
-        let pool = &self.db.pool;
-        self.db
-            .run(|| async move {
-                sqlx::query_as::<_, SessionRow>(query)
+                sqlx::query_as::<_, R>(query)
                     .bind(key)
                     .fetch_optional(pool)
                     .await
@@ -138,7 +119,7 @@ impl SessionStore for PostgresSessionStore {
             session_columns!(),
             " FROM sessions WHERE id = $1"
         );
-        self.fetch_one(q, id.as_uuid()).await
+        self.fetch::<SessionRow, _, _>(q, id.as_uuid()).await
     }
 
     async fn find_by_cookie(&self, hash: &TokenHash) -> Result<Session, RepoError> {
@@ -148,7 +129,8 @@ impl SessionStore for PostgresSessionStore {
             " FROM sessions WHERE kind = 'browser' \
              AND id = (SELECT session_id FROM session_secrets WHERE hash = $1)"
         );
-        self.fetch_one(q, hash.as_bytes().as_slice()).await
+        self.fetch::<SessionRow, _, _>(q, hash.as_bytes().as_slice())
+            .await
     }
 
     async fn get_with_user(&self, id: SessionId) -> Result<(Session, User), RepoError> {
@@ -157,7 +139,7 @@ impl SessionStore for PostgresSessionStore {
             session_user_columns!(),
             " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
-        self.fetch_with_user(q, id.as_uuid()).await
+        self.fetch::<SessionUserRow, _, _>(q, id.as_uuid()).await
     }
 
     async fn find_by_cookie_with_user(
@@ -170,7 +152,8 @@ impl SessionStore for PostgresSessionStore {
             " FROM session_secrets t JOIN sessions s ON s.id = t.session_id \
              JOIN users u ON u.id = s.user_id WHERE t.hash = $1 AND s.kind = 'browser'"
         );
-        self.fetch_with_user(q, hash.as_bytes().as_slice()).await
+        self.fetch::<SessionUserRow, _, _>(q, hash.as_bytes().as_slice())
+            .await
     }
 
     async fn rotate_refresh_token(
