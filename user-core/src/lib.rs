@@ -76,7 +76,7 @@ pub use services::{Services, ServicesBuilder};
 
 use ports::{
     AuditLog, Clock, DeviceTokenStore, LoginFailureStore, MailOutbox, OneTimeTokenStore,
-    PasswordHasher, SessionStore, UserRepository,
+    PasswordHasher, SecondFactorStore, SessionStore, UserRepository,
 };
 
 /// A readiness probe, e.g. a database ping: each call answers `true` when the service can
@@ -84,7 +84,7 @@ use ports::{
 /// storage adapters provide one (`Arc::new(user_sqlite::SqliteDatabase::readiness())`).
 pub type Readiness = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
-/// The storage ports, usually seven views of one database (for example
+/// The storage ports, usually eight views of one database (for example
 /// `user_sqlite::SqliteDatabase::storage()`).
 #[derive(Clone)]
 pub struct Storage {
@@ -103,6 +103,8 @@ pub struct Storage {
     pub outbox: Arc<dyn MailOutbox>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// Second factors, recovery codes, trusted browsers and sign-in challenges.
+    pub factors: Arc<dyn SecondFactorStore>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -129,6 +131,8 @@ pub struct Ports {
     pub outbox: Arc<dyn MailOutbox>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// Second factors.
+    pub factors: Arc<dyn SecondFactorStore>,
     /// Password hashing.
     pub hasher: Arc<dyn PasswordHasher>,
     /// Time.
@@ -146,6 +150,7 @@ impl Ports {
             tokens,
             outbox,
             audit,
+            factors,
         } = storage;
         Self {
             users,
@@ -155,6 +160,7 @@ impl Ports {
             tokens,
             outbox,
             audit,
+            factors,
             hasher,
             clock,
         }

@@ -9,7 +9,9 @@
 //!   no more);
 //! - expired device tokens and one-time tokens (email verification, password reset);
 //! - dead letters (mail the outbox gave up on) older than [`PurgePolicy::keep_dead_letters`];
-//! - audit events older than [`PurgePolicy::keep_audit_events`] (the retention).
+//! - audit events older than [`PurgePolicy::keep_audit_events`] (the retention);
+//! - expired sign-in challenges and trusted-browser marks, and authenticator-app enrolments
+//!   left unconfirmed for [`PurgePolicy::KEEP_PENDING_ENROLMENT`].
 //!
 //! ```no_run
 //! # async fn run(storage: user_core::Storage) {
@@ -61,6 +63,8 @@ impl PurgePolicy {
     pub const MIN_EVERY: Duration = Duration::from_secs(1);
     /// How long audit events are kept by default: a year.
     pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+    /// How long an authenticator-app enrolment may stay unconfirmed before it is deleted.
+    pub const KEEP_PENDING_ENROLMENT: Duration = Duration::from_secs(24 * 3600);
 
     /// Every hour, keeping ended sessions a week, dead letters 30 days and audit events 365
     /// days, forgetting failures after the policy's `lockout.forget_after`.
@@ -90,6 +94,8 @@ pub struct Purged {
     pub dead_letters: u64,
     /// Audit events past the retention.
     pub audit_events: u64,
+    /// Expired sign-in challenges and trusted-browser marks, abandoned enrolments.
+    pub second_factor: u64,
 }
 
 /// Deletes, once, what no longer counts at `now` (see the [module](self) docs).
@@ -122,6 +128,10 @@ pub async fn purge_once(
             .audit
             .purge(before(policy.keep_audit_events))
             .await?,
+        second_factor: storage
+            .factors
+            .purge(now, before(PurgePolicy::KEEP_PENDING_ENROLMENT))
+            .await?,
     })
 }
 
@@ -152,6 +162,7 @@ pub async fn purge_periodically(
                         one_time_tokens = n.one_time_tokens,
                         dead_letters = n.dead_letters,
                         audit_events = n.audit_events,
+                        second_factor = n.second_factor,
                         "purged"
                     ),
                     Err(e) => tracing::warn!(error = %report(&e), "purge failed"),
@@ -184,7 +195,7 @@ mod tests {
     use super::*;
     use crate::ports::{
         MockAuditLog, MockDeviceTokenStore, MockLoginFailureStore, MockMailOutbox,
-        MockOneTimeTokenStore, MockSessionStore, MockUserRepository,
+        MockOneTimeTokenStore, MockSecondFactorStore, MockSessionStore, MockUserRepository,
     };
     use crate::testing::FixedClock;
 
@@ -213,7 +224,17 @@ mod tests {
         outbox.expect_purge().returning(|_| Ok(0));
         let mut audit = MockAuditLog::new();
         audit.expect_purge().returning(|_| Ok(0));
-        storage_with(sessions, login_failures, devices, tokens, outbox, audit)
+        let mut factors = MockSecondFactorStore::new();
+        factors.expect_purge().returning(|_, _| Ok(0));
+        storage_with(
+            sessions,
+            login_failures,
+            devices,
+            tokens,
+            outbox,
+            audit,
+            factors,
+        )
     }
 
     fn storage_with(
@@ -223,6 +244,7 @@ mod tests {
         tokens: MockOneTimeTokenStore,
         outbox: MockMailOutbox,
         audit: MockAuditLog,
+        factors: MockSecondFactorStore,
     ) -> Storage {
         Storage {
             users: Arc::new(MockUserRepository::new()),
@@ -232,6 +254,7 @@ mod tests {
             tokens: Arc::new(tokens),
             outbox: Arc::new(outbox),
             audit: Arc::new(audit),
+            factors: Arc::new(factors),
         }
     }
 
@@ -275,7 +298,15 @@ mod tests {
             .withf(move |before| *before == now - time::Duration::days(90))
             .times(1)
             .returning(|_| Ok(6));
-        let store = storage_with(sessions, failures, devices, tokens, outbox, audit);
+        let mut factors = MockSecondFactorStore::new();
+        factors
+            .expect_purge()
+            .withf(move |expired, pending| {
+                *expired == now && *pending == now - time::Duration::days(1)
+            })
+            .times(1)
+            .returning(|_, _| Ok(7));
+        let store = storage_with(sessions, failures, devices, tokens, outbox, audit, factors);
         let purged = purge_once(&store, now, &policy()).await.unwrap();
         assert_eq!(
             purged,
@@ -286,6 +317,7 @@ mod tests {
                 one_time_tokens: 4,
                 dead_letters: 5,
                 audit_events: 6,
+                second_factor: 7,
             }
         );
     }

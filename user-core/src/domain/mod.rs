@@ -3,6 +3,7 @@
 
 mod audit;
 mod email;
+mod factor;
 mod password;
 mod proxies;
 mod query;
@@ -16,6 +17,7 @@ pub use audit::{
     AuditQuery,
 };
 pub use email::Email;
+pub use factor::{ChallengePurpose, RecoveryCode, SignInChallenge, TotpFactor};
 pub use password::{Password, PasswordHash, PasswordPolicy};
 pub use proxies::{ForwardedHeader, TrustedProxies};
 pub use query::{UserPage, UserQuery};

@@ -3,7 +3,8 @@
 //! [`crate::testing::conformance`].
 //!
 //! Storage: [`UserRepository`], [`SessionStore`], [`LoginFailureStore`] (the guess budgets),
-//! [`DeviceTokenStore`], [`OneTimeTokenStore`], [`MailOutbox`] and [`AuditLog`], usually seven views of one
+//! [`DeviceTokenStore`], [`OneTimeTokenStore`], [`MailOutbox`], [`AuditLog`] and
+//! [`SecondFactorStore`], usually eight views of one
 //! database, gathered in [`crate::Storage`]. The rest: [`PasswordHasher`], [`Clock`],
 //! [`Mailer`] and [`MailComposer`].
 
@@ -11,6 +12,7 @@ mod audit;
 mod clock;
 mod composer;
 mod devices;
+mod factors;
 mod hasher;
 mod login_failures;
 mod mailer;
@@ -23,6 +25,7 @@ pub use audit::AuditLog;
 pub use clock::{Clock, SystemClock};
 pub use composer::{ComposeError, MailComposer, Notice};
 pub use devices::DeviceTokenStore;
+pub use factors::SecondFactorStore;
 pub use hasher::{PasswordHasher, Verification};
 pub use login_failures::LoginFailureStore;
 pub use mailer::{Mail, MailError, Mailer};
@@ -37,6 +40,8 @@ pub use audit::MockAuditLog;
 pub use composer::MockMailComposer;
 #[cfg(any(test, feature = "testing"))]
 pub use devices::MockDeviceTokenStore;
+#[cfg(any(test, feature = "testing"))]
+pub use factors::MockSecondFactorStore;
 #[cfg(any(test, feature = "testing"))]
 pub use hasher::MockPasswordHasher;
 #[cfg(any(test, feature = "testing"))]

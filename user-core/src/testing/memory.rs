@@ -11,12 +11,13 @@ use crate::Storage;
 use crate::domain::{
     AuditEvent, AuditPage, AuditQuery, DeviceToken, Email, LoginFailures, NewSession, NewUser,
     OneTimeToken, PasswordHash, ProfileChanges, Role, Rotation, Session, SessionId, SessionKind,
-    ThrottleKey, TokenHash, TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus, Username,
+    SignInChallenge, ThrottleKey, TokenHash, TokenPurpose, TotpFactor, User, UserId, UserPage,
+    UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{
     AuditLog, ClaimedMail, DeadLetter, DeviceTokenStore, Identifier, LoginFailureStore, Mail,
-    MailOutbox, OneTimeTokenStore, SessionStore, UserRepository,
+    MailOutbox, OneTimeTokenStore, SecondFactorStore, SessionStore, UserRepository,
 };
 
 struct Secret {
@@ -35,6 +36,10 @@ struct State {
     outbox: HashMap<Uuid, Queued>,
     dead_letters: Vec<DeadLetter>,
     audit: Vec<AuditEvent>,
+    factors: HashMap<UserId, TotpFactor>,
+    recovery_codes: HashMap<UserId, Vec<TokenHash>>,
+    trusted: HashMap<([u8; 32], UserId), OffsetDateTime>,
+    challenges: HashMap<[u8; 32], SignInChallenge>,
 }
 
 /// A mail in the outbox.
@@ -94,7 +99,11 @@ pub struct InMemoryMailOutbox(Shared);
 #[derive(Clone, Default)]
 pub struct InMemoryAuditLog(Shared);
 
-/// The seven storage ports over one shared state, as one database would be.
+/// In-memory [`SecondFactorStore`], sharing state with its [`InMemoryUserRepository`].
+#[derive(Clone, Default)]
+pub struct InMemorySecondFactorStore(Shared);
+
+/// The eight storage ports over one shared state, as one database would be.
 pub fn in_memory() -> Storage {
     let state = Shared::default();
     Storage {
@@ -104,7 +113,8 @@ pub fn in_memory() -> Storage {
         devices: Arc::new(InMemoryDeviceTokenStore(Arc::clone(&state))),
         tokens: Arc::new(InMemoryOneTimeTokenStore(Arc::clone(&state))),
         outbox: Arc::new(InMemoryMailOutbox(Arc::clone(&state))),
-        audit: Arc::new(InMemoryAuditLog(state)),
+        audit: Arc::new(InMemoryAuditLog(Arc::clone(&state))),
+        factors: Arc::new(InMemorySecondFactorStore(state)),
     }
 }
 
@@ -316,6 +326,10 @@ impl UserRepository for InMemoryUserRepository {
             .retain(|_, secret| !gone.contains(&secret.session));
         s.devices.retain(|_, d| d.user_id != id);
         s.tokens.retain(|_, t| t.user_id != id);
+        s.factors.remove(&id);
+        s.recovery_codes.remove(&id);
+        s.trusted.retain(|(_, user), _| *user != id);
+        s.challenges.retain(|_, c| c.user_id != id);
         Ok(())
     }
 
@@ -816,5 +830,188 @@ impl AuditLog for InMemoryAuditLog {
             }
         }
         Ok(changed)
+    }
+}
+
+#[async_trait::async_trait]
+impl SecondFactorStore for InMemorySecondFactorStore {
+    async fn factor(&self, user: UserId) -> Result<TotpFactor, RepoError> {
+        lock(&self.0)
+            .factors
+            .get(&user)
+            .cloned()
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn begin_enrolment(&self, factor: &TotpFactor) -> Result<bool, RepoError> {
+        let mut s = lock(&self.0);
+        if !s.users.contains_key(&factor.user_id) {
+            return Err(RepoError::NotFound);
+        }
+        if s.factors
+            .get(&factor.user_id)
+            .is_some_and(TotpFactor::is_confirmed)
+        {
+            return Ok(false);
+        }
+        let pending = TotpFactor {
+            confirmed_at: None,
+            last_used_step: None,
+            ..factor.clone()
+        };
+        s.factors.insert(factor.user_id, pending);
+        Ok(true)
+    }
+
+    async fn confirm_enrolment(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_codes: &[TokenHash],
+        now: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        let factor = s
+            .factors
+            .get_mut(&user)
+            .filter(|f| !f.is_confirmed())
+            .ok_or(RepoError::NotFound)?;
+        factor.confirmed_at = Some(now);
+        factor.last_used_step = Some(step);
+        s.recovery_codes.insert(user, recovery_codes.to_vec());
+        Ok(())
+    }
+
+    async fn use_step(&self, user: UserId, step: i64) -> Result<bool, RepoError> {
+        let mut s = lock(&self.0);
+        let factor = s
+            .factors
+            .get_mut(&user)
+            .filter(|f| f.is_confirmed())
+            .ok_or(RepoError::NotFound)?;
+        if factor.last_used_step.is_some_and(|last| last >= step) {
+            return Ok(false);
+        }
+        factor.last_used_step = Some(step);
+        Ok(true)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        recovery_codes: &[TokenHash],
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        if !s.factors.get(&user).is_some_and(TotpFactor::is_confirmed) {
+            return Err(RepoError::NotFound);
+        }
+        s.recovery_codes.insert(user, recovery_codes.to_vec());
+        Ok(())
+    }
+
+    async fn use_recovery_code(&self, user: UserId, code: &TokenHash) -> Result<bool, RepoError> {
+        let mut s = lock(&self.0);
+        let Some(codes) = s.recovery_codes.get_mut(&user) else {
+            return Ok(false);
+        };
+        let before = codes.len();
+        codes.retain(|c| c != code);
+        Ok(codes.len() < before)
+    }
+
+    async fn recovery_codes_left(&self, user: UserId) -> Result<u32, RepoError> {
+        let s = lock(&self.0);
+        let left = s.recovery_codes.get(&user).map_or(0, Vec::len);
+        Ok(u32::try_from(left).unwrap_or(u32::MAX))
+    }
+
+    async fn remove(&self, user: UserId) -> Result<bool, RepoError> {
+        let mut s = lock(&self.0);
+        s.recovery_codes.remove(&user);
+        s.trusted.retain(|(_, u), _| *u != user);
+        Ok(s.factors.remove(&user).is_some())
+    }
+
+    async fn trust_device(
+        &self,
+        device: &TokenHash,
+        user: UserId,
+        until: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        if !s.users.contains_key(&user) {
+            return Err(RepoError::NotFound);
+        }
+        s.trusted.insert((*device.as_bytes(), user), until);
+        Ok(())
+    }
+
+    async fn is_trusted(
+        &self,
+        device: &TokenHash,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<bool, RepoError> {
+        let s = lock(&self.0);
+        Ok(s.trusted
+            .get(&(*device.as_bytes(), user))
+            .is_some_and(|until| *until > now))
+    }
+
+    async fn create_challenge(
+        &self,
+        hash: &TokenHash,
+        challenge: &SignInChallenge,
+    ) -> Result<(), RepoError> {
+        let mut s = lock(&self.0);
+        if !s.users.contains_key(&challenge.user_id) {
+            return Err(RepoError::NotFound);
+        }
+        s.challenges.insert(*hash.as_bytes(), challenge.clone());
+        Ok(())
+    }
+
+    async fn find_challenge(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<SignInChallenge, RepoError> {
+        lock(&self.0)
+            .challenges
+            .get(hash.as_bytes())
+            .filter(|c| c.expires_at > now)
+            .cloned()
+            .ok_or(RepoError::NotFound)
+    }
+
+    async fn consume_challenge(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<SignInChallenge, RepoError> {
+        let mut s = lock(&self.0);
+        match s.challenges.remove(hash.as_bytes()) {
+            Some(c) if c.expires_at > now => Ok(c),
+            Some(c) => {
+                s.challenges.insert(*hash.as_bytes(), c);
+                Err(RepoError::NotFound)
+            }
+            None => Err(RepoError::NotFound),
+        }
+    }
+
+    async fn purge(
+        &self,
+        expired_before: OffsetDateTime,
+        pending_before: OffsetDateTime,
+    ) -> Result<u64, RepoError> {
+        let mut s = lock(&self.0);
+        let before = s.challenges.len() + s.trusted.len() + s.factors.len();
+        s.challenges.retain(|_, c| c.expires_at >= expired_before);
+        s.trusted.retain(|_, until| *until >= expired_before);
+        s.factors
+            .retain(|_, f| f.is_confirmed() || f.created_at >= pending_before);
+        let after = s.challenges.len() + s.trusted.len() + s.factors.len();
+        Ok((before - after) as u64)
     }
 }

@@ -26,7 +26,8 @@ pub use crate::ports::{
 };
 pub use memory::{
     InMemoryAuditLog, InMemoryDeviceTokenStore, InMemoryLoginFailureStore, InMemoryMailOutbox,
-    InMemoryOneTimeTokenStore, InMemorySessionStore, InMemoryUserRepository, in_memory,
+    InMemoryOneTimeTokenStore, InMemorySecondFactorStore, InMemorySessionStore,
+    InMemoryUserRepository, in_memory,
 };
 
 use crate::Ports;
