@@ -284,12 +284,37 @@ impl Fixture {
         policy: crate::auth::AuthPolicy,
     ) -> Self {
         let key = crate::auth::SigningKey::generate_ed25519().unwrap();
+        let totp = Arc::new(crate::factor::TotpAuthenticator::new(
+            crate::factor::FactorKey::generate().unwrap(),
+            policy.second_factor.issuer.clone(),
+        ));
         Self {
-            users: crate::users::UserService::new(ports.clone(), &policy),
-            auth: crate::auth::AuthService::new(ports.clone(), policy, &key, vec![]).unwrap(),
+            users: crate::users::UserService::new(ports.clone(), &policy)
+                .with_second_factors(Arc::clone(&totp)),
+            auth: crate::auth::AuthService::new(ports.clone(), policy, &key, vec![])
+                .unwrap()
+                .with_second_factors(totp),
             ports,
             clock,
         }
+    }
+
+    /// Enrols an authenticator app for the signed-in `actor` (password
+    /// [`Fixture::PASSWORD`]) and returns its base32 secret and the ten recovery codes.
+    pub async fn enrol(&self, actor: &crate::domain::Actor) -> (String, Vec<SecretString>) {
+        let setup = self
+            .users
+            .start_totp_enrolment(actor, &SecretString::from(Self::PASSWORD))
+            .await
+            .unwrap();
+        let secret = setup.secret.expose_secret().to_owned();
+        let code = crate::factor::totp_code(&secret, self.clock.now());
+        let codes = self
+            .users
+            .confirm_totp_enrolment(actor, &SecretString::from(code))
+            .await
+            .unwrap();
+        (secret, codes)
     }
 
     /// Registers `name` with email `name@example.com` and password [`Fixture::PASSWORD`].
