@@ -54,6 +54,29 @@ pub const MAIL_NOT_CONFIGURED: &str = "mail is not configured";
 /// What a failure of the server says: nothing about its cause.
 pub const INTERNAL: &str = "internal error";
 
+/// Why [`AuthError::SecondFactorRequired`] refuses a one-step sign-in.
+pub const SECOND_FACTOR_REQUIRED: &str =
+    "this account signs in with a second factor: use a client or page that asks for the code";
+
+/// A wrong, used or malformed code from an authenticator app or a recovery code.
+pub const INVALID_CODE: &str = "the code is not valid";
+
+/// A sign-in challenge that does not work (any more).
+pub const CHALLENGE_EXPIRED: &str =
+    "this sign-in has expired or was already completed: sign in again";
+
+/// [`UserError::FactorState`]: enrolment asked for while a factor is on.
+pub const FACTOR_ALREADY_ON: &str = "a second factor is already enabled: disable it first";
+
+/// [`UserError::FactorState`]: an operation that needs a factor, for an account without one.
+pub const FACTOR_OFF: &str = "no second factor is enabled on this account";
+
+/// [`UserError::FactorState`]: a confirmation without an enrolment in progress.
+pub const NO_ENROLMENT: &str = "no enrolment is in progress: start it again";
+
+/// [`UserError::FactorState`]: the server has no key for second factors.
+pub const FACTORS_NOT_CONFIGURED: &str = "second factors are not configured on this server";
+
 /// How long to wait, in whole minutes for a person: `1 minute`, `5 minutes` (rounded up).
 pub fn wait_in_minutes(wait: Duration) -> String {
     let minutes = wait.as_secs().div_ceil(60).max(1);
@@ -306,6 +329,21 @@ pub enum AuthError {
     /// this safe message.
     #[error("{}", MAIL_NOT_CONFIGURED)]
     MailNotConfigured,
+    /// The password was right and the account signs in with a second factor, which this
+    /// entry point cannot ask for ([`AuthService::login`](crate::auth::AuthService::login),
+    /// used by clients that know one step only). Kind [`ErrorKind::FailedPrecondition`]:
+    /// gRPC `FailedPrecondition`, JSON 409. Only a caller who knows the password learns it.
+    #[error("{}", SECOND_FACTOR_REQUIRED)]
+    SecondFactorRequired,
+    /// The code at the second step (or an enrolment's confirmation) is wrong, used already,
+    /// or neither a six-digit code nor a recovery code. Kind
+    /// [`ErrorKind::InvalidCredentials`]; it counts on the guess budget like a password.
+    #[error("{}", INVALID_CODE)]
+    InvalidCode,
+    /// The sign-in challenge is unknown, used, expired, or its account changed since the
+    /// password step: start the sign-in again. Kind [`ErrorKind::Unauthenticated`].
+    #[error("{}", CHALLENGE_EXPIRED)]
+    ChallengeExpired,
     /// Password hashing is saturated; try again shortly.
     #[error("{}", BUSY)]
     Overloaded,
@@ -348,6 +386,15 @@ pub enum UserError {
     /// configured. Kind [`ErrorKind::Internal`], with this safe message.
     #[error("{}", MAIL_NOT_CONFIGURED)]
     MailNotConfigured,
+    /// The code from the authenticator app (or a recovery code) is wrong or used already.
+    /// Kind [`ErrorKind::InvalidCredentials`].
+    #[error("{}", INVALID_CODE)]
+    InvalidCode,
+    /// The account's second factor is not in the state the operation needs (already on,
+    /// off, no enrolment started), or second factors are not configured on this server.
+    /// Kind [`ErrorKind::FailedPrecondition`]; the message says which.
+    #[error("{0}")]
+    FactorState(&'static str),
     /// Password hashing is saturated; try again shortly.
     #[error("{}", BUSY)]
     Overloaded,
@@ -388,6 +435,9 @@ pub enum ErrorKind {
     Conflict(UniqueField),
     /// The change would leave no active admin.
     LastAdmin,
+    /// The account is not in the state the operation needs (a second factor to give at
+    /// sign-in, a factor already on or off); the message says which.
+    FailedPrecondition,
     /// Storage is unreachable; the cause is in `source()`.
     Unavailable,
     /// Anything else; the cause is in `source()`, never in the message.
@@ -462,6 +512,9 @@ impl ServiceError for AuthError {
             Self::Conflict(field) => ErrorKind::Conflict(*field),
             Self::InvalidToken => ErrorKind::InvalidInput,
             Self::EmailNotVerified => ErrorKind::Forbidden,
+            Self::SecondFactorRequired => ErrorKind::FailedPrecondition,
+            Self::InvalidCode => ErrorKind::InvalidCredentials,
+            Self::ChallengeExpired => ErrorKind::Unauthenticated,
             Self::Overloaded => ErrorKind::Overloaded,
             Self::Unavailable(_) => ErrorKind::Unavailable,
             Self::MailNotConfigured | Self::Internal(_) => ErrorKind::Internal,
@@ -499,6 +552,8 @@ impl ServiceError for UserError {
             Self::NotFound => ErrorKind::NotFound,
             Self::Conflict(field) => ErrorKind::Conflict(*field),
             Self::LastAdmin => ErrorKind::LastAdmin,
+            Self::InvalidCode => ErrorKind::InvalidCredentials,
+            Self::FactorState(_) => ErrorKind::FailedPrecondition,
             Self::Overloaded => ErrorKind::Overloaded,
             Self::Unavailable(_) => ErrorKind::Unavailable,
             Self::MailNotConfigured | Self::Internal(_) => ErrorKind::Internal,

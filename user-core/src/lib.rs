@@ -16,7 +16,9 @@
 //!   refresh, logout, authenticate), and [`auth::bearer_token`], the one reader of
 //!   `Authorization: Bearer` values. [`auth::key_files`] keeps the signing key in a file and
 //!   reads previous keys for a rotation (the one module that touches the file system).
-//! - [`users`]: [`users::UserService`] (profiles, password change, sessions, admin).
+//! - [`users`]: [`users::UserService`] (profiles, password change, sessions, second-factor
+//!   enrolment, admin).
+//! - [`factor`]: second factors: the key that seals TOTP secrets, the policy, setup data.
 //! - [`transfer`]: export and import of users with their hashes as JSON lines, and the
 //!   idempotent, reporting insert every import uses.
 //! - [`mail`]: [`mail::deliver_periodically`], the background worker that sends the mail
@@ -57,6 +59,7 @@ mod audit;
 pub mod auth;
 pub mod domain;
 pub mod error;
+pub mod factor;
 pub mod mail;
 pub mod maintenance;
 pub mod metrics;

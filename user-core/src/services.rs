@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::account::AccountService;
 use crate::auth::{AuthPolicy, AuthService, SigningKey, VerifyingKey};
 use crate::error::ConfigError;
+use crate::factor::{FactorKey, TotpAuthenticator};
 use crate::password::{Argon2Hasher, HasherConfig};
 use crate::ports::{Clock, MailComposer, PasswordHasher, SystemClock};
 use crate::users::UserService;
@@ -33,6 +34,7 @@ impl Services {
             signing_key: None,
             previous_keys: Vec::new(),
             composer: None,
+            factor_key: None,
         }
     }
 }
@@ -50,6 +52,7 @@ pub struct ServicesBuilder {
     signing_key: Option<SigningKey>,
     previous_keys: Vec<VerifyingKey>,
     composer: Option<Arc<dyn MailComposer>>,
+    factor_key: Option<FactorKey>,
 }
 
 impl std::fmt::Debug for ServicesBuilder {
@@ -100,11 +103,30 @@ impl ServicesBuilder {
         self
     }
 
+    /// Lets users enrol authenticator apps, their secrets sealed under `key` (keep it apart
+    /// from the database, the same on every instance:
+    /// [`key_files::load_or_create_factor_key`](crate::auth::key_files::load_or_create_factor_key)).
+    /// Without a key, enrolment answers "not configured".
+    #[must_use]
+    pub fn second_factor_key(mut self, key: FactorKey) -> Self {
+        self.factor_key = Some(key);
+        self
+    }
+
     /// Builds the services.
     ///
     /// # Errors
-    /// [`ConfigError`] when the policy is out of range or the keys do not fit together.
+    /// [`ConfigError`] when the policy is out of range, the keys do not fit together, or the
+    /// policy requires second factors without a [`second_factor_key`](Self::second_factor_key).
     pub fn build(self) -> Result<Services, ConfigError> {
+        let factors_required = self.policy.second_factor.required_for_admins
+            || self.policy.second_factor.required_for_everyone;
+        if factors_required && self.factor_key.is_none() {
+            return Err(ConfigError::new(
+                "second_factor",
+                "requiring second factors needs a second-factor key",
+            ));
+        }
         let hasher = match self.hasher {
             Some(h) => h,
             None => Arc::new(Argon2Hasher::new(HasherConfig::default())?),
@@ -115,9 +137,19 @@ impl ServicesBuilder {
             Some(key) => key,
             None => SigningKey::generate_ed25519()?,
         };
+        let totp = self.factor_key.map(|key| {
+            Arc::new(TotpAuthenticator::new(
+                key,
+                self.policy.second_factor.issuer.clone(),
+            ))
+        });
         let mut users = UserService::new(ports.clone(), &self.policy);
         let mut account = AccountService::new(ports.clone(), &self.policy);
         let mut auth = AuthService::new(ports, self.policy, &key, self.previous_keys)?;
+        if let Some(totp) = totp {
+            users = users.with_second_factors(Arc::clone(&totp));
+            auth = auth.with_second_factors(totp);
+        }
         if let Some(composer) = self.composer {
             users = users.with_mail_composer(Arc::clone(&composer));
             account = account.with_mail_composer(Arc::clone(&composer));

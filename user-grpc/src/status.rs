@@ -27,7 +27,7 @@ fn code(kind: ErrorKind) -> Code {
         ErrorKind::Forbidden => Code::PermissionDenied,
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::Conflict(_) => Code::AlreadyExists,
-        ErrorKind::LastAdmin => Code::FailedPrecondition,
+        ErrorKind::LastAdmin | ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Internal => Code::Internal,
     }

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     Conflict,
     /// 409: the change would leave no active admin.
     LastAdmin,
+    /// 409: the account is not in the state the request needs (a second factor already on
+    /// or off; a one-step sign-in for an account with a second factor).
+    FailedPrecondition,
     /// 400: the body or query could not be read.
     MalformedRequest,
     /// 415: the body is not sent as JSON.
@@ -53,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::ValidationFailed,
         Self::InvalidCredentials,
         Self::Unauthenticated,
@@ -65,6 +68,7 @@ impl ErrorCode {
         Self::MethodNotAllowed,
         Self::Conflict,
         Self::LastAdmin,
+        Self::FailedPrecondition,
         Self::MalformedRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -86,6 +90,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::LastAdmin => "last_admin",
+            Self::FailedPrecondition => "failed_precondition",
             Self::MalformedRequest => "malformed_request",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
@@ -227,6 +232,7 @@ fn status_and_code(kind: ErrorKind) -> (StatusCode, ErrorCode) {
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
         ErrorKind::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
         ErrorKind::LastAdmin => (StatusCode::CONFLICT, ErrorCode::LastAdmin),
+        ErrorKind::FailedPrecondition => (StatusCode::CONFLICT, ErrorCode::FailedPrecondition),
         ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
     }

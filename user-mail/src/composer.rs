@@ -54,6 +54,11 @@ impl MailComposer for MailTemplates {
                 let until = utc_text(*until);
                 MailTemplates::compose(self, kind, to, context! { name, until })
             }
+            Notice::SecondFactorChanged {
+                name,
+                enabled,
+                by_admin,
+            } => MailTemplates::compose(self, kind, to, context! { name, enabled, by_admin }),
         };
         composed.map_err(ComposeError::new)
     }
@@ -126,6 +131,16 @@ mod tests {
                 name: "Ada".into(),
                 until: datetime!(2026-01-01 14:05:30 +02:00),
             },
+            Notice::SecondFactorChanged {
+                name: "Ada".into(),
+                enabled: true,
+                by_admin: false,
+            },
+            Notice::SecondFactorChanged {
+                name: "Ada".into(),
+                enabled: false,
+                by_admin: true,
+            },
         ];
         for notice in &notices {
             let mail = MailComposer::compose(&templates, notice, &ada).unwrap();
@@ -151,6 +166,19 @@ mod tests {
             "{}",
             text(4)
         );
+        assert!(text(5).contains("now asks for a code"), "{}", text(5));
+        assert!(
+            text(6).contains("An administrator") || text(6).contains("an administrator"),
+            "{}",
+            text(6)
+        );
+        let subject = |i: usize| {
+            MailComposer::compose(&templates, &notices[i], &ada)
+                .unwrap()
+                .subject
+        };
+        assert!(subject(5).contains("turned on"), "{}", subject(5));
+        assert!(subject(6).contains("turned off"), "{}", subject(6));
     }
 
     #[test]

@@ -23,12 +23,14 @@ use crate::MailSettings;
 /// | `password_changed` | |
 /// | `email_changed` | `old_email`, `new_email` (sent to both addresses) |
 /// | `lockout_started` | `until` (text, "14:05 UTC") |
+/// | `second_factor_changed` | `enabled`, `by_admin` (booleans) |
 pub const KINDS: &[&str] = &[
     "verify_email",
     "reset_password",
     "password_changed",
     "email_changed",
     "lockout_started",
+    "second_factor_changed",
 ];
 
 /// Each kind has three templates: `<kind>.subject.txt`, `<kind>.txt` and `<kind>.html`; the
@@ -94,6 +96,18 @@ const DEFAULTS: &[(&str, &str)] = &[
     (
         "lockout_started.html",
         include_str!("../templates/lockout_started.html"),
+    ),
+    (
+        "second_factor_changed.subject.txt",
+        include_str!("../templates/second_factor_changed.subject.txt"),
+    ),
+    (
+        "second_factor_changed.txt",
+        include_str!("../templates/second_factor_changed.txt"),
+    ),
+    (
+        "second_factor_changed.html",
+        include_str!("../templates/second_factor_changed.html"),
     ),
 ];
 

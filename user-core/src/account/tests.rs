@@ -27,6 +27,9 @@ impl MailComposer for PlainComposer {
             Notice::EmailChanged { old, new, .. } => format!("{old} -> {new}"),
             Notice::LockoutStarted { until, .. } => until.to_string(),
             Notice::PasswordChanged { name } => name.clone(),
+            Notice::SecondFactorChanged {
+                enabled, by_admin, ..
+            } => format!("enabled={enabled} by_admin={by_admin}"),
         };
         Ok(Mail::new(to.clone(), notice.kind(), text, None))
     }

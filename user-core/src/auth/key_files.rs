@@ -48,7 +48,8 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{SigningKey, VerifyingKey};
-use crate::error::KeyFileError;
+use crate::error::{ConfigError, KeyFileError};
+use crate::factor::FactorKey;
 
 /// Reads the Ed25519 signing key at `path`, or, when there is no file, makes a new key and
 /// writes it there (PKCS#8 PEM, mode 0600). The key is written whole to a temporary file
@@ -88,6 +89,59 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyFileErro
             source,
         }),
     }
+}
+
+/// Reads the second-factor key at `path` (32 bytes in base64, see [`FactorKey`]), or, when
+/// there is no file, makes a new key and writes it there, owner-only, with the same
+/// all-or-nothing write and the same checks as [`load_or_create_signing_key`]. Every
+/// instance serving one database must read the same key: a lost key makes every enrolled
+/// authenticator useless (recovery codes still work).
+///
+/// # Errors
+/// As [`read_factor_key`]; [`KeyFileError::Io`] when the key cannot be written,
+/// [`KeyFileError::Generate`] when the random source fails.
+pub fn load_or_create_factor_key(path: &Path) -> Result<FactorKey, KeyFileError> {
+    let exists = path.try_exists().map_err(|source| KeyFileError::Io {
+        action: "look for the second-factor key",
+        path: path.to_owned(),
+        source,
+    })?;
+    if exists {
+        return read_factor_key(path);
+    }
+    let key = FactorKey::generate().map_err(|e| {
+        KeyFileError::Generate(ConfigError::new("second_factor_key", e.to_string()))
+    })?;
+    let mut text = key.to_base64().expose_secret().to_owned();
+    text.push('\n');
+    let written = write_new(path, text.as_bytes());
+    drop(SecretString::from(text));
+    match written {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "generated a new second-factor key");
+            Ok(key)
+        }
+        Err(source) if source.kind() == std::io::ErrorKind::AlreadyExists => read_factor_key(path),
+        Err(source) => Err(KeyFileError::Io {
+            action: "create",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Reads the second-factor key at `path`: 32 bytes in base64, in a file only the service's
+/// user owns and may read.
+///
+/// # Errors
+/// As [`read_signing_key`], with [`KeyFileError::Invalid`] when the file holds no such key.
+pub fn read_factor_key(path: &Path) -> Result<FactorKey, KeyFileError> {
+    let file = read_key_file(path)?;
+    file.check_private()?;
+    FactorKey::from_base64(file.text.expose_secret()).map_err(|e| KeyFileError::Invalid {
+        path: path.to_owned(),
+        reason: e.reason,
+    })
 }
 
 /// Reads the Ed25519 signing key (PKCS#8 PEM) at `path`.

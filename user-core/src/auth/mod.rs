@@ -17,4 +17,6 @@ pub use keys::{
 pub(crate) use limit::{AddressLimit, KeyLimit};
 pub use policy::{AccountPolicy, AuthPolicy, LockoutPolicy};
 pub(crate) use service::new_secret;
-pub use service::{AuthService, BrowserLogin, Credentials, RegisterUser, TokenPair};
+pub use service::{
+    AuthService, BrowserLogin, Challenge, Credentials, RegisterUser, SecondStep, SignIn, TokenPair,
+};

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::domain::{LoginFailures, PasswordPolicy};
 use crate::error::ConfigError;
+use crate::factor::SecondFactorPolicy;
 
 /// When failed logins lock an identifier, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +130,8 @@ pub struct AuthPolicy {
     pub require_verified_email: bool,
     /// Password reset and email verification.
     pub account: AccountPolicy,
+    /// Second factors: who must have one, challenge and trusted-device lifetimes.
+    pub second_factor: SecondFactorPolicy,
 }
 
 impl Default for AuthPolicy {
@@ -149,6 +152,7 @@ impl Default for AuthPolicy {
             registrations_per_ip_per_hour: std::num::NonZeroU32::new(20),
             require_verified_email: false,
             account: AccountPolicy::default(),
+            second_factor: SecondFactorPolicy::default(),
         }
     }
 }
@@ -180,6 +184,11 @@ impl AuthPolicy {
         positive("browser_idle_timeout", self.browser_idle_timeout)?;
         positive("token_idle_timeout", self.token_idle_timeout)?;
         positive("device_token_ttl", self.device_token_ttl)?;
+        positive(
+            "second_factor.trusted_device_ttl",
+            self.second_factor.trusted_device_ttl,
+        )?;
+        self.second_factor.validate()?;
         positive("lockout.base_delay", self.lockout.base_delay)?;
         positive("lockout.max_delay", self.lockout.max_delay)?;
         positive("lockout.forget_after", self.lockout.forget_after)?;

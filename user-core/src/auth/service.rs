@@ -19,6 +19,7 @@ use crate::domain::{
     SessionId, SessionKind, ThrottleKey, TokenHash, User, UserId, UserStatus, Username,
 };
 use crate::error::{AuthError, ConfigError, HashError, RepoError, ValidationErrors};
+use crate::factor::TotpAuthenticator;
 use crate::metrics as names;
 use crate::ports::{Identifier, MailComposer, Notice, Verification};
 
@@ -112,6 +113,8 @@ pub struct AuthService {
     register_limit: Option<AddressLimit>,
     /// Verification links and lockout notices.
     notices: Notices,
+    /// TOTP with the configured key; `None` when second factors are not configured.
+    totp: Option<Arc<TotpAuthenticator>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -171,7 +174,18 @@ impl AuthService {
             budget,
             login_limit,
             register_limit,
+            totp: None,
         })
+    }
+
+    /// Checks second factors with `totp` (which holds the key that opens TOTP secrets).
+    /// Without it, an account with a factor cannot complete a sign-in (the second step
+    /// answers [`AuthError::Internal`]); [`crate::Services::builder`] refuses a policy that
+    /// requires factors without a key.
+    #[must_use]
+    pub fn with_second_factors(mut self, totp: Arc<TotpAuthenticator>) -> Self {
+        self.totp = Some(totp);
+        self
     }
 
     /// Mails through `composer`: a verification link at registration, a notice when a
@@ -272,21 +286,97 @@ impl AuthService {
         Ok(user)
     }
 
-    /// Signs in an API or gRPC client: a token session with an access and a refresh token.
+    /// Signs in an API or gRPC client that knows one step only: a token session with an access
+    /// and a refresh token. An account with a second factor is refused with
+    /// [`AuthError::SecondFactorRequired`] after a right password: such clients use
+    /// [`sign_in`](Self::sign_in).
     ///
     /// # Errors
     /// [`AuthError::InvalidCredentials`] for an unknown identifier, a wrong password or a
     /// disabled account alike; [`AuthError::Throttled`] while the identifier is locked;
-    /// [`AuthError::Overloaded`] when hashing is saturated.
+    /// [`AuthError::Overloaded`] when hashing is saturated;
+    /// [`AuthError::SecondFactorRequired`] as above.
     pub async fn login(
         &self,
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<TokenPair, AuthError> {
+        match self.sign_in(credentials, client).await? {
+            SignIn::Complete(pair) => Ok(pair),
+            SignIn::SecondStep(_) => Err(AuthError::SecondFactorRequired),
+        }
+    }
+
+    /// Signs in a browser that knows one step only; see [`login`](Self::login) and
+    /// [`sign_in_browser`](Self::sign_in_browser).
+    ///
+    /// # Errors
+    /// As [`AuthService::login`].
+    pub async fn login_browser(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+    ) -> Result<BrowserLogin, AuthError> {
+        match self.sign_in_browser(credentials, client).await? {
+            SignIn::Complete(login) => Ok(login),
+            SignIn::SecondStep(_) => Err(AuthError::SecondFactorRequired),
+        }
+    }
+
+    /// The password step of an API or gRPC client's sign-in: a token session when the account
+    /// needs nothing more, else a [`Challenge`] for the second step
+    /// ([`complete_sign_in`](Self::complete_sign_in), or enrolment when the policy requires
+    /// a factor the account lacks).
+    ///
+    /// # Errors
+    /// As [`AuthService::login`], without `SecondFactorRequired`.
+    pub async fn sign_in(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+    ) -> Result<SignIn<TokenPair>, AuthError> {
         if let Some(limit) = &self.login_limit {
             limit.check(&client)?;
         }
-        let (user, device_token) = self.check_credentials(&credentials, &client).await?;
+        match self.check_credentials(&credentials, &client).await? {
+            Passed::Complete(user, device_token) => {
+                let pair = self.token_session(user, client, Some(device_token)).await?;
+                Ok(SignIn::Complete(pair))
+            }
+            Passed::Challenge(challenge) => Ok(SignIn::SecondStep(challenge)),
+        }
+    }
+
+    /// The password step of a browser's sign-in: a session with an opaque cookie value, or a
+    /// [`Challenge`] (see [`sign_in`](Self::sign_in)). Call it at every sign-in to rotate
+    /// the cookie. A browser whose device token the user chose to trust skips the second
+    /// step until the trust expires.
+    ///
+    /// # Errors
+    /// As [`AuthService::sign_in`].
+    pub async fn sign_in_browser(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+    ) -> Result<SignIn<BrowserLogin>, AuthError> {
+        if let Some(limit) = &self.login_limit {
+            limit.check(&client)?;
+        }
+        match self.check_credentials(&credentials, &client).await? {
+            Passed::Complete(user, device_token) => {
+                let login = self.browser_session(user, client, device_token).await?;
+                Ok(SignIn::Complete(login))
+            }
+            Passed::Challenge(challenge) => Ok(SignIn::SecondStep(challenge)),
+        }
+    }
+
+    async fn token_session(
+        &self,
+        user: User,
+        client: ClientInfo,
+        device_token: Option<SecretString>,
+    ) -> Result<TokenPair, AuthError> {
         let refresh_token = new_secret()?;
         let now = self.ports.clock.now();
         let session = self
@@ -306,24 +396,16 @@ impl AuthService {
             access_token,
             expires_in,
             refresh_token,
-            device_token: Some(device_token),
+            device_token,
         })
     }
 
-    /// Signs in a browser: a session with an opaque cookie value. Call it again to rotate the
-    /// cookie on every sign-in.
-    ///
-    /// # Errors
-    /// As [`AuthService::login`].
-    pub async fn login_browser(
+    async fn browser_session(
         &self,
-        credentials: Credentials,
+        user: User,
         client: ClientInfo,
+        device_token: SecretString,
     ) -> Result<BrowserLogin, AuthError> {
-        if let Some(limit) = &self.login_limit {
-            limit.check(&client)?;
-        }
-        let (user, device_token) = self.check_credentials(&credentials, &client).await?;
         let session_token = new_secret()?;
         let now = self.ports.clock.now();
         let session = self
@@ -402,7 +484,7 @@ impl AuthService {
         &self,
         credentials: &Credentials,
         client: &ClientInfo,
-    ) -> Result<(User, SecretString), AuthError> {
+    ) -> Result<Passed, AuthError> {
         let now = self.ports.clock.now();
         let account = self.find_account(credentials).await?;
         let user_id = account.as_ref().map(|(user, _)| user.id);
@@ -443,8 +525,8 @@ impl AuthService {
             (Some((user, _)), Verification::Match { needs_rehash })
                 if user.status == UserStatus::Active =>
             {
-                self.budget.clear(&key).await?;
                 if self.policy.require_verified_email && user.email_verified_at.is_none() {
+                    self.budget.clear(&key).await?;
                     tracing::info!(client_ip = ip, user_id = %user.id, outcome = "email_not_verified", "sign-in refused");
                     metrics::counter!(names::LOGINS_TOTAL, "outcome" => "email_not_verified")
                         .increment(1);
@@ -455,18 +537,19 @@ impl AuthService {
                 if needs_rehash {
                     self.rehash(&user, &credentials.password, now).await;
                 }
-                let device_token = match (device, &credentials.device_token) {
-                    (Some(hash), Some(presented)) => {
-                        self.store_device(&hash, user.id, now).await?;
-                        presented.clone()
-                    }
-                    _ => {
-                        let token = new_secret()?;
-                        let hash = TokenHash::of(token.expose_secret());
-                        self.store_device(&hash, user.id, now).await?;
-                        token
-                    }
-                };
+                if let Some(purpose) = self.second_step(&user, device.as_ref(), now).await? {
+                    // The guess is not spent, and the budget is not cleared either: only the
+                    // second step's success clears it, so that someone who knows the
+                    // password cannot reset the count between wrong codes.
+                    self.budget.release(&key, reserved).await;
+                    let challenge = self.challenge(&user, purpose, device, now).await?;
+                    tracing::info!(client_ip = ip, user_id = %user.id, budget, step = purpose.as_str(), "password accepted; second step required");
+                    return Ok(Passed::Challenge(challenge));
+                }
+                self.budget.clear(&key).await?;
+                let device_token = self
+                    .device_token(device, credentials.device_token.as_ref(), user.id, now)
+                    .await?;
                 metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
                 let event = AuditEvent::new(AuditKind::SignIn, now)
                     .on(user.id)
@@ -475,7 +558,7 @@ impl AuthService {
                     .identifier(&credentials.identifier)
                     .detail(budget);
                 self.ports.audit(event).await;
-                Ok((user, device_token))
+                Ok(Passed::Complete(user, device_token))
             }
             (account, verdict) => {
                 let outcome = match (&account, verdict) {
@@ -576,6 +659,29 @@ impl AuthService {
             expires_at: now + std_to_time(self.policy.device_token_ttl),
         };
         Ok(self.ports.devices.save(hash, &device).await?)
+    }
+
+    /// The device token to give the client after a successful sign-in: the one it presented
+    /// (renewed) when that one vouched for the account (`known`), else a new one.
+    pub(super) async fn device_token(
+        &self,
+        known: Option<TokenHash>,
+        presented: Option<&SecretString>,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<SecretString, AuthError> {
+        match (known, presented) {
+            (Some(hash), Some(presented)) if TokenHash::of(presented.expose_secret()) == hash => {
+                self.store_device(&hash, user, now).await?;
+                Ok(presented.clone())
+            }
+            _ => {
+                let token = new_secret()?;
+                let hash = TokenHash::of(token.expose_secret());
+                self.store_device(&hash, user, now).await?;
+                Ok(token)
+            }
+        }
     }
 
     /// The account an identifier names, with its hash.
@@ -871,5 +977,9 @@ fn actor(session: &Session, user: &User) -> Actor {
     }
 }
 
+mod second_step;
 #[cfg(test)]
 mod tests;
+
+use second_step::Passed;
+pub use second_step::{Challenge, SecondStep, SignIn};

@@ -122,6 +122,12 @@ audit_kinds! {
     Deleted = "deleted",
     /// The owner downloaded their data.
     DataExported = "data_exported",
+    /// An authenticator app was enrolled (failure: a wrong code at the confirmation).
+    SecondFactorEnabled = "second_factor_enabled",
+    /// The second factor was removed: by its owner (password and code), or reset by an admin.
+    SecondFactorDisabled = "second_factor_disabled",
+    /// The owner replaced their recovery codes.
+    RecoveryCodesRegenerated = "recovery_codes_regenerated",
 }
 
 impl fmt::Display for AuditKind {

@@ -53,11 +53,21 @@ pub enum Notice {
         /// When sign-in works again.
         until: OffsetDateTime,
     },
+    /// The account's second factor was turned on, or off (by its owner, or reset by an
+    /// admin).
+    SecondFactorChanged {
+        /// How to greet the user.
+        name: String,
+        /// On (`true`) or off.
+        enabled: bool,
+        /// An admin reset it.
+        by_admin: bool,
+    },
 }
 
 impl Notice {
     /// The stable name of the kind of message: `verify_email`, `reset_password`,
-    /// `password_changed`, `email_changed` or `lockout_started`.
+    /// `password_changed`, `email_changed`, `lockout_started` or `second_factor_changed`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::VerifyEmail { .. } => "verify_email",
@@ -65,6 +75,7 @@ impl Notice {
             Self::PasswordChanged { .. } => "password_changed",
             Self::EmailChanged { .. } => "email_changed",
             Self::LockoutStarted { .. } => "lockout_started",
+            Self::SecondFactorChanged { .. } => "second_factor_changed",
         }
     }
 }

@@ -283,13 +283,49 @@ impl Fixture {
         clock: Arc<FixedClock>,
         policy: crate::auth::AuthPolicy,
     ) -> Self {
+        let totp = Arc::new(crate::factor::TotpAuthenticator::new(
+            crate::factor::FactorKey::generate().unwrap(),
+            policy.second_factor.issuer.clone(),
+        ));
+        Self::with_second_factors(ports, clock, policy, totp)
+    }
+
+    /// Services on the given ports and policy, sealing second-factor secrets with `totp`
+    /// (share one between fixtures that play instances of one deployment).
+    pub fn with_second_factors(
+        ports: Ports,
+        clock: Arc<FixedClock>,
+        policy: crate::auth::AuthPolicy,
+        totp: Arc<crate::factor::TotpAuthenticator>,
+    ) -> Self {
         let key = crate::auth::SigningKey::generate_ed25519().unwrap();
         Self {
-            users: crate::users::UserService::new(ports.clone(), &policy),
-            auth: crate::auth::AuthService::new(ports.clone(), policy, &key, vec![]).unwrap(),
+            users: crate::users::UserService::new(ports.clone(), &policy)
+                .with_second_factors(Arc::clone(&totp)),
+            auth: crate::auth::AuthService::new(ports.clone(), policy, &key, vec![])
+                .unwrap()
+                .with_second_factors(totp),
             ports,
             clock,
         }
+    }
+
+    /// Enrols an authenticator app for the signed-in `actor` (password
+    /// [`Fixture::PASSWORD`]) and returns its base32 secret and the ten recovery codes.
+    pub async fn enrol(&self, actor: &crate::domain::Actor) -> (String, Vec<SecretString>) {
+        let setup = self
+            .users
+            .start_totp_enrolment(actor, &SecretString::from(Self::PASSWORD))
+            .await
+            .unwrap();
+        let secret = setup.secret.expose_secret().to_owned();
+        let code = crate::factor::totp_code(&secret, self.clock.now());
+        let codes = self
+            .users
+            .confirm_totp_enrolment(actor, &SecretString::from(code))
+            .await
+            .unwrap();
+        (secret, codes)
     }
 
     /// Registers `name` with email `name@example.com` and password [`Fixture::PASSWORD`].

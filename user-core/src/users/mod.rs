@@ -14,6 +14,7 @@ use crate::domain::{
     TokenPurpose, User, UserId, UserPage, UserQuery, UserStatus, Username,
 };
 use crate::error::{AuthError, UserError, ValidationErrors};
+use crate::factor::{SecondFactorPolicy, TotpAuthenticator};
 use crate::ports::{MailComposer, Notice, Verification};
 
 /// A profile edit as it arrives from an adapter. `None` leaves a field unchanged; an empty
@@ -81,6 +82,8 @@ pub struct UserService {
     token_idle_timeout: Duration,
     budget: GuessBudget,
     notices: Notices,
+    second_factor: SecondFactorPolicy,
+    totp: Option<Arc<TotpAuthenticator>>,
 }
 
 impl std::fmt::Debug for UserService {
@@ -103,7 +106,17 @@ impl UserService {
             browser_idle_timeout: policy.browser_idle_timeout,
             token_idle_timeout: policy.token_idle_timeout,
             budget,
+            second_factor: policy.second_factor.clone(),
+            totp: None,
         }
+    }
+
+    /// Lets users enrol authenticator apps, with `totp` sealing their secrets. Without it,
+    /// enrolment answers [`UserError::FactorState`] (not configured).
+    #[must_use]
+    pub fn with_second_factors(mut self, totp: Arc<TotpAuthenticator>) -> Self {
+        self.totp = Some(totp);
+        self
     }
 
     /// Mails through `composer`: a notice when a password or an email changes, and a
@@ -576,5 +589,6 @@ impl AdminUsers<'_> {
     }
 }
 
+mod factor;
 #[cfg(test)]
 mod tests;

@@ -127,7 +127,9 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Overloaded | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict(_) | ErrorKind::LastAdmin => StatusCode::CONFLICT,
+        ErrorKind::Conflict(_) | ErrorKind::LastAdmin | ErrorKind::FailedPrecondition => {
+            StatusCode::CONFLICT
+        }
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
