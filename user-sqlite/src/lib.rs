@@ -11,8 +11,14 @@
 //!   keys and a busy timeout on every connection. Connections are not pinged before each use
 //!   (sqlx's default): a local file does not go away, and the ping cost a round trip to the
 //!   connection's thread, as much as the query.
+//!   Opening also lowercases the display names that migration 0006 could not (beyond ASCII),
+//!   once.
 //! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`,
-//!   `audit.rs` and `factors.rs` implement the ports;
+//!   `audit.rs` and `factors.rs` implement the ports; `search.rs` serves the admin user list
+//!   from indexes: the FTS5 table `users_search` (trigram tokenizer, kept in step by
+//!   triggers) for a search of 3 characters or more, the username and email indexes for a
+//!   shorter one, and indexes on `(role, username)`, `(status, username)` and `(role,
+//!   status, username)` for the filters;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
@@ -47,6 +53,7 @@ pub mod legacy;
 mod login_failures;
 mod outbox;
 mod rows;
+mod search;
 mod sessions;
 mod tokens;
 mod users;
@@ -203,6 +210,9 @@ impl SqliteDatabase {
             .run(&pool)
             .await
             .map_err(OpenError::Migrate)?;
+        lower_display_names(&pool)
+            .await
+            .map_err(|e| OpenError::Migrate(sqlx::migrate::MigrateError::Execute(e)))?;
         Ok(Self { pool })
     }
 
@@ -293,6 +303,34 @@ impl SqliteDatabase {
     /// Waits for connections in use to return, then closes them all.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Fills `display_name_lower` where migration 0006 left it NULL: display names with a
+/// character beyond ASCII, which SQLite's `lower()` would not fold as the search does. Found
+/// on a partial index that is empty once this has run, so a later open costs one lookup.
+async fn lower_display_names(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    const BATCH: i64 = 1000;
+    loop {
+        let names: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, display_name FROM users \
+             WHERE display_name IS NOT NULL AND display_name_lower IS NULL LIMIT ?",
+        )
+        .bind(BATCH)
+        .fetch_all(pool)
+        .await?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        for (id, name) in &names {
+            sqlx::query("UPDATE users SET display_name_lower = ? WHERE id = ?")
+                .bind(name.to_lowercase())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
     }
 }
 

@@ -2,14 +2,15 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 use user_core::domain::{
-    Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage, UserQuery,
-    UserStatus, Username,
+    DisplayName, Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage,
+    UserQuery, UserStatus, Username,
 };
 use user_core::error::RepoError;
 use user_core::ports::{Identifier, UserRepository};
 
 use crate::map_db_err;
 use crate::rows::{CredentialsRow, UserRow, to_db, user_columns};
+use crate::search::{self, Search};
 
 /// [`UserRepository`] on SQLite.
 #[derive(Debug, Clone)]
@@ -83,17 +84,10 @@ macro_rules! keeps_an_admin {
     };
 }
 
-/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard.
-fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
+/// The lowercase display name the search compares with (see migration 0006): lowercased
+/// here, as the service lowercases a search, because SQLite's `lower()` folds ASCII only.
+fn lowercase(name: &DisplayName) -> String {
+    name.as_str().to_lowercase()
 }
 
 #[async_trait]
@@ -101,13 +95,15 @@ impl UserRepository for SqliteUserRepository {
     async fn insert(&self, new: &NewUser) -> Result<(), RepoError> {
         let u = &new.user;
         sqlx::query(
-            "INSERT INTO users (id, username, email, display_name, password_hash, role, status, \
-             email_verified_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, username, email, display_name, display_name_lower, \
+             password_hash, role, status, email_verified_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(u.id.to_string())
         .bind(u.username.as_str())
         .bind(u.email.as_str())
         .bind(u.display_name.as_ref().map(|d| d.as_str()))
+        .bind(u.display_name.as_ref().map(lowercase))
         .bind(new.password_hash.as_str())
         .bind(u.role.as_str())
         .bind(u.status.as_str())
@@ -190,6 +186,7 @@ impl UserRepository for SqliteUserRepository {
                                    THEN NULL ELSE email_verified_at END, \
                email = COALESCE(?3, email), \
                display_name = CASE WHEN ?4 THEN ?5 ELSE display_name END, \
+               display_name_lower = CASE WHEN ?4 THEN ?7 ELSE display_name_lower END, \
                updated_at = ?6 \
              WHERE id = ?1 RETURNING ",
             user_columns!()
@@ -202,6 +199,7 @@ impl UserRepository for SqliteUserRepository {
             .bind(display_name.is_some())
             .bind(display_name.and_then(|d| d.as_ref()).map(|d| d.as_str()))
             .bind(to_db(now))
+            .bind(display_name.and_then(|d| d.as_ref()).map(lowercase))
             .fetch_optional(&self.pool)
             .await
             .map_err(map_db_err)?
@@ -295,26 +293,12 @@ impl UserRepository for SqliteUserRepository {
     }
 
     async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError> {
-        let q = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users \
-             WHERE (?1 IS NULL OR username > ?1) \
-               AND (?2 IS NULL OR username LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\') \
-               AND (?3 IS NULL OR role = ?3) \
-               AND (?4 IS NULL OR status = ?4) \
-             ORDER BY username LIMIT ?5"
-        );
         let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
-        let rows = sqlx::query_as::<_, UserRow>(q)
-            .bind(query.after.as_ref().map(Username::as_str))
-            .bind(query.search.as_deref().map(like_prefix))
-            .bind(query.role.map(Role::as_str))
-            .bind(query.status.map(UserStatus::as_str))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_db_err)?;
+        let rows = match Search::of(query) {
+            None => search::page(&self.pool, query, limit).await?,
+            Some(None) => Vec::new(),
+            Some(Some(s)) => search::search(&self.pool, &s, query, limit).await?,
+        };
         let more = rows.len() > limit as usize;
         let users = rows
             .into_iter()
@@ -337,16 +321,5 @@ impl UserRepository for SqliteUserRepository {
         .await
         .map(|n| u64::try_from(n).unwrap_or(0))
         .map_err(map_db_err)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_prefix;
-
-    #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(like_prefix("al"), "al%");
-        assert_eq!(like_prefix("a_%\\"), "a\\_\\%\\\\%");
     }
 }

@@ -7,7 +7,16 @@ use crate::error::{ValidationError, ValidationErrors};
 /// A page request for the admin user list: keyset pagination in username order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserQuery {
-    /// Lowercase prefix matched against username or email.
+    /// Text to look for, lowercase (the stores lowercase it again). How it matches depends on
+    /// its length in characters (see [`UserQuery::SUBSTRING_MIN_CHARS`]):
+    ///
+    /// - 3 or more: anywhere in the username, the email or the display name, the display
+    ///   name compared in lowercase;
+    /// - 1 or 2: the start of the username or of the email.
+    ///
+    /// Every character stands for itself: `%`, `_`, `\`, quotes, `*` and words such as `OR`
+    /// or `NEAR` are no wildcards or operators of any query language. A text with a control
+    /// character matches nobody (no username, email or display name has one).
     pub search: Option<String>,
     /// Only users with this role.
     pub role: Option<Role>,
@@ -36,8 +45,13 @@ impl UserQuery {
     pub const DEFAULT_LIMIT: u32 = 20;
     /// Largest page size.
     pub const MAX_LIMIT: u32 = 100;
-    /// Longest search prefix, in characters.
+    /// Longest search text, in characters.
     pub const MAX_SEARCH_LEN: usize = 254;
+    /// The shortest search text that matches anywhere in a username, email or display name:
+    /// the stores find those with trigram indexes (SQLite's FTS5 `trigram` tokenizer,
+    /// PostgreSQL's `pg_trgm`), which cannot serve fewer than three characters. A shorter
+    /// text matches the start of the username or the email, which their own indexes serve.
+    pub const SUBSTRING_MIN_CHARS: usize = 3;
 
     /// The rule a page size breaks: `must be between 1 and 100`, the message of code
     /// `out_of_range`, whatever the wire calls the field (`page_size`, `limit`).

@@ -147,8 +147,14 @@ pub trait UserRepository: Send + Sync + 'static {
     /// - [`RepoError::LastActiveAdmin`] when this would delete the last active admin.
     async fn delete(&self, id: UserId) -> Result<(), RepoError>;
 
-    /// Lists users in username order after `query.after`, filtered by search prefix (username
-    /// or email), role and status. `next` is set when the page is full.
+    /// Lists users in username order after `query.after`, filtered by role, status and
+    /// search text: 3 characters or more match anywhere in the username, the email or the
+    /// display name (in lowercase), 1 or 2 the start of the username or the email, every
+    /// character literally (see [`UserQuery::search`]). `next` is set when the page is full.
+    ///
+    /// Stores serve every page from indexes, whatever the number of users: the filters and
+    /// the order from indexes on `(role, username)`, `(status, username)` and `(role,
+    /// status, username)`, a search of 3 characters or more from a trigram index.
     ///
     /// # Errors
     /// [`RepoError::Unavailable`] when the store fails.

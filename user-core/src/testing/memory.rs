@@ -177,6 +177,20 @@ impl State {
     }
 }
 
+/// Whether `user` matches the lowercase search text `s` (see [`UserQuery::search`]).
+fn matches_search(user: &User, s: &str) -> bool {
+    if s.chars().count() < UserQuery::SUBSTRING_MIN_CHARS {
+        user.username.as_str().starts_with(s) || user.email.as_str().starts_with(s)
+    } else {
+        user.username.as_str().contains(s)
+            || user.email.as_str().contains(s)
+            || user
+                .display_name
+                .as_ref()
+                .is_some_and(|d| d.as_str().to_lowercase().contains(s))
+    }
+}
+
 #[async_trait::async_trait]
 impl UserRepository for InMemoryUserRepository {
     async fn insert(&self, new: &NewUser) -> Result<(), RepoError> {
@@ -341,9 +355,10 @@ impl UserRepository for InMemoryUserRepository {
             .map(|(u, _)| u)
             .filter(|u| query.after.as_ref().is_none_or(|a| &u.username > a))
             .filter(|u| {
-                query.search.as_deref().is_none_or(|p| {
-                    u.username.as_str().starts_with(p) || u.email.as_str().starts_with(p)
-                })
+                query
+                    .search
+                    .as_deref()
+                    .is_none_or(|s| matches_search(u, &s.to_lowercase()))
             })
             .filter(|u| query.role.is_none_or(|r| u.role == r))
             .filter(|u| query.status.is_none_or(|st| u.status == st))

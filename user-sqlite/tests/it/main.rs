@@ -7,7 +7,9 @@ mod conformance;
 mod durability;
 mod legacy;
 mod mail;
+mod plans;
 mod races;
+mod search;
 mod services;
 
 use std::sync::Arc;
