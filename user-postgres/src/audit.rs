@@ -111,8 +111,8 @@ impl AuditLog for PostgresAuditLog {
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         self.db
             .purge_in_batches(
-                "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
-                 WHERE at < $1 LIMIT $2)",
+                "DELETE FROM audit_events WHERE id = ANY (ARRAY (SELECT id FROM audit_events \
+                 WHERE at < $1 LIMIT $2))",
                 before,
             )
             .await

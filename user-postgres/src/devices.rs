@@ -101,8 +101,8 @@ impl DeviceTokenStore for PostgresDeviceTokenStore {
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         self.db
             .purge_in_batches(
-                "DELETE FROM devices WHERE hash IN (SELECT hash FROM devices \
-                 WHERE expires_at < $1 LIMIT $2)",
+                "DELETE FROM devices WHERE hash = ANY (ARRAY (SELECT hash FROM devices \
+                 WHERE expires_at < $1 LIMIT $2))",
                 before,
             )
             .await

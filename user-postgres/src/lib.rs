@@ -14,7 +14,12 @@
 //!   releases side by side: migrations must be expand/contract. Every connection gets the
 //!   session's `statement_timeout` and, with a schema, its `search_path`.
 //! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`,
-//!   `audit.rs` and `factors.rs` implement the ports;
+//!   `audit.rs` and `factors.rs` implement the ports; `search.rs` serves the admin user list
+//!   from indexes: a GIN index of `pg_trgm` trigrams (migration 0005 finds the extension in
+//!   whatever schema of the database holds it, or creates it in ours) for a search of 3
+//!   characters or more, the username and email indexes for a shorter one, and indexes on
+//!   `(role, username)`, `(status, username)` and `(role, status, username)` for the
+//!   filters;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - `retry.rs` runs every port method: a statement or transaction that fails with a
@@ -77,6 +82,7 @@ mod login_failures;
 mod outbox;
 mod retry;
 mod rows;
+mod search;
 mod sessions;
 mod tokens;
 mod users;

@@ -95,8 +95,8 @@ impl LoginFailureStore for PostgresLoginFailureStore {
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         self.db
             .purge_in_batches(
-                "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
-                 WHERE last_failed_at < $1 LIMIT $2)",
+                "DELETE FROM login_failures WHERE key = ANY (ARRAY (SELECT key FROM \
+                 login_failures WHERE last_failed_at < $1 LIMIT $2))",
                 before,
             )
             .await

@@ -259,8 +259,8 @@ impl MailOutbox for PostgresMailOutbox {
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         self.db
             .purge_in_batches(
-                "DELETE FROM mail_dead_letters WHERE seq IN (SELECT seq FROM mail_dead_letters \
-                 WHERE failed_at < $1 LIMIT $2)",
+                "DELETE FROM mail_dead_letters WHERE seq = ANY (ARRAY (SELECT seq FROM \
+                 mail_dead_letters WHERE failed_at < $1 LIMIT $2))",
                 before,
             )
             .await

@@ -115,6 +115,12 @@ impl Db {
     /// Runs `sql`, a `DELETE` of at most `$2` rows that are stale at `$1`, again and again
     /// until a batch deletes fewer than [`PURGE_BATCH`] rows, each batch an operation of its
     /// own (see [`Db::run`]); returns how many rows were deleted in all.
+    ///
+    /// A batch is written `WHERE key = ANY (ARRAY (SELECT key ... WHERE <stale> LIMIT $2))`
+    /// (or with the stale condition on the outer rows too): the keys come from the index on
+    /// the time column, and each row is then found by its primary key. `key IN (SELECT ...)`
+    /// would let the planner join the batch to the whole table, which it does when the
+    /// table is small next to a batch: a sequential scan of the table per batch.
     pub(crate) async fn purge_in_batches(
         &self,
         sql: &'static str,

@@ -325,8 +325,8 @@ impl SessionStore for PostgresSessionStore {
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         self.db
             .purge_in_batches(
-                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
-                 WHERE expires_at < $1 OR revoked_at < $1 LIMIT $2)",
+                "DELETE FROM sessions WHERE id = ANY (ARRAY (SELECT id FROM sessions \
+                 WHERE expires_at < $1 OR revoked_at < $1 LIMIT $2))",
                 before,
             )
             .await

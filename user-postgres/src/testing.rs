@@ -1,6 +1,7 @@
 //! Test support (feature `testing`): a fresh schema per test on the server that
 //! [`URL_VAR`] names, dropped when the test ends, so that tests run in parallel on one
-//! server and leave nothing behind.
+//! server and leave nothing behind but the `pg_trgm` extension, which the first test
+//! creates in `public` (see [`TestSchema::create`]).
 //!
 //! ```no_run
 //! # async fn run() {
@@ -44,7 +45,10 @@ impl std::fmt::Debug for TestSchema {
 }
 
 impl TestSchema {
-    /// Creates a new schema on the server that [`URL_VAR`] names.
+    /// Creates a new schema on the server that [`URL_VAR`] names, after making sure that
+    /// its database has the `pg_trgm` extension outside any test schema (in `public`, unless
+    /// it is elsewhere already): the search index needs it, and dropping a schema that held
+    /// it would drop the search indexes of every other test.
     ///
     /// Returns `None`, after saying so on stderr, when the variable is unset and `CI` is
     /// unset too: the test is skipped.
@@ -70,6 +74,7 @@ impl TestSchema {
         let name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
         let created = async {
             let mut conn = connect(&url).await?;
+            shared_pg_trgm(&mut conn).await?;
             sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
                 .execute(&mut conn)
                 .await?;
@@ -153,6 +158,22 @@ impl Drop for TestSchema {
             self.name
         );
     }
+}
+
+/// Makes sure the database has `pg_trgm` (the search index's operator class), in `public`
+/// unless it is elsewhere already. Otherwise the first test's migration would create it in
+/// that test's schema, and dropping the schema would drop the extension, and with it the
+/// search indexes of every test running beside it. Under an advisory lock, as concurrent
+/// `CREATE EXTENSION IF NOT EXISTS` may both try to create it.
+async fn shared_pg_trgm(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('user_postgres::testing pg_trgm'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// One connection to the test server, waiting at most [`SERVER_TIMEOUT`], with a lock

@@ -169,8 +169,8 @@ impl OneTimeTokenStore for PostgresOneTimeTokenStore {
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, RepoError> {
         self.db
             .purge_in_batches(
-                "DELETE FROM one_time_tokens WHERE hash IN (SELECT hash FROM one_time_tokens \
-                 WHERE expires_at < $1 LIMIT $2)",
+                "DELETE FROM one_time_tokens WHERE hash = ANY (ARRAY (SELECT hash FROM \
+                 one_time_tokens WHERE expires_at < $1 LIMIT $2))",
                 before,
             )
             .await

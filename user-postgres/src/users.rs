@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use sqlx::QueryBuilder;
 use time::OffsetDateTime;
 use user_core::domain::{
     Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage, UserQuery,
@@ -9,6 +10,7 @@ use user_core::ports::{Identifier, UserRepository};
 
 use crate::retry::Db;
 use crate::rows::{CredentialsRow, UserRow, user_columns};
+use crate::search::{self, Search};
 
 /// [`UserRepository`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -107,21 +109,6 @@ macro_rules! keeps_an_admin {
          (SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE role = 'admin' AND status = 'active' \
           ORDER BY id FOR NO KEY UPDATE LIMIT 2) AS active_admins) <= 1)"
     };
-}
-
-/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'` and appends the wildcard. The
-/// prefix is lowercased: usernames and emails are stored lowercase, and SQLite's `LIKE`
-/// ignores ASCII case where PostgreSQL's does not, so `AL` finds `alice` on both.
-fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
 }
 
 #[async_trait]
@@ -363,35 +350,32 @@ impl UserRepository for PostgresUserRepository {
     }
 
     async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError> {
-        // `username` and `email` are COLLATE "C": byte order, and LIKE works on it.
-        let q = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users \
-             WHERE ($1::text IS NULL OR username > $1) \
-               AND ($2::text IS NULL OR username LIKE $2 ESCAPE '\\' \
-                    OR email LIKE $2 ESCAPE '\\') \
-               AND ($3::text IS NULL OR role = $3) \
-               AND ($4::text IS NULL OR status = $4) \
-             ORDER BY username LIMIT $5"
-        );
         let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
-        let search = query.search.as_deref().map(like_prefix);
-        let search = search.as_deref();
         let pool = &self.db.pool;
-        let rows = self
-            .db
-            .run(|| async move {
-                sqlx::query_as::<_, UserRow>(q)
-                    .bind(query.after.as_ref().map(Username::as_str))
-                    .bind(search)
-                    .bind(query.role.map(Role::as_str))
-                    .bind(query.status.map(UserStatus::as_str))
-                    .bind(i64::from(limit) + 1)
-                    .fetch_all(pool)
-                    .await
-            })
-            .await?;
+        let rows: Vec<UserRow> = match Search::of(query) {
+            None => {
+                self.db
+                    .run(|| async move {
+                        search::page_query(QueryBuilder::new(""), query, limit)
+                            .build_query_as()
+                            .fetch_all(pool)
+                            .await
+                    })
+                    .await?
+            }
+            Some(None) => Vec::new(),
+            Some(Some(s)) => {
+                let s = &s;
+                self.db
+                    .run(|| async move {
+                        let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
+                        let rows = search::search(&mut tx, s, query, limit).await?;
+                        tx.commit().await?;
+                        Ok(rows)
+                    })
+                    .await?
+            }
+        };
         let more = rows.len() > limit as usize;
         let users = rows
             .into_iter()
@@ -418,17 +402,5 @@ impl UserRepository for PostgresUserRepository {
             })
             .await
             .map(|n| u64::try_from(n).unwrap_or(0))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_prefix;
-
-    #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(like_prefix("al"), "al%");
-        assert_eq!(like_prefix("a_%\\"), "a\\_\\%\\\\%");
-        assert_eq!(like_prefix("AL"), "al%");
     }
 }

@@ -8,8 +8,10 @@
 mod conformance;
 mod database;
 mod lost_database;
+mod plans;
 mod purge;
 mod races;
+mod search;
 mod services;
 mod tls;
 
@@ -133,4 +135,21 @@ pub fn migrations() -> i64 {
         })
         .count();
     i64::try_from(n).unwrap()
+}
+
+/// Inserts a user named `name` with `display` as display name.
+pub async fn insert_user(db: &PostgresDatabase, name: &str, display: Option<&str>) {
+    use user_core::domain::{DisplayName, NewUser, PasswordHash, User};
+    use user_core::ports::UserRepository as _;
+    let user = User {
+        display_name: display.map(|d| DisplayName::parse(d).unwrap().unwrap()),
+        ..user_core::testing::conformance::user(name)
+    };
+    db.users()
+        .insert(&NewUser {
+            user,
+            password_hash: PasswordHash::new("h"),
+        })
+        .await
+        .unwrap();
 }
