@@ -61,8 +61,8 @@ fn required(field: &'static str, value: &str, errors: &mut ValidationErrors) {
 /// Longest sign-in challenge or device token accepted (the server issues 43 characters).
 const MAX_TOKEN_LEN: usize = 256;
 
-/// Longest second-factor code accepted (six digits, or a recovery code of 14 characters,
-/// with room for spaces).
+/// Longest second-factor code accepted (six digits, or a recovery code of 29 characters,
+/// six groups of four, with room for spaces).
 const MAX_CODE_LEN: usize = 64;
 
 /// A field of at most `max` characters; longer ones cannot be right and are refused before
