@@ -40,7 +40,7 @@ fn challenge_of(page: &Reply) -> String {
 
 /// The recovery codes a page shows.
 fn codes_of(page: &Reply) -> Vec<String> {
-    regex::Regex::new(r"<li><code>([0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4})</code></li>")
+    regex::Regex::new(r"<li><code>((?:[0-9a-z]{4}-){5}[0-9a-z]{4})</code></li>")
         .unwrap()
         .captures_iter(&page.text)
         .map(|c| c[1].to_owned())
