@@ -1,7 +1,7 @@
 //! SQLite storage for user-management: [`SqliteUserRepository`], [`SqliteSessionStore`],
 //! [`SqliteLoginFailureStore`], [`SqliteDeviceTokenStore`], [`SqliteOneTimeTokenStore`],
-//! [`SqliteMailOutbox`] and [`SqliteAuditLog`] implement `user-core`'s seven storage ports on
-//! sqlx, over one file.
+//! [`SqliteMailOutbox`], [`SqliteAuditLog`] and [`SqliteSecondFactorStore`] implement
+//! `user-core`'s eight storage ports on sqlx, over one file.
 //!
 //! # Layout
 //!
@@ -11,8 +11,8 @@
 //!   keys and a busy timeout on every connection. Connections are not pinged before each use
 //!   (sqlx's default): a local file does not go away, and the ping cost a round trip to the
 //!   connection's thread, as much as the query.
-//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`
-//!   and `audit.rs` implement the ports;
+//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`,
+//!   `audit.rs` and `factors.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - Unique violations map to `RepoError::Conflict` naming the field; every other database
@@ -23,7 +23,7 @@
 //! - [`legacy`] imports the legacy Python deployment's `users.db` (bcrypt hashes kept, refused
 //!   rows reported, reruns idempotent) into any `UserRepository`.
 //!
-//! All seven stores pass `user_core::testing::conformance` against a real file.
+//! All eight stores pass `user_core::testing::conformance` against a real file.
 //!
 //! # Example
 //!
@@ -33,7 +33,7 @@
 //! use user_sqlite::{SqliteConfig, SqliteDatabase};
 //!
 //! let db = SqliteDatabase::open(&SqliteConfig::new("data/users.db")).await?;
-//! let storage = db.storage(); // user_core::Storage: the seven ports over this pool
+//! let storage = db.storage(); // user_core::Storage: the eight ports over this pool
 //! let services = user_core::Services::builder(storage).build()?;
 //! # let _ = services;
 //! db.close().await;
@@ -42,6 +42,7 @@
 
 mod audit;
 mod devices;
+mod factors;
 pub mod legacy;
 mod login_failures;
 mod outbox;
@@ -63,6 +64,7 @@ use user_core::error::{RepoError, UniqueField};
 
 pub use audit::SqliteAuditLog;
 pub use devices::SqliteDeviceTokenStore;
+pub use factors::SqliteSecondFactorStore;
 pub use login_failures::SqliteLoginFailureStore;
 pub use outbox::SqliteMailOutbox;
 pub use sessions::SqliteSessionStore;
@@ -239,7 +241,12 @@ impl SqliteDatabase {
         SqliteAuditLog::new(self.pool.clone())
     }
 
-    /// All seven storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
+    /// Second factors, recovery codes, trusted browsers and sign-in challenges.
+    pub fn factors(&self) -> SqliteSecondFactorStore {
+        SqliteSecondFactorStore::new(self.pool.clone())
+    }
+
+    /// All eight storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
     pub fn storage(&self) -> Storage {
         Storage {
             users: Arc::new(self.users()),
@@ -249,6 +256,7 @@ impl SqliteDatabase {
             tokens: Arc::new(self.tokens()),
             outbox: Arc::new(self.outbox()),
             audit: Arc::new(self.audit()),
+            factors: Arc::new(self.factors()),
         }
     }
 

@@ -17,15 +17,15 @@ use time::macros::datetime;
 
 use crate::Storage;
 use crate::domain::{
-    AuditEvent, AuditKind, AuditOutcome, AuditQuery, ClientInfo, DeviceToken, DisplayName, Email,
-    LoginFailures, NewSession, NewUser, OneTimeToken, PasswordHash, ProfileChanges, Role, Rotation,
-    Session, SessionId, SessionKind, ThrottleKey, TokenHash, TokenPurpose, User, UserId, UserQuery,
-    UserStatus, Username,
+    AuditEvent, AuditKind, AuditOutcome, AuditQuery, ChallengePurpose, ClientInfo, DeviceToken,
+    DisplayName, Email, LoginFailures, NewSession, NewUser, OneTimeToken, PasswordHash,
+    ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, SignInChallenge, ThrottleKey,
+    TokenHash, TokenPurpose, TotpFactor, User, UserId, UserQuery, UserStatus, Username,
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{
     AuditLog, ClaimedMail, DeviceTokenStore, Identifier, LoginFailureStore, Mail, MailOutbox,
-    OneTimeTokenStore, SessionStore, UserRepository,
+    OneTimeTokenStore, SecondFactorStore, SessionStore, UserRepository,
 };
 
 /// The stores under test, fresh for each check. `guard` keeps whatever backs them alive (a
@@ -45,6 +45,8 @@ pub struct Stores {
     pub outbox: Arc<dyn MailOutbox>,
     /// The audit log over the same database.
     pub audit: Arc<dyn AuditLog>,
+    /// The second factors over the same database.
+    pub factors: Arc<dyn SecondFactorStore>,
     /// Dropped when the check ends.
     pub guard: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -60,6 +62,7 @@ impl Stores {
             tokens: storage.tokens,
             outbox: storage.outbox,
             audit: storage.audit,
+            factors: storage.factors,
             guard: Some(Box::new(guard)),
         }
     }
@@ -122,6 +125,26 @@ macro_rules! conformance_tests {
             audit_purge_deletes_only_older_events,
             audit_anonymize_strips_what_names_the_user,
             audit_outlives_its_users,
+            factors_without_an_enrolment,
+            factors_for_a_missing_user_are_not_found,
+            begin_enrolment_stores_a_pending_factor,
+            begin_enrolment_replaces_a_pending_factor,
+            begin_enrolment_leaves_a_confirmed_factor_alone,
+            confirm_enrolment_confirms_and_sets_the_codes,
+            confirm_enrolment_needs_a_pending_factor,
+            use_step_moves_forward_only,
+            use_step_needs_a_confirmed_factor,
+            concurrent_use_of_one_step_succeeds_once,
+            replace_recovery_codes_replaces_every_code,
+            recovery_codes_are_used_once_by_their_user,
+            concurrent_use_of_one_recovery_code_succeeds_once,
+            remove_deletes_the_factor_codes_and_trusted_devices,
+            trusted_devices_are_per_user_until_their_time,
+            challenges_keep_every_field_and_are_found_until_expiry,
+            challenges_are_consumed_once,
+            concurrent_consume_of_one_challenge_succeeds_once,
+            factors_purge_deletes_what_expired_and_abandoned_enrolments,
+            second_factors_go_with_their_user,
         );
     };
     (@each $factory:path; $($check:ident),* $(,)?) => {
@@ -2081,4 +2104,742 @@ pub async fn audit_outlives_its_users(s: Stores) {
     record(&s, &event).await;
     s.users.delete(a.id).await.unwrap();
     assert_eq!(audit_page(&s, &AuditQuery::default()).await.events, [event]);
+}
+
+/// A pending authenticator-app factor of `u`, started at `created`, whose sealed secret
+/// (bytes no text encoding would keep) is told apart by `tag`.
+fn totp(u: &User, tag: u8, created: i64) -> TotpFactor {
+    TotpFactor {
+        user_id: u.id,
+        sealed_secret: vec![0x00, 0xFF, tag, 0x80, 0x00, tag],
+        created_at: at(created),
+        confirmed_at: None,
+        last_used_step: None,
+    }
+}
+
+/// `n` recovery codes, told apart by `tag`.
+fn codes(tag: &str, n: usize) -> Vec<TokenHash> {
+    (0..n)
+        .map(|i| TokenHash::of(&format!("{tag}-{i}")))
+        .collect()
+}
+
+/// The step every [`enrol`] confirms with.
+const STEP: i64 = 1_000;
+
+/// Enrols `u` (started at 0, confirmed at 1 with step [`STEP`]) with three codes named after
+/// the user; returns the confirmed factor and the codes.
+async fn enrol(s: &Stores, u: &User, tag: u8) -> (TotpFactor, Vec<TokenHash>) {
+    let pending = totp(u, tag, 0);
+    assert_eq!(s.factors.begin_enrolment(&pending).await.ok(), Some(true));
+    let codes = codes(u.username.as_str(), 3);
+    s.factors
+        .confirm_enrolment(u.id, STEP, &codes, at(1))
+        .await
+        .unwrap();
+    let confirmed = TotpFactor {
+        confirmed_at: Some(at(1)),
+        last_used_step: Some(STEP),
+        ..pending
+    };
+    (confirmed, codes)
+}
+
+async fn use_code(s: &Stores, u: &User, code: &TokenHash) -> bool {
+    s.factors.use_recovery_code(u.id, code).await.unwrap()
+}
+
+async fn codes_left(s: &Stores, u: &User) -> u32 {
+    s.factors.recovery_codes_left(u.id).await.unwrap()
+}
+
+async fn trusted(s: &Stores, device: &str, u: &User, now: i64) -> bool {
+    s.factors
+        .is_trusted(&TokenHash::of(device), u.id, at(now))
+        .await
+        .unwrap()
+}
+
+async fn trust(s: &Stores, device: &str, u: &User, until: i64) {
+    s.factors
+        .trust_device(&TokenHash::of(device), u.id, at(until))
+        .await
+        .unwrap();
+}
+
+fn challenge(
+    u: &User,
+    purpose: ChallengePurpose,
+    device: Option<&str>,
+    expires: i64,
+) -> SignInChallenge {
+    SignInChallenge {
+        user_id: u.id,
+        purpose,
+        device: device.map(TokenHash::of),
+        created_at: at(0),
+        expires_at: at(expires),
+    }
+}
+
+async fn create_challenge(s: &Stores, secret: &str, c: &SignInChallenge) {
+    s.factors
+        .create_challenge(&TokenHash::of(secret), c)
+        .await
+        .unwrap();
+}
+
+async fn find_challenge(
+    s: &Stores,
+    secret: &str,
+    now: OffsetDateTime,
+) -> Result<SignInChallenge, RepoError> {
+    s.factors.find_challenge(&TokenHash::of(secret), now).await
+}
+
+async fn consume_challenge(
+    s: &Stores,
+    secret: &str,
+    now: OffsetDateTime,
+) -> Result<SignInChallenge, RepoError> {
+    s.factors
+        .consume_challenge(&TokenHash::of(secret), now)
+        .await
+}
+
+/// Purges everything that can go: far in the future for both cut-offs.
+async fn purge_all(s: &Stores) -> u64 {
+    s.factors.purge(at(1_000_000), at(1_000_000)).await.unwrap()
+}
+
+/// A user without a factor: `factor`, `confirm_enrolment`, `use_step` and
+/// `replace_recovery_codes` are `NotFound` and write nothing; there is no recovery code to
+/// use or count, and nothing to remove.
+pub async fn factors_without_an_enrolment(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let c = codes("c", 3);
+    not_found(s.factors.factor(u.id).await, "factor");
+    not_found(
+        s.factors.confirm_enrolment(u.id, 5, &c, at(1)).await,
+        "confirm_enrolment",
+    );
+    not_found(s.factors.use_step(u.id, 5).await, "use_step");
+    not_found(
+        s.factors.replace_recovery_codes(u.id, &c).await,
+        "replace_recovery_codes",
+    );
+    not_found(s.factors.factor(u.id).await, "nothing was written");
+    assert_eq!(codes_left(&s, &u).await, 0, "no code was written");
+    assert!(!use_code(&s, &u, &c[0]).await, "no code to use");
+    assert_eq!(s.factors.remove(u.id).await.ok(), Some(false));
+    not_found(s.factors.factor(UserId::new()).await, "an unknown user");
+    assert_eq!(
+        s.factors.recovery_codes_left(UserId::new()).await.ok(),
+        Some(0),
+        "an unknown user has no codes"
+    );
+}
+
+/// `begin_enrolment`, `trust_device` and `create_challenge` for a user who does not exist
+/// are `NotFound`, and write nothing.
+pub async fn factors_for_a_missing_user_are_not_found(s: Stores) {
+    insert(&s, &user("present")).await;
+    let ghost = user("ghost");
+    not_found(
+        s.factors.begin_enrolment(&totp(&ghost, 1, 0)).await,
+        "begin_enrolment",
+    );
+    not_found(s.factors.factor(ghost.id).await, "no factor was written");
+    not_found(
+        s.factors
+            .trust_device(&TokenHash::of("device"), ghost.id, at(100))
+            .await,
+        "trust_device",
+    );
+    assert!(
+        !trusted(&s, "device", &ghost, 0).await,
+        "no mark was written"
+    );
+    let c = challenge(&ghost, ChallengePurpose::SecondFactor, None, 100);
+    not_found(
+        s.factors
+            .create_challenge(&TokenHash::of("challenge"), &c)
+            .await,
+        "create_challenge",
+    );
+    not_found(
+        find_challenge(&s, "challenge", at(1)).await,
+        "no challenge was written",
+    );
+    assert_eq!(purge_all(&s).await, 0, "no row at all");
+}
+
+/// `begin_enrolment` stores the factor as pending, whatever `confirmed_at` and
+/// `last_used_step` it is given, and `factor` returns it with every field intact.
+pub async fn begin_enrolment_stores_a_pending_factor(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let given = TotpFactor {
+        confirmed_at: Some(at(5)),
+        last_used_step: Some(77),
+        ..totp(&a, 1, 3)
+    };
+    assert_eq!(s.factors.begin_enrolment(&given).await.ok(), Some(true));
+    let stored = s.factors.factor(a.id).await.unwrap();
+    assert_eq!(
+        stored,
+        TotpFactor {
+            confirmed_at: None,
+            last_used_step: None,
+            ..given
+        }
+    );
+    assert!(!stored.is_confirmed());
+    not_found(s.factors.factor(b.id).await, "per user");
+    assert_eq!(codes_left(&s, &a).await, 0, "no code before confirmation");
+}
+
+/// `begin_enrolment` over a pending factor replaces it.
+pub async fn begin_enrolment_replaces_a_pending_factor(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    assert_eq!(
+        s.factors.begin_enrolment(&totp(&u, 1, 0)).await.ok(),
+        Some(true)
+    );
+    let second = totp(&u, 2, 60);
+    assert_eq!(s.factors.begin_enrolment(&second).await.ok(), Some(true));
+    assert_eq!(s.factors.factor(u.id).await.ok(), Some(second));
+}
+
+/// `begin_enrolment` over a confirmed factor returns `false` and changes nothing: the
+/// factor and its recovery codes stay.
+pub async fn begin_enrolment_leaves_a_confirmed_factor_alone(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let (confirmed, c) = enrol(&s, &u, 1).await;
+    let again = TotpFactor {
+        confirmed_at: None,
+        last_used_step: None,
+        ..totp(&u, 2, 50)
+    };
+    assert_eq!(s.factors.begin_enrolment(&again).await.ok(), Some(false));
+    assert_eq!(s.factors.factor(u.id).await.ok(), Some(confirmed));
+    assert_eq!(codes_left(&s, &u).await, 3);
+    assert!(use_code(&s, &u, &c[0]).await, "the codes still work");
+}
+
+/// `confirm_enrolment` confirms the pending factor at `now` with `step` as its last used
+/// step, keeps its other fields, and gives the user exactly the codes it is given.
+pub async fn confirm_enrolment_confirms_and_sets_the_codes(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let (_, b_codes) = enrol(&s, &b, 9).await;
+    let pending = totp(&a, 1, 0);
+    assert_eq!(s.factors.begin_enrolment(&pending).await.ok(), Some(true));
+    let c = codes("a", 4);
+    let r = s.factors.confirm_enrolment(a.id, 55_555, &c, at(7)).await;
+    assert!(r.is_ok(), "{r:?}");
+    let got = s.factors.factor(a.id).await.unwrap();
+    assert_eq!(
+        got,
+        TotpFactor {
+            confirmed_at: Some(at(7)),
+            last_used_step: Some(55_555),
+            ..pending
+        }
+    );
+    assert!(got.is_confirmed());
+    assert_eq!(codes_left(&s, &a).await, 4);
+    for code in &c {
+        assert!(use_code(&s, &a, code).await, "each given code works");
+    }
+    assert!(
+        !use_code(&s, &a, &TokenHash::of("a-9")).await,
+        "no other code"
+    );
+    assert_eq!(codes_left(&s, &b).await, 3, "another user's codes stay");
+    assert!(!use_code(&s, &a, &b_codes[0]).await);
+}
+
+/// `confirm_enrolment` without a pending factor (none, or confirmed already) is `NotFound`
+/// and writes nothing: neither the factor nor the codes change.
+pub async fn confirm_enrolment_needs_a_pending_factor(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    not_found(
+        s.factors
+            .confirm_enrolment(a.id, 5, &codes("new", 3), at(9))
+            .await,
+        "no factor",
+    );
+    assert_eq!(codes_left(&s, &a).await, 0, "no code was written");
+    let (confirmed, old) = enrol(&s, &b, 1).await;
+    let new = codes("new", 5);
+    not_found(
+        s.factors
+            .confirm_enrolment(b.id, STEP + 5, &new, at(9))
+            .await,
+        "confirmed already",
+    );
+    assert_eq!(s.factors.factor(b.id).await.ok(), Some(confirmed));
+    assert_eq!(codes_left(&s, &b).await, 3, "the old codes stay");
+    assert!(
+        !use_code(&s, &b, &new[0]).await,
+        "the new codes were not written"
+    );
+    assert!(use_code(&s, &b, &old[0]).await);
+    not_found(
+        s.factors
+            .confirm_enrolment(UserId::new(), 5, &new, at(9))
+            .await,
+        "an unknown user",
+    );
+}
+
+/// `use_step` records a step later than the last used one and says so; the same step or an
+/// earlier one is refused (a replay) and changes nothing. Each user has their own steps.
+pub async fn use_step_moves_forward_only(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    enrol(&s, &a, 1).await;
+    let (b_factor, _) = enrol(&s, &b, 2).await;
+    let use_step = |step: i64| {
+        let factors = Arc::clone(&s.factors);
+        async move { factors.use_step(a.id, step).await.unwrap() }
+    };
+    assert!(!use_step(STEP).await, "the step of the confirmation");
+    assert!(!use_step(STEP - 1).await, "an earlier step");
+    assert!(use_step(STEP + 1).await, "the next step");
+    assert!(!use_step(STEP + 1).await, "the same step again");
+    assert!(use_step(STEP + 50).await, "a later step");
+    assert!(!use_step(STEP + 20).await, "between the two");
+    let got = s.factors.factor(a.id).await.unwrap();
+    assert_eq!(got.last_used_step, Some(STEP + 50));
+    assert_eq!(got.confirmed_at, Some(at(1)), "only the step moves");
+    assert_eq!(
+        s.factors.factor(b.id).await.ok(),
+        Some(b_factor),
+        "per user"
+    );
+    assert_eq!(s.factors.use_step(b.id, STEP + 1).await.ok(), Some(true));
+}
+
+/// `use_step` needs a confirmed factor: without one, or with a pending one, it is
+/// `NotFound` and the pending factor is left as it is.
+pub async fn use_step_needs_a_confirmed_factor(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    not_found(s.factors.use_step(u.id, 5).await, "no factor");
+    let pending = totp(&u, 1, 0);
+    assert_eq!(s.factors.begin_enrolment(&pending).await.ok(), Some(true));
+    not_found(s.factors.use_step(u.id, 5).await, "a pending factor");
+    assert_eq!(s.factors.factor(u.id).await.ok(), Some(pending));
+    not_found(
+        s.factors.use_step(UserId::new(), 5).await,
+        "an unknown user",
+    );
+}
+
+/// Of concurrent `use_step` calls with one step, exactly one gets `true`, round after round:
+/// a code is good once.
+pub async fn concurrent_use_of_one_step_succeeds_once(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    enrol(&s, &u, 1).await;
+    for step in STEP + 1..=STEP + 3 {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let factors = Arc::clone(&s.factors);
+                tokio::spawn(async move { factors.use_step(u.id, step).await })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(true) => won += 1,
+                Ok(false) => {}
+                Err(e) => panic!("unexpected: {e:?}"),
+            }
+        }
+        assert_eq!(won, 1, "step {step}");
+        assert_eq!(
+            s.factors
+                .factor(u.id)
+                .await
+                .ok()
+                .and_then(|f| f.last_used_step),
+            Some(step)
+        );
+    }
+}
+
+/// `replace_recovery_codes` replaces every code of the user, used or not, with the given
+/// ones; it needs a confirmed factor (`NotFound` otherwise, writing nothing); other users'
+/// codes stay.
+pub async fn replace_recovery_codes_replaces_every_code(s: Stores) {
+    let (a, b, p) = (user("alice"), user("bob"), user("pending"));
+    for u in [&a, &b, &p] {
+        insert(&s, u).await;
+    }
+    let (_, old) = enrol(&s, &a, 1).await;
+    let (_, b_codes) = enrol(&s, &b, 2).await;
+    assert!(use_code(&s, &a, &old[0]).await);
+    let new = codes("fresh", 5);
+    let r = s.factors.replace_recovery_codes(a.id, &new).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(codes_left(&s, &a).await, 5);
+    for code in &old {
+        assert!(!use_code(&s, &a, code).await, "the old codes are gone");
+    }
+    assert!(use_code(&s, &a, &new[4]).await, "the new codes work");
+    assert_eq!(codes_left(&s, &a).await, 4);
+    assert_eq!(codes_left(&s, &b).await, 3, "another user's codes stay");
+    assert!(use_code(&s, &b, &b_codes[0]).await);
+    assert!(
+        s.factors.replace_recovery_codes(a.id, &[]).await.is_ok(),
+        "no codes at all"
+    );
+    assert_eq!(codes_left(&s, &a).await, 0);
+
+    assert_eq!(
+        s.factors.begin_enrolment(&totp(&p, 3, 0)).await.ok(),
+        Some(true)
+    );
+    not_found(
+        s.factors.replace_recovery_codes(p.id, &new).await,
+        "a pending factor",
+    );
+    assert_eq!(codes_left(&s, &p).await, 0, "nothing was written");
+    not_found(
+        s.factors.replace_recovery_codes(UserId::new(), &new).await,
+        "an unknown user",
+    );
+}
+
+/// A recovery code works once, for its own user only; an unknown code does not work.
+pub async fn recovery_codes_are_used_once_by_their_user(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let (_, a_codes) = enrol(&s, &a, 1).await;
+    let (_, b_codes) = enrol(&s, &b, 2).await;
+    assert_eq!(codes_left(&s, &a).await, 3);
+    assert!(use_code(&s, &a, &a_codes[1]).await, "first use");
+    assert!(!use_code(&s, &a, &a_codes[1]).await, "second use");
+    assert_eq!(codes_left(&s, &a).await, 2);
+    assert!(!use_code(&s, &a, &b_codes[0]).await, "another user's code");
+    assert!(!use_code(&s, &b, &a_codes[0]).await, "another user's code");
+    assert!(!use_code(&s, &a, &TokenHash::of("guess")).await, "unknown");
+    assert_eq!(codes_left(&s, &b).await, 3, "untouched");
+    assert_eq!(codes_left(&s, &a).await, 2, "untouched");
+    assert!(use_code(&s, &b, &b_codes[0]).await);
+    assert!(use_code(&s, &a, &a_codes[0]).await);
+    assert!(use_code(&s, &a, &a_codes[2]).await);
+    assert_eq!(codes_left(&s, &a).await, 0);
+    assert_eq!(codes_left(&s, &b).await, 2);
+}
+
+/// Of concurrent uses of one recovery code, exactly one gets `true`.
+pub async fn concurrent_use_of_one_recovery_code_succeeds_once(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let (_, c) = enrol(&s, &u, 1).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let factors = Arc::clone(&s.factors);
+            let code = c[0];
+            tokio::spawn(async move { factors.use_recovery_code(u.id, &code).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(true) => won += 1,
+            Ok(false) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(codes_left(&s, &u).await, 2);
+}
+
+/// `remove` deletes the factor (confirmed or pending), the recovery codes and the trusted
+/// devices of its user, says whether there was a factor, and leaves other users' alone; a
+/// new enrolment starts from nothing.
+pub async fn remove_deletes_the_factor_codes_and_trusted_devices(s: Stores) {
+    let (a, b, p) = (user("alice"), user("bob"), user("pending"));
+    for u in [&a, &b, &p] {
+        insert(&s, u).await;
+    }
+    let (_, a_codes) = enrol(&s, &a, 1).await;
+    let (b_factor, b_codes) = enrol(&s, &b, 2).await;
+    // One browser both use, and one each.
+    for (device, u) in [
+        ("shared", &a),
+        ("shared", &b),
+        ("a-only", &a),
+        ("b-only", &b),
+    ] {
+        trust(&s, device, u, 100).await;
+    }
+    assert_eq!(s.factors.remove(a.id).await.ok(), Some(true));
+    not_found(s.factors.factor(a.id).await, "the factor");
+    assert_eq!(codes_left(&s, &a).await, 0, "the codes");
+    assert!(!use_code(&s, &a, &a_codes[0]).await);
+    assert!(!trusted(&s, "shared", &a, 1).await, "the trusted devices");
+    assert!(!trusted(&s, "a-only", &a, 1).await);
+    assert_eq!(s.factors.remove(a.id).await.ok(), Some(false), "twice");
+
+    assert_eq!(s.factors.factor(b.id).await.ok(), Some(b_factor), "others");
+    assert_eq!(codes_left(&s, &b).await, 3);
+    assert!(trusted(&s, "shared", &b, 1).await);
+    assert!(trusted(&s, "b-only", &b, 1).await);
+    assert!(use_code(&s, &b, &b_codes[0]).await);
+
+    let pending = totp(&p, 3, 0);
+    assert_eq!(s.factors.begin_enrolment(&pending).await.ok(), Some(true));
+    assert_eq!(s.factors.remove(p.id).await.ok(), Some(true), "pending");
+    not_found(s.factors.factor(p.id).await, "the pending factor");
+
+    // Enrolling again: the old codes do not come back.
+    enrol(&s, &a, 4).await;
+    assert_eq!(codes_left(&s, &a).await, 3);
+}
+
+/// A device is trusted for one user until its mark's time, strictly (`until > now`);
+/// trusting it again replaces the mark, sooner or later; marks need no factor.
+pub async fn trusted_devices_are_per_user_until_their_time(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    assert!(!trusted(&s, "d", &a, 0).await, "no mark");
+    trust(&s, "d", &a, 100).await;
+    assert!(trusted(&s, "d", &a, 99).await);
+    let just_before = s
+        .factors
+        .is_trusted(
+            &TokenHash::of("d"),
+            a.id,
+            at(100) - time::Duration::microseconds(1),
+        )
+        .await;
+    assert_eq!(just_before.ok(), Some(true), "just before its time");
+    assert!(!trusted(&s, "d", &a, 100).await, "at its time");
+    assert!(!trusted(&s, "d", &a, 101).await, "after");
+    assert!(!trusted(&s, "d", &b, 50).await, "for another user");
+    assert!(!trusted(&s, "e", &a, 50).await, "another device");
+
+    trust(&s, "d", &b, 300).await;
+    assert!(trusted(&s, "d", &b, 200).await, "each user their own mark");
+    assert!(!trusted(&s, "d", &a, 200).await);
+
+    trust(&s, "d", &a, 250).await;
+    assert!(trusted(&s, "d", &a, 200).await, "renewed");
+    trust(&s, "d", &a, 50).await;
+    assert!(!trusted(&s, "d", &a, 60).await, "replaced by a sooner mark");
+    assert!(trusted(&s, "d", &a, 49).await);
+    assert!(
+        trusted(&s, "d", &b, 200).await,
+        "the other user's mark stays"
+    );
+}
+
+/// Challenges keep every field (with a device or without, either purpose); `find_challenge`
+/// returns one again and again while `now < expires_at`, and `NotFound` at or after its
+/// expiry or for an unknown hash.
+pub async fn challenges_keep_every_field_and_are_found_until_expiry(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let with_device = SignInChallenge {
+        created_at: at(3),
+        ..challenge(&a, ChallengePurpose::SecondFactor, Some("device"), 300)
+    };
+    let enrolment = challenge(&b, ChallengePurpose::Enrolment, None, 600);
+    create_challenge(&s, "c1", &with_device).await;
+    create_challenge(&s, "c2", &enrolment).await;
+    for _ in 0..2 {
+        assert_eq!(
+            find_challenge(&s, "c1", at(10)).await.ok(),
+            Some(with_device.clone()),
+            "found, and found again"
+        );
+    }
+    assert_eq!(
+        find_challenge(&s, "c2", at(10)).await.ok(),
+        Some(enrolment.clone())
+    );
+    assert_eq!(
+        find_challenge(&s, "c1", at(300) - time::Duration::microseconds(1))
+            .await
+            .ok(),
+        Some(with_device),
+        "just before expiry"
+    );
+    not_found(find_challenge(&s, "c1", at(300)).await, "at expiry");
+    not_found(find_challenge(&s, "c1", at(301)).await, "after expiry");
+    not_found(find_challenge(&s, "c3", at(10)).await, "unknown");
+    assert_eq!(
+        consume_challenge(&s, "c2", at(10)).await.ok(),
+        Some(enrolment),
+        "finding spent nothing"
+    );
+}
+
+/// `consume_challenge` returns a working challenge once, then `NotFound` (and
+/// `find_challenge` too); an expired one is `NotFound` and left for the purge.
+pub async fn challenges_are_consumed_once(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let c = challenge(&u, ChallengePurpose::SecondFactor, Some("device"), 300);
+    create_challenge(&s, "c", &c).await;
+    create_challenge(&s, "late", &c).await;
+    not_found(consume_challenge(&s, "other", at(1)).await, "unknown");
+    assert_eq!(consume_challenge(&s, "c", at(1)).await.ok(), Some(c));
+    not_found(consume_challenge(&s, "c", at(2)).await, "used");
+    not_found(find_challenge(&s, "c", at(2)).await, "used, for find");
+    not_found(consume_challenge(&s, "late", at(300)).await, "at expiry");
+    not_found(consume_challenge(&s, "late", at(301)).await, "after expiry");
+    assert_eq!(
+        s.factors.purge(at(301), at(0)).await.ok(),
+        Some(1),
+        "the expired one was left for the purge; the used one was deleted"
+    );
+}
+
+/// Of concurrent consumes of one challenge, exactly one gets it.
+pub async fn concurrent_consume_of_one_challenge_succeeds_once(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    let c = challenge(&u, ChallengePurpose::SecondFactor, None, 300);
+    create_challenge(&s, "once", &c).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let factors = Arc::clone(&s.factors);
+            tokio::spawn(async move {
+                factors
+                    .consume_challenge(&TokenHash::of("once"), at(1))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(got) => won.push(got),
+            Err(RepoError::NotFound) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(won, [c]);
+}
+
+/// `purge` deletes challenges and trusted-device marks that expired before `expired_before`
+/// (strictly) and pending enrolments started before `pending_before` (strictly), never a
+/// confirmed factor, and counts the rows.
+pub async fn factors_purge_deletes_what_expired_and_abandoned_enrolments(s: Stores) {
+    let (a, b, old, new) = (user("alice"), user("bob"), user("old"), user("new"));
+    for u in [&a, &b, &old, &new] {
+        insert(&s, u).await;
+    }
+    let (confirmed, _) = enrol(&s, &a, 1).await; // started at 0
+    let c100 = challenge(&a, ChallengePurpose::SecondFactor, None, 100);
+    let c200 = challenge(&b, ChallengePurpose::Enrolment, Some("device"), 200);
+    create_challenge(&s, "c100", &c100).await;
+    create_challenge(&s, "c200", &c200).await;
+    trust(&s, "d", &a, 100).await;
+    trust(&s, "d", &b, 200).await;
+    let old_pending = totp(&old, 2, 0);
+    let new_pending = totp(&new, 3, 50);
+    for f in [&old_pending, &new_pending] {
+        assert_eq!(s.factors.begin_enrolment(f).await.ok(), Some(true));
+    }
+
+    let purge = |expired: i64, pending: i64| {
+        let factors = Arc::clone(&s.factors);
+        async move { factors.purge(at(expired), at(pending)).await.unwrap() }
+    };
+    assert_eq!(purge(100, 0).await, 0, "nothing before the cut-offs");
+    assert_eq!(purge(101, 1).await, 3, "c100, a's mark, old's enrolment");
+    assert_eq!(purge(101, 1).await, 0, "gone");
+    not_found(s.factors.factor(old.id).await, "the abandoned enrolment");
+    assert_eq!(
+        s.factors.factor(new.id).await.ok(),
+        Some(new_pending.clone()),
+        "a newer enrolment"
+    );
+    assert_eq!(
+        find_challenge(&s, "c200", at(150)).await.ok(),
+        Some(c200),
+        "a later challenge"
+    );
+    assert!(trusted(&s, "d", &b, 150).await, "a later mark");
+    assert_eq!(
+        s.factors.factor(a.id).await.ok(),
+        Some(confirmed.clone()),
+        "a confirmed factor started before the cut-off"
+    );
+
+    assert_eq!(purge(201, 51).await, 3, "c200, b's mark, new's enrolment");
+    assert_eq!(purge_all(&s).await, 0, "nothing else can go");
+    assert_eq!(
+        s.factors.factor(a.id).await.ok(),
+        Some(confirmed),
+        "confirmed factors are never purged"
+    );
+    assert_eq!(codes_left(&s, &a).await, 3, "nor their codes");
+}
+
+/// Deleting a user deletes their factor, recovery codes, trusted-device marks and sign-in
+/// challenges; other users keep theirs.
+pub async fn second_factors_go_with_their_user(s: Stores) {
+    let (a, b, p) = (user("alice"), user("bob"), user("pending"));
+    for u in [&a, &b, &p] {
+        insert(&s, u).await;
+    }
+    let (_, a_codes) = enrol(&s, &a, 1).await;
+    let (b_factor, _) = enrol(&s, &b, 2).await;
+    assert_eq!(
+        s.factors.begin_enrolment(&totp(&p, 3, 0)).await.ok(),
+        Some(true)
+    );
+    trust(&s, "shared", &a, 100).await;
+    trust(&s, "shared", &b, 100).await;
+    let ca = challenge(&a, ChallengePurpose::SecondFactor, Some("shared"), 100);
+    let cb = challenge(&b, ChallengePurpose::SecondFactor, Some("shared"), 100);
+    create_challenge(&s, "a", &ca).await;
+    create_challenge(&s, "b", &cb).await;
+    create_challenge(
+        &s,
+        "p",
+        &challenge(&p, ChallengePurpose::Enrolment, None, 100),
+    )
+    .await;
+
+    s.users.delete(a.id).await.unwrap();
+    s.users.delete(p.id).await.unwrap();
+    not_found(s.factors.factor(a.id).await, "the factor");
+    not_found(s.factors.factor(p.id).await, "the pending factor");
+    assert_eq!(codes_left(&s, &a).await, 0, "the codes");
+    assert!(!use_code(&s, &a, &a_codes[0]).await);
+    assert!(!trusted(&s, "shared", &a, 1).await, "the trusted devices");
+    not_found(find_challenge(&s, "a", at(1)).await, "the challenges");
+    not_found(find_challenge(&s, "p", at(1)).await, "the challenges");
+
+    assert_eq!(s.factors.factor(b.id).await.ok(), Some(b_factor), "others");
+    assert_eq!(codes_left(&s, &b).await, 3);
+    assert!(trusted(&s, "shared", &b, 1).await);
+    assert_eq!(find_challenge(&s, "b", at(1)).await.ok(), Some(cb));
+    assert_eq!(
+        purge_all(&s).await,
+        2,
+        "only bob's challenge and mark were left to purge"
+    );
 }

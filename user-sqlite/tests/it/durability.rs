@@ -243,6 +243,84 @@ async fn audit_queries_use_the_indexes() {
     }
 }
 
+/// The second factors' purge and per-user deletes walk an index, never the whole table.
+#[tokio::test]
+async fn second_factor_queries_use_the_indexes() {
+    let t = TestDb::new().await;
+    for (sql, index) in [
+        (
+            "DELETE FROM sign_in_challenges WHERE expires_at < ?",
+            "sign_in_challenges_expires_at",
+        ),
+        (
+            "DELETE FROM trusted_devices WHERE expires_at < ?",
+            "trusted_devices_expires_at",
+        ),
+        (
+            "DELETE FROM totp_factors WHERE confirmed_at IS NULL AND created_at < ?",
+            "totp_factors_pending_created_at",
+        ),
+        (
+            "DELETE FROM trusted_devices WHERE user_id = ?",
+            "trusted_devices_user_id",
+        ),
+        (
+            "DELETE FROM sign_in_challenges WHERE user_id = ?",
+            "sign_in_challenges_user_id",
+        ),
+        (
+            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?",
+            "sqlite_autoindex_recovery_codes_1",
+        ),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(t.db.pool())
+                .await
+                .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            plan.iter().any(|step| step.contains(index)),
+            "{sql}: {plan:?}"
+        );
+    }
+}
+
+/// A stored device hash that is not 32 bytes reads as an error naming the table, not a
+/// panic; CHECK constraints keep challenge purposes to known values.
+#[tokio::test]
+async fn a_bad_challenge_row_is_an_unavailable_error() {
+    use user_core::domain::TokenHash;
+    use user_core::ports::SecondFactorStore as _;
+
+    let t = TestDb::new().await;
+    let alice = user("alice");
+    crate::insert_user(&t.db, &alice).await;
+    sqlx::query(
+        "INSERT INTO sign_in_challenges \
+         (hash, user_id, purpose, device_hash, created_at, expires_at) \
+         VALUES (?, ?, 'second_factor', x'0102', 0, 9000000000000000000)",
+    )
+    .bind(TokenHash::of("c").as_bytes().as_slice())
+    .bind(alice.id.to_string())
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let got = t
+        .db
+        .factors()
+        .find_challenge(&TokenHash::of("c"), alice.created_at)
+        .await;
+    assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
+    let report = user_core::error::report(&got.unwrap_err());
+    assert!(report.contains("corrupt sign_in_challenges row"), "{report}");
+
+    let bad_purpose = sqlx::query("UPDATE sign_in_challenges SET purpose = 'nap'")
+        .execute(t.db.pool())
+        .await;
+    assert!(bad_purpose.is_err());
+}
+
 /// How many migrations the crate ships.
 fn migrations() -> i64 {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
