@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 use user_core::auth::{AuthPolicy, LockoutPolicy, SigningKey, VerifyingKey, key_files};
 use user_core::domain::{PasswordPolicy, TrustedProxies};
+use user_core::factor::{FactorKey, SecondFactorPolicy};
 use user_core::password::{Argon2Params, HasherConfig};
 use user_core::ports::Mailer;
 use user_mail::{FileMailer, MailSettings, MailTemplates, SmtpConfig, SmtpMailer};
@@ -80,6 +81,16 @@ pub(crate) enum Forwarding {
     XForwardedFor,
     /// `Forwarded` (RFC 7239).
     Forwarded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RequireSecondFactor {
+    /// Nobody must: users may enrol an authenticator app from their profile.
+    None,
+    /// Admins without a factor enrol one at their next sign-in.
+    Admins,
+    /// Everyone without a factor enrols one at their next sign-in.
+    Everyone,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -155,6 +166,18 @@ pub(crate) struct Config {
     /// not held by locks that strangers cause).
     #[arg(long, env = "USERS_DEVICE_TOKEN_TTL", default_value = "90d", value_parser = duration)]
     pub(crate) device_token_ttl: Duration,
+    /// Who must sign in with a second factor (an authenticator app); those without one are
+    /// sent to enrolment at their next sign-in.
+    #[arg(long, env = "USERS_REQUIRE_SECOND_FACTOR", value_enum, default_value_t = RequireSecondFactor::None)]
+    pub(crate) require_second_factor: RequireSecondFactor,
+    /// How long a browser (or client) a user chose to trust skips the second step.
+    #[arg(long, env = "USERS_TRUSTED_DEVICE_TTL", default_value = "30d", value_parser = duration)]
+    pub(crate) trusted_device_ttl: Duration,
+    /// The key that seals authenticator secrets (32 bytes, base64); default
+    /// <data-dir>/second-factor.key, made on first start. Every instance on one database
+    /// needs the same file; keep it out of database backups.
+    #[arg(long, env = "USERS_SECOND_FACTOR_KEY_FILE", global = true)]
+    pub(crate) second_factor_key_file: Option<PathBuf>,
     /// Minimum password length (8 to 128).
     #[arg(long, env = "USERS_PASSWORD_MIN_LENGTH", default_value_t = 12)]
     pub(crate) password_min_length: usize,
@@ -302,6 +325,9 @@ pub(crate) fn flag(setting: &str) -> &str {
         "browser_idle_timeout" => "--session-idle-timeout",
         "token_idle_timeout" => "--refresh-idle-timeout",
         "device_token_ttl" => "--device-token-ttl",
+        "second_factor.trusted_device_ttl" => "--trusted-device-ttl",
+        "second_factor.issuer" => "--site-name",
+        "second_factor" => "--require-second-factor",
         "lockout.threshold" => "--lockout-threshold",
         "lockout.base_delay" => "--lockout-base-delay",
         "lockout.max_delay" => "--lockout-max-delay",
@@ -331,6 +357,16 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("signing-key.pem"));
         Ok((key_files::load_or_create_signing_key(&path)?, previous))
+    }
+
+    /// The key that seals authenticator secrets: `--second-factor-key-file`, or
+    /// <data-dir>/second-factor.key (made on first start).
+    pub(crate) fn second_factor_key(&self) -> anyhow::Result<FactorKey> {
+        let path = self
+            .second_factor_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("second-factor.key"));
+        key_files::load_or_create_factor_key(&path).context("--second-factor-key-file")
     }
 
     /// The store: SQLite (the file from `--database-url` or the data folder, with
@@ -457,6 +493,14 @@ impl Config {
             device_token_ttl: self.device_token_ttl,
             login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(self.login_rate_limit),
             registrations_per_ip_per_hour: std::num::NonZeroU32::new(self.registration_rate_limit),
+            second_factor: SecondFactorPolicy {
+                required_for_admins: self.require_second_factor != RequireSecondFactor::None,
+                required_for_everyone: self.require_second_factor == RequireSecondFactor::Everyone,
+                trusted_device_ttl: self.trusted_device_ttl,
+                // Authenticator apps split "issuer:account" labels at the colon.
+                issuer: self.site_name.replace(':', ""),
+                ..SecondFactorPolicy::default()
+            },
             ..AuthPolicy::default()
         };
         policy.validate().map_err(named)?;
@@ -482,6 +526,48 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn second_factor_settings_reach_the_policy() {
+        let cli = Cli::try_parse_from(["server"]).unwrap();
+        let policy = cli.config.policy().unwrap().second_factor;
+        assert!(!policy.required_for_admins && !policy.required_for_everyone);
+        assert_eq!(policy.issuer, "user-management");
+        let cli = Cli::try_parse_from([
+            "server",
+            "--require-second-factor",
+            "admins",
+            "--trusted-device-ttl",
+            "7d",
+            "--site-name",
+            "Acme",
+        ])
+        .unwrap();
+        let policy = cli.config.policy().unwrap().second_factor;
+        assert!(policy.required_for_admins && !policy.required_for_everyone);
+        assert_eq!(
+            policy.trusted_device_ttl,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(policy.issuer, "Acme");
+        let cli = Cli::try_parse_from(["server", "--require-second-factor", "everyone"]).unwrap();
+        assert!(
+            cli.config
+                .policy()
+                .unwrap()
+                .second_factor
+                .required_for_everyone
+        );
+        let cli = Cli::try_parse_from(["server", "--site-name", "Acme: accounts"]).unwrap();
+        let policy = cli.config.policy().unwrap().second_factor;
+        assert_eq!(policy.issuer, "Acme accounts");
+        let long = "x".repeat(65);
+        let cli = Cli::try_parse_from(["server", "--site-name", long.as_str()]).unwrap();
+        let err = cli.config.policy().unwrap_err();
+        assert!(err.to_string().contains("--site-name"), "{err}");
+        let err = Cli::try_parse_from(["server", "--require-second-factor", "some"]).unwrap_err();
+        assert!(err.to_string().contains("--require-second-factor"), "{err}");
+    }
 
     #[test]
     fn bad_values_name_their_setting() {

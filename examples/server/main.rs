@@ -52,6 +52,7 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<App> {
         .policy(policy)
         .hasher(hasher)
         .signing_key(key, previous)
+        .second_factor_key(config.second_factor_key()?)
         .mail_composer(Arc::new(config.mail_templates()?))
         .build()
         .map_err(|e| anyhow::anyhow!("{}: {}", cli::flag(e.setting), e.reason))?;

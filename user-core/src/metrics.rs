@@ -22,9 +22,11 @@ pub const GRPC_REQUESTS_TOTAL: &str = "grpc_requests_total";
 /// [`GRPC_REQUESTS_TOTAL`].
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "grpc_request_duration_seconds";
 
-/// Counter: sign-in attempts by `outcome`: `success`, `invalid_credentials` (unknown
-/// identifier, wrong password or disabled account alike), `throttled` (the guess budget is
-/// locked) or `rate_limited` (the client address sent too many).
+/// Counter: sign-in attempts by `outcome`: `success` (a session was started: after the
+/// password, or after the second step for accounts with a second factor),
+/// `invalid_credentials` (unknown identifier, wrong password or disabled account alike),
+/// `invalid_code` (a wrong second-factor code), `email_not_verified`, `throttled` (the guess
+/// budget is locked) or `rate_limited` (the client address sent too many).
 pub const LOGINS_TOTAL: &str = "user_logins_total";
 
 /// Counter: guess budgets locked by a failed sign-in (one per lock, not per refused attempt).

@@ -1,8 +1,8 @@
 //! PostgreSQL storage for user-management: [`PostgresUserRepository`],
 //! [`PostgresSessionStore`], [`PostgresLoginFailureStore`], [`PostgresDeviceTokenStore`],
-//! [`PostgresOneTimeTokenStore`], [`PostgresMailOutbox`] and [`PostgresAuditLog`] implement
-//! `user-core`'s seven storage ports on sqlx, over one connection pool that several
-//! instances of the service may share.
+//! [`PostgresOneTimeTokenStore`], [`PostgresMailOutbox`], [`PostgresAuditLog`] and
+//! [`PostgresSecondFactorStore`] implement `user-core`'s eight storage ports on sqlx, over one
+//! connection pool that several instances of the service may share.
 //!
 //! # Layout
 //!
@@ -13,8 +13,8 @@
 //!   (a newer release applied them) are ignored, so that a rolling deploy can run two
 //!   releases side by side: migrations must be expand/contract. Every connection gets the
 //!   session's `statement_timeout` and, with a schema, its `search_path`.
-//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`
-//!   and `audit.rs` implement the ports;
+//! - `users.rs`, `sessions.rs`, `login_failures.rs`, `devices.rs`, `tokens.rs`, `outbox.rs`,
+//!   `audit.rs` and `factors.rs` implement the ports;
 //!   `rows.rs` holds the row types, which never leave the crate: each converts to a domain
 //!   value with `TryFrom`, so bad data is an error, not a panic.
 //! - `retry.rs` runs every port method: a statement or transaction that fails with a
@@ -32,7 +32,8 @@
 //! same statement as the change; a
 //! refresh token is rotated in a transaction that locks its row, so that of concurrent
 //! rotations one rotates and the others see it spent; the guess budget's compare-and-set is
-//! one statement. All seven stores pass `user_core::testing::conformance` against a real
+//! one statement, and so is spending a TOTP step, a recovery code or a sign-in challenge, so
+//! that of concurrent uses one wins. All eight stores pass `user_core::testing::conformance` against a real
 //! server, at READ COMMITTED and at SERIALIZABLE isolation.
 //!
 //! - [`PostgresConfig::from_url`] reads a `postgres://` URL (`USERS_DATABASE_URL`, say);
@@ -62,7 +63,7 @@
 //!     ..PostgresConfig::from_url("postgres://users:secret@localhost:5432/app")?
 //! };
 //! let db = PostgresDatabase::open(&config).await?;
-//! let storage = db.storage(); // user_core::Storage: the seven ports over this pool
+//! let storage = db.storage(); // user_core::Storage: the eight ports over this pool
 //! let services = user_core::Services::builder(storage).build()?;
 //! # let _ = services;
 //! db.close().await;
@@ -71,6 +72,7 @@
 
 mod audit;
 mod devices;
+mod factors;
 mod login_failures;
 mod outbox;
 mod retry;
@@ -96,6 +98,7 @@ use user_core::error::{RepoError, UniqueField};
 
 pub use audit::PostgresAuditLog;
 pub use devices::PostgresDeviceTokenStore;
+pub use factors::PostgresSecondFactorStore;
 pub use login_failures::PostgresLoginFailureStore;
 pub use outbox::PostgresMailOutbox;
 pub use sessions::PostgresSessionStore;
@@ -292,7 +295,12 @@ impl PostgresDatabase {
         PostgresAuditLog::new(self.db.clone())
     }
 
-    /// All seven storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
+    /// Second factors, recovery codes, trusted browsers and sign-in challenges.
+    pub fn factors(&self) -> PostgresSecondFactorStore {
+        PostgresSecondFactorStore::new(self.db.clone())
+    }
+
+    /// All eight storage ports, for `user_core::Services::builder` or `user_core::Ports::new`.
     pub fn storage(&self) -> Storage {
         Storage {
             users: Arc::new(self.users()),
@@ -302,6 +310,7 @@ impl PostgresDatabase {
             tokens: Arc::new(self.tokens()),
             outbox: Arc::new(self.outbox()),
             audit: Arc::new(self.audit()),
+            factors: Arc::new(self.factors()),
         }
     }
 

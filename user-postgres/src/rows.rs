@@ -6,8 +6,9 @@ use sqlx::{Decode, Postgres, Type};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use user_core::domain::{
-    AuditEvent, AuditKind, AuditOutcome, ClientInfo, DisplayName, Email, PasswordHash, Role,
-    Session, SessionKind, User, UserStatus, Username,
+    AuditEvent, AuditKind, AuditOutcome, ChallengePurpose, ClientInfo, DisplayName, Email,
+    PasswordHash, Role, Session, SessionKind, SignInChallenge, TokenHash, TotpFactor, User,
+    UserStatus, Username,
 };
 use user_core::error::RepoError;
 use uuid::Uuid;
@@ -264,6 +265,75 @@ impl TryFrom<AuditRow> for AuditEvent {
                 ip: row.ip,
             },
             detail: row.detail,
+        })
+    }
+}
+
+/// A stored SHA-256, which must be 32 bytes.
+pub(crate) fn token_hash(table: &'static str, bytes: &[u8]) -> Result<TokenHash, RepoError> {
+    <[u8; 32]>::try_from(bytes)
+        .map(TokenHash::from_bytes)
+        .map_err(|_| corrupt(table, format!("a hash of {} bytes", bytes.len())))
+}
+
+/// The columns of [`FactorRow`], as a literal for `concat!`.
+macro_rules! factor_columns {
+    () => {
+        "user_id, sealed_secret, created_at, confirmed_at, last_used_step"
+    };
+}
+pub(crate) use factor_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FactorRow {
+    user_id: Uuid,
+    sealed_secret: Vec<u8>,
+    created_at: DbTime,
+    confirmed_at: Option<DbTime>,
+    last_used_step: Option<i64>,
+}
+
+impl From<FactorRow> for TotpFactor {
+    fn from(row: FactorRow) -> Self {
+        TotpFactor {
+            user_id: row.user_id.into(),
+            sealed_secret: row.sealed_secret,
+            created_at: row.created_at.0,
+            confirmed_at: row.confirmed_at.map(|t| t.0),
+            last_used_step: row.last_used_step,
+        }
+    }
+}
+
+/// The columns of [`ChallengeRow`], as a literal for `concat!`.
+macro_rules! challenge_columns {
+    () => {
+        "user_id, purpose, device_hash, created_at, expires_at"
+    };
+}
+pub(crate) use challenge_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChallengeRow {
+    user_id: Uuid,
+    purpose: String,
+    device_hash: Option<Vec<u8>>,
+    created_at: DbTime,
+    expires_at: DbTime,
+}
+
+impl TryFrom<ChallengeRow> for SignInChallenge {
+    type Error = RepoError;
+
+    fn try_from(row: ChallengeRow) -> Result<Self, RepoError> {
+        const T: &str = "sign_in_challenges";
+        Ok(SignInChallenge {
+            user_id: row.user_id.into(),
+            purpose: ChallengePurpose::from_name(&row.purpose)
+                .ok_or_else(|| corrupt(T, format!("unknown purpose {:?}", row.purpose)))?,
+            device: row.device_hash.map(|d| token_hash(T, &d)).transpose()?,
+            created_at: row.created_at.0,
+            expires_at: row.expires_at.0,
         })
     }
 }

@@ -117,7 +117,7 @@ fn typed_codes_are_six_digits_or_a_recovery_code() {
         assert_eq!(TypedCode::parse(bad), None, "{bad}");
     }
     assert!(matches!(
-        TypedCode::parse("abcd-efgh-jkmn"),
+        TypedCode::parse("abcd-efgh-jkmn-pqrs-tvwx-yz01"),
         Some(TypedCode::Recovery(_))
     ));
 }

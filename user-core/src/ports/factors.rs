@@ -27,7 +27,8 @@ pub trait SecondFactorStore: Send + Sync + 'static {
     async fn begin_enrolment(&self, factor: &TotpFactor) -> Result<bool, RepoError>;
 
     /// In one transaction: confirms the pending factor of `user` at `now` with `step` as its
-    /// last used step, and replaces the user's recovery codes with `recovery_codes`.
+    /// last used step, and replaces the user's recovery codes with `recovery_codes` (a set:
+    /// a code given twice is stored once).
     ///
     /// # Errors
     /// - [`RepoError::NotFound`] when the user has no pending factor (none, or confirmed
@@ -51,7 +52,8 @@ pub trait SecondFactorStore: Send + Sync + 'static {
     /// - [`RepoError::Unavailable`] when the store fails.
     async fn use_step(&self, user: UserId, step: i64) -> Result<bool, RepoError>;
 
-    /// Replaces every recovery code of `user` with `recovery_codes`, in one transaction.
+    /// Replaces every recovery code of `user` with `recovery_codes` (a set, as for
+    /// `confirm_enrolment`), in one transaction.
     ///
     /// # Errors
     /// - [`RepoError::NotFound`] when the user has no confirmed factor; nothing is written.

@@ -2507,6 +2507,15 @@ pub async fn replace_recovery_codes_replaces_every_code(s: Stores) {
         "no codes at all"
     );
     assert_eq!(codes_left(&s, &a).await, 0);
+    let twice = [new[0], new[0], new[1]];
+    let r = s.factors.replace_recovery_codes(a.id, &twice).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(codes_left(&s, &a).await, 2, "the codes are a set");
+    assert!(use_code(&s, &a, &new[0]).await);
+    assert!(
+        !use_code(&s, &a, &new[0]).await,
+        "a code given twice works once"
+    );
 
     assert_eq!(
         s.factors.begin_enrolment(&totp(&p, 3, 0)).await.ok(),

@@ -833,6 +833,17 @@ impl AuditLog for InMemoryAuditLog {
     }
 }
 
+/// Recovery codes as a set, in their first order.
+fn distinct(codes: &[TokenHash]) -> Vec<TokenHash> {
+    let mut out: Vec<TokenHash> = Vec::with_capacity(codes.len());
+    for code in codes {
+        if !out.contains(code) {
+            out.push(*code);
+        }
+    }
+    out
+}
+
 #[async_trait::async_trait]
 impl SecondFactorStore for InMemorySecondFactorStore {
     async fn factor(&self, user: UserId) -> Result<TotpFactor, RepoError> {
@@ -878,7 +889,7 @@ impl SecondFactorStore for InMemorySecondFactorStore {
             .ok_or(RepoError::NotFound)?;
         factor.confirmed_at = Some(now);
         factor.last_used_step = Some(step);
-        s.recovery_codes.insert(user, recovery_codes.to_vec());
+        s.recovery_codes.insert(user, distinct(recovery_codes));
         Ok(())
     }
 
@@ -905,7 +916,7 @@ impl SecondFactorStore for InMemorySecondFactorStore {
         if !s.factors.get(&user).is_some_and(TotpFactor::is_confirmed) {
             return Err(RepoError::NotFound);
         }
-        s.recovery_codes.insert(user, recovery_codes.to_vec());
+        s.recovery_codes.insert(user, distinct(recovery_codes));
         Ok(())
     }
 

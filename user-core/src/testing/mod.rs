@@ -283,11 +283,22 @@ impl Fixture {
         clock: Arc<FixedClock>,
         policy: crate::auth::AuthPolicy,
     ) -> Self {
-        let key = crate::auth::SigningKey::generate_ed25519().unwrap();
         let totp = Arc::new(crate::factor::TotpAuthenticator::new(
             crate::factor::FactorKey::generate().unwrap(),
             policy.second_factor.issuer.clone(),
         ));
+        Self::with_second_factors(ports, clock, policy, totp)
+    }
+
+    /// Services on the given ports and policy, sealing second-factor secrets with `totp`
+    /// (share one between fixtures that play instances of one deployment).
+    pub fn with_second_factors(
+        ports: Ports,
+        clock: Arc<FixedClock>,
+        policy: crate::auth::AuthPolicy,
+        totp: Arc<crate::factor::TotpAuthenticator>,
+    ) -> Self {
+        let key = crate::auth::SigningKey::generate_ed25519().unwrap();
         Self {
             users: crate::users::UserService::new(ports.clone(), &policy)
                 .with_second_factors(Arc::clone(&totp)),

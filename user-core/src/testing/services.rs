@@ -18,11 +18,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::conformance::mail;
 use super::{FastHasher, FixedClock, Fixture, RecordingMailer};
-use crate::auth::{Credentials, RegisterUser};
+use crate::auth::{AuthPolicy, Credentials, RegisterUser, SecondStep, SignIn};
 use crate::domain::{
     AuditKind, AuditOutcome, AuditQuery, ClientInfo, PasswordHash, Role, UserStatus,
 };
 use crate::error::AuthError;
+use crate::factor::{FactorKey, TotpAuthenticator, totp_code};
 use crate::mail::{DeliveryPolicy, deliver_periodically};
 use crate::password::HashCeiling;
 use crate::ports::{Clock, Mail, MailOutbox, Mailer, SystemClock};
@@ -81,6 +82,7 @@ macro_rules! service_tests {
             disabling_a_user_ends_their_sessions_in_the_database,
             two_instances_deliver_each_of_50_mails_exactly_once,
             an_accounts_life_is_audited_and_its_end_anonymized,
+            second_factor_sign_in_spans_instances,
         );
         $crate::service_tests!(@two $factory;
             users_move_between_databases_and_a_rerun_adds_nothing,
@@ -131,6 +133,107 @@ fn instance(storage: Storage) -> Fixture {
     let clock = Arc::new(FixedClock::default());
     let ports = Ports::new(storage, Arc::new(FastHasher::new()), clock.clone());
     Fixture::with_ports(ports, clock)
+}
+
+/// An instance that seals second-factor secrets with `totp`, as every instance of one
+/// deployment shares the key.
+fn instance_with(storage: Storage, totp: Arc<TotpAuthenticator>) -> Fixture {
+    let clock = Arc::new(FixedClock::default());
+    let ports = Ports::new(storage, Arc::new(FastHasher::new()), clock.clone());
+    Fixture::with_second_factors(ports, clock, AuthPolicy::default(), totp)
+}
+
+/// Ada's password step on `f`: the challenge, or `None` when she is signed in at once.
+async fn ada_signs_in(f: &Fixture, device: Option<SecretString>) -> Option<crate::auth::Challenge> {
+    let credentials = Credentials::new("ada", SecretString::from(PW)).with_device_token(device);
+    match f
+        .auth
+        .sign_in(credentials, ClientInfo::default())
+        .await
+        .unwrap()
+    {
+        SignIn::SecondStep(challenge) => Some(challenge),
+        SignIn::Complete(_) => None,
+    }
+}
+
+/// The two steps of a sign-in with an authenticator app, on two instances sharing the
+/// database and the key: the challenge, the spent step, the recovery codes and the trusted
+/// device are in the database, so each instance sees what the other did.
+pub async fn second_factor_sign_in_spans_instances(db: &dyn TestDatabase) {
+    let totp = Arc::new(TotpAuthenticator::new(
+        FactorKey::generate().unwrap(),
+        "user-management",
+    ));
+    let one = instance_with(db.storage(), Arc::clone(&totp));
+    let two = instance_with(db.reopen().await, totp);
+    one.register("ada").await;
+    let ada = one.actor("ada").await;
+    let (secret, codes) = one.enrol(&ada).await;
+    for f in [&one, &two] {
+        f.clock.advance(Duration::from_secs(30));
+    }
+    let code = totp_code(&secret, two.clock.now());
+    let challenge = ada_signs_in(&one, None).await.unwrap();
+    let step = |challenge: &crate::auth::Challenge, code: &str| {
+        SecondStep::new(challenge.token.clone(), SecretString::from(code))
+    };
+    let pair = two
+        .auth
+        .complete_sign_in(step(&challenge, &code), ClientInfo::default())
+        .await
+        .unwrap();
+    // (Each fixture signs with its own key: the instance that issued the token checks it.)
+    assert!(
+        two.auth
+            .authenticate(pair.access_token.expose_secret())
+            .await
+            .is_ok()
+    );
+    // The challenge was spent on the second instance, the code's step too.
+    let err = one
+        .auth
+        .complete_sign_in(step(&challenge, &code), ClientInfo::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::ChallengeExpired), "{err:?}");
+    let again = ada_signs_in(&one, None).await.unwrap();
+    let err = one
+        .auth
+        .complete_sign_in(step(&again, &code), ClientInfo::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::InvalidCode), "a replay: {err:?}");
+    // A recovery code spent on one instance is spent on both.
+    let recovery = codes[0].expose_secret();
+    two.auth
+        .complete_sign_in(step(&again, recovery), ClientInfo::default())
+        .await
+        .unwrap();
+    let third = ada_signs_in(&two, None).await.unwrap();
+    let err = one
+        .auth
+        .complete_sign_in(step(&third, recovery), ClientInfo::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::InvalidCode), "{err:?}");
+    assert_eq!(
+        two.users
+            .second_factor(&ada)
+            .await
+            .unwrap()
+            .recovery_codes_left,
+        9
+    );
+    // Trust given on one instance holds on the other.
+    let mut trusted = step(&third, codes[1].expose_secret());
+    trusted.trust_device = true;
+    let pair = one
+        .auth
+        .complete_sign_in(trusted, ClientInfo::default())
+        .await
+        .unwrap();
+    assert!(ada_signs_in(&two, pair.device_token).await.is_none());
 }
 
 /// Registration, sign-in by email in any case, refresh, reuse detection (which revokes the

@@ -59,7 +59,12 @@ fn every_default_renders_a_short_plain_message() {
             assert!(!html.contains(remote), "{kind} has {remote}");
         }
         // The text values appear as given; flags (booleans) choose the wording.
-        for value in values(kind).as_object().unwrap().values().filter_map(Value::as_str) {
+        for value in values(kind)
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_str)
+        {
             assert!(mail.text.contains(value), "{kind} text lacks {value}");
             assert!(html.contains(value), "{kind} html lacks {value}");
         }

@@ -151,3 +151,118 @@ async fn purges_of_several_batches_remove_exactly_the_stale_rows() {
     assert_eq!(t.db.devices().purge(T).await.unwrap(), 0);
     assert_eq!(t.db.audit().purge(T).await.unwrap(), 0);
 }
+
+/// The second factors' purge deletes in batches too, each kind of row by its own cut-off:
+/// challenges and trusted-device marks that expired before T, enrolments left pending since
+/// before P; never a confirmed factor.
+#[tokio::test]
+async fn second_factor_purges_of_several_batches_remove_exactly_the_stale_rows() {
+    use user_core::ports::SecondFactorStore as _;
+
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let owner = user("alice");
+    t.db.users()
+        .insert(&NewUser {
+            user: owner.clone(),
+            password_hash: PasswordHash::new("h"),
+        })
+        .await
+        .unwrap();
+    let owner = owner.id.as_uuid();
+    // 8000 challenges, 7000 expired before T: one full batch and a partial one.
+    execute(
+        &t,
+        "INSERT INTO sign_in_challenges (hash, user_id, purpose, created_at, expires_at) \
+         SELECT sha256(('challenge' || i)::bytea), $2, 'second_factor', \
+                $1 - interval '1 day', \
+                CASE WHEN i <= 7000 THEN $1 - interval '1 microsecond' ELSE $1 END \
+         FROM generate_series(1, 8000) AS i",
+        owner,
+    )
+    .await;
+    // 6000 trusted browsers, exactly 5000 expired: one full batch, then an empty one.
+    execute(
+        &t,
+        "INSERT INTO trusted_devices (device_hash, user_id, expires_at) \
+         SELECT sha256(('device' || i)::bytea), $2, \
+                CASE WHEN i <= 5000 THEN $1 - interval '1 microsecond' ELSE $1 END \
+         FROM generate_series(1, 6000) AS i",
+        owner,
+    )
+    .await;
+    // 6000 users with a factor each: 5001 pending since before P (T - 1 day), 499 pending
+    // since P, 500 confirmed long before P.
+    execute(
+        &t,
+        "WITH u AS ( \
+             INSERT INTO users (id, username, email, password_hash, role, status, \
+                                created_at, updated_at) \
+             SELECT gen_random_uuid(), 'u' || i, 'u' || i || '@example.com', 'h', 'user', \
+                    'active', $1, $1 \
+             FROM generate_series(1, 6000) AS i WHERE $2::uuid IS NOT NULL \
+             RETURNING id, substr(username, 2)::int AS i) \
+         INSERT INTO totp_factors (user_id, sealed_secret, created_at, confirmed_at, \
+                                   last_used_step) \
+         SELECT id, '\\x00'::bytea, \
+                CASE WHEN i <= 5001 THEN $1 - interval '1 day' - interval '1 microsecond' \
+                     WHEN i <= 5500 THEN $1 - interval '1 day' \
+                     ELSE $1 - interval '2 days' END, \
+                CASE WHEN i > 5500 THEN $1 - interval '2 days' END, \
+                CASE WHEN i > 5500 THEN 1 END \
+         FROM u",
+        owner,
+    )
+    .await;
+
+    let p = T - time::Duration::days(1);
+    assert_eq!(
+        t.db.factors().purge(T, p).await.unwrap(),
+        7000 + 5000 + 5001
+    );
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM sign_in_challenges WHERE expires_at = $1"
+        )
+        .await,
+        1000
+    );
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM sign_in_challenges WHERE $1 IS NOT NULL"
+        )
+        .await,
+        1000
+    );
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM trusted_devices WHERE $1 IS NOT NULL"
+        )
+        .await,
+        1000
+    );
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM totp_factors \
+             WHERE confirmed_at IS NULL AND created_at = $1 - interval '1 day'"
+        )
+        .await,
+        499,
+        "the newer enrolments are left"
+    );
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM totp_factors WHERE confirmed_at IS NOT NULL AND $1 IS NOT NULL"
+        )
+        .await,
+        500,
+        "confirmed factors are never purged"
+    );
+    assert_eq!(t.db.factors().purge(T, p).await.unwrap(), 0);
+}

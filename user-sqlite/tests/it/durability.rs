@@ -306,14 +306,16 @@ async fn a_bad_challenge_row_is_an_unavailable_error() {
     .execute(t.db.pool())
     .await
     .unwrap();
-    let got = t
-        .db
-        .factors()
-        .find_challenge(&TokenHash::of("c"), alice.created_at)
-        .await;
+    let got =
+        t.db.factors()
+            .find_challenge(&TokenHash::of("c"), alice.created_at)
+            .await;
     assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
     let report = user_core::error::report(&got.unwrap_err());
-    assert!(report.contains("corrupt sign_in_challenges row"), "{report}");
+    assert!(
+        report.contains("corrupt sign_in_challenges row"),
+        "{report}"
+    );
 
     let bad_purpose = sqlx::query("UPDATE sign_in_challenges SET purpose = 'nap'")
         .execute(t.db.pool())
