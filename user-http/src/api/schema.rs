@@ -150,8 +150,8 @@ pub(crate) fn code() -> Object {
         .format(format(KnownFormat::Password))
         .min_length(Some(1))
         .description(Some(
-            "Six digits from the authenticator app, or a recovery code (`xxxx-xxxx-xxxx`; \
-             case, spaces and dashes do not matter).",
+            "Six digits from the authenticator app, or a recovery code \
+             (`xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`; case, spaces and dashes do not matter).",
         ))
         .build()
 }
@@ -204,9 +204,9 @@ pub(crate) fn otpauth_uri() -> Object {
         .build()
 }
 
-/// A recovery code as issued: twelve Crockford base-32 symbols in lowercase, in three groups.
-pub(crate) const RECOVERY_CODE_PATTERN: &str =
-    "^[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}$";
+/// A recovery code as issued: 24 Crockford base-32 symbols in lowercase (120 bits), in six
+/// groups of four.
+pub(crate) const RECOVERY_CODE_PATTERN: &str = "^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){5}$";
 
 /// The recovery codes of one issue.
 pub(crate) fn recovery_codes() -> Array {

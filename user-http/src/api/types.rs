@@ -539,8 +539,8 @@ pub struct SecondStepBody {
     #[serde(default)]
     pub challenge: Option<SecretString>,
     /// The six-digit code the authenticator app shows now, or one of the recovery codes
-    /// (`xxxx-xxxx-xxxx`; case, spaces and dashes do not matter). At the enrolment, a code
-    /// from the new app.
+    /// (`xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`; case, spaces and dashes do not matter). At the
+    /// enrolment, a code from the new app.
     #[schema(schema_with = schema::code, required = true)]
     #[serde(default)]
     pub code: Option<SecretString>,

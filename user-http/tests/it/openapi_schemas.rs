@@ -802,10 +802,12 @@ async fn second_factor_schemas_say_what_the_server_checks() {
         assert!(re.is_match(&code), "{code}");
     }
     for bad in [
-        "abcd-efgh-jkm",
-        "abcd-efgh-jklm",
-        "abcdefghjkmn",
-        "ABCD-EFGH-JKMN",
+        "abcd-efgh-jkmn",
+        "abcd-efgh-jkmn-pqrs-tvwx-yz0",
+        "abcd-efgh-jkmn-pqrs-tvwx-yz01-2345",
+        "abcd-efgh-jkmn-pqrs-tvwx-yzl1",
+        "abcdefghjkmnpqrstvwxyz01",
+        "ABCD-EFGH-JKMN-PQRS-TVWX-YZ01",
     ] {
         assert!(!re.is_match(bad), "{bad}");
     }
