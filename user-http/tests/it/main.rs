@@ -19,6 +19,7 @@ mod page_errors;
 mod pages;
 mod pages_account;
 mod pages_audit;
+mod pages_second_factor;
 mod second_factor_api;
 mod security;
 
