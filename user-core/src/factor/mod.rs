@@ -228,7 +228,7 @@ pub struct FactorStatus {
 }
 
 /// What a person typed at the second step: a six-digit code from the app, or a recovery
-/// code (`xxxx-xxxx-xxxx`).
+/// code (`xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TypedCode {
     Totp(u32),

@@ -232,6 +232,16 @@ async fn sign_in_asks_for_a_code_and_refuses_one_step_clients() {
     let err = f.login("ada", "wrong password").await.unwrap_err();
     assert!(matches!(err, AuthError::InvalidCredentials));
 
+    let before = f
+        .ports
+        .factors
+        .purge(f.clock.now() + time::Duration::hours(1), f.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        before, 0,
+        "a one-step sign-in stores no challenge it would throw away"
+    );
     let challenge = challenge(&f, "ada").await;
     assert_eq!(challenge.purpose, ChallengePurpose::SecondFactor);
     assert_eq!(
@@ -616,6 +626,12 @@ async fn an_admin_resets_a_factor_without_seeing_it() {
     assert!(matches!(err, Err(UserError::FactorState(_))), "{err:?}");
     let err = admin.reset_second_factor(UserId::new()).await;
     assert!(matches!(err, Err(UserError::NotFound)), "{err:?}");
+    let (_, _) = f.enrol(&root).await;
+    let err = admin.reset_second_factor(root.user_id).await;
+    assert!(
+        matches!(err, Err(UserError::FactorState(crate::error::OWN_FACTOR))),
+        "an admin's own factor goes from the profile: {err:?}"
+    );
     let events = f
         .ports
         .audit
@@ -694,4 +710,46 @@ async fn without_a_key_factors_are_not_configured() {
         .second_factor_key(FactorKey::generate().unwrap())
         .build();
     assert!(built.is_ok());
+}
+
+#[tokio::test]
+async fn wrong_codes_on_the_profile_are_throttled_too() {
+    // Turning the factor off: the right password does not refill the budget codes spend.
+    let (f, actor, secret_b32, _) = enrolled("ada").await;
+    for _ in 0..5 {
+        let err = f
+            .users
+            .disable_second_factor(&actor, &secret(PW), &secret("000000"))
+            .await;
+        assert!(matches!(err, Err(UserError::InvalidCode)), "{err:?}");
+    }
+    let code = code_now(&f, &secret_b32);
+    let err = f
+        .users
+        .disable_second_factor(&actor, &secret(PW), &secret(&code))
+        .await;
+    assert!(matches!(err, Err(UserError::Throttled { .. })), "{err:?}");
+    f.clock.advance(Duration::from_secs(61));
+    let code = code_now(&f, &secret_b32);
+    f.users
+        .disable_second_factor(&actor, &secret(PW), &secret(&code))
+        .await
+        .unwrap();
+
+    // Confirming an enrolment: a stolen session cannot try codes without end.
+    let setup = f
+        .users
+        .start_totp_enrolment(&actor, &secret(PW))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let err = f
+            .users
+            .confirm_totp_enrolment(&actor, &secret("000000"))
+            .await;
+        assert!(matches!(err, Err(UserError::InvalidCode)), "{err:?}");
+    }
+    let code = code_now(&f, setup.secret.expose_secret());
+    let err = f.users.confirm_totp_enrolment(&actor, &secret(&code)).await;
+    assert!(matches!(err, Err(UserError::Throttled { .. })), "{err:?}");
 }

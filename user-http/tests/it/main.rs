@@ -20,6 +20,7 @@ mod pages;
 mod pages_account;
 mod pages_audit;
 mod pages_second_factor;
+mod second_factor_api;
 mod security;
 
 use std::sync::Arc;
