@@ -888,4 +888,27 @@ async fn an_admin_sees_and_resets_a_second_factor_and_nobody_else_can() {
     let mut agent = Agent::new(&base);
     let r = password_step(&mut agent, "alice", "").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
+
+    // An admin turns their own factor off from their profile, never with the reset: their
+    // page has no button, and the form is refused with the reason.
+    let (root_secret, _) = enrol(&app, &mut root).await;
+    let root_id = root.get("/admin/users?q=root").await;
+    let root_id = capture(&root_id.text, r#"href="/admin/users/([0-9a-f-]{36})""#).unwrap();
+    let own = format!("/admin/users/{root_id}");
+    let page = root.get(&own).await;
+    assert!(
+        page.text
+            .contains(r#"<dd id="second-factor-status">on since"#)
+    );
+    assert!(!page.text.contains("Reset second factor"), "{}", page.text);
+    let r = root.post(&format!("{own}/second-factor/reset"), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(
+        r.text.contains(
+            "Turn off your own second factor from your profile, with your password and a code."
+        ),
+        "{}",
+        r.text
+    );
+    sign_in_with_code(&base, "root", &next_code(&app, &root_secret)).await;
 }
