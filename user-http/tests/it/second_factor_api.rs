@@ -825,13 +825,11 @@ async fn bodies_are_checked_at_the_edge_and_every_missing_field_is_reported() {
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
 }
 
-/// Wrong codes on the profile routes should spend guesses as at the second step of a
-/// sign-in. They do not yet: `UserService::disable_second_factor` counts a wrong code on the
-/// session's budget, but the right password checked first clears that budget at every
-/// attempt; and `confirm_totp_enrolment` counts nothing. A holder of a session (and, to turn
-/// the factor off, the password) can try every code.
+/// Wrong codes on the profile routes spend guesses as at the second step of a sign-in: turning
+/// the factor off counts them on the account's budget (the right password checked first does
+/// not refill it), confirming an enrolment on the session's. A holder of a session (and, to
+/// turn the factor off, the password) cannot try every code.
 #[tokio::test]
-#[ignore = "user-core does not limit wrong codes on the profile routes yet (see the doc comment)"]
 async fn wrong_codes_on_the_profile_routes_are_throttled() {
     let h = Harness::new().await;
     let threshold = AuthPolicy::default().lockout.threshold;
