@@ -135,7 +135,8 @@ async fn a_code_from_the_app_completes_the_sign_in_and_the_device_cookie_is_rene
     assert!(r.text.contains("<h1>Enter a code</h1>"), "{}", r.text);
     assert!(r.text.contains(r#"action="/login/second-factor""#));
     assert!(r.text.contains(r#"autocomplete="one-time-code""#));
-    assert!(r.text.contains(r#"inputmode="numeric""#));
+    // Text, not a number pad: recovery codes have letters.
+    assert!(r.text.contains(r#"inputmode="text""#));
     assert!(
         !r.text.contains("pattern="),
         "a recovery code must fit the field"
