@@ -26,7 +26,9 @@ impl MailComposer for PlainComposer {
             }
             Notice::EmailChanged { old, new, .. } => format!("{old} -> {new}"),
             Notice::LockoutStarted { until, .. } => until.to_string(),
-            Notice::PasswordChanged { name } => name.clone(),
+            Notice::PasswordChanged { name } | Notice::RecoveryCodesReplaced { name } => {
+                name.clone()
+            }
             Notice::SecondFactorChanged {
                 enabled, by_admin, ..
             } => format!("enabled={enabled} by_admin={by_admin}"),
@@ -1104,4 +1106,46 @@ async fn every_change_of_a_second_factor_is_mailed_to_its_owner() {
             ),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_reset_does_not_refill_the_budget_wrong_codes_spent() {
+    use crate::auth::{SecondStep, SignIn};
+    use crate::factor::totp_code;
+
+    let env = Env::new();
+    env.register("ada").await;
+    let ada = env.actor("ada").await;
+    let setup = env
+        .users
+        .start_totp_enrolment(&ada, &SecretString::from(Fixture::PASSWORD))
+        .await
+        .unwrap();
+    let code = totp_code(setup.secret.expose_secret(), env.clock.now());
+    env.users
+        .confirm_totp_enrolment(&ada, &SecretString::from(code))
+        .await
+        .unwrap();
+    let sign_in = |password: &'static str| {
+        env.auth.sign_in(
+            Credentials::new("ada", SecretString::from(password)),
+            ClientInfo::default(),
+        )
+    };
+    // Someone with the password but not the phone spends the account's budget on codes.
+    for _ in 0..5 {
+        let Ok(SignIn::SecondStep(challenge)) = sign_in(Fixture::PASSWORD).await else {
+            panic!("no second step");
+        };
+        let step = SecondStep::new(challenge.token, SecretString::from("000000"));
+        let err = env.auth.complete_sign_in(step, ClientInfo::default()).await;
+        assert!(matches!(err, Err(AuthError::InvalidCode)), "{err:?}");
+    }
+    // With the mailbox too, a reset does not buy fresh guesses.
+    env.mails().await;
+    env.request_reset("ada@example.com").await.unwrap();
+    let token = env.token("reset_password").await;
+    env.reset(&token, NEW_PASSWORD).await.unwrap();
+    let err = sign_in(NEW_PASSWORD).await;
+    assert!(matches!(err, Err(AuthError::Throttled { .. })), "{err:?}");
 }

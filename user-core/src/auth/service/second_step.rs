@@ -258,7 +258,13 @@ impl AuthService {
             Err(e) => return Err(e.into()),
         };
         match self.ports.users.get(challenge.user_id).await {
-            Ok(user) if user.status == UserStatus::Active => Ok((challenge, user)),
+            // An account changed since the password step (a password reset or change, say)
+            // ends its pending challenges.
+            Ok(user)
+                if user.status == UserStatus::Active && user.updated_at <= challenge.created_at =>
+            {
+                Ok((challenge, user))
+            }
             Ok(_) | Err(RepoError::NotFound) => Err(AuthError::ChallengeExpired),
             Err(e) => Err(e.into()),
         }
@@ -338,6 +344,8 @@ impl AuthService {
         }
         metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
         if purpose == ChallengePurpose::Enrolment {
+            // Sessions from before the factor was on end, as at an enrolment from the profile.
+            self.ports.sessions.revoke_all(user.id, None, now).await?;
             let event = AuditEvent::new(AuditKind::SecondFactorEnabled, now)
                 .on(user.id)
                 .by_user(user.id)
