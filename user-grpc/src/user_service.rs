@@ -91,6 +91,19 @@ fn password(field: &'static str, value: &str, errors: &mut ValidationErrors) {
     bounded(field, value, PasswordPolicy::MAX_LENGTH, errors);
 }
 
+/// The password and current code of DisableSecondFactor and RegenerateRecoveryCodes: both
+/// required, of sane sizes (every problem at once).
+fn password_and_code(
+    typed_password: String,
+    code: String,
+) -> Result<(SecretString, SecretString), Status> {
+    let mut errors = ValidationErrors::new();
+    password("password", &typed_password, &mut errors);
+    bounded("code", &code, MAX_CODE_LEN, &mut errors);
+    errors.into_result().or_status()?;
+    Ok((SecretString::from(typed_password), SecretString::from(code)))
+}
+
 /// The credentials of LoginUser and SignIn: an email or a username, and a password.
 fn credentials(r: pb::LoginUserRequest) -> Result<Credentials, Status> {
     let mut errors = ValidationErrors::new();
@@ -588,18 +601,15 @@ impl UserService for UserApi {
 
     async fn regenerate_recovery_codes(
         &self,
-        request: Request<pb::PasswordRequest>,
+        request: Request<pb::RegenerateRecoveryCodesRequest>,
     ) -> Result<Response<pb::RecoveryCodesResponse>, Status> {
         let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let r = request.into_inner();
-        let mut errors = ValidationErrors::new();
-        password("password", &r.password, &mut errors);
-        errors.into_result().or_status()?;
-        let password = SecretString::from(r.password);
+        let (password, code) = password_and_code(r.password, r.code)?;
         let codes = self
             .state
             .users
-            .regenerate_recovery_codes(&actor, &password)
+            .regenerate_recovery_codes(&actor, &password, &code)
             .await
             .or_status()?;
         Ok(Response::new(pb::RecoveryCodesResponse {
@@ -613,17 +623,10 @@ impl UserService for UserApi {
     ) -> Result<Response<pb::EmptyResponse>, Status> {
         let actor = caller(&self.state.auth, &request, &self.trusted_proxies).await?;
         let r = request.into_inner();
-        let mut errors = ValidationErrors::new();
-        password("password", &r.password, &mut errors);
-        bounded("code", &r.code, MAX_CODE_LEN, &mut errors);
-        errors.into_result().or_status()?;
+        let (password, code) = password_and_code(r.password, r.code)?;
         self.state
             .users
-            .disable_second_factor(
-                &actor,
-                &SecretString::from(r.password),
-                &SecretString::from(r.code),
-            )
+            .disable_second_factor(&actor, &password, &code)
             .await
             .or_status()?;
         Ok(Response::new(pb::EmptyResponse {}))
@@ -674,6 +677,18 @@ mod tests {
         .unwrap();
         assert_eq!(step.code.expose_secret(), "123 456");
         assert!(step.device_token.is_none() && step.trust_device);
+    }
+
+    #[test]
+    fn a_password_and_a_code_are_both_required_and_bounded() {
+        let empty = password_and_code(String::new(), " ".to_owned()).unwrap_err();
+        assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+        assert_eq!(fields(&empty), ["password", "code"]);
+        let old_client = password_and_code("a password".to_owned(), String::new()).unwrap_err();
+        assert_eq!(fields(&old_client), ["code"]);
+        let long = password_and_code("p".to_owned(), "1".repeat(MAX_CODE_LEN + 1)).unwrap_err();
+        assert_eq!(fields(&long), ["code"]);
+        assert!(password_and_code("p".to_owned(), "123456".to_owned()).is_ok());
     }
 
     #[test]

@@ -49,6 +49,13 @@ fn password(password: &str) -> pb::PasswordRequest {
     }
 }
 
+fn regenerate(password: &str, code: &str) -> pb::RegenerateRecoveryCodesRequest {
+    pb::RegenerateRecoveryCodesRequest {
+        password: password.into(),
+        code: code.into(),
+    }
+}
+
 fn step(challenge: &pb::SecondFactorChallenge, code: &str) -> pb::CompleteSignInRequest {
     pb::CompleteSignInRequest {
         challenge: challenge.challenge.clone(),
@@ -96,8 +103,10 @@ impl TestApp {
     }
 
     /// Registers `name`, signs in and enrols an authenticator app over the profile RPCs.
+    /// A session signed in before the enrolment ends with it; the one that enrolled stays.
     async fn enrolled(&mut self, name: &str) -> Enrolled {
         self.register(name).await;
+        let before = self.login(name).await;
         let login = self.login(name).await;
         let setup = self
             .users
@@ -136,6 +145,13 @@ impl TestApp {
             .into_inner()
             .recovery_codes;
         assert_eq!(codes.len(), 10);
+        expect_code(
+            self.users
+                .get_user(authed(pb::GetUserRequest::default(), &before.token))
+                .await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(self.whoami(&login.token).await, name);
         // The enrolment used the current step's code.
         self.next_step();
         Enrolled {
@@ -335,24 +351,62 @@ async fn recovery_codes_work_once_and_regenerating_replaces_them() {
     );
     assert_eq!(spent.message(), INVALID_CODE);
 
-    // New codes need the password; the old ones die.
+    // New codes need the password and a current code; the old ones die.
     let wrong = expect_code(
         app.users
-            .regenerate_recovery_codes(authed(password("not the password"), &tokens.token))
+            .regenerate_recovery_codes(authed(
+                regenerate("not the password", &app.code(&alice.secret)),
+                &tokens.token,
+            ))
             .await,
         Code::Unauthenticated,
     );
     assert!(violations(&wrong).is_empty());
     let missing = expect_code(
         app.users
-            .regenerate_recovery_codes(authed(password(""), &tokens.token))
+            .regenerate_recovery_codes(authed(regenerate("", " "), &tokens.token))
             .await,
         Code::InvalidArgument,
     );
-    assert_eq!(violations(&missing), ["password"]);
+    assert_eq!(violations(&missing), ["password", "code"]);
+    let oversized = expect_code(
+        app.users
+            .regenerate_recovery_codes(authed(
+                regenerate(&"p".repeat(129), &"1".repeat(65)),
+                &tokens.token,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violations(&oversized), ["password", "code"]);
+    // The password alone (a stolen session that knows it) mints no codes.
+    let wrong = expect_code(
+        app.users
+            .regenerate_recovery_codes(authed(
+                regenerate(PW, &app.wrong_code(&alice.secret)),
+                &tokens.token,
+            ))
+            .await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(wrong.message(), INVALID_CODE);
+    // An old client sends the PasswordRequest this call took before: field 1 is still the
+    // password, and the missing code is refused at the edge.
+    let old_client: Result<pb::RecoveryCodesResponse, _> = crate::legacy::call(
+        &app.channel,
+        "/user.UserService/RegenerateRecoveryCodes",
+        authed(password(PW), &tokens.token),
+    )
+    .await;
+    let old_client = expect_code(old_client, Code::InvalidArgument);
+    assert_eq!(violations(&old_client), ["code"]);
+    assert_eq!(app.factor(&tokens.token).await.recovery_codes_left, 9);
     let fresh = app
         .users
-        .regenerate_recovery_codes(authed(password(PW), &tokens.token))
+        .regenerate_recovery_codes(authed(
+            regenerate(PW, &app.code(&alice.secret)),
+            &tokens.token,
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -479,6 +533,30 @@ async fn bad_challenges_and_missing_fields() {
         Code::Unauthenticated,
     );
     assert_eq!(expired.message(), CHALLENGE_EXPIRED);
+    // A change to the account after the password step (here its password, from a session)
+    // ends the challenge: the right code no longer completes it.
+    let change = |from: &str, to: &str| pb::ChangePasswordRequest {
+        current_password: from.into(),
+        new_password: to.into(),
+    };
+    let challenge = app.challenge("alice", "code").await;
+    app.clock.advance(Duration::from_secs(1));
+    let other = "another long passphrase";
+    app.users
+        .change_password(authed(change(PW, other), &alice.login.token))
+        .await
+        .unwrap();
+    let changed = expect_code(
+        app.users
+            .complete_sign_in(step(&challenge, &app.code(&alice.secret)))
+            .await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(changed.message(), CHALLENGE_EXPIRED);
+    app.users
+        .change_password(authed(change(other, PW), &alice.login.token))
+        .await
+        .unwrap();
     // A sign-in started now works.
     let challenge = app.challenge("alice", "code").await;
     app.users
@@ -843,7 +921,7 @@ async fn disabling_needs_the_password_and_a_right_code() {
     assert_eq!(off.message(), user_core::error::FACTOR_OFF);
     expect_code(
         app.users
-            .regenerate_recovery_codes(authed(password(PW), &token))
+            .regenerate_recovery_codes(authed(regenerate(PW, &alice.recovery_codes[1]), &token))
             .await,
         Code::FailedPrecondition,
     );
@@ -974,7 +1052,7 @@ async fn only_the_two_enrolment_starts_show_the_secret() {
     answers.push(tokens.encode_to_vec());
     answers.push(
         app.users
-            .regenerate_recovery_codes(authed(password(PW), &token))
+            .regenerate_recovery_codes(authed(regenerate(PW, &alice.recovery_codes[0]), &token))
             .await
             .unwrap()
             .into_inner()
@@ -1032,7 +1110,7 @@ async fn every_new_authenticated_rpc_needs_a_token() {
                 .await
                 .map(drop),
             app.users
-                .regenerate_recovery_codes(with(password(PW), garbage))
+                .regenerate_recovery_codes(with(regenerate(PW, "123456"), garbage))
                 .await
                 .map(drop),
             app.users

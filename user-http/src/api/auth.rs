@@ -126,8 +126,8 @@ pub(crate) async fn start_enrolment(
 }
 
 /// Complete an enrolment at sign-in with a code from the new app: the second factor is on,
-/// the client is signed in, and the recovery codes come back, this once. A wrong code
-/// counts as at `POST /api/v1/auth/login/second-factor`.
+/// the account's earlier sessions end, the client is signed in, and the recovery codes come
+/// back, this once. A wrong code counts as at `POST /api/v1/auth/login/second-factor`.
 #[utoipa::path(post, path = "/api/v1/auth/login/enrolment/confirm", tag = "auth",
     request_body = SecondStepBody,
     responses(

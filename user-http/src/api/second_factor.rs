@@ -12,7 +12,7 @@ use super::PathId;
 use super::admin::user_id;
 use super::responses::{AdminOnly, Hashing, JsonBody, OtherMethod, SignedIn};
 use super::types::{
-    DisableSecondFactorBody, PasswordBody, RecoveryCodesBody, SecondFactorStatusBody, TotpCodeBody,
+    PasswordAndCodeBody, PasswordBody, RecoveryCodesBody, SecondFactorStatusBody, TotpCodeBody,
     TotpSetupBody,
 };
 use crate::AppState;
@@ -61,7 +61,8 @@ pub(crate) async fn start_totp(
 }
 
 /// Confirm the enrolment with a code from the new app: the second factor is on from the next
-/// sign-in, and the recovery codes come back, this once. Other sessions stay.
+/// sign-in, the recovery codes come back, this once, and every other session of the account
+/// ends (this one stays).
 #[utoipa::path(post, path = "/api/v1/me/second-factor/totp/confirm", tag = "me", security(("bearer" = [])),
     request_body = TotpCodeBody,
     responses(
@@ -83,36 +84,39 @@ pub(crate) async fn confirm_totp(
     Ok(Json(codes.into()))
 }
 
-/// Replace the caller's recovery codes with new ones (password required); the old ones stop
-/// working.
+/// Replace the caller's recovery codes with new ones: the password, then a current code from
+/// the app or a recovery code (which is spent). The old codes stop working, and the owner is
+/// mailed. A wrong code counts on the account's budget of guesses, as at sign-in.
 #[utoipa::path(post, path = "/api/v1/me/second-factor/recovery-codes", tag = "me", security(("bearer" = [])),
-    request_body = PasswordBody,
+    request_body = PasswordAndCodeBody,
     responses(
         OtherMethod, JsonBody, SignedIn, Hashing,
         (status = 200, description = "The new codes", body = RecoveryCodesBody),
-        (status = 401, description = "`invalid_credentials`: the password is wrong, or `unauthenticated`: no valid access token", body = ErrorBody,
+        (status = 401, description = "`invalid_credentials`: the password or the code is wrong, or `unauthenticated`: no valid access token", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
         (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
-        (status = 409, description = "`failed_precondition`: no second factor is on", body = ErrorBody),
-        (status = 429, description = "`throttled`: too many wrong passwords in this session", body = ErrorBody,
+        (status = 409, description = "`failed_precondition`: no second factor is on, or second factors are not configured on this server", body = ErrorBody),
+        (status = 429, description = "`throttled`: too many wrong passwords in this session, or too many wrong codes for this account", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn regenerate_recovery_codes(
     State(state): State<AppState>,
     BearerActor(actor): BearerActor,
-    ApiJson(body): ApiJson<PasswordBody>,
+    ApiJson(body): ApiJson<PasswordAndCodeBody>,
 ) -> Result<Json<RecoveryCodesBody>, ApiError> {
+    let (password, code) = body.parse()?;
     let codes = state
         .users
-        .regenerate_recovery_codes(&actor, &body.password)
+        .regenerate_recovery_codes(&actor, &password, &code)
         .await?;
     Ok(Json(codes.into()))
 }
 
 /// Turn the caller's second factor off: the password, then a current code from the app or a
-/// recovery code. Recovery codes and trusted devices go too.
+/// recovery code. Recovery codes and trusted devices go too. A wrong code counts on the
+/// account's budget of guesses, as at sign-in.
 #[utoipa::path(post, path = "/api/v1/me/second-factor/disable", tag = "me", security(("bearer" = [])),
-    request_body = DisableSecondFactorBody,
+    request_body = PasswordAndCodeBody,
     responses(
         OtherMethod, JsonBody, SignedIn, Hashing,
         (status = 204, description = "Turned off"),
@@ -120,13 +124,13 @@ pub(crate) async fn regenerate_recovery_codes(
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"user-management\"`"))),
         (status = 404, description = "`not_found`: the account was deleted while this request ran", body = ErrorBody),
         (status = 409, description = "`failed_precondition`: no second factor is on, or second factors are not configured on this server", body = ErrorBody),
-        (status = 429, description = "`throttled`: too many wrong passwords in this session", body = ErrorBody,
+        (status = 429, description = "`throttled`: too many wrong passwords in this session, or too many wrong codes for this account", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn disable(
     State(state): State<AppState>,
     BearerActor(actor): BearerActor,
-    ApiJson(body): ApiJson<DisableSecondFactorBody>,
+    ApiJson(body): ApiJson<PasswordAndCodeBody>,
 ) -> Result<StatusCode, ApiError> {
     let (password, code) = body.parse()?;
     state

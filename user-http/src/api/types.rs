@@ -710,10 +710,11 @@ impl TotpCodeBody {
     }
 }
 
-/// The password and a current code, to turn the second factor off.
+/// The password and a current code, for an operation on a second factor that is on: turning it
+/// off, or new recovery codes.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DisableSecondFactorBody {
+pub struct PasswordAndCodeBody {
     /// The account's password.
     #[schema(schema_with = schema::password, required = true)]
     #[serde(default)]
@@ -724,7 +725,7 @@ pub struct DisableSecondFactorBody {
     pub code: Option<SecretString>,
 }
 
-impl DisableSecondFactorBody {
+impl PasswordAndCodeBody {
     /// The password and the code, or every missing field.
     pub(crate) fn parse(self) -> Result<(SecretString, SecretString), ValidationErrors> {
         required_fields([

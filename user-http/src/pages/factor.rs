@@ -445,8 +445,9 @@ impl Posted for PasswordForm {
 }
 
 // No `Debug`: it holds a password and a code.
+/// The password and a current code: new recovery codes, or turning the factor off.
 #[derive(Deserialize)]
-pub(crate) struct DisableForm {
+pub(crate) struct PasswordAndCodeForm {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
@@ -455,7 +456,7 @@ pub(crate) struct DisableForm {
     code: String,
 }
 
-impl Posted for DisableForm {
+impl Posted for PasswordAndCodeForm {
     fn csrf_token(&self) -> &str {
         &self.csrf_token
     }
@@ -516,29 +517,31 @@ pub(crate) async fn confirm(
     }
 }
 
-/// `POST /profile/second-factor/recovery-codes`: ten new codes after the password.
+/// `POST /profile/second-factor/recovery-codes`: ten new codes after the password and a
+/// current code (the owner is mailed).
 pub(crate) async fn recovery_codes(
     web: Web,
-    form: Result<Form<PasswordForm>, FormRejection>,
+    form: Result<Form<PasswordAndCodeForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let actor = web.require()?.actor.clone();
     let form = web.accept(form)?;
     let password = SecretString::from(form.password);
+    let code = SecretString::from(form.code);
     match web
         .state
         .users
-        .regenerate_recovery_codes(&actor, &password)
+        .regenerate_recovery_codes(&actor, &password, &code)
         .await
     {
         Ok(codes) => Ok(codes_page(web, &codes, "/profile/second-factor", false)),
-        Err(e) => refused(web, e, "codes-password", None).await,
+        Err(e) => refused(web, e, "codes-password", Some("codes-code")).await,
     }
 }
 
 /// `POST /profile/second-factor/disable`: the password and a code turn it off.
 pub(crate) async fn disable(
     web: Web,
-    form: Result<Form<DisableForm>, FormRejection>,
+    form: Result<Form<PasswordAndCodeForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let actor = web.require()?.actor.clone();
     let form = web.accept(form)?;

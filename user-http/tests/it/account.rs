@@ -114,12 +114,12 @@ impl Api {
             .await
     }
 
-    async fn request_reset(&self, email: &str) -> Reply {
+    pub(crate) async fn request_reset(&self, email: &str) -> Reply {
         self.post("/auth/password-reset", json!({ "email": email }))
             .await
     }
 
-    async fn confirm(&self, token: &str, new_password: &str) -> Reply {
+    pub(crate) async fn confirm(&self, token: &str, new_password: &str) -> Reply {
         self.post(
             "/auth/password-reset/confirm",
             json!({ "token": token, "new_password": new_password }),

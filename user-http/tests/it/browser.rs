@@ -690,5 +690,26 @@ async fn a_person_turns_on_two_step_sign_in_and_signs_in_with_codes() {
         .unwrap();
     assert_eq!(error, "The code is not valid.");
     assert_eq!(heading(&b).await, "Enter a code");
+
+    // New recovery codes take the password and a current code (here a recovery code).
+    app.clock.advance(step);
+    type_code(&b, &totp_code(&secret, app.clock.now())).await;
+    wait_heading(&b, "alice").await;
+    b.goto(&format!("{base}/profile/second-factor"))
+        .await
+        .unwrap();
+    wait_heading(&b, "Two-step sign-in").await;
+    for (id, value) in [("codes-password", PW), ("codes-code", codes[1].as_str())] {
+        let input = b.find(Locator::Id(id)).await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    submit(&b, "/profile/second-factor/recovery-codes").await;
+    wait_heading(&b, "Your recovery codes").await;
+    let mut new = Vec::new();
+    for item in b.find_all(Locator::Css(".codes code")).await.unwrap() {
+        new.push(item.text().await.unwrap());
+    }
+    assert_eq!(new.len(), 10, "{new:?}");
+    assert!(new.iter().all(|c| !codes.contains(c)), "{new:?}");
     b.close().await.unwrap();
 }

@@ -261,6 +261,23 @@ impl TestApp {
             .collect()
     }
 
+    /// The mails queued since the last call, as (recipient, subject), oldest first; claims
+    /// every queued mail, as [`links`](Self::links) does.
+    pub async fn subjects(&self) -> Vec<(String, String)> {
+        self.account.settled().await;
+        let far = time::macros::datetime!(2100-01-01 00:00 UTC);
+        let claimed = self
+            .db
+            .outbox()
+            .claim(self.clock.now(), far, 1000)
+            .await
+            .unwrap();
+        claimed
+            .into_iter()
+            .map(|c| (c.mail.to.to_string(), c.mail.subject))
+            .collect()
+    }
+
     /// The token of the one link to `path` queued since the last call, mailed to `to`.
     pub async fn link_token(&self, path: &str, to: &str) -> String {
         let links = self.links(path).await;

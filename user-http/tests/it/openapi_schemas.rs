@@ -740,10 +740,21 @@ async fn second_factor_schemas_say_what_the_server_checks() {
     assert_eq!(required(&doc, "SecondStepBody"), ["challenge", "code"]);
     assert_eq!(required(&doc, "ChallengeBody"), ["challenge"]);
     assert_eq!(required(&doc, "TotpCodeBody"), ["code"]);
-    assert_eq!(
-        required(&doc, "DisableSecondFactorBody"),
-        ["code", "password"]
+    assert_eq!(required(&doc, "PasswordAndCodeBody"), ["code", "password"]);
+    assert!(
+        doc["components"]["schemas"]["DisableSecondFactorBody"].is_null(),
+        "one body for both routes that take a password and a code"
     );
+    for path in [
+        "/api/v1/me/second-factor/disable",
+        "/api/v1/me/second-factor/recovery-codes",
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"];
+        assert_eq!(
+            body["schema"]["$ref"], "#/components/schemas/PasswordAndCodeBody",
+            "{path}"
+        );
+    }
     assert_eq!(
         schema(&doc, "SecondStepKind")["enum"],
         json!(["code", "enrolment"])
@@ -753,7 +764,7 @@ async fn second_factor_schemas_say_what_the_server_checks() {
     for (body, field) in [
         ("SecondStepBody", "code"),
         ("TotpCodeBody", "code"),
-        ("DisableSecondFactorBody", "code"),
+        ("PasswordAndCodeBody", "code"),
         ("SecondStepBody", "challenge"),
         ("ChallengeBody", "challenge"),
     ] {
@@ -917,11 +928,13 @@ async fn second_factor_answers_match_their_schemas() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
+    // The app's code is spent: one of the recovery codes just given (spent too).
+    let recovery = r.json()["recovery_codes"][0].as_str().unwrap().to_owned();
     let r = send(
         "post",
         "/api/v1/me/second-factor/recovery-codes",
         None,
-        Some(json!({ "password": PW })),
+        Some(json!({ "password": PW, "code": recovery })),
         token.clone(),
     )
     .await;

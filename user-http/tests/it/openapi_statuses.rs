@@ -375,7 +375,7 @@ fn routes() -> Vec<Route> {
             SF_CODES.0,
             SF_CODES.1,
             Auth::SignedIn,
-            Some(json!({"password": "wrong password"})),
+            Some(json!({"password": "wrong password", "code": "123456"})),
         ),
         r(
             SF_DISABLE.0,
@@ -1074,6 +1074,24 @@ async fn challenge(w: &mut Walk, name: &str) -> String {
     r.json()["challenge"].as_str().unwrap().to_owned()
 }
 
+/// A two-step sign-in of `name`, whose app has `secret`: the access token. The clock then
+/// moves to the next step, so the next code is fresh.
+async fn two_step_token(w: &mut Walk, name: &str, secret: &str) -> String {
+    let challenge = challenge(w, name).await;
+    let code = totp(w, secret);
+    let r = w
+        .expect(
+            SF_SECOND_STEP,
+            "",
+            None,
+            json(json!({"challenge": challenge, "code": code})),
+            StatusCode::OK,
+        )
+        .await;
+    w.app.clock.advance(Duration::from_secs(30));
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
 /// Second factors: enrolment, the second step of a sign-in, recovery codes, removal, the
 /// admin's view and reset, and enrolment at sign-in where the policy requires a factor.
 /// Returns the token of a user whose factor is on, for [`overloaded`].
@@ -1149,22 +1167,43 @@ async fn second_factor_routes(w: &mut Walk, admin: &str) -> String {
         StatusCode::CONFLICT,
     )
     .await;
-    w.expect(
-        SF_CODES,
-        "",
-        Some(otto),
-        json(json!({"password": "wrong password"})),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    // New recovery codes: the password and a code, both checked.
     w.expect(
         SF_CODES,
         "",
         Some(otto),
         json(json!({"password": PW})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let code = totp(w, &secret);
+    w.expect(
+        SF_CODES,
+        "",
+        Some(otto),
+        json(json!({"password": "wrong password", "code": code})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let code = wrong_code(&secret, w);
+    w.expect(
+        SF_CODES,
+        "",
+        Some(otto),
+        json(json!({"password": PW, "code": code})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let code = totp(w, &secret);
+    w.expect(
+        SF_CODES,
+        "",
+        Some(otto),
+        json(json!({"password": PW, "code": code})),
         StatusCode::OK,
     )
     .await;
+    w.app.clock.advance(Duration::from_secs(30));
 
     // The second step: missing fields, an unknown challenge, a wrong code, the right one.
     let otto_challenge = challenge(w, "otto").await;
@@ -1279,7 +1318,7 @@ async fn second_factor_routes(w: &mut Walk, admin: &str) -> String {
         SF_CODES,
         "",
         Some(&pia),
-        json(json!({"password": PW})),
+        json(json!({"password": PW, "code": code})),
         StatusCode::CONFLICT,
     )
     .await;
@@ -1292,25 +1331,25 @@ async fn second_factor_routes(w: &mut Walk, admin: &str) -> String {
     )
     .await;
 
-    // Wrong passwords lock the session's re-checks (each route on a session of its own).
+    // Wrong passwords lock the session's re-checks (each route on a session of its own,
+    // signed in after the enrolment, which ends the sessions from before it).
     w.app.register("quinn").await;
-    let sessions = [
-        w.app.token("quinn").await,
-        w.app.token("quinn").await,
-        w.app.token("quinn").await,
-        w.app.token("quinn").await,
-    ];
-    enrol(w, &sessions[0]).await;
+    let quinn = w.app.token("quinn").await;
+    let quinn_secret = enrol(w, &quinn).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(two_step_token(w, "quinn", &quinn_secret).await);
+    }
     let wrong = json!({"password": "wrong password", "code": "123456"});
     let right = json!({"password": PW, "code": "123456"});
     for (route, token) in [
-        (SF_TOTP, &sessions[1]),
-        (SF_CODES, &sessions[2]),
-        (SF_DISABLE, &sessions[3]),
+        (SF_TOTP, &sessions[0]),
+        (SF_CODES, &sessions[1]),
+        (SF_DISABLE, &sessions[2]),
     ] {
         let body = |v: &Value| {
             let mut v = v.clone();
-            if route != SF_DISABLE {
+            if route == SF_TOTP {
                 v.as_object_mut().unwrap().remove("code");
             }
             json(v)
@@ -1577,7 +1616,11 @@ async fn overloaded(w: &mut Walk, user: &str, with_factor: &str) {
     w.hasher.saturate();
     let routes = [
         (SF_TOTP, Some(user), json!({"password": PW})),
-        (SF_CODES, Some(user), json!({"password": PW})),
+        (
+            SF_CODES,
+            Some(with_factor),
+            json!({"password": PW, "code": "123456"}),
+        ),
         (
             SF_DISABLE,
             Some(with_factor),

@@ -568,6 +568,8 @@ async fn the_owner_sets_up_two_step_sign_in_from_the_profile() {
     app.register("alice").await;
     let (base, _stop) = app.spawn().await;
     let mut agent = signed_in(&base, "alice").await;
+    // Another browser, signed in before the factor is on.
+    let mut other = signed_in(&base, "alice").await;
 
     let profile = agent.get("/profile").await;
     assert!(profile.text.contains("<h2>Two-step sign-in</h2>"));
@@ -653,6 +655,15 @@ async fn the_owner_sets_up_two_step_sign_in_from_the_profile() {
         r.text
             .contains(r#"href="&#x2f;profile&#x2f;second-factor">Continue"#)
     );
+    assert!(
+        r.text.contains("Your other sessions were signed out."),
+        "{}",
+        r.text
+    );
+    // The other browser's session ended: its holder now needs a code too.
+    let r = other.get("/profile").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login"), "{}", location(&r));
     let page = agent.get("/profile/second-factor").await;
     assert!(page.text.contains("On since 2026-01-01"), "{}", page.text);
     assert!(page.text.contains("<dd>10</dd>"));
@@ -681,13 +692,23 @@ async fn the_owner_sets_up_two_step_sign_in_from_the_profile() {
 async fn new_recovery_codes_replace_the_old_ones() {
     let app = TestApp::new().await;
     let (base, _stop) = app.spawn().await;
-    let (_, old, _) = enrolled(&app, &base, "alice").await;
+    let (secret, old, _) = enrolled(&app, &base, "alice").await;
     let mut agent = sign_in_with_code(&base, "alice", &old[0]).await;
+    let page = agent.get("/profile/second-factor").await;
+    assert!(
+        page.text
+            .contains(r#"action="/profile/second-factor/recovery-codes""#)
+    );
+    assert!(page.text.contains(r#"id="codes-password""#));
+    assert!(page.text.contains(r#"id="codes-code""#), "{}", page.text);
+    app.subjects().await;
 
+    // A wrong password, or the password without a right code (a stolen session that knows
+    // it), makes no codes: the problem beside its field.
     let r = agent
         .post(
             "/profile/second-factor/recovery-codes",
-            &[("password", "wrong")],
+            &[("password", "wrong"), ("code", &next_code(&app, &secret))],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -696,9 +717,31 @@ async fn new_recovery_codes_replace_the_old_ones() {
         "{}",
         r.text
     );
+    // (Each wrong code counts on the account's budget, as at sign-in.)
+    for code in ["", "000000"] {
+        let r = agent
+            .post(
+                "/profile/second-factor/recovery-codes",
+                &[("password", PW), ("code", code)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{code:?}");
+        assert!(
+            r.text
+                .contains(r#"<p class="error" id="codes-code-error">The code is not valid.</p>"#),
+            "{code:?}: {}",
+            r.text
+        );
+        assert!(!r.text.contains(r#"id="codes-password-error""#));
+    }
+    assert!(app.subjects().await.is_empty(), "nothing changed, no mail");
 
+    // A recovery code does it (and is spent with the rest).
     let r = agent
-        .post("/profile/second-factor/recovery-codes", &[("password", PW)])
+        .post(
+            "/profile/second-factor/recovery-codes",
+            &[("password", PW), ("code", &old[1])],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_no_store(&r);
@@ -706,10 +749,14 @@ async fn new_recovery_codes_replace_the_old_ones() {
     let new = codes_of(&r);
     assert_eq!(new.len(), 10);
     assert!(new.iter().all(|c| !old.contains(c)));
+    let mails = app.subjects().await;
+    assert_eq!(mails.len(), 1, "the owner is told: {mails:?}");
+    assert_eq!(mails[0].0, "alice@example.com");
+    assert!(mails[0].1.contains("New recovery codes"), "{mails:?}");
 
     let mut other = Agent::new(&base);
     let r = password_step(&mut other, "alice", "").await;
-    let r = second_step(&mut other, &challenge_of(&r), &old[1], false).await;
+    let r = second_step(&mut other, &challenge_of(&r), &old[2], false).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "an old code is refused");
     sign_in_with_code(&base, "alice", &new[1]).await;
 }

@@ -206,7 +206,10 @@ async fn enrolled_through_the_profile_a_sign_in_takes_two_steps() {
     assert_eq!(setup["account"], "alice");
     assert_eq!(h.status(&token).await["pending"], true);
     // Until it is confirmed, sign-ins take one step.
-    assert_eq!(h.login("alice", None).await.status, StatusCode::OK);
+    let before = h.login("alice", None).await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.text);
+    let before = before.json();
+    assert_eq!(h.api.me(&access(&before)).await.status, StatusCode::OK);
 
     let confirm = |code: String| json!({ "code": code });
     let r = h
@@ -229,6 +232,17 @@ async fn enrolled_through_the_profile_a_sign_in_takes_two_steps() {
     assert_not_cached(&r);
     let recovery = codes(&r);
     assert_eq!(recovery.len(), 10);
+    // Every other session of the account ended: its holder now needs a code too. The
+    // session that enrolled goes on.
+    assert_401(&h.api.me(&access(&before)).await, "unauthenticated");
+    let r = h
+        .post(
+            "/auth/refresh",
+            json!({ "refresh_token": before["refresh_token"] }),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     let status = h.status(&token).await;
     assert_eq!(status["enabled"], true);
     assert_eq!(status["pending"], false);
@@ -336,6 +350,26 @@ async fn expired_unknown_and_spent_challenges_are_refused() {
         assert_401(&r, "unauthenticated");
     }
 
+    // A change to the account after the password step (here the password, from a session)
+    // ends the challenge: the right code no longer signs in with it.
+    let challenge = h.challenge("alice").await;
+    h.app.clock.advance(Duration::from_secs(1));
+    let change = json!({ "current_password": PW, "new_password": "another long passphrase" });
+    let r = h
+        .api
+        .call(Method::PUT, "/me/password", Some(change), Some(&token))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = h.second_step(&challenge, &h.code(&secret)).await;
+    assert_401(&r, "unauthenticated");
+    assert_eq!(r.json()["message"], CHALLENGE_EXPIRED);
+    let change = json!({ "current_password": "another long passphrase", "new_password": PW });
+    let r = h
+        .api
+        .call(Method::PUT, "/me/password", Some(change), Some(&token))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
     // A challenge for a code does not start an enrolment.
     let challenge = h.challenge("alice").await;
     let r = h
@@ -378,6 +412,42 @@ async fn wrong_codes_lock_the_account_after_the_threshold() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     h.next_step();
     h.sign_in("alice", &secret).await;
+}
+
+/// A password reset does not lift the lock wrong codes put on an account with a factor:
+/// control of the mailbox (with the password or not) buys no fresh guesses at the code.
+#[tokio::test]
+async fn a_reset_leaves_the_lock_of_wrong_codes_in_place() {
+    let h = Harness::new().await;
+    let token = h.user("alice").await;
+    let (secret, _) = h.enrol(&token).await;
+    let challenge = h.challenge("alice").await;
+    for _ in 0..AuthPolicy::default().lockout.threshold {
+        let r = h.second_step(&challenge, &h.wrong_code(&secret)).await;
+        assert_401(&r, "invalid_credentials");
+    }
+    assert_eq!(
+        h.login("alice", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let r = h.api.request_reset("alice@example.com").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let link = h
+        .app
+        .link_token(user_mail::RESET_PASSWORD_PATH, "alice@example.com")
+        .await;
+    let new_password = "a brand new passphrase";
+    let r = h.api.confirm(&link, new_password).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let body = json!({ "identifier": "alice", "password": new_password });
+    let r = h.post("/auth/login", body, None).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // The lock passes with its time, as any other.
+    h.app.clock.advance(Duration::from_secs(61));
+    let body = json!({ "identifier": "alice", "password": new_password });
+    let r = h.post("/auth/login", body, None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
 }
 
 #[tokio::test]
@@ -527,7 +597,7 @@ async fn recovery_codes_are_replaced_and_the_factor_turned_off_with_password_and
     let r = h
         .post(
             "/me/second-factor/recovery-codes",
-            json!({ "password": PW }),
+            json!({ "password": PW, "code": "123456" }),
             Some(&token),
         )
         .await;
@@ -553,19 +623,38 @@ async fn recovery_codes_are_replaced_and_the_factor_turned_off_with_password_and
     assert_eq!(r.status, StatusCode::CONFLICT, "already on: {}", r.text);
     assert_eq!(r.code(), "failed_precondition");
 
-    let regenerate = |password: &str| json!({ "password": password });
+    let regenerate = |password: &str, code: &str| json!({ "password": password, "code": code });
     let r = h
         .post(
             "/me/second-factor/recovery-codes",
-            regenerate("wrong password"),
+            regenerate("wrong password", &h.code(&secret)),
             Some(&token),
         )
         .await;
     assert_401(&r, "invalid_credentials");
+    // The password alone (a stolen session that knows it) mints no codes.
     let r = h
         .post(
             "/me/second-factor/recovery-codes",
-            regenerate(PW),
+            json!({ "password": PW }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let r = h
+        .post(
+            "/me/second-factor/recovery-codes",
+            regenerate(PW, &h.wrong_code(&secret)),
+            Some(&token),
+        )
+        .await;
+    assert_401(&r, "invalid_credentials");
+    assert_eq!(r.json()["message"], INVALID_CODE);
+    assert_eq!(h.status(&token).await["recovery_codes_left"], 10);
+    let r = h
+        .post(
+            "/me/second-factor/recovery-codes",
+            regenerate(PW, &h.code(&secret)),
             Some(&token),
         )
         .await;
@@ -574,6 +663,26 @@ async fn recovery_codes_are_replaced_and_the_factor_turned_off_with_password_and
     let new = codes(&r);
     assert_eq!(new.len(), 10);
     assert!(new.iter().all(|c| !old.contains(c)));
+    // The owner is told, once.
+    let told: Vec<_> = h
+        .app
+        .subjects()
+        .await
+        .into_iter()
+        .filter(|(_, subject)| subject.contains("New recovery codes"))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].0, "alice@example.com");
+    // The code from the app that did it is spent.
+    let r = h
+        .post(
+            "/me/second-factor/recovery-codes",
+            regenerate(PW, &h.code(&secret)),
+            Some(&token),
+        )
+        .await;
+    assert_401(&r, "invalid_credentials");
+    h.next_step();
     let challenge = h.challenge("alice").await;
     assert_401(
         &h.second_step(&challenge, &old[0]).await,
@@ -708,7 +817,7 @@ fn signed_in_routes() -> Vec<(Method, String, Option<Value>)> {
         (
             Method::POST,
             "/me/second-factor/recovery-codes".to_owned(),
-            Some(json!({ "password": PW })),
+            Some(json!({ "password": PW, "code": "123456" })),
         ),
         (
             Method::POST,
@@ -783,6 +892,21 @@ async fn bodies_are_checked_at_the_edge_and_every_missing_field_is_reported() {
             json!({ "password": PW }),
             vec!["code"],
         ),
+        (
+            "/me/second-factor/recovery-codes",
+            json!({}),
+            vec!["password", "code"],
+        ),
+        (
+            "/me/second-factor/recovery-codes",
+            json!({ "password": PW, "code": "" }),
+            vec!["code"],
+        ),
+        (
+            "/me/second-factor/recovery-codes",
+            json!({ "code": "123456" }),
+            vec!["password"],
+        ),
     ];
     for (path, body, missing) in cases {
         let r = h.post(path, body.clone(), Some(&token)).await;
@@ -826,9 +950,9 @@ async fn bodies_are_checked_at_the_edge_and_every_missing_field_is_reported() {
 }
 
 /// Wrong codes on the profile routes spend guesses as at the second step of a sign-in: turning
-/// the factor off counts them on the account's budget (the right password checked first does
-/// not refill it), confirming an enrolment on the session's. A holder of a session (and, to
-/// turn the factor off, the password) cannot try every code.
+/// the factor off and new recovery codes count them on the account's budget (the right
+/// password checked first does not refill it), confirming an enrolment on the session's. A
+/// holder of a session (and, for the first two, the password) cannot try every code.
 #[tokio::test]
 async fn wrong_codes_on_the_profile_routes_are_throttled() {
     let h = Harness::new().await;
@@ -848,6 +972,46 @@ async fn wrong_codes_on_the_profile_routes_are_throttled() {
         Some(&StatusCode::TOO_MANY_REQUESTS),
         "disable: {statuses:?}"
     );
+    // One budget for the account: new recovery codes are locked too, even with the right code.
+    let body = json!({ "password": PW, "code": h.code(&secret) });
+    let r = h
+        .post("/me/second-factor/recovery-codes", body, Some(&token))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+
+    let carol = h.user("carol").await;
+    let (secret, recovery) = h.enrol(&carol).await;
+    for _ in 0..threshold {
+        let body = json!({ "password": PW, "code": h.wrong_code(&secret) });
+        let r = h
+            .post("/me/second-factor/recovery-codes", body, Some(&carol))
+            .await;
+        assert_401(&r, "invalid_credentials");
+        assert_eq!(r.json()["message"], INVALID_CODE);
+    }
+    // Locked: neither the right code nor a recovery code is checked now.
+    for code in [h.code(&secret), recovery[0].clone()] {
+        let body = json!({ "password": PW, "code": code });
+        let r = h
+            .post("/me/second-factor/recovery-codes", body, Some(&carol))
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+        assert_eq!(r.code(), "throttled");
+        assert!(r.headers.contains_key(header::RETRY_AFTER));
+    }
+    assert_eq!(h.status(&carol).await["recovery_codes_left"], 10);
+    // Nor is the sign-in's second step a way round: the same budget.
+    assert_eq!(
+        h.login("carol", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Once the lock has passed, the right code works.
+    h.app.clock.advance(Duration::from_secs(61));
+    let body = json!({ "password": PW, "code": recovery[0] });
+    let r = h
+        .post("/me/second-factor/recovery-codes", body, Some(&carol))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     let bob = h.user("bob").await;
     let r = h
