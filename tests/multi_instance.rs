@@ -458,7 +458,12 @@ async fn a_second_factor_spans_instances_and_faces() {
     let recovery = codes["recovery_codes"][0].as_str().unwrap().to_owned();
     let body = json!({ "challenge": challenge.challenge, "code": recovery });
     let (status, tokens) = a
-        .http(None, "POST", "/api/v1/auth/login/second-factor", Some(body.clone()))
+        .http(
+            None,
+            "POST",
+            "/api/v1/auth/login/second-factor",
+            Some(body.clone()),
+        )
         .await;
     assert_eq!(status, 200, "{tokens}");
     let token = tokens["access_token"].as_str().unwrap();
