@@ -2,7 +2,8 @@
 //! pool, its own services and its own HTTP and gRPC listeners, sharing only the database and
 //! the signing key file, as several instances behind a load balancer do. What one instance
 //! changes, the other sees at once: accounts, sign-outs, disabled users, guess budgets and
-//! spent refresh tokens.
+//! spent refresh tokens; a second factor enrolled on one is asked for on the other, and the
+//! two steps of a sign-in may land on different instances and faces.
 //!
 //! Needs `USERS_TEST_POSTGRES_URL` (see `user_postgres::testing`); skipped without it.
 
@@ -57,10 +58,14 @@ impl Instance {
             ..AuthPolicy::default()
         };
         let key = key_files::load_or_create_signing_key(key_file).unwrap();
+        let folder = key_file.parent().unwrap();
+        let factor_key =
+            key_files::load_or_create_factor_key(&folder.join("second-factor.key")).unwrap();
         let services = Services::builder(db.storage())
             .policy(policy)
             .hasher(FastHasher::new())
             .signing_key(key, Vec::new())
+            .second_factor_key(factor_key)
             .build()
             .unwrap();
         let (stop, stopped) = watch::channel(false);
@@ -387,6 +392,98 @@ async fn concurrent_wrong_guesses_on_both_instances_never_pass_the_threshold() {
     for instance in [&a, &b] {
         assert_eq!(instance.sign_in("frank", PW).await.unwrap_err(), 429);
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_spans_instances_and_faces() {
+    let Some((_schema, _dir, a, b)) = two_instances().await else {
+        return;
+    };
+    register(&a, "ada").await;
+    let (access, _) = a.sign_in("ada", PW).await.unwrap();
+
+    // Enrol over JSON on A (both instances read the same key file).
+    let (status, setup) = a
+        .http(
+            Some(&access),
+            "POST",
+            "/api/v1/me/second-factor/totp",
+            Some(json!({ "password": PW })),
+        )
+        .await;
+    assert_eq!(status, 200, "{setup}");
+    let secret = setup["secret"].as_str().unwrap().to_owned();
+    let code = || user_core::factor::totp_code(&secret, time::OffsetDateTime::now_utc());
+    let (status, codes) = a
+        .http(
+            Some(&access),
+            "POST",
+            "/api/v1/me/second-factor/totp/confirm",
+            Some(json!({ "code": code() })),
+        )
+        .await;
+    assert_eq!(status, 200, "{codes}");
+
+    // B asks for the second step on both faces; the legacy call is refused plainly.
+    assert_eq!(b.sign_in("ada", PW).await.unwrap_err(), 202);
+    let legacy = b
+        .grpc()
+        .await
+        .login_user(pb::LoginUserRequest {
+            username: "ada".into(),
+            password: PW.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(legacy.code(), Code::FailedPrecondition, "{legacy:?}");
+    let answer = b
+        .grpc()
+        .await
+        .sign_in(pb::LoginUserRequest {
+            username: "ada".into(),
+            password: PW.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::sign_in_response::Result::SecondStep(challenge)) = answer.result else {
+        panic!("no second step: {answer:?}");
+    };
+
+    // The password step on B (gRPC), the code on A (JSON): one sign-in.
+    let recovery = codes["recovery_codes"][0].as_str().unwrap().to_owned();
+    let body = json!({ "challenge": challenge.challenge, "code": recovery });
+    let (status, tokens) = a
+        .http(
+            None,
+            "POST",
+            "/api/v1/auth/login/second-factor",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(b.grpc_me(token).await.unwrap().username, "ada");
+    // The challenge and the recovery code are spent on both instances.
+    let (status, _) = b
+        .http(None, "POST", "/api/v1/auth/login/second-factor", Some(body))
+        .await;
+    assert_eq!(status, 401);
+    let login = json!({ "identifier": "ada", "password": PW });
+    let (status, again) = b
+        .http(None, "POST", "/api/v1/auth/login", Some(login))
+        .await;
+    assert_eq!(status, 202, "{again}");
+    let body = json!({ "challenge": again["challenge"], "code": recovery });
+    let (status, _) = b
+        .http(None, "POST", "/api/v1/auth/login/second-factor", Some(body))
+        .await;
+    assert_eq!(status, 401, "a recovery code spent on A is spent on B");
+
     a.stop().await;
     b.stop().await;
 }

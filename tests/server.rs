@@ -573,6 +573,7 @@ async fn the_data_folder_and_database_are_owner_only() {
         "users.db-wal",
         "users.db-shm",
         "signing-key.pem",
+        "second-factor.key",
     ] {
         assert_eq!(mode(&data.join(file)), "600", "{file}");
     }
@@ -602,6 +603,25 @@ async fn a_signing_key_others_can_read_refuses_start() {
         "{log}"
     );
 
+    set_mode(&key, 0o600);
+    start(dir.path(), &[]).await.kill();
+}
+
+/// The second-factor key is checked like the signing key: a file others can read stops the
+/// start, naming the file.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_key_others_can_read_refuses_start() {
+    let dir = tempfile::tempdir().unwrap();
+    start(dir.path(), &[]).await.kill();
+    let key = dir.path().join("second-factor.key");
+    assert_eq!(mode(&key), "600");
+    set_mode(&key, 0o644);
+    let Err(log) = Server::try_start(&build_server(), dir.path(), &[]).await else {
+        panic!("started with a second-factor key others can read");
+    };
+    assert!(log.contains(&key.display().to_string()), "{log}");
+    assert!(log.contains("--second-factor-key-file"), "{log}");
     set_mode(&key, 0o600);
     start(dir.path(), &[]).await.kill();
 }

@@ -74,6 +74,10 @@ pub const FACTOR_OFF: &str = "no second factor is enabled on this account";
 /// [`UserError::FactorState`]: a confirmation without an enrolment in progress.
 pub const NO_ENROLMENT: &str = "no enrolment is in progress: start it again";
 
+/// [`UserError::FactorState`]: an admin resetting their own second factor.
+pub const OWN_FACTOR: &str =
+    "turn off your own second factor from your profile, with your password and a code";
+
 /// [`UserError::FactorState`]: the server has no key for second factors.
 pub const FACTORS_NOT_CONFIGURED: &str = "second factors are not configured on this server";
 

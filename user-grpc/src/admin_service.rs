@@ -196,4 +196,26 @@ impl AdminService for AdminApi {
             events: page.events.into_iter().map(pb::AuditEvent::from).collect(),
         }))
     }
+
+    async fn get_second_factor(
+        &self,
+        request: Request<pb::AdminUserRequest>,
+    ) -> Result<Response<pb::SecondFactorStatus>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let id = convert::user_id("user_id", &request.get_ref().user_id).or_status()?;
+        let status = admin.second_factor(id).await.or_status()?;
+        Ok(Response::new(status.into()))
+    }
+
+    async fn reset_second_factor(
+        &self,
+        request: Request<pb::AdminUserRequest>,
+    ) -> Result<Response<pb::EmptyResponse>, Status> {
+        let actor = self.actor(&request).await?;
+        let admin = self.admin(&actor)?;
+        let id = convert::user_id("user_id", &request.get_ref().user_id).or_status()?;
+        admin.reset_second_factor(id).await.or_status()?;
+        Ok(Response::new(pb::EmptyResponse {}))
+    }
 }

@@ -1,9 +1,13 @@
 //! Conversions between protobuf messages and core values: wire to domain is `TryFrom` or a
 //! parse function returning a field violation, domain to wire is `From`.
 
+use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
-use user_core::domain::{AuditEvent, Role, Session, SessionId, User, UserId, UserStatus};
+use user_core::domain::{
+    AuditEvent, ChallengePurpose, Role, Session, SessionId, User, UserId, UserStatus,
+};
 use user_core::error::{ValidationError, ValidationErrors};
+use user_core::factor::{FactorStatus, TotpSetup};
 
 use crate::pb;
 
@@ -89,6 +93,44 @@ impl From<AuditEvent> for pb::AuditEvent {
             detail: e.detail.unwrap_or_default(),
         }
     }
+}
+
+/// A second factor's state: never its secret.
+impl From<FactorStatus> for pb::SecondFactorStatus {
+    fn from(f: FactorStatus) -> Self {
+        Self {
+            enabled: f.enabled_at.is_some(),
+            enabled_at: f.enabled_at.map(timestamp),
+            pending: f.pending,
+            recovery_codes_left: f.recovery_codes_left,
+            required: f.required,
+        }
+    }
+}
+
+/// What an authenticator app needs: the one answer that carries a TOTP secret.
+impl From<TotpSetup> for pb::TotpSetup {
+    fn from(s: TotpSetup) -> Self {
+        Self {
+            secret: s.secret.expose_secret().to_owned(),
+            otpauth_uri: s.uri.expose_secret().to_owned(),
+            issuer: s.issuer,
+            account: s.account,
+        }
+    }
+}
+
+/// `SecondFactorChallenge.step`: what the second step of a sign-in must bring.
+pub(crate) fn step(purpose: ChallengePurpose) -> &'static str {
+    match purpose {
+        ChallengePurpose::SecondFactor => "code",
+        ChallengePurpose::Enrolment => "enrolment",
+    }
+}
+
+/// Recovery codes, to show once.
+pub(crate) fn recovery_codes(codes: Vec<SecretString>) -> Vec<String> {
+    codes.iter().map(|c| c.expose_secret().to_owned()).collect()
 }
 
 /// A required user id.
@@ -195,6 +237,31 @@ mod tests {
             (wire.identifier.as_str(), wire.detail.as_str()),
             ("", "wrong_password")
         );
+    }
+
+    #[test]
+    fn factor_states_and_steps() {
+        let at = time::macros::datetime!(2026-01-02 03:04:05 UTC);
+        let on = pb::SecondFactorStatus::from(FactorStatus {
+            enabled_at: Some(at),
+            pending: false,
+            recovery_codes_left: 7,
+            required: true,
+        });
+        assert!(on.enabled && on.required && !on.pending);
+        assert_eq!(
+            (on.enabled_at, on.recovery_codes_left),
+            (Some(timestamp(at)), 7)
+        );
+        let off = pb::SecondFactorStatus::from(FactorStatus {
+            enabled_at: None,
+            pending: true,
+            recovery_codes_left: 0,
+            required: false,
+        });
+        assert!(!off.enabled && off.pending && off.enabled_at.is_none());
+        assert_eq!(step(ChallengePurpose::SecondFactor), "code");
+        assert_eq!(step(ChallengePurpose::Enrolment), "enrolment");
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl MailComposer for MailTemplates {
                 let expires_in = duration_text(*expires_in);
                 MailTemplates::compose(self, kind, to, context! { name, link, expires_in })
             }
-            Notice::PasswordChanged { name } => {
+            Notice::PasswordChanged { name } | Notice::RecoveryCodesReplaced { name } => {
                 MailTemplates::compose(self, kind, to, context! { name })
             }
             Notice::EmailChanged { name, old, new } => MailTemplates::compose(
@@ -141,6 +141,7 @@ mod tests {
                 enabled: false,
                 by_admin: true,
             },
+            Notice::RecoveryCodesReplaced { name: "Ada".into() },
         ];
         for notice in &notices {
             let mail = MailComposer::compose(&templates, notice, &ada).unwrap();

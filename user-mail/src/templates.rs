@@ -24,6 +24,7 @@ use crate::MailSettings;
 /// | `email_changed` | `old_email`, `new_email` (sent to both addresses) |
 /// | `lockout_started` | `until` (text, "14:05 UTC") |
 /// | `second_factor_changed` | `enabled`, `by_admin` (booleans) |
+/// | `recovery_codes_replaced` | |
 pub const KINDS: &[&str] = &[
     "verify_email",
     "reset_password",
@@ -31,6 +32,7 @@ pub const KINDS: &[&str] = &[
     "email_changed",
     "lockout_started",
     "second_factor_changed",
+    "recovery_codes_replaced",
 ];
 
 /// Each kind has three templates: `<kind>.subject.txt`, `<kind>.txt` and `<kind>.html`; the
@@ -108,6 +110,18 @@ const DEFAULTS: &[(&str, &str)] = &[
     (
         "second_factor_changed.html",
         include_str!("../templates/second_factor_changed.html"),
+    ),
+    (
+        "recovery_codes_replaced.subject.txt",
+        include_str!("../templates/recovery_codes_replaced.subject.txt"),
+    ),
+    (
+        "recovery_codes_replaced.txt",
+        include_str!("../templates/recovery_codes_replaced.txt"),
+    ),
+    (
+        "recovery_codes_replaced.html",
+        include_str!("../templates/recovery_codes_replaced.html"),
     ),
 ];
 

@@ -312,7 +312,15 @@ impl AccountService {
             .tokens
             .revoke_all(user.id, TokenPurpose::ResetPassword)
             .await;
-        let budget = self.budget.clear(&ThrottleKey::account(user.id)).await;
+        // The lock wrong passwords caused goes; the one wrong codes of a second factor caused
+        // stays, or control of the mailbox alone would buy fresh code guesses at every reset.
+        let budget = match self.ports.factors.factor(user.id).await {
+            Ok(factor) if factor.is_confirmed() => Ok(()),
+            Ok(_) | Err(RepoError::NotFound) => {
+                self.budget.clear(&ThrottleKey::account(user.id)).await
+            }
+            Err(e) => Err(e),
+        };
         let ended = sessions?;
         devices?;
         links?;

@@ -26,7 +26,9 @@ impl MailComposer for PlainComposer {
             }
             Notice::EmailChanged { old, new, .. } => format!("{old} -> {new}"),
             Notice::LockoutStarted { until, .. } => until.to_string(),
-            Notice::PasswordChanged { name } => name.clone(),
+            Notice::PasswordChanged { name } | Notice::RecoveryCodesReplaced { name } => {
+                name.clone()
+            }
             Notice::SecondFactorChanged {
                 enabled, by_admin, ..
             } => format!("enabled={enabled} by_admin={by_admin}"),
@@ -52,8 +54,14 @@ impl Env {
         let clock = Arc::new(FixedClock::default());
         let ports = memory_ports(Arc::clone(&clock));
         let key = SigningKey::generate_ed25519().unwrap();
-        let mut auth = AuthService::new(ports.clone(), policy.clone(), &key, vec![]).unwrap();
-        let mut users = UserService::new(ports.clone(), &policy);
+        let totp = Arc::new(crate::factor::TotpAuthenticator::new(
+            crate::factor::FactorKey::generate().unwrap(),
+            "user-management",
+        ));
+        let mut auth = AuthService::new(ports.clone(), policy.clone(), &key, vec![])
+            .unwrap()
+            .with_second_factors(Arc::clone(&totp));
+        let mut users = UserService::new(ports.clone(), &policy).with_second_factors(totp);
         let mut account = AccountService::new(ports.clone(), &policy);
         if mail {
             let composer: Arc<dyn MailComposer> = Arc::new(PlainComposer);
@@ -1001,4 +1009,143 @@ async fn verification_requests_by_address_are_limited_per_address() {
         );
     }
     assert_eq!(answers, [true, true, true, true, true, false]);
+}
+
+#[tokio::test]
+async fn every_change_of_a_second_factor_is_mailed_to_its_owner() {
+    use crate::auth::{SecondStep, SignIn};
+    use crate::factor::totp_code;
+
+    let mut policy = AuthPolicy::default();
+    policy.second_factor.required_for_admins = true;
+    let env = Env::with(policy, true);
+    let root = env
+        .auth
+        .create_user(
+            crate::auth::RegisterUser {
+                username: "root".into(),
+                email: "root@example.com".into(),
+                password: SecretString::from(Fixture::PASSWORD),
+                display_name: None,
+            },
+            Role::Admin,
+        )
+        .await
+        .unwrap();
+    env.register("ada").await;
+    env.mails().await;
+
+    // Enrolment required at sign-in: whoever knew the password enrolled an app.
+    let credentials = Credentials::new("root", SecretString::from(Fixture::PASSWORD));
+    let SignIn::SecondStep(challenge) = env
+        .auth
+        .sign_in(credentials, ClientInfo::default())
+        .await
+        .unwrap()
+    else {
+        panic!("no enrolment asked for");
+    };
+    let setup = env.auth.start_enrolment(&challenge.token).await.unwrap();
+    let code = totp_code(setup.secret.expose_secret(), env.clock.now());
+    let step = SecondStep::new(challenge.token, SecretString::from(code));
+    let (pair, _) = env
+        .auth
+        .complete_enrolment(step, ClientInfo::default())
+        .await
+        .unwrap();
+    let mails = env.mails().await;
+    assert_eq!(
+        mails,
+        [(
+            "root@example.com".to_owned(),
+            "second_factor_changed".to_owned(),
+            "enabled=true by_admin=false".to_owned()
+        )]
+    );
+
+    // From the profile, and an admin's reset.
+    let ada = env.actor("ada").await;
+    let setup = env
+        .users
+        .start_totp_enrolment(&ada, &SecretString::from(Fixture::PASSWORD))
+        .await
+        .unwrap();
+    let code = totp_code(setup.secret.expose_secret(), env.clock.now());
+    env.users
+        .confirm_totp_enrolment(&ada, &SecretString::from(code))
+        .await
+        .unwrap();
+    let root_actor = env
+        .auth
+        .authenticate(pair.access_token.expose_secret())
+        .await
+        .unwrap();
+    assert_eq!(root_actor.user_id, root.id);
+    env.users
+        .as_admin(&root_actor)
+        .unwrap()
+        .reset_second_factor(ada.user_id)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = env
+        .mails()
+        .await
+        .into_iter()
+        .map(|(to, _, text)| (to, text))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                "ada@example.com".to_owned(),
+                "enabled=true by_admin=false".to_owned()
+            ),
+            (
+                "ada@example.com".to_owned(),
+                "enabled=false by_admin=true".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_reset_does_not_refill_the_budget_wrong_codes_spent() {
+    use crate::auth::{SecondStep, SignIn};
+    use crate::factor::totp_code;
+
+    let env = Env::new();
+    env.register("ada").await;
+    let ada = env.actor("ada").await;
+    let setup = env
+        .users
+        .start_totp_enrolment(&ada, &SecretString::from(Fixture::PASSWORD))
+        .await
+        .unwrap();
+    let code = totp_code(setup.secret.expose_secret(), env.clock.now());
+    env.users
+        .confirm_totp_enrolment(&ada, &SecretString::from(code))
+        .await
+        .unwrap();
+    let sign_in = |password: &'static str| {
+        env.auth.sign_in(
+            Credentials::new("ada", SecretString::from(password)),
+            ClientInfo::default(),
+        )
+    };
+    // Someone with the password but not the phone spends the account's budget on codes.
+    for _ in 0..5 {
+        let Ok(SignIn::SecondStep(challenge)) = sign_in(Fixture::PASSWORD).await else {
+            panic!("no second step");
+        };
+        let step = SecondStep::new(challenge.token, SecretString::from("000000"));
+        let err = env.auth.complete_sign_in(step, ClientInfo::default()).await;
+        assert!(matches!(err, Err(AuthError::InvalidCode)), "{err:?}");
+    }
+    // With the mailbox too, a reset does not buy fresh guesses.
+    env.mails().await;
+    env.request_reset("ada@example.com").await.unwrap();
+    let token = env.token("reset_password").await;
+    env.reset(&token, NEW_PASSWORD).await.unwrap();
+    let err = sign_in(NEW_PASSWORD).await;
+    assert!(matches!(err, Err(AuthError::Throttled { .. })), "{err:?}");
 }

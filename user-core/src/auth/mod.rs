@@ -10,7 +10,7 @@ mod service;
 mod verified;
 
 pub use bearer::bearer_token;
-pub(crate) use budget::{GuessBudget, std_to_time};
+pub(crate) use budget::{GuessBudget, Reserved, std_to_time};
 pub use keys::{
     AccessClaims, Jwk, Jwks, KeyAlgorithm, SigningKey, TokenError, TokenKeys, VerifyingKey,
 };

@@ -301,7 +301,7 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<TokenPair, AuthError> {
-        match self.sign_in(credentials, client).await? {
+        match self.token_sign_in(credentials, client, Steps::One).await? {
             SignIn::Complete(pair) => Ok(pair),
             SignIn::SecondStep(_) => Err(AuthError::SecondFactorRequired),
         }
@@ -317,7 +317,10 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<BrowserLogin, AuthError> {
-        match self.sign_in_browser(credentials, client).await? {
+        match self
+            .browser_sign_in(credentials, client, Steps::One)
+            .await?
+        {
             SignIn::Complete(login) => Ok(login),
             SignIn::SecondStep(_) => Err(AuthError::SecondFactorRequired),
         }
@@ -335,10 +338,19 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<SignIn<TokenPair>, AuthError> {
+        self.token_sign_in(credentials, client, Steps::Two).await
+    }
+
+    async fn token_sign_in(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+        steps: Steps,
+    ) -> Result<SignIn<TokenPair>, AuthError> {
         if let Some(limit) = &self.login_limit {
             limit.check(&client)?;
         }
-        match self.check_credentials(&credentials, &client).await? {
+        match self.check_credentials(&credentials, &client, steps).await? {
             Passed::Complete(user, device_token) => {
                 let pair = self.token_session(user, client, Some(device_token)).await?;
                 Ok(SignIn::Complete(pair))
@@ -359,10 +371,19 @@ impl AuthService {
         credentials: Credentials,
         client: ClientInfo,
     ) -> Result<SignIn<BrowserLogin>, AuthError> {
+        self.browser_sign_in(credentials, client, Steps::Two).await
+    }
+
+    async fn browser_sign_in(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+        steps: Steps,
+    ) -> Result<SignIn<BrowserLogin>, AuthError> {
         if let Some(limit) = &self.login_limit {
             limit.check(&client)?;
         }
-        match self.check_credentials(&credentials, &client).await? {
+        match self.check_credentials(&credentials, &client, steps).await? {
             Passed::Complete(user, device_token) => {
                 let login = self.browser_session(user, client, device_token).await?;
                 Ok(SignIn::Complete(login))
@@ -484,6 +505,7 @@ impl AuthService {
         &self,
         credentials: &Credentials,
         client: &ClientInfo,
+        steps: Steps,
     ) -> Result<Passed, AuthError> {
         let now = self.ports.clock.now();
         let account = self.find_account(credentials).await?;
@@ -542,6 +564,18 @@ impl AuthService {
                     // second step's success clears it, so that someone who knows the
                     // password cannot reset the count between wrong codes.
                     self.budget.release(&key, reserved).await;
+                    if steps == Steps::One {
+                        tracing::info!(client_ip = ip, user_id = %user.id, outcome = "second_factor_required", "one-step sign-in refused");
+                        self.sign_in_failed(
+                            credentials,
+                            client,
+                            user_id,
+                            "second_factor_required",
+                            now,
+                        )
+                        .await;
+                        return Err(AuthError::SecondFactorRequired);
+                    }
                     let challenge = self.challenge(&user, purpose, device, now).await?;
                     tracing::info!(client_ip = ip, user_id = %user.id, budget, step = purpose.as_str(), "password accepted; second step required");
                     return Ok(Passed::Challenge(challenge));
@@ -983,3 +1017,11 @@ mod tests;
 
 use second_step::Passed;
 pub use second_step::{Challenge, SecondStep, SignIn};
+
+/// Whether the caller can take a second step: a one-step client (legacy `LoginUser`) gets
+/// [`AuthError::SecondFactorRequired`] instead of a challenge it would throw away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    One,
+    Two,
+}

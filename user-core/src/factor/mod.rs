@@ -18,6 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret as _, SecretBox, SecretString};
 use time::OffsetDateTime;
 
@@ -128,6 +129,7 @@ impl FactorKey {
         let bytes = STANDARD
             .decode(text.trim())
             .ok()
+            .map(Zeroizing::new)
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
             .ok_or_else(|| ConfigError::new("second_factor_key", "must be 32 bytes in base64"))?;
         Ok(Self(SecretBox::new(Box::new(bytes))))
@@ -228,7 +230,7 @@ pub struct FactorStatus {
 }
 
 /// What a person typed at the second step: a six-digit code from the app, or a recovery
-/// code (`xxxx-xxxx-xxxx`).
+/// code (`xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TypedCode {
     Totp(u32),

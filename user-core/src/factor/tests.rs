@@ -232,6 +232,16 @@ async fn sign_in_asks_for_a_code_and_refuses_one_step_clients() {
     let err = f.login("ada", "wrong password").await.unwrap_err();
     assert!(matches!(err, AuthError::InvalidCredentials));
 
+    let before = f
+        .ports
+        .factors
+        .purge(f.clock.now() + time::Duration::hours(1), f.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        before, 0,
+        "a one-step sign-in stores no challenge it would throw away"
+    );
     let challenge = challenge(&f, "ada").await;
     assert_eq!(challenge.purpose, ChallengePurpose::SecondFactor);
     assert_eq!(
@@ -571,15 +581,22 @@ async fn the_owner_turns_the_factor_off_with_password_and_code() {
 
 #[tokio::test]
 async fn new_recovery_codes_replace_the_old_ones() {
-    let (f, actor, _, old) = enrolled("ada").await;
+    let (f, actor, secret_b32, old) = enrolled("ada").await;
+    let code = code_now(&f, &secret_b32);
     let err = f
         .users
-        .regenerate_recovery_codes(&actor, &secret("wrong"))
+        .regenerate_recovery_codes(&actor, &secret("wrong"), &secret(&code))
         .await;
     assert!(matches!(err, Err(UserError::InvalidCredentials)), "{err:?}");
+    // The password alone (a stolen session that knows it) mints no codes.
+    let err = f
+        .users
+        .regenerate_recovery_codes(&actor, &secret(PW), &secret("000000"))
+        .await;
+    assert!(matches!(err, Err(UserError::InvalidCode)), "{err:?}");
     let new = f
         .users
-        .regenerate_recovery_codes(&actor, &secret(PW))
+        .regenerate_recovery_codes(&actor, &secret(PW), &secret(&code))
         .await
         .unwrap();
     assert_eq!(new.len(), 10);
@@ -616,6 +633,12 @@ async fn an_admin_resets_a_factor_without_seeing_it() {
     assert!(matches!(err, Err(UserError::FactorState(_))), "{err:?}");
     let err = admin.reset_second_factor(UserId::new()).await;
     assert!(matches!(err, Err(UserError::NotFound)), "{err:?}");
+    let (_, _) = f.enrol(&root).await;
+    let err = admin.reset_second_factor(root.user_id).await;
+    assert!(
+        matches!(err, Err(UserError::FactorState(crate::error::OWN_FACTOR))),
+        "an admin's own factor goes from the profile: {err:?}"
+    );
     let events = f
         .ports
         .audit
@@ -694,4 +717,95 @@ async fn without_a_key_factors_are_not_configured() {
         .second_factor_key(FactorKey::generate().unwrap())
         .build();
     assert!(built.is_ok());
+}
+
+#[tokio::test]
+async fn wrong_codes_on_the_profile_are_throttled_too() {
+    // Turning the factor off: the right password does not refill the budget codes spend.
+    let (f, actor, secret_b32, _) = enrolled("ada").await;
+    for _ in 0..5 {
+        let err = f
+            .users
+            .disable_second_factor(&actor, &secret(PW), &secret("000000"))
+            .await;
+        assert!(matches!(err, Err(UserError::InvalidCode)), "{err:?}");
+    }
+    let code = code_now(&f, &secret_b32);
+    let err = f
+        .users
+        .disable_second_factor(&actor, &secret(PW), &secret(&code))
+        .await;
+    assert!(matches!(err, Err(UserError::Throttled { .. })), "{err:?}");
+    f.clock.advance(Duration::from_secs(61));
+    let code = code_now(&f, &secret_b32);
+    f.users
+        .disable_second_factor(&actor, &secret(PW), &secret(&code))
+        .await
+        .unwrap();
+
+    // Confirming an enrolment: a stolen session cannot try codes without end.
+    let setup = f
+        .users
+        .start_totp_enrolment(&actor, &secret(PW))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let err = f
+            .users
+            .confirm_totp_enrolment(&actor, &secret("000000"))
+            .await;
+        assert!(matches!(err, Err(UserError::InvalidCode)), "{err:?}");
+    }
+    let code = code_now(&f, setup.secret.expose_secret());
+    let err = f.users.confirm_totp_enrolment(&actor, &secret(&code)).await;
+    assert!(matches!(err, Err(UserError::Throttled { .. })), "{err:?}");
+}
+
+#[tokio::test]
+async fn account_changes_end_pending_challenges_and_enrolment_ends_other_sessions() {
+    let (f, actor, secret_b32, _) = enrolled("ada").await;
+    // Enrolment from the profile ended every other session.
+    let other = f.login("ada", PW).await.unwrap_err();
+    assert!(matches!(other, AuthError::SecondFactorRequired));
+    let challenge = challenge(&f, "ada").await;
+    f.clock.advance(Duration::from_secs(1));
+    // The password changes (on another device, or by a reset) after the password step.
+    f.users
+        .change_password(
+            &actor,
+            crate::users::ChangePassword {
+                current_password: secret(PW),
+                new_password: secret("a brand new passphrase"),
+            },
+        )
+        .await
+        .unwrap();
+    let code = code_now(&f, &secret_b32);
+    let err = f
+        .auth
+        .complete_sign_in(step(&challenge, &code), ClientInfo::default())
+        .await;
+    assert!(matches!(err, Err(AuthError::ChallengeExpired)), "{err:?}");
+}
+
+#[tokio::test]
+async fn enrolling_ends_the_other_sessions() {
+    let f = Fixture::in_memory();
+    f.register("ada").await;
+    let first = f.login("ada", PW).await.unwrap();
+    let actor = f.actor("ada").await;
+    f.enrol(&actor).await;
+    assert!(
+        f.auth
+            .authenticate(first.access_token.expose_secret())
+            .await
+            .is_err(),
+        "a session from before the factor ends"
+    );
+    assert!(
+        f.users.second_factor(&actor).await.is_ok(),
+        "this one stays"
+    );
+    let sessions = f.users.sessions(&actor).await.unwrap();
+    assert_eq!(sessions.len(), 1);
 }

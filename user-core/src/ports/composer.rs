@@ -63,11 +63,17 @@ pub enum Notice {
         /// An admin reset it.
         by_admin: bool,
     },
+    /// New recovery codes replaced the old ones.
+    RecoveryCodesReplaced {
+        /// How to greet the user.
+        name: String,
+    },
 }
 
 impl Notice {
     /// The stable name of the kind of message: `verify_email`, `reset_password`,
-    /// `password_changed`, `email_changed`, `lockout_started` or `second_factor_changed`.
+    /// `password_changed`, `email_changed`, `lockout_started`, `second_factor_changed` or
+    /// `recovery_codes_replaced`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::VerifyEmail { .. } => "verify_email",
@@ -76,6 +82,7 @@ impl Notice {
             Self::EmailChanged { .. } => "email_changed",
             Self::LockoutStarted { .. } => "lockout_started",
             Self::SecondFactorChanged { .. } => "second_factor_changed",
+            Self::RecoveryCodesReplaced { .. } => "recovery_codes_replaced",
         }
     }
 }

@@ -4,14 +4,29 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{AdminUsers, UserService};
 use crate::account::greeting;
+use crate::auth::Reserved;
 use crate::domain::{Actor, AuditEvent, AuditKind, ThrottleKey, User, UserId};
 use crate::error::{
-    FACTOR_ALREADY_ON, FACTOR_OFF, FACTORS_NOT_CONFIGURED, NO_ENROLMENT, RepoError, UserError,
+    AuthError, FACTOR_ALREADY_ON, FACTOR_OFF, FACTORS_NOT_CONFIGURED, NO_ENROLMENT, OWN_FACTOR,
+    RepoError, UserError,
 };
 use crate::factor::{FactorStatus, TotpAuthenticator, TotpSetup, TypedCode, new_recovery_codes};
 use crate::ports::Notice;
 
 impl UserService {
+    /// Reserves a guess of a code on `key`'s budget, as a sign-in's second step does.
+    async fn reserve_code_guess(
+        &self,
+        key: &ThrottleKey,
+        now: time::OffsetDateTime,
+    ) -> Result<Reserved, UserError> {
+        self.budget.reserve(key, now).await.map_err(|e| match e {
+            AuthError::Throttled { retry_after } => UserError::Throttled { retry_after },
+            AuthError::Unavailable(cause) => UserError::Unavailable(cause),
+            other => UserError::Internal(Box::new(other)),
+        })
+    }
+
     fn totp(&self) -> Result<&TotpAuthenticator, UserError> {
         self.totp
             .as_deref()
@@ -77,10 +92,14 @@ impl UserService {
     }
 
     /// Completes the enrolment with a code from the app: the factor is on from the next
-    /// sign-in, and ten recovery codes come back, to show once. Other sessions stay.
+    /// sign-in, every other session of the account ends, and ten recovery codes come back,
+    /// to show once. Each
+    /// wrong code spends a guess of the session's budget (a stolen session cannot try codes
+    /// for an enrolment its owner started).
     ///
     /// # Errors
     /// [`UserError::InvalidCode`] for a wrong code (the enrolment stays, try again);
+    /// [`UserError::Throttled`] while the session's budget is locked;
     /// [`UserError::FactorState`] when no enrolment is in progress.
     pub async fn confirm_totp_enrolment(
         &self,
@@ -95,10 +114,16 @@ impl UserService {
             Err(e) => return Err(e.into()),
         };
         let now = self.ports.clock.now();
+        let key = ThrottleKey::session(actor.session_id);
+        let reserved = self.reserve_code_guess(&key, now).await?;
         let step = match TypedCode::parse(code.expose_secret()) {
-            Some(TypedCode::Totp(code)) => totp
-                .check(&factor, code, now)
-                .map_err(UserError::Internal)?,
+            Some(TypedCode::Totp(code)) => match totp.check(&factor, code, now) {
+                Ok(step) => step,
+                Err(e) => {
+                    self.budget.release(&key, reserved).await;
+                    return Err(UserError::Internal(e));
+                }
+            },
             _ => None,
         };
         let Some(step) = step else {
@@ -106,6 +131,7 @@ impl UserService {
             self.ports.audit(event.failed().detail("wrong_code")).await;
             return Err(UserError::InvalidCode);
         };
+        self.budget.clear(&key).await?;
         let (plain, hashes) = new_recovery_codes().map_err(UserError::Internal)?;
         match self
             .ports
@@ -117,54 +143,30 @@ impl UserService {
             Err(RepoError::NotFound) => return Err(UserError::FactorState(NO_ENROLMENT)),
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(user_id = %actor.user_id, "authenticator enrolled");
+        // Whoever held another session of this account before the factor was on must now
+        // show a code: every other session ends (devices stay known; they still need codes).
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all(actor.user_id, Some(actor.session_id), now)
+            .await?;
+        tracing::info!(user_id = %actor.user_id, other_sessions_ended = ended, "authenticator enrolled");
         let event = AuditEvent::new(AuditKind::SecondFactorEnabled, now).by_self(actor);
         self.ports.audit(event).await;
         self.notify(actor.user_id, false, true).await;
         Ok(plain)
     }
 
-    /// Replaces the actor's recovery codes with ten new ones, after their password; the old
-    /// ones stop working.
-    ///
-    /// # Errors
-    /// As [`start_totp_enrolment`](Self::start_totp_enrolment); [`UserError::FactorState`]
-    /// when no factor is on.
-    pub async fn regenerate_recovery_codes(
-        &self,
-        actor: &Actor,
-        password: &SecretString,
-    ) -> Result<Vec<SecretString>, UserError> {
-        self.confirm_password(actor, password, AuditKind::RecoveryCodesRegenerated)
-            .await?;
-        let (plain, hashes) = new_recovery_codes().map_err(UserError::Internal)?;
-        match self
-            .ports
-            .factors
-            .replace_recovery_codes(actor.user_id, &hashes)
-            .await
-        {
-            Ok(()) => {}
-            Err(RepoError::NotFound) => return Err(UserError::FactorState(FACTOR_OFF)),
-            Err(e) => return Err(e.into()),
-        }
-        let event = self.ports.event(AuditKind::RecoveryCodesRegenerated);
-        self.ports.audit(event.by_self(actor)).await;
-        Ok(plain)
-    }
-
-    /// Turns the actor's second factor off: their password, then a current code from the app
-    /// or a recovery code. A wrong code counts on the session's guess budget, like a wrong
-    /// password. Trusted devices are forgotten.
-    ///
-    /// # Errors
-    /// As [`start_totp_enrolment`](Self::start_totp_enrolment); [`UserError::InvalidCode`]
-    /// for a wrong code; [`UserError::FactorState`] when no factor is on.
-    pub async fn disable_second_factor(
+    /// Checks the password, then a current code from the app or a recovery code (spent), for
+    /// an operation on a confirmed factor. A wrong code counts on the account's guess budget,
+    /// as at the second step of a sign-in: a right password does not refill it, so someone
+    /// with the session and the password cannot try codes without end.
+    async fn confirm_password_and_code(
         &self,
         actor: &Actor,
         password: &SecretString,
         code: &SecretString,
+        purpose: AuditKind,
     ) -> Result<(), UserError> {
         let totp = self.totp()?;
         let factor = match self.ports.factors.factor(actor.user_id).await {
@@ -172,9 +174,10 @@ impl UserService {
             Ok(_) | Err(RepoError::NotFound) => return Err(UserError::FactorState(FACTOR_OFF)),
             Err(e) => return Err(e.into()),
         };
-        self.confirm_password(actor, password, AuditKind::SecondFactorDisabled)
-            .await?;
+        self.confirm_password(actor, password, purpose).await?;
         let now = self.ports.clock.now();
+        let key = ThrottleKey::account(actor.user_id);
+        let reserved = self.reserve_code_guess(&key, now).await?;
         let right = match TypedCode::parse(code.expose_secret()) {
             Some(TypedCode::Totp(code)) => {
                 match totp
@@ -194,16 +197,75 @@ impl UserService {
             None => false,
         };
         if !right {
-            self.budget
-                .add_failure(&ThrottleKey::session(actor.session_id), now)
-                .await;
-            let event = AuditEvent::new(AuditKind::SecondFactorDisabled, now).by_self(actor);
+            // The reserved guess stays counted.
+            let event = AuditEvent::new(purpose, now).by_self(actor);
             self.ports.audit(event.failed().detail("wrong_code")).await;
             return Err(UserError::InvalidCode);
         }
+        self.budget.release(&key, reserved).await;
+        Ok(())
+    }
+
+    /// Replaces the actor's recovery codes with ten new ones, after their password and a
+    /// current code (from the app, or one of the old recovery codes): the old ones stop
+    /// working, and the owner is mailed. A password alone (with a stolen session) does not
+    /// mint codes that would outlive the session.
+    ///
+    /// # Errors
+    /// As [`disable_second_factor`](Self::disable_second_factor).
+    pub async fn regenerate_recovery_codes(
+        &self,
+        actor: &Actor,
+        password: &SecretString,
+        code: &SecretString,
+    ) -> Result<Vec<SecretString>, UserError> {
+        self.confirm_password_and_code(actor, password, code, AuditKind::RecoveryCodesRegenerated)
+            .await?;
+        let (plain, hashes) = new_recovery_codes().map_err(UserError::Internal)?;
+        match self
+            .ports
+            .factors
+            .replace_recovery_codes(actor.user_id, &hashes)
+            .await
+        {
+            Ok(()) => {}
+            Err(RepoError::NotFound) => return Err(UserError::FactorState(FACTOR_OFF)),
+            Err(e) => return Err(e.into()),
+        }
+        let event = self.ports.event(AuditKind::RecoveryCodesRegenerated);
+        self.ports.audit(event.by_self(actor)).await;
+        if let Ok(user) = self.ports.users.get(actor.user_id).await {
+            let notice = Notice::RecoveryCodesReplaced {
+                name: greeting(&user),
+            };
+            self.notices.send(&user, notice, &user.email).await;
+        }
+        Ok(plain)
+    }
+
+    /// Turns the actor's second factor off: their password, then a current code from the app
+    /// or a recovery code. A wrong code counts on the account's guess budget, as at the
+    /// second step of a sign-in (a right password does not refill it, so someone with the
+    /// session and the password cannot try codes without end). Trusted devices are forgotten.
+    ///
+    /// # Errors
+    /// As [`start_totp_enrolment`](Self::start_totp_enrolment); [`UserError::InvalidCode`]
+    /// for a wrong code; [`UserError::Throttled`] while the account's budget is locked;
+    /// [`UserError::FactorState`] when no factor is on.
+    pub async fn disable_second_factor(
+        &self,
+        actor: &Actor,
+        password: &SecretString,
+        code: &SecretString,
+    ) -> Result<(), UserError> {
+        self.confirm_password_and_code(actor, password, code, AuditKind::SecondFactorDisabled)
+            .await?;
         self.ports.factors.remove(actor.user_id).await?;
         tracing::info!(user_id = %actor.user_id, "second factor removed by its owner");
-        let event = AuditEvent::new(AuditKind::SecondFactorDisabled, now).by_self(actor);
+        let event = self
+            .ports
+            .event(AuditKind::SecondFactorDisabled)
+            .by_self(actor);
         self.ports.audit(event.detail("by its owner")).await;
         self.notify(actor.user_id, false, false).await;
         Ok(())
@@ -237,9 +299,16 @@ impl AdminUsers<'_> {
     /// devices go too; the user is mailed. With a policy that requires a factor, they enrol
     /// again at their next sign-in.
     ///
+    /// An admin's own factor is not reset here: they turn it off from their profile, with
+    /// their password and a code, so a stolen admin session cannot strip its own account.
+    ///
     /// # Errors
-    /// [`UserError::NotFound`]; [`UserError::FactorState`] when the user has no factor.
+    /// [`UserError::NotFound`]; [`UserError::FactorState`] when the user has no factor, or is
+    /// the acting admin.
     pub async fn reset_second_factor(&self, id: UserId) -> Result<(), UserError> {
+        if id == self.actor.user_id {
+            return Err(UserError::FactorState(OWN_FACTOR));
+        }
         let ports = &self.service.ports;
         ports.users.get(id).await?;
         if !ports.factors.remove(id).await? {

@@ -12,6 +12,7 @@ mod health;
 mod legacy;
 mod limits;
 mod observe;
+mod second_factor;
 mod security;
 mod tokens;
 mod users;
@@ -25,12 +26,11 @@ use tokio::task::JoinHandle;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
-use user_core::Ports;
-use user_core::account::AccountService;
-use user_core::auth::{AuthPolicy, AuthService, SigningKey};
+use user_core::Services;
+use user_core::auth::AuthPolicy;
+use user_core::factor::FactorKey;
 use user_core::ports::MailComposer;
 use user_core::testing::{FastHasher, FixedClock, Fixture};
-use user_core::users::UserService;
 use user_grpc::pb::admin_service_client::AdminServiceClient;
 use user_grpc::pb::user_service_client::UserServiceClient;
 use user_grpc::{GrpcConfig, GrpcState, pb};
@@ -72,7 +72,8 @@ pub async fn services_with(
     services_mailing(policy, None).await
 }
 
-/// As [`services_with`], mailing through `composer` when there is one.
+/// As [`services_with`], mailing through `composer` when there is one. Second factors are
+/// on (a fresh key), as in a deployment.
 pub async fn services_mailing(
     policy: AuthPolicy,
     composer: Option<Arc<dyn MailComposer>>,
@@ -82,18 +83,16 @@ pub async fn services_mailing(
         .await
         .unwrap();
     let clock = Arc::new(FixedClock::default());
-    let ports = Ports::new(db.storage(), Arc::new(FastHasher::new()), clock.clone());
-    let key = SigningKey::generate_ed25519().unwrap();
-    let mut users = UserService::new(ports.clone(), &policy);
-    let mut account = AccountService::new(ports.clone(), &policy);
-    let mut auth = AuthService::new(ports, policy, &key, vec![]).unwrap();
+    let mut builder = Services::builder(db.storage())
+        .hasher(FastHasher::new())
+        .clock(clock.clone())
+        .policy(policy)
+        .second_factor_key(FactorKey::generate().unwrap());
     if let Some(composer) = composer {
-        users = users.with_mail_composer(Arc::clone(&composer));
-        account = account.with_mail_composer(Arc::clone(&composer));
-        auth = auth.with_mail_composer(composer);
+        builder = builder.mail_composer(composer);
     }
-    let state = GrpcState::new(Arc::new(auth), Arc::new(users), Arc::new(account));
-    (state, clock, db, dir)
+    let services = builder.build().unwrap();
+    (GrpcState::from(&services), clock, db, dir)
 }
 
 impl TestApp {

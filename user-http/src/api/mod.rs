@@ -11,6 +11,7 @@ mod auth;
 mod me;
 mod responses;
 mod schema;
+mod second_factor;
 pub mod types;
 
 use axum::Json;
@@ -38,21 +39,26 @@ pub(crate) use me::export_attachment;
 #[openapi(
     info(
         title = "user-management",
-        description = "Registration, login, tokens, password reset and email verification, \
-            profiles and administration.\n\n\
+        description = "Registration, login (with a second factor: an authenticator app and \
+            recovery codes), tokens, password reset and email verification, profiles and \
+            administration.\n\n\
             Each operation lists every status it answers with, including 405 for a method \
             its path does not have and 408 (empty body) when it runs longer than the \
             server's timeout (30 s by default); error bodies are `ErrorBody`. A path the API \
             does not have gets 404."
     ),
     paths(
-        auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
+        auth::register, auth::login, auth::second_factor, auth::start_enrolment,
+        auth::confirm_enrolment, auth::refresh, auth::logout, auth::logout_all,
         account::request_password_reset, account::reset_password, account::verify_email,
         account::request_verification,
         me::get_me, me::update_me, me::change_password, me::delete_me, me::sessions,
         me::revoke_session, me::events, me::export, account::resend_verification,
+        second_factor::status, second_factor::start_totp, second_factor::confirm_totp,
+        second_factor::regenerate_recovery_codes, second_factor::disable,
         admin::list, admin::get, admin::update, admin::set_role, admin::set_status,
-        admin::delete, admin::unlock, account::send_password_reset, audit::list,
+        admin::delete, admin::unlock, account::send_password_reset,
+        second_factor::admin_status, second_factor::admin_reset, audit::list,
         jwks, healthz, readyz,
     ),
     components(schemas(ErrorBody, FieldError, schema::JwksSchema)),
@@ -190,6 +196,12 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
     let v1 = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
+        .route("/auth/login/second-factor", post(auth::second_factor))
+        .route("/auth/login/enrolment", post(auth::start_enrolment))
+        .route(
+            "/auth/login/enrolment/confirm",
+            post(auth::confirm_enrolment),
+        )
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
@@ -216,6 +228,17 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/me/verification", post(account::resend_verification))
         .route("/me/events", get(me::events))
         .route("/me/export", get(me::export))
+        .route("/me/second-factor", get(second_factor::status))
+        .route("/me/second-factor/totp", post(second_factor::start_totp))
+        .route(
+            "/me/second-factor/totp/confirm",
+            post(second_factor::confirm_totp),
+        )
+        .route(
+            "/me/second-factor/recovery-codes",
+            post(second_factor::regenerate_recovery_codes),
+        )
+        .route("/me/second-factor/disable", post(second_factor::disable))
         .route("/admin/users", get(admin::list))
         .route(
             "/admin/users/{id}",
@@ -224,6 +247,10 @@ pub(crate) fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/admin/users/{id}/role", put(admin::set_role))
         .route("/admin/users/{id}/status", put(admin::set_status))
         .route("/admin/users/{id}/unlock", post(admin::unlock))
+        .route(
+            "/admin/users/{id}/second-factor",
+            get(second_factor::admin_status).delete(second_factor::admin_reset),
+        )
         .route(
             "/admin/users/{id}/password-reset",
             post(account::send_password_reset),

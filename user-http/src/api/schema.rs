@@ -7,13 +7,13 @@
 
 use std::borrow::Cow;
 use user_core::domain::{
-    AuditKind, AuditOutcome, AuditQuery, DisplayName, Email, PasswordPolicy, Role, SessionKind,
-    UserQuery, UserStatus, Username,
+    AuditKind, AuditOutcome, AuditQuery, DisplayName, Email, PasswordPolicy, RecoveryCode, Role,
+    SessionKind, UserQuery, UserStatus, Username,
 };
 
 use utoipa::openapi::schema::{
-    AdditionalProperties, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat,
-    SchemaType, Type,
+    AdditionalProperties, Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Schema,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema as _, ToSchema as _};
@@ -130,6 +130,108 @@ pub(crate) fn token() -> Object {
 /// A secret token, or `null`.
 pub(crate) fn token_or_null() -> Object {
     string(true).build()
+}
+
+/// A sign-in challenge, as the 202 answer of `POST /api/v1/auth/login` gave it.
+pub(crate) fn challenge() -> Object {
+    string(false)
+        .min_length(Some(1))
+        .description(Some(
+            "The `challenge` of the sign-in's 202 answer (an unknown, used or expired one is \
+             refused with 401).",
+        ))
+        .build()
+}
+
+/// A code typed at a second step: only checked, so any non-empty string (a wrong or
+/// malformed one is refused with 401, never 422).
+pub(crate) fn code() -> Object {
+    string(false)
+        .format(format(KnownFormat::Password))
+        .min_length(Some(1))
+        .description(Some(
+            "Six digits from the authenticator app, or a recovery code \
+             (`xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`; case, spaces and dashes do not matter).",
+        ))
+        .build()
+}
+
+/// The challenge of a 202 answer.
+pub(crate) fn challenge_issued() -> Object {
+    string(false)
+        .description(Some(
+            "The single-use handle on this sign-in, to send back with the second step. It is \
+             not an access token and opens nothing else.",
+        ))
+        .build()
+}
+
+/// `trust_device`: a flag, `null` or absent for `false`.
+pub(crate) fn trust_device() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+        .description(Some(
+            "Trust this client: its next sign-ins with the `device_token` of the answer skip \
+             the second step (30 days by default). Absent or `null`: `false`.",
+        ))
+        .build()
+}
+
+/// The characters of a TOTP secret: base32 (RFC 4648) without padding.
+pub(crate) const TOTP_SECRET_PATTERN: &str = "^[A-Z2-7]+$";
+
+/// A TOTP secret as an app takes it typed in.
+pub(crate) fn totp_secret() -> Object {
+    string(false)
+        .pattern(Some(TOTP_SECRET_PATTERN))
+        .description(Some(
+            "Base32 without padding, 160 bits; TOTP with SHA-1, 6 digits and 30-second steps.",
+        ))
+        .build()
+}
+
+/// The start of every `otpauth_uri`.
+pub(crate) const OTPAUTH_PATTERN: &str = "^otpauth://totp/";
+
+/// The URI an authenticator app reads from a QR code.
+pub(crate) fn otpauth_uri() -> Object {
+    string(false)
+        .format(Some(SchemaFormat::Custom("uri".to_owned())))
+        .pattern(Some(OTPAUTH_PATTERN))
+        .description(Some(
+            "`otpauth://totp/Issuer:account?secret=...&issuer=...`, what a QR code carries.",
+        ))
+        .build()
+}
+
+/// A recovery code as issued: 24 Crockford base-32 symbols in lowercase (120 bits), in six
+/// groups of four.
+pub(crate) const RECOVERY_CODE_PATTERN: &str = "^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){5}$";
+
+/// The recovery codes of one issue.
+pub(crate) fn recovery_codes() -> Array {
+    let code = string(false)
+        .pattern(Some(RECOVERY_CODE_PATTERN))
+        .format(format(KnownFormat::Password));
+    ArrayBuilder::new()
+        .items(code)
+        .min_items(Some(RecoveryCode::COUNT))
+        .max_items(Some(RecoveryCode::COUNT))
+        .description(Some(format!(
+            "{} codes, shown this once; each signs in once in place of a code from the app.",
+            RecoveryCode::COUNT
+        )))
+        .build()
+}
+
+/// When a second factor was enrolled, or `null`.
+pub(crate) fn enabled_at() -> Object {
+    string(true)
+        .format(format(KnownFormat::DateTime))
+        .description(Some(
+            "When the authenticator app was enrolled (RFC 3339), or `null` when there is none.",
+        ))
+        .build()
 }
 
 /// An id.

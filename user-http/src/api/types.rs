@@ -3,8 +3,10 @@
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use user_core::auth::TokenPair;
-use user_core::domain::{AuditEvent, Role, Session, SessionId, User, UserStatus};
+use user_core::auth::{Challenge, SecondStep, TokenPair};
+use user_core::domain::{AuditEvent, ChallengePurpose, Role, Session, SessionId, User, UserStatus};
+use user_core::error::{ValidationError, ValidationErrors};
+use user_core::factor::{FactorStatus, TotpSetup};
 use user_core::users::PersonalData;
 use utoipa::ToSchema;
 
@@ -452,5 +454,284 @@ impl PersonalDataBody {
                 .collect(),
             events: data.events.into_iter().map(AuditEventBody::from).collect(),
         }
+    }
+}
+
+/// What the second step of a sign-in asks for.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondStepKind {
+    /// A code from the authenticator app, or a recovery code:
+    /// `POST /api/v1/auth/login/second-factor`.
+    Code,
+    /// The account must enrol an authenticator app first:
+    /// `POST /api/v1/auth/login/enrolment`, then `POST /api/v1/auth/login/enrolment/confirm`.
+    Enrolment,
+}
+
+impl From<ChallengePurpose> for SecondStepKind {
+    fn from(p: ChallengePurpose) -> Self {
+        match p {
+            ChallengePurpose::SecondFactor => Self::Code,
+            ChallengePurpose::Enrolment => Self::Enrolment,
+        }
+    }
+}
+
+/// The password was right; the sign-in needs a second step before any session exists.
+// No `Debug`: it holds a secret.
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorChallenge {
+    /// The single-use handle on this sign-in, to send back with the second step. It is not an
+    /// access token and opens nothing else.
+    #[schema(schema_with = schema::challenge_issued)]
+    pub challenge: String,
+    /// What the second step must bring.
+    pub step: SecondStepKind,
+    /// Seconds until the challenge stops working (the sign-in then starts over).
+    pub expires_in: u64,
+}
+
+impl SecondFactorChallenge {
+    /// The answer for `challenge`, which lives `ttl`.
+    pub(crate) fn new(challenge: Challenge, ttl: std::time::Duration) -> Self {
+        use secrecy::ExposeSecret as _;
+        Self {
+            challenge: challenge.token.expose_secret().to_owned(),
+            step: challenge.purpose.into(),
+            expires_in: ttl.as_secs(),
+        }
+    }
+}
+
+/// Every field among `fields` (as named on the wire) that is missing, `null` or empty, as
+/// 422 problems (code `required`), all at once.
+fn required_fields<const N: usize>(
+    fields: [(&'static str, bool); N],
+) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    for (field, present) in fields {
+        if !present {
+            errors.push(ValidationError::required(field));
+        }
+    }
+    errors.into_result()
+}
+
+/// `value`, or an empty secret when absent (only after [`required_fields`] passed).
+fn take(value: Option<SecretString>) -> SecretString {
+    value.unwrap_or_else(|| SecretString::from(String::new()))
+}
+
+/// Whether a required secret was sent, non-empty.
+fn given(value: Option<&SecretString>) -> bool {
+    use secrecy::ExposeSecret as _;
+    value.is_some_and(|v| !v.expose_secret().is_empty())
+}
+
+/// The second step of a sign-in: the challenge and a code. Missing fields are all reported
+/// (422); a wrong code is a 401, never a 422.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondStepBody {
+    /// The `challenge` of the sign-in's 202 answer.
+    #[schema(schema_with = schema::challenge, required = true)]
+    #[serde(default)]
+    pub challenge: Option<SecretString>,
+    /// The six-digit code the authenticator app shows now, or one of the recovery codes
+    /// (`xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`; case, spaces and dashes do not matter). At the
+    /// enrolment, a code from the new app.
+    #[schema(schema_with = schema::code, required = true)]
+    #[serde(default)]
+    pub code: Option<SecretString>,
+    /// The `device_token` this client sent at the password step, if any: it is renewed
+    /// rather than replaced.
+    #[schema(schema_with = schema::token_or_null)]
+    #[serde(default)]
+    pub device_token: Option<SecretString>,
+    /// Trust this client: its next sign-ins with the `device_token` of the answer skip the
+    /// second step (30 days by default). Default `false`.
+    #[schema(schema_with = schema::trust_device)]
+    #[serde(default)]
+    pub trust_device: Option<bool>,
+}
+
+impl SecondStepBody {
+    /// The core's second step, or every missing field.
+    pub(crate) fn parse(self) -> Result<SecondStep, ValidationErrors> {
+        required_fields([
+            ("challenge", given(self.challenge.as_ref())),
+            ("code", given(self.code.as_ref())),
+        ])?;
+        Ok(SecondStep {
+            challenge: take(self.challenge),
+            code: take(self.code),
+            device_token: self.device_token,
+            trust_device: self.trust_device.unwrap_or(false),
+        })
+    }
+}
+
+/// A sign-in challenge whose step is `enrolment`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeBody {
+    /// The `challenge` of the sign-in's 202 answer.
+    #[schema(schema_with = schema::challenge, required = true)]
+    #[serde(default)]
+    pub challenge: Option<SecretString>,
+}
+
+impl ChallengeBody {
+    /// The challenge, or its absence as a field problem.
+    pub(crate) fn parse(self) -> Result<SecretString, ValidationErrors> {
+        required_fields([("challenge", given(self.challenge.as_ref()))])?;
+        Ok(take(self.challenge))
+    }
+}
+
+/// What an authenticator app needs, shown once: type `secret` in, or show `otpauth_uri` as a
+/// QR code.
+// No `Debug`: it holds the secret.
+#[derive(Serialize, ToSchema)]
+pub struct TotpSetupBody {
+    /// The shared secret, base32 without padding (TOTP: SHA-1, 6 digits, 30-second steps).
+    #[schema(schema_with = schema::totp_secret)]
+    pub secret: String,
+    /// `otpauth://totp/Issuer:account?secret=...&issuer=...`, what a QR code carries.
+    #[schema(schema_with = schema::otpauth_uri)]
+    pub otpauth_uri: String,
+    /// The issuer the app shows.
+    pub issuer: String,
+    /// The account name the app shows (the username).
+    pub account: String,
+}
+
+impl From<TotpSetup> for TotpSetupBody {
+    fn from(s: TotpSetup) -> Self {
+        use secrecy::ExposeSecret as _;
+        Self {
+            secret: s.secret.expose_secret().to_owned(),
+            otpauth_uri: s.uri.expose_secret().to_owned(),
+            issuer: s.issuer,
+            account: s.account,
+        }
+    }
+}
+
+fn plain_codes(codes: Vec<SecretString>) -> Vec<String> {
+    use secrecy::ExposeSecret as _;
+    codes.iter().map(|c| c.expose_secret().to_owned()).collect()
+}
+
+/// New recovery codes, shown once: each signs in once in place of a code from the app.
+// No `Debug`: they are secrets.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesBody {
+    /// The codes; the earlier ones no longer work.
+    #[schema(schema_with = schema::recovery_codes)]
+    pub recovery_codes: Vec<String>,
+}
+
+impl From<Vec<SecretString>> for RecoveryCodesBody {
+    fn from(codes: Vec<SecretString>) -> Self {
+        Self {
+            recovery_codes: plain_codes(codes),
+        }
+    }
+}
+
+/// Tokens after an enrolment at sign-in, with the new recovery codes, shown once.
+// No `Debug`: it holds secrets.
+#[derive(Serialize, ToSchema)]
+pub struct EnrolledTokensBody {
+    /// As the answer of a sign-in.
+    #[serde(flatten)]
+    pub tokens: TokensBody,
+    /// The recovery codes of the new factor: keep them apart from the device.
+    #[schema(schema_with = schema::recovery_codes)]
+    pub recovery_codes: Vec<String>,
+}
+
+impl From<(TokenPair, Vec<SecretString>)> for EnrolledTokensBody {
+    fn from((pair, codes): (TokenPair, Vec<SecretString>)) -> Self {
+        Self {
+            tokens: pair.into(),
+            recovery_codes: plain_codes(codes),
+        }
+    }
+}
+
+/// The state of an account's second factor (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecondFactorStatusBody {
+    /// Whether an authenticator app is enrolled: sign-ins ask for its codes.
+    pub enabled: bool,
+    /// When it was enrolled (RFC 3339), or `null` when there is none.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(schema_with = schema::enabled_at, required = true)]
+    pub enabled_at: Option<OffsetDateTime>,
+    /// Whether an enrolment was started and not confirmed yet.
+    pub pending: bool,
+    /// Unused recovery codes (0 without a factor).
+    pub recovery_codes_left: u32,
+    /// Whether the policy requires this account to have a factor (one without is sent to
+    /// enrolment at its next sign-in).
+    pub required: bool,
+}
+
+impl From<FactorStatus> for SecondFactorStatusBody {
+    fn from(s: FactorStatus) -> Self {
+        Self {
+            enabled: s.enabled_at.is_some(),
+            enabled_at: s.enabled_at,
+            pending: s.pending,
+            recovery_codes_left: s.recovery_codes_left,
+            required: s.required,
+        }
+    }
+}
+
+/// A code from the newly enrolled app, which confirms the enrolment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCodeBody {
+    /// The six-digit code the new app shows now.
+    #[schema(schema_with = schema::code, required = true)]
+    #[serde(default)]
+    pub code: Option<SecretString>,
+}
+
+impl TotpCodeBody {
+    /// The code, or its absence as a field problem.
+    pub(crate) fn parse(self) -> Result<SecretString, ValidationErrors> {
+        required_fields([("code", given(self.code.as_ref()))])?;
+        Ok(take(self.code))
+    }
+}
+
+/// The password and a current code, for an operation on a second factor that is on: turning it
+/// off, or new recovery codes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordAndCodeBody {
+    /// The account's password.
+    #[schema(schema_with = schema::password, required = true)]
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// A code from the app, or a recovery code (which is spent).
+    #[schema(schema_with = schema::code, required = true)]
+    #[serde(default)]
+    pub code: Option<SecretString>,
+}
+
+impl PasswordAndCodeBody {
+    /// The password and the code, or every missing field.
+    pub(crate) fn parse(self) -> Result<(SecretString, SecretString), ValidationErrors> {
+        required_fields([
+            ("password", self.password.is_some()),
+            ("code", given(self.code.as_ref())),
+        ])?;
+        Ok((take(self.password), take(self.code)))
     }
 }

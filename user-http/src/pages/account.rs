@@ -8,7 +8,7 @@ use axum::response::Response;
 use minijinja::context;
 use secrecy::SecretString;
 use serde::Deserialize;
-use user_core::auth::{Credentials, RegisterUser};
+use user_core::auth::{BrowserLogin, Credentials, RegisterUser, SignIn};
 use user_core::domain::{Email, SessionId};
 use user_core::error::{
     AuthError, ErrorKind, ServiceError as _, UserError, ValidationError, ValidationErrors,
@@ -17,6 +17,7 @@ use user_core::users::{ChangePassword, UpdateProfile};
 
 use super::audit::{EventView, PROFILE_EVENTS};
 use super::error::{PageError, Refusal, log_server_error, refused_fields, refused_form, status_of};
+use super::factor::{self, StatusView};
 use super::flash::Flash;
 use super::views::{UserView, date, field_errors, v};
 use super::web::{Posted, Web, local_path};
@@ -74,25 +75,18 @@ pub(crate) async fn login(
     let (refusal, unverified) = match web
         .state
         .auth
-        .login_browser(credentials, web.client.clone())
+        .sign_in_browser(credentials, web.client.clone())
         .await
     {
-        Ok(login) => {
-            // A new session on every sign-in: the old cookie, if any, stops working.
-            if let Some(me) = web.me.take() {
-                let _ = web.state.auth.logout(&me.actor).await;
-            }
-            web.signed_in(&login);
-            let next = local_path(&form.next)
-                .filter(|n| !n.starts_with("/login"))
-                .unwrap_or("/profile")
-                .to_owned();
-            // `next` came from this site (it is already under the base).
-            let next = next
-                .strip_prefix(web.base.as_str())
-                .map(str::to_owned)
-                .unwrap_or(next);
+        Ok(SignIn::Complete(login)) => {
+            start_session(&mut web, &login).await;
+            let next = after_sign_in(&web, &form.next);
             return Ok(web.redirect(&next, None));
+        }
+        // The password was right; the code form or the enrolment, right in this answer.
+        Ok(SignIn::SecondStep(challenge)) => {
+            let next = local_path(&form.next).unwrap_or_default().to_owned();
+            return factor::second_step_page(web, challenge, &next).await;
         }
         // Only a caller who knows the password gets here: the page says so, and offers
         // a new confirmation link.
@@ -117,6 +111,32 @@ pub(crate) async fn login(
         title => "Sign in",
     };
     Ok(refusal.apply(web.render(refusal.status, "login.html", page)))
+}
+
+/// Starts the session of a sign-in: a new session every time, so the old cookie, if any,
+/// stops working; sets the session and device cookies.
+pub(super) async fn start_session(web: &mut Web, login: &BrowserLogin) {
+    if let Some(me) = web.me.take()
+        && let Err(e) = web.state.auth.logout(&me.actor).await
+    {
+        log_server_error(&e);
+    }
+    web.signed_in(login);
+}
+
+/// Where a sign-in leads (a path under the base): the local `next` it was asked for, never
+/// back to the sign-in, else the profile.
+pub(super) fn after_sign_in(web: &Web, next: &str) -> String {
+    let Some(next) = local_path(next) else {
+        return "/profile".to_owned();
+    };
+    // `next` came from this site (it is already under the base).
+    let next = next.strip_prefix(web.base.as_str()).unwrap_or(next);
+    if next.is_empty() || next.starts_with("/login") {
+        "/profile".to_owned()
+    } else {
+        next.to_owned()
+    }
 }
 
 /// What the sign-in form says again after a refused sign-in, or the error page. Whatever
@@ -180,20 +200,22 @@ pub(crate) async fn register(
         Ok(_) => {
             let credentials =
                 Credentials::new(form.username.clone(), SecretString::from(form.password));
-            return Ok(
-                match web
-                    .state
-                    .auth
-                    .login_browser(credentials, web.client.clone())
-                    .await
-                {
-                    Ok(login) => {
-                        web.signed_in(&login);
-                        web.redirect("/profile", Some(Flash::Welcome))
-                    }
-                    Err(_) => web.redirect("/login", None),
-                },
-            );
+            return match web
+                .state
+                .auth
+                .sign_in_browser(credentials, web.client.clone())
+                .await
+            {
+                Ok(SignIn::Complete(login)) => {
+                    web.signed_in(&login);
+                    Ok(web.redirect("/profile", Some(Flash::Welcome)))
+                }
+                // A policy that requires a second factor of everyone: the enrolment, now.
+                Ok(SignIn::SecondStep(challenge)) => {
+                    factor::second_step_page(web, challenge, "").await
+                }
+                Err(_) => Ok(web.redirect("/login", None)),
+            };
         }
         Err(e) if matches!(e.kind(), ErrorKind::Throttled { .. }) => {
             let refusal = refused_form(&e);
@@ -262,11 +284,25 @@ pub(crate) async fn profile(web: Web) -> Result<Response, PageError> {
                 None
             }
         };
+    // Nor does it fail when the second factor cannot be read: the section shows its link.
+    let second_factor = match web.state.users.second_factor(&actor).await {
+        Ok(status) => Some(StatusView::from(status)),
+        Err(e) => {
+            log_server_error(&e);
+            None
+        }
+    };
     let mail = web.state.account.is_some();
     Ok(web.render(
         StatusCode::OK,
         "profile.html",
-        context! { user => v(&user), events => v(&events), mail => mail, title => "Profile" },
+        context! {
+            user => v(&user),
+            events => v(&events),
+            second_factor => v(&second_factor),
+            mail => mail,
+            title => "Profile",
+        },
     ))
 }
 

@@ -12,7 +12,8 @@ use user_core::domain::{Actor, Role, User, UserId, UserQuery, UserStatus};
 use user_core::error::{ErrorKind, ServiceError as _, UserError};
 
 use super::account::{CsrfForm, EditForm, edit_failed};
-use super::error::{PageError, refused_form};
+use super::error::{PageError, Refusal, refused_form};
+use super::factor::StatusView;
 use super::flash::Flash;
 use super::views::{UserView, v};
 use super::web::{Posted, Web};
@@ -76,26 +77,37 @@ async fn load(web: &Web, actor: &Actor, id: &str) -> Result<User, PageError> {
 
 pub(crate) async fn user(web: Web, Path(id): Path<String>) -> Result<Response, PageError> {
     let actor = admin(&web)?;
-    let user = load(&web, &actor, &id).await?;
-    let lock = web
-        .state
-        .users
-        .as_admin(&actor)?
-        .sign_in_lock(user.id)
-        .await?;
+    user_page(web, &actor, &id, None).await
+}
+
+/// The admin's page of a user, with a refusal above its buttons.
+async fn user_page(
+    web: Web,
+    actor: &Actor,
+    id: &str,
+    refusal: Option<Refusal>,
+) -> Result<Response, PageError> {
+    let user = load(&web, actor, id).await?;
+    let admin = web.state.users.as_admin(actor)?;
+    let lock = admin.sign_in_lock(user.id).await?;
+    let second_factor = StatusView::from(admin.second_factor(user.id).await?);
     let title = user.username.to_string();
     let locked_for = lock.map(user_core::error::wait_in_minutes);
     let mail = web.state.account.is_some();
-    Ok(web.render(
-        StatusCode::OK,
-        "admin_user.html",
-        context! {
-            user => v(&UserView::from(&user)),
-            locked_for => locked_for,
-            mail => mail,
-            title => title,
-        },
-    ))
+    let status = refusal.as_ref().map_or(StatusCode::OK, |r| r.status);
+    let page = context! {
+        user => v(&UserView::from(&user)),
+        locked_for => locked_for,
+        second_factor => v(&second_factor),
+        error => refusal.as_ref().map(|r| r.message.clone()),
+        mail => mail,
+        title => title,
+    };
+    let response = web.render(status, "admin_user.html", page);
+    Ok(match refusal {
+        Some(refusal) => refusal.apply(response),
+        None => response,
+    })
 }
 
 pub(crate) async fn unlock(
@@ -189,22 +201,40 @@ impl Posted for StatusForm {
     }
 }
 
-/// After a refused change: the user's page again with the reason for the last admin, or
-/// the error page.
+/// After a refused change: the user's page again with the reason (the last admin, no second
+/// factor to reset), or the error page.
 async fn refused(web: Web, actor: &Actor, id: &str, e: UserError) -> Result<Response, PageError> {
-    if e.kind() != ErrorKind::LastAdmin {
+    if !matches!(
+        e.kind(),
+        ErrorKind::LastAdmin | ErrorKind::FailedPrecondition
+    ) {
         return Err(e.into());
     }
-    let refusal = refused_form(&e);
-    let user = load(&web, actor, id).await?;
-    let title = user.username.to_string();
-    let page = context! {
-        user => v(&UserView::from(&user)),
-        error => &refusal.message,
-        mail => web.state.account.is_some(),
-        title => title,
-    };
-    Ok(refusal.apply(web.render(refusal.status, "admin_user.html", page)))
+    user_page(web, actor, id, Some(refused_form(&e))).await
+}
+
+/// Removes a user's second factor (a lost phone); the user is mailed.
+pub(crate) async fn reset_second_factor(
+    web: Web,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let actor = admin(&web)?;
+    web.accept(form)?;
+    let user_id = user_id(&id)?;
+    match web
+        .state
+        .users
+        .as_admin(&actor)?
+        .reset_second_factor(user_id)
+        .await
+    {
+        Ok(()) => Ok(web.redirect(
+            &format!("/admin/users/{id}"),
+            Some(Flash::SecondFactorReset),
+        )),
+        Err(e) => refused(web, &actor, &id, e).await,
+    }
 }
 
 pub(crate) async fn set_role(

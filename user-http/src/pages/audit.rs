@@ -37,6 +37,9 @@ pub(crate) fn kind_label(kind: AuditKind) -> &'static str {
         AuditKind::Enabled => "Account enabled",
         AuditKind::Deleted => "Account deletion",
         AuditKind::DataExported => "Data downloaded",
+        AuditKind::SecondFactorEnabled => "Two-step sign-in turned on",
+        AuditKind::SecondFactorDisabled => "Two-step sign-in turned off",
+        AuditKind::RecoveryCodesRegenerated => "New recovery codes",
     }
 }
 

@@ -19,10 +19,13 @@ pub(crate) enum Flash {
     VerificationRequested,
     ResetLinkSent,
     AccountDeleted,
+    SignInExpired,
+    SecondFactorOff,
+    SecondFactorReset,
 }
 
 impl Flash {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 19] = [
         Self::Welcome,
         Self::SignedOut,
         Self::ProfileSaved,
@@ -39,6 +42,9 @@ impl Flash {
         Self::VerificationRequested,
         Self::ResetLinkSent,
         Self::AccountDeleted,
+        Self::SignInExpired,
+        Self::SecondFactorOff,
+        Self::SecondFactorReset,
     ];
 
     /// The name of the cookie that carries the code.
@@ -63,6 +69,9 @@ impl Flash {
             Self::VerificationRequested => "verification-requested",
             Self::ResetLinkSent => "reset-link-sent",
             Self::AccountDeleted => "account-deleted",
+            Self::SignInExpired => "sign-in-expired",
+            Self::SecondFactorOff => "second-factor-off",
+            Self::SecondFactorReset => "second-factor-reset",
         }
     }
 
@@ -97,6 +106,14 @@ impl Flash {
             }
             Self::ResetLinkSent => "A password reset link was sent to the user's email address.",
             Self::AccountDeleted => "Your account was deleted.",
+            Self::SignInExpired => {
+                "This sign-in has expired or was already completed. Sign in again."
+            }
+            Self::SecondFactorOff => "Two-step sign-in is off.",
+            Self::SecondFactorReset => {
+                "The second factor was reset: the user signs in with their password alone, or \
+                 sets up a new app if the policy requires one."
+            }
         }
     }
 }

@@ -8,13 +8,15 @@
 //! - `error`: [`PageError`](error::PageError), the pages column of the error table;
 //! - `account`, `admin`, `audit` (the admin's audit log, the profile's recent activity),
 //!   `privacy` (download my data, delete my account), `links` (the flows of mailed links),
-//!   `docs`: the handlers; `templates`: [`Templates`].
+//!   `docs`, `factor` (the second step of a sign-in, the owner's two-step sign-in page, the
+//!   enrolment's QR code): the handlers; `templates`: [`Templates`].
 
 mod account;
 mod admin;
 mod audit;
 mod docs;
 mod error;
+mod factor;
 mod flash;
 mod links;
 mod privacy;

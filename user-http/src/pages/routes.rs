@@ -8,13 +8,18 @@ use axum::routing::{get, post};
 
 use super::error::{PageError, render_error_pages};
 use super::web::Web;
-use super::{account, admin, audit, links, privacy};
+use super::{account, admin, audit, factor, links, privacy};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(account::home))
         .route("/login", get(account::login_form).post(account::login))
+        .route(
+            "/login/second-factor",
+            get(back_to_login).post(factor::login_second_factor),
+        )
+        .route("/login/enrol", get(back_to_login).post(factor::login_enrol))
         .route(
             "/register",
             get(account::register_form).post(account::register),
@@ -42,6 +47,14 @@ pub(crate) fn routes() -> Router<AppState> {
             "/profile/sessions/{id}/revoke",
             post(account::revoke_session),
         )
+        .route("/profile/second-factor", get(factor::status))
+        .route("/profile/second-factor/setup", post(factor::setup))
+        .route("/profile/second-factor/confirm", post(factor::confirm))
+        .route(
+            "/profile/second-factor/recovery-codes",
+            post(factor::recovery_codes),
+        )
+        .route("/profile/second-factor/disable", post(factor::disable))
         .route("/profile/export", post(privacy::export))
         .route(
             "/profile/delete",
@@ -57,6 +70,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/users/{id}/role", post(admin::set_role))
         .route("/admin/users/{id}/status", post(admin::set_status))
         .route("/admin/users/{id}/unlock", post(admin::unlock))
+        .route(
+            "/admin/users/{id}/second-factor/reset",
+            post(admin::reset_second_factor),
+        )
         .route(
             "/admin/users/{id}/password-reset",
             post(admin::send_password_reset),
@@ -79,6 +96,12 @@ async fn stylesheet(State(state): State<AppState>) -> Response {
         state.templates.stylesheet().to_owned(),
     )
         .into_response()
+}
+
+/// The second step of a sign-in lives only in the answer to the password's POST: a GET
+/// (a bookmark, a reload) starts the sign-in again.
+async fn back_to_login(web: Web) -> Response {
+    web.redirect("/login", None)
 }
 
 /// The 404 page; it takes [`Web`] so that the page shows who is signed in.

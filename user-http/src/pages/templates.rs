@@ -74,6 +74,22 @@ const DEFAULTS: &[(&str, &str)] = &[
         "api_docs.html",
         include_str!("../../templates/api_docs.html"),
     ),
+    (
+        "login_second_factor.html",
+        include_str!("../../templates/login_second_factor.html"),
+    ),
+    (
+        "totp_setup.html",
+        include_str!("../../templates/totp_setup.html"),
+    ),
+    (
+        "recovery_codes.html",
+        include_str!("../../templates/recovery_codes.html"),
+    ),
+    (
+        "second_factor.html",
+        include_str!("../../templates/second_factor.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../templates/style.css");

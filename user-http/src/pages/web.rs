@@ -283,6 +283,19 @@ impl Web {
         device.set_max_age(time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX));
         self.jar = self.jar.clone().add(cookie).add(device);
         self.renew_anonymous_secret();
+        // A page rendered in this response (not a redirect) shows the person signed in, and
+        // its forms carry the token of the new session.
+        self.csrf = csrf_token(login.session_token.expose_secret());
+        let actor = Actor {
+            user_id: login.user.id,
+            role: login.user.role,
+            session_id: login.session_id,
+            client: self.client.clone(),
+        };
+        self.me = Some(PageActor {
+            actor,
+            user: login.user.clone(),
+        });
     }
 
     /// Clears the session cookie (after sign-out), with a new anonymous CSRF secret.

@@ -26,15 +26,15 @@ const RESET: &str = user_mail::RESET_PASSWORD_PATH;
 const VERIFY: &str = user_mail::VERIFY_EMAIL_PATH;
 const NEW_PW: &str = "a fresh new passphrase";
 
-/// A JSON client for a server on a real socket.
-struct Api {
+/// A JSON client for a server on a real socket (also used by `second_factor_api.rs`).
+pub(crate) struct Api {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Api {
-    async fn serve(app: &TestApp) -> Self {
+    pub(crate) async fn serve(app: &TestApp) -> Self {
         let (base, stop) = app.spawn().await;
         Self::at(base, stop)
     }
@@ -47,7 +47,7 @@ impl Api {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -82,7 +82,7 @@ impl Api {
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Reply {
         self.call(Method::POST, path, Some(body), None).await
     }
 
@@ -114,12 +114,12 @@ impl Api {
             .await
     }
 
-    async fn request_reset(&self, email: &str) -> Reply {
+    pub(crate) async fn request_reset(&self, email: &str) -> Reply {
         self.post("/auth/password-reset", json!({ "email": email }))
             .await
     }
 
-    async fn confirm(&self, token: &str, new_password: &str) -> Reply {
+    pub(crate) async fn confirm(&self, token: &str, new_password: &str) -> Reply {
         self.post(
             "/auth/password-reset/confirm",
             json!({ "token": token, "new_password": new_password }),
@@ -127,7 +127,7 @@ impl Api {
         .await
     }
 
-    async fn login(&self, name: &str, password: &str) -> Reply {
+    pub(crate) async fn login(&self, name: &str, password: &str) -> Reply {
         self.post(
             "/auth/login",
             json!({ "identifier": name, "password": password }),
@@ -135,7 +135,7 @@ impl Api {
         .await
     }
 
-    async fn me(&self, token: &str) -> Reply {
+    pub(crate) async fn me(&self, token: &str) -> Reply {
         self.call(Method::GET, "/me", None, Some(token)).await
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use tokio::process::{Child, Command};
+use user_core::factor::totp_code;
+use user_core::ports::Clock as _;
 
 use crate::{PW, TestApp};
 
@@ -580,4 +582,134 @@ async fn a_person_confirms_their_address_then_deletes_their_account_and_an_admin
     );
     b.close().await.unwrap();
     admin.close().await.unwrap();
+}
+
+/// Types `code` into the second step of a sign-in and sends it.
+async fn type_code(client: &Client, code: &str) {
+    wait_heading(client, "Enter a code").await;
+    fill(client, "code", code).await;
+    submit(client, "/login/second-factor").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_turns_on_two_step_sign_in_and_signs_in_with_codes() {
+    let Some(driver) =
+        Driver::start("a_person_turns_on_two_step_sign_in_and_signs_in_with_codes").await
+    else {
+        return;
+    };
+    let app = browser_app().await;
+    app.register("alice").await;
+    let (base, _stop) = app.spawn().await;
+    // Each code works once: the app's clock moves on a step before each.
+    let step = Duration::from_secs(30);
+    let b = driver.browser("alice").await;
+    sign_in(&b, &base, "alice", PW).await;
+    wait_heading(&b, "alice").await;
+
+    // From the profile: password, then the QR code and the key.
+    b.find(Locator::LinkText("Manage two-step sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&b, "Two-step sign-in").await;
+    fill(&b, "password", PW).await;
+    submit(&b, "/profile/second-factor/setup").await;
+    wait_heading(&b, "Set up two-step sign-in").await;
+    let qr = b.find(Locator::Css(".qr svg")).await.unwrap();
+    let (_, _, width, height) = qr.rectangle().await.unwrap();
+    assert!(
+        width >= 150.0 && (width - height).abs() < 1.0,
+        "a square QR code on screen: {width}x{height}"
+    );
+    screenshot(&b, "second-factor-setup").await;
+    let secret = b
+        .find(Locator::Css("#secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .replace(' ', "");
+    assert_eq!(secret.len(), 32, "{secret}");
+    app.clock.advance(step);
+    fill(&b, "code", &totp_code(&secret, app.clock.now())).await;
+    submit(&b, "/profile/second-factor/confirm").await;
+    wait_heading(&b, "Your recovery codes").await;
+    screenshot(&b, "recovery-codes").await;
+    let mut codes = Vec::new();
+    for item in b.find_all(Locator::Css(".codes code")).await.unwrap() {
+        codes.push(item.text().await.unwrap());
+    }
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    b.find(Locator::LinkText("Continue"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_heading(&b, "Two-step sign-in").await;
+    wait_xpath(
+        &b,
+        "//dd[@id=\"second-factor-status\"][starts-with(., \"On since\")]",
+    )
+    .await;
+
+    // Signed out, a sign-in asks for a code from the app.
+    submit(&b, "/logout").await;
+    wait_heading(&b, "Sign in").await;
+    sign_in(&b, &base, "alice", PW).await;
+    wait_heading(&b, "Enter a code").await;
+    screenshot(&b, "second-factor-code").await;
+    app.clock.advance(step);
+    type_code(&b, &totp_code(&secret, app.clock.now())).await;
+    wait_heading(&b, "alice").await;
+    assert_eq!(path(&b).await, "/profile");
+
+    // A recovery code instead.
+    submit(&b, "/logout").await;
+    wait_heading(&b, "Sign in").await;
+    sign_in(&b, &base, "alice", PW).await;
+    type_code(&b, &codes[0]).await;
+    wait_heading(&b, "alice").await;
+
+    // The same recovery code a second time is refused.
+    submit(&b, "/logout").await;
+    wait_heading(&b, "Sign in").await;
+    sign_in(&b, &base, "alice", PW).await;
+    type_code(&b, &codes[0]).await;
+    wait_xpath(&b, "//p[@id=\"code-error\"]").await;
+    let error = b
+        .find(Locator::Css("#code-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(error, "The code is not valid.");
+    assert_eq!(heading(&b).await, "Enter a code");
+
+    // New recovery codes take the password and a current code (here a recovery code).
+    app.clock.advance(step);
+    type_code(&b, &totp_code(&secret, app.clock.now())).await;
+    wait_heading(&b, "alice").await;
+    b.goto(&format!("{base}/profile/second-factor"))
+        .await
+        .unwrap();
+    wait_heading(&b, "Two-step sign-in").await;
+    for (id, value) in [("codes-password", PW), ("codes-code", codes[1].as_str())] {
+        let input = b.find(Locator::Id(id)).await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    submit(&b, "/profile/second-factor/recovery-codes").await;
+    wait_heading(&b, "Your recovery codes").await;
+    let mut new = Vec::new();
+    for item in b.find_all(Locator::Css(".codes code")).await.unwrap() {
+        new.push(item.text().await.unwrap());
+    }
+    assert_eq!(new.len(), 10, "{new:?}");
+    assert!(new.iter().all(|c| !codes.contains(c)), "{new:?}");
+    b.close().await.unwrap();
 }

@@ -19,6 +19,8 @@ mod page_errors;
 mod pages;
 mod pages_account;
 mod pages_audit;
+mod pages_second_factor;
+mod second_factor_api;
 mod security;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use user_core::Ports;
 use user_core::account::AccountService;
 use user_core::auth::{AuthPolicy, AuthService, RegisterUser, SigningKey};
 use user_core::domain::Role;
+use user_core::factor::{FactorKey, TotpAuthenticator};
 use user_core::ports::{Clock as _, MailComposer, MailOutbox as _, PasswordHasher};
 use user_core::testing::{FastHasher, FixedClock, Fixture};
 use user_core::users::UserService;
@@ -115,8 +118,15 @@ impl TestApp {
         // the links.
         let settings = MailSettings::new("Test site", "https://example.com/accounts").unwrap();
         let composer: Arc<dyn MailComposer> = Arc::new(MailTemplates::new(settings));
+        // Second factors on, as `Services::builder(..).second_factor_key(..)` does.
+        let totp = Arc::new(TotpAuthenticator::new(
+            FactorKey::generate().unwrap(),
+            policy.second_factor.issuer.clone(),
+        ));
         let users = Arc::new(
-            UserService::new(ports.clone(), &policy).with_mail_composer(Arc::clone(&composer)),
+            UserService::new(ports.clone(), &policy)
+                .with_mail_composer(Arc::clone(&composer))
+                .with_second_factors(Arc::clone(&totp)),
         );
         let account = Arc::new(
             AccountService::new(ports.clone(), &policy).with_mail_composer(Arc::clone(&composer)),
@@ -124,7 +134,8 @@ impl TestApp {
         let auth = Arc::new(
             AuthService::new(ports, policy, &key, vec![])
                 .unwrap()
-                .with_mail_composer(composer),
+                .with_mail_composer(composer)
+                .with_second_factors(totp),
         );
         let ping_db = db.clone();
         let state = AppState::new(auth, users)
@@ -247,6 +258,23 @@ impl TestApp {
                 let token = link.captures(&c.mail.text)?[1].to_owned();
                 Some((c.mail.to.to_string(), token))
             })
+            .collect()
+    }
+
+    /// The mails queued since the last call, as (recipient, subject), oldest first; claims
+    /// every queued mail, as [`links`](Self::links) does.
+    pub async fn subjects(&self) -> Vec<(String, String)> {
+        self.account.settled().await;
+        let far = time::macros::datetime!(2100-01-01 00:00 UTC);
+        let claimed = self
+            .db
+            .outbox()
+            .claim(self.clock.now(), far, 1000)
+            .await
+            .unwrap();
+        claimed
+            .into_iter()
+            .map(|c| (c.mail.to.to_string(), c.mail.subject))
             .collect()
     }
 

@@ -7,9 +7,11 @@ use regex::Regex;
 use serde_json::{Value, json};
 use user_core::auth::AuthPolicy;
 use user_core::domain::{
-    AuditKind, AuditOutcome, AuditQuery, DisplayName, Email, PasswordPolicy, Role, UserQuery,
-    UserStatus, Username,
+    AuditKind, AuditOutcome, AuditQuery, DisplayName, Email, PasswordPolicy, RecoveryCode, Role,
+    UserQuery, UserStatus, Username,
 };
+use user_core::factor::totp_code;
+use user_core::ports::Clock as _;
 use user_http::{ErrorCode, HttpConfig, Templates};
 
 use crate::{PW, TestApp};
@@ -441,56 +443,83 @@ async fn error_codes_are_the_one_list() {
     }
 }
 
-/// Whether `value` conforms to `schema`, for the keywords the JWKS schemas use.
+/// Whether `value` has the JSON Schema type `ty`.
+fn has_type(ty: &str, value: &Value) -> bool {
+    match ty {
+        "string" => value.is_string(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        _ => false,
+    }
+}
+
+/// Whether `value` conforms to `schema`, for the keywords the document's answers use:
+/// `$ref`, `allOf`, `type` (one or several), `enum`, `pattern`, `minItems`, `maxItems`,
+/// `items`, `required`, `properties` and `additionalProperties: false`.
 fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.rsplit('/').next().unwrap();
         return conforms(doc, self::schema(doc, name), value);
+    }
+    if let Some(parts) = schema["allOf"].as_array() {
+        for part in parts {
+            conforms(doc, part, value)?;
+        }
     }
     if let Some(values) = schema["enum"].as_array()
         && !values.contains(value)
     {
         return Err(format!("{value} is not one of {values:?}"));
     }
-    if let Some(re) = schema["pattern"].as_str()
-        && !Regex::new(re)
-            .unwrap()
-            .is_match(value.as_str().unwrap_or_default())
+    if let (Some(re), Some(text)) = (schema["pattern"].as_str(), value.as_str())
+        && !Regex::new(re).unwrap().is_match(text)
     {
         return Err(format!("{value} does not match {re}"));
     }
-    match schema["type"].as_str() {
-        Some("string") if !value.is_string() => Err(format!("{value} is not a string")),
-        Some("array") => {
-            let items = value.as_array().ok_or(format!("{value} is not an array"))?;
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(ty) => vec![ty.as_str()],
+        Value::Array(types) => types.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !types.is_empty() && !types.iter().any(|ty| has_type(ty, value)) {
+        return Err(format!("{value} is not of type {types:?}"));
+    }
+    if let Some(items) = value.as_array() {
+        let count = items.len() as u64;
+        if schema["minItems"].as_u64().is_some_and(|min| count < min)
+            || schema["maxItems"].as_u64().is_some_and(|max| count > max)
+        {
+            return Err(format!("{count} items is out of bounds: {schema}"));
+        }
+        if !schema["items"].is_null() {
             items
                 .iter()
-                .try_for_each(|item| conforms(doc, &schema["items"], item))
+                .try_for_each(|item| conforms(doc, &schema["items"], item))?;
         }
-        Some("object") => {
-            let object = value
-                .as_object()
-                .ok_or(format!("{value} is not an object"))?;
-            let properties = schema["properties"].as_object().unwrap();
-            for field in schema["required"].as_array().unwrap() {
-                let field = field.as_str().unwrap();
-                if !object.contains_key(field) {
-                    return Err(format!("{value} lacks {field}"));
-                }
-            }
-            for (field, v) in object {
-                match properties.get(field) {
-                    Some(s) => conforms(doc, s, v).map_err(|e| format!("{field}: {e}"))?,
-                    None if schema["additionalProperties"] == false => {
-                        return Err(format!("{field} is not in the schema"));
-                    }
-                    None => {}
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
     }
+    if let (Some(object), Some(properties)) = (value.as_object(), schema["properties"].as_object())
+    {
+        for field in schema["required"].as_array().into_iter().flatten() {
+            let field = field.as_str().unwrap();
+            if !object.contains_key(field) {
+                return Err(format!("{value} lacks {field}"));
+            }
+        }
+        for (field, v) in object {
+            match properties.get(field) {
+                Some(s) => conforms(doc, s, v).map_err(|e| format!("{field}: {e}"))?,
+                None if schema["additionalProperties"] == false => {
+                    return Err(format!("{field} is not in the schema"));
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -702,4 +731,289 @@ async fn audit_and_export_answers_match_their_schemas() {
         conforms(&doc, schema, &r.json()).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(!r.json()["events"].as_array().unwrap().is_empty(), "{path}");
     }
+}
+
+#[tokio::test]
+async fn second_factor_schemas_say_what_the_server_checks() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    assert_eq!(required(&doc, "SecondStepBody"), ["challenge", "code"]);
+    assert_eq!(required(&doc, "ChallengeBody"), ["challenge"]);
+    assert_eq!(required(&doc, "TotpCodeBody"), ["code"]);
+    assert_eq!(required(&doc, "PasswordAndCodeBody"), ["code", "password"]);
+    assert!(
+        doc["components"]["schemas"]["DisableSecondFactorBody"].is_null(),
+        "one body for both routes that take a password and a code"
+    );
+    for path in [
+        "/api/v1/me/second-factor/disable",
+        "/api/v1/me/second-factor/recovery-codes",
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"];
+        assert_eq!(
+            body["schema"]["$ref"], "#/components/schemas/PasswordAndCodeBody",
+            "{path}"
+        );
+    }
+    assert_eq!(
+        schema(&doc, "SecondStepKind")["enum"],
+        json!(["code", "enrolment"])
+    );
+    // Codes are only checked: any non-empty string is accepted at the edge, and a wrong or
+    // malformed one is a 401, never a 422.
+    for (body, field) in [
+        ("SecondStepBody", "code"),
+        ("TotpCodeBody", "code"),
+        ("PasswordAndCodeBody", "code"),
+        ("SecondStepBody", "challenge"),
+        ("ChallengeBody", "challenge"),
+    ] {
+        let p = property(&doc, body, field);
+        assert_eq!(number(p, "minLength"), 1, "{body}.{field}");
+        assert!(p.get("maxLength").is_none() && p.get("pattern").is_none());
+    }
+    let token = {
+        app.register("alice").await;
+        app.token("alice").await
+    };
+    let confirm = |code: &str| json!({ "code": code });
+    let r = app
+        .json(
+            Method::POST,
+            "/api/v1/me/second-factor/totp/confirm",
+            Some(confirm("")),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    app.json(
+        Method::POST,
+        "/api/v1/me/second-factor/totp",
+        Some(json!({ "password": PW })),
+        Some(&token),
+    )
+    .await;
+    let r = app
+        .json(
+            Method::POST,
+            "/api/v1/me/second-factor/totp/confirm",
+            Some(confirm("x")),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+
+    // The recovery codes' pattern is the core's alphabet, in its groups.
+    let codes = property(&doc, "RecoveryCodesBody", "recovery_codes");
+    assert_eq!(number(codes, "minItems"), RecoveryCode::COUNT as u64);
+    assert_eq!(number(codes, "maxItems"), RecoveryCode::COUNT as u64);
+    let re = pattern(&codes["items"]);
+    for _ in 0..200 {
+        let code = RecoveryCode::generate().unwrap();
+        assert!(re.is_match(&code), "{code}");
+    }
+    for bad in [
+        "abcd-efgh-jkmn",
+        "abcd-efgh-jkmn-pqrs-tvwx-yz0",
+        "abcd-efgh-jkmn-pqrs-tvwx-yz01-2345",
+        "abcd-efgh-jkmn-pqrs-tvwx-yzl1",
+        "abcdefghjkmnpqrstvwxyz01",
+        "ABCD-EFGH-JKMN-PQRS-TVWX-YZ01",
+    ] {
+        assert!(!re.is_match(bad), "{bad}");
+    }
+
+    // The second step signs in with the same answer as the password step.
+    let ok = |path: &str| {
+        doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .clone()
+    };
+    assert_eq!(ok("/api/v1/auth/login"), "#/components/schemas/TokensBody");
+    assert_eq!(
+        ok("/api/v1/auth/login/second-factor"),
+        ok("/api/v1/auth/login")
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/auth/login"]["post"]["responses"]["202"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/SecondFactorChallenge"
+    );
+    assert_eq!(
+        schema(&doc, "EnrolledTokensBody")["allOf"][0]["$ref"],
+        "#/components/schemas/TokensBody"
+    );
+    assert_eq!(
+        required(&doc, "SecondFactorStatusBody"),
+        [
+            "enabled",
+            "enabled_at",
+            "pending",
+            "recovery_codes_left",
+            "required"
+        ]
+    );
+}
+
+/// Checks that `r`'s body matches the schema the document gives its status on
+/// `method path`, and that there is one (or none, for an empty body).
+fn matches_document(doc: &Value, method: &str, path: &str, r: &crate::Reply) {
+    let response = &doc["paths"][path][method]["responses"][r.status.as_str()];
+    assert!(
+        response.is_object(),
+        "{method} {path} {}: not documented",
+        r.status
+    );
+    let schema = &response["content"]["application/json"]["schema"];
+    if schema.is_null() {
+        assert!(r.text.is_empty(), "{method} {path}: {}", r.text);
+    } else {
+        conforms(doc, schema, &r.json())
+            .unwrap_or_else(|e| panic!("{method} {path} {}: {e}", r.status));
+    }
+}
+
+#[tokio::test]
+async fn second_factor_answers_match_their_schemas() {
+    let mut policy = AuthPolicy::default();
+    policy.second_factor.required_for_admins = true;
+    let app = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    let doc = document(&app).await;
+    let send = |method: &'static str,
+                path: &'static str,
+                id: Option<String>,
+                body: Option<Value>,
+                token: Option<String>| {
+        let (app, doc) = (&app, &doc);
+        async move {
+            let concrete = path.replace("{id}", id.as_deref().unwrap_or_default());
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = app.json(m, &concrete, body, token.as_deref()).await;
+            matches_document(doc, method, path, &r);
+            r
+        }
+    };
+    let alice = app.register("alice").await;
+    let alice_id = alice["id"].as_str().map(str::to_owned);
+    let token = Some(app.token("alice").await);
+    let status = "/api/v1/me/second-factor";
+    send("get", status, None, None, token.clone()).await;
+    let r = send(
+        "post",
+        "/api/v1/me/second-factor/totp",
+        None,
+        Some(json!({ "password": PW })),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let confirm = "/api/v1/me/second-factor/totp/confirm";
+    let r = send(
+        "post",
+        confirm,
+        None,
+        Some(json!({ "code": "000000x" })),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let code = totp_code(&secret, app.clock.now());
+    let r = send(
+        "post",
+        confirm,
+        None,
+        Some(json!({ "code": code })),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The app's code is spent: one of the recovery codes just given (spent too).
+    let recovery = r.json()["recovery_codes"][0].as_str().unwrap().to_owned();
+    let r = send(
+        "post",
+        "/api/v1/me/second-factor/recovery-codes",
+        None,
+        Some(json!({ "password": PW, "code": recovery })),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send("get", status, None, None, token.clone()).await;
+    assert_eq!(r.json()["enabled"], true);
+    app.clock.advance(std::time::Duration::from_secs(30));
+
+    let login = |name: &str| json!({ "identifier": name, "password": PW });
+    let r = send(
+        "post",
+        "/api/v1/auth/login",
+        None,
+        Some(login("alice")),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let challenge = r.json()["challenge"].clone();
+    let code = totp_code(&secret, app.clock.now());
+    let step = json!({ "challenge": challenge, "code": code, "trust_device": false });
+    let r = send(
+        "post",
+        "/api/v1/auth/login/second-factor",
+        None,
+        Some(step.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(
+        "post",
+        "/api/v1/auth/login/second-factor",
+        None,
+        Some(step),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    app.create_admin("root").await;
+    let r = send(
+        "post",
+        "/api/v1/auth/login",
+        None,
+        Some(login("root")),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.json()["step"], "enrolment");
+    let challenge = r.json()["challenge"].clone();
+    let r = send(
+        "post",
+        "/api/v1/auth/login/enrolment",
+        None,
+        Some(json!({ "challenge": challenge })),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let root_secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let code = totp_code(&root_secret, app.clock.now());
+    let r = send(
+        "post",
+        "/api/v1/auth/login/enrolment/confirm",
+        None,
+        Some(json!({ "challenge": challenge, "code": code })),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let admin = r.json()["access_token"].as_str().map(str::to_owned);
+    let admin_path = "/api/v1/admin/users/{id}/second-factor";
+    let r = send("get", admin_path, alice_id.clone(), None, admin.clone()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["required"], false);
+    let r = send("delete", admin_path, alice_id.clone(), None, admin.clone()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = send("delete", admin_path, alice_id, None, admin).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
 }

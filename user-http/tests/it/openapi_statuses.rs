@@ -18,6 +18,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use user_core::auth::AuthPolicy;
+use user_core::ports::Clock as _;
 use user_http::{ErrorCode, HttpConfig, Templates};
 
 use crate::page_errors::SaturableHasher;
@@ -32,6 +33,10 @@ const NOT_PROVOKED: &[(&str, &str, u16)] = &[
     ("delete", "/api/v1/me", 404),
     ("put", "/api/v1/me/password", 404),
     ("get", "/api/v1/me/export", 404),
+    ("get", SF_STATUS.1, 404),
+    ("post", SF_TOTP.1, 404),
+    ("post", SF_CODES.1, 404),
+    ("post", SF_DISABLE.1, 404),
 ];
 
 /// Error codes no request to a documented route can provoke: internal failures, and the
@@ -335,6 +340,51 @@ fn routes() -> Vec<Route> {
             Some(json!({"status": "active"})),
         ),
         r("post", "/api/v1/admin/users/{id}/unlock", Auth::Admin, None),
+        r(
+            SF_SECOND_STEP.0,
+            SF_SECOND_STEP.1,
+            Auth::Anyone,
+            Some(json!({"challenge": "x", "code": "123456"})),
+        ),
+        r(
+            SF_ENROL.0,
+            SF_ENROL.1,
+            Auth::Anyone,
+            Some(json!({"challenge": "x"})),
+        ),
+        r(
+            SF_ENROL_CONFIRM.0,
+            SF_ENROL_CONFIRM.1,
+            Auth::Anyone,
+            Some(json!({"challenge": "x", "code": "123456"})),
+        ),
+        r(SF_STATUS.0, SF_STATUS.1, Auth::SignedIn, None),
+        r(
+            SF_TOTP.0,
+            SF_TOTP.1,
+            Auth::SignedIn,
+            Some(json!({"password": "wrong password"})),
+        ),
+        r(
+            SF_TOTP_CONFIRM.0,
+            SF_TOTP_CONFIRM.1,
+            Auth::SignedIn,
+            Some(json!({"code": "123456"})),
+        ),
+        r(
+            SF_CODES.0,
+            SF_CODES.1,
+            Auth::SignedIn,
+            Some(json!({"password": "wrong password", "code": "123456"})),
+        ),
+        r(
+            SF_DISABLE.0,
+            SF_DISABLE.1,
+            Auth::SignedIn,
+            Some(json!({"password": "wrong password", "code": "123456"})),
+        ),
+        r(SF_ADMIN.0, SF_ADMIN.1, Auth::Admin, None),
+        r(SF_ADMIN_RESET.0, SF_ADMIN_RESET.1, Auth::Admin, None),
         r("get", "/.well-known/jwks.json", Auth::Anyone, None),
         r("get", "/healthz", Auth::Anyone, None),
         r("get", "/readyz", Auth::Anyone, None),
@@ -412,6 +462,16 @@ const VERIFY_REQUEST: &str = "/api/v1/auth/verify-email/resend";
 const RESET_CONFIRM: (&str, &str) = ("post", "/api/v1/auth/password-reset/confirm");
 const VERIFY_EMAIL: (&str, &str) = ("post", "/api/v1/auth/verify-email");
 const RESEND: (&str, &str) = ("post", "/api/v1/me/verification");
+const SF_SECOND_STEP: (&str, &str) = ("post", "/api/v1/auth/login/second-factor");
+const SF_ENROL: (&str, &str) = ("post", "/api/v1/auth/login/enrolment");
+const SF_ENROL_CONFIRM: (&str, &str) = ("post", "/api/v1/auth/login/enrolment/confirm");
+const SF_STATUS: (&str, &str) = ("get", "/api/v1/me/second-factor");
+const SF_TOTP: (&str, &str) = ("post", "/api/v1/me/second-factor/totp");
+const SF_TOTP_CONFIRM: (&str, &str) = ("post", "/api/v1/me/second-factor/totp/confirm");
+const SF_CODES: (&str, &str) = ("post", "/api/v1/me/second-factor/recovery-codes");
+const SF_DISABLE: (&str, &str) = ("post", "/api/v1/me/second-factor/disable");
+const SF_ADMIN: (&str, &str) = ("get", "/api/v1/admin/users/{id}/second-factor");
+const SF_ADMIN_RESET: (&str, &str) = ("delete", "/api/v1/admin/users/{id}/second-factor");
 
 async fn auth_routes(w: &mut Walk) {
     w.expect(
@@ -976,6 +1036,436 @@ async fn account_routes(w: &mut Walk, admin: &str) {
     assert!(r.headers.contains_key(header::RETRY_AFTER));
 }
 
+/// The code `secret`'s app shows at the walk's clock.
+fn totp(w: &Walk, secret: &str) -> String {
+    user_core::factor::totp_code(secret, w.app.clock.now())
+}
+
+/// Enrols an authenticator app for the caller of `token` through the profile routes; its
+/// secret. The clock then moves to the next step, so the next code is fresh.
+async fn enrol(w: &mut Walk, token: &str) -> String {
+    let r = w
+        .expect(
+            SF_TOTP,
+            "",
+            Some(token),
+            json(json!({"password": PW})),
+            StatusCode::OK,
+        )
+        .await;
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let code = totp(w, &secret);
+    w.expect(
+        SF_TOTP_CONFIRM,
+        "",
+        Some(token),
+        json(json!({ "code": code })),
+        StatusCode::OK,
+    )
+    .await;
+    w.app.clock.advance(Duration::from_secs(30));
+    secret
+}
+
+/// The password step of `name`, whose account has a factor: the challenge.
+async fn challenge(w: &mut Walk, name: &str) -> String {
+    let body = json(json!({"identifier": name, "password": PW}));
+    let r = w.expect(LOGIN, "", None, body, StatusCode::ACCEPTED).await;
+    r.json()["challenge"].as_str().unwrap().to_owned()
+}
+
+/// A two-step sign-in of `name`, whose app has `secret`: the access token. The clock then
+/// moves to the next step, so the next code is fresh.
+async fn two_step_token(w: &mut Walk, name: &str, secret: &str) -> String {
+    let challenge = challenge(w, name).await;
+    let code = totp(w, secret);
+    let r = w
+        .expect(
+            SF_SECOND_STEP,
+            "",
+            None,
+            json(json!({"challenge": challenge, "code": code})),
+            StatusCode::OK,
+        )
+        .await;
+    w.app.clock.advance(Duration::from_secs(30));
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Second factors: enrolment, the second step of a sign-in, recovery codes, removal, the
+/// admin's view and reset, and enrolment at sign-in where the policy requires a factor.
+/// Returns the token of a user whose factor is on, for [`overloaded`].
+async fn second_factor_routes(w: &mut Walk, admin: &str) -> String {
+    let wrong_code = |secret: &str, w: &Walk| {
+        let now = w.app.clock.now();
+        let near: Vec<String> = [-30, 0, 30]
+            .iter()
+            .map(|s| user_core::factor::totp_code(secret, now + time::Duration::seconds(*s)))
+            .collect();
+        ["000000", "111111", "222222"]
+            .into_iter()
+            .find(|c| !near.iter().any(|n| n == c))
+            .unwrap()
+            .to_owned()
+    };
+    let otto = w.app.register("otto").await;
+    let otto_id = otto["id"].as_str().unwrap().to_owned();
+    let otto = w.app.token("otto").await;
+    let otto = otto.as_str();
+    w.expect(SF_STATUS, "", Some(otto), Payload::None, StatusCode::OK)
+        .await;
+    w.expect(
+        SF_TOTP,
+        "",
+        Some(otto),
+        json(json!({"password": "wrong password"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    w.expect(
+        SF_TOTP_CONFIRM,
+        "",
+        Some(otto),
+        json(json!({"code": "123456"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let r = w
+        .expect(
+            SF_TOTP,
+            "",
+            Some(otto),
+            json(json!({"password": PW})),
+            StatusCode::OK,
+        )
+        .await;
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let code = wrong_code(&secret, w);
+    w.expect(
+        SF_TOTP_CONFIRM,
+        "",
+        Some(otto),
+        json(json!({ "code": code })),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let code = totp(w, &secret);
+    w.expect(
+        SF_TOTP_CONFIRM,
+        "",
+        Some(otto),
+        json(json!({ "code": code })),
+        StatusCode::OK,
+    )
+    .await;
+    w.app.clock.advance(Duration::from_secs(30));
+    w.expect(
+        SF_TOTP,
+        "",
+        Some(otto),
+        json(json!({"password": PW})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    // New recovery codes: the password and a code, both checked.
+    w.expect(
+        SF_CODES,
+        "",
+        Some(otto),
+        json(json!({"password": PW})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let code = totp(w, &secret);
+    w.expect(
+        SF_CODES,
+        "",
+        Some(otto),
+        json(json!({"password": "wrong password", "code": code})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let code = wrong_code(&secret, w);
+    w.expect(
+        SF_CODES,
+        "",
+        Some(otto),
+        json(json!({"password": PW, "code": code})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let code = totp(w, &secret);
+    w.expect(
+        SF_CODES,
+        "",
+        Some(otto),
+        json(json!({"password": PW, "code": code})),
+        StatusCode::OK,
+    )
+    .await;
+    w.app.clock.advance(Duration::from_secs(30));
+
+    // The second step: missing fields, an unknown challenge, a wrong code, the right one.
+    let otto_challenge = challenge(w, "otto").await;
+    w.expect(
+        SF_SECOND_STEP,
+        "",
+        None,
+        json(json!({})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    w.expect(
+        SF_SECOND_STEP,
+        "",
+        None,
+        json(json!({"challenge": "unknown", "code": "123456"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let step = |code: String| json(json!({"challenge": otto_challenge, "code": code}));
+    w.expect(
+        SF_SECOND_STEP,
+        "",
+        None,
+        step(wrong_code(&secret, w)),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    w.expect(
+        SF_SECOND_STEP,
+        "",
+        None,
+        step(totp(w, &secret)),
+        StatusCode::OK,
+    )
+    .await;
+    w.app.clock.advance(Duration::from_secs(30));
+    // The enrolment at sign-in, with challenges that do not work (see `enrolment_at_sign_in`).
+    w.expect(
+        SF_ENROL_CONFIRM,
+        "",
+        None,
+        json(json!({"challenge": "unknown", "code": "123456"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    w.expect(
+        SF_ENROL,
+        "",
+        None,
+        json(json!({"challenge": "unknown"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    w.expect(
+        SF_ENROL,
+        "",
+        None,
+        json(json!({})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    // Wrong codes lock the account: the second step answers 429.
+    w.app.register("rita").await;
+    let rita = w.app.token("rita").await;
+    let rita_secret = enrol(w, &rita).await;
+    let rita_challenge = challenge(w, "rita").await;
+    for _ in 0..5 {
+        let code = wrong_code(&rita_secret, w);
+        w.expect(
+            SF_SECOND_STEP,
+            "",
+            None,
+            json(json!({"challenge": rita_challenge, "code": code})),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    let code = totp(w, &rita_secret);
+    w.expect(
+        SF_SECOND_STEP,
+        "",
+        None,
+        json(json!({"challenge": rita_challenge, "code": code})),
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+
+    // Turned off with the password and a code; then there is nothing to turn off or renew.
+    w.app.register("pia").await;
+    let pia = w.app.token("pia").await;
+    let pia_secret = enrol(w, &pia).await;
+    let code = totp(w, &pia_secret);
+    w.expect(
+        SF_DISABLE,
+        "",
+        Some(&pia),
+        json(json!({"password": PW, "code": code})),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    w.expect(
+        SF_DISABLE,
+        "",
+        Some(&pia),
+        json(json!({"password": PW, "code": code})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    w.expect(
+        SF_CODES,
+        "",
+        Some(&pia),
+        json(json!({"password": PW, "code": code})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    w.expect(
+        SF_DISABLE,
+        "",
+        Some(otto),
+        json(json!({"password": "wrong password", "code": "123456"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // Wrong passwords lock the session's re-checks (each route on a session of its own,
+    // signed in after the enrolment, which ends the sessions from before it).
+    w.app.register("quinn").await;
+    let quinn = w.app.token("quinn").await;
+    let quinn_secret = enrol(w, &quinn).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(two_step_token(w, "quinn", &quinn_secret).await);
+    }
+    let wrong = json!({"password": "wrong password", "code": "123456"});
+    let right = json!({"password": PW, "code": "123456"});
+    for (route, token) in [
+        (SF_TOTP, &sessions[0]),
+        (SF_CODES, &sessions[1]),
+        (SF_DISABLE, &sessions[2]),
+    ] {
+        let body = |v: &Value| {
+            let mut v = v.clone();
+            if route == SF_TOTP {
+                v.as_object_mut().unwrap().remove("code");
+            }
+            json(v)
+        };
+        for _ in 0..5 {
+            w.expect(
+                route,
+                "",
+                Some(token),
+                body(&wrong),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+        let r = w
+            .expect(
+                route,
+                "",
+                Some(token),
+                body(&right),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await;
+        assert!(r.headers.contains_key(header::RETRY_AFTER), "{route:?}");
+    }
+
+    // The admin's view and reset.
+    let admin = Some(admin);
+    w.expect(SF_ADMIN, &otto_id, admin, Payload::None, StatusCode::OK)
+        .await;
+    let pia_id = w
+        .app
+        .json(Method::GET, "/api/v1/me", None, Some(&pia))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.expect(
+        SF_ADMIN_RESET,
+        &pia_id,
+        admin,
+        Payload::None,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let rita_id = w
+        .app
+        .json(Method::GET, "/api/v1/me", None, Some(&rita))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.expect(
+        SF_ADMIN_RESET,
+        &rita_id,
+        admin,
+        Payload::None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+
+    enrolment_at_sign_in(w).await;
+    otto.to_owned()
+}
+
+/// Where the policy requires admins to have a factor, an admin without one enrols at
+/// sign-in: 202 with step `enrolment`, the secret, then tokens and recovery codes; wrong
+/// codes lock as at the second step (the document is the same for every policy).
+async fn enrolment_at_sign_in(w: &mut Walk) {
+    let mut policy = AuthPolicy::default();
+    policy.second_factor.required_for_admins = true;
+    let strict = TestApp::with_policy(HttpConfig::default(), Templates::default(), policy).await;
+    for name in ["una", "vic"] {
+        strict.create_admin(name).await;
+    }
+    let post = |path: &'static str, body: Value| {
+        let strict = &strict;
+        async move { strict.json(Method::POST, path, Some(body), None).await }
+    };
+    let mut secrets = Vec::new();
+    for name in ["una", "vic"] {
+        let r = post(LOGIN.1, json!({"identifier": name, "password": PW})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        assert_eq!(r.json()["step"], "enrolment");
+        w.check(LOGIN.0, LOGIN.1, &r);
+        let challenge = r.json()["challenge"].as_str().unwrap().to_owned();
+        let r = post(SF_ENROL.1, json!({ "challenge": challenge })).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        w.check(SF_ENROL.0, SF_ENROL.1, &r);
+        secrets.push((challenge, r.json()["secret"].as_str().unwrap().to_owned()));
+    }
+    let now = strict.clock.now();
+    let (una, una_secret) = &secrets[0];
+    let right = user_core::factor::totp_code(una_secret, now);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        let r = post(SF_ENROL_CONFIRM.1, json!({"challenge": una, "code": wrong})).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+        w.check(SF_ENROL_CONFIRM.0, SF_ENROL_CONFIRM.1, &r);
+    }
+    let r = post(SF_ENROL_CONFIRM.1, json!({"challenge": una, "code": right})).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    w.check(SF_ENROL_CONFIRM.0, SF_ENROL_CONFIRM.1, &r);
+    let (vic, vic_secret) = &secrets[1];
+    let code = user_core::factor::totp_code(vic_secret, now);
+    let r = post(SF_ENROL_CONFIRM.1, json!({"challenge": vic, "code": code})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    w.check(SF_ENROL_CONFIRM.0, SF_ENROL_CONFIRM.1, &r);
+}
+
 /// The requests for a link by address, refused as a whole: 503 `overloaded` while too many
 /// are in progress (a bound of 0 refuses every one), and 500 `internal` from a deployment
 /// without mail.
@@ -1122,9 +1612,20 @@ async fn timeouts(w: &mut Walk, user: &str, admin: &str) {
 
 /// With the password hasher saturated, every route that hashes or checks a password
 /// answers 503 `overloaded` with `Retry-After`.
-async fn overloaded(w: &mut Walk, user: &str) {
+async fn overloaded(w: &mut Walk, user: &str, with_factor: &str) {
     w.hasher.saturate();
     let routes = [
+        (SF_TOTP, Some(user), json!({"password": PW})),
+        (
+            SF_CODES,
+            Some(with_factor),
+            json!({"password": PW, "code": "123456"}),
+        ),
+        (
+            SF_DISABLE,
+            Some(with_factor),
+            json!({"password": PW, "code": "123456"}),
+        ),
         (REGISTER, None, register_body("olga")),
         (LOGIN, None, json!({"identifier": "alice", "password": PW})),
         (
@@ -1194,6 +1695,7 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
     admin_routes(&mut w, &admin, &admin_id).await;
     audit_routes(&mut w, &user, &admin).await;
     account_routes(&mut w, &admin).await;
+    let with_factor = second_factor_routes(&mut w, &admin).await;
     link_requests_refused(&mut w).await;
     unverified_sign_in(&mut w).await;
     for route in [
@@ -1207,7 +1709,7 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
     wrong_methods(&mut w).await;
     timeouts(&mut w, &user, &admin).await;
     let alice = w.tokens("alice").await;
-    overloaded(&mut w, &user).await;
+    overloaded(&mut w, &user, &with_factor).await;
     database_down(&mut w, &alice, &admin).await;
 
     // Every documented status was met, apart from those no request can provoke.

@@ -32,6 +32,7 @@ fn values(kind: &str) -> Value {
         }),
         "lockout_started" => json!({ "name": "Ada", "until": "14:05 UTC" }),
         "second_factor_changed" => json!({ "name": "Ada", "enabled": true, "by_admin": false }),
+        "recovery_codes_replaced" => json!({ "name": "Ada" }),
         other => panic!("no values for {other}"),
     }
 }

@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
 
 use super::{AuthService, BrowserLogin, TokenPair, new_secret};
+use crate::account::greeting;
 use crate::auth::budget::std_to_time;
 use crate::domain::{
     AuditEvent, AuditKind, ChallengePurpose, ClientInfo, SignInChallenge, ThrottleKey, TokenHash,
@@ -15,6 +16,7 @@ use crate::domain::{
 use crate::error::{AuthError, RepoError};
 use crate::factor::{TotpAuthenticator, TotpSetup, TypedCode, new_recovery_codes};
 use crate::metrics as names;
+use crate::ports::Notice;
 
 /// What the password step of a sign-in gave.
 #[derive(Debug)]
@@ -42,7 +44,7 @@ pub struct Challenge {
 pub struct SecondStep {
     /// [`Challenge::token`].
     pub challenge: SecretString,
-    /// The six-digit code from the app, or a recovery code (`xxxx-xxxx-xxxx`; at the
+    /// The six-digit code from the app, or a recovery code (`xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`; at the
     /// enrolment of a new app, a code from it).
     pub code: SecretString,
     /// The client's device token, as at the password step: renewed when it vouched then.
@@ -256,7 +258,13 @@ impl AuthService {
             Err(e) => return Err(e.into()),
         };
         match self.ports.users.get(challenge.user_id).await {
-            Ok(user) if user.status == UserStatus::Active => Ok((challenge, user)),
+            // An account changed since the password step (a password reset or change, say)
+            // ends its pending challenges.
+            Ok(user)
+                if user.status == UserStatus::Active && user.updated_at <= challenge.created_at =>
+            {
+                Ok((challenge, user))
+            }
             Ok(_) | Err(RepoError::NotFound) => Err(AuthError::ChallengeExpired),
             Err(e) => Err(e.into()),
         }
@@ -336,12 +344,21 @@ impl AuthService {
         }
         metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
         if purpose == ChallengePurpose::Enrolment {
+            // Sessions from before the factor was on end, as at an enrolment from the profile.
+            self.ports.sessions.revoke_all(user.id, None, now).await?;
             let event = AuditEvent::new(AuditKind::SecondFactorEnabled, now)
                 .on(user.id)
                 .by_user(user.id)
                 .from_client(client)
                 .detail("at sign-in");
             self.ports.audit(event).await;
+            // Whoever knew the password enrolled this app: the owner hears of it.
+            let notice = Notice::SecondFactorChanged {
+                name: greeting(&user),
+                enabled: true,
+                by_admin: false,
+            };
+            self.notices.send(&user, notice, &user.email).await;
         }
         let event = AuditEvent::new(AuditKind::SignIn, now)
             .on(user.id)
