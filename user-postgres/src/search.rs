@@ -12,28 +12,65 @@
 //! Left to itself the planner serves `ORDER BY username LIMIT n` with a search by walking
 //! the username index and filtering, on the estimate that matches spread evenly: a search
 //! whose matches cluster in the username order (a first name, say) or are fewer than
-//! estimated then reads most of the table. So a search runs as the SQLite adapter's does,
-//! in one read-only transaction whose plans are chosen with `enable_*` settings
-//! (`SET LOCAL`, through `set_config`):
+//! estimated then reads most of the table. So a search takes the SQLite adapter's steps, in
+//! one read-only transaction whose plans are chosen with `enable_*` settings (`SET LOCAL`,
+//! through `set_config`):
 //!
-//! 1. A **sample**, from bitmap scans of the search indexes only: the first [`SAMPLE`]
-//!    matches, with whether each passes the cursor and the filters.
-//! 2. Fewer than [`SAMPLE`]: the **set** plan, the same bitmap scans, every match that
-//!    passes, sorted. Otherwise the **walk**: index scans only (no bitmap, no sequential
-//!    scan), in username order from the cursor up to the sample's `limit + 1`-th passing
-//!    username, or to the end when the sample holds fewer.
+//! 1. A **probe** (index scans only): a walk of the username order (or of a filter's index)
+//!    from the cursor over the next [`Thresholds::probe`] users at most, testing each row. A
+//!    search that matches often near the cursor fills its page here; so does any search when
+//!    no more users are left after the cursor. This matters more here than on SQLite: a GIN
+//!    bitmap holds every match before its first row is read, so the sample below costs in
+//!    proportion to the matches, which the probe keeps to searches that do not match near
+//!    the cursor.
+//! 2. Otherwise a **sample** (bitmap scans of the search indexes only): of the first
+//!    [`Thresholds::sample`] matches, the first `limit + 1` in username order that pass the
+//!    cursor and the filters, and how many were sampled. If that is every match, it is the
+//!    page: the **set** plan.
+//! 3. Otherwise a **walk** (index scans only) from the cursor, up to the sample's
+//!    `limit + 1`-th passing username, or to the end when fewer passed.
 //!
-//! Each answer is exact by itself: the set plan reads the whole match set, and a bounded
-//! walk that comes back short runs again without the bound.
+//! Each answer is exact by itself: a walk returns the first matches of a range of the
+//! username order, and is taken as the page only when it is full or its range reaches the
+//! end; the set plan is one statement that saw every match.
 
-use sqlx::{PgConnection, Postgres, QueryBuilder};
-use user_core::domain::{Role, UserQuery, UserStatus};
+use sqlx::{FromRow as _, PgConnection, Postgres, QueryBuilder, Row as _};
+use user_core::domain::{Role, User, UserPage, UserQuery, UserStatus};
+use user_core::error::RepoError;
 
+use crate::retry::Db;
 use crate::rows::{UserRow, user_columns};
 
-/// How many matches the sample reads at most: the most rows the set plan sorts, and what
-/// bounds the walk (see the SQLite adapter's `search.rs`).
-pub(crate) const SAMPLE: i64 = 4096;
+/// The sizes that choose a search's plan (see the SQLite adapter's, which are the same).
+/// The list uses [`Thresholds::DEFAULT`]; tests pick small ones to reach every plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Thresholds {
+    /// How many users, in username order from the cursor, the probe tests at most.
+    pub(crate) probe: i64,
+    /// How many matches the sample reads at most.
+    pub(crate) sample: i64,
+}
+
+impl Thresholds {
+    /// A probe of 1024 users, a sample of 4096 matches.
+    pub(crate) const DEFAULT: Self = Self {
+        probe: 1024,
+        sample: 4096,
+    };
+}
+
+/// The plan that served a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Plan {
+    /// The probe filled the page, or saw every user left.
+    Probe,
+    /// The sample held every match.
+    Set,
+    /// A walk up to the sample's bound.
+    BoundedWalk,
+    /// A walk to the end.
+    Walk,
+}
 
 /// What a search text matches (see `UserQuery::search`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,48 +175,54 @@ pub(crate) fn page_query(
     q
 }
 
-/// The sample: how many matches the search indexes yield, up to [`SAMPLE`], and the
-/// `limit + 1`-th username, in order, of those that pass the cursor and the filters.
+/// The username [`Thresholds::probe`] users after the cursor, among those that pass the
+/// filters: the end of the probe's range, or none when fewer are left.
+pub(crate) fn probe_end_query(
+    mut q: QueryBuilder<Postgres>,
+    query: &UserQuery,
+    th: Thresholds,
+) -> QueryBuilder<Postgres> {
+    q.push("SELECT username FROM users WHERE TRUE");
+    push_filters(&mut q, query);
+    q.push(" ORDER BY username OFFSET ")
+        .push_bind(th.probe - 1)
+        .push(" LIMIT 1");
+    q
+}
+
+/// The sample: of the first [`Thresholds::sample`] matches the search indexes yield, the
+/// first `limit + 1` in username order that pass the cursor and the filters, each with the
+/// number of matches sampled (`sampled`).
 pub(crate) fn sample_query(
     mut q: QueryBuilder<Postgres>,
     search: &Search,
     query: &UserQuery,
     limit: u32,
+    th: Thresholds,
 ) -> QueryBuilder<Postgres> {
-    q.push("WITH sample AS MATERIALIZED (SELECT username, (TRUE");
+    q.push("WITH sample AS MATERIALIZED (SELECT users.*, (TRUE");
     push_filters(&mut q, query);
     q.push(") AS passes FROM users WHERE ");
     search.push_condition(&mut q);
-    q.push(" LIMIT ")
-        .push_bind(SAMPLE)
-        .push(
-            ") SELECT (SELECT COUNT(*) FROM sample), \
-             (SELECT username FROM sample WHERE passes ORDER BY username OFFSET ",
-        )
-        .push_bind(i64::from(limit))
-        .push(" LIMIT 1)");
+    q.push(" LIMIT ").push_bind(th.sample).push(concat!(
+        ") SELECT ",
+        user_columns!(),
+        ", (SELECT COUNT(*) FROM sample) AS sampled FROM sample WHERE passes"
+    ));
+    push_order(&mut q, limit);
     q
 }
 
-/// The set plan: every match, from the search indexes, that passes the cursor and the
-/// filters, sorted; the first `limit + 1`. The cursor and filters apply outside a subquery
-/// that the planner cannot flatten (`OFFSET 0`), so that the matches are read from the
-/// search indexes, not from a filter's index (which may hold most of the table).
-pub(crate) fn set_query(
+/// How many matches the search indexes yield, up to [`Thresholds::sample`]: asked when no
+/// sampled user passes the cursor and the filters.
+pub(crate) fn count_query(
     mut q: QueryBuilder<Postgres>,
     search: &Search,
-    query: &UserQuery,
-    limit: u32,
+    th: Thresholds,
 ) -> QueryBuilder<Postgres> {
-    q.push(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM (SELECT * FROM users WHERE "
-    ));
+    q.push("SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE ");
     search.push_condition(&mut q);
-    q.push(" OFFSET 0) AS users WHERE TRUE");
-    push_filters(&mut q, query);
-    push_order(&mut q, limit);
+    q.push(" LIMIT ").push_bind(th.sample).push(") AS sample");
     q
 }
 
@@ -231,40 +274,117 @@ pub(crate) async fn plan_with(conn: &mut PgConnection, scans: Scans) -> Result<(
     .map(drop)
 }
 
-/// The first `limit + 1` users of the page `query` asks for, with its search, in one
-/// read-only transaction.
-pub(crate) async fn search(
+/// The page `query` asks for, its plans chosen by `th`, and the plan of its search.
+pub(crate) async fn list(
+    db: &Db,
+    query: &UserQuery,
+    th: Thresholds,
+) -> Result<(UserPage, Option<Plan>), RepoError> {
+    let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
+    let pool = &db.pool;
+    let (rows, plan) = match Search::of(query) {
+        None => {
+            let rows = db
+                .run(|| async move {
+                    page_query(QueryBuilder::new(""), query, limit)
+                        .build_query_as()
+                        .fetch_all(pool)
+                        .await
+                })
+                .await?;
+            (rows, None)
+        }
+        Some(None) => (Vec::new(), None),
+        Some(Some(s)) => {
+            let s = &s;
+            let (rows, plan) = db
+                .run(|| async move {
+                    let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
+                    let found = search(&mut tx, s, query, limit, th).await?;
+                    tx.commit().await?;
+                    Ok(found)
+                })
+                .await?;
+            (rows, Some(plan))
+        }
+    };
+    let more = rows.len() > limit as usize;
+    let users = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(User::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more {
+        users.last().map(|u| u.username.clone())
+    } else {
+        None
+    };
+    Ok((UserPage { users, next }, plan))
+}
+
+/// The first `limit + 1` users of the page `query` asks for, with its search, and the plan
+/// that found them, in the caller's read-only transaction.
+async fn search(
     conn: &mut PgConnection,
     search: &Search,
     query: &UserQuery,
     limit: u32,
-) -> Result<Vec<UserRow>, sqlx::Error> {
+    th: Thresholds,
+) -> Result<(Vec<UserRow>, Plan), sqlx::Error> {
     let start = || QueryBuilder::new("");
-    plan_with(conn, Scans::Bitmap).await?;
-    let (sampled, bound): (i64, Option<String>) = sample_query(start(), search, query, limit)
-        .build_query_as()
-        .fetch_one(&mut *conn)
-        .await?;
-    if sampled < SAMPLE {
-        return set_query(start(), search, query, limit)
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await;
-    }
+    let full = |rows: &Vec<UserRow>| rows.len() > limit as usize;
+
     plan_with(conn, Scans::Ordered).await?;
-    if let Some(bound) = bound {
+    let end: Option<String> = probe_end_query(start(), query, th)
+        .build_query_scalar()
+        .fetch_optional(&mut *conn)
+        .await?;
+    let rows: Vec<UserRow> = walk_query(start(), search, query, limit, end.as_deref())
+        .build_query_as()
+        .fetch_all(&mut *conn)
+        .await?;
+    if full(&rows) || end.is_none() {
+        return Ok((rows, Plan::Probe));
+    }
+
+    plan_with(conn, Scans::Bitmap).await?;
+    let sample = sample_query(start(), search, query, limit, th)
+        .build()
+        .fetch_all(&mut *conn)
+        .await?;
+    let sampled: i64 = match sample.first() {
+        Some(row) => row.try_get("sampled")?,
+        None => {
+            count_query(start(), search, th)
+                .build_query_scalar()
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    if sampled < th.sample {
+        let rows = sample
+            .iter()
+            .map(UserRow::from_row)
+            .collect::<Result<_, _>>()?;
+        return Ok((rows, Plan::Set));
+    }
+
+    plan_with(conn, Scans::Ordered).await?;
+    if let Some(last) = sample.get(limit as usize) {
+        let bound: String = last.try_get("username")?;
         let rows: Vec<UserRow> = walk_query(start(), search, query, limit, Some(&bound))
             .build_query_as()
             .fetch_all(&mut *conn)
             .await?;
-        if rows.len() > limit as usize {
-            return Ok(rows);
+        if full(&rows) {
+            return Ok((rows, Plan::BoundedWalk));
         }
     }
-    walk_query(start(), search, query, limit, None)
+    let rows = walk_query(start(), search, query, limit, None)
         .build_query_as()
         .fetch_all(&mut *conn)
-        .await
+        .await?;
+    Ok((rows, Plan::Walk))
 }
 
 #[cfg(test)]
@@ -380,21 +500,25 @@ mod plans {
                     Search::Prefix(_) => plan.contains("Bitmap Index Scan on users_"),
                     Search::Substring(_) => plan.contains("Bitmap Index Scan on users_search"),
                 };
-                let sample = plan(
-                    &mut conn,
-                    Some(Scans::Bitmap),
-                    sample_query(explain(), search, &query, 20),
-                )
-                .await;
-                let ok = from_index(&sample) && !sample.contains("Seq Scan");
+                let th = Thresholds::DEFAULT;
+                let sample = sample_query(explain(), search, &query, 20, th);
+                let sample = plan(&mut conn, Some(Scans::Bitmap), sample).await;
+                let ok = from_index(&sample)
+                    && !sample.contains("Seq Scan")
+                    && !sample.contains("users_role_")
+                    && !sample.contains("users_status_");
                 assert!(ok, "sample {search:?} {query:?}:\n{sample}");
-                let set = set_query(explain(), search, &query, 20);
-                let set = plan(&mut conn, Some(Scans::Bitmap), set).await;
-                let ok = from_index(&set)
-                    && !set.contains("Seq Scan")
-                    && !set.contains("users_role_")
-                    && !set.contains("users_status_");
-                assert!(ok, "set {search:?} {query:?}:\n{set}");
+                let count = count_query(explain(), search, th);
+                let count = plan(&mut conn, Some(Scans::Bitmap), count).await;
+                let ok = from_index(&count) && !count.contains("Seq Scan");
+                assert!(ok, "count {search:?}:\n{count}");
+                let end = probe_end_query(explain(), &query, th);
+                let end = plan(&mut conn, Some(Scans::Ordered), end).await;
+                let ok = end.contains("Scan using users_")
+                    && !end.contains("Seq Scan")
+                    && !end.contains("Bitmap")
+                    && !end.contains("Sort");
+                assert!(ok, "probe end {query:?}:\n{end}");
                 for bound in [None, Some("user015000")] {
                     let walk = walk_query(explain(), search, &query, 20, bound);
                     let walk = plan(&mut conn, Some(Scans::Ordered), walk).await;
@@ -407,6 +531,64 @@ mod plans {
             }
         }
         drop(conn);
+        db.close().await;
+    }
+}
+
+/// Every plan gives the pages of the in-memory reference: with small thresholds the
+/// searches of `search_dataset` reach the probe, the set plan and both walks; with the
+/// default ones the probe serves them all.
+#[cfg(test)]
+mod paths {
+    use std::collections::HashSet;
+
+    use user_core::domain::{NewUser, PasswordHash};
+    use user_core::ports::UserRepository as _;
+    use user_core::testing::InMemoryUserRepository;
+    use user_core::testing::conformance::{search_dataset, search_queries};
+
+    use super::*;
+    use crate::testing::TestSchema;
+
+    #[tokio::test]
+    async fn every_plan_gives_the_pages_of_the_reference() {
+        let Some(schema) = TestSchema::create().await else {
+            return;
+        };
+        let db = schema.open().await;
+        let reference = InMemoryUserRepository::default();
+        for user in search_dataset() {
+            let new = NewUser {
+                user,
+                password_hash: PasswordHash::new("h"),
+            };
+            db.users().insert(&new).await.unwrap();
+            reference.insert(&new).await.unwrap();
+        }
+        let small = Thresholds {
+            probe: 8,
+            sample: 32,
+        };
+        for th in [small, Thresholds::DEFAULT] {
+            let mut plans = HashSet::new();
+            for first in search_queries() {
+                let mut q = first.clone();
+                for pages in 1.. {
+                    let (got, plan) = list(&db.db, &q, th).await.unwrap();
+                    plans.insert(plan);
+                    assert_eq!(got, reference.list(&q).await.unwrap(), "{th:?} {q:?}");
+                    assert!(pages < 60, "pagination must end");
+                    match got.next {
+                        Some(next) => q.after = Some(next),
+                        None => break,
+                    }
+                }
+            }
+            if th == small {
+                let every = [Plan::Probe, Plan::Set, Plan::BoundedWalk, Plan::Walk];
+                assert!(every.iter().all(|p| plans.contains(&Some(*p))), "{plans:?}");
+            }
+        }
         db.close().await;
     }
 }

@@ -1,5 +1,4 @@
 use async_trait::async_trait;
-use sqlx::QueryBuilder;
 use time::OffsetDateTime;
 use user_core::domain::{
     Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage, UserQuery,
@@ -10,7 +9,7 @@ use user_core::ports::{Identifier, UserRepository};
 
 use crate::retry::Db;
 use crate::rows::{CredentialsRow, UserRow, user_columns};
-use crate::search::{self, Search};
+use crate::search::{self, Thresholds};
 
 /// [`UserRepository`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -350,44 +349,8 @@ impl UserRepository for PostgresUserRepository {
     }
 
     async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError> {
-        let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
-        let pool = &self.db.pool;
-        let rows: Vec<UserRow> = match Search::of(query) {
-            None => {
-                self.db
-                    .run(|| async move {
-                        search::page_query(QueryBuilder::new(""), query, limit)
-                            .build_query_as()
-                            .fetch_all(pool)
-                            .await
-                    })
-                    .await?
-            }
-            Some(None) => Vec::new(),
-            Some(Some(s)) => {
-                let s = &s;
-                self.db
-                    .run(|| async move {
-                        let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
-                        let rows = search::search(&mut tx, s, query, limit).await?;
-                        tx.commit().await?;
-                        Ok(rows)
-                    })
-                    .await?
-            }
-        };
-        let more = rows.len() > limit as usize;
-        let users = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(User::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = if more {
-            users.last().map(|u| u.username.clone())
-        } else {
-            None
-        };
-        Ok(UserPage { users, next })
+        let (page, _plan) = search::list(&self.db, query, Thresholds::DEFAULT).await?;
+        Ok(page)
     }
 
     async fn count_active_admins(&self) -> Result<u64, RepoError> {

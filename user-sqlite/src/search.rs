@@ -10,35 +10,55 @@
 //!   indexes find.
 //!
 //! A search index yields its matches in its own order, not in username order, so a page
-//! cannot be the first rows of one index walk. A search is served in two steps:
+//! cannot be the first rows of one index walk. A search is served in up to three steps:
 //!
-//! 1. A **sample**: the first [`SAMPLE`] users the search index yields, with whether each
-//!    passes the cursor and the filters. Reading it costs at most [`SAMPLE`] row lookups.
-//! 2. If the sample holds every match (fewer than [`SAMPLE`]), the page is those matches
-//!    that pass, sorted: the **set** plan, at most [`SAMPLE`] rows to sort. Otherwise the
-//!    search matches many users, and the page comes from a **walk** of the username order
-//!    (or of a filter's index) from the cursor on, testing each row: dense matches make it
-//!    short. The sample bounds it: its `limit + 1`-th passing username is an upper end that
-//!    holds a full page, so the walk stops there even when the matches cluster elsewhere in
-//!    the username order. Only when fewer than that many sampled users pass (a filter rarer
-//!    than the search, or the last pages) does the walk run on to the end, along the index of
-//!    the filter.
+//! 1. A **probe**: a walk of the username order (or of a filter's index) from the cursor
+//!    over the next [`Thresholds::probe`] users at most, testing each row. A search that matches often
+//!    near the cursor fills its page here; so does any search when no more than [`Thresholds::probe`]
+//!    users are left after the cursor (a rare role or status, the last pages).
+//! 2. Otherwise a **sample**: the first [`Thresholds::sample`] users the search index yields, of which
+//!    the statement returns the first `limit + 1` in username order that pass the cursor
+//!    and the filters, and how many it sampled. Reading it costs at most [`Thresholds::sample`] row
+//!    lookups and a sort of as many rows. If the sample holds every match (fewer than
+//!    [`Thresholds::sample`]), that is the page: the **set** plan.
+//! 3. Otherwise the search matches many users, and the page comes from a **walk** from the
+//!    cursor on, testing each row: dense matches make it short. The sample bounds it: its
+//!    `limit + 1`-th passing username is an upper end that holds a full page, so the walk
+//!    stops there even when the matches cluster elsewhere in the username order. Only when
+//!    fewer than that many sampled users pass does the walk run on to the end.
 //!
-//! Each step's answer is exact by itself, whatever happened in between: the set plan reads
-//! the whole match set again, and a bounded walk that comes back short (users changed since
-//! the sample) runs again without the bound.
+//! Each answer is exact by itself, whatever happened in between: a walk returns the first
+//! matches of a range of the username order, and is taken as the page only when it is full
+//! or its range reaches the end; the set plan is one statement that saw every match.
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
-use user_core::domain::{Role, UserQuery, UserStatus};
+use sqlx::{FromRow as _, QueryBuilder, Row as _, Sqlite, SqlitePool};
+use user_core::domain::{Role, User, UserPage, UserQuery, UserStatus};
 use user_core::error::RepoError;
 
 use crate::map_db_err;
 use crate::rows::{UserRow, user_columns};
 
-/// How many matches the sample reads at most: the most rows the set plan sorts, and what
-/// bounds the walk. About √(21 × users) balances the two at a million users (a sorted row
-/// costs about as much as a walked one).
-pub(crate) const SAMPLE: i64 = 4096;
+/// The sizes that choose a search's plan. The list uses [`Thresholds::DEFAULT`]; tests pick
+/// small ones to reach every plan with a few users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Thresholds {
+    /// How many users, in username order from the cursor, the probe tests at most.
+    pub(crate) probe: i64,
+    /// How many matches the sample reads at most: the most rows the set plan sorts, and
+    /// what bounds the walk.
+    pub(crate) sample: i64,
+}
+
+impl Thresholds {
+    /// A probe of 1024 users: a search that matches one in fifty of them near the cursor
+    /// fills a default page (20) there. A sample of 4096 matches: about √(21 × users) at a
+    /// million users, where a sorted row costs about as much as a walked one, balances the
+    /// sample against the walk it bounds (about 21 / 4096 of the users).
+    pub(crate) const DEFAULT: Self = Self {
+        probe: 1024,
+        sample: 4096,
+    };
+}
 
 /// What a search text matches (see `UserQuery::search`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,16 +129,20 @@ impl Search {
         }
     }
 
-    /// Pushes a `SELECT` of the rowids of the matching users, from the search indexes.
-    fn push_matches(&self, q: &mut QueryBuilder<Sqlite>) {
+    /// Pushes the rows of `users AS u` that the search index yields as matches, in its
+    /// own order: `users AS u WHERE ...` or a join of the FTS5 table to `users AS u`.
+    fn push_source(&self, q: &mut QueryBuilder<Sqlite>) {
         match self {
             Self::Prefix(p) => {
-                q.push("SELECT rowid FROM users WHERE ");
+                q.push("users AS u WHERE ");
                 self.push_prefix_ranges(q, p);
             }
             Self::Substring(t) => {
-                q.push("SELECT rowid FROM users_search WHERE users_search MATCH ")
-                    .push_bind(Self::fts_phrase(t));
+                q.push(
+                    "users_search AS s JOIN users AS u ON u.rowid = s.rowid \
+                     WHERE s.users_search MATCH ",
+                )
+                .push_bind(Self::fts_phrase(t));
             }
         }
     }
@@ -195,48 +219,45 @@ fn push_order(q: &mut QueryBuilder<Sqlite>, limit: u32) {
         .push_bind(i64::from(limit) + 1);
 }
 
-/// The sample: how many matches the search index yields, up to [`SAMPLE`], and the
-/// `limit + 1`-th username, in order, of those that pass the cursor and the filters.
-pub(crate) fn sample_query(search: &Search, query: &UserQuery, limit: u32) -> QueryBuilder<Sqlite> {
-    let mut q = QueryBuilder::new("WITH sample AS MATERIALIZED (SELECT u.username AS username, (1");
-    push_filters(&mut q, query, "u.");
-    q.push(") AS passes FROM ");
-    match search {
-        Search::Prefix(p) => {
-            q.push("users AS u WHERE ");
-            search.push_prefix_ranges(&mut q, p);
-        }
-        Search::Substring(t) => {
-            q.push(
-                "users_search AS s JOIN users AS u ON u.rowid = s.rowid \
-                 WHERE s.users_search MATCH ",
-            )
-            .push_bind(Search::fts_phrase(t));
-        }
-    }
-    q.push(" LIMIT ")
-        .push_bind(SAMPLE)
-        .push(
-            ") SELECT (SELECT COUNT(*) FROM sample), \
-             (SELECT username FROM sample WHERE passes ORDER BY username LIMIT 1 OFFSET ",
-        )
-        .push_bind(i64::from(limit))
-        .push(")");
+/// The username [`Thresholds::probe`] users after the cursor, among those that pass the filters: the
+/// end of the probe's range, or none when fewer are left. One range of a covering index.
+pub(crate) fn probe_end_query(query: &UserQuery, th: Thresholds) -> QueryBuilder<Sqlite> {
+    let mut q = QueryBuilder::new("SELECT username FROM users INDEXED BY ");
+    q.push(ordered_index(query)).push(" WHERE 1");
+    push_filters(&mut q, query, "");
+    q.push(" ORDER BY username LIMIT 1 OFFSET ")
+        .push_bind(th.probe - 1);
     q
 }
 
-/// The set plan: every match, from the search index, that passes the cursor and the
-/// filters, sorted; the first `limit + 1`.
-pub(crate) fn set_query(search: &Search, query: &UserQuery, limit: u32) -> QueryBuilder<Sqlite> {
-    let mut q = QueryBuilder::new(concat!(
-        "SELECT ",
+/// The sample: of the first [`Thresholds::sample`] matches the search index yields, the first
+/// `limit + 1` in username order that pass the cursor and the filters, each with the number
+/// of matches sampled (`sampled`).
+pub(crate) fn sample_query(
+    search: &Search,
+    query: &UserQuery,
+    limit: u32,
+    th: Thresholds,
+) -> QueryBuilder<Sqlite> {
+    let mut q = QueryBuilder::new("WITH sample AS MATERIALIZED (SELECT u.*, (1");
+    push_filters(&mut q, query, "u.");
+    q.push(") AS passes FROM ");
+    search.push_source(&mut q);
+    q.push(" LIMIT ").push_bind(th.sample).push(concat!(
+        ") SELECT ",
         user_columns!(),
-        " FROM users WHERE rowid IN ("
+        ", (SELECT COUNT(*) FROM sample) AS sampled FROM sample WHERE passes"
     ));
-    search.push_matches(&mut q);
-    q.push(")");
-    push_filters(&mut q, query, "+");
     push_order(&mut q, limit);
+    q
+}
+
+/// How many matches the search index yields, up to [`Thresholds::sample`]: asked when no sampled user
+/// passes the cursor and the filters.
+pub(crate) fn count_query(search: &Search, th: Thresholds) -> QueryBuilder<Sqlite> {
+    let mut q = QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM ");
+    search.push_source(&mut q);
+    q.push(" LIMIT ").push_bind(th.sample).push(")");
     q
 }
 
@@ -258,37 +279,94 @@ pub(crate) fn walk_query(
     q
 }
 
+/// The plan that served a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Plan {
+    /// The probe filled the page, or saw every user left.
+    Probe,
+    /// The sample held every match.
+    Set,
+    /// A walk up to the sample's bound.
+    BoundedWalk,
+    /// A walk to the end.
+    Walk,
+}
+
+/// The page `query` asks for, its plans chosen by `th`, and the plan of its search.
+pub(crate) async fn list(
+    pool: &SqlitePool,
+    query: &UserQuery,
+    th: Thresholds,
+) -> Result<(UserPage, Option<Plan>), RepoError> {
+    let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
+    let (rows, plan) = match Search::of(query) {
+        None => (fetch(pool, page_query(query, limit)).await?, None),
+        Some(None) => (Vec::new(), None),
+        Some(Some(s)) => {
+            let (rows, plan) = search(pool, &s, query, limit, th).await?;
+            (rows, Some(plan))
+        }
+    };
+    let more = rows.len() > limit as usize;
+    let users = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(User::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more {
+        users.last().map(|u| u.username.clone())
+    } else {
+        None
+    };
+    Ok((UserPage { users, next }, plan))
+}
+
 /// The first `limit + 1` users of the page `query` asks for, with its search.
-pub(crate) async fn search(
+async fn search(
     pool: &SqlitePool,
     search: &Search,
     query: &UserQuery,
     limit: u32,
-) -> Result<Vec<UserRow>, RepoError> {
-    let (sampled, bound): (i64, Option<String>) = sample_query(search, query, limit)
-        .build_query_as()
-        .fetch_one(pool)
+    th: Thresholds,
+) -> Result<(Vec<UserRow>, Plan), RepoError> {
+    let end: Option<String> = probe_end_query(query, th)
+        .build_query_scalar()
+        .fetch_optional(pool)
         .await
         .map_err(map_db_err)?;
-    if sampled < SAMPLE {
-        return fetch(pool, set_query(search, query, limit)).await;
+    let rows = fetch(pool, walk_query(search, query, limit, end.as_deref())).await?;
+    if rows.len() > limit as usize || end.is_none() {
+        return Ok((rows, Plan::Probe));
     }
-    if let Some(bound) = bound {
+    let sample = sample_query(search, query, limit, th)
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(map_db_err)?;
+    let sampled: i64 = match sample.first() {
+        Some(row) => row.try_get("sampled").map_err(map_db_err)?,
+        None => count_query(search, th)
+            .build_query_scalar()
+            .fetch_one(pool)
+            .await
+            .map_err(map_db_err)?,
+    };
+    if sampled < th.sample {
+        let rows = sample
+            .iter()
+            .map(|row| UserRow::from_row(row).map_err(map_db_err))
+            .collect::<Result<_, _>>()?;
+        return Ok((rows, Plan::Set));
+    }
+    if let Some(last) = sample.get(limit as usize) {
+        let bound: String = last.try_get("username").map_err(map_db_err)?;
         let rows = fetch(pool, walk_query(search, query, limit, Some(&bound))).await?;
         if rows.len() > limit as usize {
-            return Ok(rows);
+            return Ok((rows, Plan::BoundedWalk));
         }
     }
-    fetch(pool, walk_query(search, query, limit, None)).await
-}
-
-/// The first `limit + 1` users of the page `query` asks for, without a search.
-pub(crate) async fn page(
-    pool: &SqlitePool,
-    query: &UserQuery,
-    limit: u32,
-) -> Result<Vec<UserRow>, RepoError> {
-    fetch(pool, page_query(query, limit)).await
+    let rows = fetch(pool, walk_query(search, query, limit, None)).await?;
+    Ok((rows, Plan::Walk))
 }
 
 async fn fetch(pool: &SqlitePool, mut q: QueryBuilder<Sqlite>) -> Result<Vec<UserRow>, RepoError> {
@@ -392,18 +470,19 @@ mod plans {
                         plan.iter().any(|s| s.contains("VIRTUAL TABLE INDEX 0:M"))
                     }
                 };
-                let sample = plan(pool, &sample_query(search, &query, 20)).await;
+                let sample =
+                    plan(pool, &sample_query(search, &query, 20, Thresholds::DEFAULT)).await;
                 assert!(
                     from_index(&sample) && !scans_users(&sample),
                     "sample {search:?} {query:?}: {sample:?}"
                 );
-                let set = plan(pool, &set_query(search, &query, 20)).await;
-                let by_rowid = set
-                    .first()
-                    .is_some_and(|s| s == "SEARCH users USING INTEGER PRIMARY KEY (rowid=?)");
+                let end = plan(pool, &probe_end_query(&query, Thresholds::DEFAULT)).await;
+                let ok = end.len() == 1 && end[0].contains(&format!("COVERING INDEX {index}"));
+                assert!(ok, "probe end {query:?}: {end:?}");
+                let count = plan(pool, &count_query(search, Thresholds::DEFAULT)).await;
                 assert!(
-                    by_rowid && from_index(&set) && !scans_users(&set),
-                    "set {search:?} {query:?}: {set:?}"
+                    from_index(&count) && !scans_users(&count),
+                    "count {search:?}: {count:?}"
                 );
                 for bound in [None, Some("x")] {
                     let walk = plan(pool, &walk_query(search, &query, 20, bound)).await;
@@ -415,5 +494,76 @@ mod plans {
                 }
             }
         }
+    }
+}
+
+/// Every plan gives the pages of the in-memory reference: with small thresholds the
+/// searches of `search_dataset` reach the probe, the set plan and both walks; with the
+/// default ones the probe serves them all.
+#[cfg(test)]
+mod paths {
+    use std::collections::HashSet;
+
+    use user_core::domain::{NewUser, PasswordHash};
+    use user_core::ports::UserRepository as _;
+    use user_core::testing::InMemoryUserRepository;
+    use user_core::testing::conformance::{search_dataset, search_queries};
+
+    use super::*;
+    use crate::{Durability, SqliteConfig, SqliteDatabase};
+
+    #[tokio::test]
+    async fn every_plan_gives_the_pages_of_the_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            durability: Durability::Normal,
+            ..SqliteConfig::new(dir.path().join("users.db"))
+        };
+        let db = SqliteDatabase::open(&config).await.unwrap();
+        let reference = InMemoryUserRepository::default();
+        for user in search_dataset() {
+            let new = NewUser {
+                user,
+                password_hash: PasswordHash::new("h"),
+            };
+            db.users().insert(&new).await.unwrap();
+            reference.insert(&new).await.unwrap();
+        }
+        let small = Thresholds {
+            probe: 8,
+            sample: 32,
+        };
+        let tiny = Thresholds {
+            probe: 2,
+            sample: 4,
+        };
+        for th in [small, tiny, Thresholds::DEFAULT] {
+            let mut plans = HashSet::new();
+            for first in search_queries() {
+                let mut q = first.clone();
+                for pages in 1.. {
+                    let (got, plan) = list(db.pool(), &q, th).await.unwrap();
+                    plans.insert(plan);
+                    assert_eq!(got, reference.list(&q).await.unwrap(), "{th:?} {q:?}");
+                    assert!(pages < 60, "pagination must end");
+                    match got.next {
+                        Some(next) => q.after = Some(next),
+                        None => break,
+                    }
+                }
+            }
+            // (A sample smaller than a page never bounds a walk.)
+            if th == small {
+                let every = [Plan::Probe, Plan::Set, Plan::BoundedWalk, Plan::Walk];
+                assert!(
+                    every.iter().all(|p| plans.contains(&Some(*p))),
+                    "{th:?}: {plans:?}"
+                );
+            }
+        }
+        sqlx::query("INSERT INTO users_search (users_search, rank) VALUES ('integrity-check', 1)")
+            .execute(db.pool())
+            .await
+            .unwrap();
     }
 }

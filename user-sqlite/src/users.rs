@@ -10,7 +10,7 @@ use user_core::ports::{Identifier, UserRepository};
 
 use crate::map_db_err;
 use crate::rows::{CredentialsRow, UserRow, to_db, user_columns};
-use crate::search::{self, Search};
+use crate::search::{self, Thresholds};
 
 /// [`UserRepository`] on SQLite.
 #[derive(Debug, Clone)]
@@ -293,24 +293,8 @@ impl UserRepository for SqliteUserRepository {
     }
 
     async fn list(&self, query: &UserQuery) -> Result<UserPage, RepoError> {
-        let limit = query.limit.clamp(1, UserQuery::MAX_LIMIT);
-        let rows = match Search::of(query) {
-            None => search::page(&self.pool, query, limit).await?,
-            Some(None) => Vec::new(),
-            Some(Some(s)) => search::search(&self.pool, &s, query, limit).await?,
-        };
-        let more = rows.len() > limit as usize;
-        let users = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(User::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = if more {
-            users.last().map(|u| u.username.clone())
-        } else {
-            None
-        };
-        Ok(UserPage { users, next })
+        let (page, _plan) = search::list(&self.pool, query, Thresholds::DEFAULT).await?;
+        Ok(page)
     }
 
     async fn count_active_admins(&self) -> Result<u64, RepoError> {
