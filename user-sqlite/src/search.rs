@@ -13,14 +13,14 @@
 //! cannot be the first rows of one index walk. A search is served in up to three steps:
 //!
 //! 1. A **probe**: a walk of the username order (or of a filter's index) from the cursor
-//!    over the next [`Thresholds::probe`] users at most, testing each row. A search that matches often
-//!    near the cursor fills its page here; so does any search when no more than [`Thresholds::probe`]
-//!    users are left after the cursor (a rare role or status, the last pages).
-//! 2. Otherwise a **sample**: the first [`Thresholds::sample`] users the search index yields, of which
-//!    the statement returns the first `limit + 1` in username order that pass the cursor
-//!    and the filters, and how many it sampled. Reading it costs at most [`Thresholds::sample`] row
-//!    lookups and a sort of as many rows. If the sample holds every match (fewer than
-//!    [`Thresholds::sample`]), that is the page: the **set** plan.
+//!    over the next [`Thresholds::probe`] users at most, testing each row. A search that
+//!    matches often near the cursor fills its page here; so does any search when no more
+//!    users than that are left after the cursor (a rare role or status, the last pages).
+//! 2. Otherwise a **sample**: the first [`Thresholds::sample`] users the search index
+//!    yields, of which the statement returns the first `limit + 1` in username order that
+//!    pass the cursor and the filters, and how many it sampled. Reading it costs at most
+//!    that many row lookups and a sort of as many rows. If the sample holds every match
+//!    (fewer than [`Thresholds::sample`]), that is the page: the **set** plan.
 //! 3. Otherwise the search matches many users, and the page comes from a **walk** from the
 //!    cursor on, testing each row: dense matches make it short. The sample bounds it: its
 //!    `limit + 1`-th passing username is an upper end that holds a full page, so the walk
@@ -219,8 +219,9 @@ fn push_order(q: &mut QueryBuilder<Sqlite>, limit: u32) {
         .push_bind(i64::from(limit) + 1);
 }
 
-/// The username [`Thresholds::probe`] users after the cursor, among those that pass the filters: the
-/// end of the probe's range, or none when fewer are left. One range of a covering index.
+/// The username [`Thresholds::probe`] users after the cursor, among those that pass the
+/// filters: the end of the probe's range, or none when fewer are left. One range of a
+/// covering index.
 pub(crate) fn probe_end_query(query: &UserQuery, th: Thresholds) -> QueryBuilder<Sqlite> {
     let mut q = QueryBuilder::new("SELECT username FROM users INDEXED BY ");
     q.push(ordered_index(query)).push(" WHERE 1");
@@ -230,9 +231,9 @@ pub(crate) fn probe_end_query(query: &UserQuery, th: Thresholds) -> QueryBuilder
     q
 }
 
-/// The sample: of the first [`Thresholds::sample`] matches the search index yields, the first
-/// `limit + 1` in username order that pass the cursor and the filters, each with the number
-/// of matches sampled (`sampled`).
+/// The sample: of the first [`Thresholds::sample`] matches the search index yields, the
+/// first `limit + 1` in username order that pass the cursor and the filters, each with the
+/// number of matches sampled (`sampled`).
 pub(crate) fn sample_query(
     search: &Search,
     query: &UserQuery,
@@ -252,8 +253,8 @@ pub(crate) fn sample_query(
     q
 }
 
-/// How many matches the search index yields, up to [`Thresholds::sample`]: asked when no sampled user
-/// passes the cursor and the filters.
+/// How many matches the search index yields, up to [`Thresholds::sample`]: asked when no
+/// sampled user passes the cursor and the filters.
 pub(crate) fn count_query(search: &Search, th: Thresholds) -> QueryBuilder<Sqlite> {
     let mut q = QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM ");
     search.push_source(&mut q);
