@@ -11,7 +11,9 @@ pub struct UserQuery {
     /// its length in characters (see [`UserQuery::SUBSTRING_MIN_CHARS`]):
     ///
     /// - 3 or more: anywhere in the username, the email or the display name, the display
-    ///   name compared in lowercase;
+    ///   name compared in lowercase (as Rust lowercases; on PostgreSQL as the database's
+    ///   locale does, which differs only for a few letters such as a final `Σ`, and folds
+    ///   ASCII only under the `C` locale);
     /// - 1 or 2: the start of the username or of the email.
     ///
     /// Every character stands for itself: `%`, `_`, `\`, quotes, `*` and words such as `OR`
