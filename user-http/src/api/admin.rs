@@ -20,7 +20,8 @@ use crate::extract::{ApiJson, BearerActor};
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// Prefix of the username or email.
+    /// Text in the username, email or display name (3 characters or more), or the start of
+    /// the username or email (fewer).
     #[param(schema_with = schema::search)]
     search: Option<String>,
     /// Only users with this role.

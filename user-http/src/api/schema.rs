@@ -254,7 +254,10 @@ pub(crate) fn search() -> Object {
     string(false)
         .max_length(Some(UserQuery::MAX_SEARCH_LEN))
         .description(Some(format!(
-            "Prefix of the username or email, case-insensitive, at most {} characters.",
+            "Case-insensitive: {} characters or more match anywhere in the username, the email \
+             or the display name; fewer match the start of the username or the email. Every \
+             character is literal. At most {} characters.",
+            UserQuery::SUBSTRING_MIN_CHARS,
             UserQuery::MAX_SEARCH_LEN
         )))
         .build()
