@@ -5,7 +5,8 @@ use user_core::domain::{
     UserStatus, Username,
 };
 use user_core::error::RepoError;
-use user_core::ports::{Identifier, UserRepository};
+use user_core::ports::{Identifier, Inserted, UserRepository};
+use uuid::Uuid;
 
 use crate::retry::Db;
 use crate::rows::{CredentialsRow, UserRow, user_columns};
@@ -87,6 +88,105 @@ impl PostgresUserRepository {
     }
 }
 
+/// The columns of a batch for `insert_many`, one array each, for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    ids: Vec<Uuid>,
+    usernames: Vec<String>,
+    emails: Vec<String>,
+    display_names: Vec<Option<String>>,
+    hashes: Vec<String>,
+    roles: Vec<String>,
+    statuses: Vec<String>,
+    verified: Vec<Option<OffsetDateTime>>,
+    created: Vec<OffsetDateTime>,
+    updated: Vec<OffsetDateTime>,
+}
+
+impl Columns {
+    fn of(batch: &[NewUser]) -> Self {
+        let mut c = Self::default();
+        for new in batch {
+            let u = &new.user;
+            c.ids.push(u.id.as_uuid());
+            c.usernames.push(u.username.as_str().to_owned());
+            c.emails.push(u.email.as_str().to_owned());
+            c.display_names
+                .push(u.display_name.as_ref().map(|d| d.as_str().to_owned()));
+            c.hashes.push(new.password_hash.as_str().to_owned());
+            c.roles.push(u.role.as_str().to_owned());
+            c.statuses.push(u.status.as_str().to_owned());
+            c.verified.push(u.email_verified_at);
+            c.created.push(u.created_at);
+            c.updated.push(u.updated_at);
+        }
+        c
+    }
+}
+
+/// The values of `column` in the rows not `written`.
+fn skipped<T: Clone>(column: &[T], written: &[bool]) -> Vec<T> {
+    column
+        .iter()
+        .zip(written)
+        .filter(|(_, w)| !**w)
+        .map(|(v, _)| v.clone())
+        .collect()
+}
+
+/// Writes `batch` in one transaction: one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT
+/// DO NOTHING` (`WITH ORDINALITY` keeps the batch's order, so of two rows that collide the
+/// first is written), then, only when rows were skipped, one read of the users holding
+/// their ids, usernames or emails, in the same transaction.
+async fn insert_batch(
+    pool: &sqlx::PgPool,
+    batch: &[NewUser],
+    c: &Columns,
+) -> Result<Vec<Inserted>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let returned: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "INSERT INTO users (id, username, email, display_name, password_hash, role, status, \
+         email_verified_at, created_at, updated_at) \
+         SELECT id, username, email, display_name, password_hash, role, status, \
+                email_verified_at, created_at, updated_at \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[]) \
+              WITH ORDINALITY AS b (id, username, email, display_name, password_hash, role, \
+                                    status, email_verified_at, created_at, updated_at, n) \
+         ORDER BY n \
+         ON CONFLICT DO NOTHING RETURNING id, username, email",
+    )
+    .bind(&c.ids)
+    .bind(&c.usernames)
+    .bind(&c.emails)
+    .bind(&c.display_names)
+    .bind(&c.hashes)
+    .bind(&c.roles)
+    .bind(&c.statuses)
+    .bind(&c.verified)
+    .bind(&c.created)
+    .bind(&c.updated)
+    .fetch_all(&mut *tx)
+    .await?;
+    let written = Inserted::written(batch, returned);
+    let outcomes = if written.iter().all(|w| *w) {
+        vec![Inserted::Inserted; batch.len()]
+    } else {
+        let holders: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "SELECT id, username, email FROM users \
+             WHERE id = ANY ($1) OR username = ANY ($2) OR email = ANY ($3)",
+        )
+        .bind(skipped(&c.ids, &written))
+        .bind(skipped(&c.usernames, &written))
+        .bind(skipped(&c.emails, &written))
+        .fetch_all(&mut *tx)
+        .await?;
+        Inserted::of_batch(batch, &written, &holders)
+    };
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
 /// A statement's condition that keeps at least one active admin: the row may change unless
 /// it is an active admin and the only one.
 ///
@@ -137,6 +237,51 @@ impl UserRepository for PostgresUserRepository {
             })
             .await
             .map(drop)
+    }
+
+    async fn insert_many(&self, batch: &[NewUser]) -> Result<Vec<Inserted>, RepoError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pool = &self.db.pool;
+        let columns = &Columns::of(batch);
+        self.db.run(|| insert_batch(pool, batch, columns)).await
+    }
+
+    async fn export_page(
+        &self,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<(User, PasswordHash)>, RepoError> {
+        // A range of the primary key's index: from the start, or after the cursor (two
+        // statements: a condition that is true without a cursor would keep a generic plan
+        // from seeking to it).
+        let first = concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users ORDER BY id LIMIT $1"
+        );
+        let next = concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE id > $2 ORDER BY id LIMIT $1"
+        );
+        let pool = &self.db.pool;
+        let rows = self
+            .db
+            .run(|| async move {
+                let q =
+                    sqlx::query_as::<_, CredentialsRow>(if after.is_some() { next } else { first })
+                        .bind(i64::from(limit));
+                match after {
+                    Some(after) => q.bind(after.as_uuid()),
+                    None => q,
+                }
+                .fetch_all(pool)
+                .await
+            })
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn get(&self, id: UserId) -> Result<User, RepoError> {

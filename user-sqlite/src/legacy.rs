@@ -6,7 +6,9 @@
 //! refuse (an id that is not a UUID, a username or email that does not parse, a hash that is
 //! not well-formed bcrypt within the hasher's cost ceiling) or that collides case-insensitively with another user is reported with its row,
 //! id and reason, and the rest are imported. A rerun imports nothing twice
-//! ([`ImportSummary::insert_once`]). Progress is reported every 1000 rows.
+//! ([`ImportBatch`]). The rows are written in batches of
+//! [`IMPORT_BATCH`](user_core::transfer::IMPORT_BATCH), one transaction each, and progress
+//! is reported after each.
 //!
 //! ```no_run
 //! # async fn run(db: user_sqlite::SqliteDatabase) -> Result<(), Box<dyn std::error::Error>> {
@@ -33,11 +35,8 @@ use user_core::domain::{Email, NewUser, Role, User, UserId, UserStatus, Username
 use user_core::error::RepoError;
 use user_core::password::HashCeiling;
 use user_core::ports::UserRepository;
-use user_core::transfer::{ImportEvent, ImportSummary, importable_hash};
+use user_core::transfer::{ImportBatch, ImportEvent, ImportSummary, importable_hash};
 use uuid::Uuid;
-
-/// Rows read between two progress reports.
-const PROGRESS_EVERY: u64 = 1000;
 
 /// Why the legacy database could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -149,11 +148,13 @@ impl LegacyUsers {
     /// Inserts every acceptable row into `users` (active users with role `user`, created
     /// `now`), skipping ids already present. A hash must be bcrypt that the hasher configured
     /// with `ceiling` accepts at sign-in ([`importable_hash`]). Each refused row is reported as
-    /// `row N (id ID): rejected: reason`, and progress every 1000 rows, through `on_event`.
+    /// `row N (id ID): rejected: reason`, and progress after each batch of
+    /// [`IMPORT_BATCH`](user_core::transfer::IMPORT_BATCH) rows (one transaction), through
+    /// `on_event`.
     ///
     /// # Errors
-    /// [`RepoError`] when the repository fails; what was imported stays, and a rerun
-    /// completes it.
+    /// [`RepoError`] when the repository fails; every batch written before stays, and a
+    /// rerun completes the import.
     pub async fn import_into(
         self,
         users: &dyn UserRepository,
@@ -163,20 +164,17 @@ impl LegacyUsers {
     ) -> Result<ImportSummary, RepoError> {
         let total = self.rows.len() as u64;
         let mut summary = ImportSummary::default();
+        let mut batch = ImportBatch::default();
         for (row, legacy) in (1..).zip(self.rows) {
-            if row % PROGRESS_EVERY == 0 {
+            let at = format!("row {row} (id {})", legacy.id);
+            batch.push(at, check(&legacy, ceiling, now));
+            if batch.is_full() || row == total {
+                batch.flush(users, &mut summary, &mut on_event).await?;
                 on_event(ImportEvent::Progress {
                     read: row,
-                    total,
+                    total: Some(total),
                     summary: &summary,
                 });
-            }
-            let at = format!("row {row} (id {})", legacy.id);
-            match check(&legacy, ceiling, now) {
-                Ok(new) => {
-                    summary.insert_once(users, &new, &at, &mut on_event).await?;
-                }
-                Err(reason) => summary.reject(&at, &reason, &mut on_event),
             }
         }
         Ok(summary)

@@ -1,12 +1,13 @@
 use async_trait::async_trait;
-use sqlx::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use user_core::domain::{
     DisplayName, Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage,
     UserQuery, UserStatus, Username,
 };
 use user_core::error::RepoError;
-use user_core::ports::{Identifier, UserRepository};
+use user_core::ports::{Identifier, Inserted, UserRepository};
+use uuid::Uuid;
 
 use crate::map_db_err;
 use crate::rows::{CredentialsRow, UserRow, to_db, user_columns};
@@ -84,6 +85,79 @@ macro_rules! keeps_an_admin {
     };
 }
 
+/// Rows per `INSERT` statement of `insert_many`: 100 rows of 11 parameters, far below
+/// SQLite's limit of 32,766 parameters, and few enough that the statement for a full chunk,
+/// prepared once, is reused (sqlx caches it) for every chunk of every batch. One statement
+/// per row would cost a round trip to the connection's thread per row.
+const INSERT_CHUNK: usize = 100;
+
+/// Writes `chunk` with one `INSERT ... ON CONFLICT DO NOTHING` on `conn` (in the caller's
+/// transaction) and says what became of each row. The triggers of migration 0006 keep the
+/// search index in step for every row written, and check `display_name_lower`.
+async fn insert_chunk(
+    conn: &mut SqliteConnection,
+    chunk: &[NewUser],
+) -> Result<Vec<Inserted>, sqlx::Error> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO users (id, username, email, display_name, display_name_lower, \
+         password_hash, role, status, email_verified_at, created_at, updated_at) ",
+    );
+    q.push_values(chunk, |mut row, new| {
+        let u = &new.user;
+        row.push_bind(u.id.to_string())
+            .push_bind(u.username.as_str().to_owned())
+            .push_bind(u.email.as_str().to_owned())
+            .push_bind(u.display_name.as_ref().map(|d| d.as_str().to_owned()))
+            .push_bind(u.display_name.as_ref().map(lowercase))
+            .push_bind(new.password_hash.as_str().to_owned())
+            .push_bind(u.role.as_str())
+            .push_bind(u.status.as_str())
+            .push_bind(u.email_verified_at.map(to_db))
+            .push_bind(to_db(u.created_at))
+            .push_bind(to_db(u.updated_at));
+    });
+    // Without a conflict target, DO NOTHING skips a row that collides on any unique index
+    // (id, username, email), a row of the same statement included.
+    q.push(" ON CONFLICT DO NOTHING RETURNING id, username, email");
+    let returned: Vec<(String, String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let returned = returned
+        .into_iter()
+        .filter_map(|(id, name, mail)| Some((Uuid::parse_str(&id).ok()?, name, mail)));
+    let written = Inserted::written(chunk, returned);
+    if written.iter().all(|w| *w) {
+        return Ok(vec![Inserted::Inserted; chunk.len()]);
+    }
+    let skipped = || {
+        chunk
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| !**w)
+            .map(|(n, _)| &n.user)
+    };
+    let mut q = QueryBuilder::<Sqlite>::new("SELECT id, username, email FROM users WHERE id IN (");
+    let mut list = q.separated(", ");
+    for u in skipped() {
+        list.push_bind(u.id.to_string());
+    }
+    q.push(") OR username IN (");
+    let mut list = q.separated(", ");
+    for u in skipped() {
+        list.push_bind(u.username.as_str().to_owned());
+    }
+    q.push(") OR email IN (");
+    let mut list = q.separated(", ");
+    for u in skipped() {
+        list.push_bind(u.email.as_str().to_owned());
+    }
+    q.push(")");
+    let holders: Vec<(String, String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let holders: Vec<(Uuid, String, String)> = holders
+        .into_iter()
+        .filter_map(|(id, name, mail)| Some((Uuid::parse_str(&id).ok()?, name, mail)))
+        .collect();
+    Ok(Inserted::of_batch(chunk, &written, &holders))
+}
+
 /// The lowercase display name the search compares with (see migration 0006): lowercased
 /// here, as the service lowercases a search, because SQLite's `lower()` folds ASCII only.
 fn lowercase(name: &DisplayName) -> String {
@@ -114,6 +188,42 @@ impl UserRepository for SqliteUserRepository {
         .await
         .map(drop)
         .map_err(map_db_err)
+    }
+
+    async fn insert_many(&self, batch: &[NewUser]) -> Result<Vec<Inserted>, RepoError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The first statement writes, so the transaction takes the write lock there (waiting
+        // out the busy timeout), never upgrading a read snapshot that another writer moved.
+        let mut tx = self.pool.begin().await.map_err(map_db_err)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            outcomes.extend(insert_chunk(&mut tx, chunk).await.map_err(map_db_err)?);
+        }
+        tx.commit().await.map_err(map_db_err)?;
+        Ok(outcomes)
+    }
+
+    async fn export_page(
+        &self,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<(User, PasswordHash)>, RepoError> {
+        // Ids are stored as lowercase hyphenated UUIDs, whose text order is the UUIDs' order;
+        // the page is a range of the primary key's index. `''` sorts before every id.
+        let q = concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE id > ? ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query_as::<_, CredentialsRow>(q)
+            .bind(after.map(|id| id.to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_db_err)?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn get(&self, id: UserId) -> Result<User, RepoError> {

@@ -32,7 +32,7 @@ pub use mailer::{Mail, MailError, Mailer};
 pub use outbox::{ClaimedMail, DeadLetter, MailOutbox};
 pub use sessions::SessionStore;
 pub use tokens::OneTimeTokenStore;
-pub use users::{Identifier, UserRepository};
+pub use users::{Identifier, Inserted, UserRepository};
 
 #[cfg(any(test, feature = "testing"))]
 pub use audit::MockAuditLog;

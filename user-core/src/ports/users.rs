@@ -1,10 +1,13 @@
+use std::collections::{HashMap, HashSet};
+
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::domain::{
     Email, NewUser, PasswordHash, ProfileChanges, Role, User, UserId, UserPage, UserQuery,
     UserStatus, Username,
 };
-use crate::error::RepoError;
+use crate::error::{RepoError, UniqueField};
 
 /// What a person types to name their account at sign-in: a username or an email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,91 @@ impl Identifier {
     }
 }
 
+/// What [`UserRepository::insert_many`] did with one row of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The user was written.
+    Inserted,
+    /// A user with this id was already there (stored before, or an earlier row of the same
+    /// batch): nothing was written. An import counts it as done (a rerun).
+    AlreadyPresent,
+    /// Another user (another id), stored before or an earlier row of the same batch, has
+    /// this username or email: nothing was written.
+    Conflict(UniqueField),
+}
+
+impl Inserted {
+    /// For store adapters: which rows of `batch` an `INSERT ... ON CONFLICT DO NOTHING
+    /// RETURNING id, username, email` wrote, from the rows it returned (in any order). Of
+    /// several rows with one id, username and email, the first is the one written.
+    pub fn written(
+        batch: &[NewUser],
+        returned: impl IntoIterator<Item = (Uuid, String, String)>,
+    ) -> Vec<bool> {
+        let mut returned: HashSet<(Uuid, String, String)> = returned.into_iter().collect();
+        batch
+            .iter()
+            .map(|new| {
+                let u = &new.user;
+                // Owned keys: a batch is small next to its statement, and this runs once a row.
+                returned.remove(&(
+                    u.id.as_uuid(),
+                    u.username.as_str().to_owned(),
+                    u.email.as_str().to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// For store adapters: the outcome of each row of `batch`, from which rows the insert
+    /// wrote ([`Inserted::written`]) and the users (id, username, email) that, after the
+    /// insert and in the same transaction, hold the id, username or email of a row it did
+    /// not write. A row is judged by what was there before it: a user written by a later
+    /// row of the batch does not count against it.
+    pub fn of_batch(
+        batch: &[NewUser],
+        written: &[bool],
+        holders: &[(Uuid, String, String)],
+    ) -> Vec<Self> {
+        // Where in the batch each user written by it is.
+        let written_at: HashMap<Uuid, usize> = batch
+            .iter()
+            .zip(written)
+            .enumerate()
+            .filter(|(_, (_, w))| **w)
+            .map(|(i, (new, _))| (new.user.id.as_uuid(), i))
+            .collect();
+        batch
+            .iter()
+            .zip(written)
+            .enumerate()
+            .map(|(i, (new, written))| {
+                if *written {
+                    return Self::Inserted;
+                }
+                let u = &new.user;
+                let before = |holder: &&(Uuid, String, String)| {
+                    written_at.get(&holder.0).is_none_or(|at| *at < i)
+                };
+                let mut holders = holders.iter().filter(before);
+                let (mut username, mut email) = (false, false);
+                for (id, name, mail) in &mut holders {
+                    if *id == u.id.as_uuid() {
+                        return Self::AlreadyPresent;
+                    }
+                    username |= name == u.username.as_str();
+                    email |= mail == u.email.as_str();
+                }
+                if username || !email {
+                    Self::Conflict(UniqueField::Username)
+                } else {
+                    Self::Conflict(UniqueField::Email)
+                }
+            })
+            .collect()
+    }
+}
+
 /// Where users live.
 ///
 /// Usernames and emails are unique case-insensitively (both are stored lowercase). The store
@@ -42,6 +130,32 @@ pub trait UserRepository: Send + Sync + 'static {
     ///   written.
     /// - [`RepoError::Unavailable`] when the store fails.
     async fn insert(&self, new: &NewUser) -> Result<(), RepoError>;
+
+    /// Inserts a batch of users with their password hashes, all in one transaction, and
+    /// says what became of each row, in the batch's order: [`Inserted::Inserted`],
+    /// [`Inserted::AlreadyPresent`] when a user with its id exists (the id decides, whatever
+    /// the other fields), else [`Inserted::Conflict`] naming `username` (checked first) or
+    /// `email` taken by another user. Rows are taken in order, so a row sees the rows before
+    /// it: of two rows with one id the first is inserted, the second already present. A row
+    /// that is not inserted writes nothing and does not stop the others. An empty batch does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails; nothing of the batch is written.
+    async fn insert_many(&self, batch: &[NewUser]) -> Result<Vec<Inserted>, RepoError>;
+
+    /// Reads up to `limit` users with their password hashes, in id order, after the id
+    /// `after` (from the first without one): one read per page, for an export. The last
+    /// user of a page is the `after` of the next; a page shorter than `limit` is the last.
+    /// Users inserted or deleted meanwhile may or may not appear; no user appears twice.
+    ///
+    /// # Errors
+    /// [`RepoError::Unavailable`] when the store fails.
+    async fn export_page(
+        &self,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<(User, PasswordHash)>, RepoError>;
 
     /// Fetches a user by id.
     ///

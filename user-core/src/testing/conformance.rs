@@ -24,8 +24,8 @@ use crate::domain::{
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{
-    AuditLog, ClaimedMail, DeviceTokenStore, Identifier, LoginFailureStore, Mail, MailOutbox,
-    OneTimeTokenStore, SecondFactorStore, SessionStore, UserRepository,
+    AuditLog, ClaimedMail, DeviceTokenStore, Identifier, Inserted, LoginFailureStore, Mail,
+    MailOutbox, OneTimeTokenStore, SecondFactorStore, SessionStore, UserRepository,
 };
 
 /// The stores under test, fresh for each check. `guard` keeps whatever backs them alive (a
@@ -79,6 +79,9 @@ macro_rules! conformance_tests {
             missing_users_are_not_found,
             duplicate_username_conflicts_and_writes_nothing,
             duplicate_email_conflicts_and_writes_nothing,
+            insert_many_says_what_became_of_each_row,
+            insert_many_reruns_add_nothing,
+            export_page_reads_users_with_their_hashes_in_id_order,
             update_profile_changes_fields,
             update_profile_conflicts_name_the_field,
             update_password_hash_replaces_it,
@@ -374,6 +377,220 @@ pub async fn duplicate_email_conflicts_and_writes_nothing(s: Stores) {
     );
     not_found(s.users.get(twin.id).await, "the rejected user");
     assert_eq!(total(&s).await, 1);
+}
+
+fn new_user(u: &User, tag: &str) -> NewUser {
+    NewUser {
+        user: u.clone(),
+        password_hash: hash(tag),
+    }
+}
+
+/// The batch of [`insert_many_says_what_became_of_each_row`] over a store holding `alice`,
+/// with the outcome each row must get.
+fn mixed_batch(alice: &User) -> Vec<(NewUser, Inserted)> {
+    let mut bob = user("bob");
+    bob.display_name = DisplayName::parse("Bób Ünicode").unwrap();
+    bob.role = Role::Admin;
+    bob.status = UserStatus::Disabled;
+    bob.email_verified_at = Some(at(5));
+    let mut alice_again = alice.clone();
+    alice_again.display_name = DisplayName::parse("Changed").unwrap();
+    let mut alice_name = user("ALICE");
+    alice_name.email = Email::parse("other@example.com").unwrap();
+    let mut alice_email = user("dave");
+    alice_email.email = Email::parse("Alice@Example.com").unwrap();
+    let mut bob_name = user("bob");
+    bob_name.email = Email::parse("bob2@example.com").unwrap();
+    let mut bob_email = user("eve");
+    bob_email.email = bob.email.clone();
+    let mut bob_id = user("frank");
+    bob_id.id = bob.id;
+    let carol = user("carol");
+    vec![
+        (new_user(&bob, "bob"), Inserted::Inserted),
+        (new_user(&alice_again, "x"), Inserted::AlreadyPresent),
+        (
+            new_user(&alice_name, "x"),
+            Inserted::Conflict(UniqueField::Username),
+        ),
+        (
+            new_user(&alice_email, "x"),
+            Inserted::Conflict(UniqueField::Email),
+        ),
+        (new_user(&bob, "bob"), Inserted::AlreadyPresent),
+        (new_user(&bob_id, "x"), Inserted::AlreadyPresent),
+        (
+            new_user(&bob_name, "x"),
+            Inserted::Conflict(UniqueField::Username),
+        ),
+        (
+            new_user(&bob_email, "x"),
+            Inserted::Conflict(UniqueField::Email),
+        ),
+        (new_user(&carol, "carol"), Inserted::Inserted),
+    ]
+}
+
+/// `insert_many` says what became of each row, in order: inserted, already present by id
+/// (stored before or earlier in the batch), or a conflict naming the field taken by another
+/// user (stored before or earlier in the batch). The inserted rows are stored whole, with
+/// their hashes, and found by the search; the others write nothing.
+pub async fn insert_many_says_what_became_of_each_row(s: Stores) {
+    let alice = user("alice");
+    insert(&s, &alice).await;
+    assert_eq!(s.users.insert_many(&[]).await.ok(), Some(vec![]));
+    let mut batch = mixed_batch(&alice);
+    // Judged by what was there before: a later row that takes the id does not count.
+    let mut grace = user("grace");
+    grace.email = alice.email.clone();
+    let mut heidi = user("heidi");
+    heidi.id = grace.id;
+    batch.push((
+        new_user(&grace, "x"),
+        Inserted::Conflict(UniqueField::Email),
+    ));
+    batch.push((new_user(&heidi, "heidi"), Inserted::Inserted));
+    let rows: Vec<NewUser> = batch.iter().map(|(n, _)| n.clone()).collect();
+    let expected: Vec<Inserted> = batch.iter().map(|(_, o)| *o).collect();
+    assert_eq!(s.users.insert_many(&rows).await.unwrap(), expected);
+    let (bob, carol) = (&rows[0], &rows[8]);
+    for new in [bob, carol] {
+        let u = &new.user;
+        assert_eq!(s.users.get(u.id).await.ok().as_ref(), Some(u));
+        assert_eq!(
+            s.users.password_hash(u.id).await.ok(),
+            Some(new.password_hash.clone())
+        );
+    }
+    assert_eq!(s.users.get(alice.id).await.ok(), Some(alice), "left alone");
+    assert_eq!(s.users.get(heidi.id).await.ok(), Some(heidi));
+    assert_eq!(total(&s).await, 4);
+    assert_eq!(
+        listed(&s, &searching("ünic")).await,
+        ["bob"],
+        "display name"
+    );
+    assert_eq!(listed(&s, &searching("arol@")).await, ["carol"], "email");
+}
+
+/// Running a batch again adds nothing: every row is already present or still conflicts.
+pub async fn insert_many_reruns_add_nothing(s: Stores) {
+    let alice = user("alice");
+    insert(&s, &alice).await;
+    let rows: Vec<NewUser> = mixed_batch(&alice).into_iter().map(|(n, _)| n).collect();
+    let first = s.users.insert_many(&rows).await.unwrap();
+    let again = s.users.insert_many(&rows).await.unwrap();
+    let expected: Vec<Inserted> = first
+        .iter()
+        .map(|o| match o {
+            Inserted::Inserted => Inserted::AlreadyPresent,
+            other => *other,
+        })
+        .collect();
+    assert_eq!(again, expected);
+    assert_eq!(total(&s).await, 3);
+    let many: Vec<NewUser> = (0..250)
+        .map(|i| new_user(&user(&format!("user{i:03}")), "h"))
+        .collect();
+    let first = s.users.insert_many(&many).await.unwrap();
+    assert!(first.iter().all(|o| *o == Inserted::Inserted), "{first:?}");
+    let again = s.users.insert_many(&many).await.unwrap();
+    assert!(
+        again.iter().all(|o| *o == Inserted::AlreadyPresent),
+        "{again:?}"
+    );
+    let mut q = UserQuery {
+        limit: UserQuery::MAX_LIMIT,
+        ..UserQuery::default()
+    };
+    let mut count = 0;
+    loop {
+        let page = s.users.list(&q).await.unwrap();
+        count += page.users.len();
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(count, 253);
+}
+
+/// The username that the failing stores given to
+/// [`insert_many_writes_nothing_when_the_store_fails`] fail to insert.
+pub const SABOTEUR: &str = "saboteur";
+
+/// `insert_many` is one transaction: when the store fails on a row, it returns
+/// `Unavailable` and nothing of the batch is written, not even the rows before it. Not in
+/// [`conformance_tests!`](crate::conformance_tests): `s` must be a store made to fail on
+/// inserting a user named [`SABOTEUR`] (a trigger, say), which only its adapter can make.
+pub async fn insert_many_writes_nothing_when_the_store_fails(s: Stores) {
+    insert(&s, &user("alice")).await;
+    let before = user("before");
+    let after = user("after");
+    let rows = [
+        new_user(&before, "b"),
+        new_user(&user(SABOTEUR), "s"),
+        new_user(&after, "a"),
+    ];
+    let failed = s.users.insert_many(&rows).await;
+    assert!(
+        matches!(failed, Err(RepoError::Unavailable(_))),
+        "{failed:?}"
+    );
+    not_found(s.users.get(before.id).await, "a row before the failure");
+    not_found(s.users.get(after.id).await, "a row after the failure");
+    assert_eq!(total(&s).await, 1);
+    assert_eq!(listed(&s, &searching("before")).await, Vec::<String>::new());
+    let rerun = s
+        .users
+        .insert_many(&[rows[0].clone(), rows[2].clone()])
+        .await;
+    assert_eq!(
+        rerun.ok(),
+        Some(vec![Inserted::Inserted; 2]),
+        "a rerun completes"
+    );
+    assert_eq!(total(&s).await, 3);
+}
+
+/// `export_page` reads every user with their hash, in id order, a page at a time after the
+/// last id of the one before; a short page is the last.
+pub async fn export_page_reads_users_with_their_hashes_in_id_order(s: Stores) {
+    assert_eq!(s.users.export_page(None, 10).await.ok(), Some(vec![]));
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let mut u = user(&format!("user{i}"));
+        if i == 3 {
+            u.display_name = DisplayName::parse("Üser Three").unwrap();
+            u.role = Role::Admin;
+            u.status = UserStatus::Disabled;
+            u.email_verified_at = Some(at(3));
+        }
+        let new = new_user(&u, &format!("hash{i}"));
+        s.users.insert(&new).await.unwrap();
+        expected.push((u, new.password_hash));
+    }
+    expected.sort_by_key(|(u, _)| u.id);
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.users.export_page(after, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let last = page.len() < 3;
+        after = page.last().map(|(u, _)| u.id).or(after);
+        read.extend(page);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(read, expected);
+    assert_eq!(
+        s.users.export_page(None, 100).await.ok(),
+        Some(expected.clone())
+    );
+    let last = expected.last().map(|(u, _)| u.id);
+    assert_eq!(s.users.export_page(last, 100).await.ok(), Some(vec![]));
 }
 
 /// `update_profile` changes what it is given, keeps the rest, clears verification only when

@@ -16,8 +16,8 @@ use crate::domain::{
 };
 use crate::error::{RepoError, UniqueField};
 use crate::ports::{
-    AuditLog, ClaimedMail, DeadLetter, DeviceTokenStore, Identifier, LoginFailureStore, Mail,
-    MailOutbox, OneTimeTokenStore, SecondFactorStore, SessionStore, UserRepository,
+    AuditLog, ClaimedMail, DeadLetter, DeviceTokenStore, Identifier, Inserted, LoginFailureStore,
+    Mail, MailOutbox, OneTimeTokenStore, SecondFactorStore, SessionStore, UserRepository,
 };
 
 struct Secret {
@@ -40,6 +40,8 @@ struct State {
     recovery_codes: HashMap<UserId, Vec<TokenHash>>,
     trusted: HashMap<([u8; 32], UserId), OffsetDateTime>,
     challenges: HashMap<[u8; 32], SignInChallenge>,
+    /// A username whose insert by `insert_many` fails as the store would.
+    fail_inserts_of: Option<Username>,
 }
 
 /// A mail in the outbox.
@@ -105,7 +107,11 @@ pub struct InMemorySecondFactorStore(Shared);
 
 /// The eight storage ports over one shared state, as one database would be.
 pub fn in_memory() -> Storage {
-    let state = Shared::default();
+    over(Shared::default())
+}
+
+/// The eight storage ports over `state`.
+fn over(state: Shared) -> Storage {
     Storage {
         users: Arc::new(InMemoryUserRepository(Arc::clone(&state))),
         sessions: Arc::new(InMemorySessionStore(Arc::clone(&state))),
@@ -116,6 +122,17 @@ pub fn in_memory() -> Storage {
         audit: Arc::new(InMemoryAuditLog(Arc::clone(&state))),
         factors: Arc::new(InMemorySecondFactorStore(state)),
     }
+}
+
+/// The eight storage ports over one shared state, like [`in_memory`], except that
+/// `insert_many` fails (`RepoError::Unavailable`, writing nothing of its batch) when it
+/// reaches a user named `username`: the failing store that
+/// [`insert_many_writes_nothing_when_the_store_fails`](crate::testing::conformance::insert_many_writes_nothing_when_the_store_fails)
+/// needs.
+pub fn in_memory_failing_inserts_of(username: Username) -> Storage {
+    let state = Shared::default();
+    lock(&state).fail_inserts_of = Some(username);
+    over(state)
 }
 
 impl State {
@@ -202,6 +219,52 @@ impl UserRepository for InMemoryUserRepository {
         s.users
             .insert(new.user.id, (new.user.clone(), new.password_hash.clone()));
         Ok(())
+    }
+
+    async fn insert_many(&self, batch: &[NewUser]) -> Result<Vec<Inserted>, RepoError> {
+        let mut s = lock(&self.0);
+        let mut written = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for new in batch {
+            let u = &new.user;
+            if s.fail_inserts_of.as_ref() == Some(&u.username) {
+                // As a database rolls its transaction back.
+                for id in written {
+                    s.users.remove(&id);
+                }
+                return Err(RepoError::unavailable("the store failed"));
+            }
+            let outcome = if s.users.contains_key(&u.id) {
+                Inserted::AlreadyPresent
+            } else if let Err(RepoError::Conflict { field }) =
+                s.taken(None, Some(&u.username), Some(&u.email))
+            {
+                Inserted::Conflict(field)
+            } else {
+                s.users.insert(u.id, (u.clone(), new.password_hash.clone()));
+                written.push(u.id);
+                Inserted::Inserted
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    async fn export_page(
+        &self,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<(User, PasswordHash)>, RepoError> {
+        let s = lock(&self.0);
+        let mut page: Vec<(User, PasswordHash)> = s
+            .users
+            .values()
+            .filter(|(u, _)| after.is_none_or(|after| u.id > after))
+            .cloned()
+            .collect();
+        page.sort_by_key(|(u, _)| u.id);
+        page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(page)
     }
 
     async fn get(&self, id: UserId) -> Result<User, RepoError> {

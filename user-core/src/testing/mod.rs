@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
+mod failing;
 mod memory;
 #[cfg(any(test, feature = "testing"))]
 pub mod observe;
@@ -24,10 +25,11 @@ pub use crate::ports::{
     MockDeviceTokenStore, MockLoginFailureStore, MockMailOutbox, MockMailer, MockOneTimeTokenStore,
     MockPasswordHasher, MockSessionStore, MockUserRepository,
 };
+pub use failing::FailingUserRepository;
 pub use memory::{
     InMemoryAuditLog, InMemoryDeviceTokenStore, InMemoryLoginFailureStore, InMemoryMailOutbox,
     InMemoryOneTimeTokenStore, InMemorySecondFactorStore, InMemorySessionStore,
-    InMemoryUserRepository, in_memory,
+    InMemoryUserRepository, in_memory, in_memory_failing_inserts_of,
 };
 
 use crate::Ports;
@@ -391,6 +393,16 @@ mod tests {
     }
 
     crate::conformance_tests!(memory_stores);
+
+    #[tokio::test]
+    async fn insert_many_writes_nothing_when_the_store_fails() {
+        let name = crate::domain::Username::parse(super::conformance::SABOTEUR).unwrap();
+        let storage = super::in_memory_failing_inserts_of(name);
+        super::conformance::insert_many_writes_nothing_when_the_store_fails(
+            super::conformance::Stores::new(storage, ()),
+        )
+        .await;
+    }
 
     /// One in-memory database; "reopening" it hands out the same state, as a second
     /// handle on one database would see it.

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::testing::{FixedClock, Fixture, memory_ports};
+use crate::testing::{FailingUserRepository, FixedClock, Fixture, memory_ports};
 
 /// Runs an import and keeps what it reported, one line per event.
 async fn import(users: &dyn UserRepository, input: &str) -> (ImportSummary, Vec<String>) {
@@ -12,6 +12,13 @@ async fn import(users: &dyn UserRepository, input: &str) -> (ImportSummary, Vec<
     .await
     .unwrap();
     (summary, events)
+}
+
+fn without_progress(events: Vec<String>) -> Vec<String> {
+    events
+        .into_iter()
+        .filter(|e| !e.contains("rows read"))
+        .collect()
 }
 
 async fn exported(f: &Fixture) -> String {
@@ -29,21 +36,39 @@ async fn export_then_import_moves_users_with_hashes_roles_and_status() {
     let from = Fixture::in_memory();
     let root = from.register_admin("root").await;
     from.register("alice").await;
+    let alice = from
+        .ports
+        .users
+        .get_by_username(&Username::parse("alice").unwrap())
+        .await
+        .unwrap();
     let text = exported(&from).await;
-    let first: UserRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let records: Vec<UserRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut ids = vec![root.id.as_uuid(), alice.id.as_uuid()];
+    ids.sort();
     assert_eq!(
-        (
-            first.username.as_str(),
-            first.role.as_str(),
-            first.status.as_str()
-        ),
-        ("alice", "user", "active"),
-        "username order"
+        records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids,
+        "id order"
+    );
+    let first = records.iter().find(|r| r.username == "alice").unwrap();
+    assert_eq!(
+        (first.role.as_str(), first.status.as_str()),
+        ("user", "active")
     );
 
     let clock = Arc::new(FixedClock::default());
     let to = Fixture::with_ports(memory_ports(Arc::clone(&clock)), clock);
     let (summary, events) = import(to.ports.users.as_ref(), &text).await;
+    let (progress, events): (Vec<String>, Vec<String>) =
+        events.into_iter().partition(|e| e.contains("rows read"));
+    assert_eq!(
+        progress,
+        ["  2 rows read (2 imported, 0 already present, 0 rejected)"]
+    );
     assert_eq!(
         summary,
         ImportSummary {
@@ -88,6 +113,7 @@ async fn bad_rows_are_reported_with_their_line_and_the_rest_imported() {
 
     let to = Fixture::in_memory();
     let (summary, events) = import(to.ports.users.as_ref(), &input).await;
+    let events = without_progress(events);
     assert_eq!(
         (summary.imported, summary.already_present, summary.rejected),
         (1, 0, 4)
@@ -148,6 +174,7 @@ async fn hashes_the_hasher_would_refuse_are_rejected_with_a_reason() {
     }
     let to = Fixture::in_memory();
     let (summary, events) = import(to.ports.users.as_ref(), &lines.join("\n")).await;
+    let events = without_progress(events);
     assert_eq!(
         (summary.imported, summary.already_present, summary.rejected),
         (1, 0, 4),
@@ -163,4 +190,145 @@ async fn hashes_the_hasher_would_refuse_are_rejected_with_a_reason() {
     }
     assert!(to.login("user4", "hunter2").await.is_ok(), "bcrypt is kept");
     assert!(to.ports.users.get(UserId::from(record.id)).await.is_ok());
+}
+
+/// `n` valid records `user00000`... in the export format, with a fixed test hash.
+fn records(n: usize) -> Vec<String> {
+    let hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    (0..n)
+        .map(|i| {
+            serde_json::to_string(&UserRecord {
+                id: Uuid::new_v4(),
+                username: format!("user{i:05}"),
+                email: format!("user{i:05}@example.com"),
+                display_name: Some(format!("User Nummer {i}")),
+                role: if i % 100 == 0 { "admin" } else { "user" }.into(),
+                status: if i % 7 == 0 { "disabled" } else { "active" }.into(),
+                email_verified_at: None,
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                updated_at: OffsetDateTime::UNIX_EPOCH,
+                password_hash: hash.into(),
+            })
+            .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn imports_in_batches_reporting_progress_and_every_line_in_order() {
+    let mut lines = records(2 * IMPORT_BATCH + 10);
+    lines[5] = "{not json".into();
+    let mut clash: UserRecord = serde_json::from_str(&lines[3]).unwrap();
+    clash.id = Uuid::new_v4();
+    clash.email = "fresh@example.com".into();
+    lines[IMPORT_BATCH + 1] = serde_json::to_string(&clash).unwrap();
+    lines[IMPORT_BATCH + 2] = String::new();
+    let to = Fixture::in_memory();
+    let (summary, events) = import(to.ports.users.as_ref(), &lines.join("\n")).await;
+    assert_eq!(
+        (summary.imported, summary.already_present, summary.rejected),
+        (2 * IMPORT_BATCH as u64 + 7, 0, 2)
+    );
+    let n = IMPORT_BATCH;
+    assert_eq!(events.len(), 5, "{events:#?}");
+    assert!(events[0].starts_with("line 6: rejected: "), "{}", events[0]);
+    assert_eq!(
+        events[1],
+        format!(
+            "  {n} rows read ({} imported, 0 already present, 1 rejected)",
+            n - 1
+        )
+    );
+    assert!(
+        events[2].starts_with(&format!(
+            "line {}: rejected: username \"user00003\" collides",
+            n + 2
+        )),
+        "{}",
+        events[2]
+    );
+    // The blank line is read, not a row of the batch.
+    assert_eq!(
+        events[3],
+        format!(
+            "  {} rows read ({} imported, 0 already present, 2 rejected)",
+            2 * n + 1,
+            2 * n - 2
+        )
+    );
+    assert_eq!(
+        events[4],
+        format!(
+            "  {} rows read ({} imported, 0 already present, 2 rejected)",
+            2 * n + 10,
+            2 * n + 7
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_store_failure_mid_way_keeps_every_batch_before_it_and_a_rerun_completes() {
+    let input = records(3 * IMPORT_BATCH + 5).join("\n");
+    let to = Fixture::in_memory();
+    let failing = FailingUserRepository::new(Arc::clone(&to.ports.users), 3);
+    let mut events = Vec::new();
+    let failed = import_users(&failing, &HashCeiling::default(), input.as_bytes(), |e| {
+        events.push(e.to_string())
+    })
+    .await;
+    assert!(
+        matches!(failed, Err(TransferError::Storage(_))),
+        "{failed:?}"
+    );
+    assert_eq!(failing.insert_many_calls(), 3);
+    assert_eq!(
+        events.len(),
+        2,
+        "a progress report per committed batch: {events:#?}"
+    );
+    let mut stored = 0;
+    let mut after = None;
+    loop {
+        let page = to.ports.users.export_page(after, 1000).await.unwrap();
+        stored += page.len();
+        after = page.last().map(|(u, _)| u.id);
+        if page.len() < 1000 {
+            break;
+        }
+    }
+    assert_eq!(
+        stored,
+        2 * IMPORT_BATCH,
+        "the two batches before the failure"
+    );
+
+    let (summary, events) = import(&failing, &input).await;
+    assert_eq!(
+        (summary.imported, summary.already_present, summary.rejected),
+        (IMPORT_BATCH as u64 + 5, 2 * IMPORT_BATCH as u64, 0),
+        "the rerun completes: {events:#?}"
+    );
+    let (again, _) = import(to.ports.users.as_ref(), &input).await;
+    assert_eq!(
+        (again.imported, again.already_present, again.rejected),
+        (0, 3 * IMPORT_BATCH as u64 + 5, 0)
+    );
+}
+
+#[tokio::test]
+async fn export_reads_every_page() {
+    let input = records(EXPORT_PAGE as usize + 3).join("\n");
+    let from = Fixture::in_memory();
+    let (summary, _) = import(from.ports.users.as_ref(), &input).await;
+    assert_eq!(summary.imported, u64::from(EXPORT_PAGE) + 3);
+    let text = exported(&from).await;
+    let ids: Vec<Uuid> = text
+        .lines()
+        .map(|l| serde_json::from_str::<UserRecord>(l).unwrap().id)
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "id order, each once");
+    assert_eq!(ids.len(), EXPORT_PAGE as usize + 3);
 }

@@ -53,3 +53,28 @@ async fn a_mixed_case_search_finds_lowercase_names() {
         .unwrap();
     assert_eq!(page.users.len(), 1, "emails too");
 }
+
+/// `insert_many` is one transaction: a trigger makes the store fail on the saboteur's row.
+#[tokio::test]
+async fn insert_many_writes_nothing_when_the_store_fails() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let function = format!(
+        "CREATE FUNCTION saboteur() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.username = '{}' THEN RAISE EXCEPTION 'sabotaged'; END IF; RETURN NEW; END $$",
+        user_core::testing::conformance::SABOTEUR
+    );
+    for sql in [
+        function,
+        "CREATE TRIGGER saboteur BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION saboteur()"
+            .to_owned(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+    }
+    let stores = user_core::testing::conformance::Stores::new(t.db.storage(), t);
+    user_core::testing::conformance::insert_many_writes_nothing_when_the_store_fails(stores).await;
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use sqlx::Connection as _;
 use user_core::password::HashCeiling;
 use user_core::ports::UserRepository as _;
-use user_core::testing::FixedClock;
+use user_core::testing::{FailingUserRepository, FixedClock};
 use user_core::transfer::{ImportEvent, ImportSummary};
 use user_sqlite::legacy::{LegacyError, LegacyUsers};
 
@@ -58,7 +58,9 @@ async fn import(t: &TestDb, legacy: &Path) -> (ImportSummary, Vec<String>) {
             &HashCeiling::default(),
             user_core::ports::Clock::now(&now),
             |e| {
-                events.push(e.to_string());
+                if matches!(e, ImportEvent::Rejected { .. }) {
+                    events.push(e.to_string());
+                }
             },
         )
         .await
@@ -155,21 +157,68 @@ async fn progress_is_reported_every_thousand_rows() {
         .await
         .unwrap();
     assert_eq!(summary.rejected, 2001);
+    let line = |read: u64| {
+        (
+            read,
+            Some(2001),
+            format!("  {read}/2001 rows read (0 imported, 0 already present, {read} rejected)"),
+        )
+    };
     assert_eq!(
         progress,
-        [
-            (
-                1000,
-                2001,
-                "  1000/2001 rows read (0 imported, 0 already present, 999 rejected)".to_owned()
-            ),
-            (
-                2000,
-                2001,
-                "  2000/2001 rows read (0 imported, 0 already present, 1999 rejected)".to_owned()
-            ),
-        ]
+        [line(1000), line(2000), line(2001)],
+        "after each batch"
     );
+}
+
+/// A store failure mid-way keeps every batch written before it; a rerun completes.
+#[tokio::test]
+async fn a_failure_mid_way_keeps_the_batches_before_it_and_a_rerun_completes() {
+    let t = TestDb::new().await;
+    let legacy = t.dir.path().join("legacy.db");
+    let hash = bcrypt::hash("hunter2", 4).unwrap().into_bytes();
+    let names: Vec<(String, String, String)> = (0..2500)
+        .map(|i| {
+            (
+                uuid::Uuid::new_v4().to_string(),
+                format!("user{i}"),
+                format!("user{i}@example.com"),
+            )
+        })
+        .collect();
+    let rows: Vec<Row<'_>> = names
+        .iter()
+        .map(|(id, name, email)| {
+            (
+                id.as_str(),
+                name.as_str(),
+                email.as_str(),
+                hash.clone(),
+                true,
+            )
+        })
+        .collect();
+    legacy_db(&legacy, &rows).await;
+    let users = LegacyUsers::read(&legacy).await.unwrap();
+    let failing = FailingUserRepository::new(std::sync::Arc::new(t.db.users()), 2);
+    let now = time::OffsetDateTime::UNIX_EPOCH;
+    let failed = users
+        .clone()
+        .import_into(&failing, &HashCeiling::default(), now, |_| {})
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    let stored = t.db.users().export_page(None, 5000).await.unwrap();
+    assert_eq!(stored.len(), 1000, "the first batch");
+
+    let rerun = users
+        .import_into(&failing, &HashCeiling::default(), now, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (rerun.imported, rerun.already_present, rerun.rejected),
+        (1500, 1000, 0)
+    );
+    assert!(t.fixture().login("user2499", "hunter2").await.is_ok());
 }
 
 #[tokio::test]
