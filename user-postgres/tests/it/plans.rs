@@ -8,6 +8,12 @@ use crate::TestDb;
 /// The cut-off of every purge and the `now` of every read: 95% of each table lies after it.
 const T: &str = "'2026-03-01 12:00+00'::timestamptz";
 
+/// `insert_many`'s lookup of the users holding the ids, usernames or emails of skipped rows.
+const LOOKUP: &str = "SELECT id, username, email FROM users \
+    WHERE id = ANY ('{0190f1e2-0000-7000-8000-000000000001,0190f1e2-0000-7000-8000-000000000002}'::uuid[]) \
+    OR username = ANY (ARRAY['user7', 'user8']) \
+    OR email = ANY (ARRAY['user7@example.com', 'user9@example.com'])";
+
 async fn execute(t: &TestDb, sql: &str) {
     sqlx::query(sqlx::AssertSqlSafe(sql.replace("$T", T)))
         .execute(t.db.pool())
@@ -144,6 +150,10 @@ async fn per_request_scrape_and_purge_statements_use_indexes() {
                 "SELECT COUNT(*) FROM users WHERE role = 'admin' AND status = 'active'",
                 "users_",
             ),
+            // Per batch of an import that skipped rows: the lookup of their holders.
+            (LOOKUP, "users_pkey"),
+            (LOOKUP, "users_username_key"),
+            (LOOKUP, "users_email_key"),
             // Per purge batch.
             (
                 "DELETE FROM sessions WHERE id = ANY (ARRAY (SELECT id FROM sessions \

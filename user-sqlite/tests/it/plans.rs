@@ -184,3 +184,25 @@ async fn the_active_admins_are_counted_from_an_index() {
     )
     .await;
 }
+
+/// An export page is a range of the primary key's index, whatever the number of users; the
+/// lookup of the rows that `insert_many` skipped reads the three unique indexes.
+#[tokio::test]
+async fn bulk_transfer_statements_use_indexes() {
+    let t = TestDb::new().await;
+    let lookup = "SELECT id, username, email FROM users \
+                  WHERE id IN (?, ?) OR username IN (?, ?) OR email IN (?, ?)";
+    assert_indexed(
+        &t,
+        &[
+            (
+                "SELECT id, username, password_hash FROM users WHERE id > ? ORDER BY id LIMIT ?",
+                "sqlite_autoindex_users_1 (id>?)",
+            ),
+            (lookup, "sqlite_autoindex_users_1 (id=?)"),
+            (lookup, "users_username_key (username=?)"),
+            (lookup, "users_email_key (email=?)"),
+        ],
+    )
+    .await;
+}
