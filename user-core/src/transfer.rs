@@ -337,7 +337,7 @@ impl ImportBatch {
     }
 }
 
-/// Writes every user, in id order, as one [`UserRecord`] per line, and returns how many:
+/// Writes every user, in username order, as one [`UserRecord`] per line, and returns how many:
 /// [`EXPORT_PAGE`] users with their hashes per query. The output holds password hashes:
 /// give it a file only its owner can read
 /// ([`key_files::create_private_file`](crate::auth::key_files::create_private_file)).
@@ -353,11 +353,13 @@ pub async fn export_users(
     let mut count = 0;
     loop {
         let page = users
-            .export_page(after, EXPORT_PAGE)
+            .export_page(after.clone(), EXPORT_PAGE)
             .await
             .map_err(TransferError::Storage)?;
         let full = page.len() >= EXPORT_PAGE as usize;
-        after = page.last().map(|(u, _)| u.id).or(after);
+        if let Some((last, _)) = page.last() {
+            after = Some(last.username.clone());
+        }
         for (user, hash) in page {
             serde_json::to_writer(&mut *out, &UserRecord::new(user, &hash))
                 .map_err(|e| TransferError::Io(e.into()))?;

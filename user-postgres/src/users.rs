@@ -250,23 +250,24 @@ impl UserRepository for PostgresUserRepository {
 
     async fn export_page(
         &self,
-        after: Option<UserId>,
+        after: Option<Username>,
         limit: u32,
     ) -> Result<Vec<(User, PasswordHash)>, RepoError> {
-        // A range of the primary key's index: from the start, or after the cursor (two
+        // A range of `users_username_key`: from the start, or after the cursor (two
         // statements: a condition that is true without a cursor would keep a generic plan
         // from seeking to it).
         let first = concat!(
             "SELECT ",
             user_columns!(),
-            ", password_hash FROM users ORDER BY id LIMIT $1"
+            ", password_hash FROM users ORDER BY username LIMIT $1"
         );
         let next = concat!(
             "SELECT ",
             user_columns!(),
-            ", password_hash FROM users WHERE id > $2 ORDER BY id LIMIT $1"
+            ", password_hash FROM users WHERE username > $2 ORDER BY username LIMIT $1"
         );
         let pool = &self.db.pool;
+        let after = after.as_ref().map(Username::as_str);
         let rows = self
             .db
             .run(|| async move {
@@ -274,7 +275,7 @@ impl UserRepository for PostgresUserRepository {
                     sqlx::query_as::<_, CredentialsRow>(if after.is_some() { next } else { first })
                         .bind(i64::from(limit));
                 match after {
-                    Some(after) => q.bind(after.as_uuid()),
+                    Some(after) => q.bind(after),
                     None => q,
                 }
                 .fetch_all(pool)

@@ -207,18 +207,17 @@ impl UserRepository for SqliteUserRepository {
 
     async fn export_page(
         &self,
-        after: Option<UserId>,
+        after: Option<Username>,
         limit: u32,
     ) -> Result<Vec<(User, PasswordHash)>, RepoError> {
-        // Ids are stored as lowercase hyphenated UUIDs, whose text order is the UUIDs' order;
-        // the page is a range of the primary key's index. `''` sorts before every id.
+        // A range of `users_username_key`; `''` sorts before every username.
         let q = concat!(
             "SELECT ",
             user_columns!(),
-            ", password_hash FROM users WHERE id > ? ORDER BY id LIMIT ?"
+            ", password_hash FROM users WHERE username > ? ORDER BY username LIMIT ?"
         );
         let rows = sqlx::query_as::<_, CredentialsRow>(q)
-            .bind(after.map(|id| id.to_string()).unwrap_or_default())
+            .bind(after.as_ref().map_or("", Username::as_str))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await

@@ -81,7 +81,7 @@ macro_rules! conformance_tests {
             duplicate_email_conflicts_and_writes_nothing,
             insert_many_says_what_became_of_each_row,
             insert_many_reruns_add_nothing,
-            export_page_reads_users_with_their_hashes_in_id_order,
+            export_page_reads_users_with_their_hashes_in_username_order,
             update_profile_changes_fields,
             update_profile_conflicts_name_the_field,
             update_password_hash_replaces_it,
@@ -554,12 +554,13 @@ pub async fn insert_many_writes_nothing_when_the_store_fails(s: Stores) {
     assert_eq!(total(&s).await, 3);
 }
 
-/// `export_page` reads every user with their hash, in id order, a page at a time after the
-/// last id of the one before; a short page is the last.
-pub async fn export_page_reads_users_with_their_hashes_in_id_order(s: Stores) {
+/// `export_page` reads every user with their hash, in username order, a page at a time
+/// after the last username of the one before; a short page is the last.
+pub async fn export_page_reads_users_with_their_hashes_in_username_order(s: Stores) {
     assert_eq!(s.users.export_page(None, 10).await.ok(), Some(vec![]));
     let mut expected = Vec::new();
-    for i in 0..7 {
+    // Inserted out of order; `user10` sorts between `user1` and `user2`.
+    for i in [7, 3, 10, 0, 5, 1, 2, 6, 4] {
         let mut u = user(&format!("user{i}"));
         if i == 3 {
             u.display_name = DisplayName::parse("Üser Three").unwrap();
@@ -571,14 +572,16 @@ pub async fn export_page_reads_users_with_their_hashes_in_id_order(s: Stores) {
         s.users.insert(&new).await.unwrap();
         expected.push((u, new.password_hash));
     }
-    expected.sort_by_key(|(u, _)| u.id);
+    expected.sort_by(|(a, _), (b, _)| a.username.cmp(&b.username));
     let mut read = Vec::new();
-    let mut after = None;
+    let mut after: Option<Username> = None;
     loop {
-        let page = s.users.export_page(after, 3).await.unwrap();
-        assert!(page.len() <= 3);
-        let last = page.len() < 3;
-        after = page.last().map(|(u, _)| u.id).or(after);
+        let page = s.users.export_page(after.clone(), 4).await.unwrap();
+        assert!(page.len() <= 4);
+        let last = page.len() < 4;
+        if let Some((u, _)) = page.last() {
+            after = Some(u.username.clone());
+        }
         read.extend(page);
         if last {
             break;
@@ -589,7 +592,12 @@ pub async fn export_page_reads_users_with_their_hashes_in_id_order(s: Stores) {
         s.users.export_page(None, 100).await.ok(),
         Some(expected.clone())
     );
-    let last = expected.last().map(|(u, _)| u.id);
+    let middle = &expected[4].0.username;
+    assert_eq!(
+        s.users.export_page(Some(middle.clone()), 2).await.ok(),
+        Some(expected[5..7].to_vec())
+    );
+    let last = expected.last().map(|(u, _)| u.username.clone());
     assert_eq!(s.users.export_page(last, 100).await.ok(), Some(vec![]));
 }
 

@@ -53,7 +53,7 @@ impl UserRepository for FailingUserRepository {
 
     async fn export_page(
         &self,
-        after: Option<UserId>,
+        after: Option<Username>,
         limit: u32,
     ) -> Result<Vec<(User, PasswordHash)>, RepoError> {
         self.inner.export_page(after, limit).await

@@ -252,17 +252,17 @@ impl UserRepository for InMemoryUserRepository {
 
     async fn export_page(
         &self,
-        after: Option<UserId>,
+        after: Option<Username>,
         limit: u32,
     ) -> Result<Vec<(User, PasswordHash)>, RepoError> {
         let s = lock(&self.0);
         let mut page: Vec<(User, PasswordHash)> = s
             .users
             .values()
-            .filter(|(u, _)| after.is_none_or(|after| u.id > after))
+            .filter(|(u, _)| after.as_ref().is_none_or(|after| &u.username > after))
             .cloned()
             .collect();
-        page.sort_by_key(|(u, _)| u.id);
+        page.sort_by(|(a, _), (b, _)| a.username.cmp(&b.username));
         page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(page)
     }

@@ -185,7 +185,7 @@ async fn the_active_admins_are_counted_from_an_index() {
     .await;
 }
 
-/// An export page is a range of the primary key's index, whatever the number of users; the
+/// An export page is a range of the username index, whatever the number of users; the
 /// lookup of the rows that `insert_many` skipped reads the three unique indexes.
 #[tokio::test]
 async fn bulk_transfer_statements_use_indexes() {
@@ -196,8 +196,9 @@ async fn bulk_transfer_statements_use_indexes() {
         &t,
         &[
             (
-                "SELECT id, username, password_hash FROM users WHERE id > ? ORDER BY id LIMIT ?",
-                "sqlite_autoindex_users_1 (id>?)",
+                "SELECT id, username, password_hash FROM users \
+                 WHERE username > ? ORDER BY username LIMIT ?",
+                "users_username_key (username>?)",
             ),
             (lookup, "sqlite_autoindex_users_1 (id=?)"),
             (lookup, "users_username_key (username=?)"),
