@@ -1,7 +1,8 @@
 //! In-memory fakes of the storage ports. They pass the same conformance suite as the real
 //! adapters, so tests of the services can trust them.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
@@ -223,6 +224,10 @@ impl UserRepository for InMemoryUserRepository {
 
     async fn insert_many(&self, batch: &[NewUser]) -> Result<Vec<Inserted>, RepoError> {
         let mut s = lock(&self.0);
+        // The taken names and addresses, once per batch rather than a scan per row.
+        let mut names: HashSet<Username> =
+            s.users.values().map(|(u, _)| u.username.clone()).collect();
+        let mut emails: HashSet<Email> = s.users.values().map(|(u, _)| u.email.clone()).collect();
         let mut written = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         for new in batch {
@@ -234,16 +239,21 @@ impl UserRepository for InMemoryUserRepository {
                 }
                 return Err(RepoError::unavailable("the store failed"));
             }
-            let outcome = if s.users.contains_key(&u.id) {
-                Inserted::AlreadyPresent
-            } else if let Err(RepoError::Conflict { field }) =
-                s.taken(None, Some(&u.username), Some(&u.email))
-            {
-                Inserted::Conflict(field)
-            } else {
-                s.users.insert(u.id, (u.clone(), new.password_hash.clone()));
-                written.push(u.id);
-                Inserted::Inserted
+            let outcome = match s.users.entry(u.id) {
+                Entry::Occupied(_) => Inserted::AlreadyPresent,
+                Entry::Vacant(_) if names.contains(&u.username) => {
+                    Inserted::Conflict(UniqueField::Username)
+                }
+                Entry::Vacant(_) if emails.contains(&u.email) => {
+                    Inserted::Conflict(UniqueField::Email)
+                }
+                Entry::Vacant(slot) => {
+                    names.insert(u.username.clone());
+                    emails.insert(u.email.clone());
+                    slot.insert((u.clone(), new.password_hash.clone()));
+                    written.push(u.id);
+                    Inserted::Inserted
+                }
             };
             outcomes.push(outcome);
         }

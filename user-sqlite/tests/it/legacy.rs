@@ -6,7 +6,7 @@ use sqlx::Connection as _;
 use user_core::password::HashCeiling;
 use user_core::ports::UserRepository as _;
 use user_core::testing::{FailingUserRepository, FixedClock};
-use user_core::transfer::{ImportEvent, ImportSummary};
+use user_core::transfer::{IMPORT_BATCH, ImportEvent, ImportSummary};
 use user_sqlite::legacy::{LegacyError, LegacyUsers};
 
 use crate::TestDb;
@@ -131,17 +131,18 @@ async fn imports_bcrypt_users_who_then_sign_in_and_reports_every_refused_row() {
 }
 
 #[tokio::test]
-async fn progress_is_reported_every_thousand_rows() {
+async fn progress_is_reported_after_each_batch() {
     let t = TestDb::new().await;
     let legacy = t.dir.path().join("legacy.db");
-    let ids: Vec<String> = (0..2001).map(|i| format!("id-{i}")).collect();
+    let n = 2 * IMPORT_BATCH as u64 + 1;
+    let ids: Vec<String> = (0..n).map(|i| format!("id-{i}")).collect();
     let rows: Vec<Row<'_>> = ids
         .iter()
         .map(|id| (id.as_str(), id.as_str(), id.as_str(), b"x".to_vec(), false))
         .collect();
     legacy_db(&legacy, &rows).await;
     let users = LegacyUsers::read(&legacy).await.unwrap();
-    assert_eq!(users.len(), 2001);
+    assert_eq!(users.len() as u64, n);
     let mut progress = Vec::new();
     let summary = users
         .import_into(
@@ -156,19 +157,16 @@ async fn progress_is_reported_every_thousand_rows() {
         )
         .await
         .unwrap();
-    assert_eq!(summary.rejected, 2001);
+    assert_eq!(summary.rejected, n);
     let line = |read: u64| {
         (
             read,
-            Some(2001),
-            format!("  {read}/2001 rows read (0 imported, 0 already present, {read} rejected)"),
+            Some(n),
+            format!("  {read}/{n} rows read (0 imported, 0 already present, {read} rejected)"),
         )
     };
-    assert_eq!(
-        progress,
-        [line(1000), line(2000), line(2001)],
-        "after each batch"
-    );
+    let batch = IMPORT_BATCH as u64;
+    assert_eq!(progress, [line(batch), line(2 * batch), line(n)]);
 }
 
 /// A store failure mid-way keeps every batch written before it; a rerun completes.
@@ -177,7 +175,8 @@ async fn a_failure_mid_way_keeps_the_batches_before_it_and_a_rerun_completes() {
     let t = TestDb::new().await;
     let legacy = t.dir.path().join("legacy.db");
     let hash = bcrypt::hash("hunter2", 4).unwrap().into_bytes();
-    let names: Vec<(String, String, String)> = (0..2500)
+    let n = IMPORT_BATCH + 500;
+    let names: Vec<(String, String, String)> = (0..n)
         .map(|i| {
             (
                 uuid::Uuid::new_v4().to_string(),
@@ -207,8 +206,8 @@ async fn a_failure_mid_way_keeps_the_batches_before_it_and_a_rerun_completes() {
         .import_into(&failing, &HashCeiling::default(), now, |_| {})
         .await;
     assert!(failed.is_err(), "{failed:?}");
-    let stored = t.db.users().export_page(None, 5000).await.unwrap();
-    assert_eq!(stored.len(), 1000, "the first batch");
+    let stored = t.db.users().export_page(None, 100_000).await.unwrap();
+    assert_eq!(stored.len(), IMPORT_BATCH, "the first batch");
 
     let rerun = users
         .import_into(&failing, &HashCeiling::default(), now, |_| {})
@@ -216,9 +215,10 @@ async fn a_failure_mid_way_keeps_the_batches_before_it_and_a_rerun_completes() {
         .unwrap();
     assert_eq!(
         (rerun.imported, rerun.already_present, rerun.rejected),
-        (1500, 1000, 0)
+        (500, IMPORT_BATCH as u64, 0)
     );
-    assert!(t.fixture().login("user2499", "hunter2").await.is_ok());
+    let last = format!("user{}", n - 1);
+    assert!(t.fixture().login(&last, "hunter2").await.is_ok());
 }
 
 #[tokio::test]
