@@ -229,3 +229,43 @@ async fn the_load_test_runs_every_scenario_and_prints_its_tables() {
         assert!(output.contains(call), "no row `{call}` in:\n{output}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dataset_builds_users_and_sessions_and_a_rerun_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_example("dataset");
+    let path = dir.path().join("users.db");
+    let url = format!("sqlite:{}", path.display());
+    let args = [
+        "--users",
+        "300",
+        "--sessions-every",
+        "10",
+        "--database-url",
+        &url,
+    ];
+    for expected in [
+        "300 users inserted, 0 already present, 0 conflicts, 30 sessions",
+        "0 users inserted, 300 already present, 0 conflicts, 0 sessions",
+    ] {
+        let mut run = Process::start(&bin, &args, dir.path());
+        let status = run.wait(Duration::from_secs(120)).await;
+        assert!(status.success(), "{status:?}:\n{}", run.log());
+        assert!(
+            run.log().contains(expected),
+            "{expected:?} in:\n{}",
+            run.log()
+        );
+    }
+    let db = SqliteDatabase::open(&SqliteConfig::new(&path))
+        .await
+        .unwrap();
+    let storage = db.storage();
+    let users = storage.users.export_page(None, 1000).await.unwrap();
+    assert_eq!(users.len(), 300);
+    assert!(storage.users.count_active_admins().await.unwrap() >= 1);
+    assert!(users.iter().any(|(u, _)| u.display_name.is_some()));
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(storage.sessions.count_active(now).await.unwrap(), 30);
+    db.close().await;
+}
