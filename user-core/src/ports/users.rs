@@ -147,8 +147,9 @@ pub trait UserRepository: Send + Sync + 'static {
     /// Reads up to `limit` users with their password hashes, in username order, after the
     /// username `after` (from the first without one): one read per page, a range of the
     /// username index, for an export. The last user of a page is the `after` of the next; a
-    /// page shorter than `limit` is the last. Users inserted, renamed or deleted meanwhile
-    /// may or may not appear.
+    /// page shorter than `limit` is the last. Users inserted or deleted meanwhile may or may
+    /// not appear; one renamed meanwhile past the cursor may appear twice (an import counts
+    /// the second as already present), one renamed back before it not at all.
     ///
     /// Username order, not id order, because an import writes users in the order it reads
     /// them: in username order, the username, role and status indexes of the importing
