@@ -7,6 +7,7 @@
 mod account;
 mod admin;
 mod audit;
+mod failures;
 mod guard;
 mod health;
 mod legacy;
