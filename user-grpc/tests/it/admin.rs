@@ -2,6 +2,7 @@
 
 use tonic::Code;
 use tonic_types::StatusExt;
+use user_core::error::{LAST_ADMIN, UserError};
 use user_grpc::pb;
 
 use crate::{TestApp, authed, expect_code};
@@ -26,6 +27,15 @@ fn list(page_size: u32, page_token: &str, search: &str) -> pb::ListUsersRequest 
         search: search.into(),
         ..Default::default()
     }
+}
+
+/// The fields of the `BadRequest` violations, in order.
+fn violations(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
 }
 
 fn names(page: &pb::ListUsersPage) -> Vec<&str> {
@@ -180,26 +190,31 @@ async fn get_update_and_delete_any_user() {
         .delete_user(authed(req.clone(), &root))
         .await
         .unwrap();
-    expect_code(
-        app.admin.get_user(authed(req.clone(), &root)).await,
-        Code::NotFound,
-    );
-    expect_code(
-        app.admin.delete_user(authed(req, &root)).await,
-        Code::NotFound,
-    );
     let missing = pb::AdminUserRequest {
         user_id: MISSING.into(),
     };
-    expect_code(
-        app.admin.get_user(authed(missing, &root)).await,
-        Code::NotFound,
-    );
+    for status in [
+        expect_code(
+            app.admin.get_user(authed(req.clone(), &root)).await,
+            Code::NotFound,
+        ),
+        expect_code(
+            app.admin.delete_user(authed(req, &root)).await,
+            Code::NotFound,
+        ),
+        expect_code(
+            app.admin.get_user(authed(missing, &root)).await,
+            Code::NotFound,
+        ),
+    ] {
+        assert_eq!(status.message(), UserError::NotFound.to_string());
+    }
     let empty = pb::AdminUserRequest::default();
-    expect_code(
+    let status = expect_code(
         app.admin.get_user(authed(empty, &root)).await,
         Code::InvalidArgument,
     );
+    assert_eq!(violations(&status), ["user_id"]);
     app.stop().await;
 }
 
@@ -224,19 +239,17 @@ async fn roles_and_statuses_and_the_last_admin() {
         app.admin.set_role(authed(demote.clone(), &root)).await,
         Code::FailedPrecondition,
     );
-    assert_eq!(
-        status.message(),
-        "the last active admin cannot be demoted, disabled or deleted"
-    );
+    assert_eq!(status.message(), LAST_ADMIN);
     let disable_me = pb::SetStatusRequest {
         user_id: me.id.clone(),
         status: pb::Status::Disabled.into(),
     };
-    expect_code(
+    let status = expect_code(
         app.admin.set_status(authed(disable_me, &root)).await,
         Code::FailedPrecondition,
     );
-    expect_code(
+    assert_eq!(status.message(), LAST_ADMIN);
+    let status = expect_code(
         app.admin
             .delete_user(authed(
                 pb::AdminUserRequest {
@@ -247,23 +260,26 @@ async fn roles_and_statuses_and_the_last_admin() {
             .await,
         Code::FailedPrecondition,
     );
+    assert_eq!(status.message(), LAST_ADMIN);
 
     let unspecified = pb::SetRoleRequest {
         user_id: bob.id.clone(),
         role: 0,
     };
-    expect_code(
+    let status = expect_code(
         app.admin.set_role(authed(unspecified, &root)).await,
         Code::InvalidArgument,
     );
+    assert_eq!(violations(&status), ["role"]);
     let unspecified = pb::SetStatusRequest {
         user_id: bob.id.clone(),
         status: 0,
     };
-    expect_code(
+    let status = expect_code(
         app.admin.set_status(authed(unspecified, &root)).await,
         Code::InvalidArgument,
     );
+    assert_eq!(violations(&status), ["status"]);
 
     let promote = pb::SetRoleRequest {
         user_id: bob.id.clone(),

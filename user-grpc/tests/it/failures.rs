@@ -944,5 +944,18 @@ async fn send_password_reset_without_mail_or_to_a_disabled_account_is_refused() 
     assert_eq!(violations(&status), ["user_id"]);
     assert!(status.message().contains("disabled"), "{status:?}");
     assert_eq!(app.pending_mails().await, mails, "no link was mailed");
+
+    // Enabled again, the same request mails a link: the count above can see one.
+    let enable = pb::SetStatusRequest {
+        user_id: bob.id.clone(),
+        status: pb::Status::Active.into(),
+    };
+    app.admin.set_status(authed(enable, &root)).await.unwrap();
+    let mails = app.pending_mails().await;
+    app.admin
+        .send_password_reset(authed(by_id(&bob.id), &root))
+        .await
+        .unwrap();
+    assert_eq!(app.pending_mails().await, mails + 1);
     app.stop().await;
 }

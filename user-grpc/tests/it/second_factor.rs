@@ -11,7 +11,9 @@ use tonic::{Code, Request};
 use tonic_types::StatusExt as _;
 use user_core::auth::AuthPolicy;
 use user_core::domain::UserId;
-use user_core::error::{CHALLENGE_EXPIRED, INVALID_CODE, SECOND_FACTOR_REQUIRED};
+use user_core::error::{
+    CHALLENGE_EXPIRED, FACTOR_OFF, INVALID_CODE, OWN_FACTOR, SECOND_FACTOR_REQUIRED,
+};
 use user_core::factor::{SecondFactorPolicy, totp_code};
 use user_core::ports::Clock as _;
 use user_grpc::pb::sign_in_response::Result as SignInResult;
@@ -991,6 +993,7 @@ async fn admins_see_and_reset_a_users_second_factor() {
             .unwrap_err(),
     ] {
         assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        assert_eq!(status.message(), "user not found");
     }
     for bad in ["", "nope"] {
         let status = expect_code(
@@ -1013,17 +1016,51 @@ async fn admins_see_and_reset_a_users_second_factor() {
         .unwrap()
         .into_inner();
     assert!(!status.enabled && status.recovery_codes_left == 0);
-    expect_code(
+    let status = expect_code(
         app.admin
             .reset_second_factor(authed(admin_request(&alice_id), &root))
             .await,
         Code::FailedPrecondition,
     );
+    assert_eq!(status.message(), FACTOR_OFF);
     // Alice signs in with her password alone again.
     assert!(matches!(
         app.start_sign_in("alice", "").await,
         SignInResult::SignedIn(_)
     ));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_cannot_reset_their_own_second_factor() {
+    let mut app = TestApp::spawn().await;
+    let alice = app.enrolled("alice").await;
+    let alice_id = alice.login.user.as_ref().unwrap().id.clone();
+    app.create_admin("root").await;
+    let root = app.login("root").await.token;
+    let promote = pb::SetRoleRequest {
+        user_id: alice_id.clone(),
+        role: pb::Role::Admin.into(),
+    };
+    app.admin.set_role(authed(promote, &root)).await.unwrap();
+
+    let status = expect_code(
+        app.admin
+            .reset_second_factor(authed(admin_request(&alice_id), &alice.login.token))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(status.message(), OWN_FACTOR);
+    let factor = app.factor(&alice.login.token).await;
+    assert!(factor.enabled, "the factor stays");
+    assert_eq!(factor.recovery_codes_left, 10);
+
+    // Another admin may.
+    app.admin
+        .reset_second_factor(authed(admin_request(&alice_id), &root))
+        .await
+        .unwrap();
+    assert!(!app.factor(&alice.login.token).await.enabled);
     app.stop().await;
 }
 
