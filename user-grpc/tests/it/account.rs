@@ -425,7 +425,8 @@ async fn without_mail_the_flows_answer_internal() {
         .users
         .resend_verification(authed(pb::EmptyRequest {}, &tokens.token))
         .await;
-    expect_code(resend, Code::Internal);
+    let status = expect_code(resend, Code::Internal);
+    assert_eq!(status.message(), "mail is not configured");
     app.stop().await;
 }
 

@@ -13,7 +13,7 @@ use prost::Message as _;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt as _;
 use user_core::domain::SessionId;
-use user_core::error::{AuthError, LAST_ADMIN, RepoError, UserError};
+use user_core::error::{AuthError, FACTORS_NOT_CONFIGURED, LAST_ADMIN, RepoError, UserError};
 use user_core::ports::Clock as _;
 use user_grpc::pb;
 
@@ -957,5 +957,121 @@ async fn send_password_reset_without_mail_or_to_a_disabled_account_is_refused() 
         .await
         .unwrap();
     assert_eq!(app.pending_mails().await, mails + 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn resend_verification_is_limited_per_address_and_mails_nothing_past_it() {
+    let mut app = TestApp::spawn_mailing().await;
+    app.register("alice").await;
+    let token = app.login("alice").await.token;
+    let before = app.pending_mails().await;
+    // Five an hour per address by default.
+    for _ in 0..5 {
+        app.users
+            .resend_verification(authed(pb::EmptyRequest {}, &token))
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.pending_mails().await, before + 5);
+
+    let status = expect_code(
+        app.users
+            .resend_verification(authed(pb::EmptyRequest {}, &token))
+            .await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        status
+            .message()
+            .starts_with("too many attempts, try again in"),
+        "{status:?}"
+    );
+    assert!(status.get_error_details().retry_info().is_some());
+    // The signed-out request by address spends the same budget.
+    let by_address = pb::RequestVerificationRequest {
+        email: "alice@example.com".into(),
+    };
+    expect_code(
+        app.users.request_verification(by_address).await,
+        Code::ResourceExhausted,
+    );
+    assert_eq!(
+        app.pending_mails().await,
+        before + 5,
+        "no link past the limit"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_second_factors_the_factor_rpcs_are_failed_precondition() {
+    let mut app = TestApp::spawn_without_second_factors().await;
+    app.register("alice").await;
+    let token = app.login("alice").await.token;
+    let code = || "123456".to_owned();
+    let statuses = [
+        app.users
+            .start_totp_enrolment(authed(
+                pb::PasswordRequest {
+                    password: PW.into(),
+                },
+                &token,
+            ))
+            .await
+            .map(drop),
+        app.users
+            .confirm_totp_enrolment(authed(pb::CodeRequest { code: code() }, &token))
+            .await
+            .map(drop),
+        app.users
+            .regenerate_recovery_codes(authed(
+                pb::RegenerateRecoveryCodesRequest {
+                    password: PW.into(),
+                    code: code(),
+                },
+                &token,
+            ))
+            .await
+            .map(drop),
+        app.users
+            .disable_second_factor(authed(
+                pb::DisableSecondFactorRequest {
+                    password: PW.into(),
+                    code: code(),
+                },
+                &token,
+            ))
+            .await
+            .map(drop),
+    ];
+    for status in statuses {
+        let status = expect_code(status, Code::FailedPrecondition);
+        assert_eq!(status.message(), FACTORS_NOT_CONFIGURED);
+    }
+    let factor = app
+        .users
+        .get_second_factor(authed(pb::EmptyRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!factor.enabled && !factor.pending, "nothing was started");
+    let signed_in = app
+        .users
+        .sign_in(pb::LoginUserRequest {
+            username: "alice".into(),
+            password: PW.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        matches!(
+            signed_in.result,
+            Some(pb::sign_in_response::Result::SignedIn(_))
+        ),
+        "one step"
+    );
     app.stop().await;
 }

@@ -79,6 +79,16 @@ pub async fn services_mailing(
     policy: AuthPolicy,
     composer: Option<Arc<dyn MailComposer>>,
 ) -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
+    services_built(policy, composer, true).await
+}
+
+/// As [`services_mailing`], with second factors on (a fresh key) or off (no key: the
+/// factor RPCs answer FAILED_PRECONDITION).
+async fn services_built(
+    policy: AuthPolicy,
+    composer: Option<Arc<dyn MailComposer>>,
+    second_factors: bool,
+) -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
         .await
@@ -87,8 +97,10 @@ pub async fn services_mailing(
     let mut builder = Services::builder(db.storage())
         .hasher(FastHasher::new())
         .clock(clock.clone())
-        .policy(policy)
-        .second_factor_key(FactorKey::generate().unwrap());
+        .policy(policy);
+    if second_factors {
+        builder = builder.second_factor_key(FactorKey::generate().unwrap());
+    }
     if let Some(composer) = composer {
         builder = builder.mail_composer(composer);
     }
@@ -126,12 +138,24 @@ impl TestApp {
         Self::spawn_full(policy, config, Some(composer)).await
     }
 
+    /// Starts a server whose services have no second-factor key.
+    pub async fn spawn_without_second_factors() -> Self {
+        let services = services_built(AuthPolicy::default(), None, false).await;
+        Self::serve(services, GrpcConfig::default()).await
+    }
+
     async fn spawn_full(
         policy: AuthPolicy,
         config: GrpcConfig,
         composer: Option<Arc<dyn MailComposer>>,
     ) -> Self {
-        let (state, clock, db, dir) = services_mailing(policy, composer).await;
+        Self::serve(services_mailing(policy, composer).await, config).await
+    }
+
+    async fn serve(
+        (state, clock, db, dir): (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir),
+        config: GrpcConfig,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
