@@ -9,12 +9,20 @@
 //! The RPC lists are the proto's, read from the descriptor set the server embeds: an RPC
 //! added to the proto without an entry here fails the tests that enumerate them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use prost::Message as _;
+use secrecy::SecretString;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt as _;
-use user_core::domain::SessionId;
-use user_core::error::{AuthError, FACTORS_NOT_CONFIGURED, LAST_ADMIN, RepoError, UserError};
-use user_core::ports::Clock as _;
+use user_core::domain::{Password, PasswordHash, SessionId};
+use user_core::error::{
+    AuthError, FACTORS_NOT_CONFIGURED, HashError, LAST_ADMIN, RepoError, UserError,
+};
+use user_core::ports::{Clock as _, PasswordHasher, Verification};
+use user_core::testing::FastHasher;
 use user_grpc::pb;
 
 use crate::{PW, TestApp, authed, expect_code};
@@ -1073,5 +1081,87 @@ async fn without_second_factors_the_factor_rpcs_are_failed_precondition() {
         ),
         "one step"
     );
+    app.stop().await;
+}
+
+/// [`FastHasher`], or an overloaded hasher while the switch is on.
+struct Saturable {
+    inner: FastHasher,
+    overloaded: Arc<AtomicBool>,
+}
+
+#[tonic::async_trait]
+impl PasswordHasher for Saturable {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        if self.overloaded.load(Ordering::SeqCst) {
+            return Err(HashError::Overloaded);
+        }
+        self.inner.hash(password).await
+    }
+
+    async fn verify(
+        &self,
+        candidate: &SecretString,
+        hash: &PasswordHash,
+    ) -> Result<Verification, HashError> {
+        if self.overloaded.load(Ordering::SeqCst) {
+            return Err(HashError::Overloaded);
+        }
+        self.inner.verify(candidate, hash).await
+    }
+}
+
+#[tokio::test]
+async fn a_saturated_server_asks_to_retry_shortly_and_counts_no_failure() {
+    let overloaded = Arc::new(AtomicBool::new(false));
+    let mut app = TestApp::spawn_hashing(Saturable {
+        inner: FastHasher::new(),
+        overloaded: Arc::clone(&overloaded),
+    })
+    .await;
+    app.register("alice").await;
+    let token = app.login("alice").await.token;
+    overloaded.store(true, Ordering::SeqCst);
+
+    let login = || pb::LoginUserRequest {
+        username: "alice".into(),
+        password: PW.into(),
+        ..Default::default()
+    };
+    let register = pb::RegisterUserRequest {
+        username: "bob".into(),
+        email: "bob@example.com".into(),
+        password: PW.into(),
+        display_name: String::new(),
+    };
+    let change = pb::ChangePasswordRequest {
+        current_password: PW.into(),
+        new_password: "a whole new passphrase".into(),
+    };
+    let mut statuses = Vec::new();
+    // More than the lockout threshold (five): overload must not count as wrong passwords.
+    for _ in 0..6 {
+        statuses.push(app.users.login_user(login()).await.map(drop));
+    }
+    statuses.push(app.users.sign_in(login()).await.map(drop));
+    statuses.push(app.users.register_user(register).await.map(drop));
+    statuses.push(
+        app.users
+            .change_password(authed(change, &token))
+            .await
+            .map(drop),
+    );
+    for status in statuses {
+        let status = expect_code(status, Code::ResourceExhausted);
+        assert_eq!(status.message(), AuthError::Overloaded.to_string());
+        let retry = status.get_error_details().retry_info().unwrap().retry_delay;
+        assert_eq!(retry, Some(Duration::from_secs(1)));
+    }
+
+    overloaded.store(false, Ordering::SeqCst);
+    app.try_login("alice")
+        .await
+        .expect("not locked out by the overload");
+    expect_code(app.try_login("bob").await.map(drop), Code::Unauthenticated);
     app.stop().await;
 }

@@ -30,7 +30,7 @@ use tonic::{Code, Request, Status};
 use user_core::Services;
 use user_core::auth::AuthPolicy;
 use user_core::factor::FactorKey;
-use user_core::ports::MailComposer;
+use user_core::ports::{MailComposer, PasswordHasher};
 use user_core::testing::{FastHasher, FixedClock, Fixture};
 use user_grpc::pb::admin_service_client::AdminServiceClient;
 use user_grpc::pb::user_service_client::UserServiceClient;
@@ -79,15 +79,16 @@ pub async fn services_mailing(
     policy: AuthPolicy,
     composer: Option<Arc<dyn MailComposer>>,
 ) -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
-    services_built(policy, composer, true).await
+    services_built(policy, composer, true, FastHasher::new()).await
 }
 
 /// As [`services_mailing`], with second factors on (a fresh key) or off (no key: the
-/// factor RPCs answer FAILED_PRECONDITION).
+/// factor RPCs answer FAILED_PRECONDITION), hashing with `hasher`.
 async fn services_built(
     policy: AuthPolicy,
     composer: Option<Arc<dyn MailComposer>>,
     second_factors: bool,
+    hasher: impl PasswordHasher,
 ) -> (GrpcState, Arc<FixedClock>, SqliteDatabase, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteDatabase::open(&SqliteConfig::new(dir.path().join("users.db")))
@@ -95,7 +96,7 @@ async fn services_built(
         .unwrap();
     let clock = Arc::new(FixedClock::default());
     let mut builder = Services::builder(db.storage())
-        .hasher(FastHasher::new())
+        .hasher(hasher)
         .clock(clock.clone())
         .policy(policy);
     if second_factors {
@@ -140,7 +141,13 @@ impl TestApp {
 
     /// Starts a server whose services have no second-factor key.
     pub async fn spawn_without_second_factors() -> Self {
-        let services = services_built(AuthPolicy::default(), None, false).await;
+        let services = services_built(AuthPolicy::default(), None, false, FastHasher::new()).await;
+        Self::serve(services, GrpcConfig::default()).await
+    }
+
+    /// Starts a server hashing with `hasher` (second factors on, no mail).
+    pub async fn spawn_hashing(hasher: impl PasswordHasher) -> Self {
+        let services = services_built(AuthPolicy::default(), None, true, hasher).await;
         Self::serve(services, GrpcConfig::default()).await
     }
 
