@@ -2,9 +2,10 @@
 //! RPC without a live token and with a user's token, every UserService RPC that needs a
 //! token, AdminService.UpdateUser's errors, SetRole and SetStatus on an unknown user, the
 //! last admin's own DeleteAccount, malformed user ids, SendPasswordReset without mail or to
-//! a disabled account, and what disabling, re-enabling and deleting a user do to their
-//! sessions in the store. Each test checks the code, the message where it is part of the
-//! contract, and that the refused call changed nothing.
+//! a disabled account, what disabling, re-enabling and deleting a user do to their sessions
+//! in the store, ResendVerification's limit, a server without second factors, and a
+//! saturated password hasher. Each test checks the code, the message where it is part of
+//! the contract, and that the refused call changed nothing.
 //!
 //! The RPC lists are the proto's, read from the descriptor set the server embeds: an RPC
 //! added to the proto without an entry here fails the tests that enumerate them.
