@@ -571,3 +571,113 @@ async fn admin_forms_refuse_bad_values_missing_users_and_the_last_admin() {
     assert_eq!(active_sessions(&app, &root_id).await.len(), 1);
     assert_eq!(root.get("/admin/users").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn disabling_on_the_page_ends_the_sessions_in_the_store_and_enabling_lets_the_user_back() {
+    let app = TestApp::new().await;
+    app.create_admin("root").await;
+    let bob_id = app.register("bob").await["id"].as_str().unwrap().to_owned();
+    let (base, _stop) = app.spawn().await;
+    let mut root = signed_in(&base, "root").await;
+    let mut laptop = signed_in(&base, "bob").await;
+    let _phone = signed_in(&base, "bob").await;
+    let sessions = active_sessions(&app, &bob_id).await;
+    assert_eq!(sessions.len(), 2);
+    let status = format!("/admin/users/{bob_id}/status");
+
+    let r = root.post(&status, &[("status", "disabled")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(stored(&app, &bob_id).await.status, UserStatus::Disabled);
+    for id in &sessions {
+        let session = app.db.sessions().get(*id).await.unwrap();
+        assert!(session.revoked_at.is_some(), "{id} revoked in the store");
+    }
+    assert_eq!(laptop.get("/profile").await.status, StatusCode::SEE_OTHER);
+    let mut again = Agent::new(&base);
+    again.get("/login").await;
+    let r = again
+        .post(
+            "/login",
+            &[("identifier", "bob"), ("password", PW), ("next", "")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(r.text.contains("Invalid username, email or password."));
+    assert!(again.session().is_none());
+
+    let r = root.post(&status, &[("status", "active")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(stored(&app, &bob_id).await.status, UserStatus::Active);
+    let r = again
+        .post(
+            "/login",
+            &[("identifier", "bob"), ("password", PW), ("next", "")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(location(&r), "/profile");
+    assert_eq!(again.get("/profile").await.status, StatusCode::OK);
+    // The sessions that were ended stay ended.
+    assert_eq!(laptop.get("/profile").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(active_sessions(&app, &bob_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_on_the_page_removes_the_user_and_their_sessions() {
+    let app = TestApp::new().await;
+    app.create_admin("root").await;
+    let bob_id = app.register("bob").await["id"].as_str().unwrap().to_owned();
+    let (base, _stop) = app.spawn().await;
+    let mut root = signed_in(&base, "root").await;
+    let mut bob = signed_in(&base, "bob").await;
+    let sessions = active_sessions(&app, &bob_id).await;
+    assert_eq!(sessions.len(), 1);
+
+    let r = root
+        .post(&format!("/admin/users/{bob_id}/delete"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let gone = app.db.users().get(bob_id.parse().unwrap()).await;
+    assert!(matches!(gone, Err(RepoError::NotFound)), "{gone:?}");
+    for id in &sessions {
+        match app.db.sessions().get(*id).await {
+            Err(RepoError::NotFound) => {}
+            Ok(s) => assert!(s.revoked_at.is_some(), "{id} still active"),
+            Err(e) => panic!("{id}: {e}"),
+        }
+    }
+    assert_eq!(bob.get("/profile").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        agent_sign_in(&base, "bob", PW).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_entry_pages_send_each_visitor_where_they_belong() {
+    let app = TestApp::new().await;
+    app.register("alice").await;
+    let (base, _stop) = app.spawn().await;
+    let mut visitor = Agent::new(&base);
+    let r = visitor.get("/").await;
+    assert_eq!(
+        (r.status, location(&r)),
+        (StatusCode::SEE_OTHER, "/login".to_owned())
+    );
+    visitor.get("/login").await;
+    let r = visitor.post("/logout", &[]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "signing out twice is harmless"
+    );
+    assert_eq!(location(&r), "/login");
+
+    let mut alice = signed_in(&base, "alice").await;
+    for path in ["/", "/login", "/register"] {
+        let r = alice.get(path).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&r), "/profile", "{path}");
+    }
+    assert_eq!(alice.get("/profile").await.status, StatusCode::OK);
+}
