@@ -681,3 +681,81 @@ async fn the_entry_pages_send_each_visitor_where_they_belong() {
     }
     assert_eq!(alice.get("/profile").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn wrong_current_passwords_on_the_password_page_are_throttled_and_change_nothing() {
+    let app = TestApp::new().await;
+    app.register("alice").await;
+    let (base, _stop) = app.spawn().await;
+    let mut agent = signed_in(&base, "alice").await;
+    let new_password = "a whole new passphrase";
+    for _ in 0..5 {
+        let r = agent
+            .post(
+                "/profile/password",
+                &[
+                    ("current_password", "a guess"),
+                    ("new_password", new_password),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    }
+    let r = agent
+        .post(
+            "/profile/password",
+            &[("current_password", PW), ("new_password", new_password)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.text.contains("Too many attempts"), "{}", r.text);
+    let wait: u64 = r.headers[axum::http::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        agent.get("/profile").await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+    // Once the lock is over, the old password signs in: the new one was never set.
+    app.clock.advance(std::time::Duration::from_secs(wait + 1));
+    assert_eq!(
+        agent_sign_in(&base, "alice", PW).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        agent_sign_in(&base, "alice", new_password).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_role_changed_on_the_page_takes_effect_on_the_user_s_session() {
+    let app = TestApp::new().await;
+    app.create_admin("root").await;
+    let bob_id = app.register("bob").await["id"].as_str().unwrap().to_owned();
+    let (base, _stop) = app.spawn().await;
+    let mut root = signed_in(&base, "root").await;
+    let mut bob = signed_in(&base, "bob").await;
+    assert_eq!(bob.get("/admin/users").await.status, StatusCode::FORBIDDEN);
+    let role = format!("/admin/users/{bob_id}/role");
+
+    let r = root.post(&role, &[("role", "admin")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(location(&r), format!("/admin/users/{bob_id}"));
+    assert!(
+        root.get(&location(&r))
+            .await
+            .text
+            .contains("The role was changed.")
+    );
+    assert_eq!(stored(&app, &bob_id).await.role, Role::Admin);
+    assert_eq!(bob.get("/admin/users").await.status, StatusCode::OK);
+
+    let r = root.post(&role, &[("role", "user")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(stored(&app, &bob_id).await.role, Role::User);
+    assert_eq!(bob.get("/admin/users").await.status, StatusCode::FORBIDDEN);
+}
