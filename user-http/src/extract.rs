@@ -7,14 +7,15 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use user_core::domain::Actor;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 
 /// A JSON request body. Rejections use the API's error shape: 415 without
-/// `Content-Type: application/json`, 400 for broken JSON, 422 for JSON of the wrong shape,
-/// 413 above the body limit.
+/// `Content-Type: application/json`, 400 for broken JSON, 422 for JSON of the wrong shape
+/// (anything but an object with the body's fields), 413 above the body limit.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -26,10 +27,72 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        // The content type, the size and the syntax first, as `Json` checks them; then the
+        // shape. serde reads a struct from an array of its fields in order too: a body read
+        // into a struct must be an object.
+        let axum::Json(raw) = axum::Json::<Box<RawValue>>::from_request(req, state)
+            .await
+            .map_err(|rejection| json_rejection(&rejection))?;
+        if is_struct::<T>() && !raw.get().trim_start().starts_with('{') {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::ValidationFailed,
+                "the body does not match the expected shape: it must be a JSON object",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(raw.get().as_bytes()) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(&rejection)),
         }
+    }
+}
+
+/// Whether `T` deserializes as a struct (rather than a sequence, a map, a value...).
+fn is_struct<T: DeserializeOwned>() -> bool {
+    matches!(T::deserialize(StructProbe), Err(e) if e.0)
+}
+
+/// A deserializer that only tells whether it was asked for a struct.
+struct StructProbe;
+
+/// Its answer: `true` when a struct was asked for.
+#[derive(Debug)]
+struct Probed(bool);
+
+impl std::fmt::Display for Probed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("probed")
+    }
+}
+
+impl std::error::Error for Probed {}
+
+impl serde::de::Error for Probed {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Self(false)
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for StructProbe {
+    type Error = Probed;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Probed> {
+        Err(Probed(false))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Probed> {
+        Err(Probed(true))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
     }
 }
 

@@ -10,6 +10,8 @@ mod agent;
 mod api;
 mod audit;
 mod browser;
+mod failures_api;
+mod failures_pages;
 mod limits;
 mod observe;
 mod openapi;

@@ -4,48 +4,53 @@ use axum::http::{Method, StatusCode};
 
 use crate::TestApp;
 
-/// Every JSON route, as the router serves it.
-const ROUTES: &[(&str, &str)] = &[
-    ("post", "/api/v1/auth/register"),
-    ("post", "/api/v1/auth/login"),
-    ("post", "/api/v1/auth/login/second-factor"),
-    ("post", "/api/v1/auth/login/enrolment"),
-    ("post", "/api/v1/auth/login/enrolment/confirm"),
-    ("post", "/api/v1/auth/refresh"),
-    ("post", "/api/v1/auth/logout"),
-    ("post", "/api/v1/auth/logout-all"),
-    ("post", "/api/v1/auth/password-reset"),
-    ("post", "/api/v1/auth/password-reset/confirm"),
-    ("post", "/api/v1/auth/verify-email"),
-    ("post", "/api/v1/auth/verify-email/resend"),
-    ("get", "/api/v1/me"),
-    ("patch", "/api/v1/me"),
-    ("delete", "/api/v1/me"),
-    ("put", "/api/v1/me/password"),
-    ("get", "/api/v1/me/sessions"),
-    ("delete", "/api/v1/me/sessions/{id}"),
-    ("post", "/api/v1/me/verification"),
-    ("get", "/api/v1/me/events"),
-    ("get", "/api/v1/me/export"),
-    ("get", "/api/v1/me/second-factor"),
-    ("post", "/api/v1/me/second-factor/totp"),
-    ("post", "/api/v1/me/second-factor/totp/confirm"),
-    ("post", "/api/v1/me/second-factor/recovery-codes"),
-    ("post", "/api/v1/me/second-factor/disable"),
-    ("get", "/api/v1/admin/users"),
-    ("get", "/api/v1/admin/users/{id}"),
-    ("patch", "/api/v1/admin/users/{id}"),
-    ("delete", "/api/v1/admin/users/{id}"),
-    ("put", "/api/v1/admin/users/{id}/role"),
-    ("put", "/api/v1/admin/users/{id}/status"),
-    ("post", "/api/v1/admin/users/{id}/unlock"),
-    ("post", "/api/v1/admin/users/{id}/password-reset"),
-    ("get", "/api/v1/admin/users/{id}/second-factor"),
-    ("delete", "/api/v1/admin/users/{id}/second-factor"),
-    ("get", "/api/v1/admin/audit"),
-    ("get", "/.well-known/jwks.json"),
-    ("get", "/healthz"),
-    ("get", "/readyz"),
+/// A route that needs a bearer token.
+const TOKEN: bool = true;
+/// A route anyone may call.
+const OPEN: bool = false;
+
+/// Every JSON route, as the router serves it, and whether it needs a token.
+const ROUTES: &[(&str, &str, bool)] = &[
+    ("post", "/api/v1/auth/register", OPEN),
+    ("post", "/api/v1/auth/login", OPEN),
+    ("post", "/api/v1/auth/login/second-factor", OPEN),
+    ("post", "/api/v1/auth/login/enrolment", OPEN),
+    ("post", "/api/v1/auth/login/enrolment/confirm", OPEN),
+    ("post", "/api/v1/auth/refresh", OPEN),
+    ("post", "/api/v1/auth/logout", TOKEN),
+    ("post", "/api/v1/auth/logout-all", TOKEN),
+    ("post", "/api/v1/auth/password-reset", OPEN),
+    ("post", "/api/v1/auth/password-reset/confirm", OPEN),
+    ("post", "/api/v1/auth/verify-email", OPEN),
+    ("post", "/api/v1/auth/verify-email/resend", OPEN),
+    ("get", "/api/v1/me", TOKEN),
+    ("patch", "/api/v1/me", TOKEN),
+    ("delete", "/api/v1/me", TOKEN),
+    ("put", "/api/v1/me/password", TOKEN),
+    ("get", "/api/v1/me/sessions", TOKEN),
+    ("delete", "/api/v1/me/sessions/{id}", TOKEN),
+    ("post", "/api/v1/me/verification", TOKEN),
+    ("get", "/api/v1/me/events", TOKEN),
+    ("get", "/api/v1/me/export", TOKEN),
+    ("get", "/api/v1/me/second-factor", TOKEN),
+    ("post", "/api/v1/me/second-factor/totp", TOKEN),
+    ("post", "/api/v1/me/second-factor/totp/confirm", TOKEN),
+    ("post", "/api/v1/me/second-factor/recovery-codes", TOKEN),
+    ("post", "/api/v1/me/second-factor/disable", TOKEN),
+    ("get", "/api/v1/admin/users", TOKEN),
+    ("get", "/api/v1/admin/users/{id}", TOKEN),
+    ("patch", "/api/v1/admin/users/{id}", TOKEN),
+    ("delete", "/api/v1/admin/users/{id}", TOKEN),
+    ("put", "/api/v1/admin/users/{id}/role", TOKEN),
+    ("put", "/api/v1/admin/users/{id}/status", TOKEN),
+    ("post", "/api/v1/admin/users/{id}/unlock", TOKEN),
+    ("post", "/api/v1/admin/users/{id}/password-reset", TOKEN),
+    ("get", "/api/v1/admin/users/{id}/second-factor", TOKEN),
+    ("delete", "/api/v1/admin/users/{id}/second-factor", TOKEN),
+    ("get", "/api/v1/admin/audit", TOKEN),
+    ("get", "/.well-known/jwks.json", OPEN),
+    ("get", "/healthz", OPEN),
+    ("get", "/readyz", OPEN),
 ];
 
 #[tokio::test]
@@ -65,28 +70,54 @@ async fn the_document_and_the_router_agree() {
     documented.sort();
     let mut expected: Vec<_> = ROUTES
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
         .collect();
     expected.sort();
     assert_eq!(documented, expected);
 
-    // And the router really serves each of them (anything but 404/405).
-    for (method, path) in ROUTES {
-        let path = path.replace("{id}", "00000000-0000-7000-8000-000000000000");
+    for (method, template, needs_token) in ROUTES {
+        // The document asks for the bearer token exactly where the server does.
+        let security = &doc["paths"][template][method]["security"];
+        assert_eq!(
+            security.is_array(),
+            *needs_token,
+            "{method} {template}: security {security}"
+        );
+        let path = template.replace("{id}", "00000000-0000-7000-8000-000000000000");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = app.json(method.clone(), &path, None, None).await;
-        // Without a token or body every route answers with its own error, never the
-        // router's "no such endpoint" or "wrong method".
         let code = if r.text.starts_with('{') {
             r.code()
         } else {
             String::new()
         };
-        assert!(
-            !["not_found", "method_not_allowed"].contains(&code.as_str()),
-            "{method} {path}: {}",
-            r.text
-        );
+        if *needs_token {
+            // Without a token: 401 before anything else (the body, the id, the role).
+            assert_eq!(
+                (r.status, code.as_str()),
+                (StatusCode::UNAUTHORIZED, "unauthenticated"),
+                "{method} {path}: {}",
+                r.text
+            );
+            assert!(
+                r.headers.contains_key(axum::http::header::WWW_AUTHENTICATE),
+                "{method} {path}"
+            );
+        } else {
+            // Each open route answers with its own error (or its answer), never the
+            // router's "no such endpoint" or "wrong method", and never asks for a token.
+            assert!(
+                !["not_found", "method_not_allowed"].contains(&code.as_str()),
+                "{method} {path}: {}",
+                r.text
+            );
+            assert_ne!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}: {}",
+                r.text
+            );
+        }
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

@@ -443,6 +443,9 @@ async fn the_admin_area() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // Enabled again, bob signs in again (`signed_in` asserts the sign-in's redirect).
+    let mut bob = signed_in(&base, "bob").await;
+    assert_eq!(bob.get("/profile").await.status, StatusCode::OK);
 
     let r = admin
         .post(&format!("/admin/users/{root_id}/role"), &[("role", "user")])
@@ -462,6 +465,11 @@ async fn the_admin_area() {
             .await
             .text
             .contains("The user was deleted.")
+    );
+    assert_eq!(
+        bob.get("/profile").await.status,
+        StatusCode::SEE_OTHER,
+        "the deleted user's session ended"
     );
     assert_eq!(
         admin.get(&format!("/admin/users/{bob_id}")).await.status,
