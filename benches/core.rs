@@ -16,6 +16,9 @@
 //!   (signature, session and user reads), the cost every authenticated request pays.
 //!   PostgreSQL runs in a fresh schema dropped afterwards, when `USERS_TEST_POSTGRES_URL`
 //!   names a server (e.g. `postgres://postgres@127.0.0.1:5432/postgres`); skipped otherwise.
+//!   `store/dataset/*`: the same over a SQLite dataset of many users made by the `dataset`
+//!   example, when `USERS_BENCH_DATASET=sqlite:PATH` names one (the bench adds one user
+//!   of its own, `bench-` and a random suffix, and its sessions).
 //!
 //! Each benchmark is short (a few seconds); compare runs on a quiet machine.
 
@@ -130,12 +133,17 @@ fn policy() -> AuthPolicy {
 /// An auth service over `storage` signing with `key`, with one registered user (`alice`,
 /// through `FastHasher`), and a sign-in of theirs.
 async fn signed_in(storage: Storage, key: &SigningKey) -> (AuthService, TokenPair) {
+    signed_in_as(storage, key, "alice").await
+}
+
+/// [`signed_in`], registering `name`.
+async fn signed_in_as(storage: Storage, key: &SigningKey, name: &str) -> (AuthService, TokenPair) {
     let ports = Ports::new(storage, Arc::new(FastHasher::new()), Arc::new(SystemClock));
     let auth = AuthService::new(ports, policy(), key, vec![]).unwrap_or_else(|e| panic!("{e}"));
     auth.register(
         RegisterUser {
-            username: "alice".into(),
-            email: "alice@example.com".into(),
+            username: name.into(),
+            email: format!("{name}@example.com"),
             password: SecretString::from(PASSWORD),
             display_name: None,
         },
@@ -144,14 +152,14 @@ async fn signed_in(storage: Storage, key: &SigningKey) -> (AuthService, TokenPai
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let tokens = auth
-        .login(alice(), ClientInfo::default())
+        .login(credentials(name), ClientInfo::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (auth, tokens)
 }
 
-fn alice() -> Credentials {
-    Credentials::new("alice", SecretString::from(PASSWORD))
+fn credentials(name: &str) -> Credentials {
+    Credentials::new(name, SecretString::from(PASSWORD))
 }
 
 fn ed25519() -> SigningKey {
@@ -274,7 +282,9 @@ fn token(c: &mut Criterion) {
 
 /// The storage benches on one database: `store/NAME/*`.
 fn store_on(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, storage: &Storage) {
-    let (auth, tokens) = rt.block_on(signed_in(storage.clone(), &ed25519()));
+    // A dataset keeps what the bench adds: a name of its own each run.
+    let user_name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (auth, tokens) = rt.block_on(signed_in_as(storage.clone(), &ed25519(), &user_name));
     let (user, session) = (tokens.user.id, tokens.session_id);
     let token = tokens.access_token.expose_secret().to_owned();
     let mut group = c.benchmark_group(format!("store/{name}"));
@@ -304,7 +314,10 @@ fn store_on(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, storage
         })
     });
     group.bench_function("sign_in_without_argon2", |b| {
-        b.iter(|| must(rt.block_on(auth.login(alice(), ClientInfo::default()))))
+        b.iter(|| {
+            let login = auth.login(credentials(&user_name), ClientInfo::default());
+            must(rt.block_on(login))
+        })
     });
     group.bench_function("authenticate_eddsa", |b| {
         b.iter(|| must(rt.block_on(auth.authenticate(black_box(&token)))))
@@ -322,6 +335,18 @@ fn store(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("{e}"));
     store_on(c, &rt, "sqlite", &db.storage());
     rt.block_on(db.close());
+
+    if let Ok(url) = std::env::var("USERS_BENCH_DATASET") {
+        let db = rt
+            .block_on(async {
+                SqliteDatabase::open(&SqliteConfig::from_url(&url).map_err(|e| e.to_string())?)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|e| panic!("USERS_BENCH_DATASET={url}: {e}"));
+        store_on(c, &rt, "dataset", &db.storage());
+        rt.block_on(db.close());
+    }
 
     // Only when a server is named: `TestSchema::create` insists on one when `CI` is set.
     if std::env::var_os(URL_VAR).is_none() {

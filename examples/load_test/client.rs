@@ -20,10 +20,33 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use user_grpc::pb;
+use user_grpc::pb::admin_service_client::AdminServiceClient;
 use user_grpc::pb::user_service_client::UserServiceClient;
 
-/// The password of every account of the run.
+/// The password of every account the run makes (a dataset's accounts have their own).
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+/// The page size of the admin scenarios.
+const ADMIN_PAGE: u32 = 50;
+
+/// The searches of the admin-search scenario, taken in turn: text (empty: none), a role
+/// filter, a status filter. The texts are of the `dataset` example's names (`first.last42`,
+/// `First Last`, a few domains), from a few matches to a fifth of all users, and of 1–2
+/// characters (prefixes).
+pub(crate) const SEARCHES: &[(&str, Option<&str>, Option<&str>)] = &[
+    ("smith12", None, None),
+    ("garcia", None, None),
+    ("maria.n", None, None),
+    ("example.org", None, None),
+    ("kowalski7", None, Some("active")),
+    ("zo", None, None),
+    ("ol", None, None),
+    ("Tanaka", None, None),
+    ("", Some("admin"), None),
+    ("", None, Some("disabled")),
+    ("smith", Some("admin"), None),
+    ("nguyen", None, Some("disabled")),
+];
 
 /// How calls travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +77,11 @@ pub(crate) enum Op {
     Read,
     /// The trivial handler: `grpc.health.v1.Health/Check` / `GET /healthz`.
     Health,
+    /// An admin's search of the user list, the next of [`SEARCHES`].
+    AdminSearch,
+    /// An admin's walk through the user list, a page of 50 at a time from the last cursor
+    /// (from the start again after the last page).
+    AdminPage,
 }
 
 impl Op {
@@ -65,11 +93,15 @@ impl Op {
             (Transport::Grpc, Self::Refresh) => "RefreshToken",
             (Transport::Grpc, Self::Read) => "GetUser",
             (Transport::Grpc, Self::Health) => "Health/Check",
+            (Transport::Grpc, Self::AdminSearch) => "ListUsers (search)",
+            (Transport::Grpc, Self::AdminPage) => "ListUsers (next page)",
             (Transport::Http, Self::SignIn) => "POST /api/v1/auth/login",
             (Transport::Http, Self::Register) => "POST /api/v1/auth/register",
             (Transport::Http, Self::Refresh) => "POST /api/v1/auth/refresh",
             (Transport::Http, Self::Read) => "GET /api/v1/me",
             (Transport::Http, Self::Health) => "GET /healthz",
+            (Transport::Http, Self::AdminSearch) => "GET /api/v1/admin/users?search=",
+            (Transport::Http, Self::AdminPage) => "GET /api/v1/admin/users?cursor=",
         }
     }
 }
@@ -100,6 +132,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub(crate) enum Wire {
     Grpc {
         users: UserServiceClient<Channel>,
+        admin: AdminServiceClient<Channel>,
         health: HealthClient<Channel>,
     },
     Http {
@@ -118,6 +151,7 @@ impl Wire {
             .await?;
         Ok(Self::Grpc {
             users: UserServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
         })
     }
@@ -150,6 +184,7 @@ impl Wire {
     pub(crate) async fn sign_in(
         &mut self,
         username: &str,
+        password: &str,
         device: Option<&str>,
     ) -> Result<Tokens, Failure> {
         match self {
@@ -157,7 +192,7 @@ impl Wire {
                 let reply = users
                     .login_user(pb::LoginUserRequest {
                         username: username.to_owned(),
-                        password: PASSWORD.to_owned(),
+                        password: password.to_owned(),
                         device_token: device.unwrap_or_default().to_owned(),
                         ..Default::default()
                     })
@@ -173,7 +208,7 @@ impl Wire {
             Self::Http { client, base } => {
                 let body = serde_json::json!({
                     "identifier": username,
-                    "password": PASSWORD,
+                    "password": password,
                     "device_token": device,
                 });
                 let url = format!("{base}/api/v1/auth/login");
@@ -241,10 +276,7 @@ impl Wire {
     pub(crate) async fn read(&mut self, bearer: &str) -> Result<(), Failure> {
         match self {
             Self::Grpc { users, .. } => {
-                let mut request = Request::new(pb::GetUserRequest::default());
-                let value = MetadataValue::try_from(bearer)
-                    .map_err(|_| Failure::Other("a token that is no header value".into()))?;
-                request.metadata_mut().insert("authorization", value);
+                let request = with_bearer(pb::GetUserRequest::default(), bearer)?;
                 users.get_user(request).await.map_err(grpc_failure)?;
                 Ok(())
             }
@@ -253,6 +285,88 @@ impl Wire {
                 http(client, Method::GET, &url, Some(bearer), None)
                     .await
                     .map(drop)
+            }
+        }
+    }
+
+    /// One search of the user list as an admin: `search` is one of [`SEARCHES`].
+    pub(crate) async fn admin_search(
+        &mut self,
+        bearer: &str,
+        (text, role, status): (&str, Option<&str>, Option<&str>),
+    ) -> Result<(), Failure> {
+        match self {
+            Self::Grpc { admin, .. } => {
+                let role = match role {
+                    Some("admin") => pb::Role::Admin,
+                    Some(_) => pb::Role::User,
+                    None => pb::Role::Unspecified,
+                };
+                let status = match status {
+                    Some("disabled") => pb::Status::Disabled,
+                    Some(_) => pb::Status::Active,
+                    None => pb::Status::Unspecified,
+                };
+                let request = pb::ListUsersRequest {
+                    page_size: ADMIN_PAGE,
+                    search: text.to_owned(),
+                    role: role.into(),
+                    status: status.into(),
+                    ..Default::default()
+                };
+                admin
+                    .list_users(with_bearer(request, bearer)?)
+                    .await
+                    .map_err(grpc_failure)?;
+                Ok(())
+            }
+            Self::Http { client, base } => {
+                let limit = ADMIN_PAGE.to_string();
+                let mut pairs = vec![("limit", limit.as_str())];
+                let filters = [("search", Some(text)), ("role", role), ("status", status)];
+                pairs.extend(
+                    filters
+                        .into_iter()
+                        .filter_map(|(name, value)| Some((name, value.filter(|v| !v.is_empty())?))),
+                );
+                let url = users_url(base, &pairs)?;
+                http(client, Method::GET, &url, Some(bearer), None)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    /// The page of the user list after `cursor` (from the start without one), as an admin;
+    /// the cursor of the next page, if any.
+    pub(crate) async fn admin_page(
+        &mut self,
+        bearer: &str,
+        cursor: Option<&str>,
+    ) -> Result<Option<String>, Failure> {
+        match self {
+            Self::Grpc { admin, .. } => {
+                let request = pb::ListUsersRequest {
+                    page_size: ADMIN_PAGE,
+                    page_token: cursor.unwrap_or_default().to_owned(),
+                    ..Default::default()
+                };
+                let page = admin
+                    .list_users(with_bearer(request, bearer)?)
+                    .await
+                    .map_err(grpc_failure)?
+                    .into_inner();
+                Ok(Some(page.next_page_token).filter(|t| !t.is_empty()))
+            }
+            Self::Http { client, base } => {
+                let limit = ADMIN_PAGE.to_string();
+                let mut pairs = vec![("limit", limit.as_str())];
+                pairs.extend(cursor.map(|c| ("cursor", c)));
+                let url = users_url(base, &pairs)?;
+                let body = http(client, Method::GET, &url, Some(bearer), None).await?;
+                let json: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| Failure::Other(format!("not a JSON page: {e}")))?;
+                Ok(json["next_cursor"].as_str().map(str::to_owned))
             }
         }
     }
@@ -277,6 +391,22 @@ impl Wire {
             }
         }
     }
+}
+
+/// A gRPC request carrying `bearer` (`Bearer TOKEN`) as its authorization.
+fn with_bearer<T>(message: T, bearer: &str) -> Result<Request<T>, Failure> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(bearer)
+        .map_err(|_| Failure::Other("a token that is no header value".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// `/api/v1/admin/users` with `pairs` as its query string.
+fn users_url(base: &str, pairs: &[(&str, &str)]) -> Result<String, Failure> {
+    let query = serde_urlencoded::to_string(pairs)
+        .map_err(|e| Failure::Other(format!("query string: {e}")))?;
+    Ok(format!("{base}/api/v1/admin/users?{query}"))
 }
 
 /// `RESOURCE_EXHAUSTED` is shedding, unless it is a lockout ("too many attempts"): the
@@ -372,14 +502,19 @@ pub(crate) struct Caller {
     pub(crate) wire: Wire,
     /// SignIn: its account. Register: the prefix of the names it registers.
     pub(crate) name: String,
-    /// Read: `Bearer TOKEN`.
+    /// SignIn: the account's password.
+    pub(crate) password: String,
+    /// Read and the admin ops: `Bearer TOKEN`.
     pub(crate) bearer: String,
     /// Refresh: the current refresh token.
     pub(crate) refresh: String,
     /// SignIn: the device token of the last sign-in.
     pub(crate) device: Option<String>,
-    /// Register: names used so far.
-    pub(crate) registered: u64,
+    /// Register: names used so far. AdminSearch: searches made so far (and where in
+    /// [`SEARCHES`] this caller started).
+    pub(crate) calls: u64,
+    /// AdminPage: the cursor of the next page.
+    pub(crate) cursor: Option<String>,
 }
 
 impl Caller {
@@ -388,10 +523,12 @@ impl Caller {
             op,
             wire,
             name: String::new(),
+            password: String::new(),
             bearer: String::new(),
             refresh: String::new(),
             device: None,
-            registered: 0,
+            calls: 0,
+            cursor: None,
         }
     }
 
@@ -401,14 +538,14 @@ impl Caller {
             Op::SignIn => {
                 let tokens = self
                     .wire
-                    .sign_in(&self.name, self.device.as_deref())
+                    .sign_in(&self.name, &self.password, self.device.as_deref())
                     .await?;
                 self.device = tokens.device.or(self.device.take());
                 Ok(())
             }
             Op::Register => {
-                self.registered += 1;
-                let name = format!("{}x{}", self.name, self.registered);
+                self.calls += 1;
+                let name = format!("{}x{}", self.name, self.calls);
                 self.wire.register(&name).await
             }
             Op::Refresh => {
@@ -418,6 +555,18 @@ impl Caller {
             }
             Op::Read => self.wire.read(&self.bearer).await,
             Op::Health => self.wire.health().await,
+            Op::AdminSearch => {
+                let search = SEARCHES[usize::try_from(self.calls).unwrap_or(0) % SEARCHES.len()];
+                self.calls += 1;
+                self.wire.admin_search(&self.bearer, search).await
+            }
+            Op::AdminPage => {
+                self.cursor = self
+                    .wire
+                    .admin_page(&self.bearer, self.cursor.as_deref())
+                    .await?;
+                Ok(())
+            }
         }
     }
 }

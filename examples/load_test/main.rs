@@ -1,6 +1,6 @@
 //! Load test of the service over gRPC and HTTP: sign-in, register, refresh, an authenticated
 //! read (`GetUser`, `GET /api/v1/me`) and the trivial handler beside it (gRPC health,
-//! `/healthz`), driven by closed-loop clients (each sends its next request when the last is
+//! `/healthz`), an admin's search and paging of the user list, and an export, driven by closed-loop clients (each sends its next request when the last is
 //! answered). It prints one markdown table of throughput and latency per scenario, then the
 //! ratios of the performance targets, all computed in the same run, next to their targets.
 //!
@@ -15,6 +15,11 @@
 //! # Against a running server, started with the per-address limits off:
 //! #   cargo run --release --example server -- --login-rate-limit 0 --registration-rate-limit 0
 //! cargo run --release --example load_test -- --grpc-addr 127.0.0.1:50051 --http-addr 127.0.0.1:8080
+//! # In process over a dataset of N users (made by the dataset example, used and kept): the
+//! # cost of each operation at that size.
+//! cargo run --release --example dataset -- --users 1000000 --database-url sqlite:bench/1m.db
+//! cargo run --release --example load_test -- --dataset sqlite:bench/1m.db \
+//!     --scenarios reads,writes,signin-few,admin,export
 //! ```
 //!
 //! Scenarios (client counts without `--quick`):
@@ -23,7 +28,11 @@
 //! - `writes`: 4 clients registering new accounts, 16 refreshing their tokens.
 //! - `signin`: 4 and 256 clients signing in, each to an account of its own, retrying at once
 //!   when turned away as overloaded; and raw Argon2id on as many threads as the server
-//!   hashes with, at the same parameters, for the capacity.
+//!   hashes with, at the same parameters, for the capacity. `signin-few`: the 4 clients only.
+//! - `admin`: 2 admins searching the user list (the searches of `client::SEARCHES` in turn,
+//!   50 a page), and 2 walking it page by page; in process only (an admin is needed).
+//! - `export`: every user written as the `export` command writes them, to nowhere; in
+//!   process only. Its time per user is the figure.
 //! - `flood`: 16 clients reading (gRPC) during a 64-client sign-in flood, against the same
 //!   read when idle.
 //!
@@ -31,8 +40,11 @@
 //! server accepts beside HTTP/1.1: HTTP/1.1 cannot carry concurrent requests on one
 //! connection. "A connection each" is HTTP/1.1 with keep-alive.
 //!
-//! Accounts: in process, the run inserts them through the storage port with one precomputed
-//! hash; against a server it registers them (one hash each). Shedding (gRPC
+//! Accounts: in process, the run inserts them (and an admin) through the storage port with
+//! one precomputed hash; against a server it registers them (one hash each). Over a dataset
+//! it takes the first active users and admin in username order, whose password is
+//! `--dataset-password`, and registers nobody (`writes` runs refresh only): the dataset stays
+//! as it was, but for the sessions the sign-ins make. Shedding (gRPC
 //! `RESOURCE_EXHAUSTED` for overload, HTTP 503 `overloaded`) is expected under a flood and
 //! counted apart; any other failed call is an error, and the run then exits non-zero. The
 //! figures never decide the exit status.
@@ -73,6 +85,16 @@ struct Args {
     /// Without it, a temporary SQLite file.
     #[arg(long, conflicts_with_all = ["grpc_addr", "http_addr"])]
     database_url: Option<String>,
+    /// In process over a database made by the dataset example (`sqlite:PATH` or a
+    /// `postgres://` URL), used as it is and kept.
+    #[arg(long, conflicts_with_all = ["grpc_addr", "http_addr", "database_url"])]
+    dataset: Option<String>,
+    /// With `--dataset` on PostgreSQL: its schema.
+    #[arg(long, requires = "dataset")]
+    postgres_schema: Option<String>,
+    /// With `--dataset`: the password of its users (the dataset example's).
+    #[arg(long, default_value = "benchmark password 1")]
+    dataset_password: String,
     /// How long each scenario runs [default: 5s, or 500ms with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -94,7 +116,11 @@ enum Selection {
     Reads,
     Writes,
     Signin,
+    /// The 4-client sign-ins only.
+    SigninFew,
     Flood,
+    Admin,
+    Export,
 }
 
 /// Where the servers are.
@@ -127,7 +153,13 @@ struct Plan {
     reads: bool,
     writes: bool,
     sign_in: bool,
+    /// With `sign_in`: the 256-client flood too.
+    sign_in_many: bool,
     flood: bool,
+    admin: bool,
+    export: bool,
+    /// Over a dataset: no registrations.
+    dataset: bool,
     /// Distinguishes this run's account names from any earlier run's.
     run_id: String,
 }
@@ -146,24 +178,40 @@ impl Plan {
             duration: args.duration.unwrap_or(default),
             reads: has(Selection::Reads),
             writes: has(Selection::Writes),
-            sign_in: has(Selection::Signin),
+            sign_in: has(Selection::Signin) || has(Selection::SigninFew),
+            sign_in_many: has(Selection::Signin),
             flood: has(Selection::Flood),
+            admin: has(Selection::Admin),
+            export: has(Selection::Export),
+            dataset: args.dataset.is_some(),
             run_id: uuid::Uuid::new_v4().simple().to_string()[..6].to_owned(),
         }
     }
 
-    /// Accounts to sign in to: one per concurrent sign-in client (concurrent guesses on one
-    /// account are bounded by its lockout threshold), and enough for the token holders.
-    fn account_names(&self) -> Vec<String> {
+    /// How many accounts to sign in to: one per concurrent sign-in client (concurrent
+    /// guesses on one account are bounded by its lockout threshold), and enough for the
+    /// token holders.
+    fn accounts(&self) -> usize {
         let c = self.counts;
         let mut n = c.reads.max(c.refresh);
         if self.sign_in {
-            n = n.max(c.sign_in_few).max(c.sign_in_many);
+            n = n.max(c.sign_in_few);
+        }
+        if self.sign_in_many {
+            n = n.max(c.sign_in_many);
         }
         if self.flood {
             n = n.max(c.flood);
         }
-        (0..n).map(|i| format!("lt{}-{i}", self.run_id)).collect()
+        n
+    }
+
+    /// The names of the accounts the run makes, and of its admin.
+    fn account_names(&self) -> (Vec<String>, String) {
+        let names = (0..self.accounts())
+            .map(|i| format!("lt{}-{i}", self.run_id))
+            .collect();
+        (names, format!("lt{}-admin", self.run_id))
     }
 }
 
@@ -175,8 +223,9 @@ struct Hashing {
 }
 
 async fn run(args: Args) -> anyhow::Result<Report> {
-    let plan = Plan::new(&args);
-    let names = plan.account_names();
+    let mut plan = Plan::new(&args);
+    let (mut names, mut admin) = plan.account_names();
+    let mut password = client::PASSWORD.to_owned();
     let remote = args.grpc_addr.is_some() || args.http_addr.is_some();
     let build = if cfg!(debug_assertions) {
         "debug build: the figures are not representative"
@@ -198,6 +247,10 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             addrs.grpc.map_or("-".to_owned(), |a| a.to_string()),
             addrs.http.map_or("-".to_owned(), |a| a.to_string()),
         ));
+        if plan.admin || plan.export {
+            header.push("admin and export: not run against an address (in process only)".into());
+            (plan.admin, plan.export) = (false, false);
+        }
         eprintln!("registering {} accounts", names.len());
         register_all(addrs, &names).await.map_err(|e| {
             e.context("registering the accounts (is the server's --registration-rate-limit 0?)")
@@ -208,8 +261,11 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         };
         (None, addrs, hashing)
     } else {
-        let server =
-            target::InProcess::start(args.database_url.as_deref(), args.hash_threads).await?;
+        let db = match &args.dataset {
+            Some(url) => target::Database::dataset(url, args.postgres_schema.as_deref()).await?,
+            None => target::Database::create(args.database_url.as_deref()).await?,
+        };
+        let server = target::InProcess::start(db, args.hash_threads).await?;
         header.push(format!(
             "load test in process: gRPC {} and HTTP {} over {} ({build})",
             server.grpc,
@@ -217,7 +273,16 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             server.db.describe()
         ));
         eprintln!("servers: gRPC {}, HTTP {}", server.grpc, server.http);
-        let seeded = target::seed(&server.storage, server.hasher, &names).await;
+        let seeded = if server.db.is_dataset() {
+            password.clone_from(&args.dataset_password);
+            target::dataset_accounts(&server.storage, names.len())
+                .await
+                .map(|(dataset_names, dataset_admin)| {
+                    (names, admin) = (dataset_names, dataset_admin)
+                })
+        } else {
+            target::seed(&server.storage, server.hasher, &names, &admin).await
+        };
         let addrs = Addrs {
             grpc: Some(server.grpc),
             http: Some(server.http),
@@ -250,7 +315,12 @@ async fn run(args: Args) -> anyhow::Result<Report> {
 
     // In process, memory is watched from before the first request (and the first hash).
     let memory = server.as_ref().and_then(|_| target::MemoryWatch::start());
-    let measured = scenarios(&plan, addrs, &names, memory.as_ref()).await;
+    let accounts = Accounts {
+        names: &names,
+        admin: &admin,
+        password: &password,
+    };
+    let measured = scenarios(&plan, addrs, accounts, memory.as_ref()).await;
     let memory = memory.map(target::MemoryWatch::finish);
     let raw = match (&measured, plan.sign_in) {
         (Ok(_), true) => {
@@ -264,9 +334,21 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         }
         _ => None,
     };
+    let export = match (&measured, &server) {
+        (Ok(_), Some(server)) if plan.export => {
+            eprintln!("exporting every user");
+            let started = std::time::Instant::now();
+            let exported =
+                user_core::transfer::export_users(&*server.storage.users, &mut std::io::sink())
+                    .await;
+            Some(exported.map(|n| (n, started.elapsed())))
+        }
+        _ => None,
+    };
     if let Some(server) = server {
         server.stop().await?;
     }
+    let export = export.transpose()?;
     Ok(Report {
         header,
         rows: measured?,
@@ -276,6 +358,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         memory,
         remote,
         counts: plan.counts,
+        export,
     })
 }
 
@@ -313,17 +396,17 @@ async fn any_wire(addrs: Addrs) -> anyhow::Result<Wire> {
 }
 
 /// Signs in to each of `names`, concurrently; the sessions' tokens, in order.
-async fn sessions(addrs: Addrs, names: &[String]) -> anyhow::Result<Vec<Tokens>> {
+async fn sessions(addrs: Addrs, names: &[String], password: &str) -> anyhow::Result<Vec<Tokens>> {
     let wire = any_wire(addrs).await?;
     let tasks: Vec<_> = names
         .iter()
         .cloned()
         .map(|name| {
-            let wire = wire.clone();
+            let (wire, password) = (wire.clone(), password.to_owned());
             tokio::spawn(async move {
                 until_served(|| {
-                    let (mut wire, name) = (wire.clone(), name.clone());
-                    async move { wire.sign_in(&name, None).await }
+                    let (mut wire, name, password) = (wire.clone(), name.clone(), password.clone());
+                    async move { wire.sign_in(&name, &password, None).await }
                 })
                 .await
             })
@@ -365,10 +448,22 @@ async fn wires(spec: Spec, addr: SocketAddr) -> anyhow::Result<Vec<Wire>> {
     }
 }
 
+/// Who the clients of a run are.
+#[derive(Clone, Copy)]
+struct Accounts<'a> {
+    /// One per sign-in client and token holder.
+    names: &'a [String],
+    admin: &'a str,
+    /// Of all of them.
+    password: &'a str,
+}
+
 /// The state the callers of a run carry between scenarios.
 struct Held<'a> {
     plan: &'a Plan,
-    names: &'a [String],
+    accounts: Accounts<'a>,
+    /// `Bearer TOKEN` of the admin.
+    admin: String,
     /// `Bearer TOKEN` of the readers.
     bearers: Vec<String>,
     /// The refresh tokens of the refreshers, rotated by every refresh.
@@ -388,11 +483,20 @@ impl Held<'_> {
             .map(|(i, wire)| {
                 let mut caller = Caller::new(spec.op, wire);
                 match spec.op {
-                    Op::SignIn => caller.name.clone_from(&self.names[i]),
+                    Op::SignIn => {
+                        caller.name = self.accounts.names[i].clone();
+                        caller.password = self.accounts.password.to_owned();
+                    }
                     Op::Register => caller.name = format!("r{}-{tag}{i}", self.plan.run_id),
                     Op::Refresh => caller.refresh.clone_from(&self.refresh[i]),
                     Op::Read => caller.bearer.clone_from(&self.bearers[i]),
                     Op::Health => {}
+                    Op::AdminSearch => {
+                        caller.bearer.clone_from(&self.admin);
+                        // Each admin starts at a different search.
+                        caller.calls = i as u64 * 5;
+                    }
+                    Op::AdminPage => caller.bearer.clone_from(&self.admin),
                 }
                 caller
             })
@@ -412,26 +516,33 @@ fn progress(spec: &Spec, m: &measure::Measured) {
     );
 }
 
-/// Runs the planned scenarios in order: reads, writes, sign-ins, the flood.
+/// Runs the planned scenarios in order: reads, writes, admin, sign-ins, the flood.
 ///
 /// With `memory` (in process), the sign-in floods record resident memory just before their
 /// first request (their connections open) and its peak while they run.
 async fn scenarios(
     plan: &Plan,
     addrs: Addrs,
-    names: &[String],
+    accounts: Accounts<'_>,
     memory: Option<&target::MemoryWatch>,
 ) -> anyhow::Result<Vec<Row>> {
     let c = plan.counts;
+    let (names, password) = (accounts.names, accounts.password);
     let mut held = Held {
         plan,
-        names,
+        accounts,
+        admin: String::new(),
         bearers: Vec::new(),
         refresh: Vec::new(),
     };
+    if plan.admin {
+        eprintln!("signing in the admin");
+        let tokens = sessions(addrs, &[accounts.admin.to_owned()], password).await?;
+        held.admin = format!("Bearer {}", tokens[0].access);
+    }
     if plan.reads || plan.flood {
         eprintln!("signing in {} readers", c.reads);
-        let tokens = sessions(addrs, &names[..c.reads]).await?;
+        let tokens = sessions(addrs, &names[..c.reads], password).await?;
         held.bearers = tokens
             .iter()
             .map(|t| format!("Bearer {}", t.access))
@@ -439,7 +550,7 @@ async fn scenarios(
     }
     if plan.writes {
         eprintln!("signing in {} refreshers", c.refresh);
-        let tokens = sessions(addrs, &names[..c.refresh]).await?;
+        let tokens = sessions(addrs, &names[..c.refresh], password).await?;
         held.refresh = tokens.into_iter().map(|t| t.refresh).collect();
     }
 
@@ -460,9 +571,11 @@ async fn scenarios(
         }
     }
     for t in addrs.transports() {
-        if plan.writes {
+        if plan.writes && !plan.dataset {
             let register = spec(Group::Write, Op::Register, t, c.register, Conns::PerClient);
             planned.push(register);
+        }
+        if plan.writes {
             planned.push(spec(
                 Group::Write,
                 Op::Refresh,
@@ -473,8 +586,16 @@ async fn scenarios(
         }
     }
     for t in addrs.transports() {
+        if plan.admin {
+            for op in [Op::AdminSearch, Op::AdminPage] {
+                planned.push(spec(Group::Admin, op, t, c.admin, Conns::PerClient));
+            }
+        }
+    }
+    for t in addrs.transports() {
         if plan.sign_in {
-            for clients in [c.sign_in_few, c.sign_in_many] {
+            let many = Some(c.sign_in_many).filter(|_| plan.sign_in_many);
+            for clients in [Some(c.sign_in_few), many].into_iter().flatten() {
                 planned.push(spec(
                     Group::SignIn,
                     Op::SignIn,

@@ -18,6 +18,8 @@ pub(crate) enum Group {
     Flood,
     /// The reads made while the flood runs.
     DuringFlood,
+    /// An admin's searches and pages of the user list.
+    Admin,
 }
 
 impl Group {
@@ -28,6 +30,7 @@ impl Group {
             Self::SignIn => "sign-in",
             Self::Flood => "sign-in flood",
             Self::DuringFlood => "read during flood",
+            Self::Admin => "admin",
         }
     }
 }
@@ -100,6 +103,8 @@ pub(crate) struct Counts {
     pub(crate) sign_in_many: usize,
     /// The sign-ins that run beside the readers ("64 clients").
     pub(crate) flood: usize,
+    /// Admins searching, and admins paging.
+    pub(crate) admin: usize,
 }
 
 impl Counts {
@@ -112,6 +117,7 @@ impl Counts {
                 sign_in_few: 2,
                 sign_in_many: 16,
                 flood: 8,
+                admin: 1,
             }
         } else {
             Self {
@@ -121,6 +127,7 @@ impl Counts {
                 sign_in_few: 4,
                 sign_in_many: 256,
                 flood: 64,
+                admin: 2,
             }
         }
     }
@@ -141,6 +148,8 @@ pub(crate) struct Report {
     /// Against a running server (no memory figures).
     pub(crate) remote: bool,
     pub(crate) counts: Counts,
+    /// In process: how many users the export wrote, and how long it took.
+    pub(crate) export: Option<(u64, std::time::Duration)>,
 }
 
 impl Report {
@@ -352,6 +361,17 @@ impl fmt::Display for Report {
             );
             let threads = format!("{} threads", self.hash_threads);
             writeln!(f, "{}", table_row(&label, "-", &threads, "-", raw))?;
+        }
+        if let Some((users, took)) = self.export {
+            let secs = took.as_secs_f64();
+            writeln!(f)?;
+            writeln!(
+                f,
+                "export (in process, to nowhere): {users} users in {secs:.2} s, {:.0} users/s, \
+                 {:.2} µs per user",
+                users as f64 / secs.max(f64::EPSILON),
+                secs * 1e6 / (users.max(1) as f64)
+            )?;
         }
         writeln!(f)?;
         writeln!(f, "| ratio | measured | target | holds? |")?;

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use user_core::auth::AuthPolicy;
 use user_core::domain::{
-    Email, NewUser, Password, PasswordHash, PasswordPolicy, Role, User, UserId, UserStatus,
-    Username,
+    Email, NewUser, Password, PasswordHash, PasswordPolicy, Role, User, UserId, UserQuery,
+    UserStatus, Username,
 };
 use user_core::password::{Argon2Hasher, HasherConfig};
 use user_core::ports::PasswordHasher as _;
@@ -38,6 +38,14 @@ pub(crate) enum Database {
         db: PostgresDatabase,
         schema: String,
     },
+    /// A database made by the `dataset` example, used as it is and kept.
+    Dataset { db: Opened, what: String },
+}
+
+/// A database of either store.
+pub(crate) enum Opened {
+    Sqlite(SqliteDatabase),
+    Postgres(PostgresDatabase),
 }
 
 impl Database {
@@ -57,10 +65,43 @@ impl Database {
         Ok(Self::Postgres { db, schema })
     }
 
+    /// The database `url` names (`sqlite:PATH` or `postgres://...`, in `schema` if given),
+    /// which must exist: a dataset (`cargo run --release --example dataset`).
+    pub(crate) async fn dataset(url: &str, schema: Option<&str>) -> anyhow::Result<Self> {
+        let db = if let Some(path) = url.strip_prefix("sqlite:") {
+            anyhow::ensure!(
+                std::path::Path::new(path).exists(),
+                "no dataset at {path}: make one with the dataset example"
+            );
+            Opened::Sqlite(SqliteDatabase::open(&SqliteConfig::from_url(url)?).await?)
+        } else {
+            let config = PostgresConfig {
+                schema: schema.map(str::to_owned),
+                ..PostgresConfig::from_url(url)?
+            };
+            Opened::Postgres(PostgresDatabase::open(&config).await?)
+        };
+        // The URL itself may hold a password.
+        let what = match (url.strip_prefix("sqlite:"), schema) {
+            (Some(path), _) => format!("SQLite {path}"),
+            (None, Some(schema)) => format!("PostgreSQL, schema {schema}"),
+            (None, None) => "PostgreSQL, the server's search_path".to_owned(),
+        };
+        Ok(Self::Dataset { db, what })
+    }
+
     pub(crate) fn storage(&self) -> Storage {
         match self {
-            Self::Sqlite { db, .. } => db.storage(),
-            Self::Postgres { db, .. } => db.storage(),
+            Self::Sqlite { db, .. }
+            | Self::Dataset {
+                db: Opened::Sqlite(db),
+                ..
+            } => db.storage(),
+            Self::Postgres { db, .. }
+            | Self::Dataset {
+                db: Opened::Postgres(db),
+                ..
+            } => db.storage(),
         }
     }
 
@@ -68,7 +109,13 @@ impl Database {
         match self {
             Self::Sqlite { .. } => "SQLite (a temporary file)".to_owned(),
             Self::Postgres { schema, .. } => format!("PostgreSQL (schema {schema})"),
+            Self::Dataset { what, .. } => format!("a dataset ({what})"),
         }
+    }
+
+    /// A dataset's users come with it; the other databases start empty.
+    pub(crate) fn is_dataset(&self) -> bool {
+        matches!(self, Self::Dataset { .. })
     }
 
     /// Closes the database and removes what [`create`](Self::create) made.
@@ -86,6 +133,13 @@ impl Database {
                 .await;
                 db.close().await;
                 dropped.map_err(|e| anyhow::anyhow!("cannot drop the schema {schema}: {e}"))?;
+                Ok(())
+            }
+            Self::Dataset { db, .. } => {
+                match db {
+                    Opened::Sqlite(db) => db.close().await,
+                    Opened::Postgres(db) => db.close().await,
+                }
                 Ok(())
             }
         }
@@ -106,18 +160,14 @@ pub(crate) struct InProcess {
 }
 
 impl InProcess {
-    /// Opens the database and starts both servers on `127.0.0.1:0`, hashing on
-    /// `hash_threads` threads (default: as many as cores).
-    pub(crate) async fn start(
-        database_url: Option<&str>,
-        hash_threads: Option<usize>,
-    ) -> anyhow::Result<Self> {
+    /// Starts both servers on `127.0.0.1:0` over `db`, hashing on `hash_threads` threads
+    /// (default: as many as cores).
+    pub(crate) async fn start(db: Database, hash_threads: Option<usize>) -> anyhow::Result<Self> {
         let defaults = HasherConfig::default();
         let hasher = HasherConfig {
             max_concurrent: hash_threads.unwrap_or(defaults.max_concurrent),
             ..defaults
         };
-        let db = Database::create(database_url).await?;
         let storage = db.storage();
         let policy = AuthPolicy {
             login_attempts_per_ip_per_minute: None,
@@ -173,23 +223,30 @@ impl InProcess {
     }
 }
 
-/// Inserts `names` as active users through the storage port, all with one Argon2id hash of
-/// [`PASSWORD`] at the server's parameters, made here by a hasher of its own that is gone
-/// (with its memory) when this returns: registering them would cost one hash each.
+/// Inserts `names` as active users and `admin` as an active admin through the storage port,
+/// all with one Argon2id hash of [`PASSWORD`] at the server's parameters, made here by a
+/// hasher of its own that is gone (with its memory) when this returns: registering them
+/// would cost one hash each.
 pub(crate) async fn seed(
     storage: &Storage,
     hasher: HasherConfig,
     names: &[String],
+    admin: &str,
 ) -> anyhow::Result<()> {
     let hash = one_hash(hasher).await?;
     let now = OffsetDateTime::now_utc();
-    for name in names {
+    let admin = admin.to_owned();
+    for (name, role) in names
+        .iter()
+        .map(|n| (n, Role::User))
+        .chain([(&admin, Role::Admin)])
+    {
         let user = User {
             id: UserId::new(),
             username: Username::parse(name)?,
             email: Email::parse(&format!("{name}@example.com"))?,
             display_name: None,
-            role: Role::User,
+            role,
             status: UserStatus::Active,
             email_verified_at: None,
             created_at: now,
@@ -204,6 +261,53 @@ pub(crate) async fn seed(
             .await?;
     }
     Ok(())
+}
+
+/// The usernames of `n` active users and of one active admin of a dataset, in username
+/// order.
+pub(crate) async fn dataset_accounts(
+    storage: &Storage,
+    n: usize,
+) -> anyhow::Result<(Vec<String>, String)> {
+    let mut names = Vec::with_capacity(n);
+    let mut after = None;
+    while names.len() < n {
+        let page = storage
+            .users
+            .list(&UserQuery {
+                role: Some(Role::User),
+                status: Some(UserStatus::Active),
+                after,
+                limit: UserQuery::MAX_LIMIT,
+                ..UserQuery::default()
+            })
+            .await?;
+        names.extend(page.users.iter().map(|u| u.username.as_str().to_owned()));
+        after = match page.next {
+            Some(next) => Some(next),
+            None => break,
+        };
+    }
+    anyhow::ensure!(
+        names.len() >= n,
+        "the dataset has {} active users, the run needs {n}",
+        names.len()
+    );
+    names.truncate(n);
+    let admins = storage
+        .users
+        .list(&UserQuery {
+            role: Some(Role::Admin),
+            status: Some(UserStatus::Active),
+            limit: 1,
+            ..UserQuery::default()
+        })
+        .await?;
+    let admin = admins
+        .users
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the dataset has no active admin"))?;
+    Ok((names, admin.username.as_str().to_owned()))
 }
 
 async fn one_hash(config: HasherConfig) -> anyhow::Result<PasswordHash> {

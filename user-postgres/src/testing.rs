@@ -44,6 +44,16 @@ impl std::fmt::Debug for TestSchema {
     }
 }
 
+/// Says on the process's stderr that the current test is skipped and why. It writes past the
+/// test harness's capture (which takes only the `print!` family), so that a run shows every
+/// test it did not really run, not only the failing ones' output.
+fn say_skipped(why: &str) {
+    use std::io::Write as _;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "*** skipped {test}: {why}");
+}
+
 impl TestSchema {
     /// Creates a new schema on the server that [`URL_VAR`] names, after making sure that
     /// its database has the `pg_trgm` extension outside any test schema (in `public`, unless
@@ -64,10 +74,10 @@ impl TestSchema {
                  {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres (.ci/run does)"
             ),
             _ => {
-                eprintln!(
-                    "*** skipped: set {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres to \
-                     run the PostgreSQL tests (.ci/run does) ***"
-                );
+                say_skipped(&format!(
+                    "set {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres to run the \
+                     PostgreSQL tests (.ci/run does)"
+                ));
                 return None;
             }
         };

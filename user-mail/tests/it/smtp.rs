@@ -180,7 +180,7 @@ async fn a_temporary_refusal_of_the_recipient_is_transient() {
 
 #[tokio::test]
 async fn a_closed_port_is_transient() {
-    let addr = closed_port().await;
+    let (_bound, addr) = closed_port();
 
     let err = mailer(addr).send(&mail(None)).await.unwrap_err();
 
