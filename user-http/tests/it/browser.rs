@@ -1,15 +1,16 @@
 //! End-to-end tests in real headless Chromium, driven over WebDriver (chromedriver).
 //!
-//! Without `CI` set and without Chromium, these tests print that they were skipped; with `CI`
-//! set they must run. `.ci/run` installs Debian's `chromium` and `chromium-driver`.
+//! Without `CI` set and without Chromium, these tests say on stderr, past libtest's capture,
+//! that they were skipped; with `CI` set they must run. `.ci/run` installs Debian's `chromium`
+//! and `chromium-driver`.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use tokio::process::{Child, Command};
 use user_core::factor::totp_code;
 use user_core::ports::Clock as _;
 
@@ -18,10 +19,23 @@ use crate::{PW, TestApp};
 /// A chromedriver process and a way to open browser sessions on it.
 struct Driver {
     url: String,
-    process: Child,
+    _process: Killed,
     profiles: tempfile::TempDir,
     chromium: PathBuf,
 }
+
+/// A child process, killed and reaped when this is dropped (also while a failing test unwinds).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How long chromedriver may take to say which port it listens on.
+const START_DEADLINE: Duration = Duration::from_secs(30);
 
 fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Ok(path) = std::env::var(env) {
@@ -30,10 +44,29 @@ fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
+/// Says on the process's stderr, past libtest's capture of passing tests' output, that the
+/// running test (named after its thread) was skipped, so that a skip is visible in every run.
+fn say_skipped(why: &str) {
+    use std::io::Write as _;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a browser test");
+    let _ = writeln!(std::io::stderr().lock(), "*** skipped {test}: {why}");
+}
+
+/// The port in chromedriver's start-up line, "ChromeDriver was started successfully on port N."
+fn started_on(line: &str) -> Option<u16> {
+    line.trim_end()
+        .strip_prefix("ChromeDriver was started successfully on port ")?
+        .strip_suffix('.')?
+        .parse()
+        .ok()
+        .filter(|&port| port != 0)
+}
+
 impl Driver {
-    /// Starts chromedriver, or returns `None` (loudly) when Chromium is not installed and
-    /// `CI` is not set.
-    async fn start(test: &str) -> Option<Self> {
+    /// Starts chromedriver, or returns `None` (saying so on stderr) when Chromium is not
+    /// installed and `CI` is not set. Called on the test's own thread, which names the test.
+    async fn start() -> Option<Self> {
         let chromium = find(
             "CHROME_BIN",
             &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
@@ -44,39 +77,68 @@ impl Driver {
                 std::env::var_os("CI").is_none(),
                 "CI is set but chromium/chromedriver are missing: install Debian's chromium and chromium-driver"
             );
-            eprintln!(
-                "\n*** SKIPPED browser test `{test}`: chromium and chromedriver are not installed \
-                 (apt-get install chromium chromium-driver; CI runs them) ***\n"
+            say_skipped(
+                "chromium and chromedriver are not installed \
+                 (apt-get install chromium chromium-driver; CI runs them)",
             );
             return None;
         };
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let process = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        // Wait for chromedriver to listen: a process starting up, not a timing assumption.
-        let mut ready = false;
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                ready = true;
-                break;
+        // Port 0: chromedriver binds a free port itself and names it on stdout, so no other
+        // process can take the port between choosing it and listening on it.
+        let mut process = Killed(
+            std::process::Command::new(&driver)
+                .arg("--port=0")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("chromedriver {} starts: {e}", driver.display())),
+        );
+        let stdout = process
+            .0
+            .stdout
+            .take()
+            .expect("chromedriver's stdout is piped");
+        // A thread reads stdout to its end (so that the pipe never fills), handing over the
+        // port, or everything said before an early exit.
+        let (said, port) = tokio::sync::oneshot::channel::<Result<u16, String>>();
+        std::thread::spawn(move || {
+            let mut said = Some(said);
+            let mut before = String::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if said.is_some() {
+                    match started_on(&line) {
+                        Some(port) => {
+                            let _ = said.take().map(|s| s.send(Ok(port)));
+                        }
+                        None => before.push_str(&format!("{line}\n")),
+                    }
+                }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(ready, "chromedriver did not start listening on port {port}");
+            if let Some(said) = said {
+                let _ = said.send(Err(before));
+            }
+        });
+        let port = match tokio::time::timeout(START_DEADLINE, port).await {
+            Ok(Ok(Ok(port))) => port,
+            Ok(Ok(Err(before))) => {
+                panic!("chromedriver closed its stdout without naming its port; it said:\n{before}")
+            }
+            Ok(Err(_)) => panic!("the reader of chromedriver's stdout ended without a word"),
+            Err(_) => panic!("chromedriver did not name its port within {START_DEADLINE:?}"),
+        };
+        assert!(
+            process
+                .0
+                .try_wait()
+                .expect("chromedriver's state")
+                .is_none(),
+            "chromedriver exited right after naming port {port}"
+        );
         Some(Self {
             url: format!("http://127.0.0.1:{port}"),
-            process,
+            _process: process,
             profiles: tempfile::tempdir().unwrap(),
             chromium,
         })
@@ -107,12 +169,6 @@ impl Driver {
             .connect(&self.url)
             .await
             .expect("a chromium session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.process.start_kill();
     }
 }
 
@@ -208,9 +264,7 @@ async fn sign_in(client: &Client, base: &str, identifier: &str, password: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_registers_edits_changes_password_and_signs_out() {
-    let Some(driver) =
-        Driver::start("a_person_registers_edits_changes_password_and_signs_out").await
-    else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
     let app = browser_app().await;
@@ -313,7 +367,7 @@ async fn a_person_registers_edits_changes_password_and_signs_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_disables_and_re_enables_a_user() {
-    let Some(driver) = Driver::start("an_admin_disables_and_re_enables_a_user").await else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
     let app = browser_app().await;
@@ -397,7 +451,7 @@ async fn an_admin_disables_and_re_enables_a_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_in_a_display_name_renders_as_text() {
-    let Some(driver) = Driver::start("a_script_in_a_display_name_renders_as_text").await else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
     let app = browser_app().await;
@@ -421,9 +475,7 @@ async fn a_script_in_a_display_name_renders_as_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_resets_a_forgotten_password_from_the_mailed_link() {
-    let Some(driver) =
-        Driver::start("a_person_resets_a_forgotten_password_from_the_mailed_link").await
-    else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
     let app = browser_app().await;
@@ -510,11 +562,7 @@ async fn flash(client: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_confirms_their_address_then_deletes_their_account_and_an_admin_sees_it() {
-    let Some(driver) = Driver::start(
-        "a_person_confirms_their_address_then_deletes_their_account_and_an_admin_sees_it",
-    )
-    .await
-    else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
     let app = browser_app().await;
@@ -609,9 +657,7 @@ async fn type_code(client: &Client, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_turns_on_two_step_sign_in_and_signs_in_with_codes() {
-    let Some(driver) =
-        Driver::start("a_person_turns_on_two_step_sign_in_and_signs_in_with_codes").await
-    else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
     let app = browser_app().await;

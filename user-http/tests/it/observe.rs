@@ -5,7 +5,7 @@
 
 use axum::http::{Method, StatusCode};
 use axum::routing::get;
-use user_core::testing::observe::{captured_logs, level, prometheus, series};
+use user_core::testing::observe::{captured_logs, level, prometheus, sample, series};
 
 use crate::TestApp;
 use crate::agent::Agent;
@@ -51,94 +51,115 @@ async fn spawn() -> (TestApp, String, tokio::sync::oneshot::Sender<()>) {
     (app, base, stop)
 }
 
+/// GETs `path`, asserts its status and returns the request id the server gave it.
+async fn get_id(agent: &mut Agent, path: &str, status: u16) -> String {
+    let reply = agent.get(path).await;
+    assert_eq!(reply.status.as_u16(), status, "{path}: {}", reply.text);
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    id
+}
+
+// The log is process-wide and other tests' servers log too, so each request's lines are
+// found by the request id the server returned for it.
 #[tokio::test]
 async fn client_errors_log_at_info_overload_at_warn_and_server_errors_at_error() {
     captured_logs();
     let (_app, base, stop) = spawn().await;
     let mut agent = Agent::new(&base);
     let refused = "/api/v1/admin/users/00000000-0000-0000-0000-00000000abcd";
-    assert_eq!(agent.get(refused).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        agent.get("/observe/made-up").await.status,
-        StatusCode::NOT_FOUND
-    );
-    let boom = agent.get("/observe/boom").await;
-    assert_eq!(boom.status, StatusCode::INTERNAL_SERVER_ERROR);
-    let id = boom.headers["x-request-id"].to_str().unwrap().to_owned();
-    assert_eq!(id.len(), 36, "a UUID: {id}");
-    let busy = ["/observe/timeout", "/observe/throttled", "/observe/busy"];
-    for (path, status) in busy
-        .into_iter()
-        .zip([408, 429, 503])
-        .chain([("/observe/down", 503)])
-    {
-        assert_eq!(agent.get(path).await.status.as_u16(), status, "{path}");
+    let calm = [
+        (refused, get_id(&mut agent, refused, 401).await),
+        (
+            "/observe/made-up",
+            get_id(&mut agent, "/observe/made-up", 404).await,
+        ),
+    ];
+    let boom = get_id(&mut agent, "/observe/boom", 500).await;
+    let mut busy = Vec::new();
+    for (path, status) in [
+        ("/observe/timeout", 408),
+        ("/observe/throttled", 429),
+        ("/observe/busy", 503),
+    ] {
+        busy.push((path, get_id(&mut agent, path, status).await));
     }
+    let down = get_id(&mut agent, "/observe/down", 503).await;
     stop.send(()).unwrap();
 
     let text = captured_logs();
-    let of = |path: &str| -> Vec<&str> {
+    let of = |path: &str, id: &str| -> Vec<&str> {
         text.lines()
-            .filter(|l| l.contains(&format!("path={path}}}")))
+            .filter(|l| l.contains(&format!("request_id={id} ")))
+            .inspect(|l| assert!(l.contains(&format!("path={path}}}")), "{l}"))
             .collect()
     };
-    for path in [refused, "/observe/made-up"] {
-        let lines = of(path);
+    for (path, id) in &calm {
+        let lines = of(path, id);
         assert!(
             lines
                 .iter()
                 .any(|l| l.contains("finished processing request")),
-            "{path}: {text}"
+            "{path} ({id}): {text}"
         );
         for line in lines {
             assert_ne!(level(line), "ERROR", "{line}");
         }
     }
-    let failed = |path: &str| -> Vec<&str> {
-        of(path)
+    let failed = |path: &str, id: &str| -> Vec<&str> {
+        of(path, id)
             .into_iter()
             .filter(|l| l.contains("request failed"))
             .collect()
     };
-    for path in busy {
-        let lines = failed(path);
+    for (path, id) in &busy {
+        let lines = failed(path, id);
         assert_eq!(lines.len(), 1, "{path}: {text}");
         assert_eq!(level(lines[0]), "WARN", "{}", lines[0]);
     }
-    for path in ["/observe/down", "/observe/boom"] {
-        let lines = failed(path);
+    for (path, id) in [("/observe/down", &down), ("/observe/boom", &boom)] {
+        let lines = failed(path, id);
         assert_eq!(lines.len(), 1, "{path}: {text}");
         assert_eq!(level(lines[0]), "ERROR", "{}", lines[0]);
     }
-    let lines = of("/observe/boom");
     // Every line of a request carries its id (the one returned to the client) and its peer.
+    let lines = of("/observe/boom", &boom);
+    assert!(!lines.is_empty(), "{text}");
     for line in lines {
-        assert!(line.contains(&format!("request_id={id} ")), "{line}");
         assert!(line.contains("peer=127.0.0.1 "), "{line}");
     }
 }
 
-// Other tests of this binary record too (a POST to a missing page is a new `unmatched`
-// series), so this checks the series it can cause.
+// The recorder is process-wide and other tests of this binary record too (a GET of a missing
+// page is also `unmatched`, a POST to one a new `unmatched` series), so this checks that each
+// series grew by at least this test's own calls, from a page rendered before any of them.
 #[tokio::test]
 async fn requests_are_counted_by_route_template_and_made_up_ones_share_labels() {
     let handle = prometheus();
+    let start = handle.render();
     let (_app, base, stop) = spawn().await;
     let mut agent = Agent::new(&base);
 
     let user = "/api/v1/admin/users/00000000-0000-0000-0000-00000000abcd";
     assert_eq!(agent.get(user).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(agent.get("/healthz").await.status, StatusCode::OK);
+    // One made-up method and path first, so that their shared series exist in `before`.
     let junk = Method::from_bytes(b"JUNK1000").unwrap();
-    agent.call(junk, "/healthz").await;
-    agent.get("/junk/1000").await;
+    assert_eq!(
+        agent.call(junk, "/healthz").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(agent.get("/junk/1000").await.status, StatusCode::NOT_FOUND);
     let before = handle.render();
     for i in 0..30 {
         assert_eq!(
             agent.get(&format!("/junk/{i}")).await.status,
             StatusCode::NOT_FOUND
         );
-        agent.get(&format!("/api/v1/junk{i}")).await;
+        assert_eq!(
+            agent.get(&format!("/api/v1/junk{i}")).await.status,
+            StatusCode::NOT_FOUND
+        );
         let junk = Method::from_bytes(format!("JUNK{i}").as_bytes()).unwrap();
         assert_eq!(
             agent.call(junk, "/healthz").await.status,
@@ -148,15 +169,29 @@ async fn requests_are_counted_by_route_template_and_made_up_ones_share_labels() 
     let after = handle.render();
     stop.send(()).unwrap();
 
-    for expected in [
-        "http_requests_total{method=\"GET\",route=\"/api/v1/admin/users/{id}\",status=\"401\"}",
-        "http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}",
-        "http_requests_total{method=\"other\",route=\"/healthz\",status=\"405\"}",
-        "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}",
+    // A series absent from `start` counts from 0.
+    for (expected, calls) in [
+        (
+            "http_requests_total{method=\"GET\",route=\"/api/v1/admin/users/{id}\",status=\"401\"}",
+            1.0,
+        ),
+        (
+            "http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}",
+            1.0,
+        ),
+        (
+            "http_requests_total{method=\"other\",route=\"/healthz\",status=\"405\"}",
+            31.0,
+        ),
+        (
+            "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}",
+            61.0,
+        ),
     ] {
+        let grew = sample(&after, expected) - sample(&start, expected);
         assert!(
-            after.contains(expected),
-            "{expected} missing from:\n{after}"
+            grew >= calls,
+            "{expected} grew by {grew}, not by this test's {calls} calls:\nbefore:\n{start}\nafter:\n{after}"
         );
     }
     let names = |page| {

@@ -442,7 +442,13 @@ async fn common_failures(w: &mut Walk, user: &str, admin: &str) {
         if route.1.contains("{id}") {
             for bad in ["not-an-id", "%FF", "%20"] {
                 let r = w.send(route, bad, token, payload.clone(), None).await;
-                assert!(r.status.is_client_error(), "{route:?} {bad}: {}", r.text);
+                // A malformed id is invalid input on every `{id}` route: 422, not 400 or 404.
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{route:?} {bad}: {}",
+                    r.text
+                );
             }
             let r = w.send(route, MISSING, token, payload.clone(), None).await;
             assert_eq!(r.status, StatusCode::NOT_FOUND, "{route:?}: {}", r.text);
