@@ -59,6 +59,11 @@ async fn hashes_argon2id_phc_and_verifies() {
 }
 
 #[tokio::test]
+async fn keeps_the_promises_of_the_port() {
+    crate::testing::conformance::hasher_keeps_its_promises(&hasher(FAST, 2, 4)).await;
+}
+
+#[tokio::test]
 async fn default_parameters_are_owasp() {
     assert_eq!(HasherConfig::default().params, Argon2Params::OWASP);
     let h = Argon2Hasher::new(HasherConfig::default()).unwrap();

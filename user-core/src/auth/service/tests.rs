@@ -781,7 +781,8 @@ fn policy_and_keys_are_checked_at_construction() {
 
 #[tokio::test]
 async fn one_client_address_is_limited_across_identifiers() {
-    let ports = crate::testing::memory_ports(Arc::new(FixedClock::default()));
+    let clock = Arc::new(FixedClock::default());
+    let ports = crate::testing::memory_ports(clock.clone());
     let policy = AuthPolicy {
         login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(3),
         ..AuthPolicy::default()
@@ -812,6 +813,16 @@ async fn one_client_address_is_limited_across_identifiers() {
     assert!(
         matches!(r, Err(AuthError::InvalidCredentials)),
         "no address, no limit"
+    );
+    // The limit runs on the injected clock: 20 s later one attempt (of 3 a minute) is back,
+    // and only one.
+    clock.advance(secs(20));
+    let r = auth.login(creds("d4x", PW), from("192.0.2.7")).await;
+    assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    let r = auth.login(creds("d4x", PW), from("192.0.2.7")).await;
+    assert!(
+        matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after == secs(20)),
+        "{r:?}"
     );
 }
 
