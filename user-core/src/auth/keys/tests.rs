@@ -315,7 +315,8 @@ fn hs256_needs_32_bytes_and_pem_round_trips() {
     assert_eq!(back.kid(), ed.kid());
     let token = issue(&keys(&back, vec![]));
     assert!(keys(&ed, vec![]).verify(&token, NOW).is_ok());
-    assert!(SigningKey::ed25519_from_pem(&SecretString::from("nope")).is_err());
+    let err = SigningKey::ed25519_from_pem(&SecretString::from("nope")).unwrap_err();
+    assert_eq!(err.setting, "signing_key");
     assert!(!format!("{ed:?}").contains("PRIVATE"));
 }
 
