@@ -95,19 +95,20 @@ impl AccountService {
             max_pending_link_requests,
             ..
         } = policy.account;
+        let clock = &ports.clock;
         Self {
+            reset_per_ip: reset_requests_per_ip_per_hour
+                .map(|n| AddressLimit::per_hour("password-reset", n, clock.clone())),
+            reset_per_address: reset_requests_per_address_per_hour
+                .map(|n| KeyLimit::per_hour("password-reset", n, clock.clone())),
+            resend_per_ip: verification_resends_per_ip_per_hour
+                .map(|n| AddressLimit::per_hour("verification-resend", n, clock.clone())),
+            resend_per_address: verification_resends_per_address_per_hour
+                .map(|n| KeyLimit::per_hour("verification-resend", n, clock.clone())),
             notices: Notices::new(ports.clone(), policy.account),
             budget: GuessBudget::new(ports.login_failures.clone(), policy.lockout),
             ports,
             password_policy: policy.password,
-            reset_per_ip: reset_requests_per_ip_per_hour
-                .map(|n| AddressLimit::per_hour("password-reset", n)),
-            reset_per_address: reset_requests_per_address_per_hour
-                .map(|n| KeyLimit::per_hour("password-reset", n)),
-            resend_per_ip: verification_resends_per_ip_per_hour
-                .map(|n| AddressLimit::per_hour("verification-resend", n)),
-            resend_per_address: verification_resends_per_address_per_hour
-                .map(|n| KeyLimit::per_hour("verification-resend", n)),
             in_flight: Arc::default(),
             max_pending_link_requests,
         }

@@ -1,25 +1,50 @@
 //! Per-client-address rate limits (sign-ins, registrations, reset requests), and per-key ones
 //! (an email address, an account), in memory: each instance counts its own clients.
-//! Configured by [`super::AuthPolicy`]; the limiter crate stays private.
+//! Configured by [`super::AuthPolicy`]; the limiter crate stays private. Time comes from the
+//! services' [`crate::ports::Clock`], so a test that moves its clock sees allowances come back.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock, Reference as _};
+use governor::clock::{Clock, Reference as _};
 use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 use sha2::{Digest as _, Sha256};
 
 use crate::domain::ClientInfo;
 use crate::error::AuthError;
 use crate::metrics as names;
+use crate::ports;
 
-/// A per-client-address allowance (sign-ins or registrations), in memory. The clock is the
-/// limiter's: governor's default outside tests, a fake one in them.
-pub(crate) struct AddressLimit<C: Clock = DefaultClock> {
+/// The services' clock as governor's: nanoseconds since the Unix epoch (0 before it). A wall
+/// clock may step back; governor measures with saturating differences, so a step back only
+/// delays an allowance by the step, never lets more through.
+#[derive(Clone)]
+pub(crate) struct PortClock(Arc<dyn ports::Clock>);
+
+impl PortClock {
+    pub(crate) fn new(clock: Arc<dyn ports::Clock>) -> Self {
+        Self(clock)
+    }
+}
+
+impl Clock for PortClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        let since_epoch = self.0.now().unix_timestamp_nanos().max(0);
+        Nanos::from(u64::try_from(since_epoch).unwrap_or(u64::MAX))
+    }
+}
+
+/// A per-client-address allowance (sign-ins or registrations), in memory, on the services'
+/// clock (governor's fake one in the sweep tests below).
+pub(crate) struct AddressLimit<C: Clock = PortClock> {
     what: &'static str,
     limiter: RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
     /// When idle addresses were last forgotten, in seconds since `started`.
@@ -28,18 +53,22 @@ pub(crate) struct AddressLimit<C: Clock = DefaultClock> {
 }
 
 impl AddressLimit {
-    /// At most `n` a minute per client address.
-    pub(crate) fn per_minute(what: &'static str, n: NonZeroU32) -> Self {
-        Self::new(what, Quota::per_minute(n))
+    /// At most `n` a minute per client address, on `clock`.
+    pub(crate) fn per_minute(
+        what: &'static str,
+        n: NonZeroU32,
+        clock: Arc<dyn ports::Clock>,
+    ) -> Self {
+        Self::with_clock(what, Quota::per_minute(n), PortClock::new(clock))
     }
 
-    /// At most `n` an hour per client address.
-    pub(crate) fn per_hour(what: &'static str, n: NonZeroU32) -> Self {
-        Self::new(what, Quota::per_hour(n))
-    }
-
-    fn new(what: &'static str, quota: Quota) -> Self {
-        Self::with_clock(what, quota, DefaultClock::default())
+    /// At most `n` an hour per client address, on `clock`.
+    pub(crate) fn per_hour(
+        what: &'static str,
+        n: NonZeroU32,
+        clock: Arc<dyn ports::Clock>,
+    ) -> Self {
+        Self::with_clock(what, Quota::per_hour(n), PortClock::new(clock))
     }
 }
 
@@ -111,10 +140,11 @@ impl<C: Clock> AddressLimit<C> {
 }
 
 /// A per-key allowance (an email address's reset requests, an account's verification
-/// resends), in memory. Keys are kept as SHA-256 digests, so the table never holds an address.
+/// resends), in memory, on the services' clock. Keys are kept as SHA-256 digests, so the
+/// table never holds an address.
 pub(crate) struct KeyLimit {
     what: &'static str,
-    limiter: DefaultKeyedRateLimiter<[u8; 32]>,
+    limiter: RateLimiter<[u8; 32], DashMapStateStore<[u8; 32]>, PortClock, NoOpMiddleware<Nanos>>,
     checks: AtomicU64,
 }
 
@@ -122,11 +152,15 @@ impl KeyLimit {
     /// Forget idle keys when the table holds more than this, every 1,024 checks.
     const SWEEP_ABOVE: usize = 10_000;
 
-    /// At most `n` an hour per key (bursts of `n`).
-    pub(crate) fn per_hour(what: &'static str, n: NonZeroU32) -> Self {
+    /// At most `n` an hour per key (bursts of `n`), on `clock`.
+    pub(crate) fn per_hour(
+        what: &'static str,
+        n: NonZeroU32,
+        clock: Arc<dyn ports::Clock>,
+    ) -> Self {
         Self {
             what,
-            limiter: RateLimiter::dashmap(Quota::per_hour(n)),
+            limiter: RateLimiter::dashmap_with_clock(Quota::per_hour(n), PortClock::new(clock)),
             checks: AtomicU64::new(0),
         }
     }
@@ -252,5 +286,52 @@ mod tests {
             .check(&client(Ipv4Addr::from(FIRST)))
             .expect("an idle address is let through");
         assert_eq!(limit.limiter.len(), FLOOD as usize - 1);
+    }
+
+    /// The limits run on the services' clock: moving a fake one brings an allowance back,
+    /// without sleeping, and only once the quota's interval has passed on it.
+    #[test]
+    fn an_allowance_comes_back_when_the_injected_clock_moves() {
+        let clock = Arc::new(crate::testing::FixedClock::default());
+        let by_address = AddressLimit::per_minute("sign-in", NonZeroU32::MIN, clock.clone());
+        let by_key = KeyLimit::per_hour("password-reset", NonZeroU32::MIN, clock.clone());
+        let hot = client(HOT);
+
+        by_address.check(&hot).expect("the first sign-in passes");
+        by_key
+            .check("a@example.com")
+            .expect("the first request passes");
+        let r = by_address.check(&hot);
+        assert!(
+            matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after == Duration::from_secs(60)),
+            "{r:?}"
+        );
+        let r = by_key.check("a@example.com");
+        assert!(
+            matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after == Duration::from_secs(3600)),
+            "{r:?}"
+        );
+
+        // Just short of the interval: still refused, and told how long is left.
+        clock.advance(Duration::from_secs(59));
+        let r = by_address.check(&hot);
+        assert!(
+            matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after == Duration::from_secs(1)),
+            "{r:?}"
+        );
+        clock.advance(Duration::from_secs(1));
+        by_address
+            .check(&hot)
+            .expect("a minute later on the injected clock, the address may sign in again");
+
+        clock.advance(Duration::from_secs(58 * 60));
+        assert!(matches!(
+            by_key.check("a@example.com"),
+            Err(AuthError::Throttled { .. })
+        ));
+        clock.advance(Duration::from_secs(60));
+        by_key
+            .check("a@example.com")
+            .expect("an hour later on the injected clock, the key is let through again");
     }
 }

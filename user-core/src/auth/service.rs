@@ -159,10 +159,10 @@ impl AuthService {
         )?;
         let login_limit = policy
             .login_attempts_per_ip_per_minute
-            .map(|n| AddressLimit::per_minute("sign-in", n));
+            .map(|n| AddressLimit::per_minute("sign-in", n, ports.clock.clone()));
         let register_limit = policy
             .registrations_per_ip_per_hour
-            .map(|n| AddressLimit::per_hour("registration", n));
+            .map(|n| AddressLimit::per_hour("registration", n, ports.clock.clone()));
         let budget = GuessBudget::new(ports.login_failures.clone(), policy.lockout);
         let notices = Notices::new(ports.clone(), policy.account);
         Ok(Self {

@@ -127,7 +127,8 @@ fn decode_cursor(token: &str) -> Result<Username, ValidationError> {
 pub struct UserPage {
     /// The users, in username order.
     pub users: Vec<User>,
-    /// Where the next page starts, if there may be one.
+    /// Where the next page starts (the last username of this page) when more users follow;
+    /// `None` on the last page, a full one included.
     pub next: Option<Username>,
 }
 

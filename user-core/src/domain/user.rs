@@ -273,7 +273,7 @@ mod tests {
             assert_eq!(status.as_str().parse::<UserStatus>().unwrap(), status);
         }
         assert_eq!("root".parse::<Role>().unwrap_err().field, "role");
-        assert!("".parse::<UserStatus>().is_err());
+        assert_eq!("".parse::<UserStatus>().unwrap_err().field, "status");
     }
 
     #[test]

@@ -130,10 +130,23 @@ fn the_policy_refuses_odd_settings() {
         p.validate()
     };
     assert!(policy(|_| {}).is_ok());
-    assert!(policy(|p| p.challenge_ttl = Duration::from_secs(5)).is_err());
-    assert!(policy(|p| p.challenge_ttl = Duration::from_secs(7200)).is_err());
-    assert!(policy(|p| p.issuer = "a:b".into()).is_err());
-    assert!(policy(|p| p.issuer = String::new()).is_err());
+    let refused = |r: Result<(), ConfigError>| r.unwrap_err().setting;
+    assert_eq!(
+        refused(policy(|p| p.challenge_ttl = Duration::from_secs(5))),
+        "second_factor.challenge_ttl"
+    );
+    assert_eq!(
+        refused(policy(|p| p.challenge_ttl = Duration::from_secs(7200))),
+        "second_factor.challenge_ttl"
+    );
+    assert_eq!(
+        refused(policy(|p| p.issuer = "a:b".into())),
+        "second_factor.issuer"
+    );
+    assert_eq!(
+        refused(policy(|p| p.issuer = String::new())),
+        "second_factor.issuer"
+    );
     let p = SecondFactorPolicy {
         required_for_admins: true,
         ..SecondFactorPolicy::default()
@@ -249,12 +262,10 @@ async fn sign_in_asks_for_a_code_and_refuses_one_step_clients() {
         f.clock.now() + time::Duration::minutes(5)
     );
     // The challenge is no token.
-    assert!(
-        f.auth
-            .authenticate(challenge.token.expose_secret())
-            .await
-            .is_err()
-    );
+    assert!(matches!(
+        f.auth.authenticate(challenge.token.expose_secret()).await,
+        Err(AuthError::Unauthenticated)
+    ));
     let err = f
         .auth
         .complete_sign_in(step(&challenge, "000000"), ClientInfo::default())
@@ -789,10 +800,12 @@ async fn enrolling_ends_the_other_sessions() {
     let actor = f.actor("ada").await;
     f.enrol(&actor).await;
     assert!(
-        f.auth
-            .authenticate(first.access_token.expose_secret())
-            .await
-            .is_err(),
+        matches!(
+            f.auth
+                .authenticate(first.access_token.expose_secret())
+                .await,
+            Err(AuthError::Unauthenticated)
+        ),
         "a session from before the factor ends"
     );
     assert!(

@@ -59,6 +59,11 @@ async fn hashes_argon2id_phc_and_verifies() {
 }
 
 #[tokio::test]
+async fn keeps_the_promises_of_the_port() {
+    crate::testing::conformance::hasher_keeps_its_promises(&hasher(FAST, 2, 4)).await;
+}
+
+#[tokio::test]
 async fn default_parameters_are_owasp() {
     assert_eq!(HasherConfig::default().params, Argon2Params::OWASP);
     let h = Argon2Hasher::new(HasherConfig::default()).unwrap();
@@ -170,15 +175,24 @@ async fn config_is_checked() {
         },
         ..HasherConfig::default()
     };
-    assert!(Argon2Hasher::new(invalid).is_err());
+    assert_eq!(Argon2Hasher::new(invalid).unwrap_err().setting, "argon2");
 }
 
-/// Waits, without sleeping, until `cond` holds.
+/// Waits, without sleeping, until `cond` holds; fails the test if it does not within
+/// [`PATIENCE`] (a hash of the slow parameters takes well under a second).
 async fn until(cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
     while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition did not hold within {PATIENCE:?}"
+        );
         tokio::task::yield_now().await;
     }
 }
+
+/// How long [`until`] waits at most, generous for a loaded 2-core machine.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_fails_fast_with_overloaded() {

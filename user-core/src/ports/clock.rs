@@ -25,6 +25,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_system_clock_tells_utc_time_now() {
+        crate::testing::conformance::clock_tells_utc(&SystemClock);
+        let (before, now) = (OffsetDateTime::now_utc(), SystemClock.now());
+        // Truncated to the microsecond, so up to 1 µs before `before`; a loaded machine may
+        // take a while between the two reads, never a minute.
+        assert!(
+            now >= before - time::Duration::microseconds(1),
+            "{before} {now}"
+        );
+        assert!(now - before < time::Duration::MINUTE, "{before} {now}");
+    }
+
+    #[test]
     fn the_system_clock_counts_whole_microseconds() {
         for _ in 0..100 {
             assert_eq!(SystemClock.now().nanosecond() % 1_000, 0);

@@ -22,10 +22,11 @@ use crate::domain::{
     ProfileChanges, Role, Rotation, Session, SessionId, SessionKind, SignInChallenge, ThrottleKey,
     TokenHash, TokenPurpose, TotpFactor, User, UserId, UserQuery, UserStatus, Username,
 };
-use crate::error::{RepoError, UniqueField};
+use crate::error::{HashError, RepoError, UniqueField};
 use crate::ports::{
-    AuditLog, ClaimedMail, DeviceTokenStore, Identifier, Inserted, LoginFailureStore, Mail,
-    MailOutbox, OneTimeTokenStore, SecondFactorStore, SessionStore, UserRepository,
+    AuditLog, ClaimedMail, Clock, DeviceTokenStore, Identifier, Inserted, LoginFailureStore, Mail,
+    MailOutbox, OneTimeTokenStore, PasswordHasher, SecondFactorStore, SessionStore, UserRepository,
+    Verification,
 };
 
 /// The stores under test, fresh for each check. `guard` keeps whatever backs them alive (a
@@ -89,6 +90,7 @@ macro_rules! conformance_tests {
             last_active_admin_is_protected,
             delete_removes_user_and_sessions,
             list_pages_in_username_order,
+            list_next_is_set_only_when_more_users_match,
             list_filters_by_search_role_and_status,
             list_search_finds_substrings_of_every_name,
             list_short_search_matches_the_start_of_username_or_email,
@@ -107,6 +109,8 @@ macro_rules! conformance_tests {
             list_active_sessions_newest_first,
             count_active_sessions,
             purge_removes_ended_sessions,
+            revoke_all_revokes_only_active_sessions_of_the_user,
+            purge_keeps_what_ends_at_the_cut_off,
             idle_sessions_do_not_rotate,
             touch_moves_last_used_forward,
             login_failures_swap_clear_and_purge,
@@ -829,6 +833,68 @@ pub async fn list_pages_in_username_order(s: Stores) {
         s.users.list(&q).await.map(|p| p.next).ok(),
         Some(None),
         "exact fit"
+    );
+}
+
+/// `next` is the last username of a page exactly when more users match after it: a full
+/// page that ends the list, filtered or not, has none; a short page has none.
+pub async fn list_next_is_set_only_when_more_users_match(s: Stores) {
+    for name in ["alice", "bob", "carol", "dave"] {
+        insert(&s, &user(name)).await;
+    }
+    // Sorts last, and is the only admin: a filter leaves it out.
+    insert_admin(&s, "zed").await;
+    let page = |limit: u32, after: Option<&str>, role: Option<Role>| {
+        let users = Arc::clone(&s.users);
+        let q = UserQuery {
+            limit,
+            after: after.map(|a| Username::parse(a).unwrap()),
+            role,
+            ..UserQuery::default()
+        };
+        async move {
+            let page = users.list(&q).await.unwrap();
+            let names: Vec<String> = page.users.iter().map(|u| u.username.to_string()).collect();
+            (names, page.next.map(|n| n.to_string()))
+        }
+    };
+    assert_eq!(
+        page(2, None, None).await,
+        (vec!["alice".into(), "bob".into()], Some("bob".into())),
+        "a full page with more after it"
+    );
+    assert_eq!(
+        page(2, Some("carol"), None).await,
+        (vec!["dave".into(), "zed".into()], None),
+        "a full page that ends the list"
+    );
+    assert_eq!(
+        page(4, Some("alice"), None).await,
+        (
+            vec!["bob".into(), "carol".into(), "dave".into(), "zed".into()],
+            None
+        ),
+        "a full page that ends the list"
+    );
+    assert_eq!(
+        page(3, Some("carol"), None).await,
+        (vec!["dave".into(), "zed".into()], None),
+        "a short page"
+    );
+    // Filtered: the user after the page does not match, so the full page is the last.
+    assert_eq!(
+        page(2, Some("alice"), Some(Role::User)).await,
+        (vec!["bob".into(), "carol".into()], Some("carol".into())),
+        "dave still matches after the page"
+    );
+    assert_eq!(
+        page(2, Some("bob"), Some(Role::User)).await,
+        (vec!["carol".into(), "dave".into()], None),
+        "only zed follows, and it is no user"
+    );
+    assert_eq!(
+        page(2, None, Some(Role::Admin)).await,
+        (vec!["zed".into()], None)
     );
 }
 
@@ -1662,6 +1728,161 @@ pub async fn revoke_one_and_all(s: Stores) {
             .ok(),
         Some(1)
     );
+}
+
+/// `revoke_all` revokes only the user's active sessions: one already revoked keeps its time,
+/// an expired one is neither revoked nor counted, `keep` spares the user's own session and a
+/// `keep` of another user's session spares nothing of theirs and touches the other's; a
+/// user with nothing active (or no user at all) gets 0. A revoked refresh token no longer
+/// rotates.
+pub async fn revoke_all_revokes_only_active_sessions_of_the_user(s: Stores) {
+    let (a, b) = (user("alice"), user("bob"));
+    insert(&s, &a).await;
+    insert(&s, &b).await;
+    let live = session(&a, SessionKind::Token, 0);
+    let kept = session(&a, SessionKind::Browser, 1);
+    let revoked = session(&a, SessionKind::Browser, 2);
+    let expired = session(&a, SessionKind::Token, -3600); // expires at 0
+    let bobs = session(&b, SessionKind::Token, 0);
+    for (x, secret) in [
+        (&live, "live"),
+        (&kept, "kept"),
+        (&revoked, "revoked"),
+        (&expired, "expired"),
+        (&bobs, "bobs"),
+    ] {
+        create(&s, x, secret).await;
+    }
+    assert!(s.sessions.revoke(revoked.id, at(5)).await.is_ok());
+    let revoked_at = |id: SessionId| {
+        let sessions = Arc::clone(&s.sessions);
+        async move { sessions.get(id).await.unwrap().revoked_at }
+    };
+
+    assert_eq!(
+        s.sessions
+            .revoke_all(a.id, Some(kept.id), at(10))
+            .await
+            .ok(),
+        Some(1),
+        "only `live`: `kept` is kept, `revoked` and `expired` had ended"
+    );
+    assert_eq!(revoked_at(live.id).await, Some(at(10)));
+    assert_eq!(revoked_at(kept.id).await, None);
+    assert_eq!(
+        revoked_at(revoked.id).await,
+        Some(at(5)),
+        "its time is kept"
+    );
+    assert_eq!(revoked_at(expired.id).await, None, "expired, not revoked");
+    assert_eq!(revoked_at(bobs.id).await, None, "another user's");
+    assert_eq!(
+        s.sessions
+            .rotate_refresh_token(
+                &TokenHash::of("live"),
+                &TokenHash::of("next"),
+                at(11),
+                NEVER_IDLE
+            )
+            .await
+            .ok(),
+        Some(Rotation::Inactive(live.id)),
+        "a revoked refresh token does not rotate"
+    );
+
+    // `keep` naming another user's session keeps nothing of this user's.
+    assert_eq!(
+        s.sessions
+            .revoke_all(a.id, Some(bobs.id), at(20))
+            .await
+            .ok(),
+        Some(1)
+    );
+    assert_eq!(revoked_at(kept.id).await, Some(at(20)));
+    assert_eq!(revoked_at(bobs.id).await, None);
+
+    // Nothing active left, a user without sessions, no such user: 0, and no change.
+    assert_eq!(
+        s.sessions.revoke_all(a.id, None, at(30)).await.ok(),
+        Some(0)
+    );
+    assert_eq!(revoked_at(live.id).await, Some(at(10)));
+    let c = user("carol");
+    insert(&s, &c).await;
+    assert_eq!(
+        s.sessions.revoke_all(c.id, None, at(30)).await.ok(),
+        Some(0)
+    );
+    assert_eq!(
+        s.sessions
+            .revoke_all(UserId::new(), None, at(30))
+            .await
+            .ok(),
+        Some(0)
+    );
+    assert_eq!(
+        s.sessions
+            .list_active(b.id, at(31))
+            .await
+            .ok()
+            .map(|v| v.len()),
+        Some(1),
+        "bob's session is still active"
+    );
+}
+
+/// `purge` deletes only what ended strictly before the cut-off: a session expiring or
+/// revoked at the cut-off stays; a revoked session goes by its revocation time though it
+/// would expire later; an expired refresh token is gone with its session; users stay; a
+/// second purge finds nothing.
+pub async fn purge_keeps_what_ends_at_the_cut_off(s: Stores) {
+    let u = user("alice");
+    insert(&s, &u).await;
+    assert_eq!(s.sessions.purge(at(100_000)).await.ok(), Some(0), "empty");
+    let expiring = session(&u, SessionKind::Token, 0); // expires at 3600
+    let revoked = session(&u, SessionKind::Browser, 100); // expires at 3700
+    for (x, secret) in [(&expiring, "expiring"), (&revoked, "revoked")] {
+        create(&s, x, secret).await;
+    }
+    assert!(s.sessions.revoke(revoked.id, at(200)).await.is_ok());
+
+    assert_eq!(
+        s.sessions.purge(at(200)).await.ok(),
+        Some(0),
+        "revoked at 200"
+    );
+    assert_eq!(s.sessions.purge(at(201)).await.ok(), Some(1));
+    not_found(
+        s.sessions.get(revoked.id).await,
+        "revoked before the cut-off",
+    );
+    assert_eq!(
+        s.sessions.purge(at(3600)).await.ok(),
+        Some(0),
+        "expires at 3600"
+    );
+    assert_eq!(
+        s.sessions.get(expiring.id).await.ok(),
+        Some(expiring.clone())
+    );
+    assert_eq!(s.sessions.purge(at(3601)).await.ok(), Some(1));
+    not_found(
+        s.sessions.get(expiring.id).await,
+        "expired before the cut-off",
+    );
+    not_found(
+        s.sessions
+            .rotate_refresh_token(
+                &TokenHash::of("expiring"),
+                &TokenHash::of("next"),
+                at(3602),
+                NEVER_IDLE,
+            )
+            .await,
+        "the purged session's refresh token",
+    );
+    assert_eq!(s.sessions.purge(at(3601)).await.ok(), Some(0), "again");
+    assert_eq!(s.users.get(u.id).await.ok(), Some(u));
 }
 
 /// `list_active` returns only active sessions of that user, newest first.
@@ -3495,4 +3716,83 @@ pub async fn second_factors_go_with_their_user(s: Stores) {
         2,
         "only bob's challenge and mark were left to purge"
     );
+}
+
+/// The documented promises of a [`PasswordHasher`], for any hasher (not in
+/// [`conformance_tests!`](crate::conformance_tests): a hasher is no store; its tests call
+/// this). A new password's hash verifies as a match that needs no rehash; any other
+/// password is a mismatch; every hash has a fresh salt; a stored hash that is malformed, of
+/// an unknown scheme, or asks for more work than the ceiling is `Refused`. (`Overloaded`
+/// needs a hasher with a bounded queue: `Argon2Hasher`'s own tests show it.)
+pub async fn hasher_keeps_its_promises(h: &dyn PasswordHasher) {
+    use secrecy::SecretString;
+    let pw = "tangerine-sky-42";
+    let password = crate::domain::Password::parse(
+        SecretString::from(pw),
+        &crate::domain::PasswordPolicy::default(),
+        None,
+        None,
+    )
+    .unwrap();
+    let stored = h.hash(&password).await.unwrap();
+    assert_eq!(
+        h.verify(&SecretString::from(pw), &stored).await.ok(),
+        Some(Verification::Match {
+            needs_rehash: false
+        }),
+        "a fresh hash is current"
+    );
+    for wrong in [
+        "tangerine-sky-43",
+        "",
+        "TANGERINE-SKY-42",
+        "tangerine-sky-42 ",
+    ] {
+        assert_eq!(
+            h.verify(&SecretString::from(wrong), &stored).await.ok(),
+            Some(Verification::Mismatch),
+            "another password"
+        );
+    }
+    let again = h.hash(&password).await.unwrap();
+    assert_ne!(stored, again, "every hash has a fresh salt");
+    assert!(matches!(
+        h.verify(&SecretString::from(pw), &again).await,
+        Ok(Verification::Match { .. })
+    ));
+
+    // The same hash asking for 4 GiB: above any ceiling.
+    let mut parts: Vec<&str> = stored.as_str().split('$').collect();
+    assert!(
+        parts.len() == 6 && parts[3].starts_with("m="),
+        "a PHC string"
+    );
+    parts[3] = "m=4194304,t=1,p=1";
+    let greedy = parts.join("$");
+    for bad in [
+        greedy.as_str(),
+        "",
+        "plaintext",
+        "$argon2id$v=19$m=8,t=1,p=1$bm9zYWx0",
+        "$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA",
+        "$2b$xx$abc",
+    ] {
+        let got = h
+            .verify(&SecretString::from(pw), &PasswordHash::new(bad))
+            .await;
+        assert!(
+            matches!(got, Err(HashError::Refused(_))),
+            "a stored hash like {:.20}: {got:?}",
+            bad
+        );
+    }
+}
+
+/// The documented promise of a [`Clock`], for any clock (its tests call this): the time is
+/// in UTC.
+pub fn clock_tells_utc(c: &dyn Clock) {
+    for _ in 0..3 {
+        let now = c.now();
+        assert!(now.offset().is_utc(), "{now}");
+    }
 }

@@ -393,6 +393,24 @@ mod tests {
     }
 
     crate::conformance_tests!(memory_stores);
+    crate::race_tests!(memory_stores);
+
+    #[tokio::test]
+    async fn the_fast_hasher_keeps_the_promises_of_the_port() {
+        super::conformance::hasher_keeps_its_promises(&super::FastHasher::new()).await;
+    }
+
+    #[tokio::test]
+    async fn the_test_clocks_tell_utc_time() {
+        use crate::ports::Clock as _;
+        let fixed = super::FixedClock::default();
+        super::conformance::clock_tells_utc(&fixed);
+        let before = fixed.now();
+        fixed.advance(std::time::Duration::from_secs(90));
+        assert_eq!(fixed.now() - before, time::Duration::seconds(90));
+        super::conformance::clock_tells_utc(&fixed);
+        super::conformance::clock_tells_utc(&super::TokioClock::default());
+    }
 
     #[tokio::test]
     async fn insert_many_writes_nothing_when_the_store_fails() {

@@ -407,7 +407,11 @@ pub async fn concurrent_rotations_of_one_token_rotate_once(s: Stores) {
     assert_eq!(rotated, 1, "{results:?}");
     assert_eq!(reused, ROTATIONS - 1, "{results:?}");
     let after = s.sessions.get(session.id).await.unwrap();
-    assert!(after.revoked_at.is_some(), "reuse revokes the session");
+    assert_eq!(
+        after.revoked_at,
+        Some(NOW + time::Duration::seconds(1)),
+        "reuse revokes the session"
+    );
 }
 
 /// A user deleted while a session and a device token are written for them: each write

@@ -20,9 +20,10 @@ use super::conformance::mail;
 use super::{FastHasher, FixedClock, Fixture, RecordingMailer};
 use crate::auth::{AuthPolicy, Credentials, RegisterUser, SecondStep, SignIn};
 use crate::domain::{
-    AuditKind, AuditOutcome, AuditQuery, ClientInfo, PasswordHash, Role, UserStatus,
+    Actor, AuditKind, AuditOutcome, AuditQuery, ClientInfo, PasswordHash, Role, TokenHash, UserId,
+    UserStatus,
 };
-use crate::error::AuthError;
+use crate::error::{AuthError, RepoError, UserError};
 use crate::factor::{FactorKey, TotpAuthenticator, totp_code};
 use crate::mail::{DeliveryPolicy, deliver_periodically};
 use crate::password::HashCeiling;
@@ -80,6 +81,8 @@ macro_rules! service_tests {
             lockout_holds_across_service_instances_sharing_the_database,
             imported_bcrypt_hashes_upgrade_in_the_database,
             disabling_a_user_ends_their_sessions_in_the_database,
+            deleting_a_user_ends_their_sessions_in_the_database,
+            the_last_two_admins_acting_on_each_other_at_once_leave_one,
             two_instances_deliver_each_of_50_mails_exactly_once,
             an_accounts_life_is_audited_and_its_end_anonymized,
             second_factor_sign_in_spans_instances,
@@ -261,12 +264,12 @@ pub async fn register_login_refresh_reuse_and_logout(db: &dyn TestDatabase) {
             .await,
         Err(AuthError::Unauthenticated)
     ));
-    assert!(
+    assert!(matches!(
         f.auth
             .authenticate(second.access_token.expose_secret())
-            .await
-            .is_err()
-    );
+            .await,
+        Err(AuthError::Unauthenticated)
+    ));
 
     let third = f.login("alice", PW).await.unwrap();
     let actor = f
@@ -275,12 +278,12 @@ pub async fn register_login_refresh_reuse_and_logout(db: &dyn TestDatabase) {
         .await
         .unwrap();
     f.auth.logout(&actor).await.unwrap();
-    assert!(
+    assert!(matches!(
         f.auth
             .authenticate(third.access_token.expose_secret())
-            .await
-            .is_err()
-    );
+            .await,
+        Err(AuthError::Unauthenticated)
+    ));
 }
 
 /// An account locked by failed sign-ins on one instance is locked on another instance
@@ -289,7 +292,10 @@ pub async fn lockout_holds_across_service_instances_sharing_the_database(db: &dy
     let one = instance(db.storage());
     one.register("alice").await;
     for _ in 0..5 {
-        assert!(one.login("alice", "wrong wrong wrong").await.is_err());
+        assert!(matches!(
+            one.login("alice", "wrong wrong wrong").await,
+            Err(AuthError::InvalidCredentials)
+        ));
     }
     // A second instance (another process in production) sees the same lock.
     let two = instance(db.reopen().await);
@@ -313,34 +319,221 @@ pub async fn imported_bcrypt_hashes_upgrade_in_the_database(db: &dyn TestDatabas
     assert!(stored.as_str().starts_with("$argon2id$"));
 }
 
-/// An admin disabling a user ends the user's access and refresh tokens.
+/// Disabling a user ends their sessions in the store: each of their sessions, token and
+/// browser, is revoked at the moment of the disable, and their device tokens are gone;
+/// other users' sessions are untouched. Enabled again, the user's old access token,
+/// refresh token and cookie still do not work: only the revocation can refuse them then
+/// (`authenticate` refuses a disabled user whatever their sessions say).
 pub async fn disabling_a_user_ends_their_sessions_in_the_database(db: &dyn TestDatabase) {
     let f = instance(db.storage());
     f.register_admin("root").await;
     let bob = f.register("bob").await;
     let bob_tokens = f.login("bob", PW).await.unwrap();
+    let bob_browser = f
+        .auth
+        .login_browser(
+            Credentials::new("bob", SecretString::from(PW)),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
     let root = f.actor("root").await;
-    f.users
-        .as_admin(&root)
-        .unwrap()
+    let sessions = &f.ports.sessions;
+    let bobs = [bob_tokens.session_id, bob_browser.session_id];
+    let active = sessions.list_active(bob.id, f.clock.now()).await.unwrap();
+    assert_eq!(active.len(), 2, "{active:?}");
+
+    f.clock.advance(Duration::from_secs(5));
+    let disabled_at = f.clock.now();
+    let admin = f.users.as_admin(&root).unwrap();
+    admin
         .set_status(bob.id, UserStatus::Disabled)
         .await
         .unwrap();
-    assert!(
-        f.auth
-            .authenticate(bob_tokens.access_token.expose_secret())
-            .await
-            .is_err()
-    );
-    assert!(
-        f.auth
-            .refresh(
-                &bob_tokens.refresh_token,
-                &crate::domain::ClientInfo::default()
+    for id in bobs {
+        let session = sessions.get(id).await.unwrap();
+        assert_eq!(session.revoked_at, Some(disabled_at), "session {id}");
+    }
+    let active = sessions.list_active(bob.id, disabled_at).await.unwrap();
+    assert!(active.is_empty(), "{active:?}");
+    for device in [
+        &bob_tokens.device_token,
+        &Some(bob_browser.device_token.clone()),
+    ] {
+        let hash = TokenHash::of(device.as_ref().unwrap().expose_secret());
+        let found = f.ports.devices.find(&hash).await;
+        assert!(matches!(found, Err(RepoError::NotFound)), "{found:?}");
+    }
+    let roots = sessions.get(root.session_id).await.unwrap();
+    assert_eq!(roots.revoked_at, None, "another user's session");
+
+    admin.set_status(bob.id, UserStatus::Active).await.unwrap();
+    let r = f
+        .auth
+        .authenticate(bob_tokens.access_token.expose_secret())
+        .await;
+    assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
+    let r = f
+        .auth
+        .authenticate_browser(bob_browser.session_token.expose_secret())
+        .await;
+    assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
+    let r = f
+        .auth
+        .refresh(&bob_tokens.refresh_token, &ClientInfo::default())
+        .await;
+    assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
+    let back = f.login("bob", PW).await.unwrap();
+    assert!(!bobs.contains(&back.session_id), "a new session");
+}
+
+/// Deleting a user, by an admin or by themselves, ends their sessions in the store: the
+/// sessions, their refresh tokens and cookies, and the device tokens are gone; other users'
+/// sessions are untouched.
+pub async fn deleting_a_user_ends_their_sessions_in_the_database(db: &dyn TestDatabase) {
+    let f = instance(db.storage());
+    f.register_admin("root").await;
+    let root = f.actor("root").await;
+    for (name, by_admin) in [("bob", true), ("carol", false)] {
+        let user = f.register(name).await;
+        let tokens = f.login(name, PW).await.unwrap();
+        let browser = f
+            .auth
+            .login_browser(
+                Credentials::new(name, SecretString::from(PW)),
+                ClientInfo::default(),
             )
             .await
-            .is_err()
-    );
+            .unwrap();
+        let sessions = &f.ports.sessions;
+        assert_eq!(
+            sessions
+                .list_active(user.id, f.clock.now())
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        if by_admin {
+            f.users
+                .as_admin(&root)
+                .unwrap()
+                .delete(user.id)
+                .await
+                .unwrap();
+        } else {
+            let actor = f
+                .auth
+                .authenticate(tokens.access_token.expose_secret())
+                .await
+                .unwrap();
+            f.users
+                .delete_own_account(&actor, &SecretString::from(PW))
+                .await
+                .unwrap();
+        }
+        for id in [tokens.session_id, browser.session_id] {
+            let got = sessions.get(id).await;
+            assert!(matches!(got, Err(RepoError::NotFound)), "{name}: {got:?}");
+        }
+        let cookie = TokenHash::of(browser.session_token.expose_secret());
+        let got = sessions.find_by_cookie(&cookie).await;
+        assert!(matches!(got, Err(RepoError::NotFound)), "{name}: {got:?}");
+        let now = f.clock.now();
+        let got = sessions
+            .rotate_refresh_token(
+                &TokenHash::of(tokens.refresh_token.expose_secret()),
+                &TokenHash::of("next"),
+                now,
+                now - time::Duration::hours(1),
+            )
+            .await;
+        assert!(matches!(got, Err(RepoError::NotFound)), "{name}: {got:?}");
+        for device in [tokens.device_token.unwrap(), browser.device_token] {
+            let got = f
+                .ports
+                .devices
+                .find(&TokenHash::of(device.expose_secret()))
+                .await;
+            assert!(matches!(got, Err(RepoError::NotFound)), "{name}: {got:?}");
+        }
+        let roots = sessions.get(root.session_id).await.unwrap();
+        assert_eq!(roots.revoked_at, None, "another user's session");
+    }
+}
+
+/// What an admin does to the other of the last two active admins.
+#[derive(Debug, Clone, Copy)]
+enum AdminStep {
+    Demote,
+    Disable,
+    Delete,
+}
+
+impl AdminStep {
+    async fn apply(self, f: &Fixture, by: &Actor, on: UserId) -> Result<(), UserError> {
+        let admin = f.users.as_admin(by)?;
+        match self {
+            Self::Demote => admin.set_role(on, Role::User).await.map(drop),
+            Self::Disable => admin.set_status(on, UserStatus::Disabled).await.map(drop),
+            Self::Delete => admin.delete(on).await,
+        }
+    }
+}
+
+/// Rounds of each race in [`the_last_two_admins_acting_on_each_other_at_once_leave_one`].
+const ADMIN_RACE_ROUNDS: usize = 5;
+
+/// The last two active admins demote, disable or delete each other at once, through the
+/// service, on two threads: every round, exactly one succeeds, the other is refused with
+/// `LastAdmin`, and exactly one active admin is left, untouched.
+pub async fn the_last_two_admins_acting_on_each_other_at_once_leave_one(db: &dyn TestDatabase) {
+    let f = Arc::new(instance(db.storage()));
+    let mut survivor: Option<(UserId, Actor)> = None;
+    for step in [AdminStep::Demote, AdminStep::Disable, AdminStep::Delete] {
+        for round in 0..ADMIN_RACE_ROUNDS {
+            let (a, b) = (format!("a-{step:?}-{round}"), format!("b-{step:?}-{round}"));
+            let (a_user, b_user) = (f.register_admin(&a).await, f.register_admin(&b).await);
+            let (a_actor, b_actor) = (f.actor(&a).await, f.actor(&b).await);
+            // Start from exactly these two: the last round's survivor steps down.
+            if let Some((id, _)) = survivor.take() {
+                let admin = f.users.as_admin(&a_actor).unwrap();
+                admin.set_role(id, Role::User).await.unwrap();
+            }
+            assert_eq!(f.ports.users.count_active_admins().await.unwrap(), 2);
+
+            let start = Arc::new(tokio::sync::Barrier::new(2));
+            let race = |by: Actor, on: UserId| {
+                let (f, start) = (Arc::clone(&f), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    step.apply(&f, &by, on).await
+                })
+            };
+            let (ta, tb) = (
+                race(a_actor.clone(), b_user.id),
+                race(b_actor.clone(), a_user.id),
+            );
+            let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+            let kept = match (&ra, &rb) {
+                (Ok(()), Err(UserError::LastAdmin)) => (a_user.id, a_actor),
+                (Err(UserError::LastAdmin), Ok(())) => (b_user.id, b_actor),
+                _ => panic!("{step:?}, round {round}: {ra:?} and {rb:?}"),
+            };
+            assert_eq!(
+                f.ports.users.count_active_admins().await.unwrap(),
+                1,
+                "{step:?}, round {round}"
+            );
+            let left = f.ports.users.get(kept.0).await.unwrap();
+            assert_eq!(
+                (left.role, left.status),
+                (Role::Admin, UserStatus::Active),
+                "{step:?}, round {round}"
+            );
+            survivor = Some(kept);
+        }
+    }
 }
 
 /// Users exported from one database as JSON lines import into another, field for field,
@@ -496,12 +689,14 @@ pub async fn an_accounts_life_is_audited_and_its_end_anonymized(db: &dyn TestDat
         .await
         .unwrap();
     tick();
-    assert!(sign_in(&f, "nobody", "x", "10.9.9.9").await.is_err());
-    assert!(
-        sign_in(&f, "Alice", "wrong guess", "10.9.9.9")
-            .await
-            .is_err()
-    );
+    assert!(matches!(
+        sign_in(&f, "nobody", "x", "10.9.9.9").await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        sign_in(&f, "Alice", "wrong guess", "10.9.9.9").await,
+        Err(AuthError::InvalidCredentials)
+    ));
     tick();
     let me = signed_in(&f, "alice", PW, "10.1.0.2").await;
     tick();
@@ -509,7 +704,10 @@ pub async fn an_accounts_life_is_audited_and_its_end_anonymized(db: &dyn TestDat
         current_password: SecretString::from(current),
         new_password: SecretString::from("a brand new passphrase"),
     };
-    assert!(f.users.change_password(&me, change("wrong")).await.is_err());
+    assert!(matches!(
+        f.users.change_password(&me, change("wrong")).await,
+        Err(UserError::InvalidCredentials)
+    ));
     f.users.change_password(&me, change(PW)).await.unwrap();
     tick();
     let edit = UpdateProfile {

@@ -1,7 +1,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
-use crate::error::UniqueField;
+use crate::error::{RepoError, UniqueField};
 use crate::testing::Fixture;
 
 const PW: &str = Fixture::PASSWORD;
@@ -166,8 +166,14 @@ async fn deleting_ones_own_account_needs_the_password() {
         .delete_own_account(&a, &SecretString::from(PW))
         .await
         .unwrap();
-    assert!(f.ports.users.get(alice.id).await.is_err());
-    assert!(f.login("alice", PW).await.is_err());
+    assert!(matches!(
+        f.ports.users.get(alice.id).await,
+        Err(RepoError::NotFound)
+    ));
+    assert!(matches!(
+        f.login("alice", PW).await,
+        Err(AuthError::InvalidCredentials)
+    ));
 }
 
 #[tokio::test]
@@ -193,7 +199,10 @@ async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
         .delete_own_account(&r, &SecretString::from(PW))
         .await;
     assert!(matches!(r2, Err(UserError::LastAdmin)));
-    assert!(f.auth.authenticate_browser("x").await.is_err());
+    assert!(matches!(
+        f.auth.authenticate_browser("x").await,
+        Err(AuthError::Unauthenticated)
+    ));
     // With a second admin, the first may step down.
     let bob = f.register("bob").await;
     admin.set_role(bob.id, Role::Admin).await.unwrap();
@@ -254,13 +263,16 @@ async fn admins_list_disable_and_delete() {
         .set_status(bob.id, UserStatus::Disabled)
         .await
         .unwrap();
-    assert!(
+    assert!(matches!(
         f.auth
             .authenticate(bob_session.access_token.expose_secret())
-            .await
-            .is_err()
-    );
-    assert!(f.login("bob", PW).await.is_err());
+            .await,
+        Err(AuthError::Unauthenticated)
+    ));
+    assert!(matches!(
+        f.login("bob", PW).await,
+        Err(AuthError::InvalidCredentials)
+    ));
     admin.delete(bob.id).await.unwrap();
     assert!(matches!(admin.get(bob.id).await, Err(UserError::NotFound)));
     assert!(matches!(

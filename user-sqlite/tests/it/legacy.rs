@@ -121,7 +121,11 @@ async fn imports_bcrypt_users_who_then_sign_in_and_reports_every_refused_row() {
         f.login("bob", "bobs password").await.is_ok(),
         "TEXT hashes too"
     );
-    assert!(f.login("alice", "hunter3").await.is_err());
+    let wrong = f.login("alice", "hunter3").await;
+    assert!(
+        matches!(wrong, Err(user_core::error::AuthError::InvalidCredentials)),
+        "{wrong:?}"
+    );
     let hash = t.db.users().password_hash(alice.user.id).await.unwrap();
     assert!(
         hash.as_str().starts_with("$argon2id$"),
@@ -205,7 +209,10 @@ async fn a_failure_mid_way_keeps_the_batches_before_it_and_a_rerun_completes() {
         .clone()
         .import_into(&failing, &HashCeiling::default(), now, |_| {})
         .await;
-    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        matches!(failed, Err(user_core::error::RepoError::Unavailable(_))),
+        "{failed:?}"
+    );
     let stored = t.db.users().export_page(None, 100_000).await.unwrap();
     assert_eq!(stored.len(), IMPORT_BATCH, "the first batch");
 

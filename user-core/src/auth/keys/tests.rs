@@ -59,30 +59,129 @@ fn expiry_uses_the_given_clock_with_bounded_leeway() {
     ));
 }
 
+/// A token built part by part, accepted by `keys(&signing, ..)` at `NOW` as built: every
+/// header field and claim right. A hostile token is a forge with exactly one part spoiled,
+/// and each test shows the unspoiled forge verifying, so only the check under test can be
+/// what refuses the hostile one.
+#[derive(Clone)]
+struct Forge {
+    header: serde_json::Value,
+    claims: serde_json::Value,
+}
+
+impl Forge {
+    fn new(signing: &SigningKey) -> Self {
+        Self {
+            header: serde_json::json!({
+                "typ": "JWT", "alg": signing.algorithm().as_str(), "kid": signing.kid(),
+            }),
+            claims: serde_json::json!({
+                "sub": UserId::new().to_string(), "sid": SessionId::new().to_string(),
+                "role": "user", "iat": NOW.unix_timestamp(), "jti": Uuid::now_v7().to_string(),
+                "exp": NOW.unix_timestamp() + 60, "iss": "iss-a", "aud": "aud-a",
+            }),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) a header field.
+    fn header(mut self, name: &str, value: Option<serde_json::Value>) -> Self {
+        set(&mut self.header, name, value);
+        self
+    }
+
+    /// Sets (`Some`) or removes (`None`) a claim.
+    fn claim(mut self, name: &str, value: Option<serde_json::Value>) -> Self {
+        set(&mut self.claims, name, value);
+        self
+    }
+
+    /// `header.claims`, unsigned.
+    fn message(&self) -> String {
+        let part = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!("{}.{}", part(&self.header), part(&self.claims))
+    }
+
+    /// Signed by `key`, with its own algorithm whatever the header says.
+    fn signed_by(&self, key: &SigningKey) -> String {
+        let message = self.message();
+        let encoding = key.encoding_key().unwrap();
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &encoding, key.algorithm().jwt())
+                .unwrap();
+        format!("{message}.{signature}")
+    }
+}
+
+fn set(object: &mut serde_json::Value, name: &str, value: Option<serde_json::Value>) {
+    let object = object.as_object_mut().unwrap();
+    match value {
+        Some(v) => object.insert(name.to_owned(), v),
+        None => object.remove(name),
+    };
+}
+
+fn refused(k: &TokenKeys, token: &str) -> bool {
+    matches!(k.verify(token, NOW), Err(TokenError::Invalid))
+}
+
+#[test]
+fn the_forge_as_built_verifies_with_every_claim() {
+    let signing = SigningKey::generate_ed25519().unwrap();
+    let k = keys(&signing, vec![]);
+    let forge = Forge::new(&signing);
+    let claims = k.verify(&forge.signed_by(&signing), NOW).unwrap();
+    assert_eq!(serde_json::to_value(&claims).unwrap(), forge.claims);
+    // And an HS256 forge verifies with HS256 keys.
+    let hs = SigningKey::hs256("h1", &[7u8; 32]).unwrap();
+    assert!(
+        keys(&hs, vec![])
+            .verify(&Forge::new(&hs).signed_by(&hs), NOW)
+            .is_ok()
+    );
+}
+
 #[test]
 fn tampering_and_foreign_tokens_are_invalid() {
     let signing = SigningKey::generate_ed25519().unwrap();
     let k = keys(&signing, vec![]);
-    let token = issue(&k);
+    let forge = Forge::new(&signing);
+    let token = forge.signed_by(&signing);
+    assert!(k.verify(&token, NOW).is_ok(), "the forge as built verifies");
+
     let mut tampered = token.clone();
     tampered.pop();
     tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
-    let other = keys(&SigningKey::generate_ed25519().unwrap(), vec![]);
-    let wrong_aud = TokenKeys::new(&signing, vec![], "iss-a", "aud-b", Duration::ZERO).unwrap();
-    let wrong_iss = TokenKeys::new(&signing, vec![], "iss-b", "aud-a", Duration::ZERO).unwrap();
-    for bad in [
-        tampered,
-        issue(&other),
-        issue(&wrong_aud),
-        issue(&wrong_iss),
-        String::new(),
-        "not.a.jwt".to_owned(),
-        "x".repeat(5000),
+    // Another key's signature under our kid: only the signature is wrong.
+    let foreign = forge.signed_by(&SigningKey::generate_ed25519().unwrap());
+    for (what, bad) in [
+        ("a changed signature", tampered),
+        ("another key's signature", foreign),
+        (
+            "another audience",
+            forge
+                .clone()
+                .claim("aud", Some("aud-b".into()))
+                .signed_by(&signing),
+        ),
+        (
+            "another issuer",
+            forge
+                .clone()
+                .claim("iss", Some("iss-b".into()))
+                .signed_by(&signing),
+        ),
+        (
+            "an unknown kid",
+            forge
+                .clone()
+                .header("kid", Some("who".into()))
+                .signed_by(&signing),
+        ),
+        ("empty", String::new()),
+        ("not a JWT", "not.a.jwt".to_owned()),
+        ("too long", "x".repeat(5000)),
     ] {
-        assert!(
-            matches!(k.verify(&bad, NOW), Err(TokenError::Invalid)),
-            "{bad:.40}"
-        );
+        assert!(refused(&k, &bad), "{what}: {bad:.40}");
     }
 }
 
@@ -90,55 +189,50 @@ fn tampering_and_foreign_tokens_are_invalid() {
 fn missing_required_claims_are_invalid() {
     let signing = SigningKey::generate_ed25519().unwrap();
     let k = keys(&signing, vec![]);
-    let full = serde_json::json!({
-        "sub": "u", "sid": "s", "role": "user", "iat": 0, "jti": "j",
-        "exp": NOW.unix_timestamp() + 60, "iss": "iss-a", "aud": "aud-a",
-    });
-    assert!(
-        k.verify(
-            &sign_raw(&k, full.clone(), Algorithm::EdDSA, signing.kid()),
-            NOW
-        )
-        .is_ok()
-    );
-    for claim in ["exp", "iss", "aud", "sub"] {
-        let mut c = full.clone();
-        c.as_object_mut().unwrap().remove(claim);
-        let token = sign_raw(&k, c, Algorithm::EdDSA, signing.kid());
-        assert!(
-            matches!(k.verify(&token, NOW), Err(TokenError::Invalid)),
-            "without {claim}"
-        );
+    let forge = Forge::new(&signing);
+    assert!(k.verify(&forge.signed_by(&signing), NOW).is_ok());
+    for claim in ["exp", "iss", "aud", "sub", "sid", "role", "iat", "jti"] {
+        let token = forge.clone().claim(claim, None).signed_by(&signing);
+        assert!(refused(&k, &token), "without {claim}");
     }
 }
 
 #[test]
 fn the_algorithm_is_pinned() {
-    // An HS256 token signed with a secret must not pass EdDSA keys, even with a known kid.
     let ed = SigningKey::generate_ed25519().unwrap();
     let k = keys(&ed, vec![]);
-    let hs = SigningKey::hs256(ed.kid(), &[7u8; 32]).unwrap();
-    let hk = keys(&hs, vec![]);
-    assert!(matches!(
-        k.verify(&issue(&hk), NOW),
-        Err(TokenError::Invalid)
-    ));
-    // An unsigned token ("alg": "none") is refused.
-    let claims = URL_SAFE_NO_PAD.encode(
-        serde_json::json!({"sub":"u","exp":NOW.unix_timestamp()+60,"iss":"iss-a","aud":"aud-a"})
-            .to_string(),
+    let forge = Forge::new(&ed);
+    assert!(
+        k.verify(&forge.signed_by(&ed), NOW).is_ok(),
+        "the forge as built verifies"
     );
-    let head = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, ed.kid()));
-    assert!(matches!(
-        k.verify(&format!("{head}.{claims}."), NOW),
-        Err(TokenError::Invalid)
-    ));
-    // A token without kid is refused.
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = None;
-    let no_kid =
-        jsonwebtoken::encode(&header, &serde_json::json!({"sub": "u"}), &k.encoding).unwrap();
-    assert!(matches!(k.verify(&no_kid, NOW), Err(TokenError::Invalid)));
+
+    // HS256 under the Ed25519 key's kid, signed with a secret (what an attacker would try
+    // with a published public key): refused by EdDSA keys.
+    let hs = SigningKey::hs256(ed.kid(), &[7u8; 32]).unwrap();
+    let hs_token = forge
+        .clone()
+        .header("alg", Some("HS256".into()))
+        .signed_by(&hs);
+    assert!(
+        keys(&hs, vec![]).verify(&hs_token, NOW).is_ok(),
+        "the same token passes keys that do use HS256"
+    );
+    assert!(refused(&k, &hs_token), "HS256 against EdDSA keys");
+
+    // Unsigned ("alg": "none"), with and without the real signature after it.
+    let none = forge.clone().header("alg", Some("none".into()));
+    let signature = forge.signed_by(&ed).rsplit_once('.').unwrap().1.to_owned();
+    for bad in [
+        format!("{}.", none.message()),
+        format!("{}.{signature}", none.message()),
+    ] {
+        assert!(refused(&k, &bad), "alg none: {bad:.40}");
+    }
+
+    // No kid: refused, though signed by the one key there is.
+    let no_kid = forge.header("kid", None).signed_by(&ed);
+    assert!(refused(&k, &no_kid), "no kid");
 }
 
 #[test]
@@ -221,7 +315,8 @@ fn hs256_needs_32_bytes_and_pem_round_trips() {
     assert_eq!(back.kid(), ed.kid());
     let token = issue(&keys(&back, vec![]));
     assert!(keys(&ed, vec![]).verify(&token, NOW).is_ok());
-    assert!(SigningKey::ed25519_from_pem(&SecretString::from("nope")).is_err());
+    let err = SigningKey::ed25519_from_pem(&SecretString::from("nope")).unwrap_err();
+    assert_eq!(err.setting, "signing_key");
     assert!(!format!("{ed:?}").contains("PRIVATE"));
 }
 

@@ -267,7 +267,10 @@ async fn lockout_grows_resets_on_success_and_spares_other_identifiers() {
     );
     // Success reset the count: four failures do not lock.
     for _ in 0..4 {
-        assert!(f.login("alice", "nope nope nope").await.is_err());
+        assert!(matches!(
+            f.login("alice", "nope nope nope").await,
+            Err(AuthError::InvalidCredentials)
+        ));
     }
     assert!(f.login("alice", PW).await.is_ok());
 }
@@ -567,19 +570,17 @@ async fn logout_everywhere_ends_every_session() {
         .unwrap();
     assert_eq!(f.auth.logout_everywhere(&actor).await.unwrap(), 3);
     for s in &sessions {
-        assert!(
-            f.auth
-                .authenticate(s.access_token.expose_secret())
-                .await
-                .is_err()
-        );
+        assert!(matches!(
+            f.auth.authenticate(s.access_token.expose_secret()).await,
+            Err(AuthError::Unauthenticated)
+        ));
     }
-    assert!(
+    assert!(matches!(
         f.auth
             .authenticate_browser(browser.session_token.expose_secret())
-            .await
-            .is_err()
-    );
+            .await,
+        Err(AuthError::Unauthenticated)
+    ));
 }
 
 #[tokio::test]
@@ -605,25 +606,27 @@ async fn browser_sessions_use_opaque_cookies() {
     assert_eq!(stored.kind, SessionKind::Browser);
     assert_eq!(stored.client.user_agent.as_deref(), Some("Firefox"));
     // A cookie is not an access token, and a refresh token is not a cookie.
-    assert!(
+    assert!(matches!(
         f.auth
             .authenticate(login.session_token.expose_secret())
-            .await
-            .is_err()
-    );
+            .await,
+        Err(AuthError::Unauthenticated)
+    ));
     let tokens = f.login("alice", PW).await.unwrap();
-    assert!(
+    assert!(matches!(
         f.auth
             .authenticate_browser(tokens.refresh_token.expose_secret())
-            .await
-            .is_err()
-    );
+            .await,
+        Err(AuthError::Unauthenticated)
+    ));
     f.clock.advance(secs(12 * 3600));
     assert!(
-        f.auth
-            .authenticate_browser(login.session_token.expose_secret())
-            .await
-            .is_err(),
+        matches!(
+            f.auth
+                .authenticate_browser(login.session_token.expose_secret())
+                .await,
+            Err(AuthError::Unauthenticated)
+        ),
         "expired"
     );
 }
@@ -649,7 +652,10 @@ async fn imported_bcrypt_users_log_in_and_are_upgraded_to_argon2id() {
         f.login("legacy", "hunter2").await.is_ok(),
         "and still works"
     );
-    assert!(f.login("legacy", "hunter3").await.is_err());
+    assert!(matches!(
+        f.login("legacy", "hunter3").await,
+        Err(AuthError::InvalidCredentials)
+    ));
 }
 
 #[tokio::test]
@@ -704,7 +710,10 @@ async fn a_refused_stored_hash_costs_one_verification_like_any_login() {
     let user = f.register("mallory").await;
     let ran = || hasher.ran.load(std::sync::atomic::Ordering::SeqCst);
     let before = ran();
-    assert!(f.login("mallory", "wrong password").await.is_err());
+    assert!(matches!(
+        f.login("mallory", "wrong password").await,
+        Err(AuthError::InvalidCredentials)
+    ));
     assert_eq!(ran() - before, 1, "a wrong password: one verification");
     let broken = PasswordHash::new("$2b$04$not-a-bcrypt-hash");
     f.ports
@@ -750,13 +759,16 @@ async fn a_password_change_ends_every_other_session() {
             .await
             .is_ok()
     );
-    assert!(
+    assert!(matches!(
         f.auth
             .authenticate(other.access_token.expose_secret())
-            .await
-            .is_err()
-    );
-    assert!(f.login("alice", PW).await.is_err());
+            .await,
+        Err(AuthError::Unauthenticated)
+    ));
+    assert!(matches!(
+        f.login("alice", PW).await,
+        Err(AuthError::InvalidCredentials)
+    ));
     assert!(f.login("alice", "a brand new passphrase").await.is_ok());
 }
 
@@ -781,7 +793,8 @@ fn policy_and_keys_are_checked_at_construction() {
 
 #[tokio::test]
 async fn one_client_address_is_limited_across_identifiers() {
-    let ports = crate::testing::memory_ports(Arc::new(FixedClock::default()));
+    let clock = Arc::new(FixedClock::default());
+    let ports = crate::testing::memory_ports(clock.clone());
     let policy = AuthPolicy {
         login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(3),
         ..AuthPolicy::default()
@@ -812,6 +825,16 @@ async fn one_client_address_is_limited_across_identifiers() {
     assert!(
         matches!(r, Err(AuthError::InvalidCredentials)),
         "no address, no limit"
+    );
+    // The limit runs on the injected clock: 20 s later one attempt (of 3 a minute) is back,
+    // and only one.
+    clock.advance(secs(20));
+    let r = auth.login(creds("d4x", PW), from("192.0.2.7")).await;
+    assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    let r = auth.login(creds("d4x", PW), from("192.0.2.7")).await;
+    assert!(
+        matches!(r, Err(AuthError::Throttled { retry_after }) if retry_after == secs(20)),
+        "{r:?}"
     );
 }
 
