@@ -26,8 +26,8 @@ use user_grpc::pb::user_service_client::UserServiceClient;
 /// The password of every account the run makes (a dataset's accounts have their own).
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-/// The page size of the admin scenarios.
-const ADMIN_PAGE: u32 = 50;
+/// The page size of the admin scenarios: the API's default.
+const ADMIN_PAGE: u32 = 20;
 
 /// The searches of the admin-search scenario, taken in turn: text (empty: none), a role
 /// filter, a status filter. The texts are of the `dataset` example's names (`first.last42`,
@@ -79,7 +79,7 @@ pub(crate) enum Op {
     Health,
     /// An admin's search of the user list, the next of [`SEARCHES`].
     AdminSearch,
-    /// An admin's walk through the user list, a page of 50 at a time from the last cursor
+    /// An admin's walk through the user list, a page of 20 at a time from the last cursor
     /// (from the start again after the last page).
     AdminPage,
 }

@@ -30,7 +30,8 @@
 //!   when turned away as overloaded; and raw Argon2id on as many threads as the server
 //!   hashes with, at the same parameters, for the capacity. `signin-few`: the 4 clients only.
 //! - `admin`: 2 admins searching the user list (the searches of `client::SEARCHES` in turn,
-//!   50 a page), and 2 walking it page by page; in process only (an admin is needed).
+//!   20 a page, the default), and 2 walking it page by page; in process only (an admin is
+//!   needed).
 //! - `export`: every user written as the `export` command writes them, to nowhere; in
 //!   process only. Its time per user is the figure.
 //! - `flood`: 16 clients reading (gRPC) during a 64-client sign-in flood, against the same

@@ -4,12 +4,12 @@
 //! - No search: one range of `users_username_key`, or of `users_role_username`,
 //!   `users_status_username` or `users_role_status_username` for the filters, from the
 //!   keyset cursor on (the planner picks it: each serves its filters in order).
+//! - A search of 1 or 2 characters matches the start of the username: one range of the same
+//!   index, in username order (`COLLATE "C"` lets a btree serve `LIKE 'ab%'`).
 //! - A search of 3 characters or more matches a substring of the username, the email or
-//!   `lower(display_name)`, which the GIN index `users_search` (pg_trgm) finds; 1 or 2
-//!   characters match the start of the username or the email, which their unique indexes
-//!   find (`COLLATE "C"` lets a btree serve `LIKE 'ab%'`).
+//!   `lower(display_name)`, which the GIN index `users_search` (pg_trgm) finds.
 //!
-//! Left to itself the planner serves `ORDER BY username LIMIT n` with a search by walking
+//! Left to itself the planner serves `ORDER BY username LIMIT n` with a substring by walking
 //! the username index and filtering, on the estimate that matches spread evenly: a search
 //! whose matches cluster in the username order (a first name, say) or are fewer than
 //! estimated then reads most of the table. So a search takes the SQLite adapter's steps, in
@@ -62,6 +62,8 @@ impl Thresholds {
 /// The plan that served a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Plan {
+    /// A prefix: one range.
+    Range,
     /// The probe filled the page, or saw every user left.
     Probe,
     /// The sample held every match.
@@ -75,7 +77,7 @@ pub(crate) enum Plan {
 /// What a search text matches (see `UserQuery::search`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Search {
-    /// 1 or 2 characters: the start of the username or the email, a `LIKE` pattern.
+    /// 1 or 2 characters: the start of the username, a `LIKE` pattern.
     Prefix(String),
     /// 3 characters or more: anywhere in the username, the email or the lowercase display
     /// name, a `LIKE` pattern.
@@ -101,16 +103,13 @@ impl Search {
         ))
     }
 
-    /// Pushes the condition that a user matches: a `LIKE` that the search indexes serve
-    /// (a bitmap scan) or that a walk tests on each row.
+    /// Pushes the condition that a user matches: a `LIKE` that the username index serves
+    /// as a range (a prefix), or that the search indexes serve (a bitmap scan) or a walk
+    /// tests on each row (a substring).
     fn push_condition(&self, q: &mut QueryBuilder<Postgres>) {
         match self {
             Self::Prefix(p) => {
-                q.push("(username LIKE ")
-                    .push_bind(p.clone())
-                    .push(" OR email LIKE ")
-                    .push_bind(p.clone())
-                    .push(")");
+                q.push("username LIKE ").push_bind(p.clone());
             }
             Self::Substring(p) => {
                 q.push("(username LIKE ")
@@ -170,6 +169,22 @@ pub(crate) fn page_query(
         user_columns!(),
         " FROM users WHERE TRUE"
     ));
+    push_filters(&mut q, query);
+    push_order(&mut q, limit);
+    q
+}
+
+/// A page of the users whose username starts with the prefix of `search`: the first
+/// `limit + 1` from the cursor on that pass the filters, one range of an index in username
+/// order.
+pub(crate) fn prefix_query(
+    mut q: QueryBuilder<Postgres>,
+    search: &Search,
+    query: &UserQuery,
+    limit: u32,
+) -> QueryBuilder<Postgres> {
+    q.push(concat!("SELECT ", user_columns!(), " FROM users WHERE "));
+    search.push_condition(&mut q);
     push_filters(&mut q, query);
     push_order(&mut q, limit);
     q
@@ -295,6 +310,18 @@ pub(crate) async fn list(
             (rows, None)
         }
         Some(None) => (Vec::new(), None),
+        Some(Some(s @ Search::Prefix(_))) => {
+            let s = &s;
+            let rows = db
+                .run(|| async move {
+                    prefix_query(QueryBuilder::new(""), s, query, limit)
+                        .build_query_as()
+                        .fetch_all(pool)
+                        .await
+                })
+                .await?;
+            (rows, Some(Plan::Range))
+        }
         Some(Some(s)) => {
             let s = &s;
             let (rows, plan) = db
@@ -486,20 +513,24 @@ mod plans {
             .await
             .unwrap();
 
-        let searches = [
-            Search::Prefix("us%".into()),
-            Search::Substring("%smith1%".into()),
-        ];
+        let searches = [Search::Substring("%smith1%".into())];
         for query in queries() {
             let page = plan(&mut conn, None, page_query(explain(), &query, 20)).await;
             let ok = page.contains("Index") && !page.contains("Seq Scan") && !page.contains("Sort");
             assert!(ok, "page {query:?}:\n{page}");
+            for prefix in ["us%", "user01%"] {
+                let search = Search::Prefix(prefix.into());
+                let range = prefix_query(explain(), &search, &query, 20);
+                let range = plan(&mut conn, None, range).await;
+                let ok = range.contains("Index")
+                    && !range.contains("Seq Scan")
+                    && !range.contains("Sort")
+                    && !range.contains("users_search");
+                assert!(ok, "prefix {prefix} {query:?}:\n{range}");
+            }
 
             for search in &searches {
-                let from_index = |plan: &str| match search {
-                    Search::Prefix(_) => plan.contains("Bitmap Index Scan on users_"),
-                    Search::Substring(_) => plan.contains("Bitmap Index Scan on users_search"),
-                };
+                let from_index = |plan: &str| plan.contains("Bitmap Index Scan on users_search");
                 let th = Thresholds::DEFAULT;
                 let sample = sample_query(explain(), search, &query, 20, th);
                 let sample = plan(&mut conn, Some(Scans::Bitmap), sample).await;

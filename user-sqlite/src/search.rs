@@ -4,13 +4,14 @@
 //! - No search: one range of `users_username_key`, or of `users_role_username`,
 //!   `users_status_username` or `users_role_status_username` for the filters, from the
 //!   keyset cursor on.
+//! - A search of 1 or 2 characters matches the start of the username: one range of the
+//!   same index, in username order, whatever the number of users.
 //! - A search of 3 characters or more matches a substring of the username, the email or the
-//!   lowercase display name, which the FTS5 table `users_search` (trigram tokenizer) finds;
-//!   1 or 2 characters match the start of the username or the email, which their unique
-//!   indexes find.
+//!   lowercase display name, which the FTS5 table `users_search` (trigram tokenizer) finds.
 //!
-//! A search index yields its matches in its own order, not in username order, so a page
-//! cannot be the first rows of one index walk. A search is served in up to three steps:
+//! The search index yields its matches in its own order, not in username order, so a page
+//! cannot be the first rows of one index walk. A substring search is served in up to three
+//! steps:
 //!
 //! 1. A **probe**: a walk of the username order (or of a filter's index) from the cursor
 //!    over the next [`Thresholds::probe`] users at most, testing each row. A search that
@@ -63,7 +64,7 @@ impl Thresholds {
 /// What a search text matches (see `UserQuery::search`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Search {
-    /// 1 or 2 characters: the start of the username or the email.
+    /// 1 or 2 characters: the start of the username.
     Prefix(String),
     /// 3 characters or more: anywhere in the username, the email or the lowercase display
     /// name.
@@ -95,71 +96,34 @@ impl Search {
     }
 
     /// The upper end of the range of strings that start with `prefix`, in the order of the
-    /// username and email columns (NOCASE, on lowercase text: byte order). The largest
-    /// character sorts after every other; a string of `prefix` followed by it is the one
-    /// that the range misses, and no username or email has it.
+    /// username column (NOCASE, on lowercase text: byte order). The largest character sorts
+    /// after every other; a string of `prefix` followed by it is the one that the range
+    /// misses, and no username has it.
     fn prefix_end(prefix: &str) -> String {
         format!("{prefix}\u{10FFFF}")
     }
+}
 
-    /// Pushes the condition that a row of `users` matches, tested on the row itself.
-    fn push_test(&self, q: &mut QueryBuilder<Sqlite>) {
-        match self {
-            Self::Prefix(p) => {
-                let chars = i64::try_from(p.chars().count()).unwrap_or(i64::MAX);
-                q.push("(substr(username, 1, ")
-                    .push_bind(chars)
-                    .push(") = ")
-                    .push_bind(p.clone())
-                    .push(" OR substr(email, 1, ")
-                    .push_bind(chars)
-                    .push(") = ")
-                    .push_bind(p.clone())
-                    .push(")");
-            }
-            Self::Substring(t) => {
-                q.push("(instr(username, ")
-                    .push_bind(t.clone())
-                    .push(") > 0 OR instr(email, ")
-                    .push_bind(t.clone())
-                    .push(") > 0 OR instr(display_name_lower, ")
-                    .push_bind(t.clone())
-                    .push(") > 0)");
-            }
-        }
-    }
+/// Pushes the condition that a row of `users` holds the substring `text`, tested on the row
+/// itself.
+fn push_test(q: &mut QueryBuilder<Sqlite>, text: &str) {
+    q.push("(instr(username, ")
+        .push_bind(text.to_owned())
+        .push(") > 0 OR instr(email, ")
+        .push_bind(text.to_owned())
+        .push(") > 0 OR instr(display_name_lower, ")
+        .push_bind(text.to_owned())
+        .push(") > 0)");
+}
 
-    /// Pushes the rows of `users AS u` that the search index yields as matches, in its
-    /// own order: `users AS u WHERE ...` or a join of the FTS5 table to `users AS u`.
-    fn push_source(&self, q: &mut QueryBuilder<Sqlite>) {
-        match self {
-            Self::Prefix(p) => {
-                q.push("users AS u WHERE ");
-                self.push_prefix_ranges(q, p);
-            }
-            Self::Substring(t) => {
-                q.push(
-                    "users_search AS s JOIN users AS u ON u.rowid = s.rowid \
-                     WHERE s.users_search MATCH ",
-                )
-                .push_bind(Self::fts_phrase(t));
-            }
-        }
-    }
-
-    /// The username and email ranges of `prefix`: each a range of its unique index.
-    fn push_prefix_ranges(&self, q: &mut QueryBuilder<Sqlite>, prefix: &str) {
-        let end = Self::prefix_end(prefix);
-        q.push("(username >= ")
-            .push_bind(prefix.to_owned())
-            .push(" AND username < ")
-            .push_bind(end.clone())
-            .push(" OR email >= ")
-            .push_bind(prefix.to_owned())
-            .push(" AND email < ")
-            .push_bind(end)
-            .push(")");
-    }
+/// Pushes the rows of `users AS u` that the search index yields as holding the substring
+/// `text`, in its own order: a join of the FTS5 table to `users AS u`.
+fn push_source(q: &mut QueryBuilder<Sqlite>, text: &str) {
+    q.push(
+        "users_search AS s JOIN users AS u ON u.rowid = s.rowid \
+         WHERE s.users_search MATCH ",
+    )
+    .push_bind(Search::fts_phrase(text));
 }
 
 /// The cursor and filters of a query, pushed as ` AND ...` conditions on `users`, each
@@ -214,6 +178,19 @@ pub(crate) fn page_query(query: &UserQuery, limit: u32) -> QueryBuilder<Sqlite> 
     q
 }
 
+/// A page of the users whose username starts with `prefix`: the first `limit + 1` from the
+/// cursor on that pass the filters, one index range.
+pub(crate) fn prefix_query(query: &UserQuery, prefix: &str, limit: u32) -> QueryBuilder<Sqlite> {
+    let mut q = select_in_username_order(query);
+    q.push("username >= ")
+        .push_bind(prefix.to_owned())
+        .push(" AND username < ")
+        .push_bind(Search::prefix_end(prefix));
+    push_filters(&mut q, query, "");
+    push_order(&mut q, limit);
+    q
+}
+
 fn push_order(q: &mut QueryBuilder<Sqlite>, limit: u32) {
     q.push(" ORDER BY username LIMIT ")
         .push_bind(i64::from(limit) + 1);
@@ -235,7 +212,7 @@ pub(crate) fn probe_end_query(query: &UserQuery, th: Thresholds) -> QueryBuilder
 /// first `limit + 1` in username order that pass the cursor and the filters, each with the
 /// number of matches sampled (`sampled`).
 pub(crate) fn sample_query(
-    search: &Search,
+    text: &str,
     query: &UserQuery,
     limit: u32,
     th: Thresholds,
@@ -243,7 +220,7 @@ pub(crate) fn sample_query(
     let mut q = QueryBuilder::new("WITH sample AS MATERIALIZED (SELECT u.*, (1");
     push_filters(&mut q, query, "u.");
     q.push(") AS passes FROM ");
-    search.push_source(&mut q);
+    push_source(&mut q, text);
     q.push(" LIMIT ").push_bind(th.sample).push(concat!(
         ") SELECT ",
         user_columns!(),
@@ -255,9 +232,9 @@ pub(crate) fn sample_query(
 
 /// How many matches the search index yields, up to [`Thresholds::sample`]: asked when no
 /// sampled user passes the cursor and the filters.
-pub(crate) fn count_query(search: &Search, th: Thresholds) -> QueryBuilder<Sqlite> {
+pub(crate) fn count_query(text: &str, th: Thresholds) -> QueryBuilder<Sqlite> {
     let mut q = QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM ");
-    search.push_source(&mut q);
+    push_source(&mut q, text);
     q.push(" LIMIT ").push_bind(th.sample).push(")");
     q
 }
@@ -265,13 +242,13 @@ pub(crate) fn count_query(search: &Search, th: Thresholds) -> QueryBuilder<Sqlit
 /// The walk: users in username order from the cursor on, up to `bound` if given, that pass
 /// the filters and match, tested row by row; the first `limit + 1`.
 pub(crate) fn walk_query(
-    search: &Search,
+    text: &str,
     query: &UserQuery,
     limit: u32,
     bound: Option<&str>,
 ) -> QueryBuilder<Sqlite> {
     let mut q = select_in_username_order(query);
-    search.push_test(&mut q);
+    push_test(&mut q, text);
     push_filters(&mut q, query, "");
     if let Some(bound) = bound {
         q.push(" AND username <= ").push_bind(bound.to_owned());
@@ -283,6 +260,8 @@ pub(crate) fn walk_query(
 /// The plan that served a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Plan {
+    /// A prefix: one range.
+    Range,
     /// The probe filled the page, or saw every user left.
     Probe,
     /// The sample held every match.
@@ -303,8 +282,12 @@ pub(crate) async fn list(
     let (rows, plan) = match Search::of(query) {
         None => (fetch(pool, page_query(query, limit)).await?, None),
         Some(None) => (Vec::new(), None),
-        Some(Some(s)) => {
-            let (rows, plan) = search(pool, &s, query, limit, th).await?;
+        Some(Some(Search::Prefix(p))) => (
+            fetch(pool, prefix_query(query, &p, limit)).await?,
+            Some(Plan::Range),
+        ),
+        Some(Some(Search::Substring(text))) => {
+            let (rows, plan) = search(pool, &text, query, limit, th).await?;
             (rows, Some(plan))
         }
     };
@@ -322,10 +305,10 @@ pub(crate) async fn list(
     Ok((UserPage { users, next }, plan))
 }
 
-/// The first `limit + 1` users of the page `query` asks for, with its search.
+/// The first `limit + 1` users of the page `query` asks for, with its substring `text`.
 async fn search(
     pool: &SqlitePool,
-    search: &Search,
+    text: &str,
     query: &UserQuery,
     limit: u32,
     th: Thresholds,
@@ -335,18 +318,18 @@ async fn search(
         .fetch_optional(pool)
         .await
         .map_err(map_db_err)?;
-    let rows = fetch(pool, walk_query(search, query, limit, end.as_deref())).await?;
+    let rows = fetch(pool, walk_query(text, query, limit, end.as_deref())).await?;
     if rows.len() > limit as usize || end.is_none() {
         return Ok((rows, Plan::Probe));
     }
-    let sample = sample_query(search, query, limit, th)
+    let sample = sample_query(text, query, limit, th)
         .build()
         .fetch_all(pool)
         .await
         .map_err(map_db_err)?;
     let sampled: i64 = match sample.first() {
         Some(row) => row.try_get("sampled").map_err(map_db_err)?,
-        None => count_query(search, th)
+        None => count_query(text, th)
             .build_query_scalar()
             .fetch_one(pool)
             .await
@@ -361,12 +344,12 @@ async fn search(
     }
     if let Some(last) = sample.get(limit as usize) {
         let bound: String = last.try_get("username").map_err(map_db_err)?;
-        let rows = fetch(pool, walk_query(search, query, limit, Some(&bound))).await?;
+        let rows = fetch(pool, walk_query(text, query, limit, Some(&bound))).await?;
         if rows.len() > limit as usize {
             return Ok((rows, Plan::BoundedWalk));
         }
     }
-    let rows = fetch(pool, walk_query(search, query, limit, None)).await?;
+    let rows = fetch(pool, walk_query(text, query, limit, None)).await?;
     Ok((rows, Plan::Walk))
 }
 
@@ -450,27 +433,21 @@ mod plans {
             .await
             .unwrap();
         let pool = db.pool();
-        let searches = [
-            Search::Prefix("al".into()),
-            Search::Substring("alice".into()),
-        ];
         for query in queries() {
             let index = ordered_index(&query);
             let page = plan(pool, &page_query(&query, 20)).await;
             let ok = page.len() == 1 && page[0].contains(index) && !scans_users(&page);
             assert!(ok, "page {query:?}: {page:?}");
+            let prefix = plan(pool, &prefix_query(&query, "al", 20)).await;
+            let ok = prefix.len() == 1
+                && prefix[0].starts_with("SEARCH")
+                && prefix[0].contains(index)
+                && prefix[0].contains("username>? AND username<?");
+            assert!(ok, "prefix {query:?}: {prefix:?}");
 
-            for search in &searches {
-                let from_index = |plan: &[String]| match search {
-                    Search::Prefix(_) => {
-                        plan.iter()
-                            .any(|s| s.contains("users_username_key (username>?"))
-                            && plan.iter().any(|s| s.contains("users_email_key (email>?"))
-                    }
-                    Search::Substring(_) => {
-                        plan.iter().any(|s| s.contains("VIRTUAL TABLE INDEX 0:M"))
-                    }
-                };
+            for search in ["alice"] {
+                let from_index =
+                    |plan: &[String]| plan.iter().any(|s| s.contains("VIRTUAL TABLE INDEX 0:M"));
                 let sample =
                     plan(pool, &sample_query(search, &query, 20, Thresholds::DEFAULT)).await;
                 assert!(

@@ -14,7 +14,8 @@ pub struct UserQuery {
     ///   name compared in lowercase (as Rust lowercases; on PostgreSQL as the database's
     ///   locale does, which differs only for a few letters such as a final `Σ`, and folds
     ///   ASCII only under the `C` locale);
-    /// - 1 or 2: the start of the username or of the email.
+    /// - 1 or 2: the start of the username (one range of the username order, however many
+    ///   users; the start of an email is a substring from 3 characters on).
     ///
     /// Every character stands for itself: `%`, `_`, `\`, quotes, `*` and words such as `OR`
     /// or `NEAR` are no wildcards or operators of any query language. A text with a control
@@ -52,7 +53,7 @@ impl UserQuery {
     /// The shortest search text that matches anywhere in a username, email or display name:
     /// the stores find those with trigram indexes (SQLite's FTS5 `trigram` tokenizer,
     /// PostgreSQL's `pg_trgm`), which cannot serve fewer than three characters. A shorter
-    /// text matches the start of the username or the email, which their own indexes serve.
+    /// text matches the start of the username, which the username index serves in order.
     pub const SUBSTRING_MIN_CHARS: usize = 3;
 
     /// The rule a page size breaks: `must be between 1 and 100`, the message of code

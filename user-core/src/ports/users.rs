@@ -270,7 +270,7 @@ pub trait UserRepository: Send + Sync + 'static {
 
     /// Lists users in username order after `query.after`, filtered by role, status and
     /// search text: 3 characters or more match anywhere in the username, the email or the
-    /// display name (in lowercase), 1 or 2 the start of the username or the email, every
+    /// display name (in lowercase), 1 or 2 the start of the username, every
     /// character literally (see [`UserQuery::search`]). At most `query.limit` users; `next`
     /// is set, to the page's last username, when more users match after the page (a full
     /// page that ends the list has no `next`, so a store reads one row ahead to know).

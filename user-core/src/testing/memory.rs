@@ -198,7 +198,7 @@ impl State {
 /// Whether `user` matches the lowercase search text `s` (see [`UserQuery::search`]).
 fn matches_search(user: &User, s: &str) -> bool {
     if s.chars().count() < UserQuery::SUBSTRING_MIN_CHARS {
-        user.username.as_str().starts_with(s) || user.email.as_str().starts_with(s)
+        user.username.as_str().starts_with(s)
     } else {
         user.username.as_str().contains(s)
             || user.email.as_str().contains(s)

@@ -255,8 +255,8 @@ pub(crate) fn search() -> Object {
         .max_length(Some(UserQuery::MAX_SEARCH_LEN))
         .description(Some(format!(
             "Case-insensitive: {} characters or more match anywhere in the username, the email \
-             or the display name; fewer match the start of the username or the email. Every \
-             character is literal. At most {} characters.",
+             or the display name; fewer match the start of the username. Every character is \
+             literal. At most {} characters.",
             UserQuery::SUBSTRING_MIN_CHARS,
             UserQuery::MAX_SEARCH_LEN
         )))
