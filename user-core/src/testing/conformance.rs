@@ -2554,8 +2554,9 @@ pub async fn tokens_concurrent_consume_succeeds_once(s: Stores) {
     assert_eq!(won, 1);
 }
 
-/// `revoke_all` deletes one user's tokens of one purpose and counts them; `purge` deletes
-/// tokens that expired before the cut-off.
+/// `revoke_all` deletes one user's tokens of one purpose and counts them, leaving their
+/// other purpose and other users' tokens alone (0 for a user with none, or no user);
+/// `purge` deletes tokens that expired before the cut-off.
 pub async fn tokens_revoke_all_and_purge(s: Stores) {
     let (a, b) = (user("alice"), user("bob"));
     insert(&s, &a).await;
@@ -2595,6 +2596,41 @@ pub async fn tokens_revoke_all_and_purge(s: Stores) {
     not_found(
         consume(&s, "a-reset", TokenPurpose::ResetPassword, 1).await,
         "revoked",
+    );
+    let find = |secret: &'static str, purpose: TokenPurpose| {
+        let tokens = Arc::clone(&s.tokens);
+        async move {
+            tokens
+                .find(&TokenHash::of(secret), purpose, at(1))
+                .await
+                .ok()
+                .map(|t| t.user_id)
+        }
+    };
+    assert_eq!(
+        find("a-verify", TokenPurpose::VerifyEmail).await,
+        Some(a.id),
+        "the other purpose is left"
+    );
+    assert_eq!(
+        find("b-reset", TokenPurpose::ResetPassword).await,
+        Some(b.id),
+        "another user's is left"
+    );
+    let carol = user("carol");
+    insert(&s, &carol).await;
+    for nobody in [carol.id, UserId::new()] {
+        assert_eq!(
+            s.tokens
+                .revoke_all(nobody, TokenPurpose::VerifyEmail)
+                .await
+                .ok(),
+            Some(0)
+        );
+    }
+    assert_eq!(
+        find("a-verify", TokenPurpose::VerifyEmail).await,
+        Some(a.id)
     );
     assert_eq!(
         s.tokens.purge(at(200)).await.ok(),
@@ -2751,7 +2787,14 @@ pub async fn mark_email_verified_only_for_the_current_email(s: Stores) {
         .unwrap();
     assert_eq!(
         (verified.email, verified.email_verified_at),
-        (new, Some(at(40)))
+        (new.clone(), Some(at(40)))
+    );
+    // Already verified: the time moves to the new one.
+    let again = s.users.mark_email_verified(u.id, &new, at(50)).await;
+    assert_eq!(again.ok().map(|u| u.email_verified_at), Some(Some(at(50))));
+    assert_eq!(
+        s.users.get(u.id).await.ok().map(|u| u.email_verified_at),
+        Some(Some(at(50)))
     );
 }
 

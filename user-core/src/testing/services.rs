@@ -342,6 +342,15 @@ pub async fn disabling_a_user_ends_their_sessions_in_the_database(db: &dyn TestD
     let bobs = [bob_tokens.session_id, bob_browser.session_id];
     let active = sessions.list_active(bob.id, f.clock.now()).await.unwrap();
     assert_eq!(active.len(), 2, "{active:?}");
+    let devices = [
+        bob_tokens.device_token.as_ref().unwrap(),
+        &bob_browser.device_token,
+    ]
+    .map(|d| TokenHash::of(d.expose_secret()));
+    for hash in &devices {
+        let found = f.ports.devices.find(hash).await;
+        assert_eq!(found.ok().map(|d| d.user_id), Some(bob.id));
+    }
 
     f.clock.advance(Duration::from_secs(5));
     let disabled_at = f.clock.now();
@@ -356,12 +365,8 @@ pub async fn disabling_a_user_ends_their_sessions_in_the_database(db: &dyn TestD
     }
     let active = sessions.list_active(bob.id, disabled_at).await.unwrap();
     assert!(active.is_empty(), "{active:?}");
-    for device in [
-        &bob_tokens.device_token,
-        &Some(bob_browser.device_token.clone()),
-    ] {
-        let hash = TokenHash::of(device.as_ref().unwrap().expose_secret());
-        let found = f.ports.devices.find(&hash).await;
+    for hash in &devices {
+        let found = f.ports.devices.find(hash).await;
         assert!(matches!(found, Err(RepoError::NotFound)), "{found:?}");
     }
     let roots = sessions.get(root.session_id).await.unwrap();
@@ -414,6 +419,12 @@ pub async fn deleting_a_user_ends_their_sessions_in_the_database(db: &dyn TestDa
                 .len(),
             2
         );
+        let devices = [tokens.device_token.as_ref().unwrap(), &browser.device_token]
+            .map(|d| TokenHash::of(d.expose_secret()));
+        for hash in &devices {
+            let found = f.ports.devices.find(hash).await;
+            assert_eq!(found.ok().map(|d| d.user_id), Some(user.id), "{name}");
+        }
         if by_admin {
             f.users
                 .as_admin(&root)
@@ -449,12 +460,8 @@ pub async fn deleting_a_user_ends_their_sessions_in_the_database(db: &dyn TestDa
             )
             .await;
         assert!(matches!(got, Err(RepoError::NotFound)), "{name}: {got:?}");
-        for device in [tokens.device_token.unwrap(), browser.device_token] {
-            let got = f
-                .ports
-                .devices
-                .find(&TokenHash::of(device.expose_secret()))
-                .await;
+        for hash in &devices {
+            let got = f.ports.devices.find(hash).await;
             assert!(matches!(got, Err(RepoError::NotFound)), "{name}: {got:?}");
         }
         let roots = sessions.get(root.session_id).await.unwrap();
