@@ -17,22 +17,21 @@
 //!    over the next [`Thresholds::probe`] users at most, testing each row. A search that
 //!    matches often near the cursor fills its page here; so does any search when no more
 //!    users than that are left after the cursor (a rare role or status, the last pages).
-//! 2. Otherwise a **sample**: the first [`Thresholds::sample`] users the search index
-//!    yields, of which the statement returns the first `limit + 1` in username order that
-//!    pass the cursor and the filters, and how many it sampled. Reading it costs at most
-//!    that many row lookups and a sort of as many rows. If the sample holds every match
-//!    (fewer than [`Thresholds::sample`]), that is the page: the **set** plan.
-//! 3. Otherwise the search matches many users, and the page comes from a **walk** from the
-//!    cursor on, testing each row: dense matches make it short. The sample bounds it: its
-//!    `limit + 1`-th passing username is an upper end that holds a full page, so the walk
-//!    stops there even when the matches cluster elsewhere in the username order. Only when
-//!    fewer than that many sampled users pass does the walk run on to the end.
+//! 2. Otherwise a **count** of the matches the search index yields, up to
+//!    [`Thresholds::sample`] (the index alone, no row read). Fewer than that: the **set**
+//!    plan reads every match and returns the first `limit + 1` in username order that pass
+//!    the cursor and the filters (at most that many row lookups and a sort).
+//! 3. Otherwise the search matches many users, and the page comes from a **walk** of the
+//!    username order (or of a filter's index) from the cursor on that keeps the rows whose
+//!    rowid is among the matches: the index alone (it holds the rowid) against the set of
+//!    matching rowids, which the search index yields without reading a row. It reads rows
+//!    only for the page, and costs a fraction of a microsecond per user walked past: the
+//!    distance from the cursor to the page's last match.
 //!
-//! Each answer is exact by itself, whatever happened in between: a walk returns the first
-//! matches of a range of the username order, and is taken as the page only when it is full
-//! or its range reaches the end; the set plan is one statement that saw every match.
+//! Each answer is exact by itself: a walk returns the first matches of the username order
+//! from the cursor on, and the set plan is one statement that saw every match.
 
-use sqlx::{FromRow as _, QueryBuilder, Row as _, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use user_core::domain::{Role, User, UserPage, UserQuery, UserStatus};
 use user_core::error::RepoError;
 
@@ -45,16 +44,15 @@ use crate::rows::{UserRow, user_columns};
 pub(crate) struct Thresholds {
     /// How many users, in username order from the cursor, the probe tests at most.
     pub(crate) probe: i64,
-    /// How many matches the sample reads at most: the most rows the set plan sorts, and
-    /// what bounds the walk.
+    /// The most matches the set plan reads and sorts; a search with more is walked.
     pub(crate) sample: i64,
 }
 
 impl Thresholds {
     /// A probe of 1024 users: a search that matches one in fifty of them near the cursor
-    /// fills a default page (20) there. A sample of 4096 matches: about √(21 × users) at a
-    /// million users, where a sorted row costs about as much as a walked one, balances the
-    /// sample against the walk it bounds (about 21 / 4096 of the users).
+    /// fills a default page (20) there. A set of 4096 matches: a row read for the set plan
+    /// costs about ten users walked past by the walk; at 4096 matches in a million users
+    /// the walk meets a default page's matches within about 5,000 users if they spread.
     pub(crate) const DEFAULT: Self = Self {
         probe: 1024,
         sample: 4096,
@@ -114,6 +112,13 @@ fn push_test(q: &mut QueryBuilder<Sqlite>, text: &str) {
         .push(") > 0 OR instr(display_name_lower, ")
         .push_bind(text.to_owned())
         .push(") > 0)");
+}
+
+/// Pushes the rowids of the users the search index yields as holding the substring `text`,
+/// in its own order: `SELECT rowid FROM users_search WHERE ...`, the index alone.
+fn push_matching_rowids(q: &mut QueryBuilder<Sqlite>, text: &str) {
+    q.push("SELECT rowid FROM users_search WHERE users_search MATCH ")
+        .push_bind(Search::fts_phrase(text));
 }
 
 /// Pushes the rows of `users AS u` that the search index yields as holding the substring
@@ -208,9 +213,9 @@ pub(crate) fn probe_end_query(query: &UserQuery, th: Thresholds) -> QueryBuilder
     q
 }
 
-/// The sample: of the first [`Thresholds::sample`] matches the search index yields, the
-/// first `limit + 1` in username order that pass the cursor and the filters, each with the
-/// number of matches sampled (`sampled`).
+/// The set plan: of the first [`Thresholds::sample`] matches the search index yields (every
+/// match, when [`count_query`] counted fewer), the first `limit + 1` in username order that
+/// pass the cursor and the filters.
 pub(crate) fn sample_query(
     text: &str,
     query: &UserQuery,
@@ -224,23 +229,37 @@ pub(crate) fn sample_query(
     q.push(" LIMIT ").push_bind(th.sample).push(concat!(
         ") SELECT ",
         user_columns!(),
-        ", (SELECT COUNT(*) FROM sample) AS sampled FROM sample WHERE passes"
+        " FROM sample WHERE passes"
     ));
     push_order(&mut q, limit);
     q
 }
 
-/// How many matches the search index yields, up to [`Thresholds::sample`]: asked when no
-/// sampled user passes the cursor and the filters.
+/// How many matches the search index yields, up to [`Thresholds::sample`]: from the index
+/// alone.
 pub(crate) fn count_query(text: &str, th: Thresholds) -> QueryBuilder<Sqlite> {
-    let mut q = QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM ");
-    push_source(&mut q, text);
+    let mut q = QueryBuilder::new("SELECT COUNT(*) FROM (");
+    push_matching_rowids(&mut q, text);
     q.push(" LIMIT ").push_bind(th.sample).push(")");
     q
 }
 
-/// The walk: users in username order from the cursor on, up to `bound` if given, that pass
-/// the filters and match, tested row by row; the first `limit + 1`.
+/// The walk of a search with many matches: users in username order from the cursor on that
+/// pass the filters and whose rowid the search index yields; the first `limit + 1`. The
+/// index of the filters holds the username and the rowid: the walk reads no row but the
+/// page's.
+pub(crate) fn match_walk_query(text: &str, query: &UserQuery, limit: u32) -> QueryBuilder<Sqlite> {
+    let mut q = select_in_username_order(query);
+    q.push("rowid IN (");
+    push_matching_rowids(&mut q, text);
+    q.push(")");
+    push_filters(&mut q, query, "");
+    push_order(&mut q, limit);
+    q
+}
+
+/// The probe's walk: users in username order from the cursor on, up to `bound` if given,
+/// that pass the filters and match, tested row by row; the first `limit + 1`.
 pub(crate) fn walk_query(
     text: &str,
     query: &UserQuery,
@@ -264,11 +283,9 @@ pub(crate) enum Plan {
     Range,
     /// The probe filled the page, or saw every user left.
     Probe,
-    /// The sample held every match.
+    /// Fewer matches than [`Thresholds::sample`]: all read and sorted.
     Set,
-    /// A walk up to the sample's bound.
-    BoundedWalk,
-    /// A walk to the end.
+    /// A walk of the username order against the matches.
     Walk,
 }
 
@@ -322,34 +339,16 @@ async fn search(
     if rows.len() > limit as usize || end.is_none() {
         return Ok((rows, Plan::Probe));
     }
-    let sample = sample_query(text, query, limit, th)
-        .build()
-        .fetch_all(pool)
+    let count: i64 = count_query(text, th)
+        .build_query_scalar()
+        .fetch_one(pool)
         .await
         .map_err(map_db_err)?;
-    let sampled: i64 = match sample.first() {
-        Some(row) => row.try_get("sampled").map_err(map_db_err)?,
-        None => count_query(text, th)
-            .build_query_scalar()
-            .fetch_one(pool)
-            .await
-            .map_err(map_db_err)?,
-    };
-    if sampled < th.sample {
-        let rows = sample
-            .iter()
-            .map(|row| UserRow::from_row(row).map_err(map_db_err))
-            .collect::<Result<_, _>>()?;
+    if count < th.sample {
+        let rows = fetch(pool, sample_query(text, query, limit, th)).await?;
         return Ok((rows, Plan::Set));
     }
-    if let Some(last) = sample.get(limit as usize) {
-        let bound: String = last.try_get("username").map_err(map_db_err)?;
-        let rows = fetch(pool, walk_query(text, query, limit, Some(&bound))).await?;
-        if rows.len() > limit as usize {
-            return Ok((rows, Plan::BoundedWalk));
-        }
-    }
-    let rows = fetch(pool, walk_query(text, query, limit, None)).await?;
+    let rows = fetch(pool, match_walk_query(text, query, limit)).await?;
     Ok((rows, Plan::Walk))
 }
 
@@ -458,10 +457,14 @@ mod plans {
                 let ok = end.len() == 1 && end[0].contains(&format!("COVERING INDEX {index}"));
                 assert!(ok, "probe end {query:?}: {end:?}");
                 let count = plan(pool, &count_query(search, Thresholds::DEFAULT)).await;
-                assert!(
-                    from_index(&count) && !scans_users(&count),
-                    "count {search:?}: {count:?}"
-                );
+                let ok = from_index(&count) && !count.iter().any(|s| s.contains("users USING"));
+                assert!(ok, "count {search:?}: {count:?}");
+                let walk = plan(pool, &match_walk_query(search, &query, 20)).await;
+                let ok = walk[0].contains(index)
+                    && from_index(&walk)
+                    && !scans_users(&walk)
+                    && !walk.iter().any(|s| s.contains("TEMP B-TREE"));
+                assert!(ok, "match walk {search:?} {query:?}: {walk:?}");
                 for bound in [None, Some("x")] {
                     let walk = plan(pool, &walk_query(search, &query, 20, bound)).await;
                     let ok = walk.len() == 1 && walk[0].contains(index) && !scans_users(&walk);
@@ -476,8 +479,8 @@ mod plans {
 }
 
 /// Every plan gives the pages of the in-memory reference: with small thresholds the
-/// searches of `search_dataset` reach the probe, the set plan and both walks; with the
-/// default ones the probe serves them all.
+/// searches of `search_dataset` reach the range, the probe, the set plan and the walk; with the
+/// default ones the range or the probe serves them all.
 #[cfg(test)]
 mod paths {
     use std::collections::HashSet;
@@ -530,9 +533,8 @@ mod paths {
                     }
                 }
             }
-            // (A sample smaller than a page never bounds a walk.)
             if th == small {
-                let every = [Plan::Probe, Plan::Set, Plan::BoundedWalk, Plan::Walk];
+                let every = [Plan::Range, Plan::Probe, Plan::Set, Plan::Walk];
                 assert!(
                     every.iter().all(|p| plans.contains(&Some(*p))),
                     "{th:?}: {plans:?}"

@@ -932,10 +932,8 @@ pub async fn list_filters_by_search_role_and_status(s: Stores) {
         search: Some(p.to_owned()),
         ..UserQuery::default()
     };
-    assert_eq!(
-        names(search("al")).await,
-        ["albert", "alfred", "alice", "carol"]
-    );
+    // Carol's email starts with "al", but a short search looks at the username only.
+    assert_eq!(names(search("al")).await, ["albert", "alfred", "alice"]);
     assert_eq!(
         names(search("al_")).await,
         ["carol"],
