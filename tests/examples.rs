@@ -224,7 +224,10 @@ async fn the_load_test_runs_every_scenario_and_prints_its_tables() {
         "| sign-in LoginUser | gRPC |",
         "| sign-in POST /api/v1/auth/login | HTTP |",
         "| read during flood GetUser | gRPC |",
+        "| admin ListUsers (search) | gRPC |",
+        "| admin GET /api/v1/admin/users?cursor= | HTTP |",
         "| raw Argon2id",
+        "export (in process, to nowhere): ",
     ] {
         assert!(output.contains(call), "no row `{call}` in:\n{output}");
     }
@@ -267,5 +270,34 @@ async fn the_dataset_builds_users_and_sessions_and_a_rerun_adds_nothing() {
     assert!(users.iter().any(|(u, _)| u.display_name.is_some()));
     let now = time::OffsetDateTime::now_utc();
     assert_eq!(storage.sessions.count_active(now).await.unwrap(), 30);
+    db.close().await;
+
+    // The load test over the dataset: its users sign in with the dataset's password, an
+    // admin of it searches and pages, every user is exported, and nobody is registered.
+    let load_test = build_example("load_test");
+    let scenarios = "reads,writes,signin-few,admin,export";
+    let args = ["--quick", "--dataset", &url, "--scenarios", scenarios];
+    let mut run = Process::start(&load_test, &args, dir.path());
+    let status = run.wait(Duration::from_secs(180)).await;
+    let output = run
+        .try_wait_for(Duration::from_secs(10), |_| None::<()>)
+        .await
+        .unwrap_err();
+    assert!(status.success(), "{status:?}:\n{output}");
+    for row in [
+        "| sign-in POST /api/v1/auth/login | HTTP |",
+        "| write RefreshToken | gRPC |",
+        "| admin GET /api/v1/admin/users?search= | HTTP |",
+        "| admin ListUsers (next page) | gRPC |",
+        "export (in process, to nowhere): 300 users",
+    ] {
+        assert!(output.contains(row), "no `{row}` in:\n{output}");
+    }
+    assert!(!output.contains("RegisterUser"), "{output}");
+    let db = SqliteDatabase::open(&SqliteConfig::new(&path))
+        .await
+        .unwrap();
+    let users = db.storage().users.export_page(None, 1000).await.unwrap();
+    assert_eq!(users.len(), 300, "the load test registered nobody");
     db.close().await;
 }
