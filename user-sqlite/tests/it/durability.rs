@@ -38,7 +38,7 @@ async fn data_survives_closing_and_reopening_the_file() {
 }
 
 #[tokio::test]
-async fn the_file_uses_wal_full_sync_and_foreign_keys() {
+async fn the_file_uses_wal_full_sync_foreign_keys_and_a_page_cache() {
     let t = TestDb::new().await;
     t.db.close().await;
     let url = format!("sqlite:{}", t.path().display());
@@ -71,8 +71,14 @@ async fn the_file_uses_wal_full_sync_and_foreign_keys() {
         .await
         .unwrap();
     assert_eq!(fk, 1);
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(cache, -16 * 1024, "16 MiB, in KiB");
     let normal = SqliteConfig {
         durability: Durability::Normal,
+        cache_kib: 4096,
         ..SqliteConfig::new(t.path())
     };
     let db = SqliteDatabase::open(&normal).await.unwrap();
@@ -81,6 +87,11 @@ async fn the_file_uses_wal_full_sync_and_foreign_keys() {
         .await
         .unwrap();
     assert_eq!(sync, 1, "NORMAL");
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(cache, -4096);
 }
 
 #[tokio::test]
