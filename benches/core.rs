@@ -343,7 +343,8 @@ fn store(c: &mut Criterion) {
                     .await
                     .map_err(|e| e.to_string())
             })
-            .unwrap_or_else(|e| panic!("USERS_BENCH_DATASET={url}: {e}"));
+            // The error names the file, never the URL (which might hold a password).
+            .unwrap_or_else(|e| panic!("USERS_BENCH_DATASET: {e}"));
         store_on(c, &rt, "dataset", &db.storage());
         rt.block_on(db.close());
     }

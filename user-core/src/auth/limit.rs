@@ -21,9 +21,9 @@ use crate::error::AuthError;
 use crate::metrics as names;
 use crate::ports;
 
-/// The services' clock as governor's: nanoseconds since the Unix epoch (0 before it). A wall
-/// clock may step back; governor measures with saturating differences, so a step back only
-/// delays an allowance by the step, never lets more through.
+/// The services' clock as governor's: its [`ports::Clock::monotonic`] reading, which never
+/// goes back (the system clock's is the process's monotonic time), so a wall clock stepped
+/// back cannot hold allowances, nor stop the sweep of idle keys, for the size of the step.
 #[derive(Clone)]
 pub(crate) struct PortClock(Arc<dyn ports::Clock>);
 
@@ -37,8 +37,7 @@ impl Clock for PortClock {
     type Instant = Nanos;
 
     fn now(&self) -> Nanos {
-        let since_epoch = self.0.now().unix_timestamp_nanos().max(0);
-        Nanos::from(u64::try_from(since_epoch).unwrap_or(u64::MAX))
+        Nanos::from(self.0.monotonic())
     }
 }
 

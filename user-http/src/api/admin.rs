@@ -21,7 +21,7 @@ use crate::extract::{ApiJson, BearerActor};
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Text in the username, email or display name (3 characters or more), or the start of
-    /// the username or email (fewer).
+    /// the username (fewer).
     #[param(schema_with = schema::search)]
     search: Option<String>,
     /// Only users with this role.
