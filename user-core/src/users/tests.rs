@@ -199,10 +199,14 @@ async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
         .delete_own_account(&r, &SecretString::from(PW))
         .await;
     assert!(matches!(r2, Err(UserError::LastAdmin)));
-    assert!(matches!(
-        f.auth.authenticate_browser("x").await,
-        Err(AuthError::Unauthenticated)
-    ));
+    // Nothing was done: root is still an active admin, and signed in.
+    let still = f.ports.users.get(root.id).await.unwrap();
+    assert_eq!(
+        (still.role, still.status),
+        (Role::Admin, UserStatus::Active)
+    );
+    let again = f.actor("root").await;
+    assert_eq!(again.role, Role::Admin, "root still signs in, as an admin");
     // With a second admin, the first may step down.
     let bob = f.register("bob").await;
     admin.set_role(bob.id, Role::Admin).await.unwrap();

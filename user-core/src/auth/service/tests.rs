@@ -1163,8 +1163,18 @@ async fn failed_sign_ins_are_logged_with_address_and_outcome_never_what_was_type
         let r = f.auth.login(attempt(identifier), client.clone()).await;
         assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
     }
-    for _ in 0..5 {
-        let _ = f.auth.login(attempt("alice"), client.clone()).await;
+    // The wrong password typed with the email was alice's first failure; four more make
+    // five, the lockout threshold, so the fifth attempt here is refused unchecked.
+    for n in 1..=5 {
+        let r = f.auth.login(attempt("alice"), client.clone()).await;
+        if n < 5 {
+            assert!(
+                matches!(r, Err(AuthError::InvalidCredentials)),
+                "{n}: {r:?}"
+            );
+        } else {
+            assert!(matches!(r, Err(AuthError::Throttled { .. })), "{n}: {r:?}");
+        }
     }
     let all = crate::testing::observe::captured_logs();
     let text: String = all
@@ -1231,8 +1241,13 @@ async fn a_device_in_use_stays_known_and_a_password_change_forgets_devices() {
         new_password: SecretString::from("a brand new passphrase"),
     };
     f.users.change_password(&actor, change).await.unwrap();
-    for _ in 0..5 {
-        let _ = f.login("alice", "nope nope nope").await;
+    // The stranger's earlier lock has run out, but its failures still count: one more
+    // wrong password locks alice again, and a longer while.
+    let r = f.login("alice", "nope nope nope").await;
+    assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    for _ in 0..4 {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
     }
     let attempt = creds("alice", "a brand new passphrase").with_device_token(Some(device.clone()));
     let r = f.auth.login(attempt, ClientInfo::default()).await;
