@@ -403,3 +403,24 @@ fn a_hash_worker_lowers_only_its_own_priority() {
     let after = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
     assert_eq!(after, mine, "the calling thread keeps its own");
 }
+
+/// A hash admitted reports the load gauges at once: on admission, from the caller's thread,
+/// nothing runs yet and one hash waits. (Seen through a recorder local to this thread, so
+/// hashers in other tests, which set the same gauges, do not interfere.)
+#[tokio::test]
+async fn admitting_a_hash_sets_the_load_gauges() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let h = hasher(FAST, 1, 1);
+    {
+        let _local = metrics::set_default_local_recorder(&recorder);
+        h.hash(&password("tangerine-sky-42")).await.unwrap();
+    }
+    let page = handle.render();
+    let gauges = crate::testing::observe::series(&page, "user_hash_");
+    assert!(gauges.contains(&names::HASH_RUNNING), "{page}");
+    assert!(gauges.contains(&names::HASH_QUEUE_DEPTH), "{page}");
+    let value = |name| crate::testing::observe::sample(&page, name);
+    assert_eq!(value(names::HASH_RUNNING), 0.0, "{page}");
+    assert_eq!(value(names::HASH_QUEUE_DEPTH), 1.0, "{page}");
+}
