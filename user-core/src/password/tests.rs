@@ -393,13 +393,18 @@ async fn the_import_check_refuses_exactly_what_verification_refuses() {
 #[test]
 fn a_hash_worker_lowers_only_its_own_priority() {
     let mine = rustix::process::getpriority_process(None).unwrap();
-    let worker = std::thread::spawn(|| {
+    let (before, worker) = std::thread::spawn(|| {
+        let me = Some(rustix::thread::gettid());
+        // From nice 0 where allowed (as root, say): tests run at nice 19 (`nice -n 19
+        // cargo test`) would otherwise start at the cap, where lowering changes nothing.
+        let _ = rustix::process::setpriority_process(me, 0);
+        let before = rustix::process::getpriority_process(me).unwrap();
         lower_own_priority();
-        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+        (before, rustix::process::getpriority_process(me).unwrap())
     })
     .join()
     .unwrap();
-    assert_eq!(worker, (mine + WORKER_NICENESS).min(19));
+    assert_eq!(worker, (before + WORKER_NICENESS).min(19), "from {before}");
     let after = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
     assert_eq!(after, mine, "the calling thread keeps its own");
 }
