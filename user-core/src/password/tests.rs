@@ -363,6 +363,14 @@ async fn the_import_check_refuses_exactly_what_verification_refuses() {
         ("$2b$04$short".to_owned(), false),
         (argon.replace("m=64", "m=4194304"), false),
         (argon.replace("p=1", "p=9"), false),
+        // Exactly at the default ceiling (64 MiB, 10 passes, 4 lanes) is allowed, one more
+        // is not.
+        (argon.replace("m=64", "m=65536"), true),
+        (argon.replace("m=64", "m=65537"), false),
+        (argon.replace("t=1", "t=10"), true),
+        (argon.replace("t=1", "t=11"), false),
+        (argon.replace("p=1", "p=4"), true),
+        (argon.replace("p=1", "p=5"), false),
         (argon.replacen("$v=19", "$v=7", 1), false),
         (
             "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
