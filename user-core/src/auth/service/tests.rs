@@ -1384,3 +1384,47 @@ async fn a_cookie_check_returns_the_user_as_stored() {
         Err(AuthError::Unauthenticated)
     ));
 }
+
+/// Failures older than `forget_after` no longer count: four wrong guesses, a quiet day, four
+/// more, and the account is not locked.
+#[tokio::test]
+async fn failures_older_than_forget_after_are_forgotten() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let threshold = AuthPolicy::default().lockout.threshold;
+    for _ in 1..threshold {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    }
+    f.clock
+        .advance(AuthPolicy::default().lockout.forget_after + secs(1));
+    for n in 1..threshold {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(
+            matches!(r, Err(AuthError::InvalidCredentials)),
+            "{n} after the pause: {r:?}"
+        );
+    }
+    assert!(f.login("alice", PW).await.is_ok(), "not locked");
+}
+
+/// The lockout counter counts the failure that reaches the threshold, not those before it.
+/// (Through a recorder local to this thread: other tests' sign-ins do not show.)
+#[tokio::test]
+async fn the_failure_that_locks_is_counted_as_a_lockout() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let threshold = AuthPolicy::default().lockout.threshold;
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let lockouts = || crate::testing::observe::sample(&handle.render(), names::LOCKOUTS_TOTAL);
+    for n in 1..threshold {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+        assert_eq!(lockouts(), 0.0, "after {n} failures");
+    }
+    let r = f.login("alice", "nope nope nope").await;
+    assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    assert_eq!(lockouts(), 1.0, "the failure that reached the threshold");
+}
