@@ -355,6 +355,8 @@ async fn the_import_check_refuses_exactly_what_verification_refuses() {
         (format!("$2b$+4${body}"), false),
         (format!("$2x$04${body}"), false),
         (format!("$2b$04$$${body}"), false),
+        // 60 characters, but no `$` after the cost.
+        (format!("$2b$04x{body}"), false),
         (bcrypt4[..59].to_owned(), false),
         (format!("{bcrypt4}A"), false),
         (format!("$2b$04${}!{}", &salt[..21], digest), false),
