@@ -1428,3 +1428,33 @@ async fn the_failure_that_locks_is_counted_as_a_lockout() {
     assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
     assert_eq!(lockouts(), 1.0, "the failure that reached the threshold");
 }
+
+/// A sign-in turned away by the per-address limit counts as a rate-limited sign-in.
+/// (Through a recorder local to this thread: other tests' sign-ins do not show.)
+#[tokio::test]
+async fn a_rate_limited_sign_in_is_counted_as_one() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let policy = AuthPolicy {
+        login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(1),
+        ..AuthPolicy::default()
+    };
+    let f = Fixture::in_memory_with(policy);
+    f.register("alice").await;
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let limited = || {
+        let series = format!("{}{{outcome=\"rate_limited\"}}", names::LOGINS_TOTAL);
+        crate::testing::observe::sample(&handle.render(), &series)
+    };
+    let client = with_ip("192.0.2.44");
+    assert!(
+        f.auth
+            .login(creds("alice", PW), client.clone())
+            .await
+            .is_ok()
+    );
+    assert_eq!(limited(), 0.0);
+    let r = f.auth.login(creds("alice", PW), client).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+    assert_eq!(limited(), 1.0, "{}", handle.render());
+}
