@@ -695,7 +695,8 @@ async fn a_reset_clears_the_lockout() {
     let env = Env::new();
     env.register("alice").await;
     for _ in 0..AuthPolicy::default().lockout.threshold {
-        let _ = env.login("alice", "wrong guess, wrong guess").await;
+        let r = env.login("alice", "wrong guess, wrong guess").await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
     }
     assert!(matches!(
         env.login("alice", NEW_PASSWORD).await,

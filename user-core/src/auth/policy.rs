@@ -277,6 +277,37 @@ mod tests {
     }
 
     #[test]
+    fn every_limit_is_inclusive() {
+        let ten_years = Duration::from_secs(10 * 365 * 24 * 3600);
+        let at_limits = AuthPolicy {
+            device_token_ttl: ten_years,
+            browser_idle_timeout: Duration::from_secs(60),
+            leeway: Duration::from_secs(5),
+            lockout: LockoutPolicy {
+                max_delay: LockoutPolicy::default().base_delay,
+                ..LockoutPolicy::default()
+            },
+            ..AuthPolicy::default()
+        };
+        assert_eq!(at_limits.validate().map_err(|e| e.setting), Ok(()));
+        let over = |policy: AuthPolicy| policy.validate().map_err(|e| e.setting);
+        assert_eq!(
+            over(AuthPolicy {
+                device_token_ttl: ten_years + Duration::from_secs(1),
+                ..at_limits.clone()
+            }),
+            Err("device_token_ttl")
+        );
+        assert_eq!(
+            over(AuthPolicy {
+                browser_idle_timeout: Duration::from_secs(59),
+                ..at_limits.clone()
+            }),
+            Err("browser_idle_timeout")
+        );
+    }
+
+    #[test]
     fn defaults_are_valid_and_limits_enforced() {
         assert!(AuthPolicy::default().validate().is_ok());
         let bad = AuthPolicy {

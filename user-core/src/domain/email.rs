@@ -107,6 +107,21 @@ mod tests {
         assert_eq!(code(&long), "too_long");
     }
 
+    #[test]
+    fn the_length_limit_is_inclusive() {
+        // 64 + 1 + 189 = 254 bytes, every label within its own limit.
+        let domain =
+            |last: usize| format!("{}.{}.{}", "b".repeat(63), "c".repeat(63), "d".repeat(last));
+        let at_limit = format!("{}@{}", "a".repeat(64), domain(61));
+        assert_eq!(at_limit.len(), Email::MAX_LEN);
+        assert_eq!(
+            Email::parse(&at_limit).map(|e| e.as_str().len()),
+            Ok(Email::MAX_LEN)
+        );
+        let over = format!("{}@{}", "a".repeat(64), domain(62));
+        assert_eq!(Email::parse(&over).unwrap_err().code, "too_long");
+    }
+
     // Found by fuzz/ (fuzz/regressions/email): lowercasing `İ` gives `i` + U+0307, which the
     // syntax check refuses; the address was accepted as typed and stored in a form that did
     // not parse again.

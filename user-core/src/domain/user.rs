@@ -245,6 +245,30 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn profile_changes_are_empty_only_without_any_field() {
+        assert!(ProfileChanges::default().is_empty());
+        let username = ProfileChanges {
+            username: Some(Username::parse("alice").unwrap()),
+            ..ProfileChanges::default()
+        };
+        let email = ProfileChanges {
+            email: Some(Email::parse("alice@example.com").unwrap()),
+            ..ProfileChanges::default()
+        };
+        let display_name = ProfileChanges {
+            display_name: Some(DisplayName::parse("Alice").unwrap()),
+            ..ProfileChanges::default()
+        };
+        let no_display_name = ProfileChanges {
+            display_name: Some(None),
+            ..ProfileChanges::default()
+        };
+        for changes in [username, email, display_name, no_display_name] {
+            assert!(!changes.is_empty(), "{changes:?}");
+        }
+    }
+
+    #[test]
     fn display_name_rules() {
         assert_eq!(DisplayName::parse("  ").unwrap(), None);
         assert_eq!(
@@ -257,6 +281,12 @@ mod tests {
         assert_eq!(
             DisplayName::parse(&"é".repeat(65)).unwrap_err().code,
             "too_long"
+        );
+        let at_limit = "é".repeat(DisplayName::MAX_LEN);
+        assert_eq!(
+            DisplayName::parse(&at_limit).unwrap().unwrap().as_str(),
+            at_limit,
+            "the limit is inclusive"
         );
         assert_eq!(
             DisplayName::parse("a\nb").unwrap_err().code,

@@ -45,6 +45,20 @@ fn spawn_worker(
     (stop, task)
 }
 
+/// Waits until `mailer` has answered `calls` calls, or panics after an hour of (paused, so
+/// quickly passing) time: a worker that never sends fails the test instead of hanging it.
+async fn called(mailer: &RecordingMailer, calls: usize) {
+    if tokio::time::timeout(HOUR, mailer.wait_for_calls(calls))
+        .await
+        .is_err()
+    {
+        panic!(
+            "the mailer was called {} times within an hour, not {calls}",
+            mailer.attempts().len()
+        );
+    }
+}
+
 async fn dead_letters(outbox: &InMemoryMailOutbox) -> Vec<DeadLetter> {
     outbox.dead_letters(100).await.unwrap()
 }
@@ -71,7 +85,7 @@ async fn a_transient_failure_is_retried_after_a_doubling_backoff() {
     let m = mail(1);
     outbox.enqueue(&m, clock.now()).await.unwrap();
     let (stop, task) = spawn_worker(&outbox, &mailer, &clock, DeliveryPolicy::default());
-    mailer.wait_for_calls(3).await;
+    called(&mailer, 3).await;
     let attempts = mailer.attempts();
     assert!(attempts.iter().all(|a| a.mail == m));
     assert_eq!(attempts[1].at - attempts[0].at, Duration::from_secs(30));
@@ -98,7 +112,7 @@ async fn a_mail_is_given_up_after_the_last_attempt() {
         ..DeliveryPolicy::default()
     };
     let (stop, task) = spawn_worker(&outbox, &mailer, &clock, policy);
-    mailer.wait_for_calls(3).await;
+    called(&mailer, 3).await;
     tokio::time::sleep(24 * HOUR).await;
     assert_eq!(mailer.attempts().len(), 3, "no fourth attempt");
     let dead = dead_letters(&outbox).await;
@@ -124,7 +138,7 @@ async fn a_rejected_mail_is_not_retried() {
     outbox.enqueue(&rejected, clock.now()).await.unwrap();
     outbox.enqueue(&fine, clock.now() + SECOND).await.unwrap();
     let (stop, task) = spawn_worker(&outbox, &mailer, &clock, DeliveryPolicy::default());
-    mailer.wait_for_calls(2).await;
+    called(&mailer, 2).await;
     tokio::time::sleep(24 * HOUR).await;
     let sent: Vec<_> = mailer.attempts().iter().map(|a| a.mail.id).collect();
     assert_eq!(sent, vec![rejected.id, fine.id], "one attempt each");
@@ -150,7 +164,7 @@ async fn shutdown_stops_the_worker() {
     let mailer = Arc::new(RecordingMailer::accepting());
     outbox.enqueue(&mail(1), clock.now()).await.unwrap();
     let (stop, task) = spawn_worker(&outbox, &mailer, &clock, DeliveryPolicy::default());
-    mailer.wait_for_calls(1).await;
+    called(&mailer, 1).await;
     stop.send(()).unwrap();
     tokio::time::timeout(SECOND, task)
         .await
@@ -173,7 +187,7 @@ async fn shutdown_lets_the_rest_of_a_batch_go_back_to_the_queue() {
     // Shut down as soon as the first mail is sent.
     let first_sent = {
         let mailer = Arc::clone(&mailer);
-        async move { mailer.wait_for_calls(1).await }
+        async move { called(&mailer, 1).await }
     };
     deliver_periodically(
         Arc::clone(&outbox) as Arc<dyn MailOutbox>,
@@ -244,7 +258,7 @@ async fn two_workers_deliver_each_of_50_mails_exactly_once() {
     };
     let (stop_a, a) = spawn_worker(&outbox, &mailer, &clock, policy);
     let (stop_b, b) = spawn_worker(&outbox, &mailer, &clock, policy);
-    mailer.wait_for_calls(50).await;
+    called(&mailer, 50).await;
     tokio::time::sleep(HOUR).await;
     stop_a.send(()).unwrap();
     stop_b.send(()).unwrap();

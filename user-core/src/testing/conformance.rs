@@ -509,13 +509,16 @@ pub async fn insert_many_reruns_add_nothing(s: Stores) {
         ..UserQuery::default()
     };
     let mut count = 0;
+    let mut pages = 0;
     loop {
         let page = s.users.list(&q).await.unwrap();
+        pages += 1;
         count += page.users.len();
         match page.next {
             Some(next) => q.after = Some(next),
             None => break,
         }
+        assert!(pages < 20, "pagination must end");
     }
     assert_eq!(count, 253);
 }
@@ -579,8 +582,11 @@ pub async fn export_page_reads_users_with_their_hashes_in_username_order(s: Stor
     expected.sort_by(|(a, _), (b, _)| a.username.cmp(&b.username));
     let mut read = Vec::new();
     let mut after: Option<Username> = None;
+    let mut pages = 0;
     loop {
         let page = s.users.export_page(after.clone(), 4).await.unwrap();
+        pages += 1;
+        assert!(pages < 10, "export paging must end");
         assert!(page.len() <= 4);
         let last = page.len() < 4;
         if let Some((u, _)) = page.last() {
@@ -932,8 +938,11 @@ pub async fn list_filters_by_search_role_and_status(s: Stores) {
         search: Some(p.to_owned()),
         ..UserQuery::default()
     };
-    // Carol's email starts with "al", but a short search looks at the username only.
-    assert_eq!(names(search("al")).await, ["albert", "alfred", "alice"]);
+    assert_eq!(
+        names(search("al")).await,
+        ["albert", "alfred", "alice"],
+        "not carol, whose email starts with al"
+    );
     assert_eq!(
         names(search("al_")).await,
         ["carol"],
@@ -2242,11 +2251,17 @@ pub async fn outbox_concurrent_claims_never_share_a_mail(s: Stores) {
         let outbox = Arc::clone(&s.outbox);
         tokio::spawn(async move {
             let mut got = Vec::new();
+            let mut rounds = 0;
             loop {
                 let batch = outbox.claim(at(1), at(600), 3).await.unwrap();
                 if batch.is_empty() {
                     return got;
                 }
+                rounds += 1;
+                assert!(
+                    rounds <= 20,
+                    "claiming must end: mails leased are handed out again"
+                );
                 got.extend(batch.into_iter().map(|c| c.mail.id));
                 tokio::task::yield_now().await;
             }
@@ -2858,6 +2873,7 @@ pub async fn audit_pages_newest_first_by_time_then_id(s: Stores) {
             }
             None => break,
         }
+        assert!(pages < 10, "audit paging must end");
     }
     assert_eq!(seen, events);
     assert_eq!(

@@ -199,10 +199,14 @@ async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
         .delete_own_account(&r, &SecretString::from(PW))
         .await;
     assert!(matches!(r2, Err(UserError::LastAdmin)));
-    assert!(matches!(
-        f.auth.authenticate_browser("x").await,
-        Err(AuthError::Unauthenticated)
-    ));
+    // Nothing was done: root is still an active admin, and signed in.
+    let still = f.ports.users.get(root.id).await.unwrap();
+    assert_eq!(
+        (still.role, still.status),
+        (Role::Admin, UserStatus::Active)
+    );
+    let again = f.actor("root").await;
+    assert_eq!(again.role, Role::Admin, "root still signs in, as an admin");
     // With a second admin, the first may step down.
     let bob = f.register("bob").await;
     admin.set_role(bob.id, Role::Admin).await.unwrap();
@@ -341,4 +345,42 @@ async fn an_export_holds_the_newest_events_up_to_its_bound_and_is_audited() {
         ..AuditQuery::default()
     };
     assert_eq!(f.ports.audit.list(&exported).await.unwrap().events.len(), 1);
+}
+
+#[tokio::test]
+async fn recent_events_are_ones_own_newest_first_up_to_the_limit() {
+    let f = Fixture::in_memory();
+    let alice = f.register("alice").await;
+    f.register("bob").await;
+    f.clock.advance(std::time::Duration::from_secs(1));
+    let a = f.actor("alice").await;
+    f.clock.advance(std::time::Duration::from_secs(1));
+    f.actor("bob").await;
+    let all = f
+        .users
+        .recent_events(&a, AuditQuery::MAX_LIMIT)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = all.iter().map(|e| e.kind).collect();
+    assert!(kinds.len() >= 2, "a registration and a sign-in: {kinds:?}");
+    assert_eq!(kinds[0], AuditKind::SignIn, "newest first: {kinds:?}");
+    assert!(
+        all.iter().all(|e| e.subject == Some(alice.id)),
+        "only alice's: {all:?}"
+    );
+    let ids = |events: Vec<AuditEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let newest = f.users.recent_events(&a, 1).await.unwrap();
+    assert_eq!(ids(newest), ids(all[..1].to_vec()), "limit 1");
+    let none_asked = f.users.recent_events(&a, 0).await.unwrap();
+    assert_eq!(none_asked.len(), 1, "a limit of 0 still shows one");
+}
+
+#[test]
+fn the_service_names_itself_in_debug_output() {
+    let f = Fixture::in_memory();
+    let shown = format!("{:?}", f.users);
+    assert!(
+        shown.starts_with("UserService {") && shown.contains("password_policy"),
+        "{shown}"
+    );
 }

@@ -1163,8 +1163,18 @@ async fn failed_sign_ins_are_logged_with_address_and_outcome_never_what_was_type
         let r = f.auth.login(attempt(identifier), client.clone()).await;
         assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
     }
-    for _ in 0..5 {
-        let _ = f.auth.login(attempt("alice"), client.clone()).await;
+    // The wrong password typed with the email was alice's first failure; four more make
+    // five, the lockout threshold, so the fifth attempt here is refused unchecked.
+    for n in 1..=5 {
+        let r = f.auth.login(attempt("alice"), client.clone()).await;
+        if n < 5 {
+            assert!(
+                matches!(r, Err(AuthError::InvalidCredentials)),
+                "{n}: {r:?}"
+            );
+        } else {
+            assert!(matches!(r, Err(AuthError::Throttled { .. })), "{n}: {r:?}");
+        }
     }
     let all = crate::testing::observe::captured_logs();
     let text: String = all
@@ -1231,8 +1241,13 @@ async fn a_device_in_use_stays_known_and_a_password_change_forgets_devices() {
         new_password: SecretString::from("a brand new passphrase"),
     };
     f.users.change_password(&actor, change).await.unwrap();
-    for _ in 0..5 {
-        let _ = f.login("alice", "nope nope nope").await;
+    // The stranger's earlier lock has run out, but its failures still count: one more
+    // wrong password locks alice again, and a longer while.
+    let r = f.login("alice", "nope nope nope").await;
+    assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    for _ in 0..4 {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
     }
     let attempt = creds("alice", "a brand new passphrase").with_device_token(Some(device.clone()));
     let r = f.auth.login(attempt, ClientInfo::default()).await;
@@ -1368,4 +1383,78 @@ async fn a_cookie_check_returns_the_user_as_stored() {
         f.auth.authenticate_browser(cookie).await,
         Err(AuthError::Unauthenticated)
     ));
+}
+
+/// Failures older than `forget_after` no longer count: four wrong guesses, a quiet day, four
+/// more, and the account is not locked.
+#[tokio::test]
+async fn failures_older_than_forget_after_are_forgotten() {
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let threshold = AuthPolicy::default().lockout.threshold;
+    for _ in 1..threshold {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    }
+    f.clock
+        .advance(AuthPolicy::default().lockout.forget_after + secs(1));
+    for n in 1..threshold {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(
+            matches!(r, Err(AuthError::InvalidCredentials)),
+            "{n} after the pause: {r:?}"
+        );
+    }
+    assert!(f.login("alice", PW).await.is_ok(), "not locked");
+}
+
+/// The lockout counter counts the failure that reaches the threshold, not those before it.
+/// (Through a recorder local to this thread: other tests' sign-ins do not show.)
+#[tokio::test]
+async fn the_failure_that_locks_is_counted_as_a_lockout() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let f = Fixture::in_memory();
+    f.register("alice").await;
+    let threshold = AuthPolicy::default().lockout.threshold;
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let lockouts = || crate::testing::observe::sample(&handle.render(), names::LOCKOUTS_TOTAL);
+    for n in 1..threshold {
+        let r = f.login("alice", "nope nope nope").await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+        assert_eq!(lockouts(), 0.0, "after {n} failures");
+    }
+    let r = f.login("alice", "nope nope nope").await;
+    assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    assert_eq!(lockouts(), 1.0, "the failure that reached the threshold");
+}
+
+/// A sign-in turned away by the per-address limit counts as a rate-limited sign-in.
+/// (Through a recorder local to this thread: other tests' sign-ins do not show.)
+#[tokio::test]
+async fn a_rate_limited_sign_in_is_counted_as_one() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let policy = AuthPolicy {
+        login_attempts_per_ip_per_minute: std::num::NonZeroU32::new(1),
+        ..AuthPolicy::default()
+    };
+    let f = Fixture::in_memory_with(policy);
+    f.register("alice").await;
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let limited = || {
+        let series = format!("{}{{outcome=\"rate_limited\"}}", names::LOGINS_TOTAL);
+        crate::testing::observe::sample(&handle.render(), &series)
+    };
+    let client = with_ip("192.0.2.44");
+    assert!(
+        f.auth
+            .login(creds("alice", PW), client.clone())
+            .await
+            .is_ok()
+    );
+    assert_eq!(limited(), 0.0);
+    let r = f.auth.login(creds("alice", PW), client).await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+    assert_eq!(limited(), 1.0, "{}", handle.render());
 }
