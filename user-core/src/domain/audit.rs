@@ -514,6 +514,59 @@ mod tests {
     }
 
     #[test]
+    fn ids_kinds_and_outcomes_show_as_they_are_stored() {
+        let uuid = Uuid::now_v7();
+        let id = AuditEventId::from(uuid);
+        assert_eq!(id.as_uuid(), uuid);
+        assert_eq!(id.to_string(), uuid.hyphenated().to_string());
+        for kind in AuditKind::ALL {
+            assert!(!kind.as_str().is_empty());
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        for (outcome, name) in [
+            (AuditOutcome::Success, "success"),
+            (AuditOutcome::Failure, "failure"),
+        ] {
+            assert_eq!(outcome.as_str(), name);
+            assert_eq!(outcome.to_string(), name);
+            assert_eq!(name.parse::<AuditOutcome>().unwrap(), outcome);
+        }
+    }
+
+    #[test]
+    fn the_largest_page_is_allowed_and_one_more_is_not() {
+        let largest = AuditQuery::parse(&AuditFilter {
+            limit: Some(AuditQuery::MAX_LIMIT),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+        assert_eq!(largest.limit, AuditQuery::MAX_LIMIT);
+        let err = AuditQuery::parse(&AuditFilter {
+            limit: Some(AuditQuery::MAX_LIMIT + 1),
+            ..AuditFilter::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.iter().map(|e| e.field).collect::<Vec<_>>(),
+            ["page_size"]
+        );
+    }
+
+    #[test]
+    fn a_page_with_more_after_it_gives_the_token_of_its_last_event() {
+        let at = datetime!(2026-01-02 03:04:05 UTC);
+        let events: Vec<_> = (0..3i64)
+            .map(|i| AuditEvent::new(AuditKind::SignIn, at - time::Duration::seconds(i)))
+            .collect();
+        let page = AuditPage::from_overfetch(events.clone(), 2);
+        assert_eq!(page.events, events[..2]);
+        let token = page.next_page_token().unwrap();
+        assert_eq!(AuditCursor::from_token(&token).unwrap(), events[1].cursor());
+        let last = AuditPage::from_overfetch(events[..2].to_vec(), 2);
+        assert_eq!(last.next_page_token(), None);
+    }
+
+    #[test]
     fn page_tokens_round_trip_and_junk_is_refused() {
         let event = AuditEvent::new(AuditKind::SignIn, datetime!(2026-01-02 03:04:05.123456 UTC));
         let token = event.cursor().to_token();
