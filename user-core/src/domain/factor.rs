@@ -155,7 +155,9 @@ mod tests {
     fn purposes_round_trip_through_their_names() {
         for p in ChallengePurpose::ALL {
             assert_eq!(ChallengePurpose::from_name(p.as_str()), Some(p));
+            assert_eq!(p.to_string(), p.as_str());
         }
+        assert_eq!(ChallengePurpose::SecondFactor.to_string(), "second_factor");
         assert_eq!(ChallengePurpose::from_name("SecondFactor"), None);
     }
 
