@@ -255,6 +255,7 @@ mod tests {
         let err = TrustedProxies::parse("10.0.0.0/8, nonsense").unwrap_err();
         assert!(err.message.contains("nonsense"), "{err}");
         assert!(TrustedProxies::parse("").unwrap().is_empty());
+        assert!(!TrustedProxies::parse("10.0.0.1").unwrap().is_empty());
         let err = TrustedProxies::parse("10.0.0.0/33").unwrap_err();
         assert!(err.message.contains("10.0.0.0/33"), "{err}");
     }
