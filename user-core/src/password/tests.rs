@@ -307,6 +307,55 @@ async fn our_phc_strings_agree_with_the_argon2_crate_both_ways() {
     );
 }
 
+/// Each parameter alone, the rest as today's: every one of them asks for a rehash, and the
+/// same parameters do not.
+#[test]
+fn any_one_parameter_unlike_todays_needs_a_rehash() {
+    let current = FAST.build().unwrap();
+    let stored_with = |algorithm, version, m, t, p, len| {
+        let params = Params::new(m, t, p, Some(len)).unwrap();
+        Argon2::new(algorithm, version, params)
+            .hash_password(b"tangerine-sky-42")
+            .unwrap()
+            .to_string()
+    };
+    let verdict = |hash: String| {
+        verify_any(
+            "tangerine-sky-42",
+            &hash,
+            &current,
+            &HashCeiling::default(),
+            &mut Scratch::default(),
+        )
+        .unwrap()
+    };
+    let (id, v13) = (Algorithm::Argon2id, Version::V0x13);
+    let len = Params::DEFAULT_OUTPUT_LEN;
+    assert_eq!(
+        verdict(stored_with(id, v13, 64, 1, 1, len)),
+        Verification::Match {
+            needs_rehash: false
+        }
+    );
+    for (what, hash) in [
+        (
+            "algorithm",
+            stored_with(Algorithm::Argon2d, v13, 64, 1, 1, len),
+        ),
+        ("version", stored_with(id, Version::V0x10, 64, 1, 1, len)),
+        ("memory", stored_with(id, v13, 72, 1, 1, len)),
+        ("passes", stored_with(id, v13, 64, 2, 1, len)),
+        ("lanes", stored_with(id, v13, 64, 1, 2, len)),
+        ("output length", stored_with(id, v13, 64, 1, 1, 16)),
+    ] {
+        assert_eq!(
+            verdict(hash),
+            Verification::Match { needs_rehash: true },
+            "another {what}"
+        );
+    }
+}
+
 #[test]
 fn the_scratch_memory_is_reused_and_shrinks_back() {
     let params = FAST.build().unwrap();

@@ -1,12 +1,14 @@
 //! Test doubles (feature `testing`): in-memory fakes of the storage ports, a fast hasher, a
 //! fixed clock and one that follows Tokio's, a scripted mailer, the mockall mocks, the
-//! [`conformance`] suite, and [`observe`]: captured logs and metrics.
+//! [`conformance`] suite of the storage ports and the [`mail_conformance`] one of the mail
+//! ports, and [`observe`]: captured logs and metrics.
 
 // Test support: a failed expectation panics, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
 mod failing;
+pub mod mail_conformance;
 mod memory;
 #[cfg(any(test, feature = "testing"))]
 pub mod observe;
@@ -162,7 +164,8 @@ pub struct SendAttempt {
 }
 
 /// A [`Mailer`] that answers from a script, then with a fixed answer, and records every
-/// call. It yields to the scheduler once per call, as a network call would.
+/// call. It yields to the scheduler once per call, as a network call would. A subject with a
+/// line break is [`MailError::Rejected`] before the script is asked, as the port promises.
 #[derive(Debug)]
 pub struct RecordingMailer {
     script: Mutex<VecDeque<Result<(), MailError>>>,
@@ -224,12 +227,17 @@ impl RecordingMailer {
 impl Mailer for RecordingMailer {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         tokio::task::yield_now().await;
-        let result = self
-            .script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| self.otherwise.clone());
+        let result = if mail.subject.contains(['\r', '\n']) {
+            Err(MailError::Rejected(
+                "the subject has a line break".to_owned(),
+            ))
+        } else {
+            self.script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| self.otherwise.clone())
+        };
         self.attempts.lock().unwrap().push(SendAttempt {
             mail: mail.clone(),
             at: tokio::time::Instant::now(),
@@ -398,6 +406,17 @@ mod tests {
     #[tokio::test]
     async fn the_fast_hasher_keeps_the_promises_of_the_port() {
         super::conformance::hasher_keeps_its_promises(&super::FastHasher::new()).await;
+    }
+
+    #[tokio::test]
+    async fn the_recording_mailer_keeps_the_promises_of_the_port() {
+        let mailer = super::RecordingMailer::accepting();
+        super::mail_conformance::mailer_keeps_its_promises(&mailer, &mailer).await;
+        let down = super::RecordingMailer::scripted(
+            [],
+            Err(crate::ports::MailError::Transient("relay down".to_owned())),
+        );
+        super::mail_conformance::unreachable_mailer_is_transient(&down).await;
     }
 
     #[tokio::test]
