@@ -248,10 +248,7 @@ fn create_new_private(path: &Path) -> std::io::Result<File> {
 /// `AlreadyExists` rather than overwrite; the folder is flushed last so the name survives a
 /// crash.
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let folder = folder_of(path);
     let (temp, mut file) = TempFile::create(folder, path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -263,16 +260,27 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The folder a file at `path` goes in: its parent, or the current folder for a bare name.
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// The number in the next temporary file's name (`.<name>.<pid>.<n>.tmp`).
+static NEXT_TEMP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A temporary file, removed when dropped.
 struct TempFile(PathBuf);
 
 impl TempFile {
-    /// Creates a new owner-only file named after `target`, in `folder`.
+    /// Creates a new owner-only file named after `target`, in `folder`; a name that is taken
+    /// is skipped (up to 16 tries).
     fn create(folder: &Path, target: &Path) -> std::io::Result<(Self, File)> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         for _ in 0..16 {
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = NEXT_TEMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let temp = folder.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
             match create_new_private(&temp) {
                 Ok(file) => return Ok((Self(temp), file)),

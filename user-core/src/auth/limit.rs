@@ -287,6 +287,46 @@ mod tests {
         assert_eq!(limit.limiter.len(), FLOOD as usize - 1);
     }
 
+    /// Checks `n` new keys, `key-<first>` on.
+    fn fill(limit: &KeyLimit, first: usize, n: usize) {
+        for i in first..first + n {
+            limit.check(&format!("key-{i}")).unwrap();
+        }
+    }
+
+    /// Checks a known key until the check counter reaches the next multiple of 1,024 (the
+    /// check that may sweep) and one past it.
+    fn checks_through_the_next_sweep(limit: &KeyLimit) {
+        let done = limit.checks.load(Ordering::Relaxed);
+        for _ in done..=done.next_multiple_of(1024) {
+            let _ = limit.check("key-0");
+        }
+    }
+
+    #[test]
+    fn above_the_threshold_idle_keys_are_forgotten_at_the_1024th_check() {
+        let clock = Arc::new(crate::testing::FixedClock::default());
+        let limit = KeyLimit::per_hour("password-reset", NonZeroU32::MIN, clock.clone());
+        fill(&limit, 0, KeyLimit::SWEEP_ABOVE + 1);
+        // Governor keeps a key's state until it is indistinguishable from a fresh one: two
+        // periods after its use.
+        clock.advance(Duration::from_secs(2 * 3600 + 1));
+        checks_through_the_next_sweep(&limit);
+        assert!(limit.limiter.len() <= 1, "{}", limit.limiter.len());
+        // And a forgotten key has its whole allowance, as an idle one had.
+        limit.check("key-1").unwrap();
+    }
+
+    #[test]
+    fn below_the_threshold_idle_keys_are_kept() {
+        let clock = Arc::new(crate::testing::FixedClock::default());
+        let limit = KeyLimit::per_hour("password-reset", NonZeroU32::MIN, clock.clone());
+        fill(&limit, 0, 100);
+        clock.advance(Duration::from_secs(2 * 3600 + 1));
+        checks_through_the_next_sweep(&limit);
+        assert_eq!(limit.limiter.len(), 100);
+    }
+
     /// The limits run on the services' clock: moving a fake one brings an allowance back,
     /// without sleeping, and only once the quota's interval has passed on it.
     #[test]

@@ -277,6 +277,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_issuer_or_audience_is_refused() {
+        for (issuer, audience) in [("", "users"), ("accounts", ""), ("", "")] {
+            let policy = AuthPolicy {
+                issuer: issuer.to_owned(),
+                audience: audience.to_owned(),
+                ..AuthPolicy::default()
+            };
+            let err = policy.validate().unwrap_err();
+            assert!(err.to_string().contains("issuer"), "{err}");
+        }
+        let named = AuthPolicy {
+            issuer: "accounts".to_owned(),
+            audience: "users".to_owned(),
+            ..AuthPolicy::default()
+        };
+        assert_eq!(named.validate().map_err(|e| e.to_string()), Ok(()));
+    }
+
+    #[test]
     fn every_limit_is_inclusive() {
         let ten_years = Duration::from_secs(10 * 365 * 24 * 3600);
         let at_limits = AuthPolicy {

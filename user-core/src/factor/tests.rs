@@ -501,6 +501,53 @@ async fn a_trusted_browser_skips_the_second_step_until_the_trust_ends() {
     assert!(matches!(later, SignIn::SecondStep(_)));
 }
 
+/// The device token that vouched at the password step is renewed; another one presented at
+/// the second step is not handed back (it was never stored): the browser gets a new one.
+#[tokio::test]
+async fn a_device_token_swapped_between_the_steps_is_replaced() {
+    let (f, _, secret_b32, _) = enrolled("ada").await;
+    let browser = |device: Option<SecretString>| creds("ada").with_device_token(device);
+    let SignIn::SecondStep(challenge) = f
+        .auth
+        .sign_in_browser(browser(None), ClientInfo::default())
+        .await
+        .unwrap()
+    else {
+        panic!("no second step");
+    };
+    let first = f
+        .auth
+        .complete_sign_in_browser(
+            step(&challenge, &code_now(&f, &secret_b32)),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let SignIn::SecondStep(challenge) = f
+        .auth
+        .sign_in_browser(
+            browser(Some(first.device_token.clone())),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("no second step");
+    };
+    f.clock.advance(Duration::from_secs(30));
+    let mut second = step(&challenge, &code_now(&f, &secret_b32));
+    let swapped = secret("a-device-token-nobody-was-given");
+    second.device_token = Some(swapped.clone());
+    let done = f
+        .auth
+        .complete_sign_in_browser(second, ClientInfo::default())
+        .await
+        .unwrap();
+    let given = done.device_token.expose_secret();
+    assert_ne!(given, swapped.expose_secret(), "not the swapped token");
+    assert_ne!(given, first.device_token.expose_secret(), "a new one");
+}
+
 #[tokio::test]
 async fn a_required_factor_is_enrolled_at_sign_in() {
     let mut policy = AuthPolicy::default();

@@ -359,3 +359,143 @@ fn a_key_path_that_cannot_be_inspected_is_not_taken_for_missing() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_key_that_cannot_be_written_is_an_error_not_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // The folder is missing: the key cannot be made there, and nothing is to be read.
+    let missing = dir.path().join("missing");
+    let is_create_not_found = |err: &KeyFileError| {
+        matches!(err, KeyFileError::Io { action: "create", source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound)
+    };
+    let err = load_or_create_signing_key(&missing.join("signing-key.pem")).unwrap_err();
+    assert!(is_create_not_found(&err), "{err:?}");
+    let err = load_or_create_factor_key(&missing.join("factor-key")).unwrap_err();
+    assert!(is_create_not_found(&err), "{err:?}");
+    assert!(!missing.exists(), "nothing made on the way");
+}
+
+#[test]
+fn racing_starts_share_one_complete_factor_key() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_path(&dir, "factor-key");
+        let start = std::sync::Barrier::new(6);
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        load_or_create_factor_key(&path)
+                            .map(|key| key.to_base64().expose_secret().to_owned())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap().unwrap())
+                .collect()
+        });
+        assert!(keys.iter().all(|key| *key == keys[0]), "one key for all");
+        assert_eq!(
+            read_factor_key(&path).unwrap().to_base64().expose_secret(),
+            keys[0]
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["factor-key"], "no temporary file is left");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_data_folder_group_or_others_can_enter_is_warned_about() {
+    let logs = crate::testing::observe::captured_logs;
+    logs();
+    let private = tempfile::tempdir().unwrap();
+    let open = tempfile::tempdir().unwrap();
+    set_mode(private.path(), 0o700);
+    set_mode(open.path(), 0o750);
+    create_private_dir(private.path()).unwrap();
+    create_private_dir(open.path()).unwrap();
+    let warnings_about = |path: &Path| {
+        let path = path.display().to_string();
+        logs()
+            .lines()
+            .filter(|line| line.contains(&path) && line.contains("data folder"))
+            .map(|line| crate::testing::observe::level(line).to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(warnings_about(open.path()), ["WARN"]);
+    assert!(warnings_about(private.path()).is_empty());
+}
+
+#[test]
+fn a_bare_file_name_goes_in_the_current_folder() {
+    assert_eq!(folder_of(Path::new("signing-key.pem")), Path::new("."));
+    assert_eq!(
+        folder_of(Path::new("data/signing-key.pem")),
+        Path::new("data")
+    );
+    assert_eq!(
+        folder_of(Path::new("/srv/keys/signing-key.pem")),
+        Path::new("/srv/keys")
+    );
+}
+
+#[test]
+fn a_taken_temporary_name_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = key_path(&dir, "taken.pem");
+    // The next twelve names are taken (another process's leftovers, say): the sixteen
+    // tries skip them. Only this test makes names for `taken.pem`.
+    let next = NEXT_TEMP.load(std::sync::atomic::Ordering::Relaxed);
+    let taken: Vec<PathBuf> = (next..next + 12)
+        .map(|n| {
+            dir.path()
+                .join(format!(".taken.pem.{}.{n}.tmp", std::process::id()))
+        })
+        .collect();
+    for path in &taken {
+        std::fs::write(path, "not ours").unwrap();
+    }
+    let (temp, _file) = TempFile::create(dir.path(), &target).unwrap();
+    assert!(!taken.contains(&temp.0), "{:?}", temp.0);
+    assert!(temp.0.exists());
+    let made = temp.0.clone();
+    drop(temp);
+    assert!(!made.exists(), "removed when dropped");
+    for path in &taken {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "not ours");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_keys_place_is_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_path(&dir, "signing-key.pem");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    // Opened without O_NONBLOCK, a FIFO with no writer blocks for ever: the read runs on a
+    // thread of its own and the test waits for it with a deadline.
+    let (sent, answer) = std::sync::mpsc::channel();
+    let reading = path.clone();
+    std::thread::spawn(move || {
+        let _ = sent.send(read_signing_key(&reading).map(|_| ()));
+    });
+    let result = answer
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("reading a FIFO returns at once");
+    let err = result.unwrap_err();
+    assert!(matches!(err, KeyFileError::Invalid { .. }), "{err:?}");
+}

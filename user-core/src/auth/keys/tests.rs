@@ -442,3 +442,86 @@ fn memory_is_bounded() {
     }
     assert!(k.remembered() >= VerifiedTokens::CAPACITY / 2);
 }
+
+#[test]
+fn debug_output_names_the_key_never_its_material() {
+    let key = SigningKey::generate_ed25519().unwrap();
+    assert_eq!(
+        format!("{key:?}"),
+        format!(
+            "SigningKey {{ kid: {:?}, algorithm: {:?}, .. }}",
+            key.kid(),
+            key.algorithm()
+        )
+    );
+    let pem = key.to_pem().unwrap();
+    let body = pem.expose_secret().lines().nth(1).unwrap().to_owned();
+    assert!(!format!("{key:?}").contains(&body));
+
+    let public = key.verifying_key();
+    let shown = format!("{public:?}");
+    assert!(
+        shown.starts_with(&format!(
+            "VerifyingKey {{ kid: {:?}, algorithm: ",
+            key.kid()
+        )),
+        "{shown}"
+    );
+    assert!(shown.ends_with(", .. }"), "{shown}");
+
+    let shared = SigningKey::hs256("k1", &[7u8; 32]).unwrap();
+    let shown = format!("{shared:?}");
+    assert!(
+        shown.contains("\"k1\"") && !shown.contains("7, 7"),
+        "{shown}"
+    );
+
+    let k = keys(&key, vec![]);
+    let shown = format!("{k:?}");
+    assert!(
+        shown.starts_with(&format!("TokenKeys {{ kid: {:?}, ", key.kid())),
+        "{shown}"
+    );
+    assert!(shown.contains("remembered: 0"), "{shown}");
+    assert!(!shown.contains(&body), "{shown}");
+}
+
+/// A valid token of exactly `len` bytes: its `jti` claim padded and, to reach lengths the
+/// claims' base64 skips, its `cty` header too.
+fn token_of_len(signing: &SigningKey, len: usize) -> String {
+    let probe = Forge::new(signing);
+    let signature_len = probe.signed_by(signing).len() - probe.message().len() - 1;
+    for cty in 1..4 {
+        for jti in 1..len {
+            let forge = Forge::new(signing)
+                .header("cty", Some(serde_json::json!("c".repeat(cty))))
+                .claim("jti", Some(serde_json::json!("j".repeat(jti))));
+            let at = forge.message().len() + 1 + signature_len;
+            if at == len {
+                let token = forge.signed_by(signing);
+                assert_eq!(token.len(), len);
+                return token;
+            }
+            if at > len {
+                break;
+            }
+        }
+    }
+    panic!("no token of {len} bytes")
+}
+
+#[test]
+fn the_longest_token_is_checked_and_a_longer_one_refused() {
+    let signing = SigningKey::generate_ed25519().unwrap();
+    let k = keys(&signing, vec![]);
+    let longest = token_of_len(&signing, MAX_TOKEN_LEN);
+    assert!(k.verify(&longest, NOW).is_ok());
+    assert!(k.verify_cached(&longest, NOW).is_ok());
+    assert!(k.verify_cached(&longest, NOW).is_ok(), "and from memory");
+    let longer = token_of_len(&signing, MAX_TOKEN_LEN + 1);
+    assert!(refused(&k, &longer));
+    assert!(matches!(
+        k.verify_cached(&longer, NOW),
+        Err(TokenError::Invalid)
+    ));
+}

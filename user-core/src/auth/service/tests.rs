@@ -732,6 +732,80 @@ async fn a_refused_stored_hash_costs_one_verification_like_any_login() {
 }
 
 #[tokio::test]
+async fn the_service_shows_its_policy_and_keys_never_a_secret() {
+    let policy = AuthPolicy {
+        issuer: "accounts.example".to_owned(),
+        ..AuthPolicy::default()
+    };
+    let f = Fixture::in_memory_with(policy.clone());
+    assert_eq!(
+        f.auth.policy(),
+        &policy,
+        "the policy in force is the one given"
+    );
+    let shown = format!("{:?}", f.auth);
+    assert!(
+        shown.starts_with("AuthService { policy: AuthPolicy {"),
+        "{shown}"
+    );
+    assert!(shown.contains("accounts.example"), "{shown}");
+    assert!(shown.contains("keys: TokenKeys {"), "{shown}");
+}
+
+/// Disabling a user ends their sessions in the same step; a refresh that still finds the
+/// session (the status written by another path, or between the two reads) is refused by the
+/// user's status.
+#[tokio::test]
+async fn a_disabled_user_whose_session_survived_cannot_refresh() {
+    let f = Fixture::in_memory();
+    let alice = f.register("alice").await;
+    let tokens = f.login("alice", PW).await.unwrap();
+    f.ports
+        .users
+        .set_status(alice.id, UserStatus::Disabled, f.clock.now())
+        .await
+        .unwrap();
+    let r = f
+        .auth
+        .refresh(&tokens.refresh_token, &ClientInfo::default())
+        .await;
+    assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
+}
+
+/// The longest password a policy may allow is checked; one character more cannot be right,
+/// and is refused without spending a verification.
+#[tokio::test]
+async fn the_longest_password_signs_in_and_a_longer_one_is_refused_unhashed() {
+    let hasher = Arc::new(CountingHasher::default());
+    let clock = Arc::new(FixedClock::default());
+    let ports = Ports::new(in_memory(), hasher.clone(), clock.clone());
+    let f = Fixture::with_ports(ports, clock);
+    let longest = "é".repeat(PasswordPolicy::MAX_LENGTH);
+    f.auth
+        .register(
+            RegisterUser {
+                username: "maxine".to_owned(),
+                email: "maxine@example.com".to_owned(),
+                password: SecretString::from(longest.clone()),
+                display_name: None,
+            },
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let ran = || hasher.ran.load(std::sync::atomic::Ordering::SeqCst);
+    let before = ran();
+    f.login("maxine", &longest).await.unwrap();
+    assert_eq!(ran() - before, 1, "the longest password is verified");
+    let before = ran();
+    assert!(matches!(
+        f.login("maxine", &format!("{longest}é")).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    assert_eq!(ran() - before, 0, "a longer one is refused unread");
+}
+
+#[tokio::test]
 async fn a_password_change_ends_every_other_session() {
     let f = Fixture::in_memory();
     f.register("alice").await;
