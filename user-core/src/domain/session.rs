@@ -332,6 +332,44 @@ impl Actor {
 mod tests {
     use super::*;
 
+    /// The conversions the stores use: ids to and from UUIDs, kinds to and from their names.
+    #[test]
+    fn ids_and_kinds_round_trip_as_stored() {
+        let uuid = Uuid::parse_str("0190a8b4-1c2d-7e3f-8a9b-0c1d2e3f4a5b").unwrap();
+        let id = SessionId::from(uuid);
+        assert_eq!(id.as_uuid(), uuid);
+        assert_eq!(id.to_string(), uuid.to_string());
+        assert_eq!(id.to_string().parse::<SessionId>().unwrap(), id);
+        assert_ne!(SessionId::new(), SessionId::new());
+        for (kind, name) in [
+            (SessionKind::Browser, "browser"),
+            (SessionKind::Token, "token"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(SessionKind::from_name(name), Some(kind));
+        }
+        assert_eq!(SessionKind::from_name("Browser"), None);
+        assert_eq!(SessionKind::from_name(""), None);
+
+        let key = ThrottleKey::of(" Ada@Example.com ");
+        assert_eq!(key, ThrottleKey::of("ada@example.com"), "trimmed, any case");
+        assert_eq!(ThrottleKey::from_bytes(*key.as_bytes()), key);
+        let hash = TokenHash::of("a refresh token");
+        assert_eq!(TokenHash::from_bytes(*hash.as_bytes()), hash);
+        let user = crate::domain::UserId::from(uuid);
+        let kinds = [
+            key,
+            ThrottleKey::account(user),
+            ThrottleKey::session(id),
+            ThrottleKey::device(&hash),
+        ];
+        for (i, a) in kinds.iter().enumerate() {
+            for b in &kinds[i + 1..] {
+                assert_ne!(a, b, "each kind of budget has keys of its own");
+            }
+        }
+    }
+
     #[test]
     fn token_hashes_compare_by_digest() {
         assert_eq!(TokenHash::of("abc"), TokenHash::of("abc"));

@@ -306,6 +306,30 @@ mod tests {
         assert_eq!("".parse::<UserStatus>().unwrap_err().field, "status");
     }
 
+    /// The conversions the stores and the faces use: ids to and from UUIDs, roles, statuses
+    /// and display names shown as they are stored.
+    #[test]
+    fn ids_names_and_display_names_show_as_stored() {
+        let uuid = uuid::Uuid::parse_str("0190a8b4-1c2d-7e3f-8a9b-0c1d2e3f4a5b").unwrap();
+        let id = UserId::from(uuid);
+        assert_eq!(id.as_uuid(), uuid);
+        assert_eq!(id.to_string(), uuid.to_string());
+        for (role, name) in [(Role::User, "user"), (Role::Admin, "admin")] {
+            assert_eq!(role.as_str(), name);
+            assert_eq!(role.to_string(), name);
+        }
+        for (status, name) in [
+            (UserStatus::Active, "active"),
+            (UserStatus::Disabled, "disabled"),
+        ] {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(status.to_string(), name);
+        }
+        let shown = DisplayName::parse("Ada Lovelace").unwrap().unwrap();
+        assert_eq!(shown.as_ref(), "Ada Lovelace");
+        assert_eq!(shown.to_string(), "Ada Lovelace");
+    }
+
     #[test]
     fn user_ids_parse() {
         let id = UserId::new();
