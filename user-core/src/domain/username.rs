@@ -85,6 +85,14 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_username_shows_as_stored() {
+        let name = Username::parse("Ada_Lovelace").unwrap();
+        assert_eq!(name.as_str(), "ada_lovelace");
+        assert_eq!(name.as_ref(), "ada_lovelace");
+        assert_eq!(name.to_string(), "ada_lovelace");
+    }
+
+    #[test]
     fn accepts_and_lowercases() {
         assert_eq!(
             Username::parse("Alice_1.x-y").unwrap().as_str(),

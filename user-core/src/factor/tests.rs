@@ -579,6 +579,12 @@ async fn a_required_factor_is_enrolled_at_sign_in() {
     );
     let setup = f.auth.start_enrolment(&challenge.token).await.unwrap();
     let code = code_now(&f, setup.secret.expose_secret());
+    // Nor once the enrolment started: the pending app's right code does not sign in.
+    let err = f
+        .auth
+        .complete_sign_in(step(&challenge, &code), ClientInfo::default())
+        .await;
+    assert!(matches!(err, Err(AuthError::ChallengeExpired)), "{err:?}");
     let err = f
         .auth
         .complete_enrolment(step(&challenge, "000000"), ClientInfo::default())
@@ -628,6 +634,103 @@ async fn the_owner_turns_the_factor_off_with_password_and_code() {
         matches!(err, Err(UserError::FactorState(crate::error::FACTOR_OFF))),
         "{err:?}"
     );
+}
+
+/// A pending enrolment is no factor yet: nothing to disable or to regenerate codes for,
+/// even with a right code; a confirmed one cannot be confirmed again.
+#[tokio::test]
+async fn a_pending_enrolment_is_not_a_factor_and_a_confirmed_one_is_not_confirmed_twice() {
+    let f = Fixture::in_memory();
+    f.register("ada").await;
+    let actor = f.actor("ada").await;
+    let setup = f
+        .users
+        .start_totp_enrolment(&actor, &secret(PW))
+        .await
+        .unwrap();
+    let app = setup.secret.expose_secret().to_owned();
+    let code = code_now(&f, &app);
+    let err = f
+        .users
+        .disable_second_factor(&actor, &secret(PW), &secret(&code))
+        .await;
+    assert!(
+        matches!(err, Err(UserError::FactorState(crate::error::FACTOR_OFF))),
+        "{err:?}"
+    );
+    let err = f
+        .users
+        .regenerate_recovery_codes(&actor, &secret(PW), &secret(&code))
+        .await;
+    assert!(
+        matches!(err, Err(UserError::FactorState(crate::error::FACTOR_OFF))),
+        "{err:?}"
+    );
+    f.users
+        .confirm_totp_enrolment(&actor, &secret(&code))
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(30));
+    let err = f
+        .users
+        .confirm_totp_enrolment(&actor, &secret(&code_now(&f, &app)))
+        .await;
+    assert!(
+        matches!(
+            err,
+            Err(UserError::FactorState(crate::error::FACTOR_ALREADY_ON))
+        ),
+        "{err:?}"
+    );
+}
+
+/// The factor changes between the two steps of a sign-in, from the owner's other session:
+/// turned off and a new enrolment started. The pending app is no second factor yet: its
+/// right code does not complete the sign-in, and the challenge is over.
+#[tokio::test]
+async fn a_factor_turned_off_and_reenrolled_between_the_steps_ends_the_challenge() {
+    let (f, actor, app, _) = enrolled("ada").await;
+    let challenge = challenge(&f, "ada").await;
+    f.users
+        .disable_second_factor(&actor, &secret(PW), &secret(&code_now(&f, &app)))
+        .await
+        .unwrap();
+    let setup = f
+        .users
+        .start_totp_enrolment(&actor, &secret(PW))
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(30));
+    let code = code_now(&f, setup.secret.expose_secret());
+    let err = f
+        .auth
+        .complete_sign_in(step(&challenge, &code), ClientInfo::default())
+        .await;
+    assert!(matches!(err, Err(AuthError::ChallengeExpired)), "{err:?}");
+}
+
+/// Two enrolment challenges of one account (two browsers): once one of them enrolled the
+/// app, the other cannot enrol it again, even with its right code.
+#[tokio::test]
+async fn an_enrolment_finished_elsewhere_ends_the_other_enrolment_challenge() {
+    let mut policy = AuthPolicy::default();
+    policy.second_factor.required_for_admins = true;
+    let f = Fixture::in_memory_with(policy);
+    f.register_admin("root").await;
+    let first = challenge(&f, "root").await;
+    let second = challenge(&f, "root").await;
+    let setup = f.auth.start_enrolment(&second.token).await.unwrap();
+    let app = setup.secret.expose_secret().to_owned();
+    f.auth
+        .complete_enrolment(step(&second, &code_now(&f, &app)), ClientInfo::default())
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(30));
+    let err = f
+        .auth
+        .complete_enrolment(step(&first, &code_now(&f, &app)), ClientInfo::default())
+        .await;
+    assert!(matches!(err, Err(AuthError::ChallengeExpired)), "{err:?}");
 }
 
 #[tokio::test]
