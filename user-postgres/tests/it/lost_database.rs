@@ -339,7 +339,10 @@ async fn a_busy_pool_is_still_ready() {
     assert!(ready().await, "idle: ready");
 
     let held = db.pool().acquire().await.unwrap();
-    assert_eq!((db.pool().size(), db.pool().num_idle()), (1, 0));
+    // Not `num_idle()`: sqlx updates its idle count apart from the connection handed out,
+    // and a read in between saw `usize::MAX` once in CI. The ping timing out below is what
+    // shows the only connection is in use.
+    assert_eq!(db.pool().size(), 1);
     let ping = db.ping().await;
     assert!(matches!(ping, Err(RepoError::Unavailable(_))), "{ping:?}");
     assert!(ready().await, "every connection in use: still ready");
