@@ -35,6 +35,24 @@ async fn challenge(f: &Fixture, name: &str) -> crate::auth::Challenge {
     }
 }
 
+/// The password step of `name`'s browser sign-in, presenting `device`, which must ask for a
+/// second step.
+async fn browser_challenge(
+    f: &Fixture,
+    name: &str,
+    device: Option<SecretString>,
+) -> crate::auth::Challenge {
+    match f
+        .auth
+        .sign_in_browser(creds(name).with_device_token(device), ClientInfo::default())
+        .await
+        .unwrap()
+    {
+        SignIn::SecondStep(challenge) => challenge,
+        SignIn::Complete(_) => panic!("{name}'s browser signed in without a second step"),
+    }
+}
+
 fn step(challenge: &crate::auth::Challenge, code: &str) -> SecondStep {
     SecondStep::new(challenge.token.clone(), secret(code))
 }
@@ -429,14 +447,7 @@ async fn wrong_codes_spend_the_guess_budget_and_a_right_password_does_not_refill
 async fn a_trusted_browser_skips_the_second_step_until_the_trust_ends() {
     let (f, _, secret_b32, _) = enrolled("ada").await;
     let browser = |device: Option<SecretString>| creds("ada").with_device_token(device);
-    let SignIn::SecondStep(challenge) = f
-        .auth
-        .sign_in_browser(browser(None), ClientInfo::default())
-        .await
-        .unwrap()
-    else {
-        panic!("no second step");
-    };
+    let challenge = browser_challenge(&f, "ada", None).await;
     let mut second = step(&challenge, &code_now(&f, &secret_b32));
     second.trust_device = false;
     let untrusted = f
@@ -445,17 +456,7 @@ async fn a_trusted_browser_skips_the_second_step_until_the_trust_ends() {
         .await
         .unwrap();
     // Known but not trusted: still two steps.
-    let again = f
-        .auth
-        .sign_in_browser(
-            browser(Some(untrusted.device_token.clone())),
-            ClientInfo::default(),
-        )
-        .await
-        .unwrap();
-    let SignIn::SecondStep(challenge) = again else {
-        panic!("a known device skipped the code")
-    };
+    let challenge = browser_challenge(&f, "ada", Some(untrusted.device_token.clone())).await;
     f.clock.advance(Duration::from_secs(30));
     let mut second = step(&challenge, &code_now(&f, &secret_b32));
     second.trust_device = true;
@@ -506,15 +507,7 @@ async fn a_trusted_browser_skips_the_second_step_until_the_trust_ends() {
 #[tokio::test]
 async fn a_device_token_swapped_between_the_steps_is_replaced() {
     let (f, _, secret_b32, _) = enrolled("ada").await;
-    let browser = |device: Option<SecretString>| creds("ada").with_device_token(device);
-    let SignIn::SecondStep(challenge) = f
-        .auth
-        .sign_in_browser(browser(None), ClientInfo::default())
-        .await
-        .unwrap()
-    else {
-        panic!("no second step");
-    };
+    let challenge = browser_challenge(&f, "ada", None).await;
     let first = f
         .auth
         .complete_sign_in_browser(
@@ -523,17 +516,7 @@ async fn a_device_token_swapped_between_the_steps_is_replaced() {
         )
         .await
         .unwrap();
-    let SignIn::SecondStep(challenge) = f
-        .auth
-        .sign_in_browser(
-            browser(Some(first.device_token.clone())),
-            ClientInfo::default(),
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("no second step");
-    };
+    let challenge = browser_challenge(&f, "ada", Some(first.device_token.clone())).await;
     f.clock.advance(Duration::from_secs(30));
     let mut second = step(&challenge, &code_now(&f, &secret_b32));
     let swapped = secret("a-device-token-nobody-was-given");
@@ -546,6 +529,57 @@ async fn a_device_token_swapped_between_the_steps_is_replaced() {
     let given = done.device_token.expose_secret();
     assert_ne!(given, swapped.expose_secret(), "not the swapped token");
     assert_ne!(given, first.device_token.expose_secret(), "a new one");
+}
+
+/// Bob's trusted device token, presented at Ada's second step, is neither handed to Ada's
+/// browser nor made to vouch for Ada; Bob's browser keeps its trust.
+#[tokio::test]
+async fn another_accounts_trusted_device_token_at_the_second_step_does_not_help() {
+    let (f, _, ada_secret, _) = enrolled("ada").await;
+    f.register("bob").await;
+    let bob = f.actor("bob").await;
+    let (bob_secret, _) = f.enrol(&bob).await;
+    f.clock.advance(Duration::from_secs(30));
+    let challenge = browser_challenge(&f, "bob", None).await;
+    let mut second = step(&challenge, &code_now(&f, &bob_secret));
+    second.trust_device = true;
+    let bobs = f
+        .auth
+        .complete_sign_in_browser(second, ClientInfo::default())
+        .await
+        .unwrap()
+        .device_token;
+
+    let challenge = browser_challenge(&f, "ada", None).await;
+    let mut second = step(&challenge, &code_now(&f, &ada_secret));
+    second.trust_device = false;
+    second.device_token = Some(bobs.clone());
+    let given = f
+        .auth
+        .complete_sign_in_browser(second, ClientInfo::default())
+        .await
+        .unwrap()
+        .device_token;
+    assert_ne!(
+        given.expose_secret(),
+        bobs.expose_secret(),
+        "not Bob's token"
+    );
+    // Ada's browser with Bob's token, or with the one it was given, still needs a code.
+    browser_challenge(&f, "ada", Some(bobs.clone())).await;
+    browser_challenge(&f, "ada", Some(given)).await;
+    let skip = f
+        .auth
+        .sign_in_browser(
+            creds("bob").with_device_token(Some(bobs)),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(skip, SignIn::Complete(_)),
+        "Bob's browser keeps its trust"
+    );
 }
 
 #[tokio::test]

@@ -2,12 +2,13 @@
 //! labels. Both are process-wide: a thread-local subscriber (`set_default`) misses events
 //! whose callsites another test's thread registered first, and `metrics` has one global
 //! recorder. Tests running beside each other share them, so each test finds its own lines
-//! and series (by path, request id or label).
+//! (by path or request id); a test that counts takes a recorder of its own
+//! ([`local_prometheus`]).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 /// Every log line (INFO and above, no colours, no timestamps) written since the first call,
 /// which installs the global subscriber. Lines start with the level, then the spans:
@@ -47,15 +48,13 @@ pub fn level(line: &str) -> &str {
     line.split_whitespace().next().unwrap_or_default()
 }
 
-/// The global Prometheus recorder, installed on the first call; `render()` gives the page.
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).expect("another recorder is installed");
-        handle
-    })
+/// A Prometheus recorder of one test's own, which counts exactly what that test causes: make
+/// it the thread's recorder (`let _local = metrics::set_default_local_recorder(&recorder)`)
+/// in a current-thread runtime (plain `#[tokio::test]`), where the test's server and client
+/// tasks run on its thread; `recorder.handle().render()` gives the page. Other tests record
+/// into the global recorder or their own, never into this one.
+pub fn local_prometheus() -> PrometheusRecorder {
+    PrometheusBuilder::new().build_recorder()
 }
 
 /// The series of a Prometheus text page whose name starts with `prefix`: each sample line

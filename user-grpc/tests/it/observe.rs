@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tonic::Code;
 use tonic::server::NamedService;
 use tonic::transport::Channel;
-use user_core::testing::observe::{captured_logs, level, prometheus, sample, series};
+use user_core::testing::observe::{captured_logs, level, local_prometheus, sample, series};
 use user_grpc::GrpcConfig;
 use user_grpc::pb;
 
@@ -184,14 +184,14 @@ async fn caller_errors_log_at_info_overload_at_warn_and_server_errors_at_error()
     }
 }
 
-// Other tests of this binary record into the same global recorder at the same time, so
-// this checks how much the series it can cause grew across its own calls, never that a
-// series merely exists.
+// The recorder is this test's own (the server's and the channel's tasks run on the test's
+// thread), so every count is exactly this test's calls.
 #[tokio::test]
 async fn calls_are_counted_by_served_method_and_made_up_methods_share_one_label() {
-    let handle = prometheus();
+    let recorder = local_prometheus();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let handle = recorder.handle();
     let (channel, stop, server, _dir) = spawn(true).await;
-    let start = handle.render();
 
     assert_eq!(
         call(&channel, "/grpc.health.v1.Health/Check").await,
@@ -221,22 +221,24 @@ async fn calls_are_counted_by_served_method_and_made_up_methods_share_one_label(
     stop.send(()).unwrap();
     server.await.unwrap();
 
-    // One Health/Check and one refused GetUser of this test's own; a series absent from
-    // `start` counts from 0.
-    for expected in [
-        "grpc_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"0\"}",
-        "grpc_requests_total{method=\"/user.UserService/GetUser\",code=\"16\"}",
-        "grpc_request_duration_seconds_count{method=\"/user.UserService/GetUser\"}",
+    // One Health/Check, one refused GetUser and 31 made-up calls.
+    for (expected, calls) in [
+        (
+            "grpc_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"0\"}",
+            1.0,
+        ),
+        (
+            "grpc_requests_total{method=\"/user.UserService/GetUser\",code=\"16\"}",
+            1.0,
+        ),
+        (
+            "grpc_request_duration_seconds_count{method=\"/user.UserService/GetUser\"}",
+            1.0,
+        ),
+        (unknown, 31.0),
     ] {
-        assert!(
-            sample(&after, expected) - sample(&start, expected) >= 1.0,
-            "{expected} counts this test's call:\nbefore:\n{start}\nafter:\n{after}"
-        );
+        assert_eq!(sample(&after, expected), calls, "{expected}:\n{after}");
     }
-    assert!(
-        sample(&after, unknown) - sample(&before, unknown) >= 30.0,
-        "{unknown} counts the made-up calls:\n{after}"
-    );
     let made_up: Vec<_> = series(&after, "grpc_")
         .into_iter()
         .filter(|s| s.to_lowercase().contains("junk"))

@@ -312,34 +312,49 @@ fn a_key_file_of_another_user_is_refused() {
     }
 }
 
-#[test]
-fn racing_starts_share_one_complete_key() {
+/// Six threads start at once, twenty times over, each loading or making the key at `name`
+/// and describing what it got with `load`: all get the same key, the file holds it, and no
+/// temporary file is left.
+fn racing_starts_share_one_complete(
+    name: &str,
+    load: fn(&Path) -> String,
+    read: fn(&Path) -> String,
+) {
     for _ in 0..20 {
         let dir = tempfile::tempdir().unwrap();
-        let path = key_path(&dir, "signing-key.pem");
+        let path = key_path(&dir, name);
         let start = std::sync::Barrier::new(6);
-        let kids: Vec<String> = std::thread::scope(|scope| {
+        let keys: Vec<String> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..6)
                 .map(|_| {
                     scope.spawn(|| {
                         start.wait();
-                        load_or_create_signing_key(&path).map(|key| key.kid().to_owned())
+                        load(&path)
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|handle| handle.join().unwrap().unwrap())
+                .map(|handle| handle.join().unwrap())
                 .collect()
         });
-        assert!(kids.iter().all(|kid| *kid == kids[0]), "{kids:?}");
-        assert_eq!(read_signing_key(&path).unwrap().kid(), kids[0]);
+        assert!(keys.iter().all(|key| *key == keys[0]), "one key for all");
+        assert_eq!(read(&path), keys[0]);
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name())
             .collect();
-        assert_eq!(names, ["signing-key.pem"], "no temporary file is left");
+        assert_eq!(names, [name], "no temporary file is left");
     }
+}
+
+#[test]
+fn racing_starts_share_one_complete_key() {
+    racing_starts_share_one_complete(
+        "signing-key.pem",
+        |path| load_or_create_signing_key(path).unwrap().kid().to_owned(),
+        |path| read_signing_key(path).unwrap().kid().to_owned(),
+    );
 }
 
 #[test]
@@ -378,36 +393,14 @@ fn a_key_that_cannot_be_written_is_an_error_not_a_read() {
 
 #[test]
 fn racing_starts_share_one_complete_factor_key() {
-    for _ in 0..20 {
-        let dir = tempfile::tempdir().unwrap();
-        let path = key_path(&dir, "factor-key");
-        let start = std::sync::Barrier::new(6);
-        let keys: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..6)
-                .map(|_| {
-                    scope.spawn(|| {
-                        start.wait();
-                        load_or_create_factor_key(&path)
-                            .map(|key| key.to_base64().expose_secret().to_owned())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| handle.join().unwrap().unwrap())
-                .collect()
-        });
-        assert!(keys.iter().all(|key| *key == keys[0]), "one key for all");
-        assert_eq!(
-            read_factor_key(&path).unwrap().to_base64().expose_secret(),
-            keys[0]
-        );
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["factor-key"], "no temporary file is left");
+    fn base64(key: FactorKey) -> String {
+        key.to_base64().expose_secret().to_owned()
     }
+    racing_starts_share_one_complete(
+        "factor-key",
+        |path| base64(load_or_create_factor_key(path).unwrap()),
+        |path| base64(read_factor_key(path).unwrap()),
+    );
 }
 
 #[cfg(unix)]
