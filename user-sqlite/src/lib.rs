@@ -472,6 +472,39 @@ mod tests {
         assert!(!ready().await, "closed: not ready");
     }
 
+    /// The names SQLite reads specially are not files to make: nothing appears in the
+    /// current folder under them, and the empty name (a temporary database) is not an error.
+    #[test]
+    fn names_sqlite_reads_specially_are_left_to_it() {
+        for name in ["", ":memory:", "file:create-private-check.db?mode=memory"] {
+            let made = !name.is_empty() && Path::new(name).exists();
+            let result = create_private(Path::new(name));
+            if !made && !name.is_empty() && Path::new(name).exists() {
+                std::fs::remove_file(name).unwrap();
+                panic!("{name:?} was made as a file");
+            }
+            assert!(result.is_ok(), "{name:?}: {result:?}");
+        }
+    }
+
+    /// Only "it exists already" is success: a file that cannot be made is the error that
+    /// says why, before SQLite is asked.
+    #[tokio::test]
+    async fn a_database_in_a_missing_folder_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("users.db");
+        let err = create_private(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        let err = SqliteDatabase::open(&SqliteConfig::new(&path))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, OpenError::Connect { path: named, source: sqlx::Error::Io(_) } if *named == path),
+            "{err:?}"
+        );
+    }
+
     /// An existing file is the operator's: its mode is left alone.
     #[cfg(unix)]
     #[tokio::test]

@@ -147,6 +147,7 @@ async fn progress_is_reported_after_each_batch() {
     legacy_db(&legacy, &rows).await;
     let users = LegacyUsers::read(&legacy).await.unwrap();
     assert_eq!(users.len() as u64, n);
+    assert!(!users.is_empty());
     let mut progress = Vec::new();
     let summary = users
         .import_into(
@@ -226,6 +227,29 @@ async fn a_failure_mid_way_keeps_the_batches_before_it_and_a_rerun_completes() {
     );
     let last = format!("user{}", n - 1);
     assert!(t.fixture().login(&last, "hunter2").await.is_ok());
+}
+
+/// A legacy table without rows is read as empty, and importing it writes and reports nothing.
+#[tokio::test]
+async fn an_empty_legacy_table_imports_nothing() {
+    let t = TestDb::new().await;
+    let legacy = t.dir.path().join("legacy.db");
+    legacy_db(&legacy, &[]).await;
+    let users = LegacyUsers::read(&legacy).await.unwrap();
+    assert!(users.is_empty());
+    assert_eq!(users.len(), 0);
+    let mut events = 0;
+    let summary = users
+        .import_into(
+            &t.db.users(),
+            &HashCeiling::default(),
+            time::OffsetDateTime::UNIX_EPOCH,
+            |_| events += 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary, ImportSummary::default());
+    assert_eq!(events, 0);
 }
 
 #[tokio::test]
