@@ -337,3 +337,27 @@ impl TryFrom<ChallengeRow> for SignInChallenge {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestSchema;
+
+    /// Only a `timestamptz` is read as a time: a number of the same width is refused as a
+    /// mismatched column, not taken for microseconds since 2000.
+    #[tokio::test]
+    async fn only_a_timestamptz_is_read_as_a_time() {
+        let Some(schema) = TestSchema::create().await else {
+            return;
+        };
+        let db = schema.open().await;
+        let read = |sql: &'static str| sqlx::query_scalar::<_, DbTime>(sql).fetch_one(db.pool());
+        let day = read("SELECT TIMESTAMPTZ '2000-01-02 00:00:00+00'")
+            .await
+            .unwrap();
+        assert_eq!(day, DbTime(datetime!(2000-01-02 00:00 UTC)));
+        let err = read("SELECT 86400000000::int8").await.unwrap_err();
+        assert!(matches!(err, sqlx::Error::ColumnDecode { .. }), "{err:?}");
+        db.close().await;
+    }
+}

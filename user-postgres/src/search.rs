@@ -573,7 +573,7 @@ mod plans {
 mod paths {
     use std::collections::HashSet;
 
-    use user_core::domain::{NewUser, PasswordHash};
+    use user_core::domain::{NewUser, PasswordHash, Username};
     use user_core::ports::UserRepository as _;
     use user_core::testing::InMemoryUserRepository;
     use user_core::testing::conformance::{search_dataset, search_queries};
@@ -619,6 +619,135 @@ mod paths {
                 let every = [Plan::Probe, Plan::Set, Plan::BoundedWalk, Plan::Walk];
                 assert!(every.iter().all(|p| plans.contains(&Some(*p))), "{plans:?}");
             }
+        }
+        db.close().await;
+    }
+
+    /// A schema with ten users, `user0` to `user9`, inserted last to first.
+    async fn ten_users() -> Option<(TestSchema, crate::PostgresDatabase)> {
+        let schema = TestSchema::create().await?;
+        let db = schema.open().await;
+        for i in (0..10).rev() {
+            let user = user_core::testing::conformance::user(&format!("user{i}"));
+            let new = NewUser {
+                user,
+                password_hash: PasswordHash::new("h"),
+            };
+            db.users().insert(&new).await.unwrap();
+        }
+        Some((schema, db))
+    }
+
+    /// The probe's range ends at the `probe`-th user after the cursor, and has no end when
+    /// fewer are left.
+    #[tokio::test]
+    async fn the_probe_ends_at_its_last_user() {
+        let Some((_schema, db)) = ten_users().await else {
+            return;
+        };
+        let th = Thresholds {
+            probe: 3,
+            sample: 100,
+        };
+        let after = |name: &str| UserQuery {
+            after: Some(Username::parse(name).unwrap()),
+            ..UserQuery::default()
+        };
+        for (query, end) in [
+            (UserQuery::default(), Some("user2")),
+            (after("user5"), Some("user8")),
+            (after("user6"), Some("user9")),
+            (after("user7"), None),
+        ] {
+            let got: Option<String> = probe_end_query(QueryBuilder::new(""), &query, th)
+                .build_query_scalar()
+                .fetch_optional(&db.db.pool)
+                .await
+                .unwrap();
+            assert_eq!(got.as_deref(), end, "{query:?}");
+        }
+        db.close().await;
+    }
+
+    /// The probe answers when its range holds more than a page of matches, or is the rest of
+    /// the users; otherwise the sample chooses between the set and the walks. Each plan gives
+    /// its page in username order, whatever order the users were inserted in.
+    #[tokio::test]
+    async fn each_plan_answers_where_it_should() {
+        let Some((_schema, db)) = ten_users().await else {
+            return;
+        };
+        let search = |text: &str, after: Option<&str>| UserQuery {
+            search: Some(text.to_owned()),
+            after: after.map(|a| Username::parse(a).unwrap()),
+            limit: 2,
+            ..UserQuery::default()
+        };
+        let th = |probe, sample| Thresholds { probe, sample };
+        let cases: [(UserQuery, Thresholds, Plan, &[&str], Option<&str>); 6] = [
+            // Four matches in the probe's range, more than the page.
+            (
+                search("user", None),
+                th(4, 100),
+                Plan::Probe,
+                &["user0", "user1"],
+                Some("user1"),
+            ),
+            // Two users left: the range is the rest, and the probe saw every one.
+            (
+                search("user", Some("user7")),
+                th(4, 100),
+                Plan::Probe,
+                &["user8", "user9"],
+                None,
+            ),
+            // No match in the range; one in all, fewer than the sample.
+            (
+                search("user9", None),
+                th(4, 100),
+                Plan::Set,
+                &["user9"],
+                None,
+            ),
+            // One match in the range, fewer than a page; ten in all, fewer than the sample:
+            // the set, read in the table's order (last inserted first), sorted.
+            (
+                search("ser", None),
+                th(1, 100),
+                Plan::Set,
+                &["user0", "user1"],
+                Some("user1"),
+            ),
+            // As many matches as the sample, more than a page of them sampled: the walk up
+            // to the page's last sampled user.
+            (
+                search("ser", None),
+                th(1, 3),
+                Plan::BoundedWalk,
+                &["user0", "user1"],
+                Some("user1"),
+            ),
+            // No match in the range; as many in all as the sample, too few for a page.
+            (
+                search("user9", None),
+                th(4, 1),
+                Plan::Walk,
+                &["user9"],
+                None,
+            ),
+        ];
+        for (query, th, plan, names, next) in cases {
+            let (page, got) = list(&db.db, &query, th).await.unwrap();
+            let got_names: Vec<&str> = page.users.iter().map(|u| u.username.as_str()).collect();
+            assert_eq!(
+                (
+                    got,
+                    got_names.as_slice(),
+                    page.next.as_ref().map(Username::as_str)
+                ),
+                (Some(plan), names, next),
+                "{query:?} {th:?}"
+            );
         }
         db.close().await;
     }
