@@ -242,7 +242,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_that_succeeds_returns_its_value() {
-        let db = db(5);
+        let database = crate::PostgresDatabase { db: db(5) };
+        let db = &database.db;
         let mut attempts = 0;
         let got = db
             .run(|| {
@@ -259,6 +260,11 @@ mod tests {
             .await;
         assert_eq!(got.unwrap(), 3);
         assert_eq!(db.retries_so_far(), 2);
+        assert_eq!(
+            database.conflict_retries(),
+            2,
+            "what a host application reads"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -100,6 +100,25 @@ async fn four_instances_starting_at_once_create_the_schema_and_migrate_once() {
     }
 }
 
+/// Closing ends the pool: readiness says no, and a store's call is an unavailable error,
+/// not a wait for a connection that will never come.
+#[tokio::test]
+async fn a_closed_database_is_not_ready_and_its_stores_refuse_calls() {
+    let Some(t) = TestDb::new().await else {
+        return;
+    };
+    let alice = insert(&t.db.users(), "alice").await;
+    let ready = t.db.readiness();
+    assert!(ready().await, "open: ready");
+    t.db.close().await;
+    assert!(t.db.pool().is_closed());
+    assert!(!ready().await, "closed: not ready");
+    let got = t.db.users().get(alice.id).await;
+    assert!(matches!(got, Err(RepoError::Unavailable(_))), "{got:?}");
+    let ping = t.db.ping().await;
+    assert!(matches!(ping, Err(RepoError::Unavailable(_))), "{ping:?}");
+}
+
 #[tokio::test]
 async fn data_survives_closing_and_reopening() {
     let Some(t) = TestDb::new().await else {
