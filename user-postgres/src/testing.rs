@@ -54,6 +54,22 @@ fn say_skipped(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "*** skipped {test}: {why}");
 }
 
+/// The test server's URL from [`URL_VAR`]'s value (`var`), or `None` when it is unset or
+/// blank outside CI: the test is skipped.
+///
+/// # Panics
+/// When it is unset or blank and `ci` is set: CI must run these tests.
+fn server_url(var: Option<&str>, ci: bool) -> Option<String> {
+    match var {
+        Some(url) if !url.trim().is_empty() => Some(url.to_owned()),
+        _ if ci => panic!(
+            "{URL_VAR} is unset but CI is set: the PostgreSQL tests must run in CI. Set \
+             {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres (.ci/run does)"
+        ),
+        _ => None,
+    }
+}
+
 impl TestSchema {
     /// Creates a new schema on the server that [`URL_VAR`] names, after making sure that
     /// its database has the `pg_trgm` extension outside any test schema (in `public`, unless
@@ -67,19 +83,13 @@ impl TestSchema {
     /// When the variable is unset but `CI` is set (CI must run these tests), or when the
     /// server cannot be reached or refuses to create the schema.
     pub async fn create() -> Option<Self> {
-        let url = match std::env::var(URL_VAR) {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ if std::env::var_os("CI").is_some() => panic!(
-                "{URL_VAR} is unset but CI is set: the PostgreSQL tests must run in CI. Set \
-                 {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres (.ci/run does)"
-            ),
-            _ => {
-                say_skipped(&format!(
-                    "set {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres to run the \
-                     PostgreSQL tests (.ci/run does)"
-                ));
-                return None;
-            }
+        let var = std::env::var(URL_VAR).ok();
+        let Some(url) = server_url(var.as_deref(), std::env::var_os("CI").is_some()) else {
+            say_skipped(&format!(
+                "set {URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres to run the \
+                 PostgreSQL tests (.ci/run does)"
+            ));
+            return None;
         };
         let name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
         let created = async {
@@ -194,5 +204,30 @@ async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
     match tokio::time::timeout(SERVER_TIMEOUT, PgConnection::connect_with(&options)).await {
         Ok(conn) => conn,
         Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_or_missing_url_skips_outside_ci_and_fails_in_it() {
+        let url = "postgres://postgres@127.0.0.1:5432/postgres";
+        assert_eq!(server_url(Some(url), false).as_deref(), Some(url));
+        assert_eq!(server_url(Some(url), true).as_deref(), Some(url));
+        for var in [None, Some(""), Some("  ")] {
+            assert_eq!(server_url(var, false), None, "{var:?}");
+            let in_ci = std::panic::catch_unwind(|| server_url(var, true));
+            assert!(in_ci.is_err(), "{var:?} in CI must fail the test");
+        }
+    }
+
+    /// With the variable set, the tests of this crate really run: a schema is made.
+    #[tokio::test]
+    async fn with_the_url_set_a_schema_is_made() {
+        let set = std::env::var(URL_VAR).is_ok_and(|url| !url.trim().is_empty());
+        let schema = TestSchema::create().await;
+        assert_eq!(schema.is_some(), set, "{schema:?}");
     }
 }
