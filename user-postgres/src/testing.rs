@@ -223,11 +223,34 @@ mod tests {
         }
     }
 
-    /// With the variable set, the tests of this crate really run: a schema is made.
+    /// With the variable set, the tests of this crate really run: a schema is made, its
+    /// settings name it with a small pool, and dropping the value drops the schema.
     #[tokio::test]
-    async fn with_the_url_set_a_schema_is_made() {
+    async fn with_the_url_set_a_schema_is_made_and_dropped() {
         let set = std::env::var(URL_VAR).is_ok_and(|url| !url.trim().is_empty());
         let schema = TestSchema::create().await;
         assert_eq!(schema.is_some(), set, "{schema:?}");
+        let Some(schema) = schema else {
+            return;
+        };
+        let config = schema.config();
+        assert_eq!(config.schema.as_deref(), Some(schema.name()));
+        assert_eq!(config.max_connections, 4);
+        let name = schema.name().to_owned();
+        let exists = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
+        let mut conn = connect(schema.url.expose_secret()).await.unwrap();
+        let before: bool = sqlx::query_scalar(exists)
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        drop(schema);
+        let after: bool = sqlx::query_scalar(exists)
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((before, after), (true, false), "{name}");
+        conn.close().await.unwrap();
     }
 }
