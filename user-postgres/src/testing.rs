@@ -233,6 +233,9 @@ mod tests {
         let Some(schema) = schema else {
             return;
         };
+        let debug = format!("{schema:?}");
+        assert!(debug.contains(schema.name()), "{debug}");
+        assert!(!debug.contains("postgres://"), "never the URL: {debug}");
         let config = schema.config();
         assert_eq!(config.schema.as_deref(), Some(schema.name()));
         assert_eq!(config.max_connections, 4);
@@ -252,5 +255,41 @@ mod tests {
             .unwrap();
         assert_eq!((before, after), (true, false), "{name}");
         conn.close().await.unwrap();
+    }
+
+    /// In a database without `pg_trgm`, the shared extension goes in `public`, outside any
+    /// test schema whose drop would take it away from the others.
+    #[tokio::test]
+    async fn pg_trgm_is_made_in_public() {
+        let Some(schema) = TestSchema::create().await else {
+            return;
+        };
+        let mut admin = connect(schema.url.expose_secret()).await.unwrap();
+        let database = format!("users_test_db_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let options: sqlx::postgres::PgConnectOptions = schema.url.expose_secret().parse().unwrap();
+        let mut conn = PgConnection::connect_with(&options.database(&database))
+            .await
+            .unwrap();
+        let home = "SELECT extnamespace::regnamespace::text FROM pg_extension \
+                    WHERE extname = 'pg_trgm'";
+        let before: Option<String> = sqlx::query_scalar(home)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+        shared_pg_trgm(&mut conn).await.unwrap();
+        let after: Option<String> = sqlx::query_scalar(home)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{database}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!((before, after.as_deref()), (None, Some("public")));
     }
 }
