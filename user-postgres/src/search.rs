@@ -638,6 +638,9 @@ mod paths {
         Some((schema, db))
     }
 
+    /// A search, its thresholds, and the plan, page and cursor it must give.
+    type Case<'a> = (UserQuery, Thresholds, Plan, &'a [&'a str], Option<&'a str>);
+
     /// The probe's range ends at the `probe`-th user after the cursor, and has no end when
     /// fewer are left.
     #[tokio::test]
@@ -684,7 +687,7 @@ mod paths {
             ..UserQuery::default()
         };
         let th = |probe, sample| Thresholds { probe, sample };
-        let cases: [(UserQuery, Thresholds, Plan, &[&str], Option<&str>); 6] = [
+        let cases: [Case<'_>; 6] = [
             // Four matches in the probe's range, more than the page.
             (
                 search("user", None),

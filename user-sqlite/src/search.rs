@@ -587,6 +587,9 @@ mod paths {
         }
     }
 
+    /// A search, its thresholds, and the plan, page and cursor it must give.
+    type Case<'a> = (UserQuery, Thresholds, Plan, &'a [&'a str], Option<&'a str>);
+
     /// The probe's range ends at the `probe`-th user after the cursor, and has no end when
     /// fewer are left.
     #[tokio::test]
@@ -624,7 +627,7 @@ mod paths {
             ..UserQuery::default()
         };
         let th = |probe, sample| Thresholds { probe, sample };
-        let cases: [(UserQuery, Thresholds, Plan, &[&str], Option<&str>); 5] = [
+        let cases: [Case<'_>; 5] = [
             // Four matches in the probe's range, more than the page.
             (
                 search("user", None),
