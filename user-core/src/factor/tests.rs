@@ -568,18 +568,50 @@ async fn another_accounts_trusted_device_token_at_the_second_step_does_not_help(
     // Ada's browser with Bob's token, or with the one it was given, still needs a code.
     browser_challenge(&f, "ada", Some(bobs.clone())).await;
     browser_challenge(&f, "ada", Some(given)).await;
-    let skip = f
+
+    // Ada's browser holding Bob's token at both steps, asking to be trusted: Bob's token is
+    // not renewed for Ada; she gets a token of her own, which then vouches for her alone.
+    f.clock.advance(Duration::from_secs(30));
+    let challenge = browser_challenge(&f, "ada", Some(bobs.clone())).await;
+    let mut second = step(&challenge, &code_now(&f, &ada_secret));
+    second.trust_device = true;
+    second.device_token = Some(bobs.clone());
+    let adas = f
         .auth
-        .sign_in_browser(
-            creds("bob").with_device_token(Some(bobs)),
-            ClientInfo::default(),
-        )
+        .complete_sign_in_browser(second, ClientInfo::default())
         .await
-        .unwrap();
-    assert!(
-        matches!(skip, SignIn::Complete(_)),
-        "Bob's browser keeps its trust"
+        .unwrap()
+        .device_token;
+    assert_ne!(
+        adas.expose_secret(),
+        bobs.expose_secret(),
+        "not Bob's token"
     );
+    let skip = |name: &'static str, token: &SecretString| {
+        let token = token.clone();
+        let f = &f;
+        async move {
+            let signed_in = f
+                .auth
+                .sign_in_browser(
+                    creds(name).with_device_token(Some(token)),
+                    ClientInfo::default(),
+                )
+                .await
+                .unwrap();
+            matches!(signed_in, SignIn::Complete(_))
+        }
+    };
+    assert!(
+        skip("ada", &adas).await,
+        "Ada's own trusted token vouches for her"
+    );
+    assert!(!skip("bob", &adas).await, "and not for Bob");
+    assert!(
+        !skip("ada", &bobs).await,
+        "Bob's token never vouches for Ada"
+    );
+    assert!(skip("bob", &bobs).await, "Bob's browser keeps its trust");
 }
 
 #[tokio::test]
