@@ -53,6 +53,25 @@ async fn browser_challenge(
     }
 }
 
+/// The second step of a browser sign-in with the current code of `secret`, presenting
+/// `device` and asking to be trusted or not: the device token the browser is given.
+async fn finish_browser(
+    f: &Fixture,
+    challenge: &crate::auth::Challenge,
+    secret: &str,
+    trust_device: bool,
+    device: Option<SecretString>,
+) -> SecretString {
+    let mut second = step(challenge, &code_now(f, secret));
+    second.trust_device = trust_device;
+    second.device_token = device;
+    f.auth
+        .complete_sign_in_browser(second, ClientInfo::default())
+        .await
+        .unwrap()
+        .device_token
+}
+
 fn step(challenge: &crate::auth::Challenge, code: &str) -> SecondStep {
     SecondStep::new(challenge.token.clone(), secret(code))
 }
@@ -541,25 +560,10 @@ async fn another_accounts_trusted_device_token_at_the_second_step_does_not_help(
     let (bob_secret, _) = f.enrol(&bob).await;
     f.clock.advance(Duration::from_secs(30));
     let challenge = browser_challenge(&f, "bob", None).await;
-    let mut second = step(&challenge, &code_now(&f, &bob_secret));
-    second.trust_device = true;
-    let bobs = f
-        .auth
-        .complete_sign_in_browser(second, ClientInfo::default())
-        .await
-        .unwrap()
-        .device_token;
+    let bobs = finish_browser(&f, &challenge, &bob_secret, true, None).await;
 
     let challenge = browser_challenge(&f, "ada", None).await;
-    let mut second = step(&challenge, &code_now(&f, &ada_secret));
-    second.trust_device = false;
-    second.device_token = Some(bobs.clone());
-    let given = f
-        .auth
-        .complete_sign_in_browser(second, ClientInfo::default())
-        .await
-        .unwrap()
-        .device_token;
+    let given = finish_browser(&f, &challenge, &ada_secret, false, Some(bobs.clone())).await;
     assert_ne!(
         given.expose_secret(),
         bobs.expose_secret(),
@@ -573,15 +577,7 @@ async fn another_accounts_trusted_device_token_at_the_second_step_does_not_help(
     // not renewed for Ada; she gets a token of her own, which then vouches for her alone.
     f.clock.advance(Duration::from_secs(30));
     let challenge = browser_challenge(&f, "ada", Some(bobs.clone())).await;
-    let mut second = step(&challenge, &code_now(&f, &ada_secret));
-    second.trust_device = true;
-    second.device_token = Some(bobs.clone());
-    let adas = f
-        .auth
-        .complete_sign_in_browser(second, ClientInfo::default())
-        .await
-        .unwrap()
-        .device_token;
+    let adas = finish_browser(&f, &challenge, &ada_secret, true, Some(bobs.clone())).await;
     assert_ne!(
         adas.expose_secret(),
         bobs.expose_secret(),
